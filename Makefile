@@ -1,0 +1,109 @@
+# secbroker -- see README.md. Sources are picked up by wildcard: adding a
+# file under mqtt/, tls/, acl/, broker/, clients/core/ or a clients/sec*.c
+# program or a tests/unit/test_*.c suite needs no change here.
+
+CC      ?= cc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+CFLAGS  ?= -O2 -g
+SAN     ?=
+CONF    ?= etc/lab.conf
+
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. $(CFLAGS) $(SAN) -MMD -MP
+LDFLAGS_ALL = $(LDFLAGS) $(SAN)
+TLS_LIBS = -lmbedtls -lmbedx509 -lmbedcrypto
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
+
+MQTT_SRC   := $(wildcard mqtt/*.c)
+TLS_SRC    := $(wildcard tls/*.c)
+ACL_SRC    := $(wildcard acl/*.c)
+BROKER_SRC := $(wildcard broker/*.c)
+CCORE_SRC  := $(wildcard clients/core/*.c)
+CLIENT_SRC := $(wildcard clients/sec*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_HELP  := $(filter-out tests/unit/test_%,$(wildcard tests/unit/*.c))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBMQTT   = $(BUILD)/libsecmqtt.a
+LIBTLS    = $(BUILD)/libsectls.a
+LIBACL    = $(BUILD)/libsecacl.a
+LIBCCORE  = $(BUILD)/libseccli.a
+# the broker's objects minus main(), so unit tests can link broker modules
+LIBBROKER = $(BUILD)/libsecbroker.a
+
+BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
+UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all clean test unit test-unit test-asan test-integration run certs install deps-build deps-test bench
+
+all: $(BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBMQTT): $(call obj,$(MQTT_SRC))
+$(LIBTLS): $(call obj,$(TLS_SRC))
+$(LIBACL): $(call obj,$(ACL_SRC))
+$(LIBCCORE): $(call obj,$(CCORE_SRC))
+$(LIBBROKER): $(call obj,$(filter-out broker/main.c,$(BROKER_SRC)))
+$(BUILD)/%.a:
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(if $^,ar rcs $@ $^,ar rcs $@)
+
+$(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS)
+
+$(BUILD)/sec%: $(BUILD)/obj/clients/sec%.o $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) -lm
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROKER) $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(CHECK_LIBS)
+
+unit: $(UNIT_BINS)
+
+# ---- tests ------------------------------------------------------------------
+deps-build:
+	@sh scripts/deps.sh build
+
+deps-test:
+	@sh scripts/deps.sh test
+
+test-unit: unit
+	@sh scripts/run-unit.sh $(BUILD)
+
+test-asan:
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g" \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all unit
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    sh scripts/run-unit.sh build-asan
+
+test-integration: all
+	@sh scripts/run-integration.sh
+
+test: deps-test
+	@$(MAKE) --no-print-directory all unit
+	@sh scripts/run-all.sh
+
+# ---- running ----------------------------------------------------------------
+certs:
+	@sh scripts/mkcerts.sh certs $(KEY)
+
+run: deps-build
+	@$(MAKE) --no-print-directory all
+	@sh scripts/mkcerts.sh certs $(KEY)
+	@echo "starting build/secbroker -c $(CONF)"
+	exec ./build/secbroker -c $(CONF)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) build-asan -name '*.d' 2>/dev/null)

@@ -1,0 +1,73 @@
+/*
+ * acl.h -- password files and access control lists, in Mosquitto's formats.
+ * No sockets; mbedTLS (crypto only) for hashing.
+ *
+ * Return convention: ACL_OK (0) on success / "allowed", negative ACL_ERR_*
+ * otherwise. Loaders fill `err` with "FILE:LINE: reason".
+ */
+#ifndef SECBROKER_ACL_H
+#define SECBROKER_ACL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum acl_err {
+    ACL_OK = 0,
+    ACL_ERR_FILE = -1,          /* cannot open/read the file */
+    ACL_ERR_SYNTAX = -2,        /* malformed line */
+    ACL_ERR_UNKNOWN_USER = -3,  /* pw_check: no such user */
+    ACL_ERR_BAD_PASSWORD = -4,  /* pw_check: wrong password */
+    ACL_ERR_DENIED = -5,        /* acl_check: not allowed */
+    ACL_ERR_ALLOC = -6,
+    ACL_ERR_ARG = -7,           /* invalid argument (e.g. ':' in a user name) */
+    ACL_ERR_CRYPTO = -8,
+};
+
+/* ---- password file --------------------------------------------------- */
+
+typedef struct pw_file pw_file;
+
+/* Lines "user:$7$ITER$SALT_B64$HASH_B64" (PBKDF2-HMAC-SHA512) and
+ * "user:$6$SALT_B64$HASH_B64" (SHA-512(password || salt)); '#' comments and
+ * blank lines ignored. */
+int pw_file_load(const char *path, pw_file **out, char *err, size_t errlen);
+void pw_file_free(pw_file *pf);
+size_t pw_file_count(const pw_file *pf);
+/* Constant-time comparison of the derived hash. ACL_OK, ACL_ERR_UNKNOWN_USER
+ * or ACL_ERR_BAD_PASSWORD. Remembers successful verifications (keyed by a
+ * SHA-512 of user and password) so a reconnecting client does not pay the
+ * PBKDF2 cost again. */
+int pw_file_check(pw_file *pf, const char *user, const uint8_t *password, size_t pwlen);
+
+/* Make one "$7$ITER$SALT$HASH" string (no "user:") with a random 12-byte
+ * salt; iterations 0 = default (see docs). out must hold 256 bytes. */
+int pw_hash_make(const uint8_t *password, size_t pwlen, unsigned iterations, char *out,
+                 size_t outlen);
+/* Verify password against a "$7$..." or "$6$..." string. */
+int pw_hash_verify(const char *hash, const uint8_t *password, size_t pwlen);
+
+/* ---- ACL file -------------------------------------------------------- */
+
+typedef struct acl_rules acl_rules;
+
+enum acl_access {
+    ACL_READ = 1,       /* a message on this topic may be delivered to the client */
+    ACL_WRITE = 2,      /* the client may publish on this topic */
+    ACL_SUBSCRIBE = 4,  /* the client may subscribe with this filter */
+};
+
+/* Mosquitto grammar: "topic [read|write|readwrite|deny] TOPIC",
+ * "user NAME", "pattern [read|write|readwrite|deny] TOPIC" (%c, %u);
+ * rules before the first "user" line apply to anonymous clients. */
+int acl_rules_load(const char *path, acl_rules **out, char *err, size_t errlen);
+void acl_rules_free(acl_rules *r);
+/* username NULL = anonymous. topic is a topic name for READ/WRITE and a
+ * topic filter for SUBSCRIBE (allowed when a read rule's filter covers it).
+ * Returns ACL_OK or ACL_ERR_DENIED. Deny rules win. */
+int acl_check(const acl_rules *r, const char *username, const char *client_id, const char *topic,
+              size_t topic_len, int access);
+
+const char *acl_strerror(int err);
+
+#endif

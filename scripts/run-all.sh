@@ -1,0 +1,16 @@
+#!/bin/sh
+# run-all.sh -- every test suite; the last line is the overall count.
+status=0
+make --no-print-directory test-unit || status=1
+make --no-print-directory test-asan || status=1
+make --no-print-directory test-integration || status=1
+passed=0; failed=0
+for f in build/results/unit build-asan/results/unit build/results/integration; do
+    if [ -f "$f" ]; then
+        read p fl < "$f"; passed=$((passed + p)); failed=$((failed + fl))
+    else
+        echo "missing result file $f"; failed=$((failed + 1)); status=1
+    fi
+done
+echo "$passed passed, $failed failed"
+exit $status

@@ -1,0 +1,129 @@
+/*
+ * tls.h -- the only interface to mbedTLS. Nothing outside tls/ includes an
+ * mbedtls header.
+ *
+ * A tls_server holds what one TLS listener shares between its connections
+ * (certificates, keys, CA chain, CRL, cipher list, ticket keys, session
+ * cache, key log). A tls_client holds the same for the command-line clients.
+ * A tls_conn is one non-blocking connection on a socket the caller owns
+ * (tls_conn_free never closes the fd).
+ *
+ * Return convention: TLS_OK (0) or a count (>= 0) on success,
+ * TLS_WANT_READ / TLS_WANT_WRITE (positive sentinels, NOT errors: wait for
+ * the fd to become readable/writable and call again), negative TLS_ERR_* on
+ * failure. After a failure, tls_conn_error() says why in plain words (peer
+ * address included), ready to be logged as one line.
+ *
+ * Lifecycle: init-free pairs follow mbedTLS: *_setup allocates, *_free
+ * accepts NULL.
+ */
+#ifndef SECBROKER_TLS_H
+#define SECBROKER_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum tls_err {
+    TLS_OK = 0,
+    TLS_WANT_READ = 1 << 28,       /* sentinels far away from byte counts */
+    TLS_WANT_WRITE = (1 << 28) + 1,
+    TLS_ERR_CONFIG = -1,           /* bad option / unreadable file (setup only) */
+    TLS_ERR_HANDSHAKE = -2,        /* handshake failed; see tls_conn_error() */
+    TLS_ERR_CLOSED = -3,           /* peer sent close_notify or the socket hit EOF */
+    TLS_ERR_IO = -4,               /* socket error (errno-based) */
+    TLS_ERR_PROTOCOL = -5,         /* bad record / MAC failure / alert after handshake */
+    TLS_ERR_ALLOC = -6,
+    TLS_ERR_PLAINTEXT = -7,        /* handshake: peer spoke plain MQTT (or other
+                                      non-TLS bytes) on a TLS port */
+};
+
+typedef struct tls_server tls_server;
+typedef struct tls_client tls_client;
+typedef struct tls_conn tls_conn;
+
+typedef struct {
+    const char *certfile;          /* required */
+    const char *keyfile;           /* required */
+    const char *cafile;            /* CA(s) used to verify client certificates */
+    const char *capath;            /* directory of CA certificates */
+    const char *crlfile;           /* optional CRL (PEM) */
+    const char *ciphers;           /* NULL = secure default; ':'-separated
+                                      OpenSSL-style or IANA names */
+    const char *tls_version;       /* minimum: "tlsv1.1", "tlsv1.2" (default), "tlsv1.3" */
+    const char *keylog_file;       /* NSS key log, appended, flushed per line */
+    bool require_certificate;      /* mutual authentication */
+    bool request_certificate;      /* ask for (but do not require) a client cert:
+                                      set when cafile/capath is given */
+    unsigned session_cache_size;   /* 0 = default (10000) */
+    unsigned session_timeout;      /* seconds, 0 = default (86400) */
+    bool trace;                    /* log each handshake step (log_type tls) */
+} tls_server_opts;
+
+/* Log hook: the broker passes its logger so tls/ never prints on its own.
+ * level: 0 = error, 1 = warning, 2 = notice, 3 = info, 4 = debug/trace. */
+typedef void (*tls_log_fn)(void *ud, int level, const char *line);
+
+/* Global once-per-process setup (RNG). Returns TLS_OK or TLS_ERR_CONFIG. */
+int tls_global_setup(char *err, size_t errlen);
+void tls_global_free(void);
+/* "mbed TLS 2.28.3" */
+const char *tls_library_version(void);
+
+/* Loads every file. On failure returns TLS_ERR_CONFIG with a plain-words
+ * reason ("certfile /x/y.pem: no certificate found") in err. */
+int tls_server_setup(tls_server **out, const tls_server_opts *opts, tls_log_fn log, void *log_ud,
+                     char *err, size_t errlen);
+void tls_server_free(tls_server *srv);
+/* Called about once per second by the owner: rotates ticket keys, expires
+ * cache entries. */
+void tls_server_tick(tls_server *srv, time_t now);
+
+typedef struct {
+    const char *cafile, *capath;   /* trust anchors (none = system default if insecure==false) */
+    const char *certfile, *keyfile;/* client certificate for mutual auth */
+    const char *ciphers;
+    const char *tls_version;       /* minimum and maximum are both this if set */
+    const char *keylog_file;       /* NSS key log (the caller resolves SSLKEYLOGFILE) */
+    const char *server_name;       /* for SNI and hostname verification */
+    bool insecure;                 /* skip hostname verification only */
+} tls_client_opts;
+
+int tls_client_setup(tls_client **out, const tls_client_opts *opts, char *err, size_t errlen);
+void tls_client_free(tls_client *cli);
+
+/* Wrap an accepted, non-blocking fd. peer is "1.2.3.4:5678" (copied). */
+int tls_conn_accept(tls_conn **out, tls_server *srv, int fd, const char *peer);
+/* Wrap a connected (blocking or not) fd for a client connection. */
+int tls_conn_connect(tls_conn **out, tls_client *cli, int fd, const char *peer);
+/* Drive the handshake. TLS_OK when done, TLS_WANT_*, or TLS_ERR_HANDSHAKE /
+ * TLS_ERR_PLAINTEXT / TLS_ERR_IO / TLS_ERR_CLOSED with tls_conn_error() set.
+ * A failed server handshake has already sent the matching fatal alert. */
+int tls_conn_handshake(tls_conn *c);
+bool tls_conn_handshake_done(const tls_conn *c);
+/* Application data. read: n > 0 bytes, TLS_WANT_*, TLS_ERR_CLOSED at EOF or
+ * close_notify, other negatives on error. write: n > 0 bytes consumed (at
+ * most one record's worth per call is fine; the caller loops), or TLS_WANT_*. */
+ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t len);
+ssize_t tls_conn_write(tls_conn *c, const uint8_t *buf, size_t len);
+/* Decrypted bytes already buffered inside the TLS layer: the caller must keep
+ * reading while this is non-zero because epoll will not report them. */
+size_t tls_conn_pending(const tls_conn *c);
+/* Send close_notify (best effort, non-blocking). */
+void tls_conn_close_notify(tls_conn *c);
+void tls_conn_free(tls_conn *c);
+
+/* After a failure: "127.0.0.1:5555: TLS handshake failed: client offered
+ * only TLS 1.1 while the minimum is TLS 1.2 (sent alert protocol_version)". */
+const char *tls_conn_error(const tls_conn *c);
+/* After the handshake: "TLS 1.2, ECDHE-ECDSA-AES128-GCM-SHA256, full
+ * handshake, client certificate CN=labclient,O=Lab" (or "no client certificate"). */
+void tls_conn_describe(const tls_conn *c, char *buf, size_t len);
+bool tls_conn_resumed(const tls_conn *c);
+/* Client certificate's subject CN, or NULL when none was presented. */
+const char *tls_conn_peer_cn(const tls_conn *c);
+/* Bytes currently allocated for this connection (for docs/bench). */
+size_t tls_conn_memory(const tls_conn *c);
+
+#endif
