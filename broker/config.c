@@ -1,0 +1,378 @@
+/* config.c -- see config.h. Every key Mosquitto has keeps Mosquitto's name;
+ * an unknown key, a bad value or an unreadable file is an error naming the
+ * file and line. */
+#include "broker/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/log.h"
+
+typedef struct {
+    const char *path;
+    int line;
+    char *err;
+    size_t errlen;
+} pctx;
+
+static int fail(pctx *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(pctx *p, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (p->line > 0)
+        snprintf(p->err, p->errlen, "%s:%d: %s", p->path, p->line, msg);
+    else
+        snprintf(p->err, p->errlen, "%s: %s", p->path, msg);
+    return -1;
+}
+
+static int parse_bool(pctx *p, const char *key, const char *v, bool *out)
+{
+    if (strcmp(v, "true") == 0) *out = true;
+    else if (strcmp(v, "false") == 0) *out = false;
+    else return fail(p, "%s: expected true or false, got '%s'", key, v);
+    return 0;
+}
+
+static int parse_uint(pctx *p, const char *key, const char *v, uint64_t min, uint64_t max,
+                      uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)v[0])) return fail(p, "%s: '%s' is not a number", key, v);
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || *end) return fail(p, "%s: '%s' is not a number", key, v);
+    if (n < min || n > max)
+        return fail(p, "%s: %llu is out of range (%llu..%llu)", key, n, (unsigned long long)min,
+                    (unsigned long long)max);
+    *out = n;
+    return 0;
+}
+
+static int set_str(char **dst, const char *v)
+{
+    free(*dst);
+    *dst = strdup(v);
+    return *dst ? 0 : -1;
+}
+
+/* A file named by the config must be readable now, not at first use. */
+static int need_file(pctx *p, const char *key, const char *v, bool dir)
+{
+    if (access(v, R_OK | (dir ? X_OK : 0)) != 0)
+        return fail(p, "%s: cannot read %s: %s", key, v, strerror(errno));
+    return 0;
+}
+
+static void listener_free(listener_cfg *l)
+{
+    free(l->address);
+    free(l->certfile);
+    free(l->keyfile);
+    free(l->cafile);
+    free(l->capath);
+    free(l->crlfile);
+    free(l->ciphers);
+    free(l->tls_version);
+    free(l->tls_keylog_file);
+}
+
+void config_free(config *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < c->nlisteners; i++) listener_free(&c->listeners[i]);
+    free(c->listeners);
+    free(c->path);
+    free(c->password_file);
+    free(c->acl_file);
+    free(c->log_file);
+    free(c->user);
+    free(c);
+}
+
+static listener_cfg *cur_listener(config *c)
+{
+    return c->nlisteners ? &c->listeners[c->nlisteners - 1] : NULL;
+}
+
+static int listener_key(pctx *p, config *c, const char *key, const char *v)
+{
+    static const char *const keys[] = {
+        "max_connections", "require_certificate", "use_identity_as_username", "tls_version",
+        "ciphers", "tls_keylog_file", "certfile", "keyfile", "cafile", "capath", "crlfile",
+    };
+    bool known = false;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) known |= strcmp(key, keys[i]) == 0;
+    if (!known) return 1;
+    listener_cfg *l = cur_listener(c);
+    if (!l) return fail(p, "%s must follow a 'listener' line", key);
+    uint64_t n;
+    if (strcmp(key, "max_connections") == 0) {
+        if (strcmp(v, "-1") == 0) { l->max_connections = -1; return 0; }
+        if (parse_uint(p, key, v, 0, 10000000, &n)) return -1;
+        l->max_connections = (int)n;
+        return 0;
+    }
+    if (strcmp(key, "require_certificate") == 0)
+        return parse_bool(p, key, v, &l->require_certificate);
+    if (strcmp(key, "use_identity_as_username") == 0)
+        return parse_bool(p, key, v, &l->use_identity_as_username);
+    if (strcmp(key, "tls_version") == 0) {
+        if (strcmp(v, "tlsv1.1") && strcmp(v, "tlsv1.2") && strcmp(v, "tlsv1.3"))
+            return fail(p, "tls_version: expected tlsv1.1, tlsv1.2 or tlsv1.3, got '%s'", v);
+        return set_str(&l->tls_version, v);
+    }
+    if (strcmp(key, "ciphers") == 0) return set_str(&l->ciphers, v);
+    if (strcmp(key, "tls_keylog_file") == 0) return set_str(&l->tls_keylog_file, v);
+    struct {
+        const char *name;
+        char **dst;
+        bool dir;
+    } files[] = {
+        {"certfile", &l->certfile, false}, {"keyfile", &l->keyfile, false},
+        {"cafile", &l->cafile, false},     {"capath", &l->capath, true},
+        {"crlfile", &l->crlfile, false},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        if (strcmp(key, files[i].name) == 0) {
+            if (need_file(p, key, v, files[i].dir)) return -1;
+            return set_str(files[i].dst, v);
+        }
+    }
+    return 1; /* not a listener key */
+}
+
+static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_seen,
+                       bool *log_type_seen)
+{
+    uint64_t n;
+    int r = 0;
+    if (strcmp(key, "listener") == 0) {
+        char *addr = strchr(v, ' ');
+        if (addr) {
+            *addr++ = 0;
+            while (*addr == ' ' || *addr == '\t') addr++;
+            if (!*addr) addr = NULL;
+        }
+        if (parse_uint(p, key, v, 0, 65535, &n)) return -1;
+        listener_cfg *nl = realloc(c->listeners, (c->nlisteners + 1) * sizeof *nl);
+        if (!nl) return fail(p, "out of memory");
+        c->listeners = nl;
+        listener_cfg *l = &nl[c->nlisteners++];
+        memset(l, 0, sizeof *l);
+        l->line = p->line;
+        l->port = (int)n;
+        l->max_connections = -1;
+        if (addr && !(l->address = strdup(addr))) return fail(p, "out of memory");
+        return 0;
+    }
+    r = listener_key(p, c, key, v);
+    if (r <= 0) return r;
+
+    if (strcmp(key, "allow_anonymous") == 0) return parse_bool(p, key, v, &c->allow_anonymous);
+    if (strcmp(key, "password_file") == 0) {
+        if (need_file(p, key, v, false)) return -1;
+        return set_str(&c->password_file, v);
+    }
+    if (strcmp(key, "acl_file") == 0) {
+        if (need_file(p, key, v, false)) return -1;
+        return set_str(&c->acl_file, v);
+    }
+    if (strcmp(key, "max_keepalive") == 0) {
+        if (parse_uint(p, key, v, 0, 65535, &n)) return -1;
+        c->max_keepalive = (uint32_t)n;
+        return 0;
+    }
+    if (strcmp(key, "max_packet_size") == 0) {
+        /* 20 bytes is the smallest size that still admits a CONNECT */
+        if (parse_uint(p, key, v, 20, 268435460ULL, &n)) return -1;
+        c->max_packet_size = (uint32_t)n;
+        return 0;
+    }
+    if (strcmp(key, "max_inflight_messages") == 0) {
+        if (parse_uint(p, key, v, 0, 65535, &n)) return -1;
+        c->max_inflight_messages = (uint32_t)n;
+        return 0;
+    }
+    if (strcmp(key, "max_queued_messages") == 0) {
+        if (parse_uint(p, key, v, 0, 100000000, &n)) return -1;
+        c->max_queued_messages = (uint32_t)n;
+        return 0;
+    }
+    if (strcmp(key, "max_output_buffer") == 0) {
+        if (parse_uint(p, key, v, 65536, 1ULL << 40, &n)) return -1;
+        c->max_output_buffer = n;
+        return 0;
+    }
+    if (strcmp(key, "retain_available") == 0) return parse_bool(p, key, v, &c->retain_available);
+    if (strcmp(key, "connection_messages") == 0)
+        return parse_bool(p, key, v, &c->connection_messages);
+    if (strcmp(key, "sys_interval") == 0) {
+        if (parse_uint(p, key, v, 0, 86400, &n)) return -1;
+        c->sys_interval = (uint32_t)n;
+        return 0;
+    }
+    if (strcmp(key, "handshake_timeout") == 0) {
+        if (parse_uint(p, key, v, 1, 3600, &n)) return -1;
+        c->handshake_timeout = (uint32_t)n;
+        return 0;
+    }
+    if (strcmp(key, "user") == 0) return set_str(&c->user, v);
+    if (strcmp(key, "log_dest") == 0) {
+        if (!*log_dest_seen) c->log_dests = 0; /* the first log_dest replaces the default */
+        *log_dest_seen = true;
+        if (strcmp(v, "stdout") == 0) c->log_dests |= LOGD_STDOUT;
+        else if (strcmp(v, "stderr") == 0) c->log_dests |= LOGD_STDERR;
+        else if (strcmp(v, "syslog") == 0) c->log_dests |= LOGD_SYSLOG;
+        else if (strcmp(v, "none") == 0) c->log_dests = 0;
+        else if (strncmp(v, "file ", 5) == 0 || strcmp(v, "file") == 0) {
+            const char *f = v + 4;
+            while (*f == ' ' || *f == '\t') f++;
+            if (!*f) return fail(p, "log_dest file: needs a path");
+            c->log_dests |= LOGD_FILE;
+            return set_str(&c->log_file, f);
+        } else
+            return fail(p, "log_dest: expected stdout, stderr, syslog, file PATH or none, got '%s'",
+                        v);
+        return 0;
+    }
+    if (strcmp(key, "log_type") == 0) {
+        int bits = log_type_parse(v);
+        if (bits < 0)
+            return fail(p, "log_type: unknown type '%s' (error, warning, notice, information, "
+                           "debug, subscribe, tls, all, none)", v);
+        if (!*log_type_seen) c->log_types = 0;
+        *log_type_seen = true;
+        if (strcmp(v, "none") == 0) c->log_types = 0;
+        c->log_types |= bits;
+        if (bits & LL_TLS) c->tls_trace = true;
+        return 0;
+    }
+    if (strcmp(key, "persistence") == 0) {
+        bool on = false;
+        if (parse_bool(p, key, v, &on)) return -1;
+        if (on)
+            return fail(p, "persistence true is not supported yet: sessions and retained "
+                           "messages are kept in memory only");
+        return 0;
+    }
+    static const char *const mosquitto_only[] = {
+        "persistence_location", "persistence_file", "autosave_interval", "bridge_cafile",
+        "connection", "include_dir", "plugin", "auth_plugin", "psk_file", "psk_hint",
+        "protocol", "socket_domain", "http_dir", "websockets_log_level", "bind_interface",
+        "mount_point", "allow_zero_length_clientid", "auto_id_prefix", "max_queued_bytes",
+        "queue_qos0_messages", "upgrade_outgoing_qos", "persistent_client_expiration",
+        "message_size_limit", "per_listener_settings", "check_retain_source", "pid_file",
+        "allow_duplicate_messages", "set_tcp_nodelay", "memory_limit", "keyfile_password",
+        "dhparamfile", "ciphers_tls1.3", "ocsp_stapling",
+    };
+    for (size_t i = 0; i < sizeof mosquitto_only / sizeof mosquitto_only[0]; i++)
+        if (strcmp(key, mosquitto_only[i]) == 0)
+            return fail(p, "'%s' is a Mosquitto option that secbroker does not support", key);
+    return fail(p, "unknown option '%s'", key);
+}
+
+config *config_load(const char *path, char *err, size_t errlen)
+{
+    pctx p = {path, 0, err, errlen};
+    config *c = calloc(1, sizeof *c);
+    if (!c) {
+        fail(&p, "out of memory");
+        return NULL;
+    }
+    c->path = strdup(path);
+    c->allow_anonymous = false;
+    c->max_keepalive = 65535;
+    c->max_packet_size = 1024 * 1024;
+    c->max_inflight_messages = 20;
+    c->max_queued_messages = 1000;
+    c->max_output_buffer = 16 * 1024 * 1024;
+    c->retain_available = true;
+    c->log_dests = LOGD_STDERR;
+    c->log_types = LL_ERROR | LL_WARNING | LL_NOTICE | LL_INFO;
+    c->connection_messages = true;
+    c->sys_interval = 10;
+    c->handshake_timeout = 10;
+
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fail(&p, "cannot open: %s", strerror(errno));
+        config_free(c);
+        return NULL;
+    }
+    char line[4096];
+    bool log_dest_seen = false, log_type_seen = false;
+    int rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        p.line++;
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            rc = fail(&p, "line longer than %zu bytes", sizeof line - 2);
+            break;
+        }
+        while (len && isspace((unsigned char)line[len - 1])) line[--len] = 0;
+        char *s = line;
+        while (isspace((unsigned char)*s)) s++;
+        if (!*s || *s == '#') continue;
+        char *v = s;
+        while (*v && !isspace((unsigned char)*v)) v++;
+        if (*v) *v++ = 0;
+        while (isspace((unsigned char)*v)) v++;
+        if (!*v) {
+            rc = fail(&p, "'%s' needs a value", s);
+            break;
+        }
+        if ((rc = handle_line(&p, c, s, v, &log_dest_seen, &log_type_seen)) != 0) break;
+    }
+    if (!rc && ferror(f)) rc = fail(&p, "read error: %s", strerror(errno));
+    fclose(f);
+    if (rc) {
+        config_free(c);
+        return NULL;
+    }
+    p.line = 0;
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        listener_cfg *l = &c->listeners[i];
+        p.line = l->line;
+        if (!!l->certfile != !!l->keyfile) {
+            fail(&p, "listener %d: certfile and keyfile must be given together", l->port);
+            config_free(c);
+            return NULL;
+        }
+        bool tls = l->certfile != NULL;
+        if (!tls && (l->cafile || l->capath || l->require_certificate || l->crlfile ||
+                     l->use_identity_as_username || l->ciphers || l->tls_keylog_file)) {
+            fail(&p, "listener %d: TLS options need certfile and keyfile", l->port);
+            config_free(c);
+            return NULL;
+        }
+        if ((l->require_certificate || l->use_identity_as_username) && !l->cafile && !l->capath) {
+            fail(&p, "listener %d: require_certificate/use_identity_as_username need cafile or "
+                     "capath", l->port);
+            config_free(c);
+            return NULL;
+        }
+    }
+    if (c->nlisteners == 0) {
+        /* Mosquitto's convention: no listener means 1883 on loopback only. */
+        c->listeners = calloc(1, sizeof *c->listeners);
+        if (!c->listeners || !(c->listeners[0].address = strdup("127.0.0.1"))) {
+            fail(&p, "out of memory");
+            config_free(c);
+            return NULL;
+        }
+        c->nlisteners = 1;
+        c->listeners[0].port = 1883;
+        c->listeners[0].max_connections = -1;
+    }
+    return c;
+}

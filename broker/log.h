@@ -1,0 +1,39 @@
+/*
+ * log.h -- timestamped log lines to the configured destinations.
+ * Mosquitto's log_type names map onto these bits.
+ */
+#ifndef SECBROKER_LOG_H
+#define SECBROKER_LOG_H
+
+#include <stdbool.h>
+
+enum log_level {
+    LL_ERROR = 1 << 0,
+    LL_WARNING = 1 << 1,
+    LL_NOTICE = 1 << 2,
+    LL_INFO = 1 << 3,
+    LL_DEBUG = 1 << 4,
+    LL_TLS = 1 << 5,       /* handshake step tracing */
+    LL_SUBSCRIBE = 1 << 6,
+    LL_ALL = 0x7f,
+};
+
+enum log_dest {
+    LOGD_STDOUT = 1 << 0,
+    LOGD_STDERR = 1 << 1,
+    LOGD_FILE = 1 << 2,
+    LOGD_SYSLOG = 1 << 3,
+};
+
+/* Before any config is read: errors and warnings to stderr. */
+void log_init(void);
+/* Apply the configured destinations/types. file may be NULL. Returns 0 or -1
+ * (with errno) when the file cannot be opened. */
+int log_configure(int dests, int types, const char *file);
+void log_close(void);
+bool log_enabled(int level);
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parse one log_type word; returns the bits or -1. */
+int log_type_parse(const char *word);
+
+#endif

@@ -1,0 +1,362 @@
+/*
+ * main.c -- `secbroker -c FILE`: configuration, listeners, the event loop
+ * and shutdown. One thread; epoll knows only fds and a pointer; the loop
+ * does its deferred work (flush output, free closed connections) in one
+ * place before it sleeps.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker/broker.h"
+#include "broker/log.h"
+#include "mqtt/mqtt.h"
+#include "tls/tls.h"
+
+broker *g_broker;
+
+#define LISTENER_TAG (1ULL << 63)
+
+double broker_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void on_signal(int sig)
+{
+    if (!g_broker) return;
+    if (sig == SIGHUP) g_broker->reload = 1;
+    else g_broker->stop = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: secbroker [-c CONFIG_FILE] [-v]\n"
+               "       secbroker -h | --help | --version\n\n"
+               "An MQTT 3.1.1 broker for plain TCP and TLS listeners.\n"
+               "  -c FILE     configuration file (Mosquitto syntax; see docs/configuration.md)\n"
+               "  -v          verbose: log everything to stderr, in addition to log_dest\n"
+               "  -h, --help  this help\n"
+               "  --version   print the version\n"
+               "Signals: SIGINT/SIGTERM stop, SIGHUP reloads password_file and acl_file.\n");
+}
+
+static void tls_log(void *ud, int level, const char *line)
+{
+    (void)ud;
+    static const int map[] = {LL_ERROR, LL_WARNING, LL_NOTICE, LL_INFO, LL_TLS};
+    log_msg(map[level < 0 ? 0 : level > 4 ? 4 : level], "%s", line);
+}
+
+static int open_listener(broker *b, listener *l, char *err, size_t errlen)
+{
+    listener_cfg *lc = l->cfg;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", lc->port);
+    /* No address: one IPv6 socket that also takes IPv4 (v6only off). */
+    const char *host = lc->address ? lc->address : "::";
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0 && !lc->address) {
+        host = "0.0.0.0";
+        gai = getaddrinfo(host, port, &hints, &res);
+    }
+    if (gai != 0) {
+        snprintf(err, errlen, "%s:%d: listener %d: cannot resolve '%s': %s", b->cfg->path,
+                 lc->line, lc->port, host, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s:%d: listener %d: socket: %s", b->cfg->path, lc->line, lc->port,
+                 strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (res->ai_family == AF_INET6 && !lc->address)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "%s:%d: listener %d on %s: %s", b->cfg->path, lc->line, lc->port,
+                 host, strerror(errno));
+        close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    l->fd = fd;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = LISTENER_TAG | (uint64_t)(l - b->listeners)};
+    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+        return -1;
+    }
+    if (lc->certfile) {
+        tls_server_opts o = {
+            .certfile = lc->certfile, .keyfile = lc->keyfile, .cafile = lc->cafile,
+            .capath = lc->capath, .crlfile = lc->crlfile, .ciphers = lc->ciphers,
+            .tls_version = lc->tls_version, .keylog_file = lc->tls_keylog_file,
+            .require_certificate = lc->require_certificate,
+            .request_certificate = lc->cafile || lc->capath,
+            .trace = b->cfg->tls_trace,
+        };
+        char terr[512];
+        if (tls_server_setup(&l->tls, &o, tls_log, b, terr, sizeof terr) != TLS_OK) {
+            snprintf(err, errlen, "%s:%d: listener %d: %s", b->cfg->path, lc->line, lc->port, terr);
+            return -1;
+        }
+    }
+    log_msg(LL_NOTICE, "Opened %s listener on %s port %d", lc->certfile ? "TLS" : "plain",
+            lc->address ? lc->address : "all addresses", lc->port);
+    return 0;
+}
+
+static int drop_privileges(broker *b, char *err, size_t errlen)
+{
+    if (geteuid() != 0 || !b->cfg->user) return 0;
+    struct passwd *pw = getpwnam(b->cfg->user);
+    if (!pw) {
+        log_msg(LL_WARNING, "user %s does not exist: still running as root", b->cfg->user);
+        return 0;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+        setuid(pw->pw_uid) < 0) {
+        snprintf(err, errlen, "cannot switch to user %s: %s", b->cfg->user, strerror(errno));
+        return -1;
+    }
+    log_msg(LL_INFO, "running as user %s", b->cfg->user);
+    return 0;
+}
+
+static void publish_sys(broker *b, time_t started)
+{
+    static const char *const fmt[] = {
+        "$SYS/broker/version", "$SYS/broker/uptime", "$SYS/broker/clients/connected",
+        "$SYS/broker/messages/received", "$SYS/broker/messages/sent",
+        "$SYS/broker/retained messages/count", "$SYS/broker/bytes/received",
+        "$SYS/broker/bytes/sent",
+    };
+    char val[8][64];
+    uint32_t active = 0;
+    for (conn *c = b->conns; c; c = c->next) active += c->state == CS_ACTIVE;
+    snprintf(val[0], 64, "secbroker version %s", SECBROKER_VERSION);
+    snprintf(val[1], 64, "%lld seconds", (long long)(time(NULL) - started));
+    snprintf(val[2], 64, "%u", active);
+    snprintf(val[3], 64, "%llu", (unsigned long long)b->msgs_received);
+    snprintf(val[4], 64, "%llu", (unsigned long long)b->msgs_sent);
+    snprintf(val[5], 64, "%llu", (unsigned long long)b->retained_count);
+    snprintf(val[6], 64, "%llu", (unsigned long long)b->bytes_received);
+    snprintf(val[7], 64, "%llu", (unsigned long long)b->bytes_sent);
+    for (int i = 0; i < 8; i++) {
+        msg *m = msg_new((const uint8_t *)fmt[i], (uint16_t)strlen(fmt[i]),
+                         (const uint8_t *)val[i], strlen(val[i]), 0, true);
+        if (!m) continue;
+        uint64_t rx = b->msgs_received;
+        router_publish(b, NULL, m);
+        b->msgs_received = rx; /* $SYS is not traffic */
+        msg_unref(m);
+    }
+}
+
+static void broker_free(broker *b)
+{
+    for (conn *c = b->conns; c; c = c->next)
+        if (c->state != CS_CLOSING) conn_close(b, c, "broker shutting down");
+    conn_flush_all(b);
+    conn_free_closed(b);
+    /* sessions: free without per-node pruning cost; tree_free drops the rest */
+    uint32_t it = 0;
+    dict_entry *e;
+    session **all = calloc(b->sessions.count + 1, sizeof *all);
+    size_t n = 0;
+    while (all && (e = dict_next(&b->sessions, &it))) all[n++] = e->val;
+    for (size_t i = 0; i < n; i++) session_destroy(b, all[i]);
+    free(all);
+    dict_free(&b->sessions);
+    tree_free(b->root);
+    for (size_t i = 0; i < b->nlisteners; i++) {
+        if (b->listeners[i].fd > 0) close(b->listeners[i].fd);
+        tls_server_free(b->listeners[i].tls);
+    }
+    free(b->listeners);
+    auth_free(b);
+    free(b->rbuf);
+    free(b->match_sessions);
+    if (b->epfd >= 0) close(b->epfd);
+    config_free(b->cfg);
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = NULL;
+    bool verbose = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("secbroker %s (MQTT 3.1.1 and 3.1, %s)\n", SECBROKER_VERSION,
+                   tls_library_version());
+            return 0;
+        } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            conf = argv[++i];
+        } else if (strcmp(argv[i], "-v") == 0) {
+            verbose = true;
+        } else {
+            fprintf(stderr, "secbroker: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    log_init();
+    char err[1024];
+    static broker br;
+    broker *b = &br;
+    b->epfd = -1;
+    if (conf) {
+        b->cfg = config_load(conf, err, sizeof err);
+        if (!b->cfg) {
+            fprintf(stderr, "secbroker: %s\n", err);
+            return 1;
+        }
+    } else {
+        /* No file: Mosquitto's defaults (1883 on loopback, anonymous allowed). */
+        char tmpl[] = "/tmp/secbroker-default-XXXXXX";
+        int fd = mkstemp(tmpl);
+        if (fd < 0) return 1;
+        dprintf(fd, "allow_anonymous true\nlog_dest stderr\n");
+        close(fd);
+        b->cfg = config_load(tmpl, err, sizeof err);
+        unlink(tmpl);
+        if (!b->cfg) {
+            fprintf(stderr, "secbroker: %s\n", err);
+            return 1;
+        }
+    }
+    int dests = b->cfg->log_dests | (verbose ? LOGD_STDERR : 0);
+    int types = verbose ? LL_ALL : b->cfg->log_types;
+    if (log_configure(dests, types, b->cfg->log_file) < 0) {
+        fprintf(stderr, "secbroker: %s: log_dest file %s: %s\n", conf, b->cfg->log_file,
+                strerror(errno));
+        return 1;
+    }
+    if (tls_global_setup(err, sizeof err) != TLS_OK) {
+        fprintf(stderr, "secbroker: %s\n", err);
+        return 1;
+    }
+
+    g_broker = b;
+    dict_init(&b->sessions);
+    dict_init(&b->auth_fails);
+    b->root = tree_new_root();
+    b->rbuf_cap = 64 * 1024;
+    b->rbuf = malloc(b->rbuf_cap);
+    b->epfd = epoll_create1(EPOLL_CLOEXEC);
+    b->now = broker_now();
+    if (!b->root || !b->rbuf || b->epfd < 0) {
+        fprintf(stderr, "secbroker: out of memory or no epoll\n");
+        return 1;
+    }
+    if (auth_load(b, err, sizeof err) < 0) {
+        fprintf(stderr, "secbroker: %s\n", err);
+        broker_free(b);
+        return 1;
+    }
+    b->nlisteners = b->cfg->nlisteners;
+    b->listeners = calloc(b->nlisteners, sizeof *b->listeners);
+    for (size_t i = 0; i < b->nlisteners; i++) {
+        b->listeners[i].cfg = &b->cfg->listeners[i];
+        b->listeners[i].fd = -1;
+        if (open_listener(b, &b->listeners[i], err, sizeof err) < 0) {
+            fprintf(stderr, "secbroker: %s\n", err);
+            log_msg(LL_ERROR, "%s", err);
+            broker_free(b);
+            tls_global_free();
+            return 1;
+        }
+    }
+    if (drop_privileges(b, err, sizeof err) < 0) {
+        fprintf(stderr, "secbroker: %s\n", err);
+        broker_free(b);
+        return 1;
+    }
+    if (!b->cfg->allow_anonymous && !b->cfg->password_file) {
+        bool certs = false;
+        for (size_t i = 0; i < b->nlisteners; i++)
+            certs |= b->cfg->listeners[i].use_identity_as_username;
+        if (!certs)
+            log_msg(LL_WARNING, "allow_anonymous is false and there is no password_file: every "
+                    "client will be refused (CONNACK 5)");
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_msg(LL_NOTICE, "secbroker %s running (%s)", SECBROKER_VERSION, tls_library_version());
+    time_t started = time(NULL);
+    double next_tick = b->now, next_sys = b->now + 1, next_tls_tick = b->now + 1;
+    struct epoll_event evs[256];
+    while (!b->stop) {
+        int timeout = b->read_pending ? 0 : 100;
+        int n = epoll_wait(b->epfd, evs, 256, timeout);
+        b->now = broker_now();
+        if (n < 0 && errno != EINTR) {
+            log_msg(LL_ERROR, "epoll_wait: %s", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            uint64_t u = evs[i].data.u64;
+            if (u & LISTENER_TAG) conn_accept(b, &b->listeners[u & ~LISTENER_TAG]);
+            else conn_on_event(b, evs[i].data.ptr, evs[i].events);
+        }
+        conn_service_read_pending(b);
+        if (b->now >= next_tick) {
+            conn_tick(b);
+            next_tick = b->now + 0.1;
+        }
+        if (b->now >= next_tls_tick) {
+            for (size_t i = 0; i < b->nlisteners; i++)
+                if (b->listeners[i].tls) tls_server_tick(b->listeners[i].tls, time(NULL));
+            next_tls_tick = b->now + 1;
+        }
+        if (b->cfg->sys_interval && b->now >= next_sys) {
+            publish_sys(b, started);
+            next_sys = b->now + b->cfg->sys_interval;
+        }
+        if (b->reload) {
+            b->reload = 0;
+            log_msg(LL_NOTICE, "SIGHUP: reloading password_file and acl_file");
+            auth_reload(b);
+        }
+        /* before sleeping: output first (a refusal's CONNACK must leave before
+         * its close), then closes (which may publish wills), then their output */
+        conn_flush_all(b);
+        conn_free_closed(b);
+        conn_flush_all(b);
+    }
+    log_msg(LL_NOTICE, "secbroker shutting down");
+    broker_free(b);
+    tls_global_free();
+    log_close();
+    return 0;
+}
