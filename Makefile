@@ -96,6 +96,7 @@ certs:
 run: deps-build
 	@$(MAKE) --no-print-directory all
 	@sh scripts/mkcerts.sh certs $(KEY)
+	@mkdir -p lab
 	@echo "starting build/secbroker -c $(CONF)"
 	exec ./build/secbroker -c $(CONF)
 

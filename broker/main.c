@@ -46,7 +46,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: secbroker [-c CONFIG_FILE] [-v]\n"
                "       secbroker -h | --help | --version\n\n"
                "An MQTT 3.1.1 broker for plain TCP and TLS listeners.\n"
-               "  -c FILE     configuration file (Mosquitto syntax; see docs/configuration.md)\n"
+               "  -c FILE     configuration file (Mosquitto syntax; README.md lists every key)\n"
                "  -v          verbose: log everything to stderr, in addition to log_dest\n"
                "  -h, --help  this help\n"
                "  --version   print the version\n"

@@ -43,7 +43,7 @@ enum mqtt_err {
     MQTT_ERR_TYPE = -1,            /* packet type 0 or 15 is reserved */
     MQTT_ERR_FLAGS = -2,           /* fixed-header reserved flags wrong [MQTT-2.2.2-2] */
     MQTT_ERR_QOS = -3,             /* PUBLISH QoS 3 [MQTT-3.3.1-4] */
-    MQTT_ERR_REMAINING_LENGTH = -4,/* varint longer than 4 bytes / non-minimal */
+    MQTT_ERR_REMAINING_LENGTH = -4,/* varint longer than 4 bytes (non-minimal accepted) */
     MQTT_ERR_TOO_LARGE = -5,       /* packet larger than the configured maximum */
     MQTT_ERR_LENGTH = -6,          /* body truncated or trailing bytes */
     MQTT_ERR_UTF8 = -7,            /* ill-formed UTF-8, U+0000 or surrogate [MQTT-1.5.3-1..2] */
@@ -81,6 +81,8 @@ typedef struct {
  * MQTT_NEED_MORE when more bytes are needed (the size check is applied as soon
  * as the remaining length is known, so an oversize packet is refused early),
  * or MQTT_ERR_TYPE / _FLAGS / _QOS / _REMAINING_LENGTH / _TOO_LARGE.
+ * On MQTT_NEED_MORE, *packet_len is the whole packet's size once the
+ * remaining length is known (0 before); *hdr is only filled on MQTT_OK.
  * Fixed-header flag rules come from a table (PUBREL/SUBSCRIBE/UNSUBSCRIBE = 2,
  * PUBLISH free but QoS != 3, all others 0).
  */
@@ -200,7 +202,10 @@ int mqtt_encode_publish(uint8_t *buf, size_t cap, const mqtt_publish *p, size_t 
 int mqtt_encode_publish_header(uint8_t *buf, size_t cap, uint8_t qos, bool dup, bool retain,
                                const uint8_t *topic, uint16_t topic_len, uint16_t packet_id,
                                size_t payload_len, size_t *written);
-/* Size of the header mqtt_encode_publish_header would write (at most 7 + topic_len). */
+/* Size of the header mqtt_encode_publish_header would write: at most
+ * 9 + topic_len (1 type byte, up to 4 length bytes, 2 + topic_len, 2 for the
+ * packet id), see MQTT_PUBLISH_HEADER_MAX; 0 if the encoder would refuse. */
+#define MQTT_PUBLISH_HEADER_MAX(topic_len) (9u + (size_t)(topic_len))
 size_t mqtt_publish_header_size(uint8_t qos, uint16_t topic_len, size_t payload_len);
 /* PUBACK, PUBREC, PUBREL (flags 0x2), PUBCOMP, UNSUBACK. */
 int mqtt_encode_ack(uint8_t *buf, size_t cap, enum mqtt_type type, uint16_t packet_id,

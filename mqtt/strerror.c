@@ -1,0 +1,97 @@
+/*
+ * strerror.c -- words for codes, ready for one log line.
+ */
+#include "mqtt/internal.h"
+
+/*
+ * mqtt_strerror -- what went wrong and which spec rule says so. Never NULL;
+ * unknown codes get a generic string.
+ */
+const char *mqtt_strerror(int err)
+{
+    switch (err) {
+    case MQTT_OK:
+        return "ok";
+    case MQTT_NEED_MORE:
+        return "incomplete packet, more bytes needed";
+    case MQTT_ERR_TYPE:
+        return "reserved packet type 0 or 15 (spec 2.2.1)";
+    case MQTT_ERR_FLAGS:
+        return "reserved fixed-header flags are wrong [MQTT-2.2.2-2]";
+    case MQTT_ERR_QOS:
+        return "PUBLISH with QoS 3 [MQTT-3.3.1-4]";
+    case MQTT_ERR_REMAINING_LENGTH:
+        return "remaining length longer than 4 bytes (spec 2.2.3)";
+    case MQTT_ERR_TOO_LARGE:
+        return "packet larger than the configured maximum packet size";
+    case MQTT_ERR_LENGTH:
+        return "packet body truncated or has trailing bytes [MQTT-4.8.0-1]";
+    case MQTT_ERR_UTF8:
+        return "ill-formed UTF-8, surrogate or U+0000 in a string [MQTT-1.5.3-1, MQTT-1.5.3-2]";
+    case MQTT_ERR_PROTOCOL_NAME:
+        return "protocol name is not \"MQTT\" or \"MQIsdp\" [MQTT-3.1.2-1]";
+    case MQTT_ERR_PROTOCOL_LEVEL:
+        return "unsupported protocol level [MQTT-3.1.2-2]";
+    case MQTT_ERR_CONNECT_FLAGS:
+        return "invalid CONNECT flags: reserved bit, will QoS/retain or password without "
+               "user name [MQTT-3.1.2-3, -11, -14, -22]";
+    case MQTT_ERR_TOPIC:
+        return "empty topic name or wildcard in a topic name [MQTT-3.3.2-2, MQTT-4.7.3-1]";
+    case MQTT_ERR_FILTER:
+        return "invalid topic filter: empty, or '#'/'+' not alone in its level "
+               "[MQTT-4.7.1-2, MQTT-4.7.1-3]";
+    case MQTT_ERR_EMPTY:
+        return "SUBSCRIBE/UNSUBSCRIBE without topic filters [MQTT-3.8.3-3, MQTT-3.10.3-2]";
+    case MQTT_ERR_PACKET_ID:
+        return "packet identifier 0 where a non-zero one is required [MQTT-2.3.1-1]";
+    case MQTT_ERR_SUB_QOS:
+        return "requested QoS above 2 or reserved bits set [MQTT-3.8.3-4]";
+    case MQTT_ERR_BUFFER:
+        return "output buffer too small";
+    case MQTT_ERR_CONNACK:
+        return "CONNACK reserved flags set or return code above 5 (spec 3.2.2)";
+    case MQTT_ERR_ARG:
+        return "invalid argument to an encoder";
+    default:
+        return "unknown MQTT codec error";
+    }
+}
+
+static const char *const type_names[16] = {
+    [MQTT_CONNECT] = "CONNECT",         [MQTT_CONNACK] = "CONNACK",
+    [MQTT_PUBLISH] = "PUBLISH",         [MQTT_PUBACK] = "PUBACK",
+    [MQTT_PUBREC] = "PUBREC",           [MQTT_PUBREL] = "PUBREL",
+    [MQTT_PUBCOMP] = "PUBCOMP",         [MQTT_SUBSCRIBE] = "SUBSCRIBE",
+    [MQTT_SUBACK] = "SUBACK",           [MQTT_UNSUBSCRIBE] = "UNSUBSCRIBE",
+    [MQTT_UNSUBACK] = "UNSUBACK",       [MQTT_PINGREQ] = "PINGREQ",
+    [MQTT_PINGRESP] = "PINGRESP",       [MQTT_DISCONNECT] = "DISCONNECT",
+};
+
+/* mqtt_type_name -- "PUBLISH" etc.; "RESERVED" for 0, 15 and out of range. */
+const char *mqtt_type_name(int type)
+{
+    if (type < 0 || type > 15 || type_names[type] == NULL)
+        return "RESERVED";
+    return type_names[type];
+}
+
+/* mqtt_connack_string -- words for a CONNACK return code (spec 3.2.2.3). */
+const char *mqtt_connack_string(int rc)
+{
+    switch (rc) {
+    case MQTT_CONNACK_ACCEPTED:
+        return "connection accepted";
+    case MQTT_CONNACK_PROTOCOL:
+        return "unacceptable protocol version";
+    case MQTT_CONNACK_IDENTIFIER:
+        return "identifier rejected";
+    case MQTT_CONNACK_UNAVAILABLE:
+        return "server unavailable";
+    case MQTT_CONNACK_BAD_CREDENTIALS:
+        return "bad user name or password";
+    case MQTT_CONNACK_NOT_AUTHORIZED:
+        return "not authorized";
+    default:
+        return "reserved return code";
+    }
+}
