@@ -71,7 +71,8 @@ int auth_login(broker *b, conn *c, const char *username, const uint8_t *pw, size
     if (!b->pw) return b->cfg->allow_anonymous ? MQTT_CONNACK_ACCEPTED
                                                 : MQTT_CONNACK_NOT_AUTHORIZED;
     if (!has_password) {
-        pw = (const uint8_t *)"";
+        /* NULL, not "": no password never matches, not even an empty one */
+        pw = NULL;
         pwlen = 0;
     }
     int r = pw_file_check(b->pw, username, pw, pwlen);

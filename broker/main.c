@@ -303,6 +303,10 @@ int main(int argc, char **argv)
                     "client will be refused (CONNACK 5)");
     }
 
+    if (b->cfg->acl_file && !b->cfg->password_file && b->cfg->allow_anonymous)
+        log_msg(LL_WARNING, "acl_file without password_file: usernames are not verified, so a "
+                "client can claim any user's ACL rules");
+
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
