@@ -126,4 +126,21 @@ const char *tls_conn_peer_cn(const tls_conn *c);
 /* Bytes currently allocated for this connection (for docs/bench). */
 size_t tls_conn_memory(const tls_conn *c);
 
+/* ---- additions (tls/ owner) ---------------------------------------------
+ * Session resumption for clients: a tls_client remembers the session of its
+ * last successful handshake and offers it on the next tls_conn_connect.
+ * TLS_RESUME_TICKET (default) offers a session ticket (RFC 5077),
+ * TLS_RESUME_SESSION_ID disables tickets so the server's session-id cache is
+ * used, TLS_RESUME_OFF forgets the saved session and never resumes (every
+ * handshake is a full one: what secbench measures as "full handshakes"). */
+enum tls_resume {
+    TLS_RESUME_TICKET = 0,
+    TLS_RESUME_SESSION_ID = 1,
+    TLS_RESUME_OFF = 2,
+};
+void tls_client_set_resume(tls_client *cli, enum tls_resume mode);
+/* Client-side log hook (secpub/secsub -d): with trace, each handshake step
+ * is logged as it happens, like the server's log_type tls. */
+void tls_client_set_log(tls_client *cli, tls_log_fn log, void *log_ud, bool trace);
+
 #endif

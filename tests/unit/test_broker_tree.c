@@ -49,7 +49,7 @@ static void setup(void)
     memset(S, 0, sizeof S);
     B.root = tree_new_root();
     for (int i = 0; i < 8; i++) {
-        static char ids[8][8];
+        static char ids[8][16];
         snprintf(ids[i], sizeof ids[i], "s%d", i);
         S[i].client_id = ids[i];
     }

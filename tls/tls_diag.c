@@ -1,0 +1,651 @@
+/*
+ * tls_diag.c -- plain-words explanations. Every failed handshake becomes one
+ * line naming the peer, what went wrong and the alert we sent; with trace on,
+ * every handshake message becomes one line, like Wireshark's packet list.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "mbedtls/net_sockets.h"
+
+#include "tls/tls_int.h"
+
+/* ---- small helpers ------------------------------------------------------- */
+
+const char *tls_version_name(int minor)
+{
+    switch (minor) {
+    case 0: return "SSL 3.0";
+    case TLS_V10: return "TLS 1.0";
+    case TLS_V11: return "TLS 1.1";
+    case TLS_V12: return "TLS 1.2";
+    case TLS_V13: return "TLS 1.3";
+    default: return "an unknown TLS version";
+    }
+}
+
+void tls_conn_set_error(tls_conn *c, const char *fmt, ...)
+{
+    char msg[768], line[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof line, "%s: %s", c->peer, msg);
+    free(c->err);
+    c->err = strdup(line);
+}
+
+void tls_conn_log(const tls_conn *c, int level, const char *fmt, ...)
+{
+    tls_log_fn log = c->srv ? c->srv->log : c->cli->log;
+    void *ud = c->srv ? c->srv->log_ud : c->cli->log_ud;
+    if (log == NULL)
+        return;
+    char msg[600], line[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof line, "%s: %s", c->peer, msg);
+    log(ud, level, line);
+}
+
+static void hex_bytes(const uint8_t *p, size_t n, char *buf, size_t len)
+{
+    size_t pos = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && pos + 4 < len; i++)
+        pos += (size_t)snprintf(buf + pos, len - pos, "%s%02x", i ? " " : "", p[i]);
+}
+
+/* ---- ClientHello ---------------------------------------------------------- */
+
+static bool grease(int v)
+{
+    return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff);
+}
+
+/* Parses the ClientHello out of the first bytes the client sent (possibly
+ * spread over several records, possibly cut short by our copy limit: we
+ * keep whatever we could read). */
+bool tls_hello_parse(const uint8_t *buf, size_t len, tls_hello *h)
+{
+    uint8_t msg[TLS_FIRST_MAX];
+    size_t mlen = 0;
+    memset(h, 0, sizeof *h);
+    for (size_t off = 0; off + 5 <= len && buf[off] == MBEDTLS_SSL_MSG_HANDSHAKE;) {
+        size_t rl = (size_t)buf[off + 3] << 8 | buf[off + 4];
+        size_t have = len - off - 5 < rl ? len - off - 5 : rl;
+        memcpy(msg + mlen, buf + off + 5, have);
+        mlen += have;
+        off += 5 + rl;
+    }
+    if (mlen < 4 + 2 + 32 + 1 || msg[0] != MBEDTLS_SSL_HS_CLIENT_HELLO)
+        return false;
+    const uint8_t *p = msg + 4, *end = msg + mlen;
+    size_t hl = (size_t)msg[1] << 16 | (size_t)msg[2] << 8 | msg[3];
+    if (4 + hl < mlen)
+        end = msg + 4 + hl;
+    h->hello_minor = p[0] == 3 ? p[1] : -1;
+    h->max_minor = h->min_minor = h->hello_minor;
+    p += 2 + 32;
+    h->sid_len = *p++;
+    p += h->sid_len;
+    if (p + 2 > end)
+        return false;
+    size_t sl = (size_t)p[0] << 8 | p[1];
+    p += 2;
+    for (size_t i = 0; i + 1 < sl && p + i + 1 < end; i += 2) {
+        int id = p[i] << 8 | p[i + 1];
+        if (grease(id) || id == 0x00ff || id == 0x5600)
+            continue;
+        if (h->nsuites < 32)
+            h->suites[h->nsuites] = id;
+        h->nsuites++;
+    }
+    h->suites[h->nsuites < 32 ? h->nsuites : 32] = 0;
+    h->ok = true;
+    p += sl;
+    if (p + 1 > end)
+        return true;
+    p += 1 + *p;                         /* compression methods */
+    if (p + 2 > end)
+        return true;
+    const uint8_t *eend = p + 2 + ((size_t)p[0] << 8 | p[1]);
+    if (eend > end)
+        eend = end;
+    p += 2;
+    while (p + 4 <= eend) {
+        int type = p[0] << 8 | p[1];
+        size_t el = (size_t)p[2] << 8 | p[3];
+        const uint8_t *e = p + 4;
+        if (e + el > eend)
+            break;
+        if (type == 0 && el > 5 && e[2] == 0) {             /* server_name, host_name */
+            size_t nl = (size_t)e[3] << 8 | e[4];
+            if (5 + nl <= el && nl < sizeof h->sni) {
+                for (size_t i = 0; i < nl; i++)
+                    h->sni[i] = (e[5 + i] < 0x20 || e[5 + i] >= 0x7f) ? '?' : (char)e[5 + i];
+                h->sni[nl] = '\0';
+            }
+        } else if (type == 35) {                             /* session_ticket */
+            h->ticket_ext = true;
+            h->ticket_len = el;
+        } else if (type == 43 && el >= 1) {                  /* supported_versions */
+            int hi = -1, lo = 99;
+            for (size_t i = 1; i + 1 < el && i < (size_t)e[0] + 1; i += 2) {
+                int v = e[i] << 8 | e[i + 1];
+                if (grease(v) || e[i] != 3)
+                    continue;
+                if (e[i + 1] > hi)
+                    hi = e[i + 1];
+                if (e[i + 1] < lo)
+                    lo = e[i + 1];
+            }
+            if (hi >= 0) {
+                h->max_minor = hi;
+                h->min_minor = lo;
+            }
+        }
+        p = e + el;
+    }
+    return true;
+}
+
+/* ---- trace ------------------------------------------------------------------ */
+
+/* The suite being negotiated: mbedtls_ssl_get_ciphersuite() only knows it
+ * once the handshake is over. */
+static int negotiating_suite(const tls_conn *c)
+{
+#if MBEDTLS_VERSION_MAJOR < 3
+    const mbedtls_ssl_session *s = c->ssl.session_negotiate ? c->ssl.session_negotiate : c->ssl.session;
+    return s ? s->ciphersuite : 0;
+#else
+    const char *name = mbedtls_ssl_get_ciphersuite(&c->ssl);
+    return name ? mbedtls_ssl_get_ciphersuite_id(name) : 0;
+#endif
+}
+
+static void suite_names(const tls_conn *c, char *ossl, size_t olen, char *iana, size_t ilen)
+{
+    int id = negotiating_suite(c);
+    const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(id);
+    tls_suite_openssl_name(id, ossl, olen);
+    snprintf(iana, ilen, "%s", info ? mbedtls_ssl_get_ciphersuite_name(id) : "?");
+    for (char *q = iana; *q; q++)
+        if (*q == '-')
+            *q = '_';
+}
+
+static const mbedtls_x509_crt *negotiating_peer_cert(const tls_conn *c)
+{
+#if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE) && MBEDTLS_VERSION_MAJOR < 3
+    const mbedtls_ssl_session *s = c->ssl.session_negotiate;
+    return s ? s->peer_cert : NULL;
+#else
+    (void)c;
+    return NULL;
+#endif
+}
+
+static int chain_len(const mbedtls_x509_crt *crt)
+{
+    int n = 0;
+    for (; crt && crt->version; crt = crt->next)
+        n++;
+    return n;
+}
+
+static size_t suite_count(const int *suites)
+{
+    size_t n = 0;
+    while (suites[n])
+        n++;
+    return n;
+}
+
+static bool kx_is_ephemeral(const tls_conn *c)
+{
+    const char *name = mbedtls_ssl_get_ciphersuite_name(negotiating_suite(c));
+    return name && (strstr(name, "TLS-ECDHE-") == name || strstr(name, "TLS-DHE-") == name);
+}
+
+/* One line per handshake message, in wire order. Driven by the mbedTLS
+ * state that just ran (prev): a state handler reads or writes exactly one
+ * message (or skips it), so "the state advanced" means "that message went
+ * by". Arrows: "->" we sent it, "<-" we received it. */
+void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
+{
+    int now = c->ssl.TLS_PRIV(state);
+    bool srv = c->srv != NULL;
+    char a[64], b[128], line[400];
+    line[0] = '\0';
+    /* 2.28 sends/reads NewSessionTicket while staying in the
+     * server-ChangeCipherSpec state; the caller watched the flag for us. */
+    if (ticket_went)
+        tls_conn_log(c, 4, "%s NewSessionTicket", srv ? "->" : "<-");
+    if (now == prev)
+        return;
+    const char *in = srv ? "<-" : "->", *out = srv ? "->" : "<-";
+    switch (prev) {
+    case MBEDTLS_SSL_CLIENT_HELLO:
+        if (srv) {
+            tls_hello h;
+            if (tls_hello_parse(c->hs->first, c->hs->first_len, &h)) {
+                snprintf(line, sizeof line, "<- ClientHello: %s, %zu cipher suites%s%s%s%s",
+                         tls_version_name(h.max_minor), h.nsuites, h.sni[0] ? ", SNI " : ", no SNI", h.sni,
+                         h.ticket_len ? ", offers a session ticket" : h.ticket_ext ? ", asks for a ticket" : "",
+                         h.sid_len && !h.ticket_len ? ", offers a session id" : "");
+            } else {
+                snprintf(line, sizeof line, "<- ClientHello");
+            }
+        } else {
+            snprintf(line, sizeof line, "-> ClientHello: %s, %zu cipher suites%s%s%s",
+                     tls_version_name(c->cli->minor), suite_count(c->cli->suites),
+                     c->cli->server_name && !c->hs->iplen ? ", SNI " : ", no SNI",
+                     c->cli->server_name && !c->hs->iplen ? c->cli->server_name : "",
+                     c->cli->have_saved && c->cli->resume != TLS_RESUME_OFF ? ", offers to resume" : "");
+        }
+        break;
+    case MBEDTLS_SSL_SERVER_HELLO:
+        suite_names(c, a, sizeof a, b, sizeof b);
+        snprintf(line, sizeof line, "%s ServerHello: %s, %s (%s), %s", out,
+                 tls_version_name(c->ssl.TLS_PRIV(minor_ver)), a, b,
+                 now == MBEDTLS_SSL_SERVER_CERTIFICATE ? "new session" : "resuming the session");
+        break;
+    case MBEDTLS_SSL_SERVER_CERTIFICATE:
+        if (srv) {
+            char dn[200];
+            tls_dn_format(&c->srv->cert.subject, dn, sizeof dn);
+            snprintf(line, sizeof line, "-> Certificate: %s (%d in chain)", dn, chain_len(&c->srv->cert));
+        } else {
+            const mbedtls_x509_crt *p = negotiating_peer_cert(c);
+            char dn[200] = "";
+            if (p)
+                tls_dn_format(&p->subject, dn, sizeof dn);
+            snprintf(line, sizeof line, "<- Certificate: %s (%d in chain)", dn, chain_len(p));
+        }
+        break;
+    case MBEDTLS_SSL_SERVER_KEY_EXCHANGE:
+        if (kx_is_ephemeral(c))
+            snprintf(line, sizeof line, "%s ServerKeyExchange (ephemeral key, signed)", out);
+        break;
+    case MBEDTLS_SSL_CERTIFICATE_REQUEST:
+        if (srv && c->srv->have_ca)
+            snprintf(line, sizeof line, "-> CertificateRequest (client certificate %s)",
+                     c->srv->require_cert ? "required" : "optional");
+#if MBEDTLS_VERSION_MAJOR < 3
+        else if (!srv && c->ssl.client_auth)
+            snprintf(line, sizeof line, "<- CertificateRequest");
+#endif
+        break;
+    case MBEDTLS_SSL_SERVER_HELLO_DONE:
+        snprintf(line, sizeof line, "%s ServerHelloDone", out);
+        break;
+    case MBEDTLS_SSL_CLIENT_CERTIFICATE:
+        if (srv && c->srv->have_ca) {
+            const mbedtls_x509_crt *p = negotiating_peer_cert(c);
+            char dn[200];
+            if (p) {
+                tls_dn_format(&p->subject, dn, sizeof dn);
+                snprintf(line, sizeof line, "<- Certificate: %s (%d in chain)", dn, chain_len(p));
+            } else {
+                snprintf(line, sizeof line, "<- Certificate: empty (the client has none)");
+            }
+        }
+#if MBEDTLS_VERSION_MAJOR < 3
+        else if (!srv && c->ssl.client_auth)
+            snprintf(line, sizeof line, "-> Certificate: %s", c->cli->have_cert ? "our client certificate"
+                                                                             : "empty (no --cert given)");
+#endif
+        break;
+    case MBEDTLS_SSL_CLIENT_KEY_EXCHANGE:
+        snprintf(line, sizeof line, "%s ClientKeyExchange", in);
+        break;
+    case MBEDTLS_SSL_CERTIFICATE_VERIFY:
+        if ((srv && negotiating_peer_cert(c))
+#if MBEDTLS_VERSION_MAJOR < 3
+            || (!srv && c->ssl.client_auth && c->cli->have_cert)
+#endif
+        )
+            snprintf(line, sizeof line, "%s CertificateVerify", in);
+        break;
+    case MBEDTLS_SSL_CLIENT_CHANGE_CIPHER_SPEC:
+        snprintf(line, sizeof line, "%s ChangeCipherSpec", in);
+        break;
+    case MBEDTLS_SSL_CLIENT_FINISHED:
+        snprintf(line, sizeof line, "%s Finished", in);
+        break;
+    case MBEDTLS_SSL_SERVER_NEW_SESSION_TICKET:
+        snprintf(line, sizeof line, "%s NewSessionTicket", out);
+        break;
+    case MBEDTLS_SSL_SERVER_CHANGE_CIPHER_SPEC:
+        snprintf(line, sizeof line, "%s ChangeCipherSpec", out);
+        break;
+    case MBEDTLS_SSL_SERVER_FINISHED:
+        snprintf(line, sizeof line, "%s Finished", out);
+        break;
+    default:
+        break;
+    }
+    if (line[0])
+        tls_conn_log(c, 4, "%s", line);
+}
+
+/* ---- failures ------------------------------------------------------------------ */
+
+static size_t cat(char *buf, size_t len, size_t pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static size_t cat(char *buf, size_t len, size_t pos, const char *fmt, ...)
+{
+    if (pos >= len)
+        return pos;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + pos, len - pos, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return pos;
+    pos += (size_t)n;
+    return pos < len ? pos : len - 1;
+}
+
+/* The alert a verification failure deserves (RFC 5246 7.2.2), in the order
+ * a human would fix things. */
+static int verify_alert(uint32_t f)
+{
+    if (f & MBEDTLS_X509_BADCERT_REVOKED)
+        return MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED;
+    if (f & (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE))
+        return MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED;
+    if (f & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+        return MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA;
+    if (f & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE | MBEDTLS_X509_BADCERT_NS_CERT_TYPE))
+        return MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT;
+    if (f & MBEDTLS_X509_BADCERT_OTHER)
+        return MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED;
+    return MBEDTLS_SSL_ALERT_MSG_BAD_CERT;
+}
+
+/* "not signed by a trusted CA (issuer CN=Other CA); expired on ..." */
+void tls_diag_verify_detail(tls_conn *c, uint32_t f, char *buf, size_t len)
+{
+    tls_hs *hs = c->hs;
+    size_t pos = 0;
+    const char *sep = "";
+    buf[0] = '\0';
+    if (f & MBEDTLS_X509_BADCERT_REVOKED) {
+        pos = cat(buf, len, pos, "%srevoked by its CA (listed in the CRL)", sep);
+        sep = "; ";
+    }
+    if (f & MBEDTLS_X509_BADCERT_EXPIRED) {
+        pos = cat(buf, len, pos, "%sexpired on %s", sep, hs->leaf_to[0] ? hs->leaf_to : "?");
+        sep = "; ";
+    }
+    if (f & MBEDTLS_X509_BADCERT_FUTURE) {
+        pos = cat(buf, len, pos, "%snot valid before %s (check the clocks)", sep, hs->leaf_from);
+        sep = "; ";
+    }
+    if (f & MBEDTLS_X509_BADCERT_NOT_TRUSTED) {
+        pos = cat(buf, len, pos, "%snot signed by a trusted CA (issuer %s)", sep,
+                  hs->top_issuer[0] ? hs->top_issuer : "unknown");
+        sep = "; ";
+    }
+    if (f & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
+        const char *want = c->cli && c->cli->server_name ? c->cli->server_name : NULL;
+        if (want)
+            pos = cat(buf, len, pos, "%sit is for %s, not for %s (use -h with one of those names, or "
+                      "--insecure to skip the name check)", sep, hs->leaf_names, want);
+        else
+            pos = cat(buf, len, pos, "%sno server name to check it against", sep);
+        sep = "; ";
+    }
+    if (f & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE | MBEDTLS_X509_BADCERT_NS_CERT_TYPE)) {
+        pos = cat(buf, len, pos, "%sits key usage does not allow TLS %s authentication", sep,
+                  c->srv ? "client" : "server");
+        sep = "; ";
+    }
+    if (f & (MBEDTLS_X509_BADCERT_BAD_MD | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY)) {
+        pos = cat(buf, len, pos, "%sit uses a weak or unsupported algorithm or key size", sep);
+        sep = "; ";
+    }
+    if (f & (MBEDTLS_X509_BADCRL_EXPIRED | MBEDTLS_X509_BADCRL_FUTURE | MBEDTLS_X509_BADCRL_NOT_TRUSTED)) {
+        pos = cat(buf, len, pos, "%sthe CRL (crlfile) is out of date or not from this CA", sep);
+        sep = "; ";
+    }
+    if (f & MBEDTLS_X509_BADCERT_MISSING) {
+        pos = cat(buf, len, pos, "%sno certificate", sep);
+        sep = "; ";
+    }
+    if (pos == 0) {
+        char tmp[200];
+        mbedtls_x509_crt_verify_info(tmp, sizeof tmp, "", f);
+        for (char *q = tmp; *q; q++)
+            if (*q == '\n')
+                *q = ' ';
+        cat(buf, len, pos, "%s", tmp);
+    }
+}
+
+static const char *first_bytes_kind(const tls_hs *hs)
+{
+    if (hs->first_len == 0)
+        return NULL;
+    uint8_t b0 = hs->first[0];
+    if (b0 == MBEDTLS_SSL_MSG_HANDSHAKE && (hs->first_len < 2 || hs->first[1] == 3))
+        return NULL;
+    if (b0 == MBEDTLS_SSL_MSG_ALERT && (hs->first_len < 2 || hs->first[1] == 3))
+        return NULL;
+    if (b0 == 0x10)
+        return "CONNECT";
+    if (b0 == 0x20)
+        return "CONNACK";
+    return "";
+}
+
+static const char *peer_alert_hint(const tls_conn *c, int desc)
+{
+    bool srv = c->srv != NULL;
+    switch (desc) {
+    case 40:
+        return srv ? "" : ": no cipher suite in common, or the server requires a client certificate "
+                          "(--cert/--key)";
+    case 42:
+        return srv ? ": the client rejected our certificate (host name mismatch?)"
+                   : c->cli->have_cert ? ": the server rejected our client certificate"
+                                       : ": the server requires a client certificate (--cert/--key)";
+    case 44: return srv ? ": the client says our certificate is revoked"
+                        : ": the server says our client certificate is revoked";
+    case 45: return srv ? ": the client says our certificate has expired or is not yet valid"
+                        : ": the server says our client certificate has expired or is not yet valid";
+    case 46: return srv ? ": the client could not verify our certificate"
+                        : ": the server could not verify our client certificate";
+    case 48: return srv ? ": the client does not trust the CA that signed our certificate (give it our ca.crt)"
+                        : ": the server does not trust the CA that signed our client certificate";
+    case 70: return srv ? ": it does not accept the TLS version we chose"
+                        : ": the server does not accept the TLS version we offered (see --tls-version)";
+    case 112: return ": the server does not know the name we sent in SNI";
+    case 116: return ": the server requires a client certificate (--cert/--key)";
+    default: return "";
+    }
+}
+
+/* "no cipher suite in common: client offered A, B (+9 more); this listener
+ * accepts X, Y". mbedTLS 2.28 says NO_USABLE_CIPHERSUITE instead when names
+ * match but the suite cannot be used with our key (ECDHE-RSA with an EC
+ * certificate): then we name the overlap and the key type. */
+static void no_common_suite(const tls_conn *c, const tls_hello *h, char *why, size_t len)
+{
+    const int *ours = c->srv->suites;
+    const char *keytype = mbedtls_pk_can_do(&c->srv->key, MBEDTLS_PK_ECDSA) ? "EC" : "RSA";
+    char ol[300], tl[300];
+    tls_suites_format(ours, 6, ol, sizeof ol);
+    if (h == NULL || h->nsuites == 0) {
+        cat(why, len, 0, "no cipher suite in common (could not read the client's list); this listener "
+                 "accepts %s", ol);
+        return;
+    }
+    int both[33];
+    size_t nb = 0;
+    for (size_t i = 0; h->suites[i]; i++)
+        for (size_t j = 0; ours[j]; j++)
+            if (ours[j] == h->suites[i] && nb < 32)
+                both[nb++] = h->suites[i];
+    both[nb] = 0;
+    tls_suites_format(h->suites, 4, tl, sizeof tl);
+    if (h->nsuites > 32)
+        snprintf(tl + strlen(tl), sizeof tl - strlen(tl), " (%zu in all)", h->nsuites);
+    bool key_fits = false;
+    for (size_t i = 0; i < nb; i++) {
+        const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(both[i]);
+        if (info && mbedtls_pk_can_do(&c->srv->key, mbedtls_ssl_get_ciphersuite_sig_pk_alg(info)))
+            key_fits = true;
+    }
+    if (nb > 0 && key_fits) {
+        char bl[300];
+        tls_suites_format(both, 3, bl, sizeof bl);
+        cat(why, len, 0, "no usable cipher suite: client and listener share %s, but no elliptic curve or "
+                 "signature algorithm in common (client offered %s)", bl, tl);
+    } else if (nb > 0) {
+        char bl[300];
+        tls_suites_format(both, 3, bl, sizeof bl);
+        cat(why, len, 0, "no usable cipher suite: client and listener share only %s, which cannot be used "
+                 "with this listener's %s certificate (client offered %s)", bl, keytype, tl);
+    } else {
+        cat(why, len, 0, "no cipher suite in common: client offered %s; this listener accepts %s with its "
+                 "%s certificate", tl, ol, keytype);
+    }
+}
+
+/* After a failed handshake the broker closes the socket; unread input
+ * would turn that close into a TCP reset, which can overtake our alert. */
+static void drain_input(const tls_conn *c)
+{
+    uint8_t junk[4096];
+    for (int i = 0; i < 16; i++)
+        if (recv(c->fd, junk, sizeof junk, MSG_DONTWAIT) <= 0)
+            break;
+}
+
+/* Turns mbedTLS's verdict into one line, makes sure the peer got a fatal
+ * alert (unless it is gone or not speaking TLS), and sets c->result. */
+void tls_diag_failure(tls_conn *c, int ret)
+{
+    tls_hs *hs = c->hs;
+    bool srv = c->srv != NULL;
+    const char *them = srv ? "client" : "server";
+    char why[700], tmp[400];
+    int code = TLS_ERR_HANDSHAKE;
+    int alert = MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE;   /* what we send if mbedTLS did not */
+    const char *kind = first_bytes_kind(hs);
+    tls_hello h;
+    bool have_hello = srv && tls_hello_parse(hs->first, hs->first_len, &h);
+
+    if (kind) {
+        char hex[64];
+        hex_bytes(hs->first, hs->first_len < 4 ? hs->first_len : 4, hex, sizeof hex);
+        code = TLS_ERR_PLAINTEXT;
+        alert = -1;                 /* it would not understand a TLS alert */
+        if (*kind)
+            snprintf(why, sizeof why, "%s sent plain MQTT (%s) on a TLS port%s", them, kind,
+                     srv ? " (use the plain-TCP listener, or enable TLS in the client)"
+                         : " (this port does not speak TLS)");
+        else if (srv && (hs->first[0] & 0x80) && hs->first_len > 2 && hs->first[2] == 1)
+            snprintf(why, sizeof why, "client sent an SSL 2.0 style ClientHello (first bytes %s); "
+                     "SSL 2.0/3.0 clients are not supported", hex);
+        else
+            snprintf(why, sizeof why, "%s did not start a TLS handshake (first bytes %s)", them, hex);
+    } else if (ret == MBEDTLS_ERR_SSL_CONN_EOF || (c->eof && ret != MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)) {
+        code = TLS_ERR_CLOSED;
+        alert = -1;
+        if (hs->in_total == 0)
+            snprintf(why, sizeof why, "%s closed the connection before sending anything%s", them,
+                     srv ? "" : " (is this a TLS port?)");
+        else if (srv && (hs->states_seen & (1u << MBEDTLS_SSL_SERVER_HELLO_DONE)) &&
+                 !(hs->states_seen & (1u << MBEDTLS_SSL_CLIENT_KEY_EXCHANGE)))
+            snprintf(why, sizeof why, "client closed the connection after receiving our certificate "
+                     "without saying why (it probably does not trust it)");
+        else
+            snprintf(why, sizeof why, "%s closed the connection during the handshake", them);
+    } else if (ret == MBEDTLS_ERR_NET_CONN_RESET || ret == MBEDTLS_ERR_NET_RECV_FAILED ||
+               ret == MBEDTLS_ERR_NET_SEND_FAILED) {
+        code = TLS_ERR_IO;
+        alert = -1;
+        snprintf(why, sizeof why, "%s during the handshake",
+                 c->last_errno ? strerror(c->last_errno) : "connection reset");
+    } else if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
+        int desc = c->ssl.TLS_PRIV(in_msg) ? c->ssl.TLS_PRIV(in_msg)[1] : -1;
+        alert = -1;
+        const char *hint = peer_alert_hint(c, desc);
+        if (srv && desc == 70 && have_hello && h.max_minor > TLS_V12)
+            snprintf(tmp, sizeof tmp, ": it wants %s only and this mbedTLS build speaks TLS 1.2",
+                     tls_version_name(h.min_minor));
+        else
+            snprintf(tmp, sizeof tmp, "%s", hint);
+        snprintf(why, sizeof why, "%s sent alert %s (%d)%s", them, tls_alert_name(desc), desc, tmp);
+    } else if (ret == MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION) {
+        alert = MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION;
+        if (srv && have_hello)
+            snprintf(why, sizeof why, "client offered only %s while the minimum is %s",
+                     tls_version_name(h.max_minor), tls_version_name(c->srv->min_minor));
+        else if (srv)
+            snprintf(why, sizeof why, "client offered a TLS version below the minimum %s",
+                     tls_version_name(c->srv->min_minor));
+        else
+            snprintf(why, sizeof why, "server chose a TLS version other than %s (our --tls-version)",
+                     tls_version_name(c->cli->minor));
+    } else if ((ret == MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN || ret == MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE) &&
+               have_hello && h.min_minor > TLS_V12) {
+        snprintf(why, sizeof why, "client offered only %s, and this mbedTLS build speaks TLS 1.2 at most",
+                 tls_version_name(h.min_minor));
+    } else if (ret == MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN || ret == MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE) {
+        no_common_suite(c, have_hello ? &h : NULL, why, sizeof why);
+    } else if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+        uint32_t f = mbedtls_ssl_get_verify_result(&c->ssl);
+        if (f == (uint32_t)-1 || f == 0)
+            f = hs->vflags;
+        alert = verify_alert(f);
+        tls_diag_verify_detail(c, f, tmp, sizeof tmp);
+        if (srv)
+            snprintf(why, sizeof why, "client certificate %s rejected: %s",
+                     hs->leaf_subject[0] ? hs->leaf_subject : "(unparsed)", tmp);
+        else
+            snprintf(why, sizeof why, "server certificate %s rejected: %s",
+                     hs->leaf_subject[0] ? hs->leaf_subject : "(unparsed)", tmp);
+    } else if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE || ret == MBEDTLS_ERR_SSL_CERTIFICATE_REQUIRED) {
+        snprintf(why, sizeof why, "client sent no certificate, but this listener requires one "
+                 "(require_certificate true)");
+    } else if (ret == MBEDTLS_ERR_SSL_BAD_HS_FINISHED) {
+        alert = MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR;
+        snprintf(why, sizeof why, "the Finished check failed (keys differ: tampering, or a broken peer)");
+    } else {
+        tls_strerror(ret, tmp, sizeof tmp);
+        snprintf(why, sizeof why, "%s", tmp);
+    }
+
+    /* Make sure a live TLS peer learns why, even where mbedTLS stays silent. */
+    if (alert >= 0 && hs->alert_sent == -1) {
+        mbedtls_ssl_send_alert_message(&c->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, (unsigned char)alert);
+#if MBEDTLS_VERSION_MAJOR < 3
+        if (c->ssl.out_left && mbedtls_ssl_flush_output(&c->ssl) != 0)
+            c->last_errno = errno;       /* best effort: the peer may be gone */
+#endif
+    }
+    if (hs->alert_sent >= 0)
+        snprintf(tmp, sizeof tmp, " (sent alert %s)", tls_alert_name(hs->alert_sent));
+    else if (hs->alert_sent == -2)
+        snprintf(tmp, sizeof tmp, " (sent an encrypted alert)");
+    else
+        tmp[0] = '\0';
+    if (code != TLS_ERR_IO && code != TLS_ERR_CLOSED)
+        drain_input(c);
+    c->result = code;
+    tls_conn_set_error(c, "TLS handshake failed: %s%s", why, tmp);
+    if ((srv && c->srv->trace) || (!srv && c->cli->trace))
+        tls_conn_log(c, 4, "handshake failed in mbedTLS state %d: %s", c->ssl.TLS_PRIV(state), why);
+}
