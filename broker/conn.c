@@ -270,12 +270,13 @@ static ssize_t conn_recv(broker *b, conn *c, uint8_t *buf, size_t len)
 {
     if (c->tls) {
         ssize_t n = tls_conn_read(c->tls, buf, len);
-        if (n > 0) return n;
+        /* the would-block sentinels are positive: test them before n > 0 */
         if (n == TLS_WANT_READ) return 0;
         if (n == TLS_WANT_WRITE) {
             if (!c->want_write) epoll_set(b, c, true);
             return 0;
         }
+        if (n > 0) return n;
         if (n == TLS_ERR_CLOSED || n == 0)
             conn_close(b, c, "connection closed by client");
         else
