@@ -36,7 +36,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration run certs install deps-build deps-test bench
+.PHONY: all clean test unit test-unit test-asan test-integration run certs install deps-build deps-test bench lab-%
 
 all: $(BINS)
 
@@ -72,6 +72,8 @@ deps-build:
 
 deps-test:
 	@sh scripts/deps.sh test
+	@if [ -f package-lock.json ] && [ ! -d node_modules/mqtt ]; then \
+	    echo "npm ci (MQTT.js for the interoperability tests)"; npm ci --no-audit --no-fund; fi
 
 test-unit: unit
 	@sh scripts/run-unit.sh $(BUILD)
@@ -99,6 +101,13 @@ run: deps-build
 	@mkdir -p lab
 	@echo "starting build/secbroker -c $(CONF)"
 	exec ./build/secbroker -c $(CONF)
+
+bench: all
+	@sh scripts/bench.sh
+
+lab-%: all
+	@sh scripts/mkcerts.sh certs $(KEY)
+	@sh scripts/lab.sh $*
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
