@@ -218,6 +218,10 @@ static void handle_publish(broker *b, conn *c, const mqtt_header *h)
         conn_close(b, c, "protocol error: %s", mqtt_strerror(r));
         return;
     }
+    if (p.qos == 0 && p.dup) {
+        conn_close(b, c, "protocol error: DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]");
+        return;
+    }
     session *s = c->session;
     if (p.qos == 2 && session_qos2_in_has(s, p.packet_id)) {
         /* A resend before PUBREL: acknowledge, do not deliver twice [MQTT-4.3.3-2] */

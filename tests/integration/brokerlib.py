@@ -16,7 +16,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.join(ROOT, "build")
-SECBROKER = os.path.join(BUILD, "secbroker")
+# SECBROKER_BIN runs the suites against another build, e.g. build-asan/secbroker
+SECBROKER = os.environ.get("SECBROKER_BIN") or os.path.join(BUILD, "secbroker")
 
 
 def free_port():
