@@ -40,6 +40,15 @@ size_t pw_file_count(const pw_file *pf);
  * PBKDF2 cost again. */
 int pw_file_check(pw_file *pf, const char *user, const uint8_t *password, size_t pwlen);
 
+/* ---- additions (acl/ owner): ------------------------------------------ */
+/* Iterations pw_hash_make uses for 0: what Debian's mosquitto_passwd 2.0.11
+ * writes, so both tools make the same kind of line. */
+#define PW_DEFAULT_ITERATIONS 101u
+/* Counters since load: checks answered from the cache, and hash
+ * computations run (a miss, a wrong password or an unknown user). For tests
+ * and $SYS; either pointer may be NULL. */
+void pw_file_stats(const pw_file *pf, uint64_t *cache_hits, uint64_t *hash_runs);
+
 /* Make one "$7$ITER$SALT$HASH" string (no "user:") with a random 12-byte
  * salt; iterations 0 = default (see docs). out must hold 256 bytes. */
 int pw_hash_make(const uint8_t *password, size_t pwlen, unsigned iterations, char *out,
@@ -67,6 +76,23 @@ void acl_rules_free(acl_rules *r);
  * Returns ACL_OK or ACL_ERR_DENIED. Deny rules win. */
 int acl_check(const acl_rules *r, const char *username, const char *client_id, const char *topic,
               size_t topic_len, int access);
+/* Details (acl/ owner; no declaration changed):
+ * - access is exactly one of ACL_READ, ACL_WRITE, ACL_SUBSCRIBE; anything
+ *   else, r == NULL, an empty topic, a wildcard in a READ/WRITE topic name or
+ *   an invalid SUBSCRIBE filter is ACL_ERR_DENIED (fail closed). topic need
+ *   not be NUL-terminated.
+ * - A deny rule (topic or pattern) that applies wins over every grant.
+ * - SUBSCRIBE: allowed when a read-granting rule covers the whole filter and
+ *   no deny rule covers the whole filter. A deny that only overlaps it (rule
+ *   "deny a/secret/#", filter "a/#") does not refuse the subscription; the
+ *   READ check the broker makes per message on delivery (retained ones too)
+ *   drops what it denies -- as Mosquitto 2.0 does for every deny.
+ * - %c/%u substitute whole levels only. A missing or empty client id or user
+ *   name makes a pattern that uses it not apply; one containing '+', '#' or
+ *   '/' makes such a pattern never grant, and, if it is a deny pattern, deny
+ *   everything for that client.
+ * - No allocation; r is immutable after load, so a reload builds a new
+ *   object, swaps the pointer and frees the old one. */
 
 const char *acl_strerror(int err);
 
