@@ -33,6 +33,9 @@ struct pw_file;
 struct acl_rules;
 
 #define SECBROKER_VERSION "0.1.0"
+/* Deepest topic name or filter accepted, in levels (Mosquitto's limit too):
+ * the tree's walks recurse once per level, so depth must be bounded. */
+#define TOPIC_MAX_LEVELS 200
 
 /* ---- messages ------------------------------------------------------------ */
 typedef struct msg {
@@ -285,6 +288,9 @@ void tree_retain(broker *b, msg *m);
 typedef void (*tree_retained_fn)(void *ud, msg *m);
 void tree_retained_match(tnode *root, const char *filter, size_t flen, tree_retained_fn fn,
                          void *ud);
+
+/* Number of levels in a topic or filter ("a/b" = 2). */
+size_t topic_levels(const char *s, size_t len);
 
 /* router.c */
 /* Route a message from `from` (NULL for wills/$SYS) to every matching

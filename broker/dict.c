@@ -4,10 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+static uint32_t hash_seed = 2166136261u;
+
+void dict_seed(uint32_t seed)
+{
+    hash_seed = 2166136261u ^ seed;
+}
+
 uint32_t dict_hash(const char *key, size_t len)
 {
-    /* FNV-1a: short keys (topic levels, client ids) dominate. */
-    uint32_t h = 2166136261u;
+    /* FNV-1a from a random basis: short keys (topic levels, client ids) dominate. */
+    uint32_t h = hash_seed;
     for (size_t i = 0; i < len; i++) {
         h ^= (uint8_t)key[i];
         h *= 16777619u;

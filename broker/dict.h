@@ -24,6 +24,9 @@ typedef struct {
 } dict;
 
 uint32_t dict_hash(const char *key, size_t len);
+/* Set once at startup from a random source, so clients cannot choose keys
+ * that all collide. */
+void dict_seed(uint32_t seed);
 void dict_init(dict *d);
 void dict_free(dict *d);               /* frees the table, not keys/values */
 void *dict_get(const dict *d, const char *key, size_t len);

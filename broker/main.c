@@ -260,6 +260,15 @@ int main(int argc, char **argv)
     }
 
     g_broker = b;
+    {
+        uint32_t seed = (uint32_t)time(NULL) ^ (uint32_t)getpid();
+        FILE *ur = fopen("/dev/urandom", "rb");
+        if (ur) {
+            if (fread(&seed, sizeof seed, 1, ur) != 1) seed ^= 0x9e3779b9u;
+            fclose(ur);
+        }
+        dict_seed(seed);
+    }
     dict_init(&b->sessions);
     dict_init(&b->auth_fails);
     b->root = tree_new_root();

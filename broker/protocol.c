@@ -291,7 +291,11 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
     unsigned i = 0;
     while (mqtt_sublist_next(&it, &f, &q)) {
         uint8_t granted = q > 2 ? 2 : q;
-        if (!auth_may_subscribe(b, c, (const char *)f.ptr, f.len)) {
+        if (topic_levels((const char *)f.ptr, f.len) > TOPIC_MAX_LEVELS) {
+            log_msg(LL_NOTICE, "Refused SUBSCRIBE from %s: filter has more than %d levels",
+                    c->client_id, TOPIC_MAX_LEVELS);
+            granted = MQTT_SUBACK_FAILURE;
+        } else if (!auth_may_subscribe(b, c, (const char *)f.ptr, f.len)) {
             log_msg(LL_NOTICE, "Denied SUBSCRIBE from %s (user %s) to '%.*s': not allowed by "
                     "the ACL", c->client_id, c->username ? c->username : "anonymous",
                     (int)f.len, f.ptr);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "broker/broker.h"
+#include "broker/log.h"
 
 static void collect(void *ud, sub_entry *e)
 {
@@ -30,8 +31,12 @@ static void collect(void *ud, sub_entry *e)
 
 void router_publish(broker *b, conn *from, msg *m)
 {
-    (void)from;
     b->msgs_received++;
+    if (topic_levels(msg_topic(m), m->topic_len) > TOPIC_MAX_LEVELS) {
+        log_msg(LL_NOTICE, "Dropped PUBLISH from %s: topic has more than %d levels",
+                from && from->client_id ? from->client_id : "(will)", TOPIC_MAX_LEVELS);
+        return;
+    }
     if (m->retain && b->cfg->retain_available) tree_retain(b, m);
     b->match_seq++;
     b->match_cap_used = 0;

@@ -40,6 +40,13 @@ void tree_free(tnode *n)
     free(n);
 }
 
+size_t topic_levels(const char *s, size_t len)
+{
+    size_t n = 1;
+    for (const char *p = s; (p = memchr(p, '/', (size_t)(s + len - p))); p++) n++;
+    return n;
+}
+
 static bool is_plus(const char *p, size_t len)
 {
     return len == 1 && p[0] == '+';
