@@ -238,6 +238,9 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
             const char *f = v + 4;
             while (*f == ' ' || *f == '\t') f++;
             if (!*f) return fail(p, "log_dest file: needs a path");
+            FILE *probe = fopen(f, "a"); /* fail here, with the line, not at first write */
+            if (!probe) return fail(p, "log_dest file %s: %s", f, strerror(errno));
+            fclose(probe);
             c->log_dests |= LOGD_FILE;
             return set_str(&c->log_file, f);
         } else
