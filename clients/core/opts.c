@@ -1,0 +1,247 @@
+/*
+ * opts.c -- the flags every client tool shares, spelled as mosquitto_pub and
+ * mosquitto_sub spell them, so existing scripts keep working.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "clients/core/client.h"
+
+void cli_opts_init(cli_opts *o, const char *prog)
+{
+    memset(o, 0, sizeof(*o));
+    o->prog = prog;
+    o->host = "localhost";
+    o->keepalive = 60;
+    o->protocol_level = 4;
+    o->clean_session = true;
+}
+
+bool cli_parse_int(const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    if (s == NULL || *s == '\0')
+        return false;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Does argv[*i] match the short or long spelling? */
+static bool opt_is(const char *arg, const char *shortname, const char *longname)
+{
+    return (shortname && strcmp(arg, shortname) == 0) || (longname && strcmp(arg, longname) == 0);
+}
+
+/* The value of a flag that takes one; NULL (and err set) when it is missing. */
+static const char *opt_value(int argc, char **argv, int *i, char *err, size_t errlen)
+{
+    if (*i + 1 >= argc) {
+        snprintf(err, errlen, "%s needs a value", argv[*i]);
+        return NULL;
+    }
+    (*i)++;
+    return argv[*i];
+}
+
+static int opt_int(int argc, char **argv, int *i, long min, long max, const char *what, int *dst,
+                   char *err, size_t errlen)
+{
+    const char *flag = argv[*i];
+    const char *v = opt_value(argc, argv, i, err, errlen);
+    long n;
+
+    if (v == NULL)
+        return CLI_ERR_ARG;
+    if (!cli_parse_int(v, min, max, &n)) {
+        snprintf(err, errlen, "%s needs %s, not '%s'", flag, what, v);
+        return CLI_ERR_ARG;
+    }
+    *dst = (int)n;
+    return 1;
+}
+
+int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err, size_t errlen)
+{
+    const char *a = argv[*i];
+    const char **str = NULL;
+    bool tls_opt = false;
+
+    if (opt_is(a, "-h", "--host"))
+        str = &o->host;
+    else if (opt_is(a, "-i", "--id"))
+        str = &o->id;
+    else if (opt_is(a, "-I", "--id-prefix"))
+        str = &o->id_prefix;
+    else if (opt_is(a, "-u", "--username"))
+        str = &o->username;
+    else if (opt_is(a, "-P", "--pw"))
+        str = &o->password;
+    else if (opt_is(a, NULL, "--cafile"))
+        str = &o->cafile, tls_opt = true;
+    else if (opt_is(a, NULL, "--capath"))
+        str = &o->capath, tls_opt = true;
+    else if (opt_is(a, NULL, "--cert"))
+        str = &o->certfile, tls_opt = true;
+    else if (opt_is(a, NULL, "--key"))
+        str = &o->keyfile, tls_opt = true;
+    else if (opt_is(a, NULL, "--tls-version"))
+        str = &o->tls_version, tls_opt = true;
+    else if (opt_is(a, NULL, "--ciphers"))
+        str = &o->ciphers, tls_opt = true;
+    else if (opt_is(a, NULL, "--keylog"))
+        str = &o->keylog;
+    else if (opt_is(a, NULL, "--will-topic"))
+        str = &o->will_topic;
+    else if (opt_is(a, NULL, "--will-payload"))
+        str = &o->will_payload;
+
+    if (str != NULL) {
+        const char *v = opt_value(argc, argv, i, err, errlen);
+        if (v == NULL)
+            return CLI_ERR_ARG;
+        *str = v;
+        if (tls_opt)
+            o->tls = true;
+        return 1;
+    }
+    if (opt_is(a, "-p", "--port"))
+        return opt_int(argc, argv, i, 1, 65535, "a port number 1..65535", &o->port, err, errlen);
+    if (opt_is(a, "-k", "--keepalive"))
+        return opt_int(argc, argv, i, 0, 65535, "seconds 0..65535", &o->keepalive, err, errlen);
+    if (opt_is(a, "-q", "--qos"))
+        return opt_int(argc, argv, i, 0, 2, "a QoS of 0, 1 or 2", &o->qos, err, errlen);
+    if (opt_is(a, NULL, "--will-qos"))
+        return opt_int(argc, argv, i, 0, 2, "a QoS of 0, 1 or 2", &o->will_qos, err, errlen);
+    if (opt_is(a, NULL, "--will-retain")) {
+        o->will_retain = true;
+        return 1;
+    }
+    if (opt_is(a, "-d", "--debug")) {
+        o->debug = true;
+        return 1;
+    }
+    if (opt_is(a, NULL, "--insecure")) {
+        o->insecure = true;
+        o->tls = true;
+        return 1;
+    }
+    if (opt_is(a, "-V", "--protocol-version")) {
+        const char *v = opt_value(argc, argv, i, err, errlen);
+        if (v == NULL)
+            return CLI_ERR_ARG;
+        if (strcasecmp(v, "311") == 0 || strcasecmp(v, "mqttv311") == 0) {
+            o->protocol_level = 4;
+        } else if (strcasecmp(v, "31") == 0 || strcasecmp(v, "mqttv31") == 0) {
+            o->protocol_level = 3;
+        } else if (strcasecmp(v, "5") == 0 || strcasecmp(v, "mqttv5") == 0) {
+            snprintf(err, errlen, "-V %s: MQTT 5 is not supported (use 311 or 31)", v);
+            return CLI_ERR_ARG;
+        } else {
+            snprintf(err, errlen, "-V needs 311 (mqttv311) or 31 (mqttv31), not '%s'", v);
+            return CLI_ERR_ARG;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+int cli_opts_finish(cli_opts *o, char *err, size_t errlen)
+{
+    if (o->port == 0)
+        o->port = o->tls ? 8883 : 1883;
+    if ((o->certfile == NULL) != (o->keyfile == NULL)) {
+        snprintf(err, errlen, "--cert and --key must be given together");
+        return CLI_ERR_ARG;
+    }
+    if (o->password != NULL && o->username == NULL) {
+        snprintf(err, errlen, "-P needs -u: MQTT sends no password without a user name");
+        return CLI_ERR_ARG;
+    }
+    if (o->will_topic == NULL && (o->will_payload != NULL || o->will_qos != 0 || o->will_retain)) {
+        snprintf(err, errlen, "--will-payload/--will-qos/--will-retain need --will-topic");
+        return CLI_ERR_ARG;
+    }
+    if (o->will_topic != NULL &&
+        mqtt_topic_name_validate((const uint8_t *)o->will_topic, strlen(o->will_topic)) != MQTT_OK) {
+        snprintf(err, errlen, "--will-topic '%s' is not a valid topic name", o->will_topic);
+        return CLI_ERR_ARG;
+    }
+    if (o->id != NULL && o->id[0] == '\0') {
+        snprintf(err, errlen, "-i needs a non-empty client id");
+        return CLI_ERR_ARG;
+    }
+    if (o->id != NULL && strlen(o->id) > 65535) {
+        snprintf(err, errlen, "-i: client id longer than 65535 bytes");
+        return CLI_ERR_ARG;
+    }
+    if (o->id == NULL) {
+        /* prog-PID-host, cut at 23 bytes: the longest id MQTT 3.1 brokers must accept */
+        char host[32] = "";
+        const char *prefix = o->id_prefix ? o->id_prefix : o->prog;
+        gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        if (o->id_prefix)
+            snprintf(o->id_buf, sizeof(o->id_buf), "%.40s%ld", prefix, (long)getpid());
+        else
+            snprintf(o->id_buf, sizeof(o->id_buf), "%.40s-%ld-%s", prefix, (long)getpid(), host);
+        if (strlen(o->id_buf) > 23)
+            o->id_buf[23] = '\0';
+        /* never end on the separator */
+        size_t n = strlen(o->id_buf);
+        while (n > 0 && o->id_buf[n - 1] == '-')
+            o->id_buf[--n] = '\0';
+        o->id = o->id_buf;
+    }
+    if (o->keylog == NULL) {
+        const char *env = getenv("SSLKEYLOGFILE");
+        if (env != NULL && env[0] != '\0')
+            o->keylog = env;
+    }
+    return CLI_OK;
+}
+
+void cli_opts_usage_common(FILE *out)
+{
+    fputs("Connection:\n"
+          "  -h, --host HOST          broker host name or address (default localhost)\n"
+          "  -p, --port PORT          broker port (default 1883, 8883 with any TLS option)\n"
+          "  -i, --id ID              client id (default PROG-PID-HOST)\n"
+          "  -I, --id-prefix PREFIX   client id = PREFIX followed by the process id\n"
+          "  -u, --username USER      user name\n"
+          "  -P, --pw PASSWORD        password (needs -u)\n"
+          "  -k, --keepalive SECONDS  keepalive interval, 0 = off (default 60)\n"
+          "  -q, --qos 0|1|2          quality of service (default 0)\n"
+          "  -V, --protocol-version V 311 or mqttv311 (default), 31 or mqttv31 (MQIsdp)\n"
+          "  -d, --debug              print every packet sent and received\n"
+          "Will:\n"
+          "  --will-topic TOPIC       publish a will message on TOPIC if we vanish\n"
+          "  --will-payload TEXT      payload of the will (default empty)\n"
+          "  --will-qos 0|1|2         QoS of the will (default 0)\n"
+          "  --will-retain            retain the will\n"
+          "TLS (any of these turns TLS on):\n"
+          "  --cafile FILE            CA certificate(s) that signed the broker's certificate\n"
+          "  --capath DIR             directory of CA certificates\n"
+          "  --cert FILE              client certificate (mutual TLS; needs --key)\n"
+          "  --key FILE               private key of --cert\n"
+          "  --insecure               do not check that the certificate names the host\n"
+          "                           (the chain is still verified)\n"
+          "  --tls-version VERSION    use only this version: tlsv1.2 (tlsv1.1, tlsv1.3 where\n"
+          "                           the TLS library has them); default: TLS 1.2\n"
+          "  --ciphers LIST           ':'-separated cipher suites (OpenSSL or IANA names)\n"
+          "  --keylog FILE            append TLS secrets in NSS key log format for\n"
+          "                           Wireshark (the SSLKEYLOGFILE variable works too)\n"
+          "Other:\n"
+          "  --help                   this text\n",
+          out);
+}
