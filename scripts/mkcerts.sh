@@ -86,7 +86,19 @@ EOF
 : > "$tmp/index.txt"
 openssl rand -hex 8 > "$tmp/serial"
 
-made() { echo "mkcerts: made $1"; }
+nmade=0
+made() { echo "mkcerts: made $1"; nmade=$((nmade + 1)); }
+
+# Existing files are kept: say so when they are not the kind asked for.
+if [ -e "$dir/server.key" ]; then
+    if openssl pkey -in "$dir/server.key" -noout -text 2>/dev/null | grep -q "ASN1 OID: prime256v1"; then
+        have=ec
+    else
+        have=rsa
+    fi
+    [ "$have" = "$kind" ] || echo "mkcerts: $dir/server.key is $have, not $kind: existing files are" \
+        "kept (rm -r $dir to make a new $kind PKI)" >&2
+fi
 
 # genkey PATH
 genkey() {
@@ -147,4 +159,5 @@ if [ ! -e "$dir/ca.crl" ]; then
         -out "$dir/ca.crl" 2>/dev/null
     made "$dir/ca.crl"
 fi
+[ "$nmade" -gt 0 ] || echo "mkcerts: $dir/ already has every file (delete one to make it again)"
 exit 0

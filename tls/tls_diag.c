@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "mbedtls/ecp.h"
 #include "mbedtls/net_sockets.h"
 
 #include "tls/tls_int.h"
@@ -69,14 +70,12 @@ static bool grease(int v)
     return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff);
 }
 
-/* Parses the ClientHello out of the first bytes the client sent (possibly
- * spread over several records, possibly cut short by our copy limit: we
- * keep whatever we could read). */
-bool tls_hello_parse(const uint8_t *buf, size_t len, tls_hello *h)
+/* Joins the handshake records at the start of buf into msg (the ClientHello
+ * may be spread over several records, or cut short by our copy limit: we
+ * keep whatever we could read). Returns the bytes joined. */
+static size_t hello_join(const uint8_t *buf, size_t len, uint8_t msg[TLS_FIRST_MAX])
 {
-    uint8_t msg[TLS_FIRST_MAX];
     size_t mlen = 0;
-    memset(h, 0, sizeof *h);
     for (size_t off = 0; off + 5 <= len && buf[off] == MBEDTLS_SSL_MSG_HANDSHAKE;) {
         size_t rl = (size_t)buf[off + 3] << 8 | buf[off + 4];
         size_t have = len - off - 5 < rl ? len - off - 5 : rl;
@@ -84,6 +83,15 @@ bool tls_hello_parse(const uint8_t *buf, size_t len, tls_hello *h)
         mlen += have;
         off += 5 + rl;
     }
+    return mlen;
+}
+
+/* Parses the ClientHello out of the first bytes the client sent. */
+bool tls_hello_parse(const uint8_t *buf, size_t len, tls_hello *h)
+{
+    uint8_t msg[TLS_FIRST_MAX];
+    size_t mlen = hello_join(buf, len, msg);
+    memset(h, 0, sizeof *h);
     if (mlen < 4 + 2 + 32 + 1 || msg[0] != MBEDTLS_SSL_HS_CLIENT_HELLO)
         return false;
     const uint8_t *p = msg + 4, *end = msg + mlen;
@@ -156,12 +164,110 @@ bool tls_hello_parse(const uint8_t *buf, size_t len, tls_hello *h)
     return true;
 }
 
+/* The number of cipher suites as Wireshark counts them ("Cipher Suites (31
+ * suites)"): every entry on the wire, the renegotiation SCSV and GREASE
+ * included, which tls_hello.nsuites leaves out. */
+static size_t hello_wire_suites(const uint8_t *buf, size_t len, size_t fallback)
+{
+    uint8_t msg[TLS_FIRST_MAX];
+    size_t mlen = hello_join(buf, len, msg);
+    if (mlen < 4 + 2 + 32 + 1)
+        return fallback;
+    size_t at = 4 + 2 + 32;
+    at += 1 + msg[at];
+    if (at + 2 > mlen)
+        return fallback;
+    return ((size_t)msg[at] << 8 | msg[at + 1]) / 2;
+}
+
+/* "<- ClientHello: TLS 1.2 (supported_versions up to TLS 1.3), 31 cipher
+ * suites, SNI localhost, asks for a ticket": the fields a student finds in
+ * Wireshark's ClientHello. */
+static void client_hello_line(const tls_conn *c, char *line, size_t len)
+{
+    tls_hello h;
+    if (!tls_hello_parse(c->hs->first, c->hs->first_len, &h)) {
+        snprintf(line, len, "<- ClientHello");
+        return;
+    }
+    char ver[128];
+    if (h.max_minor != h.hello_minor || h.min_minor != h.hello_minor) {
+        if (h.min_minor == h.max_minor)
+            snprintf(ver, sizeof ver, "%s (supported_versions: %s only)", tls_version_name(h.hello_minor),
+                     tls_version_name(h.max_minor));
+        else
+            snprintf(ver, sizeof ver, "%s (supported_versions: %s to %s)", tls_version_name(h.hello_minor),
+                     tls_version_name(h.min_minor), tls_version_name(h.max_minor));
+    } else {
+        snprintf(ver, sizeof ver, "%s", tls_version_name(h.hello_minor));
+    }
+    size_t wire = hello_wire_suites(c->hs->first, c->hs->first_len, h.nsuites);
+    char extra[96] = "";
+    if (wire != h.nsuites)
+        snprintf(extra, sizeof extra, " (Wireshark lists %zu, counting signalling values such as "
+                 "the renegotiation SCSV)", wire);
+    snprintf(line, len, "<- ClientHello: %s, %zu cipher suite%s%s%s%s%s%s", ver, h.nsuites, h.nsuites == 1 ? "" : "s",
+             h.sni[0] ? ", SNI " : ", no SNI", h.sni,
+             h.ticket_len ? ", offers a session ticket" : h.ticket_ext ? ", asks for a ticket" : "",
+             h.sid_len && !h.ticket_len ? ", offers a session id" : "", extra);
+}
+
 /* ---- trace ------------------------------------------------------------------ */
 
-/* The suite being negotiated: mbedtls_ssl_get_ciphersuite() only knows it
- * once the handshake is over. */
-static int negotiating_suite(const tls_conn *c)
+static const char *curve_name(int tls_id)
 {
+    const mbedtls_ecp_curve_info *info = mbedtls_ecp_curve_info_from_tls_id((uint16_t)tls_id);
+    if (info == NULL)
+        return "an unknown curve";
+    if (strcmp(info->name, "x25519") == 0)
+        return "x25519";
+    return info->name;
+}
+
+/* TLS 1.2 SignatureAndHashAlgorithm, named as Wireshark names it. */
+static void sig_alg_name(int hash, int sig, char *buf, size_t len)
+{
+    const char *h = hash == 2 ? "sha1" : hash == 3 ? "sha224" : hash == 4 ? "sha256"
+                  : hash == 5 ? "sha384" : hash == 6 ? "sha512" : NULL;
+    if (h && sig == 1)
+        snprintf(buf, len, "rsa_pkcs1_%s (0x%02x%02x)", h, hash, sig);
+    else if (h && sig == 3 && hash >= 4)
+        snprintf(buf, len, "ecdsa_%s_%s (0x%02x%02x)", hash == 4 ? "secp256r1" : hash == 5 ? "secp384r1"
+                 : "secp521r1", h, hash, sig);
+    else if (h && sig == 3)
+        snprintf(buf, len, "ecdsa_%s (0x%02x%02x)", h, hash, sig);
+    else
+        snprintf(buf, len, "0x%02x%02x", hash, sig);
+}
+
+/* The handshake message mbedTLS just wrote (out_msg) or read (in_msg), if it
+ * is of type `type` and at least `need` bytes long: the trace reads what
+ * went on the wire rather than mbedTLS's internals, which are not always
+ * filled in yet when a step returns. */
+static const uint8_t *hs_msg(const tls_conn *c, bool sent, int type, size_t need, size_t *mlen)
+{
+    const uint8_t *m = sent ? c->ssl.TLS_PRIV(out_msg) : c->ssl.TLS_PRIV(in_msg);
+    if (m == NULL || m[0] != type)
+        return NULL;
+    size_t n = (size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3];
+    if (n + 4 < need)
+        return NULL;
+    if (mlen)
+        *mlen = n + 4;
+    return m;
+}
+
+/* The suite in the ServerHello: from the message itself (what Wireshark
+ * shows), else from mbedTLS's session. */
+static int server_hello_suite(const tls_conn *c, bool srv, int *sid_len)
+{
+    size_t n = 0;
+    const uint8_t *m = hs_msg(c, srv, MBEDTLS_SSL_HS_SERVER_HELLO, 4 + 2 + 32 + 1, &n);
+    *sid_len = -1;
+    if (m != NULL && 4 + 2 + 32 + 1 + (size_t)m[38] + 2 <= n) {
+        *sid_len = m[38];
+        return m[39 + m[38]] << 8 | m[40 + m[38]];
+    }
 #if MBEDTLS_VERSION_MAJOR < 3
     const mbedtls_ssl_session *s = c->ssl.session_negotiate ? c->ssl.session_negotiate : c->ssl.session;
     return s ? s->ciphersuite : 0;
@@ -171,9 +277,8 @@ static int negotiating_suite(const tls_conn *c)
 #endif
 }
 
-static void suite_names(const tls_conn *c, char *ossl, size_t olen, char *iana, size_t ilen)
+static void suite_names(int id, char *ossl, size_t olen, char *iana, size_t ilen)
 {
-    int id = negotiating_suite(c);
     const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(id);
     tls_suite_openssl_name(id, ossl, olen);
     snprintf(iana, ilen, "%s", info ? mbedtls_ssl_get_ciphersuite_name(id) : "?");
@@ -209,10 +314,54 @@ static size_t suite_count(const int *suites)
     return n;
 }
 
-static bool kx_is_ephemeral(const tls_conn *c)
+/* "-> ServerKeyExchange: ECDHE on secp256r1, public key 65 bytes, signed
+ * with ecdsa_secp256r1_sha256 (0x0403)" from the message bytes:
+ * curve_type(1) named_curve(2) point<1> [hash sig] signature<2>. */
+static void server_key_exchange_line(const tls_conn *c, bool srv, char *line, size_t len)
 {
-    const char *name = mbedtls_ssl_get_ciphersuite_name(negotiating_suite(c));
-    return name && (strstr(name, "TLS-ECDHE-") == name || strstr(name, "TLS-DHE-") == name);
+    size_t n = 0;
+    const uint8_t *m = hs_msg(c, srv, MBEDTLS_SSL_HS_SERVER_KEY_EXCHANGE, 4 + 4, &n);
+    const char *dir = srv ? "->" : "<-";
+    if (m == NULL || m[4] != 3 /* named_curve */) {
+        snprintf(line, len, "%s ServerKeyExchange (ephemeral key, signed)", dir);
+        return;
+    }
+    size_t plen = m[7];
+    char sig[64] = "";
+    if (8 + plen + 2 <= n && c->ssl.TLS_PRIV(minor_ver) >= TLS_V12) {
+        char alg[48];
+        sig_alg_name(m[8 + plen], m[9 + plen], alg, sizeof alg);
+        snprintf(sig, sizeof sig, ", signed with %s", alg);
+    } else {
+        snprintf(sig, sizeof sig, ", signed");
+    }
+    snprintf(line, len, "%s ServerKeyExchange: ECDHE on %s, public key %zu bytes%s", dir,
+             curve_name(m[5] << 8 | m[6]), plen, sig);
+}
+
+static bool kx_is_ecdhe(const tls_conn *c)
+{
+#if MBEDTLS_VERSION_MAJOR < 3
+    const mbedtls_ssl_session *s = c->ssl.session_negotiate ? c->ssl.session_negotiate : c->ssl.session;
+    const char *name = s ? mbedtls_ssl_get_ciphersuite_name(s->ciphersuite) : NULL;
+#else
+    const char *name = mbedtls_ssl_get_ciphersuite(&c->ssl);
+#endif
+    return name && strstr(name, "TLS-ECDHE-") == name;
+}
+
+static void client_cert_line(const tls_conn *c, char *line, size_t len)
+{
+    const mbedtls_x509_crt *p = negotiating_peer_cert(c);
+    char dn[200];
+    if (p) {
+        tls_dn_format(&p->subject, dn, sizeof dn);
+        snprintf(line, len, "<- Certificate: %s (%d in chain)", dn, chain_len(p));
+    } else if (c->hs->leaf_subject[0]) {
+        snprintf(line, len, "<- Certificate: %s", c->hs->leaf_subject);
+    } else {
+        snprintf(line, len, "<- Certificate: empty (the client has none)");
+    }
 }
 
 /* One line per handshake message, in wire order. Driven by the mbedTLS
@@ -227,23 +376,23 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
     line[0] = '\0';
     /* 2.28 sends/reads NewSessionTicket while staying in the
      * server-ChangeCipherSpec state; the caller watched the flag for us. */
-    if (ticket_went)
-        tls_conn_log(c, 4, "%s NewSessionTicket", srv ? "->" : "<-");
+    if (ticket_went) {
+        size_t n = 0;
+        const uint8_t *m = hs_msg(c, srv, MBEDTLS_SSL_HS_NEW_SESSION_TICKET, 4 + 6, &n);
+        if (m)
+            tls_conn_log(c, 4, "%s NewSessionTicket: lifetime %lu s, ticket %u bytes (for resumption)",
+                         srv ? "->" : "<-", (unsigned long)m[4] << 24 | (unsigned long)m[5] << 16 |
+                         (unsigned long)m[6] << 8 | m[7], (unsigned)(m[8] << 8 | m[9]));
+        else
+            tls_conn_log(c, 4, "%s NewSessionTicket", srv ? "->" : "<-");
+    }
     if (now == prev)
         return;
     const char *in = srv ? "<-" : "->", *out = srv ? "->" : "<-";
     switch (prev) {
     case MBEDTLS_SSL_CLIENT_HELLO:
         if (srv) {
-            tls_hello h;
-            if (tls_hello_parse(c->hs->first, c->hs->first_len, &h)) {
-                snprintf(line, sizeof line, "<- ClientHello: %s, %zu cipher suites%s%s%s%s",
-                         tls_version_name(h.max_minor), h.nsuites, h.sni[0] ? ", SNI " : ", no SNI", h.sni,
-                         h.ticket_len ? ", offers a session ticket" : h.ticket_ext ? ", asks for a ticket" : "",
-                         h.sid_len && !h.ticket_len ? ", offers a session id" : "");
-            } else {
-                snprintf(line, sizeof line, "<- ClientHello");
-            }
+            client_hello_line(c, line, sizeof line);
         } else {
             snprintf(line, sizeof line, "-> ClientHello: %s, %zu cipher suites%s%s%s",
                      tls_version_name(c->cli->minor), suite_count(c->cli->suites),
@@ -252,12 +401,22 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
                      c->cli->have_saved && c->cli->resume != TLS_RESUME_OFF ? ", offers to resume" : "");
         }
         break;
-    case MBEDTLS_SSL_SERVER_HELLO:
-        suite_names(c, a, sizeof a, b, sizeof b);
+    case MBEDTLS_SSL_SERVER_HELLO: {
+        int sid_len;
+        int id = server_hello_suite(c, srv, &sid_len);
+        bool resuming = now != MBEDTLS_SSL_SERVER_CERTIFICATE;
+        const char *how = "resuming the session";
+        if (resuming && srv) {
+            tls_hello h;
+            how = tls_hello_parse(c->hs->first, c->hs->first_len, &h) && h.ticket_len
+                      ? "resuming the session (ticket accepted)"
+                      : "resuming the session (session id found in the cache)";
+        }
+        suite_names(id, a, sizeof a, b, sizeof b);
         snprintf(line, sizeof line, "%s ServerHello: %s, %s (%s), %s", out,
-                 tls_version_name(c->ssl.TLS_PRIV(minor_ver)), a, b,
-                 now == MBEDTLS_SSL_SERVER_CERTIFICATE ? "new session" : "resuming the session");
+                 tls_version_name(c->ssl.TLS_PRIV(minor_ver)), a, b, resuming ? how : "new session");
         break;
+    }
     case MBEDTLS_SSL_SERVER_CERTIFICATE:
         if (srv) {
             char dn[200];
@@ -272,13 +431,17 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
         }
         break;
     case MBEDTLS_SSL_SERVER_KEY_EXCHANGE:
-        if (kx_is_ephemeral(c))
-            snprintf(line, sizeof line, "%s ServerKeyExchange (ephemeral key, signed)", out);
+        if (hs_msg(c, srv, MBEDTLS_SSL_HS_SERVER_KEY_EXCHANGE, 4, NULL))
+            server_key_exchange_line(c, srv, line, sizeof line);
         break;
     case MBEDTLS_SSL_CERTIFICATE_REQUEST:
-        if (srv && c->srv->have_ca)
-            snprintf(line, sizeof line, "-> CertificateRequest (client certificate %s)",
-                     c->srv->require_cert ? "required" : "optional");
+        if (srv && c->srv->have_ca) {
+            char dn[200];
+            tls_dn_format(&c->srv->ca.subject, dn, sizeof dn);
+            snprintf(line, sizeof line, "-> CertificateRequest (client certificate %s): signed by %s%s",
+                     c->srv->require_cert ? "required" : "optional", dn,
+                     c->srv->ca.next && c->srv->ca.next->version ? " or another CA in cafile" : "");
+        }
 #if MBEDTLS_VERSION_MAJOR < 3
         else if (!srv && c->ssl.client_auth)
             snprintf(line, sizeof line, "<- CertificateRequest");
@@ -288,53 +451,90 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
         snprintf(line, sizeof line, "%s ServerHelloDone", out);
         break;
     case MBEDTLS_SSL_CLIENT_CERTIFICATE:
-        if (srv && c->srv->have_ca) {
-            const mbedtls_x509_crt *p = negotiating_peer_cert(c);
-            char dn[200];
-            if (p) {
-                tls_dn_format(&p->subject, dn, sizeof dn);
-                snprintf(line, sizeof line, "<- Certificate: %s (%d in chain)", dn, chain_len(p));
-            } else {
-                snprintf(line, sizeof line, "<- Certificate: empty (the client has none)");
-            }
-        }
+        if (srv && c->srv->have_ca)
+            client_cert_line(c, line, sizeof line);
 #if MBEDTLS_VERSION_MAJOR < 3
         else if (!srv && c->ssl.client_auth)
             snprintf(line, sizeof line, "-> Certificate: %s", c->cli->have_cert ? "our client certificate"
                                                                              : "empty (no --cert given)");
 #endif
         break;
-    case MBEDTLS_SSL_CLIENT_KEY_EXCHANGE:
-        snprintf(line, sizeof line, "%s ClientKeyExchange", in);
+    case MBEDTLS_SSL_CLIENT_KEY_EXCHANGE: {
+        const uint8_t *m = srv && kx_is_ecdhe(c) ? hs_msg(c, false, MBEDTLS_SSL_HS_CLIENT_KEY_EXCHANGE, 5, NULL)
+                                                 : NULL;
+        if (m)
+            snprintf(line, sizeof line, "%s ClientKeyExchange: client's ECDHE public key %u bytes", in,
+                     (unsigned)m[4]);
+        else
+            snprintf(line, sizeof line, "%s ClientKeyExchange", in);
         break;
+    }
     case MBEDTLS_SSL_CERTIFICATE_VERIFY:
         if ((srv && negotiating_peer_cert(c))
 #if MBEDTLS_VERSION_MAJOR < 3
             || (!srv && c->ssl.client_auth && c->cli->have_cert)
 #endif
-        )
-            snprintf(line, sizeof line, "%s CertificateVerify", in);
+        ) {
+            const uint8_t *m = srv ? hs_msg(c, false, MBEDTLS_SSL_HS_CERTIFICATE_VERIFY, 6, NULL) : NULL;
+            if (m) {
+                sig_alg_name(m[4], m[5], a, sizeof a);
+                snprintf(line, sizeof line, "%s CertificateVerify: signed with %s (proves the client "
+                         "holds the certificate's key)", in, a);
+            } else {
+                snprintf(line, sizeof line, "%s CertificateVerify", in);
+            }
+        }
         break;
     case MBEDTLS_SSL_CLIENT_CHANGE_CIPHER_SPEC:
-        snprintf(line, sizeof line, "%s ChangeCipherSpec", in);
+        snprintf(line, sizeof line, "%s ChangeCipherSpec (the client encrypts from here on)", in);
         break;
     case MBEDTLS_SSL_CLIENT_FINISHED:
-        snprintf(line, sizeof line, "%s Finished", in);
+        snprintf(line, sizeof line, "%s Finished (encrypted: \"Encrypted Handshake Message\" without "
+                 "the key log)", in);
         break;
     case MBEDTLS_SSL_SERVER_NEW_SESSION_TICKET:
         snprintf(line, sizeof line, "%s NewSessionTicket", out);
         break;
     case MBEDTLS_SSL_SERVER_CHANGE_CIPHER_SPEC:
-        snprintf(line, sizeof line, "%s ChangeCipherSpec", out);
+        snprintf(line, sizeof line, "%s ChangeCipherSpec (the server encrypts from here on)", out);
         break;
     case MBEDTLS_SSL_SERVER_FINISHED:
-        snprintf(line, sizeof line, "%s Finished", out);
+        snprintf(line, sizeof line, "%s Finished (encrypted: \"Encrypted Handshake Message\" without "
+                 "the key log)", out);
         break;
     default:
         break;
     }
     if (line[0])
         tls_conn_log(c, 4, "%s", line);
+}
+
+static const char *first_bytes_kind(const tls_hs *hs);
+
+/* With trace on, a failed step still shows the message it was reading,
+ * then the alert, like Wireshark's packet list does. */
+static void trace_failure(tls_conn *c, int alert_in, const char *why)
+{
+    bool srv = c->srv != NULL;
+    int state = c->ssl.TLS_PRIV(state);
+    char line[400];
+    if (srv && state == MBEDTLS_SSL_CLIENT_HELLO && c->hs->first_len > 0 && !first_bytes_kind(c->hs)) {
+        tls_hello h;
+        if (tls_hello_parse(c->hs->first, c->hs->first_len, &h)) {
+            client_hello_line(c, line, sizeof line);
+            tls_conn_log(c, 4, "%s", line);
+        }
+    } else if (srv && state == MBEDTLS_SSL_CLIENT_CERTIFICATE && c->srv->have_ca) {
+        client_cert_line(c, line, sizeof line);
+        tls_conn_log(c, 4, "%s", line);
+    }
+    if (alert_in >= 0)
+        tls_conn_log(c, 4, "<- Alert: fatal, %s (%d)", tls_alert_name(alert_in), alert_in);
+    if (c->hs->alert_sent >= 0)
+        tls_conn_log(c, 4, "-> Alert: fatal, %s (%d)", tls_alert_name(c->hs->alert_sent), c->hs->alert_sent);
+    else if (c->hs->alert_sent == -2)
+        tls_conn_log(c, 4, "-> Alert (encrypted)");
+    tls_conn_log(c, 4, "handshake failed (mbedTLS state %d): %s", state, why);
 }
 
 /* ---- failures ------------------------------------------------------------------ */
@@ -542,6 +742,7 @@ void tls_diag_failure(tls_conn *c, int ret)
     char why[700], tmp[400];
     int code = TLS_ERR_HANDSHAKE;
     int alert = MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE;   /* what we send if mbedTLS did not */
+    int alert_in = -1;                                     /* what the peer sent us */
     const char *kind = first_bytes_kind(hs);
     tls_hello h;
     bool have_hello = srv && tls_hello_parse(hs->first, hs->first_len, &h);
@@ -581,6 +782,7 @@ void tls_diag_failure(tls_conn *c, int ret)
     } else if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
         int desc = c->ssl.TLS_PRIV(in_msg) ? c->ssl.TLS_PRIV(in_msg)[1] : -1;
         alert = -1;
+        alert_in = desc;
         const char *hint = peer_alert_hint(c, desc);
         if (srv && desc == 70 && have_hello && h.max_minor > TLS_V12)
             snprintf(tmp, sizeof tmp, ": it wants %s only and this mbedTLS build speaks TLS 1.2",
@@ -647,5 +849,5 @@ void tls_diag_failure(tls_conn *c, int ret)
     c->result = code;
     tls_conn_set_error(c, "TLS handshake failed: %s%s", why, tmp);
     if ((srv && c->srv->trace) || (!srv && c->cli->trace))
-        tls_conn_log(c, 4, "handshake failed in mbedTLS state %d: %s", c->ssl.TLS_PRIV(state), why);
+        trace_failure(c, alert_in, why);
 }
