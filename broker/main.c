@@ -120,8 +120,15 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
             return -1;
         }
     }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    int port_now = lc->port;
+    if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
+        port_now = ntohs(bound.ss_family == AF_INET6
+                             ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                             : ((struct sockaddr_in *)&bound)->sin_port);
     log_msg(LL_NOTICE, "Opened %s listener on %s port %d", lc->certfile ? "TLS" : "plain",
-            lc->address ? lc->address : "all addresses", lc->port);
+            lc->address ? lc->address : "all addresses", port_now);
     return 0;
 }
 

@@ -8,6 +8,27 @@
 
 #include "tls/tls_int.h"
 
+/* ECDHE groups, most preferred first. mbedTLS 2.28's default list starts with
+ * secp521r1, which costs several times P-256 per handshake and is what its
+ * server then picks; X25519 and P-256 are what clients offer first. */
+static void conf_curves(mbedtls_ssl_config *conf)
+{
+#if MBEDTLS_VERSION_NUMBER < 0x03000000
+    static const mbedtls_ecp_group_id curves[] = {
+        MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
+        MBEDTLS_ECP_DP_SECP521R1, MBEDTLS_ECP_DP_NONE,
+    };
+    mbedtls_ssl_conf_curves(conf, curves);
+#else
+    static const uint16_t groups[] = {
+        MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+        MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_SECP521R1,
+        MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
+    };
+    mbedtls_ssl_conf_groups(conf, groups);
+#endif
+}
+
 #define DEFAULT_CACHE_SIZE 10000
 #define DEFAULT_SESSION_TIMEOUT 86400
 #define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
@@ -111,6 +132,7 @@ int tls_server_setup(tls_server **out, const tls_server_opts *o, tls_log_fn log,
     }
     mbedtls_ssl_conf_rng(&s->conf, tls_rng, NULL);
     mbedtls_ssl_conf_renegotiation(&s->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    conf_curves(&s->conf);
 
     if (tls_parse_version(o->tls_version, "tls_version", &s->min_minor, err, errlen) != TLS_OK)
         goto fail;
@@ -271,6 +293,7 @@ int tls_client_setup(tls_client **out, const tls_client_opts *o, char *err, size
     }
     mbedtls_ssl_conf_rng(&c->conf, tls_rng, NULL);
     mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    conf_curves(&c->conf);
     mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
 
     if (tls_parse_version(o->tls_version, "tls-version", &c->minor, err, errlen) != TLS_OK)
