@@ -732,10 +732,27 @@ static void drain_input(const tls_conn *c)
             break;
 }
 
+/* A plaintext fatal alert record left unread in the socket, or -1. Looked for
+ * only after a send/reset error, when mbedTLS never got to read it. */
+static int unread_alert(tls_conn *c)
+{
+    uint8_t pk[512];
+    ssize_t n = recv(c->fd, pk, sizeof pk, MSG_DONTWAIT);
+    for (ssize_t i = 0; n > 0 && i + 5 <= n;) {
+        size_t len = ((size_t)pk[i + 3] << 8) | pk[i + 4];
+        if (pk[i] == MBEDTLS_SSL_MSG_ALERT && len == 2 && i + 7 <= n &&
+            pk[i + 5] == MBEDTLS_SSL_ALERT_LEVEL_FATAL)
+            return pk[i + 6];
+        i += 5 + (ssize_t)len;
+    }
+    return -1;
+}
+
 /* Turns mbedTLS's verdict into one line, makes sure the peer got a fatal
  * alert (unless it is gone or not speaking TLS), and sets c->result. */
 void tls_diag_failure(tls_conn *c, int ret)
 {
+    int desc_unread = -1;
     tls_hs *hs = c->hs;
     bool srv = c->srv != NULL;
     const char *them = srv ? "client" : "server";
@@ -773,6 +790,14 @@ void tls_diag_failure(tls_conn *c, int ret)
                      "without saying why (it probably does not trust it)");
         else
             snprintf(why, sizeof why, "%s closed the connection during the handshake", them);
+    } else if ((ret == MBEDTLS_ERR_NET_CONN_RESET || ret == MBEDTLS_ERR_NET_RECV_FAILED ||
+                ret == MBEDTLS_ERR_NET_SEND_FAILED) && (desc_unread = unread_alert(c)) >= 0) {
+        /* The peer refused us with an alert and hung up while we were still
+         * sending (e.g. our Certificate): the alert is in the socket unread. */
+        alert = -1;
+        alert_in = desc_unread;
+        snprintf(why, sizeof why, "%s sent alert %s (%d)%s", them, tls_alert_name(desc_unread),
+                 desc_unread, peer_alert_hint(c, desc_unread));
     } else if (ret == MBEDTLS_ERR_NET_CONN_RESET || ret == MBEDTLS_ERR_NET_RECV_FAILED ||
                ret == MBEDTLS_ERR_NET_SEND_FAILED) {
         code = TLS_ERR_IO;
