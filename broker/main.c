@@ -92,8 +92,12 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
     if (res->ai_family == AF_INET6 && !lc->address)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-        snprintf(err, errlen, "%s:%d: listener %d on %s: %s", b->cfg->path, lc->line, lc->port,
-                 host, strerror(errno));
+        int e = errno;
+        snprintf(err, errlen, "%s:%d: listener %d on %s: %s%s", b->cfg->path, lc->line, lc->port,
+                 host, strerror(e),
+                 e == EADDRINUSE ? " (another broker, e.g. the mosquitto service, may be "
+                                   "using the port: stop it or change the port)"
+                                 : e == EACCES ? " (ports below 1024 need root)" : "");
         close(fd);
         freeaddrinfo(res);
         return -1;
