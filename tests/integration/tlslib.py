@@ -6,6 +6,7 @@ database for CRLs, and tshark capture/decode.
 Timeouts are generous upper bounds for waiting, never pass/fail timing.
 """
 import collections
+import json
 import os
 import re
 import shutil
@@ -222,31 +223,32 @@ def tshark_mqtt(pcap, port, keylog=None):
     """Decode the capture as TLS on port, TLS application data as MQTT
     (-d tls.port==PORT,mqtt; -d tcp.port==PORT,mqtt alone would hand the TLS
     records themselves to the MQTT dissector and print garbage);
-    return [(msgtype, topic, payload bytes)] for every MQTT message tshark saw."""
+    return [(msgtype, topic, payload bytes)] for every MQTT message tshark saw.
+    JSON output gives one object per MQTT message even when one TLS record
+    carries several (the broker coalesces e.g. PUBACK and PUBLISH), where
+    -T fields would not say which message a topic belongs to."""
     argv = [shutil.which("tshark") or TSHARK, "-r", pcap]
     if keylog:
         argv += ["-o", "tls.keylog_file:%s" % keylog]
     argv += ["-d", "tcp.port==%d,tls" % port, "-d", "tls.port==%d,mqtt" % port, "-Y", "mqtt",
-             "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
-             "-e", "mqtt.msgtype", "-e", "mqtt.topic", "-e", "mqtt.msg"]
+             "-T", "json", "--no-duplicate-keys", "-j", "mqtt"]
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     if p.returncode != 0:
         raise AssertionError("tshark -r failed: %s" % p.stderr.decode(errors="replace"))
     rows = []
-    for line in p.stdout.decode(errors="replace").splitlines():
-        cols = line.split("\t") + ["", "", ""]
-        # several MQTT messages in one frame come out as a|b|c per field
-        types, topics, msgs = (c.split("|") for c in cols[:3])
-        for i, t in enumerate(types):
-            if not t:
-                continue
-            topic = topics[i] if i < len(topics) else ""
-            msg = msgs[i] if i < len(msgs) else ""
+    for frame in json.loads(p.stdout or b"[]"):
+        msgs = frame["_source"]["layers"].get("mqtt", [])
+        for m in msgs if isinstance(msgs, list) else [msgs]:
+            mtype = int(m.get("mqtt.hdrflags", "0xf0"), 16) >> 4  # the packet type nibble
+            msg = m.get("mqtt.msg", "")
             try:
                 payload = bytes.fromhex(msg.replace(":", ""))
             except ValueError:
                 payload = msg.encode()
-            rows.append((int(t), topic, payload))
+            topic = m.get("mqtt.topic", "")
+            if isinstance(topic, list):  # SUBSCRIBE with several filters
+                topic = topic[0]
+            rows.append((mtype, topic, payload))
     return rows
 
 
