@@ -84,7 +84,8 @@ struct tnode;
 struct conn;
 
 typedef struct sub_rec {
-    struct sub_rec *next;
+    struct sub_rec *next, *prev;
+    uint64_t retained_stamp;  /* SUBSCRIBE that last sent this filter's retained */
     struct tnode *node;   /* where the subscriber entry lives */
     uint32_t index;       /* position in node->subs (kept up to date) */
     uint8_t qos;
@@ -119,12 +120,15 @@ typedef struct session {
     bool clean;
     sub_rec *subs;
     uint32_t nsubs;
-    outmsg *inflight;          /* array, at most max_inflight (if set) */
-    uint32_t ninflight, cap_inflight;
+    dict subs_by_filter;       /* filter -> sub_rec (keys point into the rec) */
+    outmsg *inflight;          /* slots [inflight_head, ninflight); state 0 = acked */
+    uint32_t inflight_head, ninflight, cap_inflight;
+    uint32_t inflight_live;    /* slots still waiting: what max_inflight bounds */
     outqueue queue;
     uint16_t *qos2_in;         /* incoming QoS 2 packet ids awaiting PUBREL */
     uint32_t nqos2_in, cap_qos2_in;
     uint16_t next_pid;
+    uint8_t *pid_used;         /* bitmap of inflight ids, only for windows > 64 */
     uint64_t match_stamp;      /* dedup of overlapping subscriptions */
     uint8_t match_qos;
     bool match_retain;
@@ -182,6 +186,8 @@ typedef struct conn {
     uint16_t keepalive;
     time_t connected_at;
     double last_rx;                   /* monotonic seconds of the last packet */
+    double last_tx;                   /* monotonic seconds of the last write */
+    double over_since;                /* output over max_output_buffer since (0 = not) */
     double deadline;                  /* handshake/CONNECT deadline or auth delay end */
     msg *will;                        /* NULL when none */
     uint8_t will_qos;
@@ -220,6 +226,7 @@ typedef struct broker {
     dict sessions;                    /* client id -> session */
     tnode *root;
     uint64_t match_seq;
+    uint64_t subscribe_seq;           /* stamps sub_rec.retained_stamp */
     struct pw_file *pw;
     struct acl_rules *acl;
     dict auth_fails;                  /* addr -> auth_fail */
@@ -276,8 +283,9 @@ bool session_qos2_in_del(session *s, uint16_t pid);
 /* topic.c */
 tnode *tree_new_root(void);
 void tree_free(tnode *root);
-/* Add/replace a subscription of s (rec allocated and linked into s->subs). */
-int tree_subscribe(broker *b, session *s, const char *filter, size_t flen, uint8_t qos);
+/* Add/replace a subscription of s (rec allocated and linked into s->subs).
+ * Returns the record, or NULL when out of memory. */
+sub_rec *tree_subscribe(broker *b, session *s, const char *filter, size_t flen, uint8_t qos);
 int tree_unsubscribe(broker *b, session *s, const char *filter, size_t flen);
 void tree_unsubscribe_all(broker *b, session *s);
 /* Calls fn for every subscriber entry matching topic (not deduplicated). */
@@ -285,7 +293,8 @@ typedef void (*tree_match_fn)(void *ud, sub_entry *e);
 void tree_match(tnode *root, const char *topic, size_t tlen, tree_match_fn fn, void *ud);
 /* Retained store: m with empty payload clears. */
 void tree_retain(broker *b, msg *m);
-typedef void (*tree_retained_fn)(void *ud, msg *m);
+/* Returns true to go on, false to stop the walk. */
+typedef bool (*tree_retained_fn)(void *ud, msg *m);
 void tree_retained_match(tnode *root, const char *filter, size_t flen, tree_retained_fn fn,
                          void *ud);
 

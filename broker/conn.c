@@ -26,6 +26,10 @@
 #include "mqtt/mqtt.h"
 #include "tls/tls.h"
 
+/* A client whose output stays over max_output_buffer this long is dropped
+ * (Redis' soft output-buffer limit); at 4x it is dropped at once. */
+#define SLOW_READER_SECONDS 60
+
 static void epoll_set(broker *b, conn *c, bool want_write)
 {
     struct epoll_event ev = {.events = EPOLLIN | (want_write ? EPOLLOUT : 0), .data.ptr = c};
@@ -165,7 +169,14 @@ int conn_send_publish(broker *b, conn *c, const msg *m, uint8_t qos, bool retain
                       uint16_t pid)
 {
     if (!c || c->state != CS_ACTIVE) return -1;
-    if (qos == 0 && bbuf_used(&c->out) > b->cfg->max_output_buffer) {
+    size_t used = bbuf_used(&c->out);
+    if (used > 4 * b->cfg->max_output_buffer) {
+        conn_close(b, c, "output buffer over %llu bytes: client does not read",
+                   (unsigned long long)(4 * b->cfg->max_output_buffer));
+        return -1;
+    }
+    if (used > b->cfg->max_output_buffer && c->over_since == 0) c->over_since = b->now;
+    if (qos == 0 && used > b->cfg->max_output_buffer) {
         /* A slow QoS 0 subscriber loses messages, not the broker's memory. */
         if (c->dropped_qos0++ % 10000 == 0)
             log_msg(LL_WARNING, "Client %s: output buffer over %llu bytes, dropping QoS 0 "
@@ -226,9 +237,28 @@ static void conn_flush(broker *b, conn *c)
         }
         c->out.off += (size_t)n;
         b->bytes_sent += (uint64_t)n;
+        c->last_tx = b->now;
+        if (c->over_since && bbuf_used(&c->out) <= b->cfg->max_output_buffer) c->over_since = 0;
     }
     c->out.off = c->out.len = 0;
-    if (c->out.cap > 64 * 1024) bbuf_free(&c->out);
+    c->over_since = 0;
+    if (c->tls) {
+        /* A count from tls_conn_write means "sealed", not "sent": the last
+         * record may still sit in mbedTLS. Keep EPOLLOUT until it is out. */
+        ssize_t r = tls_conn_write(c->tls, (const uint8_t *)"", 0);
+        if (r == TLS_WANT_WRITE || r == TLS_WANT_READ) {
+            if (!c->want_write) epoll_set(b, c, true);
+            return;
+        }
+        if (r < 0) {
+            if (c->state != CS_CLOSING) conn_close(b, c, "TLS write failed: %s",
+                                                   tls_conn_error(c->tls));
+            return;
+        }
+    }
+    /* a huge buffer goes at once; an ordinary one waits for the idle sweep, so a
+     * steady stream does not pay malloc/free per message */
+    if (c->out.cap > 1024 * 1024) bbuf_free(&c->out);
     if (c->want_write && c->state != CS_CLOSING) epoll_set(b, c, false);
 }
 
@@ -248,7 +278,8 @@ static size_t conn_process(broker *b, conn *c, const uint8_t *data, size_t len)
 {
     size_t off = 0;
     while (off < len && c->state != CS_CLOSING) {
-        if (c->state == CS_AUTH_DELAY) return len; /* refused: input is ignored */
+        /* CONNECT held: what the client pipelined after it waits for the answer */
+        if (c->state == CS_AUTH_DELAY) break;
         mqtt_header h;
         size_t plen;
         int r = mqtt_frame(data + off, len - off, b->cfg->max_packet_size, &h, &plen);
@@ -320,6 +351,10 @@ static void conn_read(broker *b, conn *c)
 {
     set_read_pending(b, c, false);
     for (int rounds = 0; c->state != CS_CLOSING; rounds++) {
+        if (c->state == CS_AUTH_DELAY && bbuf_used(&c->in) > b->cfg->max_packet_size) {
+            conn_close(b, c, "sent more than max_packet_size while its CONNECT was held");
+            return;
+        }
         if (rounds == 16) {
             /* fairness: come back next iteration for the rest */
             if (c->tls && tls_conn_pending(c->tls)) set_read_pending(b, c, true);
@@ -393,7 +428,9 @@ void conn_on_event(broker *b, conn *c, uint32_t events)
     }
     if (events & EPOLLOUT) conn_flush(b, c);
     if (c->state == CS_CLOSING) return;
-    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) conn_read(b, c);
+    /* over TLS a read may have stopped on WANT_WRITE: writable means retry it */
+    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) || (c->tls && (events & EPOLLOUT)))
+        conn_read(b, c);
 }
 
 void conn_service_read_pending(broker *b)
@@ -470,14 +507,25 @@ void conn_tick(broker *b)
                            b->cfg->handshake_timeout);
             break;
         case CS_AUTH_DELAY:
-            if (b->now >= c->deadline) proto_finish_connect(b, c);
+            if (b->now >= c->deadline) {
+                proto_finish_connect(b, c);
+                if (c->state == CS_ACTIVE && bbuf_used(&c->in)) {
+                    c->in.off += conn_process(b, c, c->in.data + c->in.off, bbuf_used(&c->in));
+                    if (bbuf_used(&c->in) == 0) bbuf_free(&c->in);
+                }
+            }
             break;
         case CS_ACTIVE:
             /* [MQTT-3.1.2-24]: 1.5 x keepalive without any packet */
             if (c->keepalive && b->now - c->last_rx > 1.5 * c->keepalive)
                 conn_close(b, c, "keepalive timeout (no packet for %.1f s, keepalive %u s)",
                            b->now - c->last_rx, c->keepalive);
-            else if (!bbuf_used(&c->out) && c->out.cap && b->now - c->last_rx > 5)
+            else if (c->over_since && b->now - c->over_since > SLOW_READER_SECONDS)
+                conn_close(b, c, "slow subscriber: output buffer over max_output_buffer (%llu "
+                           "bytes) for %d s", (unsigned long long)b->cfg->max_output_buffer,
+                           SLOW_READER_SECONDS);
+            else if (!bbuf_used(&c->out) && c->out.cap && b->now - c->last_rx > 5 &&
+                     b->now - c->last_tx > 5)
                 bbuf_free(&c->out); /* idle: give the memory back */
             break;
         case CS_CLOSING:

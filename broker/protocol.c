@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker/broker.h"
 #include "broker/log.h"
@@ -38,14 +39,18 @@ static char *dup_str(const mqtt_str *s)
 
 static void generate_id(char *out, size_t len)
 {
-    static uint64_t counter;
-    FILE *f = fopen("/dev/urandom", "rb");
-    uint64_t r = 0;
-    if (f) {
-        if (fread(&r, sizeof r, 1, f) != 1) r = 0;
-        fclose(f);
+    /* one random base per process, then a counter: unique and unguessable
+     * enough without opening /dev/urandom on every connect */
+    static uint64_t base, counter;
+    if (!base) {
+        FILE *f = fopen("/dev/urandom", "rb");
+        if (!f || fread(&base, sizeof base, 1, f) != 1) base = (uint64_t)time(NULL) << 20;
+        if (f) fclose(f);
+        base |= 1;
     }
-    snprintf(out, len, "auto-%016llx", (unsigned long long)(r ^ ++counter));
+    uint64_t x = base + 0x9e3779b97f4a7c15ULL * ++counter;
+    x ^= x >> 31;
+    snprintf(out, len, "auto-%016llx", (unsigned long long)x);
 }
 
 static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_delay)
@@ -67,6 +72,12 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
 
     if (!after_delay) {
         double delay = auth_attempt_delay(b, c->peer);
+        if (delay > b->cfg->handshake_timeout) {
+            /* the queue of held attempts from this address is already long */
+            refuse(b, c, MQTT_CONNACK_UNAVAILABLE, "too many recent failed logins from this "
+                   "address; try again later");
+            return;
+        }
         if (delay > 0) {
             /* Recent failed logins from this address: check this attempt later,
              * without blocking the loop. The packet is copied: the read buffer
@@ -204,6 +215,7 @@ void proto_finish_connect(broker *b, conn *c)
     mqtt_header h = {.type = MQTT_CONNECT, .flags = 0,
                      .remaining = (uint32_t)c->held_connect_len, .body = c->held_connect};
     c->state = CS_AWAIT_CONNECT;
+    c->last_rx = b->now; /* the hold was ours, not the client's silence */
     handle_connect(b, c, &h, true);
     free(c->held_connect);
     c->held_connect = NULL;
@@ -263,12 +275,27 @@ typedef struct {
     uint8_t qos;
 } retained_ctx;
 
-static void send_retained(void *ud, msg *m)
+/* Would every further delivery to s at this QoS be dropped? Then a retained
+ * walk can stop: a huge SUBSCRIBE cannot make the broker walk the whole
+ * store again and again for a client that cannot take the messages. */
+static bool session_saturated(broker *b, session *s, uint8_t qos)
+{
+    conn *c = s->conn;
+    if (!c || c->state != CS_ACTIVE) return true;
+    if (bbuf_used(&c->out) <= b->cfg->max_output_buffer) return false;
+    if (qos == 0) return true;
+    uint32_t maxq = b->cfg->max_queued_messages;
+    return maxq && s->queue.count >= maxq;
+}
+
+static bool send_retained(void *ud, msg *m)
 {
     retained_ctx *rc = ud;
-    if (!auth_may_read(rc->b, rc->s, msg_topic(m), m->topic_len)) return;
-    uint8_t q = m->qos < rc->qos ? m->qos : rc->qos;
-    session_deliver(rc->b, rc->s, m, q, true); /* [MQTT-3.3.1-8]: retain=1 */
+    if (auth_may_read(rc->b, rc->s, msg_topic(m), m->topic_len)) {
+        uint8_t q = m->qos < rc->qos ? m->qos : rc->qos;
+        session_deliver(rc->b, rc->s, m, q, true); /* [MQTT-3.3.1-8]: retain=1 */
+    }
+    return !session_saturated(rc->b, rc->s, rc->qos);
 }
 
 static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
@@ -279,11 +306,16 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
         conn_close(b, c, "protocol error: %s", mqtt_strerror(r));
         return;
     }
-    uint8_t stack_codes[64];
-    uint8_t *codes = sl.count <= sizeof stack_codes ? stack_codes : malloc(sl.count);
-    if (!codes) {
-        conn_close(b, c, "out of memory");
-        return;
+    /* SUBACK: type, up to 4 length bytes, packet id, one code per filter */
+    size_t need = 7 + (size_t)sl.count;
+    uint8_t small[128], codes_small[64];
+    sub_rec *recs_small[32];
+    uint8_t *buf = need <= sizeof small ? small : malloc(need);
+    uint8_t *codes = sl.count <= sizeof codes_small ? codes_small : malloc(sl.count);
+    sub_rec **recs = sl.count <= 32 ? recs_small : malloc(sl.count * sizeof *recs);
+    if (!buf || !codes || !recs) {
+        conn_close(b, c, "out of memory for a SUBSCRIBE of %u filters", sl.count);
+        goto out;
     }
     mqtt_sublist it = sl;
     mqtt_str f;
@@ -291,6 +323,7 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
     unsigned i = 0;
     while (mqtt_sublist_next(&it, &f, &q)) {
         uint8_t granted = q > 2 ? 2 : q;
+        recs[i] = NULL;
         if (topic_levels((const char *)f.ptr, f.len) > TOPIC_MAX_LEVELS) {
             log_msg(LL_NOTICE, "Refused SUBSCRIBE from %s: filter has more than %d levels",
                     c->client_id, TOPIC_MAX_LEVELS);
@@ -300,7 +333,8 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
                     "the ACL", c->client_id, c->username ? c->username : "anonymous",
                     (int)f.len, f.ptr);
             granted = MQTT_SUBACK_FAILURE;
-        } else if (tree_subscribe(b, c->session, (const char *)f.ptr, f.len, granted) < 0) {
+        } else if (!(recs[i] = tree_subscribe(b, c->session, (const char *)f.ptr, f.len,
+                                              granted))) {
             granted = MQTT_SUBACK_FAILURE;
         } else if (log_enabled(LL_SUBSCRIBE)) {
             log_msg(LL_SUBSCRIBE, "%s subscribed to '%.*s' (QoS %u)", c->client_id, (int)f.len,
@@ -308,24 +342,28 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
         }
         codes[i++] = granted;
     }
-    size_t need = 5 + sl.count, n;
-    uint8_t small[80];
-    uint8_t *buf = need <= sizeof small ? small : malloc(need);
-    if (buf && mqtt_encode_suback(buf, need, sl.packet_id, codes, sl.count, &n) == MQTT_OK)
-        conn_write(b, c, buf, n);
-    if (buf != small) free(buf);
-
-    /* Retained messages after the SUBACK [MQTT-3.3.1-6]. */
-    it = sl;
-    i = 0;
-    while (mqtt_sublist_next(&it, &f, &q)) {
-        if (codes[i] != MQTT_SUBACK_FAILURE) {
-            retained_ctx rc = {b, c->session, codes[i]};
-            tree_retained_match(b->root, (const char *)f.ptr, f.len, send_retained, &rc);
-        }
-        i++;
+    size_t n;
+    if (mqtt_encode_suback(buf, need, sl.packet_id, codes, sl.count, &n) != MQTT_OK) {
+        conn_close(b, c, "internal error: cannot encode a SUBACK of %u codes", sl.count);
+        goto out;
     }
-    if (codes != stack_codes) free(codes);
+    conn_write(b, c, buf, n);
+
+    /* Retained messages after the SUBACK [MQTT-3.3.1-6], once per filter even
+     * when a packet repeats one. */
+    uint64_t stamp = ++b->subscribe_seq;
+    for (i = 0; i < sl.count && c->state == CS_ACTIVE; i++) {
+        sub_rec *rec = recs[i];
+        if (!rec || rec->retained_stamp == stamp) continue;
+        rec->retained_stamp = stamp;
+        if (session_saturated(b, c->session, codes[i])) break;
+        retained_ctx rc = {b, c->session, codes[i]};
+        tree_retained_match(b->root, rec->filter, rec->filter_len, send_retained, &rc);
+    }
+out:
+    if (buf != small) free(buf);
+    if (codes != codes_small) free(codes);
+    if (recs != recs_small) free(recs);
 }
 
 static void handle_unsubscribe(broker *b, conn *c, const mqtt_header *h)

@@ -47,9 +47,10 @@ void session_destroy(broker *b, session *s)
 {
     if (!s) return;
     tree_unsubscribe_all(b, s);
-    for (uint32_t i = 0; i < s->ninflight; i++) msg_unref(s->inflight[i].m);
+    for (uint32_t i = s->inflight_head; i < s->ninflight; i++) msg_unref(s->inflight[i].m);
     for (uint32_t i = 0; i < s->queue.count; i++) msg_unref(queue_at(&s->queue, i)->m);
     free(s->inflight);
+    free(s->pid_used);
     free(s->queue.items);
     free(s->qos2_in);
     dict_del(&b->sessions, s->client_id, s->client_id_len);
@@ -65,15 +66,35 @@ static bool online(const session *s)
 
 static bool window_open(broker *b, const session *s)
 {
+    /* 0 means "unlimited", but there are only 65535 packet ids */
     uint32_t max = b->cfg->max_inflight_messages;
-    return max == 0 || s->ninflight < max;
+    if (max == 0 || max > 65535) max = 65535;
+    return s->inflight_live < max;
 }
+
+#define PID_BITMAP_FROM 64 /* smaller windows are scanned; larger ones use a bitmap */
 
 static bool pid_in_use(const session *s, uint16_t pid)
 {
-    for (uint32_t i = 0; i < s->ninflight; i++)
-        if (s->inflight[i].pid == pid) return true;
+    if (s->pid_used) return (s->pid_used[pid >> 3] >> (pid & 7)) & 1;
+    for (uint32_t i = s->inflight_head; i < s->ninflight; i++)
+        if (s->inflight[i].state && s->inflight[i].pid == pid) return true;
     return false;
+}
+
+static void pid_mark(session *s, uint16_t pid, bool used)
+{
+    if (!s->pid_used && used && s->inflight_live >= PID_BITMAP_FROM) {
+        s->pid_used = calloc(65536 / 8, 1);
+        if (s->pid_used)
+            for (uint32_t i = s->inflight_head; i < s->ninflight; i++)
+                if (s->inflight[i].state)
+                    s->pid_used[s->inflight[i].pid >> 3] |=
+                        (uint8_t)(1u << (s->inflight[i].pid & 7));
+    }
+    if (!s->pid_used) return;
+    if (used) s->pid_used[pid >> 3] |= (uint8_t)(1u << (pid & 7));
+    else s->pid_used[pid >> 3] &= (uint8_t)~(1u << (pid & 7));
 }
 
 static uint16_t next_pid(session *s)
@@ -88,6 +109,14 @@ static uint16_t next_pid(session *s)
 /* Put a delivery into the inflight window and send it. */
 static void send_inflight(broker *b, session *s, msg *m, uint8_t qos, bool retain)
 {
+    if (s->ninflight == s->cap_inflight && s->inflight_live * 2 <= s->cap_inflight) {
+        /* full of acked slots: squeeze them out (in order) instead of growing */
+        uint32_t j = 0;
+        for (uint32_t i = s->inflight_head; i < s->ninflight; i++)
+            if (s->inflight[i].state) s->inflight[j++] = s->inflight[i];
+        s->inflight_head = 0;
+        s->ninflight = j;
+    }
     if (s->ninflight == s->cap_inflight) {
         uint32_t ncap = s->cap_inflight ? s->cap_inflight * 2 : 4;
         outmsg *n = realloc(s->inflight, ncap * sizeof *n);
@@ -98,13 +127,17 @@ static void send_inflight(broker *b, session *s, msg *m, uint8_t qos, bool retai
         s->inflight = n;
         s->cap_inflight = ncap;
     }
-    outmsg *o = &s->inflight[s->ninflight++];
-    o->m = m; /* takes the caller's reference */
-    o->qos = qos;
-    o->retain = retain;
-    o->pid = next_pid(s);
-    o->state = qos == 1 ? OUT_WAIT_PUBACK : OUT_WAIT_PUBREC;
-    conn_send_publish(b, s->conn, m, qos, retain, false, o->pid);
+    uint16_t pid = next_pid(s); /* before the new slot exists: the scans see only live ones */
+    s->inflight[s->ninflight++] = (outmsg){
+        .m = m, /* takes the caller's reference */
+        .pid = pid,
+        .qos = qos,
+        .state = qos == 1 ? OUT_WAIT_PUBACK : OUT_WAIT_PUBREC,
+        .retain = retain,
+    };
+    s->inflight_live++;
+    pid_mark(s, pid, true);
+    conn_send_publish(b, s->conn, m, qos, retain, false, pid);
 }
 
 static int queue_push(broker *b, session *s, msg *m, uint8_t qos, bool retain)
@@ -171,8 +204,9 @@ void session_pump(broker *b, session *s)
 void session_resend(broker *b, session *s)
 {
     /* [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (DUP) and PUBREL, in order */
-    for (uint32_t i = 0; i < s->ninflight && online(s); i++) {
+    for (uint32_t i = s->inflight_head; i < s->ninflight && online(s); i++) {
         outmsg *o = &s->inflight[i];
+        if (!o->state) continue;
         if (o->state == OUT_WAIT_PUBCOMP)
             conn_send_ack(b, s->conn, MQTT_PUBREL, o->pid);
         else
@@ -183,17 +217,23 @@ void session_resend(broker *b, session *s)
 
 static int find_inflight(const session *s, uint16_t pid)
 {
-    for (uint32_t i = 0; i < s->ninflight; i++)
-        if (s->inflight[i].pid == pid) return (int)i;
+    if (s->pid_used && !pid_in_use(s, pid)) return -1;
+    /* acks mostly come in order, so the match is usually at the head */
+    for (uint32_t i = s->inflight_head; i < s->ninflight; i++)
+        if (s->inflight[i].state && s->inflight[i].pid == pid) return (int)i;
     return -1;
 }
 
 static void remove_inflight(session *s, int i)
 {
+    pid_mark(s, s->inflight[i].pid, false);
     msg_unref(s->inflight[i].m);
-    memmove(&s->inflight[i], &s->inflight[i + 1],
-            (s->ninflight - (uint32_t)i - 1) * sizeof s->inflight[0]);
-    s->ninflight--;
+    s->inflight[i].m = NULL;
+    s->inflight[i].state = 0;
+    s->inflight_live--;
+    while (s->inflight_head < s->ninflight && !s->inflight[s->inflight_head].state)
+        s->inflight_head++;
+    if (s->inflight_head == s->ninflight) s->inflight_head = s->ninflight = 0;
 }
 
 int session_ack(broker *b, session *s, int type, uint16_t pid)

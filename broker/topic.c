@@ -108,44 +108,49 @@ static void prune(tnode *n)
     }
 }
 
-int tree_subscribe(broker *b, session *s, const char *filter, size_t flen, uint8_t qos)
+sub_rec *tree_subscribe(broker *b, session *s, const char *filter, size_t flen, uint8_t qos)
 {
-    for (sub_rec *r = s->subs; r; r = r->next) {
-        if (r->filter_len == flen && memcmp(r->filter, filter, flen) == 0) {
-            /* [MQTT-3.8.4-3]: replace the existing subscription's QoS */
-            r->qos = qos;
-            r->node->subs[r->index].qos = qos;
-            return 0;
-        }
+    sub_rec *r = dict_get(&s->subs_by_filter, filter, flen);
+    if (r) {
+        /* [MQTT-3.8.4-3]: replace the existing subscription's QoS */
+        r->qos = qos;
+        r->node->subs[r->index].qos = qos;
+        return r;
     }
     tnode *n = walk(b->root, filter, flen, true, true);
-    if (!n) return -1;
+    if (!n) return NULL;
     if (n->nsubs == n->cap_subs) {
         uint32_t ncap = n->cap_subs ? n->cap_subs * 2 : 2;
         sub_entry *ns = realloc(n->subs, ncap * sizeof *ns);
         if (!ns) {
             prune(n);
-            return -1;
+            return NULL;
         }
         n->subs = ns;
         n->cap_subs = ncap;
     }
-    sub_rec *r = malloc(sizeof *r + flen + 1);
+    r = calloc(1, sizeof *r + flen + 1);
     if (!r) {
         prune(n);
-        return -1;
+        return NULL;
     }
     memcpy(r->filter, filter, flen);
     r->filter[flen] = 0;
     r->filter_len = (uint16_t)flen;
+    if (dict_put(&s->subs_by_filter, r->filter, flen, r) < 0) {
+        free(r);
+        prune(n);
+        return NULL;
+    }
     r->qos = qos;
     r->node = n;
     r->index = n->nsubs;
     r->next = s->subs;
+    if (s->subs) s->subs->prev = r;
     s->subs = r;
     s->nsubs++;
     n->subs[n->nsubs++] = (sub_entry){s, r, qos};
-    return 0;
+    return r;
 }
 
 static void detach(sub_rec *r)
@@ -162,17 +167,15 @@ static void detach(sub_rec *r)
 int tree_unsubscribe(broker *b, session *s, const char *filter, size_t flen)
 {
     (void)b;
-    for (sub_rec **pp = &s->subs; *pp; pp = &(*pp)->next) {
-        sub_rec *r = *pp;
-        if (r->filter_len == flen && memcmp(r->filter, filter, flen) == 0) {
-            *pp = r->next;
-            s->nsubs--;
-            detach(r);
-            free(r);
-            return 1;
-        }
-    }
-    return 0;
+    sub_rec *r = dict_del(&s->subs_by_filter, filter, flen);
+    if (!r) return 0;
+    if (r->prev) r->prev->next = r->next;
+    else s->subs = r->next;
+    if (r->next) r->next->prev = r->prev;
+    s->nsubs--;
+    detach(r);
+    free(r);
+    return 1;
 }
 
 void tree_unsubscribe_all(broker *b, session *s)
@@ -185,6 +188,7 @@ void tree_unsubscribe_all(broker *b, session *s)
         free(r);
     }
     s->nsubs = 0;
+    dict_free(&s->subs_by_filter);
 }
 
 static void deliver_all(tnode *n, tree_match_fn fn, void *ud)
@@ -237,45 +241,44 @@ void tree_retain(broker *b, msg *m)
     n->retained = msg_ref(m);
 }
 
-static void retained_all(tnode *n, bool skip_dollar, tree_retained_fn fn, void *ud)
+static bool retained_all(tnode *n, bool skip_dollar, tree_retained_fn fn, void *ud)
 {
     uint32_t it = 0;
     dict_entry *e;
     while ((e = dict_next(&n->children, &it))) {
         tnode *c = e->val;
         if (skip_dollar && c->name[0] == '$') continue;
-        if (c->retained) fn(ud, c->retained);
-        retained_all(c, false, fn, ud);
+        if (c->retained && !fn(ud, c->retained)) return false;
+        if (!retained_all(c, false, fn, ud)) return false;
     }
+    return true;
 }
 
-static void retained_rec(tnode *n, const char *p, const char *end, bool done, bool root,
+static bool retained_rec(tnode *n, const char *p, const char *end, bool done, bool root,
                          tree_retained_fn fn, void *ud)
 {
-    if (done) {
-        if (n->retained) fn(ud, n->retained);
-        return;
-    }
+    if (done) return n->retained ? fn(ud, n->retained) : true;
     const char *q = memchr(p, '/', (size_t)(end - p));
     if (!q) q = end;
     size_t len = (size_t)(q - p);
     bool next_done = q == end;
     const char *np = next_done ? end : q + 1;
     if (is_hash(p, len)) {
-        if (n->retained) fn(ud, n->retained);
-        retained_all(n, root, fn, ud);
-    } else if (is_plus(p, len)) {
+        if (n->retained && !fn(ud, n->retained)) return false;
+        return retained_all(n, root, fn, ud);
+    }
+    if (is_plus(p, len)) {
         uint32_t it = 0;
         dict_entry *e;
         while ((e = dict_next(&n->children, &it))) {
             tnode *c = e->val;
             if (root && c->name[0] == '$') continue;
-            retained_rec(c, np, end, next_done, false, fn, ud);
+            if (!retained_rec(c, np, end, next_done, false, fn, ud)) return false;
         }
-    } else {
-        tnode *c = dict_get(&n->children, p, len);
-        if (c) retained_rec(c, np, end, next_done, false, fn, ud);
+        return true;
     }
+    tnode *c = dict_get(&n->children, p, len);
+    return c ? retained_rec(c, np, end, next_done, false, fn, ud) : true;
 }
 
 void tree_retained_match(tnode *root, const char *filter, size_t flen, tree_retained_fn fn,

@@ -107,6 +107,10 @@ bool tls_conn_handshake_done(const tls_conn *c);
  * most one record's worth per call is fine; the caller loops), or TLS_WANT_*. */
 ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t len);
 ssize_t tls_conn_write(tls_conn *c, const uint8_t *buf, size_t len);
+/* (tls_conn_write with len 0 only pushes out what an earlier call sealed into
+ * a record: TLS_OK (0) when nothing is left, TLS_WANT_WRITE while bytes remain.
+ * A byte count > 0 means "consumed", not "on the wire": finish every burst
+ * with a len-0 call before dropping interest in writability.) */
 /* Decrypted bytes already buffered inside the TLS layer: the caller must keep
  * reading while this is non-zero because epoll will not report them. */
 size_t tls_conn_pending(const tls_conn *c);

@@ -84,7 +84,7 @@ static hits_t match(const char *topic)
 
 static void sub(int s, const char *f, int qos)
 {
-    ck_assert_int_eq(tree_subscribe(&B, &S[s], f, strlen(f), (uint8_t)qos), 0);
+    ck_assert_ptr_nonnull(tree_subscribe(&B, &S[s], f, strlen(f), (uint8_t)qos));
 }
 
 static const struct {
@@ -142,13 +142,44 @@ START_TEST(tree_overlap_and_unsubscribe)
 }
 END_TEST
 
+START_TEST(tree_many_filters_one_session)
+{
+    /* subscribe/unsubscribe by filter is O(1): 20000 filters, remove every other */
+    char f[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(f, sizeof f, "f/%d", i);
+        ck_assert_ptr_nonnull(tree_subscribe(&B, &S[3], f, strlen(f), 1));
+    }
+    ck_assert_uint_eq(S[3].nsubs, 20000);
+    /* resubscribing is a replace, not a second record */
+    ck_assert_ptr_eq(tree_subscribe(&B, &S[3], "f/7", 3, 2), tree_subscribe(&B, &S[3], "f/7", 3, 2));
+    ck_assert_uint_eq(S[3].nsubs, 20000);
+    for (int i = 0; i < 20000; i += 2) {
+        snprintf(f, sizeof f, "f/%d", i);
+        ck_assert_int_eq(tree_unsubscribe(&B, &S[3], f, strlen(f)), 1);
+    }
+    ck_assert_uint_eq(S[3].nsubs, 10000);
+    hits_t h = match("f/7");
+    ck_assert_int_eq(h.hits[3], 1);
+    ck_assert_int_eq(h.maxqos[3], 2);
+    h = match("f/8");
+    ck_assert_int_eq(h.hits[3], 0);
+    int n = 0;
+    for (sub_rec *r = S[3].subs; r; r = r->next) {
+        if (r->next) ck_assert_ptr_eq(r->next->prev, r);
+        n++;
+    }
+    ck_assert_int_eq(n, 10000);
+}
+END_TEST
+
 START_TEST(tree_many_subscribers_swap_remove)
 {
     /* many sessions on one node; removing from the middle keeps indexes right */
     static session many[300];
     memset(many, 0, sizeof many);
     for (int i = 0; i < 300; i++)
-        ck_assert_int_eq(tree_subscribe(&B, &many[i], "x/y", 3, 0), 0);
+        ck_assert_ptr_nonnull(tree_subscribe(&B, &many[i], "x/y", 3, 0));
     for (int i = 0; i < 300; i += 3) tree_unsubscribe(&B, &many[i], "x/y", 3);
     for (int i = 0; i < 300; i++) {
         sub_rec *r = many[i].subs;
@@ -164,11 +195,19 @@ START_TEST(tree_many_subscribers_swap_remove)
 }
 END_TEST
 
-static void collect_retained(void *ud, msg *m)
+static bool collect_retained(void *ud, msg *m)
 {
     char *out = ud;
     strcat(out, msg_topic(m));
     strcat(out, ";");
+    return true;
+}
+
+static bool stop_after_one(void *ud, msg *m)
+{
+    (void)m;
+    ++*(int *)ud;
+    return false;
 }
 
 static void retain(const char *t, const char *payload)
@@ -204,6 +243,10 @@ START_TEST(tree_retained_store)
     ck_assert_int_eq(count_retained("+/v"), 0);
     ck_assert_int_eq(count_retained("$SYS/#"), 1);
     ck_assert_int_eq(count_retained("nope/#"), 0);
+    /* a walk stops when the callback says so */
+    int seen = 0;
+    tree_retained_match(B.root, "#", 1, stop_after_one, &seen);
+    ck_assert_int_eq(seen, 1);
     /* replace keeps one; empty payload clears [MQTT-3.3.1-10] */
     retain("a/b", "22");
     ck_assert_uint_eq(B.retained_count, 5);
@@ -231,6 +274,7 @@ int main(void)
     tcase_add_loop_test(tc, tree_match_table, 0, sizeof match_table / sizeof match_table[0]);
     tcase_add_test(tc, tree_overlap_and_unsubscribe);
     tcase_add_test(tc, tree_many_subscribers_swap_remove);
+    tcase_add_test(tc, tree_many_filters_one_session);
     tcase_add_test(tc, tree_retained_store);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
