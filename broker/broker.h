@@ -195,7 +195,7 @@ typedef struct conn {
     bool send_will;                   /* cleared by DISCONNECT */
     uint8_t *held_connect;            /* CS_AUTH_DELAY: copy of the CONNECT packet */
     size_t held_connect_len;
-    char close_reason[256];
+    char *close_reason;               /* set by conn_close (allocated then) */
     uint64_t dropped_qos0;            /* QoS 0 messages dropped: output buffer full */
 } conn;
 
@@ -255,6 +255,10 @@ void conn_service_read_pending(broker *b);
  * (the connection has been marked closing). */
 int conn_write(broker *b, conn *c, const uint8_t *data, size_t len);
 int conn_send_ack(broker *b, conn *c, int type, uint16_t pid);
+/* Like conn_write, but when nothing is queued the bytes go to the socket at
+ * once and only a remainder is buffered. For the CONNACK: an idle client then
+ * never owns an output buffer. */
+int conn_write_now(broker *b, conn *c, const uint8_t *data, size_t len);
 /* Send one PUBLISH (header + payload copy). qos0 may be dropped when the
  * output buffer is over its cap: returns 1 then. */
 int conn_send_publish(broker *b, conn *c, const msg *m, uint8_t qos, bool retain, bool dup,

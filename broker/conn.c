@@ -120,10 +120,12 @@ void conn_accept(broker *b, listener *l)
 void conn_close(broker *b, conn *c, const char *fmt, ...)
 {
     if (c->state == CS_CLOSING) return;
+    char reason[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->close_reason, sizeof c->close_reason, fmt, ap);
+    vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
+    c->close_reason = strdup(reason); /* NULL is handled where it is logged */
     c->state = CS_CLOSING;
     c->close_next = b->closing;
     b->closing = c;
@@ -154,6 +156,28 @@ int conn_write(broker *b, conn *c, const uint8_t *data, size_t len)
     c->out.len += len;
     schedule_write(b, c);
     return 0;
+}
+
+int conn_write_now(broker *b, conn *c, const uint8_t *data, size_t len)
+{
+    if (c->state == CS_CLOSING || bbuf_used(&c->out)) return conn_write(b, c, data, len);
+    ssize_t n;
+    if (c->tls) {
+        n = tls_conn_write(c->tls, data, len);
+        if (n > 0 && (size_t)n == len) {
+            ssize_t r = tls_conn_write(c->tls, data, 0);
+            if (r == TLS_WANT_WRITE || r == TLS_WANT_READ) {
+                if (!c->want_write) epoll_set(b, c, true);
+            }
+            b->bytes_sent += len;
+            return 0;
+        }
+    } else {
+        n = send(c->fd, data, len, MSG_NOSIGNAL);
+    }
+    if (n < 0 || n == TLS_WANT_WRITE || n == TLS_WANT_READ) n = 0; /* let the buffer path decide */
+    b->bytes_sent += (uint64_t)n;
+    return (size_t)n == len ? 0 : conn_write(b, c, data + n, len - (size_t)n);
 }
 
 int conn_send_ack(broker *b, conn *c, int type, uint16_t pid)
@@ -463,10 +487,10 @@ void conn_free_closed(broker *b)
         if (bbuf_used(&c->out)) conn_flush(b, c);
         if (c->client_id && b->cfg->connection_messages)
             log_msg(LL_NOTICE, "Client %s (%s) disconnected: %s", conn_name(c), c->peer,
-                    c->close_reason);
+                    c->close_reason ? c->close_reason : "(reason lost: out of memory)");
         else
             log_msg(c->client_id ? LL_NOTICE : LL_INFO, "Connection from %s closed: %s", c->peer,
-                    c->close_reason);
+                    c->close_reason ? c->close_reason : "(reason lost: out of memory)");
         proto_connection_lost(b, c);
         if (c->tls) {
             if (tls_conn_handshake_done(c->tls)) tls_conn_close_notify(c->tls);
@@ -486,6 +510,7 @@ void conn_free_closed(broker *b)
         free(c->client_id);
         free(c->username);
         free(c->held_connect);
+        free(c->close_reason);
         free(c);
     }
 }
@@ -524,9 +549,9 @@ void conn_tick(broker *b)
                 conn_close(b, c, "slow subscriber: output buffer over max_output_buffer (%llu "
                            "bytes) for %d s", (unsigned long long)b->cfg->max_output_buffer,
                            SLOW_READER_SECONDS);
-            else if (!bbuf_used(&c->out) && c->out.cap && b->now - c->last_rx > 5 &&
-                     b->now - c->last_tx > 5)
-                bbuf_free(&c->out); /* idle: give the memory back */
+            else if (!bbuf_used(&c->out) && c->out.cap && b->now - c->last_rx > 0.5 &&
+                     b->now - c->last_tx > 0.5)
+                bbuf_free(&c->out); /* idle for half a second: give the memory back */
             break;
         case CS_CLOSING:
             break;

@@ -36,7 +36,7 @@ int bbuf_reserve(bbuf *b, size_t extra)
         b->off = 0;
         if (b->len + extra <= b->cap) return 0;
     }
-    size_t ncap = b->cap ? b->cap : 1024;
+    size_t ncap = b->cap ? b->cap : 256; /* most connections only ever hold acks */
     while (ncap < b->len + extra) ncap *= 2;
     uint8_t *nd = realloc(b->data, ncap);
     if (!nd) return -1;

@@ -18,7 +18,7 @@ static void send_connack(broker *b, conn *c, bool sp, uint8_t rc)
 {
     uint8_t buf[4];
     size_t n;
-    if (mqtt_encode_connack(buf, sizeof buf, sp, rc, &n) == MQTT_OK) conn_write(b, c, buf, n);
+    if (mqtt_encode_connack(buf, sizeof buf, sp, rc, &n) == MQTT_OK) conn_write_now(b, c, buf, n);
 }
 
 /* Refuse a CONNECT: CONNACK rc, then close with the reason in the log. */
