@@ -6,6 +6,7 @@ promises and keeps serving everybody else. No timing assertions: waits are
 upper bounds only.
 """
 import os
+import resource
 import shutil
 import socket
 import ssl
@@ -162,6 +163,54 @@ def socket_queues(server_port, client_port):
             elif (local, remote) == (client_port, server_port):
                 total += rx
     return total
+
+
+class TestHalfOpenHandshakes(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="secbroker-halfopen-")
+        cls.certs = make_certs(cls.tmp)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_a_thousand_half_open_handshakes_do_not_block_others(self):
+        """1000 connections to the TLS port that stop mid-handshake (half of them
+        after a partial ClientHello, half after nothing at all) never stop a real
+        client from connecting and exchanging messages: handshakes never block
+        the loop. The broker (started by this process) inherits the raised
+        open-files limit."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 2600
+        if soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        n = min(1000, (min(want, hard) - 100) // 2)
+        b = start_broker(self, "handshake_timeout 60\n", listeners=[tls_block(self.certs)])
+        tport = b.ports[1]
+        half = []
+        hello_start = bytes([0x16, 0x03, 0x01, 0x00, 0xc8, 0x01])  # a record that never completes
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", tport), timeout=WAIT)
+            if i % 2:
+                s.sendall(hello_start)
+            half.append(s)
+        self.addCleanup(lambda: [x.close() for x in half])
+        ctx = ssl.create_default_context(cafile=self.certs["ca.crt"])
+        sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tport), timeout=WAIT),
+                               server_hostname="localhost")
+        c = RawClient(0, sock=sock, timeout=WAIT)
+        self.addCleanup(c.close)
+        self.assertEqual(c.connect(client_id=uid("real"))[1], 0)
+        t = uid("t")
+        c.send(subscribe_packet([(t, 0)], pid=1))
+        c.expect(9)
+        c.send(publish_packet(t, b"through"))
+        first, body = c.expect(3)
+        self.assertEqual(parse_publish(first, body)[1], b"through")
+        self.assertEqual(n, 1000, "only %d half-open connections: open-files hard limit %d"
+                         % (n, hard))
 
 
 class TestHeldConnect(unittest.TestCase):
