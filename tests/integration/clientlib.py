@@ -33,16 +33,15 @@ def is_debug_line(line):
     return line.startswith(b"Client ") or line.startswith(b"Subscribed (mid")
 
 
-class Sub:
-    """A subscriber process (secsub or mosquitto_sub) run with -d, so that
-    wait_subscribed() can wait for its SUBACK before anything is published."""
+class LineProc:
+    """A process whose stdout lines a thread collects into self.lines (under
+    self.cond, notified per line) and whose stderr ends up in self.err, so a
+    test can wait for a line without sleeping. Subclasses add the waiting."""
 
-    def __init__(self, argv, debug=True, env=None):
-        if debug:
-            argv = list(argv) + ["-d"]
-        self.argv = argv
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env)
+    def __init__(self, argv, env=None, cwd=None):
+        self.argv = list(argv)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=env, cwd=cwd)
         self.lines = []
         self.cond = threading.Condition()
         self.eof = False
@@ -63,6 +62,14 @@ class Sub:
 
     def _read_err(self):
         self.err = self.proc.stderr.read()
+
+
+class Sub(LineProc):
+    """A subscriber process (secsub or mosquitto_sub) run with -d, so that
+    wait_subscribed() can wait for its SUBACK before anything is published."""
+
+    def __init__(self, argv, debug=True, env=None):
+        super().__init__(list(argv) + ["-d"] if debug else argv, env=env)
 
     def wait_line(self, pred, timeout=WAIT):
         deadline = time.time() + timeout

@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import uuid
@@ -36,6 +35,7 @@ if _INTEGRATION not in sys.path:
 
 from brokerlib import ROOT, SECBROKER, BUILD, Broker  # noqa: E402
 import tlslib  # noqa: E402
+from clientlib import LineProc  # noqa: E402
 
 WAIT = 30.0  # upper bound for anything a peer should do "now"
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -227,7 +227,7 @@ def client_port(broker, client_id, offset=0):
 
 # ---- peer processes --------------------------------------------------------------
 
-class Proc:
+class Proc(LineProc):
     """A peer process; its stdout lines are collected by a thread so a test can
     wait for one (a SUBACK, a message, a JSON event) without sleeping."""
 
@@ -235,34 +235,12 @@ class Proc:
         if line_buffered:
             # mosquitto_sub block-buffers its output into a pipe
             argv = [shutil.which("stdbuf") or "stdbuf", "-oL"] + list(argv)
-        self.argv = list(argv)
         self.name = name or os.path.basename(argv[0])
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env, cwd=cwd)
-        self.lines = []
-        self.err = b""
-        self.eof = False
-        self.cond = threading.Condition()
-        self._t_out = threading.Thread(target=self._read_out, daemon=True)
-        self._t_err = threading.Thread(target=self._read_err, daemon=True)
-        self._t_out.start()
-        self._t_err.start()
+        super().__init__(argv, env=env, cwd=cwd)
 
     @property
     def pid(self):
         return self.proc.pid
-
-    def _read_out(self):
-        for line in self.proc.stdout:
-            with self.cond:
-                self.lines.append(line.rstrip(b"\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.eof = True
-            self.cond.notify_all()
-
-    def _read_err(self):
-        self.err = self.proc.stderr.read()
 
     def describe(self):
         with self.cond:
@@ -283,7 +261,7 @@ class Proc:
                 if self.eof or left <= 0:
                     break
                 self.cond.wait(min(left, 1.0))
-        self._t_err.join(2)
+        self.t_err.join(2)
         raise AssertionError("%s: no %s within %.0fs; %s" % (self.name, what, timeout,
                                                              self.describe()))
 
@@ -320,8 +298,8 @@ class Proc:
             self.kill()
             raise AssertionError("%s did not exit within %.0fs; %s" % (self.name, timeout,
                                                                       self.describe()))
-        self._t_out.join(timeout)
-        self._t_err.join(timeout)
+        self.t_out.join(timeout)
+        self.t_err.join(timeout)
         return rc
 
     def stdout_lines(self):
