@@ -158,28 +158,6 @@ int conn_write(broker *b, conn *c, const uint8_t *data, size_t len)
     return 0;
 }
 
-int conn_write_now(broker *b, conn *c, const uint8_t *data, size_t len)
-{
-    if (c->state == CS_CLOSING || bbuf_used(&c->out)) return conn_write(b, c, data, len);
-    ssize_t n;
-    if (c->tls) {
-        n = tls_conn_write(c->tls, data, len);
-        if (n > 0 && (size_t)n == len) {
-            ssize_t r = tls_conn_write(c->tls, data, 0);
-            if (r == TLS_WANT_WRITE || r == TLS_WANT_READ) {
-                if (!c->want_write) epoll_set(b, c, true);
-            }
-            b->bytes_sent += len;
-            return 0;
-        }
-    } else {
-        n = send(c->fd, data, len, MSG_NOSIGNAL);
-    }
-    if (n < 0 || n == TLS_WANT_WRITE || n == TLS_WANT_READ) n = 0; /* let the buffer path decide */
-    b->bytes_sent += (uint64_t)n;
-    return (size_t)n == len ? 0 : conn_write(b, c, data + n, len - (size_t)n);
-}
-
 int conn_send_ack(broker *b, conn *c, int type, uint16_t pid)
 {
     uint8_t buf[4];
@@ -227,37 +205,58 @@ int conn_send_publish(broker *b, conn *c, const msg *m, uint8_t qos, bool retain
     return 0;
 }
 
+#define SEND_BLOCKED (-2)
+
+/* One write to the socket (plain) or the TLS layer. Returns the bytes taken
+ * (>= 0), SEND_BLOCKED when it would block (EPOLLOUT is then on), or -1 when
+ * the connection failed (it has been marked closing). */
+static ssize_t conn_send_some(broker *b, conn *c, const uint8_t *p, size_t len)
+{
+    if (c->tls) {
+        ssize_t n = tls_conn_write(c->tls, p, len);
+        if (n == TLS_WANT_WRITE || n == TLS_WANT_READ) {
+            if (!c->want_write) epoll_set(b, c, true);
+            return SEND_BLOCKED;
+        }
+        if (n < 0) {
+            if (c->state != CS_CLOSING)
+                conn_close(b, c, "TLS write failed: %s", tls_conn_error(c->tls));
+            return -1;
+        }
+        return n;
+    }
+    for (;;) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        if (n >= 0) return n;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (!c->want_write) epoll_set(b, c, true);
+            return SEND_BLOCKED;
+        }
+        if (c->state != CS_CLOSING) conn_close(b, c, "socket error: %s", strerror(errno));
+        return -1;
+    }
+}
+
+/* Over TLS a count from tls_conn_write means "sealed", not "sent": the last
+ * record may still sit in mbedTLS. A zero-length write pushes it out.
+ * Returns 0 when nothing is left, 1 while bytes remain (EPOLLOUT is on),
+ * -1 when the connection failed. */
+static int conn_tls_finish(broker *b, conn *c)
+{
+    ssize_t r = conn_send_some(b, c, (const uint8_t *)"", 0);
+    return r == SEND_BLOCKED ? 1 : r < 0 ? -1 : 0;
+}
+
 /* Write as much output as the socket takes. */
 static void conn_flush(broker *b, conn *c)
 {
     while (bbuf_used(&c->out)) {
-        const uint8_t *p = c->out.data + c->out.off;
-        size_t len = bbuf_used(&c->out);
-        ssize_t n;
-        if (c->tls) {
-            n = tls_conn_write(c->tls, p, len);
-            if (n == TLS_WANT_WRITE || n == TLS_WANT_READ) {
-                if (!c->want_write) epoll_set(b, c, true);
-                return;
-            }
-            if (n < 0) {
-                if (c->state != CS_CLOSING) conn_close(b, c, "TLS write failed: %s",
-                                                       tls_conn_error(c->tls));
-                c->out.off = c->out.len = 0;
-                return;
-            }
-        } else {
-            n = send(c->fd, p, len, MSG_NOSIGNAL);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    if (!c->want_write) epoll_set(b, c, true);
-                    return;
-                }
-                if (errno == EINTR) continue;
-                if (c->state != CS_CLOSING) conn_close(b, c, "socket error: %s", strerror(errno));
-                c->out.off = c->out.len = 0;
-                return;
-            }
+        ssize_t n = conn_send_some(b, c, c->out.data + c->out.off, bbuf_used(&c->out));
+        if (n == SEND_BLOCKED) return;
+        if (n < 0) {
+            c->out.off = c->out.len = 0;
+            return;
         }
         c->out.off += (size_t)n;
         b->bytes_sent += (uint64_t)n;
@@ -266,24 +265,24 @@ static void conn_flush(broker *b, conn *c)
     }
     c->out.off = c->out.len = 0;
     c->over_since = 0;
-    if (c->tls) {
-        /* A count from tls_conn_write means "sealed", not "sent": the last
-         * record may still sit in mbedTLS. Keep EPOLLOUT until it is out. */
-        ssize_t r = tls_conn_write(c->tls, (const uint8_t *)"", 0);
-        if (r == TLS_WANT_WRITE || r == TLS_WANT_READ) {
-            if (!c->want_write) epoll_set(b, c, true);
-            return;
-        }
-        if (r < 0) {
-            if (c->state != CS_CLOSING) conn_close(b, c, "TLS write failed: %s",
-                                                   tls_conn_error(c->tls));
-            return;
-        }
-    }
+    if (c->tls && conn_tls_finish(b, c) != 0) return;
     /* a huge buffer goes at once; an ordinary one waits for the idle sweep, so a
      * steady stream does not pay malloc/free per message */
     if (c->out.cap > 1024 * 1024) bbuf_free(&c->out);
     if (c->want_write && c->state != CS_CLOSING) epoll_set(b, c, false);
+}
+
+int conn_write_now(broker *b, conn *c, const uint8_t *data, size_t len)
+{
+    if (c->state == CS_CLOSING || bbuf_used(&c->out)) return conn_write(b, c, data, len);
+    ssize_t n = conn_send_some(b, c, data, len);
+    if (n == SEND_BLOCKED) n = 0;
+    if (n < 0) return -1;
+    b->bytes_sent += (uint64_t)n;
+    c->last_tx = b->now;
+    if ((size_t)n < len) return conn_write(b, c, data + n, len - (size_t)n);
+    if (c->tls) conn_tls_finish(b, c);
+    return 0;
 }
 
 void conn_flush_all(broker *b)
@@ -352,15 +351,14 @@ static ssize_t conn_recv(broker *b, conn *c, uint8_t *buf, size_t len)
     }
 }
 
-/* Bytes the packet at the start of the partial buffer needs in total, if known. */
+/* Bytes the packet at the start of the partial buffer needs in total, 0 while
+ * its length is not known yet (mqtt_frame says so on MQTT_NEED_MORE). */
 static size_t partial_need(const bbuf *in)
 {
-    const uint8_t *p = in->data + in->off;
-    size_t used = bbuf_used(in);
-    uint32_t rl;
-    size_t vl;
-    if (used < 2 || mqtt_varint_decode(p + 1, used - 1, &rl, &vl) != MQTT_OK) return 0;
-    return 1 + vl + rl;
+    mqtt_header h;
+    size_t need;
+    mqtt_frame(in->data + in->off, bbuf_used(in), 0, &h, &need);
+    return need;
 }
 
 static void set_read_pending(broker *b, conn *c, bool on)

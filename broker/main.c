@@ -272,13 +272,14 @@ int main(int argc, char **argv)
 
     g_broker = b;
     {
-        uint32_t seed = (uint32_t)time(NULL) ^ (uint32_t)getpid();
+        /* one random value for the process: the hash seed and the base of
+         * generated client ids (time and pid if /dev/urandom fails) */
         FILE *ur = fopen("/dev/urandom", "rb");
-        if (ur) {
-            if (fread(&seed, sizeof seed, 1, ur) != 1) seed ^= 0x9e3779b9u;
-            fclose(ur);
-        }
-        dict_seed(seed);
+        if (!ur || fread(&b->random_base, sizeof b->random_base, 1, ur) != 1)
+            b->random_base = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+        if (ur) fclose(ur);
+        b->random_base |= 1;
+        dict_seed((uint32_t)(b->random_base >> 32) ^ (uint32_t)b->random_base);
     }
     dict_init(&b->sessions);
     dict_init(&b->auth_fails);

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "broker/broker.h"
 #include "broker/log.h"
@@ -37,18 +36,12 @@ static char *dup_str(const mqtt_str *s)
     return p;
 }
 
-static void generate_id(char *out, size_t len)
+static void generate_id(broker *b, char *out, size_t len)
 {
-    /* one random base per process, then a counter: unique and unguessable
-     * enough without opening /dev/urandom on every connect */
-    static uint64_t base, counter;
-    if (!base) {
-        FILE *f = fopen("/dev/urandom", "rb");
-        if (!f || fread(&base, sizeof base, 1, f) != 1) base = (uint64_t)time(NULL) << 20;
-        if (f) fclose(f);
-        base |= 1;
-    }
-    uint64_t x = base + 0x9e3779b97f4a7c15ULL * ++counter;
+    /* the process's random base plus a counter: unique, and unguessable enough
+     * without reading /dev/urandom on every connect */
+    static uint64_t counter;
+    uint64_t x = b->random_base + 0x9e3779b97f4a7c15ULL * ++counter;
     x ^= x >> 31;
     snprintf(out, len, "auto-%016llx", (unsigned long long)x);
 }
@@ -107,7 +100,7 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
                                           : "empty client id needs clean session [MQTT-3.1.3-8]");
             return;
         }
-        generate_id(idbuf, sizeof idbuf);
+        generate_id(b, idbuf, sizeof idbuf);
         id = idbuf;
         idlen = strlen(idbuf);
     }

@@ -158,7 +158,11 @@ static int verify_cb(void *ud, mbedtls_x509_crt *crt, int depth, uint32_t *flags
 
 /* ---- setup ---------------------------------------------------------------- */
 
-static tls_conn *conn_new(int fd, const char *peer)
+/* What a server and a client connection share: the struct, the handshake
+ * bookkeeping, the SSL context on conf, our I/O callbacks, the verify hook
+ * and the key log. NULL when out of memory. */
+static tls_conn *conn_new(int fd, const char *peer, const mbedtls_ssl_config *conf,
+                          tls_keylog *keylog)
 {
     tls_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
@@ -173,23 +177,23 @@ static tls_conn *conn_new(int fd, const char *peer)
     mbedtls_ssl_init(&c->ssl);
     c->fd = fd;
     snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "?");
+    if (mbedtls_ssl_setup(&c->ssl, conf) != 0) {
+        tls_conn_free(c);
+        return NULL;
+    }
+    mbedtls_ssl_set_bio(&c->ssl, c, conn_send, conn_recv, NULL);
+    mbedtls_ssl_set_verify(&c->ssl, verify_cb, c);
+    tls_keylog_attach(NULL, &c->ssl, keylog);
     return c;
 }
 
 int tls_conn_accept(tls_conn **out, tls_server *srv, int fd, const char *peer)
 {
     *out = NULL;
-    tls_conn *c = conn_new(fd, peer);
+    tls_conn *c = conn_new(fd, peer, &srv->conf, &srv->keylog);
     if (c == NULL)
         return TLS_ERR_ALLOC;
     c->srv = srv;
-    if (mbedtls_ssl_setup(&c->ssl, &srv->conf) != 0) {
-        tls_conn_free(c);
-        return TLS_ERR_ALLOC;
-    }
-    mbedtls_ssl_set_bio(&c->ssl, c, conn_send, conn_recv, NULL);
-    mbedtls_ssl_set_verify(&c->ssl, verify_cb, c);
-    tls_keylog_attach(NULL, &c->ssl, &srv->keylog);
     *out = c;
     return TLS_OK;
 }
@@ -197,17 +201,10 @@ int tls_conn_accept(tls_conn **out, tls_server *srv, int fd, const char *peer)
 int tls_conn_connect(tls_conn **out, tls_client *cli, int fd, const char *peer)
 {
     *out = NULL;
-    tls_conn *c = conn_new(fd, peer);
+    tls_conn *c = conn_new(fd, peer, &cli->conf, &cli->keylog);
     if (c == NULL)
         return TLS_ERR_ALLOC;
     c->cli = cli;
-    if (mbedtls_ssl_setup(&c->ssl, &cli->conf) != 0) {
-        tls_conn_free(c);
-        return TLS_ERR_ALLOC;
-    }
-    mbedtls_ssl_set_bio(&c->ssl, c, conn_send, conn_recv, NULL);
-    mbedtls_ssl_set_verify(&c->ssl, verify_cb, c);
-    tls_keylog_attach(NULL, &c->ssl, &cli->keylog);
 
     /* An IP address is neither sent as SNI (RFC 6066 forbids it) nor given
      * to mbedTLS, whose 2.28 name check only knows DNS names: verify_cb
