@@ -303,8 +303,9 @@ typedef bool (*tree_retained_fn)(void *ud, msg *m);
 void tree_retained_match(tnode *root, const char *filter, size_t flen, tree_retained_fn fn,
                          void *ud);
 
-/* Number of levels in a topic or filter ("a/b" = 2). */
-size_t topic_levels(const char *s, size_t len);
+/* More than TOPIC_MAX_LEVELS levels? Only strings of at least that many bytes
+ * can be, so ordinary topics are not scanned (this runs per PUBLISH). */
+bool topic_too_deep(const char *s, size_t len);
 
 /* router.c */
 /* Route a message from `from` (NULL for wills/$SYS) to every matching

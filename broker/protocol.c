@@ -317,7 +317,7 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
     while (mqtt_sublist_next(&it, &f, &q)) {
         uint8_t granted = q > 2 ? 2 : q;
         recs[i] = NULL;
-        if (topic_levels((const char *)f.ptr, f.len) > TOPIC_MAX_LEVELS) {
+        if (topic_too_deep((const char *)f.ptr, f.len)) {
             log_msg(LL_NOTICE, "Refused SUBSCRIBE from %s: filter has more than %d levels",
                     c->client_id, TOPIC_MAX_LEVELS);
             granted = MQTT_SUBACK_FAILURE;

@@ -32,7 +32,7 @@ static void collect(void *ud, sub_entry *e)
 void router_publish(broker *b, conn *from, msg *m)
 {
     b->msgs_received++;
-    if (topic_levels(msg_topic(m), m->topic_len) > TOPIC_MAX_LEVELS) {
+    if (topic_too_deep(msg_topic(m), m->topic_len)) {
         log_msg(LL_NOTICE, "Dropped PUBLISH from %s: topic has more than %d levels",
                 from && from->client_id ? from->client_id : "(will)", TOPIC_MAX_LEVELS);
         return;

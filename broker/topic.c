@@ -40,11 +40,13 @@ void tree_free(tnode *n)
     free(n);
 }
 
-size_t topic_levels(const char *s, size_t len)
+bool topic_too_deep(const char *s, size_t len)
 {
+    if (len < TOPIC_MAX_LEVELS) return false; /* n levels need n - 1 separators */
     size_t n = 1;
-    for (const char *p = s; (p = memchr(p, '/', (size_t)(s + len - p))); p++) n++;
-    return n;
+    for (const char *p = s; (p = memchr(p, '/', (size_t)(s + len - p))); p++)
+        if (++n > TOPIC_MAX_LEVELS) return true;
+    return false;
 }
 
 static bool is_plus(const char *p, size_t len)
