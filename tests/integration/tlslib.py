@@ -219,11 +219,11 @@ class Capture:
         self.err.close()
 
 
-def tshark_mqtt(pcap, port, keylog=None):
+def tshark_mqtt_messages(pcap, port, keylog=None):
     """Decode the capture as TLS on port, TLS application data as MQTT
     (-d tls.port==PORT,mqtt; -d tcp.port==PORT,mqtt alone would hand the TLS
-    records themselves to the MQTT dissector and print garbage);
-    return [(msgtype, topic, payload bytes)] for every MQTT message tshark saw.
+    records themselves to the MQTT dissector and print garbage); return a
+    dict {type, topic, payload, src} for every MQTT message tshark saw.
     JSON output gives one object per MQTT message even when one TLS record
     carries several (the broker coalesces e.g. PUBACK and PUBLISH), where
     -T fields would not say which message a topic belongs to."""
@@ -231,13 +231,15 @@ def tshark_mqtt(pcap, port, keylog=None):
     if keylog:
         argv += ["-o", "tls.keylog_file:%s" % keylog]
     argv += ["-d", "tcp.port==%d,tls" % port, "-d", "tls.port==%d,mqtt" % port, "-Y", "mqtt",
-             "-T", "json", "--no-duplicate-keys", "-j", "mqtt"]
+             "-T", "json", "--no-duplicate-keys", "-j", "tcp mqtt"]
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     if p.returncode != 0:
         raise AssertionError("tshark -r failed: %s" % p.stderr.decode(errors="replace"))
-    rows = []
+    out = []
     for frame in json.loads(p.stdout or b"[]"):
-        msgs = frame["_source"]["layers"].get("mqtt", [])
+        layers = frame["_source"]["layers"]
+        src = int(layers["tcp"]["tcp.srcport"])
+        msgs = layers.get("mqtt", [])
         for m in msgs if isinstance(msgs, list) else [msgs]:
             mtype = int(m.get("mqtt.hdrflags", "0xf0"), 16) >> 4  # the packet type nibble
             msg = m.get("mqtt.msg", "")
@@ -248,8 +250,14 @@ def tshark_mqtt(pcap, port, keylog=None):
             topic = m.get("mqtt.topic", "")
             if isinstance(topic, list):  # SUBSCRIBE with several filters
                 topic = topic[0]
-            rows.append((mtype, topic, payload))
-    return rows
+            out.append({"type": mtype, "topic": topic, "payload": payload, "src": src})
+    return out
+
+
+def tshark_mqtt(pcap, port, keylog=None):
+    """[(msgtype, topic, payload bytes)] of tshark_mqtt_messages."""
+    return [(m["type"], m["topic"], m["payload"])
+            for m in tshark_mqtt_messages(pcap, port, keylog)]
 
 
 # ---- paho -----------------------------------------------------------------------

@@ -10,50 +10,18 @@ The capture helpers are tlslib's (Capture waits with probe connections until
 packets really reach the file, and for both FINs of a session before it
 stops). Timeouts are upper bounds only.
 """
-import json
 import os
 import shutil
 import socket
-import subprocess
 import time
 
 from brokerlib import connect_packet
 from corelib import publish, recv_publish, subscribe
 from interoplib import (WAIT, InteropCase, certs, client_port, feature, run, spawn, start_broker,
                         tls_block, tshark_version, uid, wait_log)
-from tlslib import Capture, TLSClient, client_context, tshark_mqtt
+from tlslib import Capture, TLSClient, client_context, tshark_mqtt, tshark_mqtt_messages
 
 CONNECT, PUBLISH, SUBSCRIBE = 1, 3, 8
-
-
-def mqtt_messages(pcap, port, keylog):
-    """Every MQTT message tshark decodes, as dicts {type, topic, payload, src}.
-    Same decode options as tlslib.tshark_mqtt, but -T json --no-duplicate-keys:
-    one object per MQTT message even when one TLS record carries several (the
-    broker packs e.g. PUBACK and PUBLISH into one record), where -T fields
-    would list each field's occurrences without saying which message they
-    belong to."""
-    argv = [shutil.which("tshark"), "-r", pcap, "-o", "tls.keylog_file:%s" % keylog,
-            "-d", "tcp.port==%d,tls" % port, "-d", "tls.port==%d,mqtt" % port,
-            "-Y", "mqtt", "-T", "json", "--no-duplicate-keys", "-j", "tcp mqtt"]
-    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-    if p.returncode != 0:
-        raise AssertionError("tshark -r failed: %s" % p.stderr.decode(errors="replace"))
-    out = []
-    for frame in json.loads(p.stdout or b"[]"):
-        layers = frame["_source"]["layers"]
-        src = int(layers["tcp"]["tcp.srcport"])
-        msgs = layers.get("mqtt", [])
-        for m in msgs if isinstance(msgs, list) else [msgs]:
-            mtype = int(m.get("mqtt.hdrflags", "0xf0"), 16) >> 4  # the packet type nibble
-            payload = m.get("mqtt.msg", "")
-            try:
-                payload = bytes.fromhex(payload.replace(":", ""))
-            except ValueError:
-                payload = payload.encode()
-            out.append({"type": mtype, "topic": m.get("mqtt.topic", ""), "payload": payload,
-                        "src": src})
-    return out
 
 
 class TestTshark(InteropCase):
@@ -105,7 +73,7 @@ class TestTshark(InteropCase):
         with open(self.pcap, "rb") as f:
             self.assertNotIn(payload, f.read(), "the payload is in the capture in clear text")
         self.assertTrue(os.path.getsize(self.keylog) > 0, "the broker wrote no key log")
-        msgs = mqtt_messages(self.pcap, self.port, self.keylog)
+        msgs = tshark_mqtt_messages(self.pcap, self.port, self.keylog)
         seen = [(m["type"], m["src"], m["topic"]) for m in msgs]
         for cport in client_ports:
             self.assertIn(CONNECT, [m["type"] for m in msgs if m["src"] == cport],
