@@ -36,7 +36,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration run certs install deps-build deps-test bench lab-%
+.PHONY: all clean test unit test-unit test-asan test-integration run certs install deps-build deps-test bench lab-% format format-check
 
 all: $(BINS)
 
@@ -88,8 +88,19 @@ test-integration: all
 	@sh scripts/run-integration.sh
 
 test: deps-test
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory all unit
 	@sh scripts/run-all.sh
+
+# Every C file is formatted by .clang-format; make test fails otherwise.
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find mqtt tls acl broker clients tests -name '*.[ch]')
+format:
+	@clang-format -i $(C_FILES)
+
+format-check:
+	@bad=$$(for f in $(C_FILES); do clang-format --dry-run -Werror "$$f" >/dev/null 2>&1 || echo "$$f"; done); \
+	if [ -n "$$bad" ]; then echo "not clang-format clean (run make format):"; echo "$$bad"; exit 1; fi; \
+	echo "format-check: $(words $(C_FILES)) C files clang-format clean"
 
 # ---- running ----------------------------------------------------------------
 certs:

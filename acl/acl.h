@@ -14,13 +14,13 @@
 
 enum acl_err {
     ACL_OK = 0,
-    ACL_ERR_FILE = -1,          /* cannot open/read the file */
-    ACL_ERR_SYNTAX = -2,        /* malformed line */
-    ACL_ERR_UNKNOWN_USER = -3,  /* pw_check: no such user */
-    ACL_ERR_BAD_PASSWORD = -4,  /* pw_check: wrong password */
-    ACL_ERR_DENIED = -5,        /* acl_check: not allowed */
+    ACL_ERR_FILE = -1,         /* cannot open/read the file */
+    ACL_ERR_SYNTAX = -2,       /* malformed line */
+    ACL_ERR_UNKNOWN_USER = -3, /* pw_check: no such user */
+    ACL_ERR_BAD_PASSWORD = -4, /* pw_check: wrong password */
+    ACL_ERR_DENIED = -5,       /* acl_check: not allowed */
     ACL_ERR_ALLOC = -6,
-    ACL_ERR_ARG = -7,           /* invalid argument (e.g. ':' in a user name) */
+    ACL_ERR_ARG = -7, /* invalid argument (e.g. ':' in a user name) */
     ACL_ERR_CRYPTO = -8,
 };
 
@@ -61,9 +61,9 @@ int pw_hash_verify(const char *hash, const uint8_t *password, size_t pwlen);
 typedef struct acl_rules acl_rules;
 
 enum acl_access {
-    ACL_READ = 1,       /* a message on this topic may be delivered to the client */
-    ACL_WRITE = 2,      /* the client may publish on this topic */
-    ACL_SUBSCRIBE = 4,  /* the client may subscribe with this filter */
+    ACL_READ = 1,      /* a message on this topic may be delivered to the client */
+    ACL_WRITE = 2,     /* the client may publish on this topic */
+    ACL_SUBSCRIBE = 4, /* the client may subscribe with this filter */
 };
 
 /* Mosquitto grammar: "topic [read|write|readwrite|deny] TOPIC",

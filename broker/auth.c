@@ -52,7 +52,8 @@ void auth_free(broker *b)
     b->acl = NULL;
     uint32_t it = 0;
     dict_entry *e;
-    while ((e = dict_next(&b->auth_fails, &it))) free(e->val);
+    while ((e = dict_next(&b->auth_fails, &it)))
+        free(e->val);
     dict_free(&b->auth_fails);
 }
 
@@ -66,10 +67,10 @@ int auth_login(broker *b, conn *c, const char *username, const uint8_t *pw, size
         c->username = cn ? strdup(cn) : NULL;
         return cn ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;
     }
-    if (!username) return b->cfg->allow_anonymous ? MQTT_CONNACK_ACCEPTED
-                                                   : MQTT_CONNACK_NOT_AUTHORIZED;
-    if (!b->pw) return b->cfg->allow_anonymous ? MQTT_CONNACK_ACCEPTED
-                                                : MQTT_CONNACK_NOT_AUTHORIZED;
+    if (!username)
+        return b->cfg->allow_anonymous ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;
+    if (!b->pw)
+        return b->cfg->allow_anonymous ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;
     if (!has_password) {
         /* NULL, not "": no password never matches, not even an empty one */
         pw = NULL;
@@ -113,7 +114,8 @@ static double step(uint32_t failures)
 {
     /* 0.5 s after the first failure, doubling, at most 8 s between checks */
     double d = 0.5;
-    for (uint32_t i = 1; i < failures && d < 8.0; i++) d *= 2;
+    for (uint32_t i = 1; i < failures && d < 8.0; i++)
+        d *= 2;
     return d > 8.0 ? 8.0 : d;
 }
 

@@ -42,13 +42,13 @@ typedef struct msg {
     uint32_t refs;
     uint32_t payload_len;
     uint16_t topic_len;
-    uint8_t qos;    /* QoS it was published with */
-    bool retain;    /* as published (for the retained store) */
-    char data[];    /* topic, NUL, payload */
+    uint8_t qos; /* QoS it was published with */
+    bool retain; /* as published (for the retained store) */
+    char data[]; /* topic, NUL, payload */
 } msg;
 
-msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t plen,
-             uint8_t qos, bool retain);
+msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t plen, uint8_t qos,
+             bool retain);
 static inline msg *msg_ref(msg *m)
 {
     m->refs++;
@@ -67,12 +67,12 @@ static inline const uint8_t *msg_payload(const msg *m)
 /* ---- byte buffer ---------------------------------------------------------- */
 typedef struct {
     uint8_t *data;
-    size_t off;   /* first unsent/unconsumed byte */
-    size_t len;   /* end of valid data */
+    size_t off; /* first unsent/unconsumed byte */
+    size_t len; /* end of valid data */
     size_t cap;
 } bbuf;
 
-int bbuf_reserve(bbuf *b, size_t extra);   /* room for extra more bytes; 0 / -1 */
+int bbuf_reserve(bbuf *b, size_t extra); /* room for extra more bytes; 0 / -1 */
 void bbuf_free(bbuf *b);
 static inline size_t bbuf_used(const bbuf *b)
 {
@@ -85,54 +85,54 @@ struct conn;
 
 typedef struct sub_rec {
     struct sub_rec *next, *prev;
-    uint64_t retained_stamp;  /* SUBSCRIBE that last sent this filter's retained */
-    struct tnode *node;   /* where the subscriber entry lives */
-    uint32_t index;       /* position in node->subs (kept up to date) */
+    uint64_t retained_stamp; /* SUBSCRIBE that last sent this filter's retained */
+    struct tnode *node;      /* where the subscriber entry lives */
+    uint32_t index;          /* position in node->subs (kept up to date) */
     uint8_t qos;
     uint16_t filter_len;
-    char filter[];        /* NUL-terminated */
+    char filter[]; /* NUL-terminated */
 } sub_rec;
 
 enum out_state {
-    OUT_WAIT_PUBACK = 1,  /* QoS 1 sent */
-    OUT_WAIT_PUBREC,      /* QoS 2 PUBLISH sent */
-    OUT_WAIT_PUBCOMP,     /* QoS 2 PUBREL sent */
+    OUT_WAIT_PUBACK = 1, /* QoS 1 sent */
+    OUT_WAIT_PUBREC,     /* QoS 2 PUBLISH sent */
+    OUT_WAIT_PUBCOMP,    /* QoS 2 PUBREL sent */
 };
 
 typedef struct {
     msg *m;
     uint16_t pid;
     uint8_t qos;
-    uint8_t state;        /* enum out_state */
-    bool retain;          /* retain flag to send with */
+    uint8_t state; /* enum out_state */
+    bool retain;   /* retain flag to send with */
 } outmsg;
 
-typedef struct {          /* ring buffer of deliveries waiting for a slot */
+typedef struct { /* ring buffer of deliveries waiting for a slot */
     outmsg *items;
     uint32_t head, count, cap;
 } outqueue;
 
 typedef struct session {
-    char *client_id;           /* owned; dict key */
+    char *client_id; /* owned; dict key */
     uint16_t client_id_len;
-    struct conn *conn;         /* NULL while offline */
-    char *username;            /* owned; for ACL checks while offline */
+    struct conn *conn; /* NULL while offline */
+    char *username;    /* owned; for ACL checks while offline */
     bool clean;
     sub_rec *subs;
     uint32_t nsubs;
-    dict subs_by_filter;       /* filter -> sub_rec (keys point into the rec) */
-    outmsg *inflight;          /* slots [inflight_head, ninflight); state 0 = acked */
+    dict subs_by_filter; /* filter -> sub_rec (keys point into the rec) */
+    outmsg *inflight;    /* slots [inflight_head, ninflight); state 0 = acked */
     uint32_t inflight_head, ninflight, cap_inflight;
-    uint32_t inflight_live;    /* slots still waiting: what max_inflight bounds */
+    uint32_t inflight_live; /* slots still waiting: what max_inflight bounds */
     outqueue queue;
-    uint16_t *qos2_in;         /* incoming QoS 2 packet ids awaiting PUBREL */
+    uint16_t *qos2_in; /* incoming QoS 2 packet ids awaiting PUBREL */
     uint32_t nqos2_in, cap_qos2_in;
     uint16_t next_pid;
-    uint8_t *pid_used;         /* bitmap of inflight ids, only for windows > 64 */
-    uint64_t match_stamp;      /* dedup of overlapping subscriptions */
+    uint8_t *pid_used;    /* bitmap of inflight ids, only for windows > 64 */
+    uint64_t match_stamp; /* dedup of overlapping subscriptions */
     uint8_t match_qos;
     bool match_retain;
-    uint64_t dropped;          /* messages dropped because the queue was full */
+    uint64_t dropped; /* messages dropped because the queue was full */
 } session;
 
 /* ---- topic tree ------------------------------------------------------------- */
@@ -144,59 +144,59 @@ typedef struct {
 
 typedef struct tnode {
     struct tnode *parent;
-    dict children;             /* exact levels: name -> tnode */
-    struct tnode *plus;        /* '+' child */
-    struct tnode *hash;        /* '#' child */
+    dict children;      /* exact levels: name -> tnode */
+    struct tnode *plus; /* '+' child */
+    struct tnode *hash; /* '#' child */
     sub_entry *subs;
     uint32_t nsubs, cap_subs;
     msg *retained;
     uint16_t name_len;
-    char name[];               /* this level, NUL-terminated */
+    char name[]; /* this level, NUL-terminated */
 } tnode;
 
 /* ---- connections ------------------------------------------------------------- */
 enum conn_state {
-    CS_TLS_HANDSHAKE,   /* TLS listener, handshake in progress */
-    CS_AWAIT_CONNECT,   /* transport ready, no CONNECT yet */
-    CS_AUTH_DELAY,      /* CONNECT refused for bad credentials; CONNACK held back */
+    CS_TLS_HANDSHAKE, /* TLS listener, handshake in progress */
+    CS_AWAIT_CONNECT, /* transport ready, no CONNECT yet */
+    CS_AUTH_DELAY,    /* CONNECT refused for bad credentials; CONNACK held back */
     CS_ACTIVE,
-    CS_CLOSING,         /* marked; freed before the loop sleeps */
+    CS_CLOSING, /* marked; freed before the loop sleeps */
 };
 
 struct listener;
 
 typedef struct conn {
-    struct conn *prev, *next;         /* broker->conns */
-    struct conn *pending_next;        /* broker->write_pending list */
-    struct conn *close_next;          /* broker->closing list */
+    struct conn *prev, *next;  /* broker->conns */
+    struct conn *pending_next; /* broker->write_pending list */
+    struct conn *close_next;   /* broker->closing list */
     int fd;
     enum conn_state state;
     struct listener *listener;
-    struct tls_conn *tls;             /* NULL on plain listeners */
-    char peer[64];                    /* "1.2.3.4:5678" or "[::1]:5678" */
+    struct tls_conn *tls; /* NULL on plain listeners */
+    char peer[64];        /* "1.2.3.4:5678" or "[::1]:5678" */
     session *session;
-    char *client_id;                  /* copy for logging after detach */
-    char *username;                   /* NULL = anonymous */
-    bbuf in;                          /* partial packet only; empty most of the time */
-    bbuf out;                         /* coalesced output, flushed before sleep */
-    bool write_pending;               /* on broker->write_pending */
-    bool want_write;                  /* EPOLLOUT registered */
-    bool read_pending;                /* TLS: decrypted data left inside mbedTLS */
+    char *client_id;    /* copy for logging after detach */
+    char *username;     /* NULL = anonymous */
+    bbuf in;            /* partial packet only; empty most of the time */
+    bbuf out;           /* coalesced output, flushed before sleep */
+    bool write_pending; /* on broker->write_pending */
+    bool want_write;    /* EPOLLOUT registered */
+    bool read_pending;  /* TLS: decrypted data left inside mbedTLS */
     uint8_t protocol_level;
     uint16_t keepalive;
     time_t connected_at;
-    double last_rx;                   /* monotonic seconds of the last packet */
-    double last_tx;                   /* monotonic seconds of the last write */
-    double over_since;                /* output over max_output_buffer since (0 = not) */
-    double deadline;                  /* handshake/CONNECT deadline or auth delay end */
-    msg *will;                        /* NULL when none */
+    double last_rx;    /* monotonic seconds of the last packet */
+    double last_tx;    /* monotonic seconds of the last write */
+    double over_since; /* output over max_output_buffer since (0 = not) */
+    double deadline;   /* handshake/CONNECT deadline or auth delay end */
+    msg *will;         /* NULL when none */
     uint8_t will_qos;
     bool will_retain;
-    bool send_will;                   /* cleared by DISCONNECT */
-    uint8_t *held_connect;            /* CS_AUTH_DELAY: copy of the CONNECT packet */
+    bool send_will;        /* cleared by DISCONNECT */
+    uint8_t *held_connect; /* CS_AUTH_DELAY: copy of the CONNECT packet */
     size_t held_connect_len;
-    char *close_reason;               /* set by conn_close (allocated then) */
-    uint64_t dropped_qos0;            /* QoS 0 messages dropped: output buffer full */
+    char *close_reason;    /* set by conn_close (allocated then) */
+    uint64_t dropped_qos0; /* QoS 0 messages dropped: output buffer full */
 } conn;
 
 typedef struct listener {
@@ -218,27 +218,27 @@ typedef struct broker {
     listener *listeners;
     size_t nlisteners;
     int epfd;
-    conn *conns;                      /* doubly linked, all connections */
+    conn *conns; /* doubly linked, all connections */
     uint32_t nconns;
-    conn *write_pending;              /* have output to flush this iteration */
-    conn *closing;                    /* marked for close */
-    uint32_t read_pending;            /* count of conns with read_pending set */
-    dict sessions;                    /* client id -> session */
+    conn *write_pending;   /* have output to flush this iteration */
+    conn *closing;         /* marked for close */
+    uint32_t read_pending; /* count of conns with read_pending set */
+    dict sessions;         /* client id -> session */
     tnode *root;
     uint64_t match_seq;
-    uint64_t subscribe_seq;           /* stamps sub_rec.retained_stamp */
-    uint64_t random_base;             /* read once at startup: hash seed, client ids */
+    uint64_t subscribe_seq; /* stamps sub_rec.retained_stamp */
+    uint64_t random_base;   /* read once at startup: hash seed, client ids */
     struct pw_file *pw;
     struct acl_rules *acl;
-    dict auth_fails;                  /* addr -> auth_fail */
-    double now;                       /* monotonic, updated each iteration */
-    volatile int stop;                /* set by signals */
-    volatile int reload;              /* SIGHUP */
+    dict auth_fails;     /* addr -> auth_fail */
+    double now;          /* monotonic, updated each iteration */
+    volatile int stop;   /* set by signals */
+    volatile int reload; /* SIGHUP */
     uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent;
     uint64_t retained_count;
-    uint8_t *rbuf;                    /* shared read buffer */
+    uint8_t *rbuf; /* shared read buffer */
     size_t rbuf_cap;
-    session **match_sessions;         /* reused per publish: matched sessions */
+    session **match_sessions; /* reused per publish: matched sessions */
     size_t match_cap, match_cap_used;
 } broker;
 

@@ -37,9 +37,12 @@ static int fail(pctx *p, const char *fmt, ...)
 
 static int parse_bool(pctx *p, const char *key, const char *v, bool *out)
 {
-    if (strcmp(v, "true") == 0) *out = true;
-    else if (strcmp(v, "false") == 0) *out = false;
-    else return fail(p, "%s: expected true or false, got '%s'", key, v);
+    if (strcmp(v, "true") == 0)
+        *out = true;
+    else if (strcmp(v, "false") == 0)
+        *out = false;
+    else
+        return fail(p, "%s: expected true or false, got '%s'", key, v);
     return 0;
 }
 
@@ -89,7 +92,8 @@ static void listener_free(listener_cfg *l)
 void config_free(config *c)
 {
     if (!c) return;
-    for (size_t i = 0; i < c->nlisteners; i++) listener_free(&c->listeners[i]);
+    for (size_t i = 0; i < c->nlisteners; i++)
+        listener_free(&c->listeners[i]);
     free(c->listeners);
     free(c->path);
     free(c->password_file);
@@ -107,17 +111,30 @@ static listener_cfg *cur_listener(config *c)
 static int listener_key(pctx *p, config *c, const char *key, const char *v)
 {
     static const char *const keys[] = {
-        "max_connections", "require_certificate", "use_identity_as_username", "tls_version",
-        "ciphers", "tls_keylog_file", "certfile", "keyfile", "cafile", "capath", "crlfile",
+        "max_connections",
+        "require_certificate",
+        "use_identity_as_username",
+        "tls_version",
+        "ciphers",
+        "tls_keylog_file",
+        "certfile",
+        "keyfile",
+        "cafile",
+        "capath",
+        "crlfile",
     };
     bool known = false;
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) known |= strcmp(key, keys[i]) == 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        known |= strcmp(key, keys[i]) == 0;
     if (!known) return 1;
     listener_cfg *l = cur_listener(c);
     if (!l) return fail(p, "%s must follow a 'listener' line", key);
     uint64_t n;
     if (strcmp(key, "max_connections") == 0) {
-        if (strcmp(v, "-1") == 0) { l->max_connections = -1; return 0; }
+        if (strcmp(v, "-1") == 0) {
+            l->max_connections = -1;
+            return 0;
+        }
         if (parse_uint(p, key, v, 0, 10000000, &n)) return -1;
         l->max_connections = (int)n;
         return 0;
@@ -160,7 +177,8 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
         char *addr = strchr(v, ' ');
         if (addr) {
             *addr++ = 0;
-            while (*addr == ' ' || *addr == '\t') addr++;
+            while (*addr == ' ' || *addr == '\t')
+                addr++;
             if (!*addr) addr = NULL;
         }
         if (parse_uint(p, key, v, 0, 65535, &n)) return -1;
@@ -230,13 +248,18 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
     if (strcmp(key, "log_dest") == 0) {
         if (!*log_dest_seen) c->log_dests = 0; /* the first log_dest replaces the default */
         *log_dest_seen = true;
-        if (strcmp(v, "stdout") == 0) c->log_dests |= LOGD_STDOUT;
-        else if (strcmp(v, "stderr") == 0) c->log_dests |= LOGD_STDERR;
-        else if (strcmp(v, "syslog") == 0) c->log_dests |= LOGD_SYSLOG;
-        else if (strcmp(v, "none") == 0) c->log_dests = 0;
+        if (strcmp(v, "stdout") == 0)
+            c->log_dests |= LOGD_STDOUT;
+        else if (strcmp(v, "stderr") == 0)
+            c->log_dests |= LOGD_STDERR;
+        else if (strcmp(v, "syslog") == 0)
+            c->log_dests |= LOGD_SYSLOG;
+        else if (strcmp(v, "none") == 0)
+            c->log_dests = 0;
         else if (strncmp(v, "file ", 5) == 0 || strcmp(v, "file") == 0) {
             const char *f = v + 4;
-            while (*f == ' ' || *f == '\t') f++;
+            while (*f == ' ' || *f == '\t')
+                f++;
             if (!*f) return fail(p, "log_dest file: needs a path");
             FILE *probe = fopen(f, "a"); /* fail here, with the line, not at first write */
             if (!probe) return fail(p, "log_dest file %s: %s", f, strerror(errno));
@@ -251,8 +274,10 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
     if (strcmp(key, "log_type") == 0) {
         int bits = log_type_parse(v);
         if (bits < 0)
-            return fail(p, "log_type: unknown type '%s' (error, warning, notice, information, "
-                           "debug, subscribe, tls, all, none)", v);
+            return fail(p,
+                        "log_type: unknown type '%s' (error, warning, notice, information, "
+                        "debug, subscribe, tls, all, none)",
+                        v);
         if (!*log_type_seen) c->log_types = 0;
         *log_type_seen = true;
         if (strcmp(v, "none") == 0) c->log_types = 0;
@@ -269,14 +294,39 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
         return 0;
     }
     static const char *const mosquitto_only[] = {
-        "persistence_location", "persistence_file", "autosave_interval", "bridge_cafile",
-        "connection", "include_dir", "plugin", "auth_plugin", "psk_file", "psk_hint",
-        "protocol", "socket_domain", "http_dir", "websockets_log_level", "bind_interface",
-        "mount_point", "allow_zero_length_clientid", "auto_id_prefix", "max_queued_bytes",
-        "queue_qos0_messages", "upgrade_outgoing_qos", "persistent_client_expiration",
-        "message_size_limit", "per_listener_settings", "check_retain_source", "pid_file",
-        "allow_duplicate_messages", "set_tcp_nodelay", "memory_limit", "keyfile_password",
-        "dhparamfile", "ciphers_tls1.3", "ocsp_stapling",
+        "persistence_location",
+        "persistence_file",
+        "autosave_interval",
+        "bridge_cafile",
+        "connection",
+        "include_dir",
+        "plugin",
+        "auth_plugin",
+        "psk_file",
+        "psk_hint",
+        "protocol",
+        "socket_domain",
+        "http_dir",
+        "websockets_log_level",
+        "bind_interface",
+        "mount_point",
+        "allow_zero_length_clientid",
+        "auto_id_prefix",
+        "max_queued_bytes",
+        "queue_qos0_messages",
+        "upgrade_outgoing_qos",
+        "persistent_client_expiration",
+        "message_size_limit",
+        "per_listener_settings",
+        "check_retain_source",
+        "pid_file",
+        "allow_duplicate_messages",
+        "set_tcp_nodelay",
+        "memory_limit",
+        "keyfile_password",
+        "dhparamfile",
+        "ciphers_tls1.3",
+        "ocsp_stapling",
     };
     for (size_t i = 0; i < sizeof mosquitto_only / sizeof mosquitto_only[0]; i++)
         if (strcmp(key, mosquitto_only[i]) == 0)
@@ -322,14 +372,18 @@ config *config_load(const char *path, char *err, size_t errlen)
             rc = fail(&p, "line longer than %zu bytes", sizeof line - 2);
             break;
         }
-        while (len && isspace((unsigned char)line[len - 1])) line[--len] = 0;
+        while (len && isspace((unsigned char)line[len - 1]))
+            line[--len] = 0;
         char *s = line;
-        while (isspace((unsigned char)*s)) s++;
+        while (isspace((unsigned char)*s))
+            s++;
         if (!*s || *s == '#') continue;
         char *v = s;
-        while (*v && !isspace((unsigned char)*v)) v++;
+        while (*v && !isspace((unsigned char)*v))
+            v++;
         if (*v) *v++ = 0;
-        while (isspace((unsigned char)*v)) v++;
+        while (isspace((unsigned char)*v))
+            v++;
         if (!*v) {
             rc = fail(&p, "'%s' needs a value", s);
             break;
@@ -359,8 +413,10 @@ config *config_load(const char *path, char *err, size_t errlen)
             return NULL;
         }
         if ((l->require_certificate || l->use_identity_as_username) && !l->cafile && !l->capath) {
-            fail(&p, "listener %d: require_certificate/use_identity_as_username need cafile or "
-                     "capath", l->port);
+            fail(&p,
+                 "listener %d: require_certificate/use_identity_as_username need cafile or "
+                 "capath",
+                 l->port);
             config_free(c);
             return NULL;
         }

@@ -11,10 +11,10 @@
 #include <stdint.h>
 
 typedef struct {
-    int line;                    /* where the block starts, for messages */
+    int line; /* where the block starts, for messages */
     int port;
-    char *address;               /* NULL = every address (IPv4 and IPv6) */
-    int max_connections;         /* -1 = unlimited */
+    char *address;       /* NULL = every address (IPv4 and IPv6) */
+    int max_connections; /* -1 = unlimited */
     char *certfile, *keyfile, *cafile, *capath, *crlfile, *ciphers, *tls_version;
     char *tls_keylog_file;
     bool require_certificate;
@@ -25,23 +25,23 @@ typedef struct {
     char *path;
     listener_cfg *listeners;
     size_t nlisteners;
-    bool allow_anonymous;        /* default false */
+    bool allow_anonymous; /* default false */
     char *password_file;
     char *acl_file;
-    uint32_t max_keepalive;      /* 0..65535 */
-    uint32_t max_packet_size;    /* bytes, whole packet */
+    uint32_t max_keepalive;         /* 0..65535 */
+    uint32_t max_packet_size;       /* bytes, whole packet */
     uint32_t max_inflight_messages; /* 0 = unlimited */
     uint32_t max_queued_messages;   /* 0 = unlimited */
-    uint64_t max_output_buffer;  /* bytes per connection before QoS 0 drops */
+    uint64_t max_output_buffer;     /* bytes per connection before QoS 0 drops */
     bool retain_available;
     int log_dests;
     int log_types;
     char *log_file;
     bool connection_messages;
-    uint32_t sys_interval;       /* seconds, 0 = off */
-    uint32_t handshake_timeout;  /* seconds */
-    bool tls_trace;              /* log_type tls */
-    char *user;                  /* drop privileges to this user when root */
+    uint32_t sys_interval;      /* seconds, 0 = off */
+    uint32_t handshake_timeout; /* seconds */
+    bool tls_trace;             /* log_type tls */
+    char *user;                 /* drop privileges to this user when root */
 } config;
 
 /* Parse path. On error returns NULL and err holds "FILE:LINE: reason". */

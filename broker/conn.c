@@ -162,8 +162,7 @@ int conn_send_ack(broker *b, conn *c, int type, uint16_t pid)
 {
     uint8_t buf[4];
     size_t n;
-    if (!c || mqtt_encode_ack(buf, sizeof buf, (enum mqtt_type)type, pid, &n) != MQTT_OK)
-        return -1;
+    if (!c || mqtt_encode_ack(buf, sizeof buf, (enum mqtt_type)type, pid, &n) != MQTT_OK) return -1;
     return conn_write(b, c, buf, n);
 }
 
@@ -181,8 +180,10 @@ int conn_send_publish(broker *b, conn *c, const msg *m, uint8_t qos, bool retain
     if (qos == 0 && used > b->cfg->max_output_buffer) {
         /* A slow QoS 0 subscriber loses messages, not the broker's memory. */
         if (c->dropped_qos0++ % 10000 == 0)
-            log_msg(LL_WARNING, "Client %s: output buffer over %llu bytes, dropping QoS 0 "
-                    "messages (%llu so far)", c->client_id ? c->client_id : "?",
+            log_msg(LL_WARNING,
+                    "Client %s: output buffer over %llu bytes, dropping QoS 0 "
+                    "messages (%llu so far)",
+                    c->client_id ? c->client_id : "?",
                     (unsigned long long)b->cfg->max_output_buffer,
                     (unsigned long long)c->dropped_qos0);
         return 1;
@@ -365,8 +366,10 @@ static void set_read_pending(broker *b, conn *c, bool on)
 {
     if (c->read_pending == on) return;
     c->read_pending = on;
-    if (on) b->read_pending++;
-    else b->read_pending--;
+    if (on)
+        b->read_pending++;
+    else
+        b->read_pending--;
 }
 
 static void conn_read(broker *b, conn *c)
@@ -497,8 +500,10 @@ void conn_free_closed(broker *b)
         epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
         if (c->read_pending) b->read_pending--;
-        if (c->prev) c->prev->next = c->next;
-        else b->conns = c->next;
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            b->conns = c->next;
         if (c->next) c->next->prev = c->prev;
         b->nconns--;
         c->listener->nconns--;
@@ -544,9 +549,10 @@ void conn_tick(broker *b)
                 conn_close(b, c, "keepalive timeout (no packet for %.1f s, keepalive %u s)",
                            b->now - c->last_rx, c->keepalive);
             else if (c->over_since && b->now - c->over_since > SLOW_READER_SECONDS)
-                conn_close(b, c, "slow subscriber: output buffer over max_output_buffer (%llu "
-                           "bytes) for %d s", (unsigned long long)b->cfg->max_output_buffer,
-                           SLOW_READER_SECONDS);
+                conn_close(b, c,
+                           "slow subscriber: output buffer over max_output_buffer (%llu "
+                           "bytes) for %d s",
+                           (unsigned long long)b->cfg->max_output_buffer, SLOW_READER_SECONDS);
             else if (!bbuf_used(&c->out) && c->out.cap && b->now - c->last_rx > 0.5 &&
                      b->now - c->last_tx > 0.5)
                 bbuf_free(&c->out); /* idle for half a second: give the memory back */

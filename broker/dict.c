@@ -56,7 +56,8 @@ static void insert_slot(dict_entry *slots, uint32_t cap, const dict_entry *src)
 {
     uint32_t mask = cap - 1;
     uint32_t i = src->hash & mask;
-    while (slots[i].key) i = (i + 1) & mask;
+    while (slots[i].key)
+        i = (i + 1) & mask;
     slots[i] = *src;
 }
 

@@ -28,7 +28,7 @@ uint32_t dict_hash(const char *key, size_t len);
  * that all collide. */
 void dict_seed(uint32_t seed);
 void dict_init(dict *d);
-void dict_free(dict *d);               /* frees the table, not keys/values */
+void dict_free(dict *d); /* frees the table, not keys/values */
 void *dict_get(const dict *d, const char *key, size_t len);
 /* Inserts or replaces. Returns 0 or -1 on allocation failure. */
 int dict_put(dict *d, const char *key, size_t len, void *val);

@@ -49,24 +49,36 @@ bool log_enabled(int level)
 static const char *level_name(int level)
 {
     switch (level) {
-    case LL_ERROR: return "error";
-    case LL_WARNING: return "warning";
-    case LL_NOTICE: return "notice";
-    case LL_DEBUG: return "debug";
-    case LL_TLS: return "tls";
-    case LL_SUBSCRIBE: return "subscribe";
-    default: return "info";
+    case LL_ERROR:
+        return "error";
+    case LL_WARNING:
+        return "warning";
+    case LL_NOTICE:
+        return "notice";
+    case LL_DEBUG:
+        return "debug";
+    case LL_TLS:
+        return "tls";
+    case LL_SUBSCRIBE:
+        return "subscribe";
+    default:
+        return "info";
     }
 }
 
 static int syslog_prio(int level)
 {
     switch (level) {
-    case LL_ERROR: return 3;     /* LL_ERROR of syslog.h, which our enum shadows */
-    case LL_WARNING: return 4;
-    case LL_NOTICE: return 5;
-    case LL_DEBUG: return 7;
-    default: return 6;
+    case LL_ERROR:
+        return 3; /* LL_ERROR of syslog.h, which our enum shadows */
+    case LL_WARNING:
+        return 4;
+    case LL_NOTICE:
+        return 5;
+    case LL_DEBUG:
+        return 7;
+    default:
+        return 6;
     }
 }
 
@@ -108,10 +120,18 @@ int log_type_parse(const char *w)
         const char *name;
         int bits;
     } names[] = {
-        {"error", LL_ERROR},       {"warning", LL_WARNING},     {"notice", LL_NOTICE},
-        {"information", LL_INFO}, {"info", LL_INFO},          {"debug", LL_DEBUG},
-        {"subscribe", LL_SUBSCRIBE}, {"unsubscribe", LL_SUBSCRIBE}, {"tls", LL_TLS},
-        {"websockets", 0},        {"all", LL_ALL},             {"none", 0},
+        {"error", LL_ERROR},
+        {"warning", LL_WARNING},
+        {"notice", LL_NOTICE},
+        {"information", LL_INFO},
+        {"info", LL_INFO},
+        {"debug", LL_DEBUG},
+        {"subscribe", LL_SUBSCRIBE},
+        {"unsubscribe", LL_SUBSCRIBE},
+        {"tls", LL_TLS},
+        {"websockets", 0},
+        {"all", LL_ALL},
+        {"none", 0},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(w, names[i].name) == 0) return names[i].bits;

@@ -13,7 +13,7 @@ enum log_level {
     LL_NOTICE = 1 << 2,
     LL_INFO = 1 << 3,
     LL_DEBUG = 1 << 4,
-    LL_TLS = 1 << 5,       /* handshake step tracing */
+    LL_TLS = 1 << 5, /* handshake step tracing */
     LL_SUBSCRIBE = 1 << 6,
     LL_ALL = 0x7f,
 };

@@ -37,8 +37,10 @@ double broker_now(void)
 static void on_signal(int sig)
 {
     if (!g_broker) return;
-    if (sig == SIGHUP) g_broker->reload = 1;
-    else g_broker->stop = 1;
+    if (sig == SIGHUP)
+        g_broker->reload = 1;
+    else
+        g_broker->stop = 1;
 }
 
 static void usage(FILE *f)
@@ -63,7 +65,8 @@ static void tls_log(void *ud, int level, const char *line)
 static int open_listener(broker *b, listener *l, char *err, size_t errlen)
 {
     listener_cfg *lc = l->cfg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char port[16];
@@ -76,8 +79,8 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
         gai = getaddrinfo(host, port, &hints, &res);
     }
     if (gai != 0) {
-        snprintf(err, errlen, "%s:%d: listener %d: cannot resolve '%s': %s", b->cfg->path,
-                 lc->line, lc->port, host, gai_strerror(gai));
+        snprintf(err, errlen, "%s:%d: listener %d: cannot resolve '%s': %s", b->cfg->path, lc->line,
+                 lc->port, host, gai_strerror(gai));
         return -1;
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -97,23 +100,30 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
                  host, strerror(e),
                  e == EADDRINUSE ? " (another broker, e.g. the mosquitto service, may be "
                                    "using the port: stop it or change the port)"
-                                 : e == EACCES ? " (ports below 1024 need root)" : "");
+                 : e == EACCES   ? " (ports below 1024 need root)"
+                                 : "");
         close(fd);
         freeaddrinfo(res);
         return -1;
     }
     freeaddrinfo(res);
     l->fd = fd;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = LISTENER_TAG | (uint64_t)(l - b->listeners)};
+    struct epoll_event ev = {.events = EPOLLIN,
+                             .data.u64 = LISTENER_TAG | (uint64_t)(l - b->listeners)};
     if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
         return -1;
     }
     if (lc->certfile) {
         tls_server_opts o = {
-            .certfile = lc->certfile, .keyfile = lc->keyfile, .cafile = lc->cafile,
-            .capath = lc->capath, .crlfile = lc->crlfile, .ciphers = lc->ciphers,
-            .tls_version = lc->tls_version, .keylog_file = lc->tls_keylog_file,
+            .certfile = lc->certfile,
+            .keyfile = lc->keyfile,
+            .cafile = lc->cafile,
+            .capath = lc->capath,
+            .crlfile = lc->crlfile,
+            .ciphers = lc->ciphers,
+            .tls_version = lc->tls_version,
+            .keylog_file = lc->tls_keylog_file,
             .require_certificate = lc->require_certificate,
             .request_certificate = lc->cafile || lc->capath,
             .trace = b->cfg->tls_trace,
@@ -128,9 +138,8 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
     socklen_t blen = sizeof bound;
     int port_now = lc->port;
     if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
-        port_now = ntohs(bound.ss_family == AF_INET6
-                             ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                             : ((struct sockaddr_in *)&bound)->sin_port);
+        port_now = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                     : ((struct sockaddr_in *)&bound)->sin_port);
     log_msg(LL_NOTICE, "Opened %s listener on %s port %d", lc->certfile ? "TLS" : "plain",
             lc->address ? lc->address : "all addresses", port_now);
     return 0;
@@ -156,14 +165,15 @@ static int drop_privileges(broker *b, char *err, size_t errlen)
 static void publish_sys(broker *b, time_t started)
 {
     static const char *const fmt[] = {
-        "$SYS/broker/version", "$SYS/broker/uptime", "$SYS/broker/clients/connected",
-        "$SYS/broker/messages/received", "$SYS/broker/messages/sent",
-        "$SYS/broker/retained messages/count", "$SYS/broker/bytes/received",
-        "$SYS/broker/bytes/sent",
+        "$SYS/broker/version",           "$SYS/broker/uptime",
+        "$SYS/broker/clients/connected", "$SYS/broker/messages/received",
+        "$SYS/broker/messages/sent",     "$SYS/broker/retained messages/count",
+        "$SYS/broker/bytes/received",    "$SYS/broker/bytes/sent",
     };
     char val[8][64];
     uint32_t active = 0;
-    for (conn *c = b->conns; c; c = c->next) active += c->state == CS_ACTIVE;
+    for (conn *c = b->conns; c; c = c->next)
+        active += c->state == CS_ACTIVE;
     snprintf(val[0], 64, "secbroker version %s", SECBROKER_VERSION);
     snprintf(val[1], 64, "%lld seconds", (long long)(time(NULL) - started));
     snprintf(val[2], 64, "%u", active);
@@ -173,8 +183,8 @@ static void publish_sys(broker *b, time_t started)
     snprintf(val[6], 64, "%llu", (unsigned long long)b->bytes_received);
     snprintf(val[7], 64, "%llu", (unsigned long long)b->bytes_sent);
     for (int i = 0; i < 8; i++) {
-        msg *m = msg_new((const uint8_t *)fmt[i], (uint16_t)strlen(fmt[i]),
-                         (const uint8_t *)val[i], strlen(val[i]), 0, true);
+        msg *m = msg_new((const uint8_t *)fmt[i], (uint16_t)strlen(fmt[i]), (const uint8_t *)val[i],
+                         strlen(val[i]), 0, true);
         if (!m) continue;
         uint64_t rx = b->msgs_received;
         router_publish(b, NULL, m);
@@ -194,8 +204,10 @@ static void broker_free(broker *b)
     dict_entry *e;
     session **all = calloc(b->sessions.count + 1, sizeof *all);
     size_t n = 0;
-    while (all && (e = dict_next(&b->sessions, &it))) all[n++] = e->val;
-    for (size_t i = 0; i < n; i++) session_destroy(b, all[i]);
+    while (all && (e = dict_next(&b->sessions, &it)))
+        all[n++] = e->val;
+    for (size_t i = 0; i < n; i++)
+        session_destroy(b, all[i]);
     free(all);
     dict_free(&b->sessions);
     tree_free(b->root);
@@ -321,12 +333,12 @@ int main(int argc, char **argv)
             certs |= b->cfg->listeners[i].use_identity_as_username;
         if (!certs)
             log_msg(LL_WARNING, "allow_anonymous is false and there is no password_file: every "
-                    "client will be refused (CONNACK 5)");
+                                "client will be refused (CONNACK 5)");
     }
 
     if (b->cfg->acl_file && !b->cfg->password_file && b->cfg->allow_anonymous)
         log_msg(LL_WARNING, "acl_file without password_file: usernames are not verified, so a "
-                "client can claim any user's ACL rules");
+                            "client can claim any user's ACL rules");
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -351,8 +363,10 @@ int main(int argc, char **argv)
         }
         for (int i = 0; i < n; i++) {
             uint64_t u = evs[i].data.u64;
-            if (u & LISTENER_TAG) conn_accept(b, &b->listeners[u & ~LISTENER_TAG]);
-            else conn_on_event(b, evs[i].data.ptr, evs[i].events);
+            if (u & LISTENER_TAG)
+                conn_accept(b, &b->listeners[u & ~LISTENER_TAG]);
+            else
+                conn_on_event(b, evs[i].data.ptr, evs[i].events);
         }
         conn_service_read_pending(b);
         if (b->now >= next_tick) {

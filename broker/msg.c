@@ -4,8 +4,8 @@
 
 #include "broker/broker.h"
 
-msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t plen,
-             uint8_t qos, bool retain)
+msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t plen, uint8_t qos,
+             bool retain)
 {
     msg *m = malloc(sizeof *m + tlen + 1 + plen);
     if (!m) return NULL;
@@ -37,7 +37,8 @@ int bbuf_reserve(bbuf *b, size_t extra)
         if (b->len + extra <= b->cap) return 0;
     }
     size_t ncap = b->cap ? b->cap : 256; /* most connections only ever hold acks */
-    while (ncap < b->len + extra) ncap *= 2;
+    while (ncap < b->len + extra)
+        ncap *= 2;
     uint8_t *nd = realloc(b->data, ncap);
     if (!nd) return -1;
     b->data = nd;

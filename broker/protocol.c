@@ -67,7 +67,8 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
         double delay = auth_attempt_delay(b, c->peer);
         if (delay > b->cfg->handshake_timeout) {
             /* the queue of held attempts from this address is already long */
-            refuse(b, c, MQTT_CONNACK_UNAVAILABLE, "too many recent failed logins from this "
+            refuse(b, c, MQTT_CONNACK_UNAVAILABLE,
+                   "too many recent failed logins from this "
                    "address; try again later");
             return;
         }
@@ -138,11 +139,12 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
             snprintf(why, sizeof why, "wrong username or password for user '%s'",
                      c->username ? c->username : "");
         else if (c->listener->cfg->use_identity_as_username && !c->username)
-            snprintf(why, sizeof why, "use_identity_as_username is on and the client sent no "
-                                      "certificate");
+            snprintf(why, sizeof why,
+                     "use_identity_as_username is on and the client sent no "
+                     "certificate");
         else
-            snprintf(why, sizeof why, "%s", c->username ? "user not allowed"
-                                                        : "anonymous clients are not allowed");
+            snprintf(why, sizeof why, "%s",
+                     c->username ? "user not allowed" : "anonymous clients are not allowed");
         refuse(b, c, (uint8_t)rc, why);
         return;
     }
@@ -195,18 +197,21 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
     c->state = CS_ACTIVE;
     send_connack(b, c, present, MQTT_CONNACK_ACCEPTED);
     if (b->cfg->connection_messages)
-        log_msg(LL_NOTICE, "New client connected from %s as %s (%s, clean session %d, keepalive "
-                "%u%s%s%s, %s)", c->peer, c->client_id,
-                ck.protocol_level == 3 ? "MQTT 3.1" : "MQTT 3.1.1", ck.clean_session,
-                ck.keepalive, c->username ? ", username '" : "", c->username ? c->username : "",
-                c->username ? "'" : "", c->tls ? "TLS" : "plain");
+        log_msg(LL_NOTICE,
+                "New client connected from %s as %s (%s, clean session %d, keepalive "
+                "%u%s%s%s, %s)",
+                c->peer, c->client_id, ck.protocol_level == 3 ? "MQTT 3.1" : "MQTT 3.1.1",
+                ck.clean_session, ck.keepalive, c->username ? ", username '" : "",
+                c->username ? c->username : "", c->username ? "'" : "", c->tls ? "TLS" : "plain");
     if (present) session_resend(b, s);
 }
 
 void proto_finish_connect(broker *b, conn *c)
 {
-    mqtt_header h = {.type = MQTT_CONNECT, .flags = 0,
-                     .remaining = (uint32_t)c->held_connect_len, .body = c->held_connect};
+    mqtt_header h = {.type = MQTT_CONNECT,
+                     .flags = 0,
+                     .remaining = (uint32_t)c->held_connect_len,
+                     .body = c->held_connect};
     c->state = CS_AWAIT_CONNECT;
     c->last_rx = b->now; /* the hold was ours, not the client's silence */
     handle_connect(b, c, &h, true);
@@ -322,12 +327,13 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
                     c->client_id, TOPIC_MAX_LEVELS);
             granted = MQTT_SUBACK_FAILURE;
         } else if (!auth_may_subscribe(b, c, (const char *)f.ptr, f.len)) {
-            log_msg(LL_NOTICE, "Denied SUBSCRIBE from %s (user %s) to '%.*s': not allowed by "
-                    "the ACL", c->client_id, c->username ? c->username : "anonymous",
-                    (int)f.len, f.ptr);
+            log_msg(LL_NOTICE,
+                    "Denied SUBSCRIBE from %s (user %s) to '%.*s': not allowed by "
+                    "the ACL",
+                    c->client_id, c->username ? c->username : "anonymous", (int)f.len, f.ptr);
             granted = MQTT_SUBACK_FAILURE;
-        } else if (!(recs[i] = tree_subscribe(b, c->session, (const char *)f.ptr, f.len,
-                                              granted))) {
+        } else if (!(recs[i] =
+                         tree_subscribe(b, c->session, (const char *)f.ptr, f.len, granted))) {
             granted = MQTT_SUBACK_FAILURE;
         } else if (log_enabled(LL_SUBSCRIBE)) {
             log_msg(LL_SUBSCRIBE, "%s subscribed to '%.*s' (QoS %u)", c->client_id, (int)f.len,

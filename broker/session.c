@@ -47,8 +47,10 @@ void session_destroy(broker *b, session *s)
 {
     if (!s) return;
     tree_unsubscribe_all(b, s);
-    for (uint32_t i = s->inflight_head; i < s->ninflight; i++) msg_unref(s->inflight[i].m);
-    for (uint32_t i = 0; i < s->queue.count; i++) msg_unref(queue_at(&s->queue, i)->m);
+    for (uint32_t i = s->inflight_head; i < s->ninflight; i++)
+        msg_unref(s->inflight[i].m);
+    for (uint32_t i = 0; i < s->queue.count; i++)
+        msg_unref(queue_at(&s->queue, i)->m);
     free(s->inflight);
     free(s->pid_used);
     free(s->queue.items);
@@ -93,8 +95,10 @@ static void pid_mark(session *s, uint16_t pid, bool used)
                         (uint8_t)(1u << (s->inflight[i].pid & 7));
     }
     if (!s->pid_used) return;
-    if (used) s->pid_used[pid >> 3] |= (uint8_t)(1u << (pid & 7));
-    else s->pid_used[pid >> 3] &= (uint8_t)~(1u << (pid & 7));
+    if (used)
+        s->pid_used[pid >> 3] |= (uint8_t)(1u << (pid & 7));
+    else
+        s->pid_used[pid >> 3] &= (uint8_t) ~(1u << (pid & 7));
 }
 
 static uint16_t next_pid(session *s)
@@ -146,16 +150,18 @@ static int queue_push(broker *b, session *s, msg *m, uint8_t qos, bool retain)
     uint32_t max = b->cfg->max_queued_messages;
     if (max && q->count >= max) {
         if (s->dropped++ % 1000 == 0)
-            log_msg(LL_WARNING, "Client %s: queue full (max_queued_messages %u), dropping "
-                    "messages (%llu so far)", s->client_id, max,
-                    (unsigned long long)s->dropped);
+            log_msg(LL_WARNING,
+                    "Client %s: queue full (max_queued_messages %u), dropping "
+                    "messages (%llu so far)",
+                    s->client_id, max, (unsigned long long)s->dropped);
         return -1;
     }
     if (q->count == q->cap) {
         uint32_t ncap = q->cap ? q->cap * 2 : 8;
         outmsg *n = malloc(ncap * sizeof *n);
         if (!n) return -1;
-        for (uint32_t i = 0; i < q->count; i++) n[i] = *queue_at(q, i);
+        for (uint32_t i = 0; i < q->count; i++)
+            n[i] = *queue_at(q, i);
         free(q->items);
         q->items = n;
         q->cap = ncap;

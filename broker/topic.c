@@ -31,7 +31,8 @@ void tree_free(tnode *n)
     if (!n) return;
     uint32_t it = 0;
     dict_entry *e;
-    while ((e = dict_next(&n->children, &it))) tree_free(e->val);
+    while ((e = dict_next(&n->children, &it)))
+        tree_free(e->val);
     dict_free(&n->children);
     tree_free(n->plus);
     tree_free(n->hash);
@@ -63,8 +64,10 @@ static bool is_hash(const char *p, size_t len)
 static tnode *child(tnode *n, const char *p, size_t len, bool create, bool wild)
 {
     tnode **slot = NULL;
-    if (wild && is_plus(p, len)) slot = &n->plus;
-    else if (wild && is_hash(p, len)) slot = &n->hash;
+    if (wild && is_plus(p, len))
+        slot = &n->plus;
+    else if (wild && is_hash(p, len))
+        slot = &n->hash;
     if (slot) {
         if (!*slot && create) *slot = node_new(n, p, len);
         return *slot;
@@ -97,12 +100,15 @@ static tnode *walk(tnode *root, const char *s, size_t len, bool create, bool wil
 /* Remove empty nodes from n upwards. */
 static void prune(tnode *n)
 {
-    while (n && n->parent && n->nsubs == 0 && !n->retained && n->children.count == 0 &&
-           !n->plus && !n->hash) {
+    while (n && n->parent && n->nsubs == 0 && !n->retained && n->children.count == 0 && !n->plus &&
+           !n->hash) {
         tnode *parent = n->parent;
-        if (parent->plus == n) parent->plus = NULL;
-        else if (parent->hash == n) parent->hash = NULL;
-        else dict_del(&parent->children, n->name, n->name_len);
+        if (parent->plus == n)
+            parent->plus = NULL;
+        else if (parent->hash == n)
+            parent->hash = NULL;
+        else
+            dict_del(&parent->children, n->name, n->name_len);
         dict_free(&n->children);
         free(n->subs);
         free(n);
@@ -171,8 +177,10 @@ int tree_unsubscribe(broker *b, session *s, const char *filter, size_t flen)
     (void)b;
     sub_rec *r = dict_del(&s->subs_by_filter, filter, flen);
     if (!r) return 0;
-    if (r->prev) r->prev->next = r->next;
-    else s->subs = r->next;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->subs = r->next;
     if (r->next) r->next->prev = r->prev;
     s->nsubs--;
     detach(r);
@@ -195,7 +203,8 @@ void tree_unsubscribe_all(broker *b, session *s)
 
 static void deliver_all(tnode *n, tree_match_fn fn, void *ud)
 {
-    for (uint32_t i = 0; i < n->nsubs; i++) fn(ud, &n->subs[i]);
+    for (uint32_t i = 0; i < n->nsubs; i++)
+        fn(ud, &n->subs[i]);
 }
 
 static void match_rec(tnode *n, const char *p, const char *end, bool done, bool dollar,
@@ -238,8 +247,10 @@ void tree_retain(broker *b, msg *m)
     }
     n = walk(b->root, msg_topic(m), m->topic_len, true, false);
     if (!n) return;
-    if (n->retained) msg_unref(n->retained);
-    else b->retained_count++;
+    if (n->retained)
+        msg_unref(n->retained);
+    else
+        b->retained_count++;
     n->retained = msg_ref(m);
 }
 

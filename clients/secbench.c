@@ -61,12 +61,12 @@
 #include "tls/tls.h"
 
 #define EXIT_USAGE 64
-#define HDR_BYTES 20               /* run id, publisher, sequence, send time */
-#define OUT_LIMIT (64 * 1024)      /* unflushed output per publisher */
+#define HDR_BYTES 20          /* run id, publisher, sequence, send time */
+#define OUT_LIMIT (64 * 1024) /* unflushed output per publisher */
 #define READ_BUF (256 * 1024)
 #define MAX_EVENTS 1024
-#define BATCH 64                   /* messages per publisher per loop turn */
-#define SETTLE_NS 1000000000LL     /* idle: wait before reading RSS */
+#define BATCH 64               /* messages per publisher per loop turn */
+#define SETTLE_NS 1000000000LL /* idle: wait before reading RSS */
 #define PING_EVERY_NS (100LL * 1000000000LL)
 #define KEEPALIVE 300
 
@@ -84,21 +84,21 @@ static struct {
     bool insecure, no_verify;
     const char *username, *password;
     int scenario;
-    long n, m;                 /* 0 = scenario default */
+    long n, m; /* 0 = scenario default */
     int qos;
     long size;
-    double rate;               /* total messages/s over all publishers, 0 = max */
+    double rate; /* total messages/s over all publishers, 0 = max */
     double duration;
-    long count;                /* messages per publisher; 0 = run for duration */
-    long window;               /* QoS 1 PUBACK window, 0 = default */
-    long e2e_window;           /* end-to-end window at max rate, -1 = default, 0 = off */
-    long concurrency;          /* connection attempts in flight */
+    long count;       /* messages per publisher; 0 = run for duration */
+    long window;      /* QoS 1 PUBACK window, 0 = default */
+    long e2e_window;  /* end-to-end window at max rate, -1 = default, 0 = off */
+    long concurrency; /* connection attempts in flight */
     int pid;
-    bool resumed;              /* storm: resumed handshakes */
-    int resume_mode;           /* TLS_RESUME_TICKET or _SESSION_ID */
+    bool resumed;    /* storm: resumed handshakes */
+    int resume_mode; /* TLS_RESUME_TICKET or _SESSION_ID */
     const char *prefix;
-    const char *filter;        /* fan-in subscriber filter */
-    double drain;              /* s without progress before giving up */
+    const char *filter; /* fan-in subscriber filter */
+    double drain;       /* s without progress before giving up */
     bool crypto_bound;
     bool quiet;
 } opt = {
@@ -117,49 +117,49 @@ static struct {
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: secbench --scenario fan-in|fan-out|pairs|storm|idle [options]\n"
-        "       secbench --crypto-bound --cafile CA --cert SERVER.crt --key SERVER.key [-d S]\n"
-        "\n"
-        "  -h HOST            broker host (default 127.0.0.1)\n"
-        "  -p PORT            broker port (default 1883, 8883 with --tls)\n"
-        "  --tls              use TLS (also implied by --cafile/--cert/--key)\n"
-        "  --cafile FILE      CA that signed the broker's certificate\n"
-        "  --cert FILE --key FILE  client certificate (mutual TLS)\n"
-        "  --ciphers LIST     e.g. ECDHE-ECDSA-AES128-GCM-SHA256\n"
-        "  --tls-version V    tlsv1.2 (default) or tlsv1.3\n"
-        "  --insecure         do not check the broker's host name\n"
-        "  --no-verify        do not verify the broker's certificate at all\n"
-        "                     (cheaper full handshakes for the client side)\n"
-        "  -u USER -P PASS    credentials sent in CONNECT\n"
-        "  --scenario S       fan-in (N pubs -> 1 sub on '#'), fan-out (1 pub -> M subs),\n"
-        "                     pairs (N pub/sub pairs), storm (handshakes/s), idle (RSS/conn)\n"
-        "  -n N               publishers (fan-in, pairs), connections (idle),\n"
-        "                     attempts in flight (storm); default 10, 1000, 16\n"
-        "  -m M               subscribers (fan-out); default 10\n"
-        "  -q 0|1             QoS of publishes and subscriptions (default 0)\n"
-        "  -s BYTES           payload size (default 64, at least %d)\n"
-        "  --rate R           total publish rate in messages/s over all publishers\n"
-        "                     (0 = as fast as the flow control allows; default 0)\n"
-        "  -d SECONDS         publishing / storm / hold duration (default 5)\n"
-        "  -c, --count K      messages per publisher instead of a duration\n"
-        "  --window W         QoS 1: PUBACKs outstanding per publisher (default 32)\n"
-        "  --e2e-window W     at max rate: messages per publisher not yet delivered\n"
-        "                     to every subscriber (default 256, 0 = no limit)\n"
-        "  --concurrency C    connection setups in flight (default 64)\n"
-        "  --pid PID          broker process: report its RSS and CPU time\n"
-        "  --full             storm: full handshakes (default)\n"
-        "  --resumed          storm: resumed handshakes (session tickets)\n"
-        "  --resume-mode M    ticket (default) or session-id\n"
-        "  -t PREFIX          topic prefix (default secbench)\n"
-        "  --filter F         fan-in subscriber filter (default '#')\n"
-        "  --drain S          stop waiting for deliveries after S s without\n"
-        "                     progress (default 2)\n"
-        "  --quiet            only the SECBENCH summary line\n"
-        "  --crypto-bound     measure tls/'s server-side handshake cost in-process\n"
-        "  --help\n"
-        "\n"
-        "The last stdout line is machine-readable: SECBENCH key=value ...\n",
-        HDR_BYTES);
+            "usage: secbench --scenario fan-in|fan-out|pairs|storm|idle [options]\n"
+            "       secbench --crypto-bound --cafile CA --cert SERVER.crt --key SERVER.key [-d S]\n"
+            "\n"
+            "  -h HOST            broker host (default 127.0.0.1)\n"
+            "  -p PORT            broker port (default 1883, 8883 with --tls)\n"
+            "  --tls              use TLS (also implied by --cafile/--cert/--key)\n"
+            "  --cafile FILE      CA that signed the broker's certificate\n"
+            "  --cert FILE --key FILE  client certificate (mutual TLS)\n"
+            "  --ciphers LIST     e.g. ECDHE-ECDSA-AES128-GCM-SHA256\n"
+            "  --tls-version V    tlsv1.2 (default) or tlsv1.3\n"
+            "  --insecure         do not check the broker's host name\n"
+            "  --no-verify        do not verify the broker's certificate at all\n"
+            "                     (cheaper full handshakes for the client side)\n"
+            "  -u USER -P PASS    credentials sent in CONNECT\n"
+            "  --scenario S       fan-in (N pubs -> 1 sub on '#'), fan-out (1 pub -> M subs),\n"
+            "                     pairs (N pub/sub pairs), storm (handshakes/s), idle (RSS/conn)\n"
+            "  -n N               publishers (fan-in, pairs), connections (idle),\n"
+            "                     attempts in flight (storm); default 10, 1000, 16\n"
+            "  -m M               subscribers (fan-out); default 10\n"
+            "  -q 0|1             QoS of publishes and subscriptions (default 0)\n"
+            "  -s BYTES           payload size (default 64, at least %d)\n"
+            "  --rate R           total publish rate in messages/s over all publishers\n"
+            "                     (0 = as fast as the flow control allows; default 0)\n"
+            "  -d SECONDS         publishing / storm / hold duration (default 5)\n"
+            "  -c, --count K      messages per publisher instead of a duration\n"
+            "  --window W         QoS 1: PUBACKs outstanding per publisher (default 32)\n"
+            "  --e2e-window W     at max rate: messages per publisher not yet delivered\n"
+            "                     to every subscriber (default 256, 0 = no limit)\n"
+            "  --concurrency C    connection setups in flight (default 64)\n"
+            "  --pid PID          broker process: report its RSS and CPU time\n"
+            "  --full             storm: full handshakes (default)\n"
+            "  --resumed          storm: resumed handshakes (session tickets)\n"
+            "  --resume-mode M    ticket (default) or session-id\n"
+            "  -t PREFIX          topic prefix (default secbench)\n"
+            "  --filter F         fan-in subscriber filter (default '#')\n"
+            "  --drain S          stop waiting for deliveries after S s without\n"
+            "                     progress (default 2)\n"
+            "  --quiet            only the SECBENCH summary line\n"
+            "  --crypto-bound     measure tls/'s server-side handshake cost in-process\n"
+            "  --help\n"
+            "\n"
+            "The last stdout line is machine-readable: SECBENCH key=value ...\n",
+            HDR_BYTES);
 }
 
 /* ---- time, histogram ---------------------------------------------------------- */
@@ -190,8 +190,7 @@ typedef struct {
 
 static unsigned h_index(uint64_t v)
 {
-    if (v < (1u << H_SUB))
-        return (unsigned)v;
+    if (v < (1u << H_SUB)) return (unsigned)v;
     unsigned e = 63u - (unsigned)__builtin_clzll(v);
     unsigned sub = (unsigned)(v >> (e - H_SUB)) & ((1u << H_SUB) - 1);
     return ((e - H_SUB + 1) << H_SUB) + sub;
@@ -199,8 +198,7 @@ static unsigned h_index(uint64_t v)
 
 static uint64_t h_value(unsigned idx)
 {
-    if (idx < (1u << H_SUB))
-        return idx;
+    if (idx < (1u << H_SUB)) return idx;
     unsigned e = (idx >> H_SUB) + H_SUB - 1;
     unsigned sub = idx & ((1u << H_SUB) - 1);
     uint64_t lo = (uint64_t)((1u << H_SUB) + sub) << (e - H_SUB);
@@ -210,22 +208,18 @@ static uint64_t h_value(unsigned idx)
 
 static void h_add(histo *h, int64_t v)
 {
-    if (v < 0)
-        v = 0;
+    if (v < 0) v = 0;
     h->b[h_index((uint64_t)v)]++;
     h->count++;
     h->sum += (double)v;
-    if ((uint64_t)v > h->max)
-        h->max = (uint64_t)v;
+    if ((uint64_t)v > h->max) h->max = (uint64_t)v;
 }
 
 static uint64_t h_pct(const histo *h, double p)
 {
-    if (h->count == 0)
-        return 0;
+    if (h->count == 0) return 0;
     uint64_t want = (uint64_t)(p * (double)h->count + 0.999999);
-    if (want < 1)
-        want = 1;
+    if (want < 1) want = 1;
     uint64_t acc = 0;
     for (unsigned i = 0; i < H_BUCKETS; i++) {
         acc += h->b[i];
@@ -242,7 +236,7 @@ static uint64_t h_pct(const histo *h, double p)
 typedef struct {
     bool ok;
     long rss_kb;
-    double cpu_s;          /* utime + stime */
+    double cpu_s; /* utime + stime */
 } pstat;
 
 static pstat proc_read(int pid)
@@ -250,26 +244,21 @@ static pstat proc_read(int pid)
     pstat s = {0};
     char path[64], line[512];
     FILE *f;
-    if (pid <= 0)
-        return s;
+    if (pid <= 0) return s;
     snprintf(path, sizeof path, "/proc/%d/status", pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return s;
+    if ((f = fopen(path, "r")) == NULL) return s;
     while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            s.rss_kb = strtol(line + 6, NULL, 10);
+        if (strncmp(line, "VmRSS:", 6) == 0) s.rss_kb = strtol(line + 6, NULL, 10);
     fclose(f);
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return s;
+    if ((f = fopen(path, "r")) == NULL) return s;
     char buf[1024];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
     /* the command name may contain spaces: fields start after the last ')' */
     char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return s;
+    if (p == NULL) return s;
     p += 2;
     unsigned long long ut = 0, st = 0;
     /* field 3 is the state; utime and stime are fields 14 and 15 */
@@ -308,23 +297,23 @@ struct conn {
     tls_conn *tls;
     uint8_t state;
     uint8_t role;
-    bool tls_unflushed;        /* mbedTLS holds a sealed record not yet sent */
-    bool io_wants_write;       /* a TLS read/handshake step wants the fd writable */
+    bool tls_unflushed;  /* mbedTLS holds a sealed record not yet sent */
+    bool io_wants_write; /* a TLS read/handshake step wants the fd writable */
     bool on_dirty, on_runq, closing;
     uint32_t evmask;
     uint32_t idx;
     conn *next_dirty, *next_runq, *next_close;
-    uint8_t *in;               /* tail of an incomplete packet */
+    uint8_t *in; /* tail of an incomplete packet */
     size_t in_len;
     uint8_t *out;
     size_t out_len, out_off, out_cap;
-    int64_t t_begin;           /* connection attempt started */
+    int64_t t_begin; /* connection attempt started */
     int64_t last_send;
     /* publisher */
-    uint32_t seq;              /* messages published */
-    uint32_t inflight;         /* QoS 1: PUBACKs outstanding */
+    uint32_t seq;      /* messages published */
+    uint32_t inflight; /* QoS 1: PUBACKs outstanding */
     uint16_t next_pid;
-    int64_t e2e;               /* deliveries not yet seen by our subscribers */
+    int64_t e2e; /* deliveries not yet seen by our subscribers */
     const char *topic;
     uint16_t topic_len;
     /* subscriber: next expected sequence of publishers [tr_base, tr_base + ntr) */
@@ -342,23 +331,23 @@ static struct {
     uint32_t run_id;
     uint8_t *rbuf;
     conn *dirty, *runq, *closeq;
-    long live;                 /* sockets open */
-    long connecting;           /* attempts not yet READY */
-    bool stop;                 /* SIGINT/SIGTERM */
+    long live;       /* sockets open */
+    long connecting; /* attempts not yet READY */
+    bool stop;       /* SIGINT/SIGTERM */
     char first_error[512];
-    long errors;               /* connections that failed or were dropped */
+    long errors; /* connections that failed or were dropped */
 } g;
 
 static struct {
     conn **pubs, **subs, **idles;
     long npubs, nsubs, nidle;
-    long fanout;               /* subscribers per message */
+    long fanout; /* subscribers per message */
     long window, e2e;
-    uint8_t *payload;          /* template */
+    uint8_t *payload; /* template */
     size_t plen;
-    int phase;                 /* 0 setup, 1 run, 2 drain, 3 done */
+    int phase; /* 0 setup, 1 run, 2 drain, 3 done */
     int64_t t0, t_pub_end, t_last_recv, t_last_progress, t_end;
-    double rate_pp;            /* per publisher, messages/s */
+    double rate_pp; /* per publisher, messages/s */
     long setup_next_sub, setup_next_pub, ready_subs, ready_pubs;
     uint64_t sent, acked, delivered, dups, foreign, gaps;
     histo lat;
@@ -379,8 +368,7 @@ static void note_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 static void note_error(const char *fmt, ...)
 {
     g.errors++;
-    if (g.first_error[0] != '\0')
-        return;
+    if (g.first_error[0] != '\0') return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(g.first_error, sizeof g.first_error, fmt, ap);
@@ -392,14 +380,12 @@ static void out_reserve(conn *c, size_t more)
     if (c->out_off > 0 && c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
     }
-    if (c->out_len + more <= c->out_cap)
-        return;
+    if (c->out_len + more <= c->out_cap) return;
     if (c->out_off > 0) {
         memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
         c->out_len -= c->out_off;
         c->out_off = 0;
-        if (c->out_len + more <= c->out_cap)
-            return;
+        if (c->out_len + more <= c->out_cap) return;
     }
     size_t cap = c->out_cap ? c->out_cap : 512;
     while (cap < c->out_len + more)
@@ -437,9 +423,9 @@ static void set_events(conn *c)
     if (c->state == CS_TCP)
         want = EPOLLOUT;
     else
-        want = EPOLLIN | ((c->out_off < c->out_len || c->tls_unflushed || c->io_wants_write) ? EPOLLOUT : 0);
-    if (want == c->evmask)
-        return;
+        want = EPOLLIN |
+               ((c->out_off < c->out_len || c->tls_unflushed || c->io_wants_write) ? EPOLLOUT : 0);
+    if (want == c->evmask) return;
     struct epoll_event ev = {.events = want, .data.ptr = c};
     if (epoll_ctl(g.ep, c->evmask ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev) == 0)
         c->evmask = want;
@@ -451,8 +437,7 @@ static void scenario_conn_closed(conn *c, bool failed);
  * after the loop turn (never inside a callback that still uses it). */
 static void conn_close(conn *c, bool failed)
 {
-    if (c->closing || c->fd < 0)
-        return;
+    if (c->closing || c->fd < 0) return;
     c->closing = true;
     if (c->tls) {
         tls_conn_free(c->tls);
@@ -462,8 +447,7 @@ static void conn_close(conn *c, bool failed)
     c->fd = -1;
     c->evmask = 0;
     g.live--;
-    if (c->state != CS_READY && c->state != CS_DONE)
-        g.connecting--;
+    if (c->state != CS_READY && c->state != CS_DONE) g.connecting--;
     c->state = CS_DONE;
     free(c->in);
     c->in = NULL;
@@ -492,10 +476,8 @@ static void conn_fail(conn *c, const char *fmt, ...)
 /* Writes as much queued output as the socket takes. */
 static void conn_flush(conn *c)
 {
-    if (c->closing || c->state == CS_TCP)
-        return;
-    if (c->tls && !tls_conn_handshake_done(c->tls))
-        return;
+    if (c->closing || c->state == CS_TCP) return;
+    if (c->tls && !tls_conn_handshake_done(c->tls)) return;
     while (c->out_off < c->out_len || c->tls_unflushed) {
         ssize_t n;
         size_t len = c->out_len - c->out_off;
@@ -518,10 +500,8 @@ static void conn_flush(conn *c)
         } else {
             n = send(c->fd, c->out + c->out_off, len, MSG_NOSIGNAL);
             if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    break;
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
                 conn_fail(c, "send: %s", strerror(errno));
                 return;
             }
@@ -589,8 +569,7 @@ static void send_simple(conn *c, enum mqtt_type type, uint16_t pid, bool later)
     else
         mqtt_encode_empty(c->out + c->out_len, c->out_cap - c->out_len, type, &w);
     c->out_len += w;
-    if (later)
-        mark_dirty(c);
+    if (later) mark_dirty(c);
 }
 
 static void conn_start_tls(conn *c)
@@ -608,8 +587,7 @@ static void conn_handshake(conn *c)
     int r = tls_conn_handshake(c->tls);
     if (r == TLS_OK) {
         c->io_wants_write = false;
-        if (c->role == R_STORM && tls_conn_resumed(c->tls))
-            S.hs_resumed++;
+        if (c->role == R_STORM && tls_conn_resumed(c->tls)) S.hs_resumed++;
         send_packet_connect(c);
         return;
     }
@@ -642,10 +620,8 @@ static void conn_start(conn *c)
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (connect(c->fd, (struct sockaddr *)&g.addr, g.addrlen) == 0) {
         c->state = CS_TLS;
-        if (opt.tls)
-            conn_start_tls(c);
-        if (c->closing)
-            return;
+        if (opt.tls) conn_start_tls(c);
+        if (c->closing) return;
         if (opt.tls)
             conn_handshake(c);
         else
@@ -670,8 +646,7 @@ static void on_tcp_connected(conn *c)
     }
     if (opt.tls) {
         conn_start_tls(c);
-        if (!c->closing)
-            conn_handshake(c);
+        if (!c->closing) conn_handshake(c);
     } else {
         c->state = CS_CONNACK;
         send_packet_connect(c);
@@ -689,7 +664,8 @@ static void send_subscribe(conn *c)
     uint8_t q = (uint8_t)opt.qos;
     size_t w = 0;
     out_reserve(c, 16 + f.len);
-    if (mqtt_encode_subscribe(c->out + c->out_len, c->out_cap - c->out_len, 1, &f, &q, 1, &w) != MQTT_OK) {
+    if (mqtt_encode_subscribe(c->out + c->out_len, c->out_cap - c->out_len, 1, &f, &q, 1, &w) !=
+        MQTT_OK) {
         conn_fail(c, "cannot encode SUBSCRIBE");
         return;
     }
@@ -747,15 +723,13 @@ static void handle_packet(conn *c, const mqtt_header *h, int64_t now)
             conn_fail(c, "malformed PUBLISH from the broker");
             return;
         }
-        if (p.qos == 1)
-            send_simple(c, MQTT_PUBACK, p.packet_id, true);
+        if (p.qos == 1) send_simple(c, MQTT_PUBACK, p.packet_id, true);
         on_publish(c, &p, now);
         return;
     }
     case MQTT_PUBACK: {
         uint16_t pid;
-        if (mqtt_decode_ack(h, &pid) != MQTT_OK)
-            return;
+        if (mqtt_decode_ack(h, &pid) != MQTT_OK) return;
         if (c->inflight > 0) {
             c->inflight--;
             S.acked++;
@@ -779,8 +753,7 @@ static size_t process_input(conn *c, const uint8_t *buf, size_t len, int64_t now
         mqtt_header h;
         size_t plen = 0;
         int r = mqtt_frame(buf + used, len - used, 0, &h, &plen);
-        if (r == MQTT_NEED_MORE)
-            break;
+        if (r == MQTT_NEED_MORE) break;
         if (r != MQTT_OK) {
             conn_fail(c, "malformed packet from the broker: %s", mqtt_strerror(r));
             break;
@@ -813,8 +786,7 @@ static void conn_read(conn *c)
                 break;
             }
             if (n < 0) {
-                if (c->role == R_STORM && c->state == CS_DONE)
-                    return;
+                if (c->role == R_STORM && c->state == CS_DONE) return;
                 conn_fail(c, "%s", tls_conn_error(c->tls));
                 return;
             }
@@ -822,10 +794,8 @@ static void conn_read(conn *c)
         } else {
             n = recv(c->fd, g.rbuf + have, READ_BUF - have, 0);
             if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    break;
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
                 conn_fail(c, "recv: %s", strerror(errno));
                 return;
             }
@@ -836,10 +806,8 @@ static void conn_read(conn *c)
         }
         have += (size_t)n;
         size_t used = process_input(c, g.rbuf, have, now_ns());
-        if (c->closing)
-            return;
-        if (used > 0 && used < have)
-            memmove(g.rbuf, g.rbuf + used, have - used);
+        if (c->closing) return;
+        if (used > 0 && used < have) memmove(g.rbuf, g.rbuf + used, have - used);
         have -= used;
     }
     if (have > 0) {
@@ -856,23 +824,19 @@ static void conn_read(conn *c)
 
 static void conn_event(conn *c, uint32_t ev)
 {
-    if (c->closing)
-        return;
+    if (c->closing) return;
     if (c->state == CS_TCP) {
-        if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-            on_tcp_connected(c);
+        if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_tcp_connected(c);
         return;
     }
     if (c->state == CS_TLS) {
         conn_handshake(c);
         return;
     }
-    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
-        conn_read(c);
+    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) conn_read(c);
     if (!c->closing && (ev & EPOLLOUT)) {
         conn_flush(c);
-        if (c->role == R_PUB)
-            wake(c);
+        if (c->role == R_PUB) wake(c);
     }
 }
 
@@ -884,13 +848,13 @@ static void publish_one(conn *c, int64_t now)
     out_reserve(c, hl + S.plen);
     uint16_t pid = 0;
     if (opt.qos > 0) {
-        if (++c->next_pid == 0)
-            c->next_pid = 1;
+        if (++c->next_pid == 0) c->next_pid = 1;
         pid = c->next_pid;
     }
     size_t w = 0;
-    mqtt_encode_publish_header(c->out + c->out_len, c->out_cap - c->out_len, (uint8_t)opt.qos, false, false,
-                               (const uint8_t *)c->topic, c->topic_len, pid, S.plen, &w);
+    mqtt_encode_publish_header(c->out + c->out_len, c->out_cap - c->out_len, (uint8_t)opt.qos,
+                               false, false, (const uint8_t *)c->topic, c->topic_len, pid, S.plen,
+                               &w);
     uint8_t *p = c->out + c->out_len + w;
     memcpy(p, S.payload, S.plen);
     uint32_t seq = c->seq;
@@ -902,14 +866,12 @@ static void publish_one(conn *c, int64_t now)
     c->seq++;
     S.sent++;
     c->e2e += S.fanout;
-    if (opt.qos > 0)
-        c->inflight++;
+    if (opt.qos > 0) c->inflight++;
 }
 
 static bool pub_finished(const conn *c, int64_t now)
 {
-    if (opt.count > 0)
-        return c->seq >= (uint64_t)opt.count;
+    if (opt.count > 0) return c->seq >= (uint64_t)opt.count;
     return now >= S.t_pub_end;
 }
 
@@ -917,34 +879,26 @@ static bool pub_finished(const conn *c, int64_t now)
  * publisher could send more right away (the loop must not sleep). */
 static bool pump_pub(conn *c, int64_t now)
 {
-    if (c->state != CS_READY || c->closing || S.phase != 1 || pub_finished(c, now))
-        return false;
+    if (c->state != CS_READY || c->closing || S.phase != 1 || pub_finished(c, now)) return false;
     uint64_t budget = BATCH;
     if (opt.rate > 0) {
         double due = S.rate_pp * (double)(now - S.t0) / 1e9 + 1.0;
         uint64_t allowed = (uint64_t)due;
         budget = allowed > c->seq ? allowed - c->seq : 0;
-        if (budget > 4096)
-            budget = 4096;
+        if (budget > 4096) budget = 4096;
     }
     bool more = false;
     uint64_t did = 0;
     while (did < budget) {
-        if (opt.count > 0 && c->seq >= (uint64_t)opt.count)
-            break;
-        if (opt.qos > 0 && c->inflight >= (uint32_t)S.window)
-            break;
-        if (S.e2e > 0 && opt.rate == 0 && c->e2e >= S.e2e * S.fanout)
-            break;
-        if (c->out_len - c->out_off > OUT_LIMIT)
-            break;
+        if (opt.count > 0 && c->seq >= (uint64_t)opt.count) break;
+        if (opt.qos > 0 && c->inflight >= (uint32_t)S.window) break;
+        if (S.e2e > 0 && opt.rate == 0 && c->e2e >= S.e2e * S.fanout) break;
+        if (c->out_len - c->out_off > OUT_LIMIT) break;
         publish_one(c, now);
         did++;
     }
-    if (did > 0)
-        mark_dirty(c);
-    if (did == budget && opt.rate == 0)
-        more = true;
+    if (did > 0) mark_dirty(c);
+    if (did == budget && opt.rate == 0) more = true;
     return more;
 }
 
@@ -960,7 +914,8 @@ static void on_publish(conn *c, const mqtt_publish *p, int64_t now)
     memcpy(&pub, p->payload + 4, 4);
     memcpy(&seq, p->payload + 8, 4);
     memcpy(&ts, p->payload + 12, 8);
-    if (rid != g.run_id || pub < c->tr_base || pub - c->tr_base >= c->ntr || pub >= (uint32_t)S.npubs) {
+    if (rid != g.run_id || pub < c->tr_base || pub - c->tr_base >= c->ntr ||
+        pub >= (uint32_t)S.npubs) {
         S.foreign++;
         return;
     }
@@ -975,8 +930,7 @@ static void on_publish(conn *c, const mqtt_publish *p, int64_t now)
         *next = seq + 1;
         pc->e2e -= (int64_t)gap + 1;
         h_add(&S.lat, now - ts);
-        if (opt.rate == 0 && S.phase == 1)
-            wake(pc);
+        if (opt.rate == 0 && S.phase == 1) wake(pc);
     } else {
         S.dups++;
     }
@@ -1020,8 +974,7 @@ static void on_ready(conn *c)
         send_simple(c, MQTT_DISCONNECT, 0, false);
         conn_flush(c);
         if (!c->closing) {
-            if (c->tls)
-                tls_conn_close_notify(c->tls);
+            if (c->tls) tls_conn_close_notify(c->tls);
             conn_close(c, false);
         }
         return;
@@ -1032,17 +985,14 @@ static void on_ready(conn *c)
 static void scenario_conn_closed(conn *c, bool failed)
 {
     if (c->role == R_STORM) {
-        if (failed)
-            S.hs_fail++;
+        if (failed) S.hs_fail++;
         return;
     }
     if (S.phase < 3 && c->role != R_IDLE && !g.stop) {
         /* a pub/sub connection lost during the run is fatal for the numbers */
-        if (S.phase == 0)
-            g.stop = true;
+        if (S.phase == 0) g.stop = true;
     }
-    if (c->role == R_IDLE)
-        start_more();
+    if (c->role == R_IDLE) start_more();
 }
 
 /* Keeps up to --concurrency connection setups going. */
@@ -1078,8 +1028,7 @@ static void reap_closed(void)
     while (g.closeq) {
         conn *c = g.closeq;
         g.closeq = c->next_close;
-        if (c->role == R_STORM && !c->on_dirty && !c->on_runq)
-            free(c);
+        if (c->role == R_STORM && !c->on_dirty && !c->on_runq) free(c);
     }
 }
 
@@ -1087,15 +1036,13 @@ static void reap_closed(void)
 static void loop_once(int timeout_ms)
 {
     struct epoll_event evs[MAX_EVENTS];
-    if (g.dirty || g.runq)
-        timeout_ms = 0;
+    if (g.dirty || g.runq) timeout_ms = 0;
     int n = epoll_wait(g.ep, evs, MAX_EVENTS, timeout_ms);
     if (n < 0 && errno != EINTR) {
         perror("secbench: epoll_wait");
         exit(1);
     }
-    if (g_sig)
-        g.stop = true;
+    if (g_sig) g.stop = true;
     for (int i = 0; i < n; i++)
         conn_event(evs[i].data.ptr, evs[i].events);
     reap_closed();
@@ -1103,8 +1050,7 @@ static void loop_once(int timeout_ms)
 
 static void run_pubs(int64_t now)
 {
-    if (S.phase != 1)
-        return;
+    if (S.phase != 1) return;
     if (opt.rate > 0) {
         for (long i = 0; i < S.npubs; i++)
             pump_pub(S.pubs[i], now);
@@ -1116,16 +1062,14 @@ static void run_pubs(int64_t now)
         conn *c = q;
         q = c->next_runq;
         c->on_runq = false;
-        if (pump_pub(c, now))
-            wake(c);
+        if (pump_pub(c, now)) wake(c);
     }
 }
 
 static void send_pings(int64_t now)
 {
     static int64_t last;
-    if (now - last < 1000000000LL)
-        return;
+    if (now - last < 1000000000LL) return;
     last = now;
     conn **lists[3] = {S.pubs, S.subs, S.idles};
     long counts[3] = {S.npubs, S.nsubs, S.nidle};
@@ -1142,8 +1086,7 @@ static void send_pings(int64_t now)
 static bool all_delivered(void)
 {
     uint64_t expected = S.sent * (uint64_t)(opt.scenario == SC_FANOUT ? S.nsubs : 1);
-    if (S.delivered + S.gaps < expected)
-        return false;
+    if (S.delivered + S.gaps < expected) return false;
     return opt.qos == 0 || S.acked >= S.sent;
 }
 
@@ -1157,8 +1100,7 @@ static const char *topic_for(long i)
     else
         snprintf(buf, sizeof buf, "%s/pair/%ld", opt.prefix, i);
     char *s = strdup(buf);
-    if (s == NULL)
-        exit(1);
+    if (s == NULL) exit(1);
     return s;
 }
 
@@ -1174,8 +1116,9 @@ static void report_broker(FILE *out, const pstat *a, const pstat *b, double wall
         return;
     }
     double cpu = b->cpu_s - a->cpu_s;
-    fprintf(out, " broker_rss_kb=%ld broker_rss_before_kb=%ld broker_cpu_s=%.2f broker_cpu_pct=%.1f", b->rss_kb,
-            a->rss_kb, cpu, wall > 0 ? 100.0 * cpu / wall : 0.0);
+    fprintf(out,
+            " broker_rss_kb=%ld broker_rss_before_kb=%ld broker_cpu_s=%.2f broker_cpu_pct=%.1f",
+            b->rss_kb, a->rss_kb, cpu, wall > 0 ? 100.0 * cpu / wall : 0.0);
 }
 
 static int run_messaging(void)
@@ -1202,14 +1145,12 @@ static int run_messaging(void)
     S.e2e = opt.e2e_window >= 0 ? opt.e2e_window : 256;
     S.plen = opt.size < HDR_BYTES ? HDR_BYTES : (size_t)opt.size;
     S.payload = malloc(S.plen);
-    if (S.payload == NULL)
-        return 1;
+    if (S.payload == NULL) return 1;
     for (size_t i = 0; i < S.plen; i++)
         S.payload[i] = (uint8_t)('a' + i % 26);
     S.pubs = calloc((size_t)S.npubs, sizeof *S.pubs);
     S.subs = calloc((size_t)S.nsubs, sizeof *S.subs);
-    if (!S.pubs || !S.subs)
-        return 1;
+    if (!S.pubs || !S.subs) return 1;
     for (long i = 0; i < S.npubs; i++) {
         conn *c = S.pubs[i] = conn_new(R_PUB, (uint32_t)i);
         c->topic = topic_for(i);
@@ -1231,8 +1172,7 @@ static int run_messaging(void)
             c->sub_filter = S.pubs[i]->topic;
         }
         c->tr_next = calloc(c->ntr, sizeof *c->tr_next);
-        if (c->tr_next == NULL)
-            return 1;
+        if (c->tr_next == NULL) return 1;
     }
     S.rate_pp = opt.rate / (double)S.npubs;
 
@@ -1248,7 +1188,8 @@ static int run_messaging(void)
         }
     }
     if (g.stop) {
-        fprintf(stderr, "secbench: setup failed: %s\n", g.first_error[0] ? g.first_error : "interrupted");
+        fprintf(stderr, "secbench: setup failed: %s\n",
+                g.first_error[0] ? g.first_error : "interrupted");
         return 1;
     }
     double setup_s = (double)(now_ns() - t_setup) / 1e9;
@@ -1267,8 +1208,7 @@ static int run_messaging(void)
         if (S.phase == 1) {
             bool all_done = true;
             for (long i = 0; i < S.npubs && all_done; i++)
-                if (S.pubs[i]->state == CS_READY && !pub_finished(S.pubs[i], now))
-                    all_done = false;
+                if (S.pubs[i]->state == CS_READY && !pub_finished(S.pubs[i], now)) all_done = false;
             if (all_done || g.stop) {
                 S.phase = 2;
                 t_drain = now;
@@ -1277,12 +1217,9 @@ static int run_messaging(void)
             }
         }
         if (S.phase == 2) {
-            if (all_delivered() || g.stop)
-                break;
-            if (now - S.t_last_progress > (int64_t)(opt.drain * 1e9))
-                break;
-            if (now - t_drain > 60LL * 1000000000LL)
-                break;
+            if (all_delivered() || g.stop) break;
+            if (now - S.t_last_progress > (int64_t)(opt.drain * 1e9)) break;
+            if (now - t_drain > 60LL * 1000000000LL) break;
         }
         run_pubs(now);
         send_pings(now);
@@ -1305,40 +1242,48 @@ static int run_messaging(void)
     double rate = S.delivered / deliv_s;
     if (!opt.quiet) {
         printf("scenario %s, %s, QoS %d, payload %zu bytes, %ld publisher(s), %ld subscriber(s)\n",
-               scenario_names[opt.scenario], opt.tls ? "TLS" : "plain TCP", opt.qos, S.plen, S.npubs, S.nsubs);
+               scenario_names[opt.scenario], opt.tls ? "TLS" : "plain TCP", opt.qos, S.plen,
+               S.npubs, S.nsubs);
         printf("  setup         %.2f s (connect + CONNACK + SUBACK of %ld connections)\n", setup_s,
                S.npubs + S.nsubs);
         if (opt.rate > 0)
             printf("  target rate   %.0f msg/s in total\n", opt.rate);
         else if (opt.qos)
-            printf("  flow control  PUBACK window %ld, end-to-end window %ld per publisher\n", S.window, S.e2e);
+            printf("  flow control  PUBACK window %ld, end-to-end window %ld per publisher\n",
+                   S.window, S.e2e);
         else
             printf("  flow control  end-to-end window %ld per publisher\n", S.e2e);
-        printf("  published     %" PRIu64 " in %.2f s (%.0f msg/s)\n", S.sent, pub_s, S.sent / pub_s);
-        if (opt.qos)
-            printf("  acknowledged  %" PRIu64 " PUBACKs\n", S.acked);
-        printf("  delivered     %" PRIu64 " of %" PRIu64 " expected: %.0f msg/s (%.2f s to the last)\n",
+        printf("  published     %" PRIu64 " in %.2f s (%.0f msg/s)\n", S.sent, pub_s,
+               S.sent / pub_s);
+        if (opt.qos) printf("  acknowledged  %" PRIu64 " PUBACKs\n", S.acked);
+        printf("  delivered     %" PRIu64 " of %" PRIu64
+               " expected: %.0f msg/s (%.2f s to the last)\n",
                S.delivered, expected, rate, deliv_s);
-        printf("  lost          %" PRIu64 " (%.3f%%), duplicates %" PRIu64 ", foreign %" PRIu64 "\n", lost,
-               expected ? 100.0 * (double)lost / (double)expected : 0.0, S.dups, S.foreign);
+        printf("  lost          %" PRIu64 " (%.3f%%), duplicates %" PRIu64 ", foreign %" PRIu64
+               "\n",
+               lost, expected ? 100.0 * (double)lost / (double)expected : 0.0, S.dups, S.foreign);
         printf("  latency       p50 %.1f us, p99 %.1f us, max %.1f us, mean %.1f us\n",
                h_pct(&S.lat, 0.50) / 1e3, h_pct(&S.lat, 0.99) / 1e3, S.lat.max / 1e3,
                S.lat.count ? S.lat.sum / (double)S.lat.count / 1e3 : 0.0);
         if (b0.ok && b1.ok)
-            printf("  broker        pid %d: CPU %.2f s (%.0f%% of one core), RSS %ld kB (was %ld kB)\n",
-                   opt.pid, b1.cpu_s - b0.cpu_s, 100.0 * (b1.cpu_s - b0.cpu_s) / wall, b1.rss_kb, b0.rss_kb);
+            printf("  broker        pid %d: CPU %.2f s (%.0f%% of one core), RSS %ld kB (was %ld "
+                   "kB)\n",
+                   opt.pid, b1.cpu_s - b0.cpu_s, 100.0 * (b1.cpu_s - b0.cpu_s) / wall, b1.rss_kb,
+                   b0.rss_kb);
         printf("  secbench      CPU %.0f%% of one core\n", 100.0 * (self1 - self0) / wall);
         if (g.errors)
-            printf("  errors        %ld connection(s) failed; first: %s\n", g.errors, g.first_error);
+            printf("  errors        %ld connection(s) failed; first: %s\n", g.errors,
+                   g.first_error);
     }
     print_kv_common(stdout);
-    printf(" qos=%d size=%zu pubs=%ld subs=%ld rate=%.0f window=%ld e2e_window=%ld duration_s=%.3f sent=%" PRIu64
-           " acked=%" PRIu64 " expected=%" PRIu64 " delivered=%" PRIu64 " lost=%" PRIu64 " dup=%" PRIu64
-           " foreign=%" PRIu64 " msgs_per_s=%.0f pub_per_s=%.0f lat_p50_us=%.1f lat_p99_us=%.1f"
+    printf(" qos=%d size=%zu pubs=%ld subs=%ld rate=%.0f window=%ld e2e_window=%ld duration_s=%.3f "
+           "sent=%" PRIu64 " acked=%" PRIu64 " expected=%" PRIu64 " delivered=%" PRIu64
+           " lost=%" PRIu64 " dup=%" PRIu64 " foreign=%" PRIu64
+           " msgs_per_s=%.0f pub_per_s=%.0f lat_p50_us=%.1f lat_p99_us=%.1f"
            " lat_max_us=%.1f",
-           opt.qos, S.plen, S.npubs, S.nsubs, opt.rate, S.window, S.e2e, deliv_s, S.sent, S.acked, expected, S.delivered,
-           lost, S.dups, S.foreign, rate, S.sent / pub_s, h_pct(&S.lat, 0.50) / 1e3, h_pct(&S.lat, 0.99) / 1e3,
-           S.lat.max / 1e3);
+           opt.qos, S.plen, S.npubs, S.nsubs, opt.rate, S.window, S.e2e, deliv_s, S.sent, S.acked,
+           expected, S.delivered, lost, S.dups, S.foreign, rate, S.sent / pub_s,
+           h_pct(&S.lat, 0.50) / 1e3, h_pct(&S.lat, 0.99) / 1e3, S.lat.max / 1e3);
     report_broker(stdout, &b0, &b1, wall);
     printf(" bench_cpu_pct=%.1f errors=%ld\n", 100.0 * (self1 - self0) / wall, g.errors);
     fflush(stdout);
@@ -1361,10 +1306,10 @@ static void storm_fill(int64_t now)
 
 static int run_storm(void)
 {
-    if (opt.n == 0)
-        opt.n = 16;
+    if (opt.n == 0) opt.n = 16;
     if (opt.tls)
-        tls_client_set_resume(g.tcli, opt.resumed ? (enum tls_resume)opt.resume_mode : TLS_RESUME_OFF);
+        tls_client_set_resume(g.tcli,
+                              opt.resumed ? (enum tls_resume)opt.resume_mode : TLS_RESUME_OFF);
     /* warm-up: one connection so a resumed storm has a session to offer */
     storm_end = now_ns() + 10LL * 1000000000LL;
     long keep_n = opt.n;
@@ -1391,10 +1336,8 @@ static int run_storm(void)
     for (;;) {
         int64_t now = now_ns();
         storm_fill(now);
-        if ((now >= storm_end && g.connecting == 0) || g.stop)
-            break;
-        if (now >= storm_end + 30LL * 1000000000LL)
-            break;
+        if ((now >= storm_end && g.connecting == 0) || g.stop) break;
+        if (now >= storm_end + 30LL * 1000000000LL) break;
         flush_dirty();
         loop_once(10);
     }
@@ -1404,31 +1347,40 @@ static int run_storm(void)
     double wall = (double)(S.t_end - S.t0) / 1e9;
     double rate = S.hs_ok / wall;
     double bcpu = b1.ok && b0.ok ? b1.cpu_s - b0.cpu_s : -1;
-    const char *kind = !opt.tls ? "plain TCP connect" : opt.resumed ? "resumed TLS handshake" : "full TLS handshake";
+    const char *kind = !opt.tls      ? "plain TCP connect"
+                       : opt.resumed ? "resumed TLS handshake"
+                                     : "full TLS handshake";
     if (!opt.quiet) {
-        printf("scenario storm: %s + CONNECT/CONNACK + DISCONNECT, %ld in flight, %.1f s\n", kind, opt.n, wall);
-        printf("  completed     %" PRIu64 " (%.0f/s), failed %" PRIu64 "\n", S.hs_ok, rate, S.hs_fail);
-        if (opt.tls)
-            printf("  resumed       %" PRIu64 " of %" PRIu64 "\n", S.hs_resumed, S.hs_ok);
-        printf("  setup time    p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", h_pct(&S.setup_lat, 0.5) / 1e6,
-               h_pct(&S.setup_lat, 0.99) / 1e6, S.setup_lat.max / 1e6);
+        printf("scenario storm: %s + CONNECT/CONNACK + DISCONNECT, %ld in flight, %.1f s\n", kind,
+               opt.n, wall);
+        printf("  completed     %" PRIu64 " (%.0f/s), failed %" PRIu64 "\n", S.hs_ok, rate,
+               S.hs_fail);
+        if (opt.tls) printf("  resumed       %" PRIu64 " of %" PRIu64 "\n", S.hs_resumed, S.hs_ok);
+        printf("  setup time    p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+               h_pct(&S.setup_lat, 0.5) / 1e6, h_pct(&S.setup_lat, 0.99) / 1e6,
+               S.setup_lat.max / 1e6);
         if (bcpu >= 0 && S.hs_ok)
-            printf("  broker        CPU %.2f s (%.0f%% of one core): %.0f us per connection -> at most %.0f/s "
+            printf("  broker        CPU %.2f s (%.0f%% of one core): %.0f us per connection -> at "
+                   "most %.0f/s "
                    "on one core\n",
                    bcpu, 100 * bcpu / wall, 1e6 * bcpu / S.hs_ok, bcpu > 0 ? S.hs_ok / bcpu : 0.0);
         printf("  secbench      CPU %.0f%% of one core%s\n", 100.0 * (self1 - self0) / wall,
                (self1 - self0) / wall > 0.9 ? " (the load generator is the bottleneck)" : "");
-        if (g.errors)
-            printf("  errors        %ld; first: %s\n", g.errors, g.first_error);
+        if (g.errors) printf("  errors        %ld; first: %s\n", g.errors, g.first_error);
     }
     print_kv_common(stdout);
-    printf(" mode=%s inflight=%ld duration_s=%.3f connections=%" PRIu64 " resumed=%" PRIu64 " failed=%" PRIu64
+    printf(" mode=%s inflight=%ld duration_s=%.3f connections=%" PRIu64 " resumed=%" PRIu64
+           " failed=%" PRIu64
            " conn_per_s=%.1f setup_p50_ms=%.3f setup_p99_ms=%.3f setup_max_ms=%.3f",
-           !opt.tls ? "plain" : opt.resumed ? "resumed" : "full", opt.n, wall, S.hs_ok, S.hs_resumed, S.hs_fail,
-           rate, h_pct(&S.setup_lat, 0.5) / 1e6, h_pct(&S.setup_lat, 0.99) / 1e6, S.setup_lat.max / 1e6);
+           !opt.tls      ? "plain"
+           : opt.resumed ? "resumed"
+                         : "full",
+           opt.n, wall, S.hs_ok, S.hs_resumed, S.hs_fail, rate, h_pct(&S.setup_lat, 0.5) / 1e6,
+           h_pct(&S.setup_lat, 0.99) / 1e6, S.setup_lat.max / 1e6);
     report_broker(stdout, &b0, &b1, wall);
     if (bcpu > 0 && S.hs_ok)
-        printf(" broker_us_per_conn=%.1f broker_bound_per_s=%.0f", 1e6 * bcpu / S.hs_ok, S.hs_ok / bcpu);
+        printf(" broker_us_per_conn=%.1f broker_bound_per_s=%.0f", 1e6 * bcpu / S.hs_ok,
+               S.hs_ok / bcpu);
     else
         printf(" broker_us_per_conn=- broker_bound_per_s=-");
     printf(" bench_cpu_pct=%.1f errors=%ld\n", 100.0 * (self1 - self0) / wall, g.errors);
@@ -1442,8 +1394,7 @@ static int run_idle(void)
 {
     S.nidle = opt.n ? opt.n : 1000;
     S.idles = calloc((size_t)S.nidle, sizeof *S.idles);
-    if (S.idles == NULL)
-        return 1;
+    if (S.idles == NULL) return 1;
     for (long i = 0; i < S.nidle; i++)
         S.idles[i] = conn_new(R_IDLE, (uint32_t)i);
     if (opt.tls && opt.resumed)
@@ -1473,14 +1424,12 @@ static int run_idle(void)
     while (!g.stop && g.connecting > 0) {
         loop_once(100);
         flush_dirty();
-        if (now_ns() - t0 > 300LL * 1000000000LL)
-            break;
+        if (now_ns() - t0 > 300LL * 1000000000LL) break;
     }
     int64_t t_conn = now_ns();
     long held = 0;
     for (long i = 0; i < S.nidle; i++)
-        if (S.idles[i]->state == CS_READY)
-            held++;
+        if (S.idles[i]->state == CS_READY) held++;
     /* let the broker finish whatever it does after CONNACK (logs, frees) */
     while (!g.stop && now_ns() - t_conn < SETTLE_NS) {
         loop_once(100);
@@ -1495,29 +1444,27 @@ static int run_idle(void)
     }
     long still = 0;
     for (long i = 0; i < S.nidle; i++)
-        if (S.idles[i]->state == CS_READY && !S.idles[i]->closing)
-            still++;
+        if (S.idles[i]->state == CS_READY && !S.idles[i]->closing) still++;
     pstat b2 = proc_read(opt.pid);
     double setup_s = (double)(t_conn - t0) / 1e9;
     double per = (b0.ok && b1.ok && held) ? (double)(b1.rss_kb - b0.rss_kb) * 1024.0 / held : -1;
     if (!opt.quiet) {
-        printf("scenario idle: %ld %s connections, held %.1f s\n", S.nidle, opt.tls ? "TLS" : "plain TCP",
-               opt.duration);
-        printf("  connected     %ld in %.2f s (%.0f/s), failed %ld, still open at the end %ld\n", held, setup_s,
-               held / setup_s, g.errors, still);
+        printf("scenario idle: %ld %s connections, held %.1f s\n", S.nidle,
+               opt.tls ? "TLS" : "plain TCP", opt.duration);
+        printf("  connected     %ld in %.2f s (%.0f/s), failed %ld, still open at the end %ld\n",
+               held, setup_s, held / setup_s, g.errors, still);
         if (b0.ok && b1.ok)
             printf("  broker RSS    %ld kB before, %ld kB with %ld connections, %ld kB at the end: "
                    "%.0f bytes per connection\n",
                    b0.rss_kb, b1.rss_kb, held, b2.rss_kb, per);
-        if (g.errors)
-            printf("  errors        first: %s\n", g.first_error);
+        if (g.errors) printf("  errors        first: %s\n", g.first_error);
     }
     print_kv_common(stdout);
-    printf(" conns=%ld held=%ld still=%ld failed=%ld setup_s=%.3f conn_per_s=%.1f", S.nidle, held, still, g.errors,
-           setup_s, held / setup_s);
+    printf(" conns=%ld held=%ld still=%ld failed=%ld setup_s=%.3f conn_per_s=%.1f", S.nidle, held,
+           still, g.errors, setup_s, held / setup_s);
     if (b0.ok && b1.ok)
-        printf(" rss_before_kb=%ld rss_after_kb=%ld rss_end_kb=%ld bytes_per_conn=%.0f", b0.rss_kb, b1.rss_kb,
-               b2.rss_kb, per);
+        printf(" rss_before_kb=%ld rss_after_kb=%ld rss_end_kb=%ld bytes_per_conn=%.0f", b0.rss_kb,
+               b1.rss_kb, b2.rss_kb, per);
     else
         printf(" rss_before_kb=- rss_after_kb=- rss_end_kb=- bytes_per_conn=-");
     printf(" errors=%ld\n", g.errors);
@@ -1534,14 +1481,15 @@ static int run_idle(void)
 
 /* ---- crypto bound: in-process handshakes through tls/ ----------------------------- */
 
-static int crypto_round(tls_server *srv, tls_client *cli, int64_t *srv_ns, int64_t *cli_ns, bool *resumed)
+static int crypto_round(tls_server *srv, tls_client *cli, int64_t *srv_ns, int64_t *cli_ns,
+                        bool *resumed)
 {
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
-        return -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0) return -1;
     tls_conn *s = NULL, *c = NULL;
     int rc = -1;
-    if (tls_conn_accept(&s, srv, sv[0], "server") != TLS_OK || tls_conn_connect(&c, cli, sv[1], "client") != TLS_OK)
+    if (tls_conn_accept(&s, srv, sv[0], "server") != TLS_OK ||
+        tls_conn_connect(&c, cli, sv[1], "client") != TLS_OK)
         goto out;
     for (int turns = 0; turns < 1000; turns++) {
         int64_t a = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
@@ -1574,7 +1522,8 @@ static int run_crypto_bound(void)
 {
     char err[512];
     if (!opt.certfile || !opt.keyfile || !opt.cafile) {
-        fprintf(stderr, "secbench: --crypto-bound needs --cafile CA --cert SERVER_CERT --key SERVER_KEY\n");
+        fprintf(stderr,
+                "secbench: --crypto-bound needs --cafile CA --cert SERVER_CERT --key SERVER_KEY\n");
         return EXIT_USAGE;
     }
     tls_server_opts so;
@@ -1612,8 +1561,7 @@ static int run_crypto_bound(void)
         long n = 0, nres = 0;
         int64_t end = now_ns() + (int64_t)(secs / 2 * 1e9);
         while (now_ns() < end && !g_sig) {
-            if (crypto_round(srv, cli, &srv_ns, &cli_ns, &resumed) != 0)
-                return 1;
+            if (crypto_round(srv, cli, &srv_ns, &cli_ns, &resumed) != 0) return 1;
             n++;
             nres += resumed;
         }
@@ -1624,16 +1572,20 @@ static int run_crypto_bound(void)
         res[mode][2] = (double)cli_ns / 1e9;
     }
     if (!opt.quiet) {
-        printf("crypto bound (%s, %s, in-process through tls/, one core):\n", tls_library_version(), so.ciphers);
-        printf("  full handshake     server %.0f us -> %.0f handshakes/s per core; client %.0f us\n",
-               1e6 * res[0][1] / res[0][0], res[0][0] / res[0][1], 1e6 * res[0][2] / res[0][0]);
-        printf("  resumed handshake  server %.0f us -> %.0f handshakes/s per core; client %.0f us\n",
-               1e6 * res[1][1] / res[1][0], res[1][0] / res[1][1], 1e6 * res[1][2] / res[1][0]);
+        printf("crypto bound (%s, %s, in-process through tls/, one core):\n", tls_library_version(),
+               so.ciphers);
+        printf(
+            "  full handshake     server %.0f us -> %.0f handshakes/s per core; client %.0f us\n",
+            1e6 * res[0][1] / res[0][0], res[0][0] / res[0][1], 1e6 * res[0][2] / res[0][0]);
+        printf(
+            "  resumed handshake  server %.0f us -> %.0f handshakes/s per core; client %.0f us\n",
+            1e6 * res[1][1] / res[1][0], res[1][0] / res[1][1], 1e6 * res[1][2] / res[1][0]);
     }
     printf("SECBENCH scenario=crypto-bound full_srv_us=%.1f full_srv_per_s=%.0f full_cli_us=%.1f"
            " resumed_srv_us=%.1f resumed_srv_per_s=%.0f resumed_cli_us=%.1f handshakes=%.0f\n",
            1e6 * res[0][1] / res[0][0], res[0][0] / res[0][1], 1e6 * res[0][2] / res[0][0],
-           1e6 * res[1][1] / res[1][0], res[1][0] / res[1][1], 1e6 * res[1][2] / res[1][0], res[0][0] + res[1][0]);
+           1e6 * res[1][1] / res[1][0], res[1][0] / res[1][1], 1e6 * res[1][2] / res[1][0],
+           res[0][0] + res[1][0]);
     tls_client_free(cli);
     tls_server_free(srv);
     return 0;
@@ -1646,8 +1598,7 @@ static bool parse_long(const char *s, long lo, long hi, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
+    if (errno || end == s || *end || v < lo || v > hi) return false;
     *out = v;
     return true;
 }
@@ -1657,8 +1608,7 @@ static bool parse_double(const char *s, double lo, double hi, double *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return false;
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
     *out = v;
     return true;
 }
@@ -1666,13 +1616,11 @@ static bool parse_double(const char *s, double lo, double hi, double *out)
 static void raise_nofile(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
     rlim_t want = 1 << 20;
     if (rl.rlim_max < want) {
         struct rlimit up = {want, want};
-        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
-            return; /* root may raise the hard limit too */
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0) return; /* root may raise the hard limit too */
     }
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
@@ -1698,8 +1646,28 @@ static int resolve(void)
 }
 
 enum {
-    O_TLS = 256, O_CAFILE, O_CERT, O_KEY, O_CIPHERS, O_TLSVER, O_INSECURE, O_NOVERIFY, O_SCENARIO, O_RATE,
-    O_PID, O_FULL, O_RESUMED, O_RESUME_MODE, O_WINDOW, O_CONC, O_FILTER, O_DRAIN, O_CRYPTO, O_QUIET, O_HELP, O_E2E
+    O_TLS = 256,
+    O_CAFILE,
+    O_CERT,
+    O_KEY,
+    O_CIPHERS,
+    O_TLSVER,
+    O_INSECURE,
+    O_NOVERIFY,
+    O_SCENARIO,
+    O_RATE,
+    O_PID,
+    O_FULL,
+    O_RESUMED,
+    O_RESUME_MODE,
+    O_WINDOW,
+    O_CONC,
+    O_FILTER,
+    O_DRAIN,
+    O_CRYPTO,
+    O_QUIET,
+    O_HELP,
+    O_E2E
 };
 
 int main(int argc, char **argv)
@@ -1735,67 +1703,88 @@ int main(int argc, char **argv)
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":h:p:n:m:q:s:d:c:t:u:P:", longs, NULL)) != -1) {
         switch (ch) {
-        case 'h': opt.host = optarg; break;
+        case 'h':
+            opt.host = optarg;
+            break;
         case 'p':
-            if (!parse_long(optarg, 1, 65535, &v))
-                goto bad;
+            if (!parse_long(optarg, 1, 65535, &v)) goto bad;
             opt.port = (int)v;
             break;
         case 'n':
-            if (!parse_long(optarg, 1, 1000000, &opt.n))
-                goto bad;
+            if (!parse_long(optarg, 1, 1000000, &opt.n)) goto bad;
             break;
         case 'm':
-            if (!parse_long(optarg, 1, 1000000, &opt.m))
-                goto bad;
+            if (!parse_long(optarg, 1, 1000000, &opt.m)) goto bad;
             break;
         case 'q':
-            if (!parse_long(optarg, 0, 1, &v))
-                goto bad;
+            if (!parse_long(optarg, 0, 1, &v)) goto bad;
             opt.qos = (int)v;
             break;
         case 's':
-            if (!parse_long(optarg, 0, 200 * 1024, &opt.size))
-                goto bad;
+            if (!parse_long(optarg, 0, 200 * 1024, &opt.size)) goto bad;
             break;
         case 'd':
-            if (!parse_double(optarg, 0, 86400, &opt.duration))
-                goto bad;
+            if (!parse_double(optarg, 0, 86400, &opt.duration)) goto bad;
             break;
         case 'c':
-            if (!parse_long(optarg, 1, 2000000000L, &opt.count))
-                goto bad;
+            if (!parse_long(optarg, 1, 2000000000L, &opt.count)) goto bad;
             break;
-        case 't': opt.prefix = optarg; break;
-        case 'u': opt.username = optarg; break;
-        case 'P': opt.password = optarg; break;
-        case O_TLS: opt.tls = true; break;
-        case O_CAFILE: opt.cafile = optarg; opt.tls = true; break;
-        case O_CERT: opt.certfile = optarg; opt.tls = true; break;
-        case O_KEY: opt.keyfile = optarg; opt.tls = true; break;
-        case O_CIPHERS: opt.ciphers = optarg; break;
-        case O_TLSVER: opt.tls_version = optarg; break;
-        case O_INSECURE: opt.insecure = true; break;
-        case O_NOVERIFY: opt.no_verify = true; opt.tls = true; break;
+        case 't':
+            opt.prefix = optarg;
+            break;
+        case 'u':
+            opt.username = optarg;
+            break;
+        case 'P':
+            opt.password = optarg;
+            break;
+        case O_TLS:
+            opt.tls = true;
+            break;
+        case O_CAFILE:
+            opt.cafile = optarg;
+            opt.tls = true;
+            break;
+        case O_CERT:
+            opt.certfile = optarg;
+            opt.tls = true;
+            break;
+        case O_KEY:
+            opt.keyfile = optarg;
+            opt.tls = true;
+            break;
+        case O_CIPHERS:
+            opt.ciphers = optarg;
+            break;
+        case O_TLSVER:
+            opt.tls_version = optarg;
+            break;
+        case O_INSECURE:
+            opt.insecure = true;
+            break;
+        case O_NOVERIFY:
+            opt.no_verify = true;
+            opt.tls = true;
+            break;
         case O_SCENARIO:
             opt.scenario = SC_NONE;
             for (int i = 1; i < (int)(sizeof scenario_names / sizeof *scenario_names); i++)
-                if (strcmp(optarg, scenario_names[i]) == 0)
-                    opt.scenario = i;
-            if (opt.scenario == SC_NONE)
-                goto bad;
+                if (strcmp(optarg, scenario_names[i]) == 0) opt.scenario = i;
+            if (opt.scenario == SC_NONE) goto bad;
             break;
         case O_RATE:
-            if (!parse_double(optarg, 0, 1e9, &opt.rate))
-                goto bad;
+            if (!parse_double(optarg, 0, 1e9, &opt.rate)) goto bad;
             break;
         case O_PID:
-            if (!parse_long(optarg, 1, 1L << 30, &v))
-                goto bad;
+            if (!parse_long(optarg, 1, 1L << 30, &v)) goto bad;
             opt.pid = (int)v;
             break;
-        case O_FULL: opt.resumed = false; break;
-        case O_RESUMED: opt.resumed = true; break;
+        case O_FULL:
+            opt.resumed = false;
+            break;
+        case O_RESUMED:
+            opt.resumed = true;
+            break;
         case O_RESUME_MODE:
             if (strcmp(optarg, "ticket") == 0)
                 opt.resume_mode = TLS_RESUME_TICKET;
@@ -1805,25 +1794,29 @@ int main(int argc, char **argv)
                 goto bad;
             break;
         case O_WINDOW:
-            if (!parse_long(optarg, 1, 65535, &opt.window))
-                goto bad;
+            if (!parse_long(optarg, 1, 65535, &opt.window)) goto bad;
             break;
         case O_E2E:
-            if (!parse_long(optarg, 0, 1000000, &opt.e2e_window))
-                goto bad;
+            if (!parse_long(optarg, 0, 1000000, &opt.e2e_window)) goto bad;
             break;
         case O_CONC:
-            if (!parse_long(optarg, 1, 100000, &opt.concurrency))
-                goto bad;
+            if (!parse_long(optarg, 1, 100000, &opt.concurrency)) goto bad;
             break;
-        case O_FILTER: opt.filter = optarg; break;
+        case O_FILTER:
+            opt.filter = optarg;
+            break;
         case O_DRAIN:
-            if (!parse_double(optarg, 0, 3600, &opt.drain))
-                goto bad;
+            if (!parse_double(optarg, 0, 3600, &opt.drain)) goto bad;
             break;
-        case O_CRYPTO: opt.crypto_bound = true; break;
-        case O_QUIET: opt.quiet = true; break;
-        case O_HELP: usage(stdout); return 0;
+        case O_CRYPTO:
+            opt.crypto_bound = true;
+            break;
+        case O_QUIET:
+            opt.quiet = true;
+            break;
+        case O_HELP:
+            usage(stdout);
+            return 0;
         case ':':
             fprintf(stderr, "secbench: option %s needs a value (see --help)\n", argv[optind - 1]);
             return EXIT_USAGE;
@@ -1831,7 +1824,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "secbench: unknown option %s (see --help)\n", argv[optind - 1]);
             return EXIT_USAGE;
         bad:
-            fprintf(stderr, "secbench: bad value '%s' for %s (see --help)\n", optarg, argv[optind - 1]);
+            fprintf(stderr, "secbench: bad value '%s' for %s (see --help)\n", optarg,
+                    argv[optind - 1]);
             return EXIT_USAGE;
         }
     }
@@ -1847,23 +1841,21 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (opt.crypto_bound)
-        return run_crypto_bound();
+    if (opt.crypto_bound) return run_crypto_bound();
     if (opt.scenario == SC_NONE) {
-        fprintf(stderr, "secbench: --scenario fan-in|fan-out|pairs|storm|idle is required (see --help)\n");
+        fprintf(stderr,
+                "secbench: --scenario fan-in|fan-out|pairs|storm|idle is required (see --help)\n");
         return EXIT_USAGE;
     }
-    if (opt.qos > 0 && opt.scenario != SC_STORM && opt.scenario != SC_IDLE && opt.count == 0 && opt.duration <= 0) {
+    if (opt.qos > 0 && opt.scenario != SC_STORM && opt.scenario != SC_IDLE && opt.count == 0 &&
+        opt.duration <= 0) {
         fprintf(stderr, "secbench: -d must be > 0 (or give --count)\n");
         return EXIT_USAGE;
     }
-    if (opt.port == 0)
-        opt.port = opt.tls ? 8883 : 1883;
-    if (opt.concurrency == 0)
-        opt.concurrency = 64;
+    if (opt.port == 0) opt.port = opt.tls ? 8883 : 1883;
+    if (opt.concurrency == 0) opt.concurrency = 64;
     raise_nofile();
-    if (resolve() != 0)
-        return 1;
+    if (resolve() != 0) return 1;
 
     g.run_id = (uint32_t)(now_ns() ^ ((int64_t)getpid() << 16));
     g.rbuf = malloc(READ_BUF);
@@ -1894,9 +1886,15 @@ int main(int argc, char **argv)
     }
     int rc;
     switch (opt.scenario) {
-    case SC_STORM: rc = run_storm(); break;
-    case SC_IDLE: rc = run_idle(); break;
-    default: rc = run_messaging(); break;
+    case SC_STORM:
+        rc = run_storm();
+        break;
+    case SC_IDLE:
+        rc = run_idle();
+        break;
+    default:
+        rc = run_messaging();
+        break;
     }
     tls_client_free(g.tcli);
     return rc;

@@ -72,8 +72,7 @@ static int pub_usage_error(const char *msg)
 
 static int pub_set_mode(pub_ctx *p, enum pub_mode m)
 {
-    if (p->mode != MODE_NONE && p->mode != m)
-        return -1;
+    if (p->mode != MODE_NONE && p->mode != m) return -1;
     p->mode = m;
     return 0;
 }
@@ -94,10 +93,8 @@ static int pub_parse(pub_ctx *p, int argc, char **argv)
             return 0;
         }
         rc = cli_opts_parse_common(&p->o, argc, argv, &i, err, sizeof(err));
-        if (rc < 0)
-            return pub_usage_error(err);
-        if (rc == 1)
-            continue;
+        if (rc < 0) return pub_usage_error(err);
+        if (rc == 1) continue;
         if (strcmp(a, "-t") == 0 || strcmp(a, "--topic") == 0 || strcmp(a, "-m") == 0 ||
             strcmp(a, "--message") == 0 || strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0 ||
             strcmp(a, "--repeat") == 0 || strcmp(a, "--repeat-delay") == 0) {
@@ -140,23 +137,19 @@ static int pub_parse(pub_ctx *p, int argc, char **argv)
         if (m != MODE_NONE && pub_set_mode(p, m) != 0)
             return pub_usage_error("give only one of -m, -f, -l, -s, -n");
     }
-    if (p->topic == NULL)
-        return pub_usage_error("-t TOPIC is required");
+    if (p->topic == NULL) return pub_usage_error("-t TOPIC is required");
     if (mqtt_topic_name_validate((const uint8_t *)p->topic, strlen(p->topic)) != MQTT_OK) {
         snprintf(err, sizeof(err), "-t '%s' is not a valid topic name (no + or #, not empty)",
                  p->topic);
         return pub_usage_error(err);
     }
-    if (p->mode == MODE_NONE)
-        return pub_usage_error("give a message: -m, -f, -l, -s or -n");
+    if (p->mode == MODE_NONE) return pub_usage_error("give a message: -m, -f, -l, -s or -n");
     if (p->repeat > 1 && p->mode == MODE_LINES)
         return pub_usage_error("--repeat works with -m, -f, -s and -n, not -l");
     if (p->repeat_delay > 0 && p->repeat == 0)
         return pub_usage_error("--repeat-delay needs --repeat");
-    if (cli_opts_finish(&p->o, err, sizeof(err)) != CLI_OK)
-        return pub_usage_error(err);
-    if (p->repeat == 0)
-        p->repeat = 1;
+    if (cli_opts_finish(&p->o, err, sizeof(err)) != CLI_OK) return pub_usage_error(err);
+    if (p->repeat == 0) p->repeat = 1;
     return -1;
 }
 
@@ -166,23 +159,19 @@ static int pub_read_all(pub_ctx *p, int fd)
     size_t cap = 4096;
     p->payload = malloc(cap);
     p->payload_len = 0;
-    if (p->payload == NULL)
-        return -1;
+    if (p->payload == NULL) return -1;
     for (;;) {
         ssize_t n;
         if (cap - p->payload_len < 4096) {
             uint8_t *q = realloc(p->payload, cap * 2);
-            if (q == NULL)
-                return -1;
+            if (q == NULL) return -1;
             p->payload = q;
             cap *= 2;
         }
         n = read(fd, p->payload + p->payload_len, cap - p->payload_len);
-        if (n == 0)
-            break;
+        if (n == 0) break;
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return -1;
         }
         p->payload_len += (size_t)n;
@@ -204,8 +193,7 @@ static int pub_load(pub_ctx *p)
         int fd = open(p->file, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || pub_read_all(p, fd) != 0) {
             fprintf(stderr, "secpub: cannot read %s: %s\n", p->file, strerror(errno));
-            if (fd >= 0)
-                close(fd);
+            if (fd >= 0) close(fd);
             return CLI_EXIT_NOINPUT;
         }
         close(fd);
@@ -222,8 +210,7 @@ static int pub_find(pub_ctx *p, uint16_t id, uint8_t state)
 {
     unsigned i;
     for (i = 0; i < p->nflight; i++)
-        if (p->flight[i].id == id && p->flight[i].state == state)
-            return (int)i;
+        if (p->flight[i].id == id && p->flight[i].state == state) return (int)i;
     return -1;
 }
 
@@ -252,10 +239,8 @@ static int pub_handle(pub_ctx *p, const mqtt_header *h)
         mqtt_publish m;
         if (mqtt_decode_publish(h, &m) != MQTT_OK)
             return cli_conn_fail(p->c, CLI_ERR_PROTOCOL, "malformed PUBLISH from the broker");
-        if (m.qos == 1)
-            return cli_send_ack(p->c, MQTT_PUBACK, m.packet_id);
-        if (m.qos == 2)
-            return cli_send_ack(p->c, MQTT_PUBREC, m.packet_id);
+        if (m.qos == 1) return cli_send_ack(p->c, MQTT_PUBACK, m.packet_id);
+        if (m.qos == 2) return cli_send_ack(p->c, MQTT_PUBREC, m.packet_id);
         return CLI_OK;
     }
     default:
@@ -265,8 +250,7 @@ static int pub_handle(pub_ctx *p, const mqtt_header *h)
         pub_remove(p, (unsigned)k);
     } else if (h->type == MQTT_PUBREC) {
         k = pub_find(p, id, WAIT_PUBREC);
-        if (k >= 0)
-            p->flight[k].state = WAIT_PUBCOMP;
+        if (k >= 0) p->flight[k].state = WAIT_PUBCOMP;
         /* a repeated PUBREC (id already WAIT_PUBCOMP) is answered again */
         if (k >= 0 || pub_find(p, id, WAIT_PUBCOMP) >= 0)
             return cli_send_ack(p->c, MQTT_PUBREL, id);
@@ -283,8 +267,7 @@ static int pub_service(pub_ctx *p, int timeout_ms)
 {
     mqtt_header h;
     int rc = cli_wait(p->c, timeout_ms, -1, &h);
-    if (rc == CLI_PACKET)
-        return pub_handle(p, &h);
+    if (rc == CLI_PACKET) return pub_handle(p, &h);
     return rc == CLI_TIMEOUT ? CLI_OK : rc;
 }
 
@@ -295,8 +278,7 @@ static int pub_one(pub_ctx *p, const uint8_t *payload, size_t len)
     int rc;
 
     while (p->o.qos > 0 && p->nflight >= PUB_MAX_INFLIGHT)
-        if ((rc = pub_service(p, -1)) < 0)
-            return rc;
+        if ((rc = pub_service(p, -1)) < 0) return rc;
     if (p->o.qos > 0) {
         do
             id = cli_next_packet_id(p->c);
@@ -315,14 +297,12 @@ static int pub_single(pub_ctx *p)
     int rc;
 
     for (r = 0; r < p->repeat; r++) {
-        if ((rc = pub_one(p, p->payload, p->payload_len)) < 0)
-            return rc;
+        if ((rc = pub_one(p, p->payload, p->payload_len)) < 0) return rc;
         if (r + 1 < p->repeat && p->repeat_delay > 0) {
             int64_t until = cli_now_ms() + (int64_t)(p->repeat_delay * 1000.0);
             int64_t left;
             while ((left = until - cli_now_ms()) > 0)
-                if ((rc = pub_service(p, (int)left)) < 0)
-                    return rc;
+                if ((rc = pub_service(p, (int)left)) < 0) return rc;
         }
     }
     return CLI_OK;
@@ -338,11 +318,9 @@ static int pub_lines_flush(pub_ctx *p)
     while (start < p->lb_len && (p->o.qos == 0 || p->nflight < PUB_MAX_INFLIGHT)) {
         uint8_t *nl = memchr(p->lb + start, '\n', p->lb_len - start);
         size_t end;
-        if (nl == NULL && !p->stdin_eof)
-            break;
+        if (nl == NULL && !p->stdin_eof) break;
         end = nl ? (size_t)(nl - p->lb) : p->lb_len;
-        if (end > start && (rc = pub_one(p, p->lb + start, end - start)) < 0)
-            break;
+        if (end > start && (rc = pub_one(p, p->lb + start, end - start)) < 0) break;
         start = nl ? end + 1 : end;
     }
     memmove(p->lb, p->lb + start, p->lb_len - start);
@@ -365,24 +343,20 @@ static int pub_lines(pub_ctx *p)
         int extra;
 
         if (room && pub_lines_ready(p)) {
-            if ((rc = pub_lines_flush(p)) < 0)
-                return rc;
+            if ((rc = pub_lines_flush(p)) < 0) return rc;
             continue;
         }
-        if (p->stdin_eof && p->lb_len == 0)
-            return CLI_OK;
+        if (p->stdin_eof && p->lb_len == 0) return CLI_OK;
         extra = (!p->stdin_eof && room) ? 0 : -1;
         rc = cli_wait(p->c, -1, extra, &h);
         if (rc == CLI_PACKET) {
-            if ((rc = pub_handle(p, &h)) < 0)
-                return rc;
+            if ((rc = pub_handle(p, &h)) < 0) return rc;
         } else if (rc == CLI_EXTRA) {
             ssize_t n;
             if (p->lb_cap - p->lb_len < 65536) {
                 size_t cap = p->lb_cap ? p->lb_cap * 2 : 131072;
                 uint8_t *q = realloc(p->lb, cap);
-                if (q == NULL)
-                    return cli_conn_fail(p->c, CLI_ERR_ALLOC, "out of memory");
+                if (q == NULL) return cli_conn_fail(p->c, CLI_ERR_ALLOC, "out of memory");
                 p->lb = q;
                 p->lb_cap = cap;
             }
@@ -405,8 +379,7 @@ int main(int argc, char **argv)
 
     memset(&p, 0, sizeof(p));
     cli_opts_init(&p.o, "secpub");
-    if ((status = pub_parse(&p, argc, argv)) >= 0)
-        return status;
+    if ((status = pub_parse(&p, argc, argv)) >= 0) return status;
     if ((status = pub_load(&p)) >= 0) {
         free(p.payload);
         return status;
@@ -419,12 +392,10 @@ int main(int argc, char **argv)
         while (rc >= 0 && p.nflight > 0)
             rc = pub_service(&p, -1);
         /* QoS 0: the last messages may still sit in our buffer */
-        if (rc >= 0)
-            rc = cli_flush(p.c, cli_stall_ms(p.c));
+        if (rc >= 0) rc = cli_flush(p.c, cli_stall_ms(p.c));
     }
     status = cli_exit_code(p.c, rc);
-    if (rc < 0 && rc != CLI_ERR_INTR)
-        fprintf(stderr, "secpub: %s\n", cli_conn_error(p.c));
+    if (rc < 0 && rc != CLI_ERR_INTR) fprintf(stderr, "secpub: %s\n", cli_conn_error(p.c));
     if (rc >= 0 || rc == CLI_ERR_INTR)
         cli_conn_close(p.c);
     else

@@ -25,12 +25,12 @@ typedef struct {
     bool no_newline;
     bool skip_retained;
     bool persistent;
-    long count;        /* -C, 0 = unlimited */
-    long timeout_s;    /* -W, 0 = none */
+    long count;     /* -C, 0 = unlimited */
+    long timeout_s; /* -W, 0 = none */
     long received;
     uint16_t sub_id;
     bool subscribed;
-    uint8_t *qos2;     /* bitmap: packet ids awaiting PUBREL */
+    uint8_t *qos2; /* bitmap: packet ids awaiting PUBREL */
     unsigned nqos2;
 } sub_ctx;
 
@@ -72,8 +72,7 @@ static int sub_parse(sub_ctx *s, int argc, char **argv)
     int i;
 
     s->topics = calloc((size_t)argc, sizeof(*s->topics));
-    if (s->topics == NULL)
-        return sub_usage_error("out of memory");
+    if (s->topics == NULL) return sub_usage_error("out of memory");
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         int rc;
@@ -83,10 +82,8 @@ static int sub_parse(sub_ctx *s, int argc, char **argv)
             return 0;
         }
         rc = cli_opts_parse_common(&s->o, argc, argv, &i, err, sizeof(err));
-        if (rc < 0)
-            return sub_usage_error(err);
-        if (rc == 1)
-            continue;
+        if (rc < 0) return sub_usage_error(err);
+        if (rc == 1) continue;
         if (strcmp(a, "-t") == 0 || strcmp(a, "--topic") == 0 || strcmp(a, "-C") == 0 ||
             strcmp(a, "--count") == 0 || strcmp(a, "-W") == 0 || strcmp(a, "--timeout") == 0) {
             if (i + 1 >= argc) {
@@ -120,13 +117,11 @@ static int sub_parse(sub_ctx *s, int argc, char **argv)
             return sub_usage_error(err);
         }
     }
-    if (s->ntopics == 0)
-        return sub_usage_error("give at least one -t FILTER");
+    if (s->ntopics == 0) return sub_usage_error("give at least one -t FILTER");
     if (s->persistent && s->o.id == NULL)
         return sub_usage_error("-c needs a client id (-i): the session is stored under it");
     s->o.clean_session = !s->persistent;
-    if (cli_opts_finish(&s->o, err, sizeof(err)) != CLI_OK)
-        return sub_usage_error(err);
+    if (cli_opts_finish(&s->o, err, sizeof(err)) != CLI_OK) return sub_usage_error(err);
     return -1;
 }
 
@@ -137,8 +132,7 @@ static bool qos2_has(const sub_ctx *s, uint16_t id)
 
 static void qos2_set(sub_ctx *s, uint16_t id, bool on)
 {
-    if (on == qos2_has(s, id))
-        return;
+    if (on == qos2_has(s, id)) return;
     s->qos2[id >> 3] ^= (uint8_t)(1u << (id & 7));
     s->nqos2 += on ? 1 : (unsigned)-1;
 }
@@ -146,18 +140,14 @@ static void qos2_set(sub_ctx *s, uint16_t id, bool on)
 /* Print one message and count it. */
 static int sub_deliver(sub_ctx *s, const mqtt_publish *m)
 {
-    if (s->skip_retained && m->retain)
-        return CLI_OK;
-    if (s->count > 0 && s->received >= s->count)
-        return CLI_OK;
+    if (s->skip_retained && m->retain) return CLI_OK;
+    if (s->count > 0 && s->received >= s->count) return CLI_OK;
     if (s->verbose) {
         fwrite(m->topic.ptr, 1, m->topic.len, stdout);
         fputc(' ', stdout);
     }
-    if (m->payload_len > 0)
-        fwrite(m->payload, 1, m->payload_len, stdout);
-    if (!s->no_newline)
-        fputc('\n', stdout);
+    if (m->payload_len > 0) fwrite(m->payload, 1, m->payload_len, stdout);
+    if (!s->no_newline) fputc('\n', stdout);
     if (fflush(stdout) != 0 || ferror(stdout))
         return cli_conn_fail(s->c, CLI_ERR_IO, "cannot write to stdout: %s", strerror(errno));
     s->received++;
@@ -183,18 +173,15 @@ static int sub_handle(sub_ctx *s, const mqtt_header *h)
                                  mqtt_strerror(rc));
         /* past -C, leave QoS 1/2 messages unacknowledged: a persistent
          * session gets them again next time */
-        if (sub_done(s) && m.qos > 0)
-            return CLI_OK;
+        if (sub_done(s) && m.qos > 0) return CLI_OK;
         if (m.qos == 2) {
             if (!qos2_has(s, m.packet_id)) {
-                if ((rc = sub_deliver(s, &m)) < 0)
-                    return rc;
+                if ((rc = sub_deliver(s, &m)) < 0) return rc;
                 qos2_set(s, m.packet_id, true);
             }
             return cli_send_ack(s->c, MQTT_PUBREC, m.packet_id);
         }
-        if ((rc = sub_deliver(s, &m)) < 0)
-            return rc;
+        if ((rc = sub_deliver(s, &m)) < 0) return rc;
         return m.qos == 1 ? cli_send_ack(s->c, MQTT_PUBACK, m.packet_id) : CLI_OK;
     }
     case MQTT_PUBREL:
@@ -208,8 +195,7 @@ static int sub_handle(sub_ctx *s, const mqtt_header *h)
         if ((rc = mqtt_decode_suback(h, &a)) != MQTT_OK)
             return cli_conn_fail(s->c, CLI_ERR_PROTOCOL, "malformed SUBACK from the broker: %s",
                                  mqtt_strerror(rc));
-        if (a.packet_id != s->sub_id || s->subscribed)
-            return CLI_OK;
+        if (a.packet_id != s->sub_id || s->subscribed) return CLI_OK;
         s->subscribed = true;
         if (a.count != s->ntopics)
             return cli_conn_fail(s->c, CLI_ERR_PROTOCOL,
@@ -244,24 +230,19 @@ static int sub_run(sub_ctx *s)
 
     s->sub_id = cli_next_packet_id(s->c);
     rc = cli_send_subscribe(s->c, s->sub_id, s->topics, s->ntopics, s->o.qos);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     while (!sub_done(s)) {
         int wait = -1;
         if (deadline >= 0) {
             /* checked here too: under a steady stream cli_wait always has a packet */
             int64_t left = deadline - cli_now_ms();
-            if (left <= 0)
-                return CLI_TIMEOUT;
+            if (left <= 0) return CLI_TIMEOUT;
             wait = (int)left;
         }
         rc = cli_wait(s->c, wait, -1, &h);
-        if (rc == CLI_TIMEOUT)
-            return CLI_TIMEOUT; /* -W expired */
-        if (rc < 0)
-            return rc;
-        if ((rc = sub_handle(s, &h)) < 0)
-            return rc;
+        if (rc == CLI_TIMEOUT) return CLI_TIMEOUT; /* -W expired */
+        if (rc < 0) return rc;
+        if ((rc = sub_handle(s, &h)) < 0) return rc;
     }
     /* -C reached: finish the QoS 2 flows we started (bounded wait) */
     {
@@ -269,12 +250,9 @@ static int sub_run(sub_ctx *s)
         int64_t left;
         while (s->nqos2 > 0 && (left = until - cli_now_ms()) > 0) {
             rc = cli_wait(s->c, (int)left, -1, &h);
-            if (rc == CLI_TIMEOUT)
-                break;
-            if (rc < 0)
-                return rc;
-            if ((rc = sub_handle(s, &h)) < 0)
-                return rc;
+            if (rc == CLI_TIMEOUT) break;
+            if (rc < 0) return rc;
+            if ((rc = sub_handle(s, &h)) < 0) return rc;
         }
     }
     return CLI_OK;
@@ -301,8 +279,7 @@ int main(int argc, char **argv)
     cli_signals_install();
 
     rc = cli_conn_open(&s.c, &s.o, &sp);
-    if (rc == CLI_OK)
-        rc = sub_run(&s);
+    if (rc == CLI_OK) rc = sub_run(&s);
     if (rc == CLI_TIMEOUT) {
         /* -W expired: a normal way to end, with its own status */
         fprintf(stderr, "secsub: timed out after %ld second%s (-W)\n", s.timeout_s,
@@ -311,8 +288,7 @@ int main(int argc, char **argv)
         status = CLI_EXIT_TIMEOUT;
     } else {
         status = cli_exit_code(s.c, rc);
-        if (rc < 0 && rc != CLI_ERR_INTR)
-            fprintf(stderr, "secsub: %s\n", cli_conn_error(s.c));
+        if (rc < 0 && rc != CLI_ERR_INTR) fprintf(stderr, "secsub: %s\n", cli_conn_error(s.c));
         if (rc >= 0 || rc == CLI_ERR_INTR)
             cli_conn_close(s.c);
         else

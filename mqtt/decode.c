@@ -15,11 +15,9 @@
 /* Type + flags check, then a cursor over the body. */
 static int start(const mqtt_header *h, uint8_t type, mqtt_cursor *c)
 {
-    if (h->type != type)
-        return MQTT_ERR_TYPE;
+    if (h->type != type) return MQTT_ERR_TYPE;
     int rc = mqtt_check_fixed_header(h->type, h->flags);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     c->p = h->body;
     /* No arithmetic on a NULL body (a hand-built empty header). */
     c->end = h->remaining ? h->body + h->remaining : h->body;
@@ -51,69 +49,55 @@ int mqtt_decode_connect(const mqtt_header *h, mqtt_connect *out)
 {
     mqtt_cursor c;
     int rc = start(h, MQTT_CONNECT, &c);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     memset(out, 0, sizeof *out);
 
-    if ((rc = mqtt_cursor_str(&c, &out->protocol_name)) != MQTT_OK)
-        return rc;
-    if ((rc = mqtt_cursor_u8(&c, &out->protocol_level)) != MQTT_OK)
-        return rc;
+    if ((rc = mqtt_cursor_str(&c, &out->protocol_name)) != MQTT_OK) return rc;
+    if ((rc = mqtt_cursor_u8(&c, &out->protocol_level)) != MQTT_OK) return rc;
     uint8_t want_level;
     if (str_is(&out->protocol_name, "MQTT"))
         want_level = 4;
     else if (str_is(&out->protocol_name, "MQIsdp"))
         want_level = 3;
     else
-        return MQTT_ERR_PROTOCOL_NAME; /* [MQTT-3.1.2-1] */
-    if (out->protocol_level != want_level)
-        return MQTT_ERR_PROTOCOL_LEVEL; /* [MQTT-3.1.2-2] */
+        return MQTT_ERR_PROTOCOL_NAME;                                     /* [MQTT-3.1.2-1] */
+    if (out->protocol_level != want_level) return MQTT_ERR_PROTOCOL_LEVEL; /* [MQTT-3.1.2-2] */
 
     uint8_t flags;
-    if ((rc = mqtt_cursor_u8(&c, &flags)) != MQTT_OK)
-        return rc;
+    if ((rc = mqtt_cursor_u8(&c, &flags)) != MQTT_OK) return rc;
     out->clean_session = flags & 0x02;
     out->will_flag = flags & 0x04;
     out->will_qos = (flags >> 3) & 0x3;
     out->will_retain = flags & 0x20;
     out->password_flag = flags & 0x40;
     out->username_flag = flags & 0x80;
-    if (flags & 0x01)
-        return MQTT_ERR_CONNECT_FLAGS; /* reserved [MQTT-3.1.2-3] */
+    if (flags & 0x01) return MQTT_ERR_CONNECT_FLAGS; /* reserved [MQTT-3.1.2-3] */
     if (!out->will_flag && (out->will_qos != 0 || out->will_retain))
-        return MQTT_ERR_CONNECT_FLAGS; /* [MQTT-3.1.2-11], -13, -15 */
-    if (out->will_qos == 3)
-        return MQTT_ERR_CONNECT_FLAGS; /* [MQTT-3.1.2-14] */
+        return MQTT_ERR_CONNECT_FLAGS;                     /* [MQTT-3.1.2-11], -13, -15 */
+    if (out->will_qos == 3) return MQTT_ERR_CONNECT_FLAGS; /* [MQTT-3.1.2-14] */
     if (out->password_flag && !out->username_flag)
         return MQTT_ERR_CONNECT_FLAGS; /* [MQTT-3.1.2-22] */
 
-    if ((rc = mqtt_cursor_u16(&c, &out->keepalive)) != MQTT_OK)
-        return rc;
+    if ((rc = mqtt_cursor_u16(&c, &out->keepalive)) != MQTT_OK) return rc;
 
     /* Payload order is fixed: client id, will topic, will message, user
      * name, password [MQTT-3.1.3-1]. */
-    if ((rc = mqtt_cursor_str(&c, &out->client_id)) != MQTT_OK)
-        return rc;
+    if ((rc = mqtt_cursor_str(&c, &out->client_id)) != MQTT_OK) return rc;
     if ((rc = mqtt_utf8_validate(out->client_id.ptr, out->client_id.len)) != MQTT_OK)
         return rc; /* [MQTT-3.1.3-4] */
     if (out->will_flag) {
-        if ((rc = mqtt_cursor_str(&c, &out->will_topic)) != MQTT_OK)
-            return rc;
+        if ((rc = mqtt_cursor_str(&c, &out->will_topic)) != MQTT_OK) return rc;
         rc = mqtt_topic_name_validate(out->will_topic.ptr, out->will_topic.len);
-        if (rc != MQTT_OK)
-            return rc; /* [MQTT-3.1.3-10], no wildcards [MQTT-3.3.2-2] */
-        if ((rc = mqtt_cursor_str(&c, &out->will_payload)) != MQTT_OK)
-            return rc;
+        if (rc != MQTT_OK) return rc; /* [MQTT-3.1.3-10], no wildcards [MQTT-3.3.2-2] */
+        if ((rc = mqtt_cursor_str(&c, &out->will_payload)) != MQTT_OK) return rc;
     }
     if (out->username_flag) {
-        if ((rc = mqtt_cursor_str(&c, &out->username)) != MQTT_OK)
-            return rc;
+        if ((rc = mqtt_cursor_str(&c, &out->username)) != MQTT_OK) return rc;
         if ((rc = mqtt_utf8_validate(out->username.ptr, out->username.len)) != MQTT_OK)
             return rc; /* [MQTT-3.1.3-11] */
     }
     if (out->password_flag) {
-        if ((rc = mqtt_cursor_str(&c, &out->password)) != MQTT_OK)
-            return rc;
+        if ((rc = mqtt_cursor_str(&c, &out->password)) != MQTT_OK) return rc;
     }
     return finish(&c);
 }
@@ -127,13 +111,10 @@ int mqtt_decode_connack(const mqtt_header *h, mqtt_connack *out)
 {
     mqtt_cursor c;
     int rc = start(h, MQTT_CONNACK, &c);
-    if (rc != MQTT_OK)
-        return rc;
-    if (mqtt_cursor_left(&c) != 2)
-        return MQTT_ERR_LENGTH;
+    if (rc != MQTT_OK) return rc;
+    if (mqtt_cursor_left(&c) != 2) return MQTT_ERR_LENGTH;
     uint8_t flags = c.p[0], code = c.p[1];
-    if ((flags & 0xfe) != 0 || code > MQTT_CONNACK_NOT_AUTHORIZED)
-        return MQTT_ERR_CONNACK;
+    if ((flags & 0xfe) != 0 || code > MQTT_CONNACK_NOT_AUTHORIZED) return MQTT_ERR_CONNACK;
     out->session_present = flags & 0x01;
     out->return_code = code;
     return MQTT_OK;
@@ -149,22 +130,18 @@ int mqtt_decode_publish(const mqtt_header *h, mqtt_publish *out)
 {
     mqtt_cursor c;
     int rc = start(h, MQTT_PUBLISH, &c);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     memset(out, 0, sizeof *out);
     out->dup = h->flags & 0x08;
     out->qos = (h->flags >> 1) & 0x3;
     out->retain = h->flags & 0x01;
 
-    if ((rc = mqtt_cursor_str(&c, &out->topic)) != MQTT_OK)
-        return rc;
+    if ((rc = mqtt_cursor_str(&c, &out->topic)) != MQTT_OK) return rc;
     if ((rc = mqtt_topic_name_validate(out->topic.ptr, out->topic.len)) != MQTT_OK)
         return rc; /* [MQTT-3.3.2-1], [MQTT-3.3.2-2], [MQTT-4.7.3-1] */
     if (out->qos > 0) {
-        if ((rc = mqtt_cursor_u16(&c, &out->packet_id)) != MQTT_OK)
-            return rc;
-        if (out->packet_id == 0)
-            return MQTT_ERR_PACKET_ID;
+        if ((rc = mqtt_cursor_u16(&c, &out->packet_id)) != MQTT_OK) return rc;
+        if (out->packet_id == 0) return MQTT_ERR_PACKET_ID;
     }
     out->payload = c.p;
     out->payload_len = mqtt_cursor_left(&c);
@@ -189,14 +166,11 @@ int mqtt_decode_ack(const mqtt_header *h, uint16_t *packet_id)
     }
     mqtt_cursor c;
     int rc = start(h, h->type, &c);
-    if (rc != MQTT_OK)
-        return rc;
-    if (mqtt_cursor_left(&c) != 2)
-        return MQTT_ERR_LENGTH;
+    if (rc != MQTT_OK) return rc;
+    if (mqtt_cursor_left(&c) != 2) return MQTT_ERR_LENGTH;
     uint16_t id;
     (void)mqtt_cursor_u16(&c, &id);
-    if (id == 0)
-        return MQTT_ERR_PACKET_ID;
+    if (id == 0) return MQTT_ERR_PACKET_ID;
     *packet_id = id;
     return MQTT_OK;
 }
@@ -207,32 +181,25 @@ static int decode_sublist(const mqtt_header *h, uint8_t type, mqtt_sublist *out)
 {
     mqtt_cursor c;
     int rc = start(h, type, &c);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     memset(out, 0, sizeof *out);
     out->has_qos = type == MQTT_SUBSCRIBE;
 
-    if ((rc = mqtt_cursor_u16(&c, &out->packet_id)) != MQTT_OK)
-        return rc;
-    if (out->packet_id == 0)
-        return MQTT_ERR_PACKET_ID; /* [MQTT-2.3.1-1] */
-    if (mqtt_cursor_left(&c) == 0)
-        return MQTT_ERR_EMPTY; /* [MQTT-3.8.3-3], [MQTT-3.10.3-2] */
+    if ((rc = mqtt_cursor_u16(&c, &out->packet_id)) != MQTT_OK) return rc;
+    if (out->packet_id == 0) return MQTT_ERR_PACKET_ID;   /* [MQTT-2.3.1-1] */
+    if (mqtt_cursor_left(&c) == 0) return MQTT_ERR_EMPTY; /* [MQTT-3.8.3-3], [MQTT-3.10.3-2] */
 
     out->cur = c.p;
     out->end = c.end;
     while (mqtt_cursor_left(&c) > 0) {
         mqtt_str f;
-        if ((rc = mqtt_cursor_str(&c, &f)) != MQTT_OK)
-            return rc;
+        if ((rc = mqtt_cursor_str(&c, &f)) != MQTT_OK) return rc;
         if ((rc = mqtt_topic_filter_validate(f.ptr, f.len)) != MQTT_OK)
             return rc; /* [MQTT-3.8.3-1], [MQTT-4.7.1-2], [MQTT-4.7.1-3] */
         if (out->has_qos) {
             uint8_t q;
-            if ((rc = mqtt_cursor_u8(&c, &q)) != MQTT_OK)
-                return rc;
-            if (q > 2)
-                return MQTT_ERR_SUB_QOS; /* also catches the reserved bits [MQTT-3.8.3-4] */
+            if ((rc = mqtt_cursor_u8(&c, &q)) != MQTT_OK) return rc;
+            if (q > 2) return MQTT_ERR_SUB_QOS; /* also catches the reserved bits [MQTT-3.8.3-4] */
         }
         out->count++;
     }
@@ -264,13 +231,10 @@ int mqtt_decode_unsubscribe(const mqtt_header *h, mqtt_sublist *out)
 bool mqtt_sublist_next(mqtt_sublist *it, mqtt_str *filter, uint8_t *qos)
 {
     mqtt_cursor c = {it->cur, it->end};
-    if (mqtt_cursor_str(&c, filter) != MQTT_OK)
-        return false;
+    if (mqtt_cursor_str(&c, filter) != MQTT_OK) return false;
     uint8_t q = 0;
-    if (it->has_qos && mqtt_cursor_u8(&c, &q) != MQTT_OK)
-        return false;
-    if (qos)
-        *qos = q;
+    if (it->has_qos && mqtt_cursor_u8(&c, &q) != MQTT_OK) return false;
+    if (qos) *qos = q;
     it->cur = c.p;
     return true;
 }
@@ -285,19 +249,14 @@ int mqtt_decode_suback(const mqtt_header *h, mqtt_suback *out)
 {
     mqtt_cursor c;
     int rc = start(h, MQTT_SUBACK, &c);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     uint16_t id;
-    if ((rc = mqtt_cursor_u16(&c, &id)) != MQTT_OK)
-        return rc;
-    if (id == 0)
-        return MQTT_ERR_PACKET_ID;
+    if ((rc = mqtt_cursor_u16(&c, &id)) != MQTT_OK) return rc;
+    if (id == 0) return MQTT_ERR_PACKET_ID;
     size_t n = mqtt_cursor_left(&c);
-    if (n == 0)
-        return MQTT_ERR_EMPTY;
+    if (n == 0) return MQTT_ERR_EMPTY;
     for (size_t i = 0; i < n; i++)
-        if (c.p[i] > 2 && c.p[i] != MQTT_SUBACK_FAILURE)
-            return MQTT_ERR_SUB_QOS;
+        if (c.p[i] > 2 && c.p[i] != MQTT_SUBACK_FAILURE) return MQTT_ERR_SUB_QOS;
     out->packet_id = id;
     out->codes = c.p;
     out->count = (unsigned)n;
@@ -314,7 +273,6 @@ int mqtt_decode_empty(const mqtt_header *h)
         return MQTT_ERR_TYPE;
     mqtt_cursor c;
     int rc = start(h, h->type, &c);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     return finish(&c);
 }

@@ -26,8 +26,7 @@ static uint8_t *put_u16(uint8_t *p, uint16_t v)
 static uint8_t *put_str(uint8_t *p, const uint8_t *s, uint16_t n)
 {
     p = put_u16(p, n);
-    if (n)
-        memcpy(p, s, n);
+    if (n) memcpy(p, s, n);
     return p + n;
 }
 
@@ -41,13 +40,11 @@ static uint8_t *put_str(uint8_t *p, const uint8_t *s, uint16_t n)
 static int begin(uint8_t *buf, size_t cap, uint8_t byte0, uint64_t remaining, uint8_t **p,
                  size_t *total)
 {
-    if (remaining > MQTT_MAX_REMAINING_LENGTH)
-        return MQTT_ERR_ARG;
+    if (remaining > MQTT_MAX_REMAINING_LENGTH) return MQTT_ERR_ARG;
     uint8_t len[4];
     int n = mqtt_varint_encode((uint32_t)remaining, len);
     size_t need = 1 + (size_t)n + (size_t)remaining;
-    if (need > cap)
-        return MQTT_ERR_BUFFER;
+    if (need > cap) return MQTT_ERR_BUFFER;
     buf[0] = byte0;
     memcpy(buf + 1, len, (size_t)n);
     *p = buf + 1 + n;
@@ -67,10 +64,8 @@ static int begin(uint8_t *buf, size_t cap, uint8_t byte0, uint64_t remaining, ui
 int mqtt_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect *c, size_t *written)
 {
     *written = 0;
-    if (c->will_flag && c->will_qos > 2)
-        return MQTT_ERR_ARG;
-    if (c->password_flag && !c->username_flag)
-        return MQTT_ERR_ARG;
+    if (c->will_flag && c->will_qos > 2) return MQTT_ERR_ARG;
+    if (c->password_flag && !c->username_flag) return MQTT_ERR_ARG;
 
     uint8_t level = c->protocol_level ? c->protocol_level : 4;
     mqtt_str name = c->protocol_name;
@@ -82,8 +77,7 @@ int mqtt_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect *c, size_t 
 
     uint8_t flags = 0;
     uint64_t rem = 2u + name.len + 1 + 1 + 2 + 2u + c->client_id.len;
-    if (c->clean_session)
-        flags |= 0x02;
+    if (c->clean_session) flags |= 0x02;
     if (c->will_flag) {
         flags |= (uint8_t)(0x04 | (c->will_qos << 3) | (c->will_retain ? 0x20 : 0));
         rem += 2u + c->will_topic.len + 2u + c->will_payload.len;
@@ -100,8 +94,7 @@ int mqtt_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect *c, size_t 
     uint8_t *p;
     size_t total;
     int rc = begin(buf, cap, MQTT_CONNECT << 4, rem, &p, &total);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     p = put_str(p, name.ptr, name.len);
     *p++ = level;
     *p++ = flags;
@@ -111,10 +104,8 @@ int mqtt_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect *c, size_t 
         p = put_str(p, c->will_topic.ptr, c->will_topic.len);
         p = put_str(p, c->will_payload.ptr, c->will_payload.len);
     }
-    if (c->username_flag)
-        p = put_str(p, c->username.ptr, c->username.len);
-    if (c->password_flag)
-        p = put_str(p, c->password.ptr, c->password.len);
+    if (c->username_flag) p = put_str(p, c->username.ptr, c->username.len);
+    if (c->password_flag) p = put_str(p, c->password.ptr, c->password.len);
     (void)p;
     *written = total;
     return MQTT_OK;
@@ -125,17 +116,14 @@ int mqtt_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect *c, size_t 
  * session_present is forced to 0 with a non-zero rc, as [MQTT-3.2.2-4]
  * requires, so callers can pass their session state unconditionally.
  */
-int mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present, uint8_t rc,
-                        size_t *written)
+int mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present, uint8_t rc, size_t *written)
 {
     *written = 0;
-    if (rc > MQTT_CONNACK_NOT_AUTHORIZED)
-        return MQTT_ERR_ARG;
+    if (rc > MQTT_CONNACK_NOT_AUTHORIZED) return MQTT_ERR_ARG;
     uint8_t *p;
     size_t total;
     int err = begin(buf, cap, MQTT_CONNACK << 4, 2, &p, &total);
-    if (err != MQTT_OK)
-        return err;
+    if (err != MQTT_OK) return err;
     p[0] = (rc == 0 && session_present) ? 1 : 0;
     p[1] = rc;
     *written = total;
@@ -148,12 +136,9 @@ int mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present, uint8_t 
 static uint64_t publish_remaining(uint8_t qos, uint16_t topic_len, uint16_t packet_id,
                                   bool check_id, size_t payload_len)
 {
-    if (qos > 2 || topic_len == 0)
-        return UINT64_MAX;
-    if (check_id && qos > 0 && packet_id == 0)
-        return UINT64_MAX; /* [MQTT-2.3.1-1] */
-    if (payload_len > MQTT_MAX_REMAINING_LENGTH)
-        return UINT64_MAX;
+    if (qos > 2 || topic_len == 0) return UINT64_MAX;
+    if (check_id && qos > 0 && packet_id == 0) return UINT64_MAX; /* [MQTT-2.3.1-1] */
+    if (payload_len > MQTT_MAX_REMAINING_LENGTH) return UINT64_MAX;
     return 2u + (uint64_t)topic_len + (qos > 0 ? 2u : 0u) + (uint64_t)payload_len;
 }
 
@@ -166,8 +151,7 @@ static uint64_t publish_remaining(uint8_t qos, uint16_t topic_len, uint16_t pack
 size_t mqtt_publish_header_size(uint8_t qos, uint16_t topic_len, size_t payload_len)
 {
     uint64_t rem = publish_remaining(qos, topic_len, 1, false, payload_len);
-    if (rem > MQTT_MAX_REMAINING_LENGTH)
-        return 0;
+    if (rem > MQTT_MAX_REMAINING_LENGTH) return 0;
     return 1 + (size_t)mqtt_varint_size((uint32_t)rem) + (size_t)(rem - payload_len);
 }
 
@@ -177,23 +161,18 @@ static int write_publish_header(uint8_t *buf, size_t avail, uint8_t qos, bool du
                                 size_t payload_len, size_t *written)
 {
     uint64_t rem = publish_remaining(qos, topic_len, packet_id, true, payload_len);
-    if (rem > MQTT_MAX_REMAINING_LENGTH)
-        return MQTT_ERR_ARG;
+    if (rem > MQTT_MAX_REMAINING_LENGTH) return MQTT_ERR_ARG;
     size_t hsize = mqtt_publish_header_size(qos, topic_len, payload_len);
-    if (hsize > avail)
-        return MQTT_ERR_BUFFER;
+    if (hsize > avail) return MQTT_ERR_BUFFER;
 
     uint8_t byte0 = (uint8_t)(MQTT_PUBLISH << 4 | qos << 1);
-    if (dup && qos > 0)
-        byte0 |= 0x08;
-    if (retain)
-        byte0 |= 0x01;
+    if (dup && qos > 0) byte0 |= 0x08;
+    if (retain) byte0 |= 0x01;
     uint8_t *p = buf;
     *p++ = byte0;
     p += mqtt_varint_encode((uint32_t)rem, p);
     p = put_str(p, topic, topic_len);
-    if (qos > 0)
-        p = put_u16(p, packet_id);
+    if (qos > 0) p = put_u16(p, packet_id);
     *written = (size_t)(p - buf);
     return MQTT_OK;
 }
@@ -221,20 +200,16 @@ int mqtt_encode_publish_header(uint8_t *buf, size_t cap, uint8_t qos, bool dup, 
 int mqtt_encode_publish(uint8_t *buf, size_t cap, const mqtt_publish *pub, size_t *written)
 {
     *written = 0;
-    uint64_t rem = publish_remaining(pub->qos, pub->topic.len, pub->packet_id, true,
-                                     pub->payload_len);
-    if (rem > MQTT_MAX_REMAINING_LENGTH)
-        return MQTT_ERR_ARG;
+    uint64_t rem =
+        publish_remaining(pub->qos, pub->topic.len, pub->packet_id, true, pub->payload_len);
+    if (rem > MQTT_MAX_REMAINING_LENGTH) return MQTT_ERR_ARG;
     size_t hsize = mqtt_publish_header_size(pub->qos, pub->topic.len, pub->payload_len);
-    if (hsize > cap || pub->payload_len > cap - hsize)
-        return MQTT_ERR_BUFFER;
+    if (hsize > cap || pub->payload_len > cap - hsize) return MQTT_ERR_BUFFER;
     size_t n;
     int rc = write_publish_header(buf, cap, pub->qos, pub->dup, pub->retain, pub->topic.ptr,
                                   pub->topic.len, pub->packet_id, pub->payload_len, &n);
-    if (rc != MQTT_OK)
-        return rc;
-    if (pub->payload_len)
-        memcpy(buf + n, pub->payload, pub->payload_len);
+    if (rc != MQTT_OK) return rc;
+    if (pub->payload_len) memcpy(buf + n, pub->payload, pub->payload_len);
     *written = n + pub->payload_len;
     return MQTT_OK;
 }
@@ -257,14 +232,12 @@ int mqtt_encode_ack(uint8_t *buf, size_t cap, enum mqtt_type type, uint16_t pack
     default:
         return MQTT_ERR_ARG;
     }
-    if (packet_id == 0)
-        return MQTT_ERR_ARG;
+    if (packet_id == 0) return MQTT_ERR_ARG;
     uint8_t byte0 = (uint8_t)(type << 4 | (type == MQTT_PUBREL ? 0x2 : 0));
     uint8_t *p;
     size_t total;
     int rc = begin(buf, cap, byte0, 2, &p, &total);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     put_u16(p, packet_id);
     *written = total;
     return MQTT_OK;
@@ -278,14 +251,11 @@ static int encode_sublist(uint8_t *buf, size_t cap, enum mqtt_type type, uint16_
 {
     *written = 0;
     bool qos_bytes = type == MQTT_SUBSCRIBE;
-    if (packet_id == 0 || count == 0 || filters == NULL)
-        return MQTT_ERR_ARG;
+    if (packet_id == 0 || count == 0 || filters == NULL) return MQTT_ERR_ARG;
     uint64_t rem = 2;
     for (unsigned i = 0; i < count; i++) {
-        if (filters[i].len == 0)
-            return MQTT_ERR_ARG;
-        if (qos_bytes && qos && qos[i] > 2)
-            return MQTT_ERR_ARG;
+        if (filters[i].len == 0) return MQTT_ERR_ARG;
+        if (qos_bytes && qos && qos[i] > 2) return MQTT_ERR_ARG;
         rem += 2u + filters[i].len + (qos_bytes ? 1u : 0u);
         if (rem > MQTT_MAX_REMAINING_LENGTH)
             return MQTT_ERR_ARG; /* stop before a huge count can wrap */
@@ -293,13 +263,11 @@ static int encode_sublist(uint8_t *buf, size_t cap, enum mqtt_type type, uint16_
     uint8_t *p;
     size_t total;
     int rc = begin(buf, cap, (uint8_t)(type << 4 | 0x2), rem, &p, &total);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     p = put_u16(p, packet_id);
     for (unsigned i = 0; i < count; i++) {
         p = put_str(p, filters[i].ptr, filters[i].len);
-        if (qos_bytes)
-            *p++ = qos ? qos[i] : 0;
+        if (qos_bytes) *p++ = qos ? qos[i] : 0;
     }
     *written = total;
     return MQTT_OK;
@@ -320,11 +288,10 @@ int mqtt_encode_subscribe(uint8_t *buf, size_t cap, uint16_t packet_id, const mq
  * mqtt_encode_unsubscribe -- spec 3.10 (flags 0x2 [MQTT-3.10.1-1]).
  * MQTT_ERR_ARG for packet id 0, no filters or an empty filter.
  */
-int mqtt_encode_unsubscribe(uint8_t *buf, size_t cap, uint16_t packet_id,
-                            const mqtt_str *filters, unsigned count, size_t *written)
+int mqtt_encode_unsubscribe(uint8_t *buf, size_t cap, uint16_t packet_id, const mqtt_str *filters,
+                            unsigned count, size_t *written)
 {
-    return encode_sublist(buf, cap, MQTT_UNSUBSCRIBE, packet_id, filters, NULL, count,
-                          written);
+    return encode_sublist(buf, cap, MQTT_UNSUBSCRIBE, packet_id, filters, NULL, count, written);
 }
 
 /*
@@ -335,16 +302,13 @@ int mqtt_encode_suback(uint8_t *buf, size_t cap, uint16_t packet_id, const uint8
                        unsigned count, size_t *written)
 {
     *written = 0;
-    if (packet_id == 0 || count == 0 || codes == NULL)
-        return MQTT_ERR_ARG;
+    if (packet_id == 0 || count == 0 || codes == NULL) return MQTT_ERR_ARG;
     for (unsigned i = 0; i < count; i++)
-        if (codes[i] > 2 && codes[i] != MQTT_SUBACK_FAILURE)
-            return MQTT_ERR_ARG;
+        if (codes[i] > 2 && codes[i] != MQTT_SUBACK_FAILURE) return MQTT_ERR_ARG;
     uint8_t *p;
     size_t total;
     int rc = begin(buf, cap, MQTT_SUBACK << 4, 2u + (uint64_t)count, &p, &total);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     p = put_u16(p, packet_id);
     memcpy(p, codes, count);
     *written = total;
@@ -363,8 +327,7 @@ int mqtt_encode_empty(uint8_t *buf, size_t cap, enum mqtt_type type, size_t *wri
     uint8_t *p;
     size_t total;
     int rc = begin(buf, cap, (uint8_t)(type << 4), 0, &p, &total);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     *written = total;
     return MQTT_OK;
 }

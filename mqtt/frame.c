@@ -14,22 +14,13 @@
 enum { FLAGS_ANY = 0x10, FLAGS_RESERVED = 0x20 };
 
 static const uint8_t fixed_flags[16] = {
-    [0] = FLAGS_RESERVED,
-    [MQTT_CONNECT] = 0x0,
-    [MQTT_CONNACK] = 0x0,
-    [MQTT_PUBLISH] = FLAGS_ANY,
-    [MQTT_PUBACK] = 0x0,
-    [MQTT_PUBREC] = 0x0,
-    [MQTT_PUBREL] = 0x2,      /* [MQTT-3.6.1-1] */
-    [MQTT_PUBCOMP] = 0x0,
-    [MQTT_SUBSCRIBE] = 0x2,   /* [MQTT-3.8.1-1] */
-    [MQTT_SUBACK] = 0x0,
-    [MQTT_UNSUBSCRIBE] = 0x2, /* [MQTT-3.10.1-1] */
-    [MQTT_UNSUBACK] = 0x0,
-    [MQTT_PINGREQ] = 0x0,
-    [MQTT_PINGRESP] = 0x0,
-    [MQTT_DISCONNECT] = 0x0,
-    [15] = FLAGS_RESERVED,
+    [0] = FLAGS_RESERVED,       [MQTT_CONNECT] = 0x0,     [MQTT_CONNACK] = 0x0,
+    [MQTT_PUBLISH] = FLAGS_ANY, [MQTT_PUBACK] = 0x0,      [MQTT_PUBREC] = 0x0,
+    [MQTT_PUBREL] = 0x2,                                  /* [MQTT-3.6.1-1] */
+    [MQTT_PUBCOMP] = 0x0,       [MQTT_SUBSCRIBE] = 0x2,   /* [MQTT-3.8.1-1] */
+    [MQTT_SUBACK] = 0x0,        [MQTT_UNSUBSCRIBE] = 0x2, /* [MQTT-3.10.1-1] */
+    [MQTT_UNSUBACK] = 0x0,      [MQTT_PINGREQ] = 0x0,     [MQTT_PINGRESP] = 0x0,
+    [MQTT_DISCONNECT] = 0x0,    [15] = FLAGS_RESERVED,
 };
 
 /*
@@ -38,12 +29,10 @@ static const uint8_t fixed_flags[16] = {
  */
 int mqtt_check_fixed_header(uint8_t type, uint8_t flags)
 {
-    if (type > 15 || fixed_flags[type] == FLAGS_RESERVED)
-        return MQTT_ERR_TYPE;
+    if (type > 15 || fixed_flags[type] == FLAGS_RESERVED) return MQTT_ERR_TYPE;
     if (fixed_flags[type] == FLAGS_ANY) {
         /* QoS is bits 2..1; both set is QoS 3 [MQTT-3.3.1-4]. */
-        if (((flags >> 1) & 0x3) == 3)
-            return MQTT_ERR_QOS;
+        if (((flags >> 1) & 0x3) == 3) return MQTT_ERR_QOS;
         return MQTT_OK;
     }
     return flags == fixed_flags[type] ? MQTT_OK : MQTT_ERR_FLAGS;
@@ -65,8 +54,7 @@ int mqtt_varint_decode(const uint8_t *p, size_t len, uint32_t *value, size_t *us
 {
     uint32_t v = 0;
     for (size_t i = 0; i < 4; i++) {
-        if (i >= len)
-            return MQTT_NEED_MORE;
+        if (i >= len) return MQTT_NEED_MORE;
         v |= (uint32_t)(p[i] & 0x7f) << (7 * i);
         if (!(p[i] & 0x80)) {
             *value = v;
@@ -83,14 +71,10 @@ int mqtt_varint_decode(const uint8_t *p, size_t len, uint32_t *value, size_t *us
  */
 int mqtt_varint_size(uint32_t value)
 {
-    if (value < 128u)
-        return 1;
-    if (value < 16384u)
-        return 2;
-    if (value < 2097152u)
-        return 3;
-    if (value <= MQTT_MAX_REMAINING_LENGTH)
-        return 4;
+    if (value < 128u) return 1;
+    if (value < 16384u) return 2;
+    if (value < 2097152u) return 3;
+    if (value <= MQTT_MAX_REMAINING_LENGTH) return 4;
     return 0;
 }
 
@@ -118,27 +102,22 @@ int mqtt_frame(const uint8_t *buf, size_t len, size_t max_packet, mqtt_header *h
                size_t *packet_len)
 {
     *packet_len = 0;
-    if (len < 1)
-        return MQTT_NEED_MORE;
+    if (len < 1) return MQTT_NEED_MORE;
 
     uint8_t type = buf[0] >> 4, flags = buf[0] & 0x0f;
     int rc = mqtt_check_fixed_header(type, flags);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
 
     uint32_t remaining;
     size_t used;
     rc = mqtt_varint_decode(buf + 1, len - 1, &remaining, &used);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
 
     /* At most 1 + 4 + 268435455: fits in a 32-bit size_t too. */
     size_t total = 1 + used + (size_t)remaining;
-    if (max_packet != 0 && total > max_packet)
-        return MQTT_ERR_TOO_LARGE;
+    if (max_packet != 0 && total > max_packet) return MQTT_ERR_TOO_LARGE;
     *packet_len = total;
-    if (len < total)
-        return MQTT_NEED_MORE;
+    if (len < total) return MQTT_NEED_MORE;
 
     hdr->type = type;
     hdr->flags = flags;

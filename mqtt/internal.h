@@ -22,8 +22,7 @@ static inline size_t mqtt_cursor_left(const mqtt_cursor *c)
 /* One byte; MQTT_ERR_LENGTH if the body ends first. */
 static inline int mqtt_cursor_u8(mqtt_cursor *c, uint8_t *v)
 {
-    if (mqtt_cursor_left(c) < 1)
-        return MQTT_ERR_LENGTH;
+    if (mqtt_cursor_left(c) < 1) return MQTT_ERR_LENGTH;
     *v = *c->p++;
     return MQTT_OK;
 }
@@ -31,8 +30,7 @@ static inline int mqtt_cursor_u8(mqtt_cursor *c, uint8_t *v)
 /* Big-endian 16-bit integer (spec 1.5.2). */
 static inline int mqtt_cursor_u16(mqtt_cursor *c, uint16_t *v)
 {
-    if (mqtt_cursor_left(c) < 2)
-        return MQTT_ERR_LENGTH;
+    if (mqtt_cursor_left(c) < 2) return MQTT_ERR_LENGTH;
     *v = (uint16_t)((c->p[0] << 8) | c->p[1]);
     c->p += 2;
     return MQTT_OK;
@@ -44,10 +42,8 @@ static inline int mqtt_cursor_str(mqtt_cursor *c, mqtt_str *s)
 {
     uint16_t n;
     int rc = mqtt_cursor_u16(c, &n);
-    if (rc != MQTT_OK)
-        return rc;
-    if (mqtt_cursor_left(c) < n)
-        return MQTT_ERR_LENGTH;
+    if (rc != MQTT_OK) return rc;
+    if (mqtt_cursor_left(c) < n) return MQTT_ERR_LENGTH;
     s->ptr = c->p;
     s->len = n;
     c->p += n;

@@ -39,25 +39,25 @@ enum mqtt_type {
 
 enum mqtt_err {
     MQTT_OK = 0,
-    MQTT_NEED_MORE = 1,            /* framing: incomplete, not an error */
-    MQTT_ERR_TYPE = -1,            /* packet type 0 or 15 is reserved */
-    MQTT_ERR_FLAGS = -2,           /* fixed-header reserved flags wrong [MQTT-2.2.2-2] */
-    MQTT_ERR_QOS = -3,             /* PUBLISH QoS 3 [MQTT-3.3.1-4] */
-    MQTT_ERR_REMAINING_LENGTH = -4,/* varint longer than 4 bytes (non-minimal accepted) */
-    MQTT_ERR_TOO_LARGE = -5,       /* packet larger than the configured maximum */
-    MQTT_ERR_LENGTH = -6,          /* body truncated or trailing bytes */
-    MQTT_ERR_UTF8 = -7,            /* ill-formed UTF-8, U+0000 or surrogate [MQTT-1.5.3-1..2] */
-    MQTT_ERR_PROTOCOL_NAME = -8,   /* not "MQTT"/"MQIsdp" [MQTT-3.1.2-1] */
-    MQTT_ERR_PROTOCOL_LEVEL = -9,  /* unsupported level: answer CONNACK 1 [MQTT-3.1.2-2] */
-    MQTT_ERR_CONNECT_FLAGS = -10,  /* reserved bit, will or password flag inconsistency */
-    MQTT_ERR_TOPIC = -11,          /* empty topic or wildcard in a topic name [MQTT-3.3.2-2] */
-    MQTT_ERR_FILTER = -12,         /* invalid topic filter [MQTT-4.7.1-2..3] */
-    MQTT_ERR_EMPTY = -13,          /* SUBSCRIBE/UNSUBSCRIBE without filters [MQTT-3.8.3-3] */
-    MQTT_ERR_PACKET_ID = -14,      /* packet id 0 where one is required [MQTT-2.3.1-1] */
-    MQTT_ERR_SUB_QOS = -15,        /* requested QoS > 2 or reserved bits [MQTT-3.8.3-4] */
-    MQTT_ERR_BUFFER = -16,         /* encode: output buffer too small */
-    MQTT_ERR_CONNACK = -17,        /* CONNACK reserved bits / return code out of range */
-    MQTT_ERR_ARG = -18,            /* encode: invalid argument (e.g. string > 65535) */
+    MQTT_NEED_MORE = 1,             /* framing: incomplete, not an error */
+    MQTT_ERR_TYPE = -1,             /* packet type 0 or 15 is reserved */
+    MQTT_ERR_FLAGS = -2,            /* fixed-header reserved flags wrong [MQTT-2.2.2-2] */
+    MQTT_ERR_QOS = -3,              /* PUBLISH QoS 3 [MQTT-3.3.1-4] */
+    MQTT_ERR_REMAINING_LENGTH = -4, /* varint longer than 4 bytes (non-minimal accepted) */
+    MQTT_ERR_TOO_LARGE = -5,        /* packet larger than the configured maximum */
+    MQTT_ERR_LENGTH = -6,           /* body truncated or trailing bytes */
+    MQTT_ERR_UTF8 = -7,             /* ill-formed UTF-8, U+0000 or surrogate [MQTT-1.5.3-1..2] */
+    MQTT_ERR_PROTOCOL_NAME = -8,    /* not "MQTT"/"MQIsdp" [MQTT-3.1.2-1] */
+    MQTT_ERR_PROTOCOL_LEVEL = -9,   /* unsupported level: answer CONNACK 1 [MQTT-3.1.2-2] */
+    MQTT_ERR_CONNECT_FLAGS = -10,   /* reserved bit, will or password flag inconsistency */
+    MQTT_ERR_TOPIC = -11,           /* empty topic or wildcard in a topic name [MQTT-3.3.2-2] */
+    MQTT_ERR_FILTER = -12,          /* invalid topic filter [MQTT-4.7.1-2..3] */
+    MQTT_ERR_EMPTY = -13,           /* SUBSCRIBE/UNSUBSCRIBE without filters [MQTT-3.8.3-3] */
+    MQTT_ERR_PACKET_ID = -14,       /* packet id 0 where one is required [MQTT-2.3.1-1] */
+    MQTT_ERR_SUB_QOS = -15,         /* requested QoS > 2 or reserved bits [MQTT-3.8.3-4] */
+    MQTT_ERR_BUFFER = -16,          /* encode: output buffer too small */
+    MQTT_ERR_CONNACK = -17,         /* CONNACK reserved bits / return code out of range */
+    MQTT_ERR_ARG = -18,             /* encode: invalid argument (e.g. string > 65535) */
 };
 
 /* A length-prefixed string or binary field: a view into the input buffer. */
@@ -68,10 +68,10 @@ typedef struct {
 
 /* Result of framing: the fixed header and where the body is. */
 typedef struct {
-    uint8_t type;          /* enum mqtt_type */
-    uint8_t flags;         /* low nibble of byte 1 */
-    uint32_t remaining;    /* body length */
-    const uint8_t *body;   /* points into the framed buffer */
+    uint8_t type;        /* enum mqtt_type */
+    uint8_t flags;       /* low nibble of byte 1 */
+    uint32_t remaining;  /* body length */
+    const uint8_t *body; /* points into the framed buffer */
 } mqtt_header;
 
 /*
@@ -113,7 +113,7 @@ bool mqtt_topic_matches(const uint8_t *filter, size_t flen, const uint8_t *topic
 /* ---- packets --------------------------------------------------------- */
 
 typedef struct {
-    mqtt_str protocol_name;  /* "MQTT" (level 4) or "MQIsdp" (level 3) */
+    mqtt_str protocol_name; /* "MQTT" (level 4) or "MQIsdp" (level 3) */
     uint8_t protocol_level;
     bool clean_session;
     bool will_flag;
@@ -122,16 +122,16 @@ typedef struct {
     bool username_flag;
     bool password_flag;
     uint16_t keepalive;
-    mqtt_str client_id;      /* may be empty */
-    mqtt_str will_topic;     /* valid topic name when will_flag */
-    mqtt_str will_payload;   /* binary */
+    mqtt_str client_id;    /* may be empty */
+    mqtt_str will_topic;   /* valid topic name when will_flag */
+    mqtt_str will_payload; /* binary */
     mqtt_str username;
-    mqtt_str password;       /* binary */
+    mqtt_str password; /* binary */
 } mqtt_connect;
 
 typedef struct {
     bool session_present;
-    uint8_t return_code;     /* 0..5 */
+    uint8_t return_code; /* 0..5 */
 } mqtt_connack;
 
 enum mqtt_connack_code {
@@ -148,7 +148,7 @@ typedef struct {
     uint8_t qos;
     bool retain;
     mqtt_str topic;
-    uint16_t packet_id;      /* 0 for QoS 0 */
+    uint16_t packet_id; /* 0 for QoS 0 */
     const uint8_t *payload;
     size_t payload_len;
 } mqtt_publish;
@@ -164,7 +164,7 @@ typedef struct {
 
 typedef struct {
     uint16_t packet_id;
-    const uint8_t *codes;     /* count return codes: 0,1,2 or 0x80 */
+    const uint8_t *codes; /* count return codes: 0,1,2 or 0x80 */
     unsigned count;
 } mqtt_suback;
 
@@ -213,8 +213,8 @@ int mqtt_encode_ack(uint8_t *buf, size_t cap, enum mqtt_type type, uint16_t pack
 /* filters[i] with qos[i]; qos may be NULL for UNSUBSCRIBE. */
 int mqtt_encode_subscribe(uint8_t *buf, size_t cap, uint16_t packet_id, const mqtt_str *filters,
                           const uint8_t *qos, unsigned count, size_t *written);
-int mqtt_encode_unsubscribe(uint8_t *buf, size_t cap, uint16_t packet_id,
-                            const mqtt_str *filters, unsigned count, size_t *written);
+int mqtt_encode_unsubscribe(uint8_t *buf, size_t cap, uint16_t packet_id, const mqtt_str *filters,
+                            unsigned count, size_t *written);
 int mqtt_encode_suback(uint8_t *buf, size_t cap, uint16_t packet_id, const uint8_t *codes,
                        unsigned count, size_t *written);
 /* PINGREQ, PINGRESP, DISCONNECT (two bytes). */

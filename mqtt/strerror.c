@@ -58,20 +58,19 @@ const char *mqtt_strerror(int err)
 }
 
 static const char *const type_names[16] = {
-    [MQTT_CONNECT] = "CONNECT",         [MQTT_CONNACK] = "CONNACK",
-    [MQTT_PUBLISH] = "PUBLISH",         [MQTT_PUBACK] = "PUBACK",
-    [MQTT_PUBREC] = "PUBREC",           [MQTT_PUBREL] = "PUBREL",
-    [MQTT_PUBCOMP] = "PUBCOMP",         [MQTT_SUBSCRIBE] = "SUBSCRIBE",
-    [MQTT_SUBACK] = "SUBACK",           [MQTT_UNSUBSCRIBE] = "UNSUBSCRIBE",
-    [MQTT_UNSUBACK] = "UNSUBACK",       [MQTT_PINGREQ] = "PINGREQ",
-    [MQTT_PINGRESP] = "PINGRESP",       [MQTT_DISCONNECT] = "DISCONNECT",
+    [MQTT_CONNECT] = "CONNECT",   [MQTT_CONNACK] = "CONNACK",
+    [MQTT_PUBLISH] = "PUBLISH",   [MQTT_PUBACK] = "PUBACK",
+    [MQTT_PUBREC] = "PUBREC",     [MQTT_PUBREL] = "PUBREL",
+    [MQTT_PUBCOMP] = "PUBCOMP",   [MQTT_SUBSCRIBE] = "SUBSCRIBE",
+    [MQTT_SUBACK] = "SUBACK",     [MQTT_UNSUBSCRIBE] = "UNSUBSCRIBE",
+    [MQTT_UNSUBACK] = "UNSUBACK", [MQTT_PINGREQ] = "PINGREQ",
+    [MQTT_PINGRESP] = "PINGRESP", [MQTT_DISCONNECT] = "DISCONNECT",
 };
 
 /* mqtt_type_name -- "PUBLISH" etc.; "RESERVED" for 0, 15 and out of range. */
 const char *mqtt_type_name(int type)
 {
-    if (type < 0 || type > 15 || type_names[type] == NULL)
-        return "RESERVED";
+    if (type < 0 || type > 15 || type_names[type] == NULL) return "RESERVED";
     return type_names[type];
 }
 

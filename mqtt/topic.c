@@ -11,14 +11,11 @@
  */
 int mqtt_topic_name_validate(const uint8_t *p, size_t len)
 {
-    if (len == 0 || len > 65535)
-        return MQTT_ERR_TOPIC;
+    if (len == 0 || len > 65535) return MQTT_ERR_TOPIC;
     int rc = mqtt_utf8_validate(p, len);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     for (size_t i = 0; i < len; i++)
-        if (p[i] == '+' || p[i] == '#')
-            return MQTT_ERR_TOPIC;
+        if (p[i] == '+' || p[i] == '#') return MQTT_ERR_TOPIC;
     return MQTT_OK;
 }
 
@@ -31,22 +28,16 @@ int mqtt_topic_name_validate(const uint8_t *p, size_t len)
  */
 int mqtt_topic_filter_validate(const uint8_t *p, size_t len)
 {
-    if (len == 0 || len > 65535)
-        return MQTT_ERR_FILTER;
+    if (len == 0 || len > 65535) return MQTT_ERR_FILTER;
     int rc = mqtt_utf8_validate(p, len);
-    if (rc != MQTT_OK)
-        return rc;
+    if (rc != MQTT_OK) return rc;
     for (size_t i = 0; i < len; i++) {
-        if (p[i] != '+' && p[i] != '#')
-            continue;
+        if (p[i] != '+' && p[i] != '#') continue;
         bool starts_level = i == 0 || p[i - 1] == '/';
         bool last = i + 1 == len;
-        if (!starts_level)
-            return MQTT_ERR_FILTER;
-        if (p[i] == '#' && !last)
-            return MQTT_ERR_FILTER;
-        if (p[i] == '+' && !last && p[i + 1] != '/')
-            return MQTT_ERR_FILTER;
+        if (!starts_level) return MQTT_ERR_FILTER;
+        if (p[i] == '#' && !last) return MQTT_ERR_FILTER;
+        if (p[i] == '+' && !last && p[i + 1] != '/') return MQTT_ERR_FILTER;
     }
     return MQTT_OK;
 }
@@ -64,34 +55,28 @@ int mqtt_topic_filter_validate(const uint8_t *p, size_t len)
  */
 bool mqtt_topic_matches(const uint8_t *filter, size_t flen, const uint8_t *topic, size_t tlen)
 {
-    if (flen == 0)
-        return false;
-    if (tlen > 0 && topic[0] == '$' && (filter[0] == '+' || filter[0] == '#'))
-        return false;
+    if (flen == 0) return false;
+    if (tlen > 0 && topic[0] == '$' && (filter[0] == '+' || filter[0] == '#')) return false;
 
     size_t f = 0, t = 0;
     for (;;) {
         /* Here f and t are both at the start of a level. */
-        if (f < flen && filter[f] == '#')
-            return true;
+        if (f < flen && filter[f] == '#') return true;
         if (f < flen && filter[f] == '+') {
             f++;
             while (t < tlen && topic[t] != '/')
                 t++;
         } else {
             while (f < flen && filter[f] != '/') {
-                if (t >= tlen || topic[t] != filter[f])
-                    return false;
+                if (t >= tlen || topic[t] != filter[f]) return false;
                 f++;
                 t++;
             }
-            if (t < tlen && topic[t] != '/')
-                return false; /* topic level is longer */
+            if (t < tlen && topic[t] != '/') return false; /* topic level is longer */
         }
 
         /* Both at the end of a level: '/' or end of string. */
-        if (f == flen)
-            return t == tlen;
+        if (f == flen) return t == tlen;
         if (t == tlen) {
             /* Topic ran out; only a trailing "/#" still matches (parent). */
             return flen - f == 2 && filter[f + 1] == '#';

@@ -22,13 +22,12 @@ int mqtt_utf8_validate(const uint8_t *p, size_t len)
     while (i < len) {
         uint8_t b = p[i];
         if (b < 0x80) {
-            if (b == 0)
-                return MQTT_ERR_UTF8;
+            if (b == 0) return MQTT_ERR_UTF8;
             i++;
             continue;
         }
 
-        size_t n;             /* continuation bytes that follow */
+        size_t n;                     /* continuation bytes that follow */
         uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the 2nd byte */
         if (b >= 0xc2 && b <= 0xdf) {
             n = 1;
@@ -48,13 +47,10 @@ int mqtt_utf8_validate(const uint8_t *p, size_t len)
             return MQTT_ERR_UTF8; /* stray continuation, C0/C1, F5..FF */
         }
 
-        if (len - i - 1 < n)
-            return MQTT_ERR_UTF8; /* truncated sequence */
-        if (p[i + 1] < lo || p[i + 1] > hi)
-            return MQTT_ERR_UTF8;
+        if (len - i - 1 < n) return MQTT_ERR_UTF8; /* truncated sequence */
+        if (p[i + 1] < lo || p[i + 1] > hi) return MQTT_ERR_UTF8;
         for (size_t k = 2; k <= n; k++)
-            if ((p[i + k] & 0xc0) != 0x80)
-                return MQTT_ERR_UTF8;
+            if ((p[i + k] & 0xc0) != 0x80) return MQTT_ERR_UTF8;
         i += n + 1;
     }
     return MQTT_OK;

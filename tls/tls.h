@@ -27,16 +27,16 @@
 
 enum tls_err {
     TLS_OK = 0,
-    TLS_WANT_READ = 1 << 28,       /* sentinels far away from byte counts */
+    TLS_WANT_READ = 1 << 28, /* sentinels far away from byte counts */
     TLS_WANT_WRITE = (1 << 28) + 1,
-    TLS_ERR_CONFIG = -1,           /* bad option / unreadable file (setup only) */
-    TLS_ERR_HANDSHAKE = -2,        /* handshake failed; see tls_conn_error() */
-    TLS_ERR_CLOSED = -3,           /* peer sent close_notify or the socket hit EOF */
-    TLS_ERR_IO = -4,               /* socket error (errno-based) */
-    TLS_ERR_PROTOCOL = -5,         /* bad record / MAC failure / alert after handshake */
+    TLS_ERR_CONFIG = -1,    /* bad option / unreadable file (setup only) */
+    TLS_ERR_HANDSHAKE = -2, /* handshake failed; see tls_conn_error() */
+    TLS_ERR_CLOSED = -3,    /* peer sent close_notify or the socket hit EOF */
+    TLS_ERR_IO = -4,        /* socket error (errno-based) */
+    TLS_ERR_PROTOCOL = -5,  /* bad record / MAC failure / alert after handshake */
     TLS_ERR_ALLOC = -6,
-    TLS_ERR_PLAINTEXT = -7,        /* handshake: peer spoke plain MQTT (or other
-                                      non-TLS bytes) on a TLS port */
+    TLS_ERR_PLAINTEXT = -7, /* handshake: peer spoke plain MQTT (or other
+                               non-TLS bytes) on a TLS port */
 };
 
 typedef struct tls_server tls_server;
@@ -44,21 +44,21 @@ typedef struct tls_client tls_client;
 typedef struct tls_conn tls_conn;
 
 typedef struct {
-    const char *certfile;          /* required */
-    const char *keyfile;           /* required */
-    const char *cafile;            /* CA(s) used to verify client certificates */
-    const char *capath;            /* directory of CA certificates */
-    const char *crlfile;           /* optional CRL (PEM) */
-    const char *ciphers;           /* NULL = secure default; ':'-separated
-                                      OpenSSL-style or IANA names */
-    const char *tls_version;       /* minimum: "tlsv1.1", "tlsv1.2" (default), "tlsv1.3" */
-    const char *keylog_file;       /* NSS key log, appended, flushed per line */
-    bool require_certificate;      /* mutual authentication */
-    bool request_certificate;      /* ask for (but do not require) a client cert:
-                                      set when cafile/capath is given */
-    unsigned session_cache_size;   /* 0 = default (10000) */
-    unsigned session_timeout;      /* seconds, 0 = default (86400) */
-    bool trace;                    /* log each handshake step (log_type tls) */
+    const char *certfile;        /* required */
+    const char *keyfile;         /* required */
+    const char *cafile;          /* CA(s) used to verify client certificates */
+    const char *capath;          /* directory of CA certificates */
+    const char *crlfile;         /* optional CRL (PEM) */
+    const char *ciphers;         /* NULL = secure default; ':'-separated
+                                    OpenSSL-style or IANA names */
+    const char *tls_version;     /* minimum: "tlsv1.1", "tlsv1.2" (default), "tlsv1.3" */
+    const char *keylog_file;     /* NSS key log, appended, flushed per line */
+    bool require_certificate;    /* mutual authentication */
+    bool request_certificate;    /* ask for (but do not require) a client cert:
+                                    set when cafile/capath is given */
+    unsigned session_cache_size; /* 0 = default (10000) */
+    unsigned session_timeout;    /* seconds, 0 = default (86400) */
+    bool trace;                  /* log each handshake step (log_type tls) */
 } tls_server_opts;
 
 /* Log hook: the broker passes its logger so tls/ never prints on its own.
@@ -81,13 +81,13 @@ void tls_server_free(tls_server *srv);
 void tls_server_tick(tls_server *srv, time_t now);
 
 typedef struct {
-    const char *cafile, *capath;   /* trust anchors (none = system default if insecure==false) */
-    const char *certfile, *keyfile;/* client certificate for mutual auth */
+    const char *cafile, *capath;    /* trust anchors (none = system default if insecure==false) */
+    const char *certfile, *keyfile; /* client certificate for mutual auth */
     const char *ciphers;
-    const char *tls_version;       /* minimum and maximum are both this if set */
-    const char *keylog_file;       /* NSS key log (the caller resolves SSLKEYLOGFILE) */
-    const char *server_name;       /* for SNI and hostname verification */
-    bool insecure;                 /* skip hostname verification only */
+    const char *tls_version; /* minimum and maximum are both this if set */
+    const char *keylog_file; /* NSS key log (the caller resolves SSLKEYLOGFILE) */
+    const char *server_name; /* for SNI and hostname verification */
+    bool insecure;           /* skip hostname verification only */
 } tls_client_opts;
 
 int tls_client_setup(tls_client **out, const tls_client_opts *opts, char *err, size_t errlen);

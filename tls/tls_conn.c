@@ -41,10 +41,8 @@ static void scan_out(tls_hs *hs, const unsigned char *p, size_t n)
                 hs->otype = hs->ohdr[0];
                 hs->orem = (size_t)hs->ohdr[3] << 8 | hs->ohdr[4];
                 hs->opos = 0;
-                if (hs->otype == MBEDTLS_SSL_MSG_ALERT)
-                    hs->alert_sent = -2;
-                if (hs->orem == 0)
-                    hs->ohdr_len = 0;
+                if (hs->otype == MBEDTLS_SSL_MSG_ALERT) hs->alert_sent = -2;
+                if (hs->orem == 0) hs->ohdr_len = 0;
             }
             continue;
         }
@@ -58,7 +56,8 @@ static void scan_out(tls_hs *hs, const unsigned char *p, size_t n)
         p += take;
         n -= take;
         if (hs->orem == 0) {
-            if (hs->otype == MBEDTLS_SSL_MSG_ALERT && total == 2 && hs->alert_body[0] == MBEDTLS_SSL_ALERT_LEVEL_FATAL)
+            if (hs->otype == MBEDTLS_SSL_MSG_ALERT && total == 2 &&
+                hs->alert_body[0] == MBEDTLS_SSL_ALERT_LEVEL_FATAL)
                 hs->alert_sent = hs->alert_body[1];
             hs->ohdr_len = 0;
         }
@@ -70,20 +69,15 @@ static int conn_send(void *ctx, const unsigned char *buf, size_t len)
     tls_conn *c = ctx;
     for (;;) {
         ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == ENOTSOCK)
-            n = write(c->fd, buf, len);
+        if (n < 0 && errno == ENOTSOCK) n = write(c->fd, buf, len);
         if (n >= 0) {
-            if (c->hs)
-                scan_out(c->hs, buf, (size_t)n);
+            if (c->hs) scan_out(c->hs, buf, (size_t)n);
             return (int)n;
         }
-        if (errno == EINTR)
-            continue;
+        if (errno == EINTR) continue;
         c->last_errno = errno;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return MBEDTLS_ERR_SSL_WANT_WRITE;
-        if (errno == EPIPE || errno == ECONNRESET)
-            return MBEDTLS_ERR_NET_CONN_RESET;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return MBEDTLS_ERR_SSL_WANT_WRITE;
+        if (errno == EPIPE || errno == ECONNRESET) return MBEDTLS_ERR_NET_CONN_RESET;
         return MBEDTLS_ERR_NET_SEND_FAILED;
     }
 }
@@ -95,8 +89,7 @@ static int conn_recv(void *ctx, unsigned char *buf, size_t len)
     tls_conn *c = ctx;
     for (;;) {
         ssize_t n = recv(c->fd, buf, len, 0);
-        if (n < 0 && errno == ENOTSOCK)
-            n = read(c->fd, buf, len);
+        if (n < 0 && errno == ENOTSOCK) n = read(c->fd, buf, len);
         if (n > 0) {
             tls_hs *hs = c->hs;
             if (hs) {
@@ -112,13 +105,10 @@ static int conn_recv(void *ctx, unsigned char *buf, size_t len)
             c->eof = true;
             return 0;
         }
-        if (errno == EINTR)
-            continue;
+        if (errno == EINTR) continue;
         c->last_errno = errno;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return MBEDTLS_ERR_SSL_WANT_READ;
-        if (errno == ECONNRESET)
-            return MBEDTLS_ERR_NET_CONN_RESET;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return MBEDTLS_ERR_SSL_WANT_READ;
+        if (errno == ECONNRESET) return MBEDTLS_ERR_NET_CONN_RESET;
         return MBEDTLS_ERR_NET_RECV_FAILED;
     }
 }
@@ -132,10 +122,8 @@ static int verify_cb(void *ud, mbedtls_x509_crt *crt, int depth, uint32_t *flags
 {
     tls_conn *c = ud;
     tls_hs *hs = c->hs;
-    if (hs == NULL)
-        return 0;
-    if (!hs->cert_seen)
-        tls_dn_format(&crt->issuer, hs->top_issuer, sizeof hs->top_issuer);
+    if (hs == NULL) return 0;
+    if (!hs->cert_seen) tls_dn_format(&crt->issuer, hs->top_issuer, sizeof hs->top_issuer);
     hs->cert_seen = true;
     if (depth == 0) {
         if (c->cli) {
@@ -165,8 +153,7 @@ static tls_conn *conn_new(int fd, const char *peer, const mbedtls_ssl_config *co
                           tls_keylog *keylog)
 {
     tls_conn *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return NULL;
+    if (c == NULL) return NULL;
     c->hs = calloc(1, sizeof *c->hs);
     if (c->hs == NULL) {
         free(c);
@@ -191,8 +178,7 @@ int tls_conn_accept(tls_conn **out, tls_server *srv, int fd, const char *peer)
 {
     *out = NULL;
     tls_conn *c = conn_new(fd, peer, &srv->conf, &srv->keylog);
-    if (c == NULL)
-        return TLS_ERR_ALLOC;
+    if (c == NULL) return TLS_ERR_ALLOC;
     c->srv = srv;
     *out = c;
     return TLS_OK;
@@ -202,8 +188,7 @@ int tls_conn_connect(tls_conn **out, tls_client *cli, int fd, const char *peer)
 {
     *out = NULL;
     tls_conn *c = conn_new(fd, peer, &cli->conf, &cli->keylog);
-    if (c == NULL)
-        return TLS_ERR_ALLOC;
+    if (c == NULL) return TLS_ERR_ALLOC;
     c->cli = cli;
 
     /* An IP address is neither sent as SNI (RFC 6066 forbids it) nor given
@@ -301,11 +286,9 @@ static void handshake_finished(tls_conn *c)
  * a certificate we cannot trust is refused, like OpenSSL's SSL_VERIFY_PEER. */
 static int check_optional_cert(tls_conn *c)
 {
-    if (c->srv == NULL || !c->srv->have_ca || c->srv->require_cert || !c->hs->cert_seen)
-        return 0;
+    if (c->srv == NULL || !c->srv->have_ca || c->srv->require_cert || !c->hs->cert_seen) return 0;
     uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
-    if (flags == 0 || flags == (uint32_t)-1)
-        return 0;
+    if (flags == 0 || flags == (uint32_t)-1) return 0;
     return MBEDTLS_ERR_X509_CERT_VERIFY_FAILED;
 }
 
@@ -323,10 +306,8 @@ static bool ticket_pending(const tls_conn *c)
 
 int tls_conn_handshake(tls_conn *c)
 {
-    if (c->result)
-        return c->result;
-    if (c->done)
-        return TLS_OK;
+    if (c->result) return c->result;
+    if (c->done) return TLS_OK;
     for (;;) {
         int prev = ssl_state(c);
         if (prev == MBEDTLS_SSL_HANDSHAKE_OVER) {
@@ -335,16 +316,13 @@ int tls_conn_handshake(tls_conn *c)
         }
         bool nst_before = ticket_pending(c);
         int ret = mbedtls_ssl_handshake_step(&c->ssl);
-        if (prev < 32)
-            c->hs->states_seen |= 1u << prev;
+        if (prev < 32) c->hs->states_seen |= 1u << prev;
         if ((c->srv && c->srv->trace) || (c->cli && c->cli->trace))
             tls_diag_trace_step(c, prev, nst_before && !ticket_pending(c));
         if (ret == 0 && prev == MBEDTLS_SSL_CLIENT_CERTIFICATE && ssl_state(c) != prev)
             ret = check_optional_cert(c);
-        if (ret == MBEDTLS_ERR_SSL_WANT_READ)
-            return TLS_WANT_READ;
-        if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
-            return TLS_WANT_WRITE;
+        if (ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_READ;
+        if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) return TLS_WANT_WRITE;
         if (ret != 0) {
             tls_diag_failure(c, ret);
             return c->result;
@@ -371,15 +349,18 @@ static ssize_t io_failure(tls_conn *c, int ret, const char *what)
     } else if (ret == MBEDTLS_ERR_NET_CONN_RESET || ret == MBEDTLS_ERR_NET_SEND_FAILED ||
                ret == MBEDTLS_ERR_NET_RECV_FAILED) {
         c->result = TLS_ERR_IO;
-        tls_conn_set_error(c, "TLS %s failed: %s", what, strerror(c->last_errno ? c->last_errno : ECONNRESET));
+        tls_conn_set_error(c, "TLS %s failed: %s", what,
+                           strerror(c->last_errno ? c->last_errno : ECONNRESET));
     } else if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
         int desc = c->ssl.TLS_PRIV(in_msg) ? c->ssl.TLS_PRIV(in_msg)[1] : -1;
         c->result = TLS_ERR_PROTOCOL;
         tls_conn_set_error(c, "peer sent fatal alert %s (%d)", tls_alert_name(desc), desc);
     } else if (ret == MBEDTLS_ERR_SSL_INVALID_MAC) {
         c->result = TLS_ERR_PROTOCOL;
-        tls_conn_set_error(c, "TLS %s failed: a record failed authentication (bad_record_mac): "
-                           "corrupted or tampered with in transit", what);
+        tls_conn_set_error(c,
+                           "TLS %s failed: a record failed authentication (bad_record_mac): "
+                           "corrupted or tampered with in transit",
+                           what);
     } else if (ret == MBEDTLS_ERR_SSL_ALLOC_FAILED) {
         c->result = TLS_ERR_ALLOC;
         tls_conn_set_error(c, "TLS %s failed: out of memory", what);
@@ -395,24 +376,17 @@ ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t len)
 {
     if (!c->done && !c->result) {
         int r = tls_conn_handshake(c);
-        if (r != TLS_OK)
-            return r;
+        if (r != TLS_OK) return r;
     }
-    if (c->result)
-        return c->result;
-    if (len == 0)
-        return 0;
+    if (c->result) return c->result;
+    if (len == 0) return 0;
     for (;;) {
         int ret = mbedtls_ssl_read(&c->ssl, buf, len);
-        if (ret > 0)
-            return ret;
-        if (ret == MBEDTLS_ERR_SSL_WANT_READ)
-            return TLS_WANT_READ;
-        if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
-            return TLS_WANT_WRITE;
+        if (ret > 0) return ret;
+        if (ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_READ;
+        if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) return TLS_WANT_WRITE;
 #if defined(MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
-        if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
-            continue;
+        if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) continue;
 #endif
         return io_failure(c, ret, "read");
     }
@@ -421,8 +395,7 @@ ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t len)
 /* Flushes a record mbedTLS buffered earlier (out_left > 0). */
 static int flush_pending(tls_conn *c)
 {
-    if (c->ssl.TLS_PRIV(out_left) == 0)
-        return 0;
+    if (c->ssl.TLS_PRIV(out_left) == 0) return 0;
 #if MBEDTLS_VERSION_MAJOR < 3
     return mbedtls_ssl_flush_output(&c->ssl);
 #else
@@ -440,57 +413,44 @@ ssize_t tls_conn_write(tls_conn *c, const uint8_t *buf, size_t len)
 {
     if (!c->done && !c->result) {
         int r = tls_conn_handshake(c);
-        if (r != TLS_OK)
-            return r;
+        if (r != TLS_OK) return r;
     }
-    if (c->result)
-        return c->result;
+    if (c->result) return c->result;
     int ret = flush_pending(c);
-    if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
-        return TLS_WANT_WRITE;
-    if (ret != 0)
-        return io_failure(c, ret, "write");
-    if (len == 0)
-        return 0;
+    if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) return TLS_WANT_WRITE;
+    if (ret != 0) return io_failure(c, ret, "write");
+    if (len == 0) return 0;
     int maxp = mbedtls_ssl_get_max_out_record_payload(&c->ssl);
     size_t n = len;
-    if (maxp > 0 && n > (size_t)maxp)
-        n = (size_t)maxp;
+    if (maxp > 0 && n > (size_t)maxp) n = (size_t)maxp;
     ret = mbedtls_ssl_write(&c->ssl, buf, n);
-    if (ret > 0)
-        return ret;
+    if (ret > 0) return ret;
     if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
         return c->ssl.TLS_PRIV(out_left) > 0 ? (ssize_t)n : TLS_WANT_WRITE;
-    if (ret == MBEDTLS_ERR_SSL_WANT_READ)
-        return TLS_WANT_READ;
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_READ;
     return io_failure(c, ret, "write");
 }
 
 size_t tls_conn_pending(const tls_conn *c)
 {
-    if (c == NULL || !c->done || c->result)
-        return 0;
+    if (c == NULL || !c->done || c->result) return 0;
     size_t n = mbedtls_ssl_get_bytes_avail(&c->ssl);
     /* a whole record already read but not yet decrypted also needs a read */
-    if (n == 0 && mbedtls_ssl_check_pending(&c->ssl))
-        n = 1;
+    if (n == 0 && mbedtls_ssl_check_pending(&c->ssl)) n = 1;
     return n;
 }
 
 void tls_conn_close_notify(tls_conn *c)
 {
-    if (c == NULL || !c->done || c->close_sent)
-        return;
-    if (c->result && c->result != TLS_ERR_CLOSED)
-        return;
+    if (c == NULL || !c->done || c->close_sent) return;
+    if (c->result && c->result != TLS_ERR_CLOSED) return;
     c->close_sent = true;
     (void)mbedtls_ssl_close_notify(&c->ssl);
 }
 
 void tls_conn_free(tls_conn *c)
 {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     mbedtls_ssl_free(&c->ssl);
     free(c->hs);
     free(c->err);
@@ -503,8 +463,7 @@ void tls_conn_free(tls_conn *c)
 
 const char *tls_conn_error(const tls_conn *c)
 {
-    if (c == NULL)
-        return "no connection";
+    if (c == NULL) return "no connection";
     return c->err ? c->err : "no error";
 }
 
@@ -520,23 +479,23 @@ const char *tls_conn_peer_cn(const tls_conn *c)
 
 void tls_conn_describe(const tls_conn *c, char *buf, size_t len)
 {
-    if (len == 0)
-        return;
+    if (len == 0) return;
     if (!c->done) {
         snprintf(buf, len, "%s", c->result ? "handshake failed" : "handshake in progress");
         return;
     }
-    const char *v = mbedtls_ssl_get_version(&c->ssl);   /* "TLSv1.2" */
+    const char *v = mbedtls_ssl_get_version(&c->ssl); /* "TLSv1.2" */
     char ver[16];
     if (strncmp(v, "TLSv", 4) == 0)
         snprintf(ver, sizeof ver, "TLS %s", v + 4);
     else
         snprintf(ver, sizeof ver, "%s", v);
     char suite[64];
-    tls_suite_openssl_name(mbedtls_ssl_get_ciphersuite_id(mbedtls_ssl_get_ciphersuite(&c->ssl)), suite,
-                           sizeof suite);
-    const char *how = c->resumed == 2 ? "resumed session (ticket)"
-                    : c->resumed == 1 ? "resumed session (session id)" : "full handshake";
+    tls_suite_openssl_name(mbedtls_ssl_get_ciphersuite_id(mbedtls_ssl_get_ciphersuite(&c->ssl)),
+                           suite, sizeof suite);
+    const char *how = c->resumed == 2   ? "resumed session (ticket)"
+                      : c->resumed == 1 ? "resumed session (session id)"
+                                        : "full handshake";
     char who[300];
     if (c->srv) {
         if (c->peer_subject)
@@ -547,7 +506,8 @@ void tls_conn_describe(const tls_conn *c, char *buf, size_t len)
         snprintf(who, sizeof who, "server certificate %s NOT verified (no CA given)",
                  c->peer_subject ? c->peer_subject : "");
     } else {
-        snprintf(who, sizeof who, "server certificate %s%s", c->peer_subject ? c->peer_subject : "(resumed)",
+        snprintf(who, sizeof who, "server certificate %s%s",
+                 c->peer_subject ? c->peer_subject : "(resumed)",
                  c->cli->insecure ? " (host name not checked)" : "");
     }
     snprintf(buf, len, "%s, %s, %s, %s", ver, suite, how, who);
@@ -556,42 +516,44 @@ void tls_conn_describe(const tls_conn *c, char *buf, size_t len)
 #if MBEDTLS_VERSION_MAJOR < 3
 static size_t cipher_ctx_size(const mbedtls_cipher_context_t *cc)
 {
-    if (cc->cipher_info == NULL)
-        return 0;
+    if (cc->cipher_info == NULL) return 0;
     switch (mbedtls_cipher_get_cipher_mode(cc)) {
-    case MBEDTLS_MODE_GCM: return sizeof(mbedtls_gcm_context) + sizeof(mbedtls_aes_context);
-    case MBEDTLS_MODE_CHACHAPOLY: return sizeof(mbedtls_chachapoly_context);
-    default: return sizeof(mbedtls_aes_context);
+    case MBEDTLS_MODE_GCM:
+        return sizeof(mbedtls_gcm_context) + sizeof(mbedtls_aes_context);
+    case MBEDTLS_MODE_CHACHAPOLY:
+        return sizeof(mbedtls_chachapoly_context);
+    default:
+        return sizeof(mbedtls_aes_context);
     }
 }
 
 static size_t md_ctx_size(const mbedtls_md_context_t *md)
 {
-    if (md->md_info == NULL)
-        return 0;
+    if (md->md_info == NULL) return 0;
     switch (mbedtls_md_get_type(md->md_info)) {
-    case MBEDTLS_MD_SHA1: return sizeof(mbedtls_sha1_context) + 2 * 64;
-    case MBEDTLS_MD_SHA256: return sizeof(mbedtls_sha256_context) + 2 * 64;
-    default: return sizeof(mbedtls_sha512_context) + 2 * 128;
+    case MBEDTLS_MD_SHA1:
+        return sizeof(mbedtls_sha1_context) + 2 * 64;
+    case MBEDTLS_MD_SHA256:
+        return sizeof(mbedtls_sha256_context) + 2 * 64;
+    default:
+        return sizeof(mbedtls_sha512_context) + 2 * 128;
     }
 }
 
 static size_t transform_size(const mbedtls_ssl_transform *t)
 {
-    if (t == NULL)
-        return 0;
+    if (t == NULL) return 0;
     return sizeof *t + cipher_ctx_size(&t->cipher_ctx_enc) + cipher_ctx_size(&t->cipher_ctx_dec) +
            md_ctx_size(&t->md_ctx_enc) + md_ctx_size(&t->md_ctx_dec);
 }
 
 static size_t session_size(const mbedtls_ssl_session *s)
 {
-    if (s == NULL)
-        return 0;
+    if (s == NULL) return 0;
     size_t n = sizeof *s;
 #if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE)
     for (const mbedtls_x509_crt *p = s->peer_cert; p; p = p->next)
-        n += sizeof *p + p->raw.len + 512;      /* + parsed names and key, roughly */
+        n += sizeof *p + p->raw.len + 512; /* + parsed names and key, roughly */
 #endif
 #if defined(MBEDTLS_SSL_SESSION_TICKETS) && defined(MBEDTLS_SSL_CLI_C)
     n += s->ticket_len;
@@ -606,35 +568,24 @@ static size_t session_size(const mbedtls_ssl_session *s)
  * with malloc's own accounting. */
 size_t tls_conn_memory(const tls_conn *c)
 {
-    if (c == NULL)
-        return 0;
+    if (c == NULL) return 0;
     size_t n = sizeof *c;
-    if (c->hs)
-        n += sizeof *c->hs;
-    if (c->err)
-        n += strlen(c->err) + 1;
-    if (c->peer_subject)
-        n += strlen(c->peer_subject) + 1;
-    if (c->peer_cn)
-        n += strlen(c->peer_cn) + 1;
+    if (c->hs) n += sizeof *c->hs;
+    if (c->err) n += strlen(c->err) + 1;
+    if (c->peer_subject) n += strlen(c->peer_subject) + 1;
+    if (c->peer_cn) n += strlen(c->peer_cn) + 1;
 #if MBEDTLS_VERSION_MAJOR < 3
     const mbedtls_ssl_context *s = &c->ssl;
-    if (s->in_buf)
-        n += MBEDTLS_SSL_IN_BUFFER_LEN;
-    if (s->out_buf)
-        n += MBEDTLS_SSL_OUT_BUFFER_LEN;
+    if (s->in_buf) n += MBEDTLS_SSL_IN_BUFFER_LEN;
+    if (s->out_buf) n += MBEDTLS_SSL_OUT_BUFFER_LEN;
     n += session_size(s->session);
-    if (s->session_negotiate != s->session)
-        n += session_size(s->session_negotiate);
+    if (s->session_negotiate != s->session) n += session_size(s->session_negotiate);
     n += transform_size(s->transform);
-    if (s->transform_negotiate != s->transform)
-        n += transform_size(s->transform_negotiate);
-    if (s->handshake)
-        n += sizeof *s->handshake;
-    if (s->hostname)
-        n += strlen(s->hostname) + 1;
+    if (s->transform_negotiate != s->transform) n += transform_size(s->transform_negotiate);
+    if (s->handshake) n += sizeof *s->handshake;
+    if (s->hostname) n += strlen(s->hostname) + 1;
 #else
-    n += 2 * (16384 + 256) + 2048;  /* record buffers + session/transform estimate */
+    n += 2 * (16384 + 256) + 2048; /* record buffers + session/transform estimate */
 #endif
     return n;
 }

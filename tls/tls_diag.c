@@ -19,12 +19,18 @@
 const char *tls_version_name(int minor)
 {
     switch (minor) {
-    case 0: return "SSL 3.0";
-    case TLS_V10: return "TLS 1.0";
-    case TLS_V11: return "TLS 1.1";
-    case TLS_V12: return "TLS 1.2";
-    case TLS_V13: return "TLS 1.3";
-    default: return "an unknown TLS version";
+    case 0:
+        return "SSL 3.0";
+    case TLS_V10:
+        return "TLS 1.0";
+    case TLS_V11:
+        return "TLS 1.1";
+    case TLS_V12:
+        return "TLS 1.2";
+    case TLS_V13:
+        return "TLS 1.3";
+    default:
+        return "an unknown TLS version";
     }
 }
 
@@ -44,8 +50,7 @@ void tls_conn_log(const tls_conn *c, int level, const char *fmt, ...)
 {
     tls_log_fn log = c->srv ? c->srv->log : c->cli->log;
     void *ud = c->srv ? c->srv->log_ud : c->cli->log_ud;
-    if (log == NULL)
-        return;
+    if (log == NULL) return;
     char msg[600], line[700];
     va_list ap;
     va_start(ap, fmt);
@@ -92,67 +97,55 @@ bool tls_hello_parse(const uint8_t *buf, size_t len, tls_hello *h)
     uint8_t msg[TLS_FIRST_MAX];
     size_t mlen = hello_join(buf, len, msg);
     memset(h, 0, sizeof *h);
-    if (mlen < 4 + 2 + 32 + 1 || msg[0] != MBEDTLS_SSL_HS_CLIENT_HELLO)
-        return false;
+    if (mlen < 4 + 2 + 32 + 1 || msg[0] != MBEDTLS_SSL_HS_CLIENT_HELLO) return false;
     const uint8_t *p = msg + 4, *end = msg + mlen;
     size_t hl = (size_t)msg[1] << 16 | (size_t)msg[2] << 8 | msg[3];
-    if (4 + hl < mlen)
-        end = msg + 4 + hl;
+    if (4 + hl < mlen) end = msg + 4 + hl;
     h->hello_minor = p[0] == 3 ? p[1] : -1;
     h->max_minor = h->min_minor = h->hello_minor;
     p += 2 + 32;
     h->sid_len = *p++;
     p += h->sid_len;
-    if (p + 2 > end)
-        return false;
+    if (p + 2 > end) return false;
     size_t sl = (size_t)p[0] << 8 | p[1];
     p += 2;
     for (size_t i = 0; i + 1 < sl && p + i + 1 < end; i += 2) {
         int id = p[i] << 8 | p[i + 1];
-        if (grease(id) || id == 0x00ff || id == 0x5600)
-            continue;
-        if (h->nsuites < 32)
-            h->suites[h->nsuites] = id;
+        if (grease(id) || id == 0x00ff || id == 0x5600) continue;
+        if (h->nsuites < 32) h->suites[h->nsuites] = id;
         h->nsuites++;
     }
     h->suites[h->nsuites < 32 ? h->nsuites : 32] = 0;
     h->ok = true;
     p += sl;
-    if (p + 1 > end)
-        return true;
-    p += 1 + *p;                         /* compression methods */
-    if (p + 2 > end)
-        return true;
+    if (p + 1 > end) return true;
+    p += 1 + *p; /* compression methods */
+    if (p + 2 > end) return true;
     const uint8_t *eend = p + 2 + ((size_t)p[0] << 8 | p[1]);
-    if (eend > end)
-        eend = end;
+    if (eend > end) eend = end;
     p += 2;
     while (p + 4 <= eend) {
         int type = p[0] << 8 | p[1];
         size_t el = (size_t)p[2] << 8 | p[3];
         const uint8_t *e = p + 4;
-        if (e + el > eend)
-            break;
-        if (type == 0 && el > 5 && e[2] == 0) {             /* server_name, host_name */
+        if (e + el > eend) break;
+        if (type == 0 && el > 5 && e[2] == 0) { /* server_name, host_name */
             size_t nl = (size_t)e[3] << 8 | e[4];
             if (5 + nl <= el && nl < sizeof h->sni) {
                 for (size_t i = 0; i < nl; i++)
                     h->sni[i] = (e[5 + i] < 0x20 || e[5 + i] >= 0x7f) ? '?' : (char)e[5 + i];
                 h->sni[nl] = '\0';
             }
-        } else if (type == 35) {                             /* session_ticket */
+        } else if (type == 35) { /* session_ticket */
             h->ticket_ext = true;
             h->ticket_len = el;
-        } else if (type == 43 && el >= 1) {                  /* supported_versions */
+        } else if (type == 43 && el >= 1) { /* supported_versions */
             int hi = -1, lo = 99;
             for (size_t i = 1; i + 1 < el && i < (size_t)e[0] + 1; i += 2) {
                 int v = e[i] << 8 | e[i + 1];
-                if (grease(v) || e[i] != 3)
-                    continue;
-                if (e[i + 1] > hi)
-                    hi = e[i + 1];
-                if (e[i + 1] < lo)
-                    lo = e[i + 1];
+                if (grease(v) || e[i] != 3) continue;
+                if (e[i + 1] > hi) hi = e[i + 1];
+                if (e[i + 1] < lo) lo = e[i + 1];
             }
             if (hi >= 0) {
                 h->max_minor = hi;
@@ -171,12 +164,10 @@ static size_t hello_wire_suites(const uint8_t *buf, size_t len, size_t fallback)
 {
     uint8_t msg[TLS_FIRST_MAX];
     size_t mlen = hello_join(buf, len, msg);
-    if (mlen < 4 + 2 + 32 + 1)
-        return fallback;
+    if (mlen < 4 + 2 + 32 + 1) return fallback;
     size_t at = 4 + 2 + 32;
     at += 1 + msg[at];
-    if (at + 2 > mlen)
-        return fallback;
+    if (at + 2 > mlen) return fallback;
     return ((size_t)msg[at] << 8 | msg[at + 1]) / 2;
 }
 
@@ -193,22 +184,27 @@ static void client_hello_line(const tls_conn *c, char *line, size_t len)
     char ver[128];
     if (h.max_minor != h.hello_minor || h.min_minor != h.hello_minor) {
         if (h.min_minor == h.max_minor)
-            snprintf(ver, sizeof ver, "%s (supported_versions: %s only)", tls_version_name(h.hello_minor),
-                     tls_version_name(h.max_minor));
+            snprintf(ver, sizeof ver, "%s (supported_versions: %s only)",
+                     tls_version_name(h.hello_minor), tls_version_name(h.max_minor));
         else
-            snprintf(ver, sizeof ver, "%s (supported_versions: %s to %s)", tls_version_name(h.hello_minor),
-                     tls_version_name(h.min_minor), tls_version_name(h.max_minor));
+            snprintf(ver, sizeof ver, "%s (supported_versions: %s to %s)",
+                     tls_version_name(h.hello_minor), tls_version_name(h.min_minor),
+                     tls_version_name(h.max_minor));
     } else {
         snprintf(ver, sizeof ver, "%s", tls_version_name(h.hello_minor));
     }
     size_t wire = hello_wire_suites(c->hs->first, c->hs->first_len, h.nsuites);
     char extra[96] = "";
     if (wire != h.nsuites)
-        snprintf(extra, sizeof extra, " (Wireshark lists %zu, counting signalling values such as "
-                 "the renegotiation SCSV)", wire);
-    snprintf(line, len, "<- ClientHello: %s, %zu cipher suite%s%s%s%s%s%s", ver, h.nsuites, h.nsuites == 1 ? "" : "s",
-             h.sni[0] ? ", SNI " : ", no SNI", h.sni,
-             h.ticket_len ? ", offers a session ticket" : h.ticket_ext ? ", asks for a ticket" : "",
+        snprintf(extra, sizeof extra,
+                 " (Wireshark lists %zu, counting signalling values such as "
+                 "the renegotiation SCSV)",
+                 wire);
+    snprintf(line, len, "<- ClientHello: %s, %zu cipher suite%s%s%s%s%s%s", ver, h.nsuites,
+             h.nsuites == 1 ? "" : "s", h.sni[0] ? ", SNI " : ", no SNI", h.sni,
+             h.ticket_len   ? ", offers a session ticket"
+             : h.ticket_ext ? ", asks for a ticket"
+                            : "",
              h.sid_len && !h.ticket_len ? ", offers a session id" : "", extra);
 }
 
@@ -217,23 +213,28 @@ static void client_hello_line(const tls_conn *c, char *line, size_t len)
 static const char *curve_name(int tls_id)
 {
     const mbedtls_ecp_curve_info *info = mbedtls_ecp_curve_info_from_tls_id((uint16_t)tls_id);
-    if (info == NULL)
-        return "an unknown curve";
-    if (strcmp(info->name, "x25519") == 0)
-        return "x25519";
+    if (info == NULL) return "an unknown curve";
+    if (strcmp(info->name, "x25519") == 0) return "x25519";
     return info->name;
 }
 
 /* TLS 1.2 SignatureAndHashAlgorithm, named as Wireshark names it. */
 static void sig_alg_name(int hash, int sig, char *buf, size_t len)
 {
-    const char *h = hash == 2 ? "sha1" : hash == 3 ? "sha224" : hash == 4 ? "sha256"
-                  : hash == 5 ? "sha384" : hash == 6 ? "sha512" : NULL;
+    const char *h = hash == 2   ? "sha1"
+                    : hash == 3 ? "sha224"
+                    : hash == 4 ? "sha256"
+                    : hash == 5 ? "sha384"
+                    : hash == 6 ? "sha512"
+                                : NULL;
     if (h && sig == 1)
         snprintf(buf, len, "rsa_pkcs1_%s (0x%02x%02x)", h, hash, sig);
     else if (h && sig == 3 && hash >= 4)
-        snprintf(buf, len, "ecdsa_%s_%s (0x%02x%02x)", hash == 4 ? "secp256r1" : hash == 5 ? "secp384r1"
-                 : "secp521r1", h, hash, sig);
+        snprintf(buf, len, "ecdsa_%s_%s (0x%02x%02x)",
+                 hash == 4   ? "secp256r1"
+                 : hash == 5 ? "secp384r1"
+                             : "secp521r1",
+                 h, hash, sig);
     else if (h && sig == 3)
         snprintf(buf, len, "ecdsa_%s (0x%02x%02x)", h, hash, sig);
     else
@@ -247,13 +248,10 @@ static void sig_alg_name(int hash, int sig, char *buf, size_t len)
 static const uint8_t *hs_msg(const tls_conn *c, bool sent, int type, size_t need, size_t *mlen)
 {
     const uint8_t *m = sent ? c->ssl.TLS_PRIV(out_msg) : c->ssl.TLS_PRIV(in_msg);
-    if (m == NULL || m[0] != type)
-        return NULL;
+    if (m == NULL || m[0] != type) return NULL;
     size_t n = (size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3];
-    if (n + 4 < need)
-        return NULL;
-    if (mlen)
-        *mlen = n + 4;
+    if (n + 4 < need) return NULL;
+    if (mlen) *mlen = n + 4;
     return m;
 }
 
@@ -269,7 +267,8 @@ static int server_hello_suite(const tls_conn *c, bool srv, int *sid_len)
         return m[39 + m[38]] << 8 | m[40 + m[38]];
     }
 #if MBEDTLS_VERSION_MAJOR < 3
-    const mbedtls_ssl_session *s = c->ssl.session_negotiate ? c->ssl.session_negotiate : c->ssl.session;
+    const mbedtls_ssl_session *s =
+        c->ssl.session_negotiate ? c->ssl.session_negotiate : c->ssl.session;
     return s ? s->ciphersuite : 0;
 #else
     const char *name = mbedtls_ssl_get_ciphersuite(&c->ssl);
@@ -283,8 +282,7 @@ static void suite_names(int id, char *ossl, size_t olen, char *iana, size_t ilen
     tls_suite_openssl_name(id, ossl, olen);
     snprintf(iana, ilen, "%s", info ? mbedtls_ssl_get_ciphersuite_name(id) : "?");
     for (char *q = iana; *q; q++)
-        if (*q == '-')
-            *q = '_';
+        if (*q == '-') *q = '_';
 }
 
 static const mbedtls_x509_crt *negotiating_peer_cert(const tls_conn *c)
@@ -342,7 +340,8 @@ static void server_key_exchange_line(const tls_conn *c, bool srv, char *line, si
 static bool kx_is_ecdhe(const tls_conn *c)
 {
 #if MBEDTLS_VERSION_MAJOR < 3
-    const mbedtls_ssl_session *s = c->ssl.session_negotiate ? c->ssl.session_negotiate : c->ssl.session;
+    const mbedtls_ssl_session *s =
+        c->ssl.session_negotiate ? c->ssl.session_negotiate : c->ssl.session;
     const char *name = s ? mbedtls_ssl_get_ciphersuite_name(s->ciphersuite) : NULL;
 #else
     const char *name = mbedtls_ssl_get_ciphersuite(&c->ssl);
@@ -380,14 +379,16 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
         size_t n = 0;
         const uint8_t *m = hs_msg(c, srv, MBEDTLS_SSL_HS_NEW_SESSION_TICKET, 4 + 6, &n);
         if (m)
-            tls_conn_log(c, 4, "%s NewSessionTicket: lifetime %lu s, ticket %u bytes (for resumption)",
-                         srv ? "->" : "<-", (unsigned long)m[4] << 24 | (unsigned long)m[5] << 16 |
-                         (unsigned long)m[6] << 8 | m[7], (unsigned)(m[8] << 8 | m[9]));
+            tls_conn_log(c, 4,
+                         "%s NewSessionTicket: lifetime %lu s, ticket %u bytes (for resumption)",
+                         srv ? "->" : "<-",
+                         (unsigned long)m[4] << 24 | (unsigned long)m[5] << 16 |
+                             (unsigned long)m[6] << 8 | m[7],
+                         (unsigned)(m[8] << 8 | m[9]));
         else
             tls_conn_log(c, 4, "%s NewSessionTicket", srv ? "->" : "<-");
     }
-    if (now == prev)
-        return;
+    if (now == prev) return;
     const char *in = srv ? "<-" : "->", *out = srv ? "->" : "<-";
     switch (prev) {
     case MBEDTLS_SSL_CLIENT_HELLO:
@@ -398,7 +399,8 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
                      tls_version_name(c->cli->minor), suite_count(c->cli->suites),
                      c->cli->server_name && !c->hs->iplen ? ", SNI " : ", no SNI",
                      c->cli->server_name && !c->hs->iplen ? c->cli->server_name : "",
-                     c->cli->have_saved && c->cli->resume != TLS_RESUME_OFF ? ", offers to resume" : "");
+                     c->cli->have_saved && c->cli->resume != TLS_RESUME_OFF ? ", offers to resume"
+                                                                            : "");
         }
         break;
     case MBEDTLS_SSL_SERVER_HELLO: {
@@ -414,19 +416,20 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
         }
         suite_names(id, a, sizeof a, b, sizeof b);
         snprintf(line, sizeof line, "%s ServerHello: %s, %s (%s), %s", out,
-                 tls_version_name(c->ssl.TLS_PRIV(minor_ver)), a, b, resuming ? how : "new session");
+                 tls_version_name(c->ssl.TLS_PRIV(minor_ver)), a, b,
+                 resuming ? how : "new session");
         break;
     }
     case MBEDTLS_SSL_SERVER_CERTIFICATE:
         if (srv) {
             char dn[200];
             tls_dn_format(&c->srv->cert.subject, dn, sizeof dn);
-            snprintf(line, sizeof line, "-> Certificate: %s (%d in chain)", dn, chain_len(&c->srv->cert));
+            snprintf(line, sizeof line, "-> Certificate: %s (%d in chain)", dn,
+                     chain_len(&c->srv->cert));
         } else {
             const mbedtls_x509_crt *p = negotiating_peer_cert(c);
             char dn[200] = "";
-            if (p)
-                tls_dn_format(&p->subject, dn, sizeof dn);
+            if (p) tls_dn_format(&p->subject, dn, sizeof dn);
             snprintf(line, sizeof line, "<- Certificate: %s (%d in chain)", dn, chain_len(p));
         }
         break;
@@ -438,7 +441,8 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
         if (srv && c->srv->have_ca) {
             char dn[200];
             tls_dn_format(&c->srv->ca.subject, dn, sizeof dn);
-            snprintf(line, sizeof line, "-> CertificateRequest (client certificate %s): signed by %s%s",
+            snprintf(line, sizeof line,
+                     "-> CertificateRequest (client certificate %s): signed by %s%s",
                      c->srv->require_cert ? "required" : "optional", dn,
                      c->srv->ca.next && c->srv->ca.next->version ? " or another CA in cafile" : "");
         }
@@ -451,20 +455,20 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
         snprintf(line, sizeof line, "%s ServerHelloDone", out);
         break;
     case MBEDTLS_SSL_CLIENT_CERTIFICATE:
-        if (srv && c->srv->have_ca)
-            client_cert_line(c, line, sizeof line);
+        if (srv && c->srv->have_ca) client_cert_line(c, line, sizeof line);
 #if MBEDTLS_VERSION_MAJOR < 3
         else if (!srv && c->ssl.client_auth)
-            snprintf(line, sizeof line, "-> Certificate: %s", c->cli->have_cert ? "our client certificate"
-                                                                             : "empty (no --cert given)");
+            snprintf(line, sizeof line, "-> Certificate: %s",
+                     c->cli->have_cert ? "our client certificate" : "empty (no --cert given)");
 #endif
         break;
     case MBEDTLS_SSL_CLIENT_KEY_EXCHANGE: {
-        const uint8_t *m = srv && kx_is_ecdhe(c) ? hs_msg(c, false, MBEDTLS_SSL_HS_CLIENT_KEY_EXCHANGE, 5, NULL)
-                                                 : NULL;
+        const uint8_t *m = srv && kx_is_ecdhe(c)
+                               ? hs_msg(c, false, MBEDTLS_SSL_HS_CLIENT_KEY_EXCHANGE, 5, NULL)
+                               : NULL;
         if (m)
-            snprintf(line, sizeof line, "%s ClientKeyExchange: client's ECDHE public key %u bytes", in,
-                     (unsigned)m[4]);
+            snprintf(line, sizeof line, "%s ClientKeyExchange: client's ECDHE public key %u bytes",
+                     in, (unsigned)m[4]);
         else
             snprintf(line, sizeof line, "%s ClientKeyExchange", in);
         break;
@@ -475,11 +479,14 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
             || (!srv && c->ssl.client_auth && c->cli->have_cert)
 #endif
         ) {
-            const uint8_t *m = srv ? hs_msg(c, false, MBEDTLS_SSL_HS_CERTIFICATE_VERIFY, 6, NULL) : NULL;
+            const uint8_t *m =
+                srv ? hs_msg(c, false, MBEDTLS_SSL_HS_CERTIFICATE_VERIFY, 6, NULL) : NULL;
             if (m) {
                 sig_alg_name(m[4], m[5], a, sizeof a);
-                snprintf(line, sizeof line, "%s CertificateVerify: signed with %s (proves the client "
-                         "holds the certificate's key)", in, a);
+                snprintf(line, sizeof line,
+                         "%s CertificateVerify: signed with %s (proves the client "
+                         "holds the certificate's key)",
+                         in, a);
             } else {
                 snprintf(line, sizeof line, "%s CertificateVerify", in);
             }
@@ -489,8 +496,10 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
         snprintf(line, sizeof line, "%s ChangeCipherSpec (the client encrypts from here on)", in);
         break;
     case MBEDTLS_SSL_CLIENT_FINISHED:
-        snprintf(line, sizeof line, "%s Finished (encrypted: \"Encrypted Handshake Message\" without "
-                 "the key log)", in);
+        snprintf(line, sizeof line,
+                 "%s Finished (encrypted: \"Encrypted Handshake Message\" without "
+                 "the key log)",
+                 in);
         break;
     case MBEDTLS_SSL_SERVER_NEW_SESSION_TICKET:
         snprintf(line, sizeof line, "%s NewSessionTicket", out);
@@ -499,14 +508,15 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
         snprintf(line, sizeof line, "%s ChangeCipherSpec (the server encrypts from here on)", out);
         break;
     case MBEDTLS_SSL_SERVER_FINISHED:
-        snprintf(line, sizeof line, "%s Finished (encrypted: \"Encrypted Handshake Message\" without "
-                 "the key log)", out);
+        snprintf(line, sizeof line,
+                 "%s Finished (encrypted: \"Encrypted Handshake Message\" without "
+                 "the key log)",
+                 out);
         break;
     default:
         break;
     }
-    if (line[0])
-        tls_conn_log(c, 4, "%s", line);
+    if (line[0]) tls_conn_log(c, 4, "%s", line);
 }
 
 static const char *first_bytes_kind(const tls_hs *hs);
@@ -518,7 +528,8 @@ static void trace_failure(tls_conn *c, int alert_in, const char *why)
     bool srv = c->srv != NULL;
     int state = c->ssl.TLS_PRIV(state);
     char line[400];
-    if (srv && state == MBEDTLS_SSL_CLIENT_HELLO && c->hs->first_len > 0 && !first_bytes_kind(c->hs)) {
+    if (srv && state == MBEDTLS_SSL_CLIENT_HELLO && c->hs->first_len > 0 &&
+        !first_bytes_kind(c->hs)) {
         tls_hello h;
         if (tls_hello_parse(c->hs->first, c->hs->first_len, &h)) {
             client_hello_line(c, line, sizeof line);
@@ -531,7 +542,8 @@ static void trace_failure(tls_conn *c, int alert_in, const char *why)
     if (alert_in >= 0)
         tls_conn_log(c, 4, "<- Alert: fatal, %s (%d)", tls_alert_name(alert_in), alert_in);
     if (c->hs->alert_sent >= 0)
-        tls_conn_log(c, 4, "-> Alert: fatal, %s (%d)", tls_alert_name(c->hs->alert_sent), c->hs->alert_sent);
+        tls_conn_log(c, 4, "-> Alert: fatal, %s (%d)", tls_alert_name(c->hs->alert_sent),
+                     c->hs->alert_sent);
     else if (c->hs->alert_sent == -2)
         tls_conn_log(c, 4, "-> Alert (encrypted)");
     tls_conn_log(c, 4, "handshake failed (mbedTLS state %d): %s", state, why);
@@ -543,14 +555,12 @@ static size_t cat(char *buf, size_t len, size_t pos, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static size_t cat(char *buf, size_t len, size_t pos, const char *fmt, ...)
 {
-    if (pos >= len)
-        return pos;
+    if (pos >= len) return pos;
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf + pos, len - pos, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return pos;
+    if (n < 0) return pos;
     pos += (size_t)n;
     return pos < len ? pos : len - 1;
 }
@@ -559,16 +569,14 @@ static size_t cat(char *buf, size_t len, size_t pos, const char *fmt, ...)
  * a human would fix things. */
 static int verify_alert(uint32_t f)
 {
-    if (f & MBEDTLS_X509_BADCERT_REVOKED)
-        return MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED;
+    if (f & MBEDTLS_X509_BADCERT_REVOKED) return MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED;
     if (f & (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE))
         return MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED;
-    if (f & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
-        return MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA;
-    if (f & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE | MBEDTLS_X509_BADCERT_NS_CERT_TYPE))
+    if (f & MBEDTLS_X509_BADCERT_NOT_TRUSTED) return MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA;
+    if (f & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
+             MBEDTLS_X509_BADCERT_NS_CERT_TYPE))
         return MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT;
-    if (f & MBEDTLS_X509_BADCERT_OTHER)
-        return MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED;
+    if (f & MBEDTLS_X509_BADCERT_OTHER) return MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED;
     return MBEDTLS_SSL_ALERT_MSG_BAD_CERT;
 }
 
@@ -599,22 +607,27 @@ void tls_diag_verify_detail(tls_conn *c, uint32_t f, char *buf, size_t len)
     if (f & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
         const char *want = c->cli && c->cli->server_name ? c->cli->server_name : NULL;
         if (want)
-            pos = cat(buf, len, pos, "%sit is for %s, not for %s (use -h with one of those names, or "
-                      "--insecure to skip the name check)", sep, hs->leaf_names, want);
+            pos = cat(buf, len, pos,
+                      "%sit is for %s, not for %s (use -h with one of those names, or "
+                      "--insecure to skip the name check)",
+                      sep, hs->leaf_names, want);
         else
             pos = cat(buf, len, pos, "%sno server name to check it against", sep);
         sep = "; ";
     }
-    if (f & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE | MBEDTLS_X509_BADCERT_NS_CERT_TYPE)) {
+    if (f & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
+             MBEDTLS_X509_BADCERT_NS_CERT_TYPE)) {
         pos = cat(buf, len, pos, "%sits key usage does not allow TLS %s authentication", sep,
                   c->srv ? "client" : "server");
         sep = "; ";
     }
-    if (f & (MBEDTLS_X509_BADCERT_BAD_MD | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY)) {
+    if (f & (MBEDTLS_X509_BADCERT_BAD_MD | MBEDTLS_X509_BADCERT_BAD_PK |
+             MBEDTLS_X509_BADCERT_BAD_KEY)) {
         pos = cat(buf, len, pos, "%sit uses a weak or unsupported algorithm or key size", sep);
         sep = "; ";
     }
-    if (f & (MBEDTLS_X509_BADCRL_EXPIRED | MBEDTLS_X509_BADCRL_FUTURE | MBEDTLS_X509_BADCRL_NOT_TRUSTED)) {
+    if (f & (MBEDTLS_X509_BADCRL_EXPIRED | MBEDTLS_X509_BADCRL_FUTURE |
+             MBEDTLS_X509_BADCRL_NOT_TRUSTED)) {
         pos = cat(buf, len, pos, "%sthe CRL (crlfile) is out of date or not from this CA", sep);
         sep = "; ";
     }
@@ -626,25 +639,19 @@ void tls_diag_verify_detail(tls_conn *c, uint32_t f, char *buf, size_t len)
         char tmp[200];
         mbedtls_x509_crt_verify_info(tmp, sizeof tmp, "", f);
         for (char *q = tmp; *q; q++)
-            if (*q == '\n')
-                *q = ' ';
+            if (*q == '\n') *q = ' ';
         cat(buf, len, pos, "%s", tmp);
     }
 }
 
 static const char *first_bytes_kind(const tls_hs *hs)
 {
-    if (hs->first_len == 0)
-        return NULL;
+    if (hs->first_len == 0) return NULL;
     uint8_t b0 = hs->first[0];
-    if (b0 == MBEDTLS_SSL_MSG_HANDSHAKE && (hs->first_len < 2 || hs->first[1] == 3))
-        return NULL;
-    if (b0 == MBEDTLS_SSL_MSG_ALERT && (hs->first_len < 2 || hs->first[1] == 3))
-        return NULL;
-    if (b0 == 0x10)
-        return "CONNECT";
-    if (b0 == 0x20)
-        return "CONNACK";
+    if (b0 == MBEDTLS_SSL_MSG_HANDSHAKE && (hs->first_len < 2 || hs->first[1] == 3)) return NULL;
+    if (b0 == MBEDTLS_SSL_MSG_ALERT && (hs->first_len < 2 || hs->first[1] == 3)) return NULL;
+    if (b0 == 0x10) return "CONNECT";
+    if (b0 == 0x20) return "CONNACK";
     return "";
 }
 
@@ -653,25 +660,35 @@ static const char *peer_alert_hint(const tls_conn *c, int desc)
     bool srv = c->srv != NULL;
     switch (desc) {
     case 40:
-        return srv ? "" : ": no cipher suite in common, or the server requires a client certificate "
-                          "(--cert/--key)";
+        return srv ? ""
+                   : ": no cipher suite in common, or the server requires a client certificate "
+                     "(--cert/--key)";
     case 42:
-        return srv ? ": the client rejected our certificate (host name mismatch?)"
-                   : c->cli->have_cert ? ": the server rejected our client certificate"
-                                       : ": the server requires a client certificate (--cert/--key)";
-    case 44: return srv ? ": the client says our certificate is revoked"
-                        : ": the server says our client certificate is revoked";
-    case 45: return srv ? ": the client says our certificate has expired or is not yet valid"
-                        : ": the server says our client certificate has expired or is not yet valid";
-    case 46: return srv ? ": the client could not verify our certificate"
-                        : ": the server could not verify our client certificate";
-    case 48: return srv ? ": the client does not trust the CA that signed our certificate (give it our ca.crt)"
-                        : ": the server does not trust the CA that signed our client certificate";
-    case 70: return srv ? ": it does not accept the TLS version we chose"
-                        : ": the server does not accept the TLS version we offered (see --tls-version)";
-    case 112: return ": the server does not know the name we sent in SNI";
-    case 116: return ": the server requires a client certificate (--cert/--key)";
-    default: return "";
+        return srv                 ? ": the client rejected our certificate (host name mismatch?)"
+               : c->cli->have_cert ? ": the server rejected our client certificate"
+                                   : ": the server requires a client certificate (--cert/--key)";
+    case 44:
+        return srv ? ": the client says our certificate is revoked"
+                   : ": the server says our client certificate is revoked";
+    case 45:
+        return srv ? ": the client says our certificate has expired or is not yet valid"
+                   : ": the server says our client certificate has expired or is not yet valid";
+    case 46:
+        return srv ? ": the client could not verify our certificate"
+                   : ": the server could not verify our client certificate";
+    case 48:
+        return srv ? ": the client does not trust the CA that signed our certificate (give it our "
+                     "ca.crt)"
+                   : ": the server does not trust the CA that signed our client certificate";
+    case 70:
+        return srv ? ": it does not accept the TLS version we chose"
+                   : ": the server does not accept the TLS version we offered (see --tls-version)";
+    case 112:
+        return ": the server does not know the name we sent in SNI";
+    case 116:
+        return ": the server requires a client certificate (--cert/--key)";
+    default:
+        return "";
     }
 }
 
@@ -686,16 +703,17 @@ static void no_common_suite(const tls_conn *c, const tls_hello *h, char *why, si
     char ol[300], tl[300];
     tls_suites_format(ours, 6, ol, sizeof ol);
     if (h == NULL || h->nsuites == 0) {
-        cat(why, len, 0, "no cipher suite in common (could not read the client's list); this listener "
-                 "accepts %s", ol);
+        cat(why, len, 0,
+            "no cipher suite in common (could not read the client's list); this listener "
+            "accepts %s",
+            ol);
         return;
     }
     int both[33];
     size_t nb = 0;
     for (size_t i = 0; h->suites[i]; i++)
         for (size_t j = 0; ours[j]; j++)
-            if (ours[j] == h->suites[i] && nb < 32)
-                both[nb++] = h->suites[i];
+            if (ours[j] == h->suites[i] && nb < 32) both[nb++] = h->suites[i];
     both[nb] = 0;
     tls_suites_format(h->suites, 4, tl, sizeof tl);
     if (h->nsuites > 32)
@@ -709,16 +727,22 @@ static void no_common_suite(const tls_conn *c, const tls_hello *h, char *why, si
     if (nb > 0 && key_fits) {
         char bl[300];
         tls_suites_format(both, 3, bl, sizeof bl);
-        cat(why, len, 0, "no usable cipher suite: client and listener share %s, but no elliptic curve or "
-                 "signature algorithm in common (client offered %s)", bl, tl);
+        cat(why, len, 0,
+            "no usable cipher suite: client and listener share %s, but no elliptic curve or "
+            "signature algorithm in common (client offered %s)",
+            bl, tl);
     } else if (nb > 0) {
         char bl[300];
         tls_suites_format(both, 3, bl, sizeof bl);
-        cat(why, len, 0, "no usable cipher suite: client and listener share only %s, which cannot be used "
-                 "with this listener's %s certificate (client offered %s)", bl, keytype, tl);
+        cat(why, len, 0,
+            "no usable cipher suite: client and listener share only %s, which cannot be used "
+            "with this listener's %s certificate (client offered %s)",
+            bl, keytype, tl);
     } else {
-        cat(why, len, 0, "no cipher suite in common: client offered %s; this listener accepts %s with its "
-                 "%s certificate", tl, ol, keytype);
+        cat(why, len, 0,
+            "no cipher suite in common: client offered %s; this listener accepts %s with its "
+            "%s certificate",
+            tl, ol, keytype);
     }
 }
 
@@ -728,8 +752,7 @@ static void drain_input(const tls_conn *c)
 {
     uint8_t junk[4096];
     for (int i = 0; i < 16; i++)
-        if (recv(c->fd, junk, sizeof junk, MSG_DONTWAIT) <= 0)
-            break;
+        if (recv(c->fd, junk, sizeof junk, MSG_DONTWAIT) <= 0) break;
 }
 
 /* A plaintext fatal alert record left unread in the socket, or -1. Looked for
@@ -758,8 +781,8 @@ void tls_diag_failure(tls_conn *c, int ret)
     const char *them = srv ? "client" : "server";
     char why[700], tmp[400];
     int code = TLS_ERR_HANDSHAKE;
-    int alert = MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE;   /* what we send if mbedTLS did not */
-    int alert_in = -1;                                     /* what the peer sent us */
+    int alert = MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE; /* what we send if mbedTLS did not */
+    int alert_in = -1;                                   /* what the peer sent us */
     const char *kind = first_bytes_kind(hs);
     tls_hello h;
     bool have_hello = srv && tls_hello_parse(hs->first, hs->first_len, &h);
@@ -768,17 +791,21 @@ void tls_diag_failure(tls_conn *c, int ret)
         char hex[64];
         hex_bytes(hs->first, hs->first_len < 4 ? hs->first_len : 4, hex, sizeof hex);
         code = TLS_ERR_PLAINTEXT;
-        alert = -1;                 /* it would not understand a TLS alert */
+        alert = -1; /* it would not understand a TLS alert */
         if (*kind)
             snprintf(why, sizeof why, "%s sent plain MQTT (%s) on a TLS port%s", them, kind,
                      srv ? " (use the plain-TCP listener, or enable TLS in the client)"
                          : " (this port does not speak TLS)");
         else if (srv && (hs->first[0] & 0x80) && hs->first_len > 2 && hs->first[2] == 1)
-            snprintf(why, sizeof why, "client sent an SSL 2.0 style ClientHello (first bytes %s); "
-                     "SSL 2.0/3.0 clients are not supported", hex);
+            snprintf(why, sizeof why,
+                     "client sent an SSL 2.0 style ClientHello (first bytes %s); "
+                     "SSL 2.0/3.0 clients are not supported",
+                     hex);
         else
-            snprintf(why, sizeof why, "%s did not start a TLS handshake (first bytes %s)", them, hex);
-    } else if (ret == MBEDTLS_ERR_SSL_CONN_EOF || (c->eof && ret != MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)) {
+            snprintf(why, sizeof why, "%s did not start a TLS handshake (first bytes %s)", them,
+                     hex);
+    } else if (ret == MBEDTLS_ERR_SSL_CONN_EOF ||
+               (c->eof && ret != MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)) {
         code = TLS_ERR_CLOSED;
         alert = -1;
         if (hs->in_total == 0)
@@ -786,12 +813,14 @@ void tls_diag_failure(tls_conn *c, int ret)
                      srv ? "" : " (is this a TLS port?)");
         else if (srv && (hs->states_seen & (1u << MBEDTLS_SSL_SERVER_HELLO_DONE)) &&
                  !(hs->states_seen & (1u << MBEDTLS_SSL_CLIENT_KEY_EXCHANGE)))
-            snprintf(why, sizeof why, "client closed the connection after receiving our certificate "
+            snprintf(why, sizeof why,
+                     "client closed the connection after receiving our certificate "
                      "without saying why (it probably does not trust it)");
         else
             snprintf(why, sizeof why, "%s closed the connection during the handshake", them);
     } else if ((ret == MBEDTLS_ERR_NET_CONN_RESET || ret == MBEDTLS_ERR_NET_RECV_FAILED ||
-                ret == MBEDTLS_ERR_NET_SEND_FAILED) && (desc_unread = unread_alert(c)) >= 0) {
+                ret == MBEDTLS_ERR_NET_SEND_FAILED) &&
+               (desc_unread = unread_alert(c)) >= 0) {
         /* The peer refused us with an alert and hung up while we were still
          * sending (e.g. our Certificate): the alert is in the socket unread. */
         alert = -1;
@@ -824,18 +853,21 @@ void tls_diag_failure(tls_conn *c, int ret)
             snprintf(why, sizeof why, "client offered a TLS version below the minimum %s",
                      tls_version_name(c->srv->min_minor));
         else
-            snprintf(why, sizeof why, "server chose a TLS version other than %s (our --tls-version)",
+            snprintf(why, sizeof why,
+                     "server chose a TLS version other than %s (our --tls-version)",
                      tls_version_name(c->cli->minor));
-    } else if ((ret == MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN || ret == MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE) &&
+    } else if ((ret == MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN ||
+                ret == MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE) &&
                have_hello && h.min_minor > TLS_V12) {
-        snprintf(why, sizeof why, "client offered only %s, and this mbedTLS build speaks TLS 1.2 at most",
+        snprintf(why, sizeof why,
+                 "client offered only %s, and this mbedTLS build speaks TLS 1.2 at most",
                  tls_version_name(h.min_minor));
-    } else if (ret == MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN || ret == MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE) {
+    } else if (ret == MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN ||
+               ret == MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE) {
         no_common_suite(c, have_hello ? &h : NULL, why, sizeof why);
     } else if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
         uint32_t f = mbedtls_ssl_get_verify_result(&c->ssl);
-        if (f == (uint32_t)-1 || f == 0)
-            f = hs->vflags;
+        if (f == (uint32_t)-1 || f == 0) f = hs->vflags;
         alert = verify_alert(f);
         tls_diag_verify_detail(c, f, tmp, sizeof tmp);
         if (srv)
@@ -844,12 +876,15 @@ void tls_diag_failure(tls_conn *c, int ret)
         else
             snprintf(why, sizeof why, "server certificate %s rejected: %s",
                      hs->leaf_subject[0] ? hs->leaf_subject : "(unparsed)", tmp);
-    } else if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE || ret == MBEDTLS_ERR_SSL_CERTIFICATE_REQUIRED) {
-        snprintf(why, sizeof why, "client sent no certificate, but this listener requires one "
+    } else if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE ||
+               ret == MBEDTLS_ERR_SSL_CERTIFICATE_REQUIRED) {
+        snprintf(why, sizeof why,
+                 "client sent no certificate, but this listener requires one "
                  "(require_certificate true)");
     } else if (ret == MBEDTLS_ERR_SSL_BAD_HS_FINISHED) {
         alert = MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR;
-        snprintf(why, sizeof why, "the Finished check failed (keys differ: tampering, or a broken peer)");
+        snprintf(why, sizeof why,
+                 "the Finished check failed (keys differ: tampering, or a broken peer)");
     } else {
         tls_strerror(ret, tmp, sizeof tmp);
         snprintf(why, sizeof why, "%s", tmp);
@@ -857,10 +892,11 @@ void tls_diag_failure(tls_conn *c, int ret)
 
     /* Make sure a live TLS peer learns why, even where mbedTLS stays silent. */
     if (alert >= 0 && hs->alert_sent == -1) {
-        mbedtls_ssl_send_alert_message(&c->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, (unsigned char)alert);
+        mbedtls_ssl_send_alert_message(&c->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                       (unsigned char)alert);
 #if MBEDTLS_VERSION_MAJOR < 3
         if (c->ssl.out_left && mbedtls_ssl_flush_output(&c->ssl) != 0)
-            c->last_errno = errno;       /* best effort: the peer may be gone */
+            c->last_errno = errno; /* best effort: the peer may be gone */
 #endif
     }
     if (hs->alert_sent >= 0)
@@ -869,10 +905,8 @@ void tls_diag_failure(tls_conn *c, int ret)
         snprintf(tmp, sizeof tmp, " (sent an encrypted alert)");
     else
         tmp[0] = '\0';
-    if (code != TLS_ERR_IO && code != TLS_ERR_CLOSED)
-        drain_input(c);
+    if (code != TLS_ERR_IO && code != TLS_ERR_CLOSED) drain_input(c);
     c->result = code;
     tls_conn_set_error(c, "TLS handshake failed: %s%s", why, tmp);
-    if ((srv && c->srv->trace) || (!srv && c->cli->trace))
-        trace_failure(c, alert_in, why);
+    if ((srv && c->srv->trace) || (!srv && c->cli->trace)) trace_failure(c, alert_in, why);
 }

@@ -30,10 +30,10 @@ static int check_readable(const char *key, const char *path, char *err, size_t e
     return TLS_OK;
 }
 
-int tls_load_cert(mbedtls_x509_crt *crt, const char *key, const char *path, char *err, size_t errlen)
+int tls_load_cert(mbedtls_x509_crt *crt, const char *key, const char *path, char *err,
+                  size_t errlen)
 {
-    if (check_readable(key, path, err, errlen) != TLS_OK)
-        return TLS_ERR_CONFIG;
+    if (check_readable(key, path, err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
     int ret = mbedtls_x509_crt_parse_file(crt, path);
     if (ret < 0 || crt->version == 0) {
         char why[200];
@@ -50,16 +50,17 @@ int tls_load_cert(mbedtls_x509_crt *crt, const char *key, const char *path, char
 int tls_load_key(mbedtls_pk_context *pk, const mbedtls_x509_crt *crt, const char *key,
                  const char *path, const char *certpath, char *err, size_t errlen)
 {
-    if (check_readable(key, path, err, errlen) != TLS_OK)
-        return TLS_ERR_CONFIG;
+    if (check_readable(key, path, err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
 #if MBEDTLS_VERSION_MAJOR >= 3
     int ret = mbedtls_pk_parse_keyfile(pk, path, NULL, tls_rng, NULL);
 #else
     int ret = mbedtls_pk_parse_keyfile(pk, path, NULL);
 #endif
     if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED) {
-        snprintf(err, errlen, "%s %s: the key is encrypted with a pass phrase; store it unencrypted "
-                 "(openssl pkey -in KEY -out KEY.plain) and protect it with file permissions", key, path);
+        snprintf(err, errlen,
+                 "%s %s: the key is encrypted with a pass phrase; store it unencrypted "
+                 "(openssl pkey -in KEY -out KEY.plain) and protect it with file permissions",
+                 key, path);
         return TLS_ERR_CONFIG;
     }
     if (ret != 0) {
@@ -74,17 +75,18 @@ int tls_load_key(mbedtls_pk_context *pk, const mbedtls_x509_crt *crt, const char
     ret = mbedtls_pk_check_pair(&crt->pk, pk);
 #endif
     if (ret != 0) {
-        snprintf(err, errlen, "%s %s: this key does not belong to the certificate in %s", key, path, certpath);
+        snprintf(err, errlen, "%s %s: this key does not belong to the certificate in %s", key, path,
+                 certpath);
         return TLS_ERR_CONFIG;
     }
     return TLS_OK;
 }
 
-int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath, char *err, size_t errlen)
+int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath, char *err,
+                size_t errlen)
 {
     if (cafile && *cafile) {
-        if (check_readable("cafile", cafile, err, errlen) != TLS_OK)
-            return TLS_ERR_CONFIG;
+        if (check_readable("cafile", cafile, err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
         int ret = mbedtls_x509_crt_parse_file(ca, cafile);
         if (ret < 0 || ca->version == 0) {
             char why[200];
@@ -131,8 +133,7 @@ static void keylog_line(tls_keylog *kl, const char *label, const unsigned char *
                         const unsigned char *secret, size_t secret_len)
 {
     char crh[65], sh[2 * 64 + 1];
-    if (kl->f == NULL || secret_len > 64)
-        return;
+    if (kl->f == NULL || secret_len > 64) return;
     hex(crh, cr, 32);
     hex(sh, secret, secret_len);
     fprintf(kl->f, "%s %s %s\n", label, crh, sh);
@@ -148,28 +149,39 @@ static void keylog_cb(void *p, mbedtls_ssl_key_export_type type, const unsigned 
     (void)prf;
     const char *label = NULL;
     switch (type) {
-    case MBEDTLS_SSL_KEY_EXPORT_TLS12_MASTER_SECRET: label = "CLIENT_RANDOM"; break;
+    case MBEDTLS_SSL_KEY_EXPORT_TLS12_MASTER_SECRET:
+        label = "CLIENT_RANDOM";
+        break;
 #if defined(MBEDTLS_SSL_PROTO_TLS1_3)
     case MBEDTLS_SSL_KEY_EXPORT_TLS1_3_CLIENT_HANDSHAKE_TRAFFIC_SECRET:
-        label = "CLIENT_HANDSHAKE_TRAFFIC_SECRET"; break;
+        label = "CLIENT_HANDSHAKE_TRAFFIC_SECRET";
+        break;
     case MBEDTLS_SSL_KEY_EXPORT_TLS1_3_SERVER_HANDSHAKE_TRAFFIC_SECRET:
-        label = "SERVER_HANDSHAKE_TRAFFIC_SECRET"; break;
+        label = "SERVER_HANDSHAKE_TRAFFIC_SECRET";
+        break;
     case MBEDTLS_SSL_KEY_EXPORT_TLS1_3_CLIENT_APPLICATION_TRAFFIC_SECRET:
-        label = "CLIENT_TRAFFIC_SECRET_0"; break;
+        label = "CLIENT_TRAFFIC_SECRET_0";
+        break;
     case MBEDTLS_SSL_KEY_EXPORT_TLS1_3_SERVER_APPLICATION_TRAFFIC_SECRET:
-        label = "SERVER_TRAFFIC_SECRET_0"; break;
+        label = "SERVER_TRAFFIC_SECRET_0";
+        break;
 #endif
-    default: break;
+    default:
+        break;
     }
-    if (label)
-        keylog_line(p, label, client_random, secret, secret_len);
+    if (label) keylog_line(p, label, client_random, secret, secret_len);
 }
 #else
 static int keylog_cb(void *p, const unsigned char *ms, const unsigned char *kb, size_t maclen,
                      size_t keylen, size_t ivlen, const unsigned char client_random[32],
                      const unsigned char server_random[32], mbedtls_tls_prf_types prf)
 {
-    (void)kb; (void)maclen; (void)keylen; (void)ivlen; (void)server_random; (void)prf;
+    (void)kb;
+    (void)maclen;
+    (void)keylen;
+    (void)ivlen;
+    (void)server_random;
+    (void)prf;
     keylog_line(p, "CLIENT_RANDOM", client_random, ms, 48);
     return 0;
 }
@@ -179,12 +191,12 @@ int tls_keylog_open(tls_keylog *kl, const char *path, char *err, size_t errlen)
 {
     kl->f = NULL;
     kl->path = NULL;
-    if (path == NULL || *path == '\0')
-        return TLS_OK;
+    if (path == NULL || *path == '\0') return TLS_OK;
     /* 0600: the file decrypts every session it lists. */
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(err, errlen, "tls_keylog_file %s: cannot open for appending: %s", path, strerror(errno));
+        snprintf(err, errlen, "tls_keylog_file %s: cannot open for appending: %s", path,
+                 strerror(errno));
         return TLS_ERR_CONFIG;
     }
     kl->f = fdopen(fd, "a");
@@ -205,8 +217,7 @@ int tls_keylog_open(tls_keylog *kl, const char *path, char *err, size_t errlen)
 
 void tls_keylog_close(tls_keylog *kl)
 {
-    if (kl->f)
-        fclose(kl->f);
+    if (kl->f) fclose(kl->f);
     free(kl->path);
     kl->f = NULL;
     kl->path = NULL;
@@ -216,15 +227,12 @@ void tls_keylog_close(tls_keylog *kl)
  * right one takes effect. */
 void tls_keylog_attach(mbedtls_ssl_config *conf, mbedtls_ssl_context *ssl, tls_keylog *kl)
 {
-    if (kl->f == NULL)
-        return;
+    if (kl->f == NULL) return;
 #if MBEDTLS_VERSION_MAJOR >= 3
-    if (ssl)
-        mbedtls_ssl_set_export_keys_cb(ssl, keylog_cb, kl);
+    if (ssl) mbedtls_ssl_set_export_keys_cb(ssl, keylog_cb, kl);
     (void)conf;
 #else
-    if (conf)
-        mbedtls_ssl_conf_export_keys_ext_cb(conf, keylog_cb, kl);
+    if (conf) mbedtls_ssl_conf_export_keys_ext_cb(conf, keylog_cb, kl);
     (void)ssl;
 #endif
 }
@@ -246,16 +254,13 @@ void tls_dn_format(const mbedtls_x509_name *dn, char *buf, size_t len)
 {
     const mbedtls_x509_name *parts[24];
     size_t n = 0, pos = 0;
-    if (len == 0)
-        return;
+    if (len == 0) return;
     buf[0] = '\0';
     for (const mbedtls_x509_name *p = dn; p && n < 24; p = p->next)
-        if (p->oid.p != NULL)
-            parts[n++] = p;
+        if (p->oid.p != NULL) parts[n++] = p;
     while (n-- > 0) {
         const char *sn = NULL;
-        if (mbedtls_oid_get_attr_short_name(&parts[n]->oid, &sn) != 0)
-            sn = "?";
+        if (mbedtls_oid_get_attr_short_name(&parts[n]->oid, &sn) != 0) sn = "?";
         int w = snprintf(buf + pos, len - pos, "%s%s=", pos ? "," : "", sn);
         if (w < 0 || (size_t)w >= len - pos) {
             buf[len - 1] = '\0';
@@ -273,12 +278,10 @@ char *tls_dn_cn(const mbedtls_x509_name *dn)
     const mbedtls_x509_name *cn = NULL;
     for (const mbedtls_x509_name *p = dn; p; p = p->next)
         if (p->oid.p && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &p->oid) == 0)
-            cn = p;                     /* the last one is the most specific */
-    if (cn == NULL || cn->val.len == 0)
-        return NULL;
+            cn = p; /* the last one is the most specific */
+    if (cn == NULL || cn->val.len == 0) return NULL;
     for (size_t i = 0; i < cn->val.len; i++)
-        if (cn->val.p[i] < 0x20 || cn->val.p[i] == 0x7f)
-            return NULL;
+        if (cn->val.p[i] < 0x20 || cn->val.p[i] == 0x7f) return NULL;
     char *s = malloc(cn->val.len + 1);
     if (s) {
         memcpy(s, cn->val.p, cn->val.len);
@@ -296,12 +299,10 @@ static void san_walk(const mbedtls_x509_crt *crt,
     unsigned char *p = crt->v3_ext.p;
     const unsigned char *end;
     size_t len;
-    if (p == NULL || crt->v3_ext.len == 0)
-        return;
+    if (p == NULL || crt->v3_ext.len == 0) return;
     end = p + crt->v3_ext.len;
     if (*p == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_ASN1_CONSTRUCTED | 3)) {
-        if (mbedtls_asn1_get_tag(&p, end, &len, *p) != 0)
-            return;
+        if (mbedtls_asn1_get_tag(&p, end, &len, *p) != 0) return;
         end = p + len;
     }
     if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
@@ -309,12 +310,12 @@ static void san_walk(const mbedtls_x509_crt *crt,
     end = p + len;
     while (p < end) {
         unsigned char *ext_end;
-        if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+        if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) !=
+            0)
             return;
         ext_end = p + len;
         mbedtls_x509_buf oid;
-        if (mbedtls_asn1_get_tag(&p, ext_end, &oid.len, MBEDTLS_ASN1_OID) != 0)
-            return;
+        if (mbedtls_asn1_get_tag(&p, ext_end, &oid.len, MBEDTLS_ASN1_OID) != 0) return;
         oid.p = p;
         p += oid.len;
         if (MBEDTLS_OID_CMP(MBEDTLS_OID_SUBJECT_ALT_NAME, &oid) != 0) {
@@ -322,19 +323,17 @@ static void san_walk(const mbedtls_x509_crt *crt,
             continue;
         }
         if (p < ext_end && *p == MBEDTLS_ASN1_BOOLEAN) {
-            if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_BOOLEAN) != 0)
-                return;
+            if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_BOOLEAN) != 0) return;
             p += len;
         }
-        if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_OCTET_STRING) != 0)
-            return;
-        if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+        if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_OCTET_STRING) != 0) return;
+        if (mbedtls_asn1_get_tag(&p, ext_end, &len,
+                                 MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
             return;
         const unsigned char *names_end = p + len;
         while (p < names_end) {
             int tag = *p++;
-            if (mbedtls_asn1_get_len(&p, names_end, &len) != 0)
-                return;
+            if (mbedtls_asn1_get_len(&p, names_end, &len) != 0) return;
             fn(ud, tag, p, len);
             p += len;
         }
@@ -342,23 +341,22 @@ static void san_walk(const mbedtls_x509_crt *crt,
     }
 }
 
-struct names_ctx { char *buf; size_t len, pos; };
+struct names_ctx {
+    char *buf;
+    size_t len, pos;
+};
 
 static void names_fn(void *ud, int tag, const unsigned char *p, size_t n)
 {
     struct names_ctx *nc = ud;
     char ip[INET6_ADDRSTRLEN + 1];
-    if (nc->pos + 3 >= nc->len)
-        return;
-    if (tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2)) {          /* dNSName */
-        if (nc->pos)
-            append_value(nc->buf, nc->len, &nc->pos, (const unsigned char *)", ", 2);
+    if (nc->pos + 3 >= nc->len) return;
+    if (tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2)) { /* dNSName */
+        if (nc->pos) append_value(nc->buf, nc->len, &nc->pos, (const unsigned char *)", ", 2);
         append_value(nc->buf, nc->len, &nc->pos, p, n);
     } else if (tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) && (n == 4 || n == 16)) { /* iPAddress */
-        if (inet_ntop(n == 4 ? AF_INET : AF_INET6, p, ip, sizeof ip) == NULL)
-            return;
-        if (nc->pos)
-            append_value(nc->buf, nc->len, &nc->pos, (const unsigned char *)", ", 2);
+        if (inet_ntop(n == 4 ? AF_INET : AF_INET6, p, ip, sizeof ip) == NULL) return;
+        if (nc->pos) append_value(nc->buf, nc->len, &nc->pos, (const unsigned char *)", ", 2);
         append_value(nc->buf, nc->len, &nc->pos, (const unsigned char *)ip, strlen(ip));
     }
 }
@@ -376,7 +374,11 @@ void tls_crt_names(const mbedtls_x509_crt *crt, char *buf, size_t len)
     }
 }
 
-struct ip_ctx { const uint8_t *ip; size_t len; bool found; };
+struct ip_ctx {
+    const uint8_t *ip;
+    size_t len;
+    bool found;
+};
 
 static void ip_fn(void *ud, int tag, const unsigned char *p, size_t n)
 {
@@ -394,5 +396,6 @@ int tls_crt_has_ip(const mbedtls_x509_crt *crt, const uint8_t *ip, size_t iplen)
 
 void tls_time_format(const mbedtls_x509_time *t, char *buf, size_t len)
 {
-    snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d UTC", t->year, t->mon, t->day, t->hour, t->min, t->sec);
+    snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d UTC", t->year, t->mon, t->day, t->hour,
+             t->min, t->sec);
 }

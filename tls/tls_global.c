@@ -19,16 +19,15 @@ static bool g_ready;
 int tls_global_setup(char *err, size_t errlen)
 {
     static const unsigned char pers[] = "secbroker-tls";
-    if (g_ready)
-        return TLS_OK;
+    if (g_ready) return TLS_OK;
     mbedtls_entropy_init(&g_entropy);
     mbedtls_ctr_drbg_init(&g_drbg);
-    int ret = mbedtls_ctr_drbg_seed(&g_drbg, mbedtls_entropy_func, &g_entropy, pers, sizeof pers - 1);
+    int ret =
+        mbedtls_ctr_drbg_seed(&g_drbg, mbedtls_entropy_func, &g_entropy, pers, sizeof pers - 1);
     if (ret != 0) {
         char why[128];
         tls_strerror(ret, why, sizeof why);
-        if (err)
-            snprintf(err, errlen, "cannot seed the random number generator: %s", why);
+        if (err) snprintf(err, errlen, "cannot seed the random number generator: %s", why);
         mbedtls_ctr_drbg_free(&g_drbg);
         mbedtls_entropy_free(&g_entropy);
         return TLS_ERR_CONFIG;
@@ -39,8 +38,7 @@ int tls_global_setup(char *err, size_t errlen)
 
 void tls_global_free(void)
 {
-    if (!g_ready)
-        return;
+    if (!g_ready) return;
     mbedtls_ctr_drbg_free(&g_drbg);
     mbedtls_entropy_free(&g_entropy);
     g_ready = false;
@@ -68,39 +66,72 @@ int tls_rng(void *ctx, unsigned char *out, size_t len)
 const char *tls_alert_name(int desc)
 {
     switch (desc) {
-    case 0: return "close_notify";
-    case 10: return "unexpected_message";
-    case 20: return "bad_record_mac";
-    case 21: return "decryption_failed";
-    case 22: return "record_overflow";
-    case 30: return "decompression_failure";
-    case 40: return "handshake_failure";
-    case 41: return "no_certificate";
-    case 42: return "bad_certificate";
-    case 43: return "unsupported_certificate";
-    case 44: return "certificate_revoked";
-    case 45: return "certificate_expired";
-    case 46: return "certificate_unknown";
-    case 47: return "illegal_parameter";
-    case 48: return "unknown_ca";
-    case 49: return "access_denied";
-    case 50: return "decode_error";
-    case 51: return "decrypt_error";
-    case 60: return "export_restriction";
-    case 70: return "protocol_version";
-    case 71: return "insufficient_security";
-    case 80: return "internal_error";
-    case 86: return "inappropriate_fallback";
-    case 90: return "user_canceled";
-    case 100: return "no_renegotiation";
-    case 109: return "missing_extension";
-    case 110: return "unsupported_extension";
-    case 112: return "unrecognized_name";
-    case 113: return "bad_certificate_status_response";
-    case 115: return "unknown_psk_identity";
-    case 116: return "certificate_required";
-    case 120: return "no_application_protocol";
-    default: return "unknown alert";
+    case 0:
+        return "close_notify";
+    case 10:
+        return "unexpected_message";
+    case 20:
+        return "bad_record_mac";
+    case 21:
+        return "decryption_failed";
+    case 22:
+        return "record_overflow";
+    case 30:
+        return "decompression_failure";
+    case 40:
+        return "handshake_failure";
+    case 41:
+        return "no_certificate";
+    case 42:
+        return "bad_certificate";
+    case 43:
+        return "unsupported_certificate";
+    case 44:
+        return "certificate_revoked";
+    case 45:
+        return "certificate_expired";
+    case 46:
+        return "certificate_unknown";
+    case 47:
+        return "illegal_parameter";
+    case 48:
+        return "unknown_ca";
+    case 49:
+        return "access_denied";
+    case 50:
+        return "decode_error";
+    case 51:
+        return "decrypt_error";
+    case 60:
+        return "export_restriction";
+    case 70:
+        return "protocol_version";
+    case 71:
+        return "insufficient_security";
+    case 80:
+        return "internal_error";
+    case 86:
+        return "inappropriate_fallback";
+    case 90:
+        return "user_canceled";
+    case 100:
+        return "no_renegotiation";
+    case 109:
+        return "missing_extension";
+    case 110:
+        return "unsupported_extension";
+    case 112:
+        return "unrecognized_name";
+    case 113:
+        return "bad_certificate_status_response";
+    case 115:
+        return "unknown_psk_identity";
+    case 116:
+        return "certificate_required";
+    case 120:
+        return "no_application_protocol";
+    default:
+        return "unknown alert";
     }
 }
 
@@ -108,8 +139,7 @@ void tls_strerror(int ret, char *buf, size_t len)
 {
     char tmp[160];
     mbedtls_strerror(ret, tmp, sizeof tmp);
-    if (snprintf(buf, len, "%s (-0x%04x)", tmp, (unsigned)-ret) < 0 && len)
-        buf[0] = '\0';
+    if (snprintf(buf, len, "%s (-0x%04x)", tmp, (unsigned)-ret) < 0 && len) buf[0] = '\0';
 }
 
 int tls_set_versions(mbedtls_ssl_config *conf, int min_minor, int max_minor)
@@ -150,8 +180,7 @@ int tls_parse_version(const char *s, const char *key, int *minor, char *err, siz
         *minor = TLS_V13;
         return TLS_OK;
 #else
-        snprintf(err, errlen,
-                 "%s %s: this mbedTLS build (%s) has no TLS 1.3; use tlsv1.2", key, s,
+        snprintf(err, errlen, "%s %s: this mbedTLS build (%s) has no TLS 1.3; use tlsv1.2", key, s,
                  MBEDTLS_VERSION_STRING);
         return TLS_ERR_CONFIG;
 #endif

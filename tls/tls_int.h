@@ -54,7 +54,7 @@ struct tls_server {
     mbedtls_x509_crl crl;
     mbedtls_ssl_cache_context cache;
     mbedtls_ssl_ticket_context ticket;
-    int *suites;                   /* 0-terminated, referenced by conf */
+    int *suites; /* 0-terminated, referenced by conf */
     int min_minor;
     bool have_ca, have_crl;
     bool require_cert, request_cert;
@@ -70,14 +70,14 @@ struct tls_client {
     mbedtls_x509_crt cert;
     mbedtls_pk_context key;
     int *suites;
-    int minor;                     /* fixed version (min == max) */
+    int minor; /* fixed version (min == max) */
     bool have_ca, have_cert;
-    bool verify;                   /* false: --insecure without any CA */
+    bool verify; /* false: --insecure without any CA */
     bool insecure;
     char *server_name;
-    mbedtls_ssl_session saved;     /* last session, offered on the next connect */
+    mbedtls_ssl_session saved; /* last session, offered on the next connect */
     bool have_saved;
-    int resume;                    /* enum tls_resume */
+    int resume; /* enum tls_resume */
     bool trace;
     tls_keylog keylog;
     tls_log_fn log;
@@ -86,16 +86,16 @@ struct tls_client {
 
 /* What a handshake needs only while it runs; freed when it ends. */
 typedef struct {
-    uint8_t first[TLS_FIRST_MAX];  /* copy of the first bytes received */
+    uint8_t first[TLS_FIRST_MAX]; /* copy of the first bytes received */
     size_t first_len;
-    size_t in_total;               /* bytes received so far */
+    size_t in_total; /* bytes received so far */
     /* outgoing record scanner: did we put an alert on the wire, which one */
     uint8_t ohdr[5];
     size_t ohdr_len;
-    size_t orem;                   /* body bytes left in the current record */
-    size_t opos;                   /* body bytes seen of the current record */
+    size_t orem; /* body bytes left in the current record */
+    size_t opos; /* body bytes seen of the current record */
     int otype;
-    int alert_sent;                /* -1 none, -2 encrypted (unknown), else description */
+    int alert_sent; /* -1 none, -2 encrypted (unknown), else description */
     uint8_t alert_body[2];
     /* certificate verification details, filled by the verify callback */
     uint32_t vflags;
@@ -103,26 +103,26 @@ typedef struct {
     char leaf_subject[160];
     char leaf_issuer[160];
     char top_issuer[160];
-    char leaf_names[160];          /* SAN DNS/IP list, for hostname errors */
+    char leaf_names[160]; /* SAN DNS/IP list, for hostname errors */
     char leaf_from[24], leaf_to[24];
     /* state machine bookkeeping */
-    uint32_t states_seen;          /* bit per mbedTLS handshake state executed */
-    int pending_fail;              /* our own post-step verdict (alert to send) */
-    uint8_t ip[16];                /* client: server_name as an IP address */
+    uint32_t states_seen; /* bit per mbedTLS handshake state executed */
+    int pending_fail;     /* our own post-step verdict (alert to send) */
+    uint8_t ip[16];       /* client: server_name as an IP address */
     size_t iplen;
-    bool offered_ticket;           /* client: resumption offered with a ticket */
+    bool offered_ticket; /* client: resumption offered with a ticket */
 } tls_hs;
 
 struct tls_conn {
     mbedtls_ssl_context ssl;
-    tls_server *srv;               /* exactly one of srv / cli is set */
+    tls_server *srv; /* exactly one of srv / cli is set */
     tls_client *cli;
     tls_hs *hs;
     int fd;
     int last_errno;
-    int result;                    /* sticky failure (TLS_ERR_*), 0 while fine */
+    int result; /* sticky failure (TLS_ERR_*), 0 while fine */
     bool done, eof, close_sent;
-    uint8_t resumed;               /* 0 full, 1 session id, 2 ticket */
+    uint8_t resumed; /* 0 full, 1 session id, 2 ticket */
     char *err;
     char *peer_subject;
     char *peer_cn;
@@ -143,10 +143,12 @@ int tls_suites_parse(const char *list, int min_minor, int **out, char *err, size
 void tls_suites_format(const int *suites, size_t max, char *buf, size_t len);
 
 /* tls_files.c */
-int tls_load_cert(mbedtls_x509_crt *crt, const char *key, const char *path, char *err, size_t errlen);
+int tls_load_cert(mbedtls_x509_crt *crt, const char *key, const char *path, char *err,
+                  size_t errlen);
 int tls_load_key(mbedtls_pk_context *pk, const mbedtls_x509_crt *crt, const char *key,
                  const char *path, const char *certpath, char *err, size_t errlen);
-int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath, char *err, size_t errlen);
+int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath, char *err,
+                size_t errlen);
 int tls_keylog_open(tls_keylog *kl, const char *path, char *err, size_t errlen);
 void tls_keylog_close(tls_keylog *kl);
 void tls_keylog_attach(mbedtls_ssl_config *conf, mbedtls_ssl_context *ssl, tls_keylog *kl);
@@ -158,11 +160,11 @@ void tls_time_format(const mbedtls_x509_time *t, char *buf, size_t len);
 
 /* What we could read from the peer's ClientHello (tls_diag.c). */
 typedef struct {
-    bool ok;                       /* parsed at least up to the cipher suites */
-    int hello_minor;               /* legacy client_version */
-    int max_minor, min_minor;      /* offered range (supported_versions wins) */
+    bool ok;                  /* parsed at least up to the cipher suites */
+    int hello_minor;          /* legacy client_version */
+    int max_minor, min_minor; /* offered range (supported_versions wins) */
     size_t nsuites;
-    int suites[33];                /* the first 32, SCSV/GREASE dropped, 0-terminated */
+    int suites[33]; /* the first 32, SCSV/GREASE dropped, 0-terminated */
     char sni[128];
     size_t sid_len;
     bool ticket_ext;
@@ -176,6 +178,7 @@ void tls_diag_failure(tls_conn *c, int ret);
 void tls_diag_trace_step(tls_conn *c, int prev_state, bool ticket_went);
 void tls_diag_verify_detail(tls_conn *c, uint32_t flags, char *buf, size_t len);
 void tls_conn_set_error(tls_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void tls_conn_log(const tls_conn *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void tls_conn_log(const tls_conn *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

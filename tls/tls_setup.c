@@ -38,36 +38,39 @@ static void conf_curves(mbedtls_ssl_config *conf)
 
 static void say(tls_log_fn log, void *ud, int level, const char *line)
 {
-    if (log)
-        log(ud, level, line);
+    if (log) log(ud, level, line);
 }
 
 static const char *key_kind(const mbedtls_pk_context *pk)
 {
     switch (mbedtls_pk_get_type(pk)) {
-    case MBEDTLS_PK_RSA: return "RSA";
+    case MBEDTLS_PK_RSA:
+        return "RSA";
     case MBEDTLS_PK_ECKEY:
-    case MBEDTLS_PK_ECDSA: return "EC";
-    default: return "unusual";
+    case MBEDTLS_PK_ECDSA:
+        return "EC";
+    default:
+        return "unusual";
     }
 }
 
 /* A suite list that cannot work with the server's key makes every handshake
  * fail with "no cipher suite in common"; say so at startup instead. */
-static int check_suites_fit_key(const int *suites, const mbedtls_pk_context *key, char *err, size_t errlen)
+static int check_suites_fit_key(const int *suites, const mbedtls_pk_context *key, char *err,
+                                size_t errlen)
 {
     for (const int *id = suites; *id; id++) {
         const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(*id);
-        if (info == NULL)
-            continue;
+        if (info == NULL) continue;
         mbedtls_pk_type_t alg = mbedtls_ssl_get_ciphersuite_sig_pk_alg(info);
-        if (alg != MBEDTLS_PK_NONE && mbedtls_pk_can_do(key, alg))
-            return TLS_OK;
+        if (alg != MBEDTLS_PK_NONE && mbedtls_pk_can_do(key, alg)) return TLS_OK;
     }
     char list[256];
     tls_suites_format(suites, 6, list, sizeof list);
-    snprintf(err, errlen, "ciphers: none of %s can be used with the %s key in keyfile; "
-             "for an %s key list %s suites", list, key_kind(key), key_kind(key),
+    snprintf(err, errlen,
+             "ciphers: none of %s can be used with the %s key in keyfile; "
+             "for an %s key list %s suites",
+             list, key_kind(key), key_kind(key),
              strcmp(key_kind(key), "EC") == 0 ? "ECDHE-ECDSA-..." : "ECDHE-RSA-...");
     return TLS_ERR_CONFIG;
 }
@@ -77,13 +80,15 @@ static void warn_validity(const mbedtls_x509_crt *crt, const char *path, tls_log
     char when[32], line[512];
     if (mbedtls_x509_time_is_past(&crt->valid_to)) {
         tls_time_format(&crt->valid_to, when, sizeof when);
-        snprintf(line, sizeof line, "certfile %s: the certificate expired on %s; clients will refuse it",
-                 path, when);
+        snprintf(line, sizeof line,
+                 "certfile %s: the certificate expired on %s; clients will refuse it", path, when);
         say(log, ud, 1, line);
     } else if (mbedtls_x509_time_is_future(&crt->valid_from)) {
         tls_time_format(&crt->valid_from, when, sizeof when);
-        snprintf(line, sizeof line, "certfile %s: the certificate is not valid before %s; "
-                 "clients will refuse it (is the clock right?)", path, when);
+        snprintf(line, sizeof line,
+                 "certfile %s: the certificate is not valid before %s; "
+                 "clients will refuse it (is the clock right?)",
+                 path, when);
         say(log, ud, 1, line);
     }
 }
@@ -99,8 +104,7 @@ int tls_server_setup(tls_server **out, const tls_server_opts *o, tls_log_fn log,
     }
     err[0] = '\0';
     *out = NULL;
-    if (tls_rng_ready(err, errlen) != TLS_OK)
-        return TLS_ERR_CONFIG;
+    if (tls_rng_ready(err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
     if (o->certfile == NULL || *o->certfile == '\0') {
         snprintf(err, errlen, "certfile is required for a TLS listener");
         return TLS_ERR_CONFIG;
@@ -151,14 +155,15 @@ int tls_server_setup(tls_server **out, const tls_server_opts *o, tls_log_fn log,
     }
 
     if ((o->cafile && *o->cafile) || (o->capath && *o->capath)) {
-        if (tls_load_ca(&s->ca, o->cafile, o->capath, err, errlen) != TLS_OK)
-            goto fail;
+        if (tls_load_ca(&s->ca, o->cafile, o->capath, err, errlen) != TLS_OK) goto fail;
         s->have_ca = true;
     }
     if (o->crlfile && *o->crlfile) {
         if (!s->have_ca) {
-            snprintf(err, errlen, "crlfile %s: needs cafile or capath (a CRL only matters when "
-                     "client certificates are verified)", o->crlfile);
+            snprintf(err, errlen,
+                     "crlfile %s: needs cafile or capath (a CRL only matters when "
+                     "client certificates are verified)",
+                     o->crlfile);
             goto fail;
         }
         FILE *f = fopen(o->crlfile, "rb");
@@ -176,7 +181,8 @@ int tls_server_setup(tls_server **out, const tls_server_opts *o, tls_log_fn log,
         s->have_crl = true;
     }
     if (!s->have_ca && o->require_certificate) {
-        snprintf(err, errlen, "require_certificate true needs cafile or capath to verify client certificates");
+        snprintf(err, errlen,
+                 "require_certificate true needs cafile or capath to verify client certificates");
         goto fail;
     }
     s->request_cert = s->have_ca;
@@ -192,33 +198,32 @@ int tls_server_setup(tls_server **out, const tls_server_opts *o, tls_log_fn log,
     }
 
     if ((ret = tls_suites_parse(o->ciphers, s->min_minor, &s->suites, err, errlen)) != TLS_OK) {
-        if (ret == TLS_ERR_ALLOC)
-            goto fail_alloc;
+        if (ret == TLS_ERR_ALLOC) goto fail_alloc;
         goto fail;
     }
-    if (check_suites_fit_key(s->suites, &s->key, err, errlen) != TLS_OK)
-        goto fail;
+    if (check_suites_fit_key(s->suites, &s->key, err, errlen) != TLS_OK) goto fail;
     mbedtls_ssl_conf_ciphersuites(&s->conf, s->suites);
 
     unsigned timeout = o->session_timeout ? o->session_timeout : DEFAULT_SESSION_TIMEOUT;
     unsigned cache_size = o->session_cache_size ? o->session_cache_size : DEFAULT_CACHE_SIZE;
     mbedtls_ssl_cache_set_max_entries(&s->cache, (int)cache_size);
     mbedtls_ssl_cache_set_timeout(&s->cache, (int)timeout);
-    mbedtls_ssl_conf_session_cache(&s->conf, &s->cache, mbedtls_ssl_cache_get, mbedtls_ssl_cache_set);
+    mbedtls_ssl_conf_session_cache(&s->conf, &s->cache, mbedtls_ssl_cache_get,
+                                   mbedtls_ssl_cache_set);
     /* The ticket module rotates its two keys itself: a key encrypts new
      * tickets for `timeout` seconds, then decrypts only, then is replaced. */
-    ret = mbedtls_ssl_ticket_setup(&s->ticket, tls_rng, NULL, MBEDTLS_CIPHER_AES_256_GCM, (uint32_t)timeout);
+    ret = mbedtls_ssl_ticket_setup(&s->ticket, tls_rng, NULL, MBEDTLS_CIPHER_AES_256_GCM,
+                                   (uint32_t)timeout);
     if (ret != 0) {
         char why[200];
         tls_strerror(ret, why, sizeof why);
         snprintf(err, errlen, "session tickets: %s", why);
         goto fail;
     }
-    mbedtls_ssl_conf_session_tickets_cb(&s->conf, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse,
-                                        &s->ticket);
+    mbedtls_ssl_conf_session_tickets_cb(&s->conf, mbedtls_ssl_ticket_write,
+                                        mbedtls_ssl_ticket_parse, &s->ticket);
 
-    if (tls_keylog_open(&s->keylog, o->keylog_file, err, errlen) != TLS_OK)
-        goto fail;
+    if (tls_keylog_open(&s->keylog, o->keylog_file, err, errlen) != TLS_OK) goto fail;
     if (s->keylog.f) {
         char line[512];
         snprintf(line, sizeof line,
@@ -240,8 +245,7 @@ fail:
 
 void tls_server_free(tls_server *s)
 {
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     mbedtls_ssl_config_free(&s->conf);
     mbedtls_x509_crt_free(&s->cert);
     mbedtls_pk_free(&s->key);
@@ -274,8 +278,7 @@ int tls_client_setup(tls_client **out, const tls_client_opts *o, char *err, size
     }
     err[0] = '\0';
     *out = NULL;
-    if (tls_rng_ready(err, errlen) != TLS_OK)
-        return TLS_ERR_CONFIG;
+    if (tls_rng_ready(err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
     tls_client *c = calloc(1, sizeof *c);
     if (c == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -303,21 +306,20 @@ int tls_client_setup(tls_client **out, const tls_client_opts *o, char *err, size
         goto fail;
     tls_set_versions(&c->conf, c->minor, c->minor);
     if ((ret = tls_suites_parse(o->ciphers, c->minor, &c->suites, err, errlen)) != TLS_OK) {
-        if (ret == TLS_ERR_ALLOC)
-            goto fail_alloc;
+        if (ret == TLS_ERR_ALLOC) goto fail_alloc;
         goto fail;
     }
     mbedtls_ssl_conf_ciphersuites(&c->conf, c->suites);
 
     if ((o->cafile && *o->cafile) || (o->capath && *o->capath)) {
-        if (tls_load_ca(&c->ca, o->cafile, o->capath, err, errlen) != TLS_OK)
-            goto fail;
+        if (tls_load_ca(&c->ca, o->cafile, o->capath, err, errlen) != TLS_OK) goto fail;
         c->have_ca = true;
     } else if (!o->insecure) {
         if (tls_load_ca(&c->ca, SYSTEM_CA_BUNDLE, NULL, err, errlen) != TLS_OK) {
             char why[256];
             snprintf(why, sizeof why, "%s", err);
-            snprintf(err, errlen, "no cafile/capath given and the system CA bundle is unusable: %s", why);
+            snprintf(err, errlen, "no cafile/capath given and the system CA bundle is unusable: %s",
+                     why);
             goto fail;
         }
         c->have_ca = true;
@@ -326,14 +328,15 @@ int tls_client_setup(tls_client **out, const tls_client_opts *o, char *err, size
      * there is nothing to verify the chain against, so verification is off
      * and tls_conn_describe says so. */
     c->verify = c->have_ca;
-    mbedtls_ssl_conf_authmode(&c->conf, c->verify ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_NONE);
-    if (c->have_ca)
-        mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+    mbedtls_ssl_conf_authmode(&c->conf,
+                              c->verify ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_NONE);
+    if (c->have_ca) mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
 
     bool has_cert = o->certfile && *o->certfile, has_key = o->keyfile && *o->keyfile;
     if (has_cert != has_key) {
-        snprintf(err, errlen, has_cert ? "cert %s: a client certificate needs its key (--key)"
-                                       : "key %s: a client key needs its certificate (--cert)",
+        snprintf(err, errlen,
+                 has_cert ? "cert %s: a client certificate needs its key (--key)"
+                          : "key %s: a client key needs its certificate (--cert)",
                  has_cert ? o->certfile : o->keyfile);
         goto fail;
     }
@@ -351,8 +354,7 @@ int tls_client_setup(tls_client **out, const tls_client_opts *o, char *err, size
         snprintf(err, errlen, "out of memory");
         goto fail_alloc;
     }
-    if (tls_keylog_open(&c->keylog, o->keylog_file, err, errlen) != TLS_OK)
-        goto fail;
+    if (tls_keylog_open(&c->keylog, o->keylog_file, err, errlen) != TLS_OK) goto fail;
     tls_keylog_attach(&c->conf, NULL, &c->keylog);
     *out = c;
     return TLS_OK;
@@ -367,8 +369,7 @@ fail:
 
 void tls_client_free(tls_client *c)
 {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     mbedtls_ssl_config_free(&c->conf);
     mbedtls_x509_crt_free(&c->ca);
     mbedtls_x509_crt_free(&c->cert);
@@ -382,11 +383,11 @@ void tls_client_free(tls_client *c)
 
 void tls_client_set_resume(tls_client *c, enum tls_resume mode)
 {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     c->resume = (int)mode;
-    mbedtls_ssl_conf_session_tickets(&c->conf, mode == TLS_RESUME_TICKET ? MBEDTLS_SSL_SESSION_TICKETS_ENABLED
-                                                                         : MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+    mbedtls_ssl_conf_session_tickets(&c->conf, mode == TLS_RESUME_TICKET
+                                                   ? MBEDTLS_SSL_SESSION_TICKETS_ENABLED
+                                                   : MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
     if (mode != TLS_RESUME_TICKET && c->have_saved) {
         /* a saved ticket would still be offered: start from a clean slate */
         mbedtls_ssl_session_free(&c->saved);
@@ -397,8 +398,7 @@ void tls_client_set_resume(tls_client *c, enum tls_resume mode)
 
 void tls_client_set_log(tls_client *c, tls_log_fn log, void *log_ud, bool trace)
 {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     c->log = log;
     c->log_ud = log_ud;
     c->trace = trace;

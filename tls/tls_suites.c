@@ -41,7 +41,10 @@ static const char *const tls11_suites[] = {
 };
 
 /* Suites mbedTLS 2.28 does not know but clients commonly offer. */
-static const struct { int id; const char *name; } foreign[] = {
+static const struct {
+    int id;
+    const char *name;
+} foreign[] = {
     {0x1301, "TLS_AES_128_GCM_SHA256"},
     {0x1302, "TLS_AES_256_GCM_SHA384"},
     {0x1303, "TLS_CHACHA20_POLY1305_SHA256"},
@@ -53,10 +56,8 @@ static const struct { int id; const char *name; } foreign[] = {
 static void append(char *buf, size_t len, size_t *pos, const char *s)
 {
     int n = snprintf(buf + *pos, *pos < len ? len - *pos : 0, "%s", s);
-    if (n > 0)
-        *pos += (size_t)n;
-    if (*pos >= len)
-        *pos = len ? len - 1 : 0;
+    if (n > 0) *pos += (size_t)n;
+    if (*pos >= len) *pos = len ? len - 1 : 0;
 }
 
 /* "TLS-ECDHE-RSA-WITH-AES-128-CBC-SHA" -> "ECDHE-RSA-AES128-SHA". The
@@ -77,7 +78,8 @@ static void openssl_from_mbedtls(const char *name, char *buf, size_t len)
 
     char *tok[8];
     int nt = 0;
-    for (char *save = NULL, *t = strtok_r(rest, "-", &save); t && nt < 8; t = strtok_r(NULL, "-", &save))
+    for (char *save = NULL, *t = strtok_r(rest, "-", &save); t && nt < 8;
+         t = strtok_r(NULL, "-", &save))
         tok[nt++] = t;
 
     bool psk = strstr(kx, "PSK") != NULL;
@@ -89,7 +91,8 @@ static void openssl_from_mbedtls(const char *name, char *buf, size_t len)
     }
     int i = 0;
     bool want_mac = true;
-    if (nt >= 3 && (!strcmp(tok[0], "AES") || !strcmp(tok[0], "CAMELLIA") || !strcmp(tok[0], "ARIA"))) {
+    if (nt >= 3 &&
+        (!strcmp(tok[0], "AES") || !strcmp(tok[0], "CAMELLIA") || !strcmp(tok[0], "ARIA"))) {
         append(buf, len, &pos, tok[0]);
         append(buf, len, &pos, tok[1]);
         const char *mode = tok[2];
@@ -148,17 +151,14 @@ static int suite_lookup(const char *tok)
     char dashed[96];
     snprintf(dashed, sizeof dashed, "%s", tok);
     for (char *p = dashed; *p; p++)
-        if (*p == '_')
-            *p = '-';
+        if (*p == '_') *p = '-';
     for (const int *id = mbedtls_ssl_list_ciphersuites(); *id != 0; id++) {
         const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(*id);
-        if (info == NULL)
-            continue;
+        if (info == NULL) continue;
         const char *name = SUITE_NAME(info);
         char ossl[96];
         openssl_from_mbedtls(name, ossl, sizeof ossl);
-        if (!strcasecmp(name, dashed) || !strcasecmp(ossl, tok))
-            return *id;
+        if (!strcasecmp(name, dashed) || !strcasecmp(ossl, tok)) return *id;
     }
     return 0;
 }
@@ -166,13 +166,11 @@ static int suite_lookup(const char *tok)
 static int add_suite(int **arr, size_t *n, size_t *cap, int id)
 {
     for (size_t i = 0; i < *n; i++)
-        if ((*arr)[i] == id)
-            return 0;
+        if ((*arr)[i] == id) return 0;
     if (*n + 2 > *cap) {
         size_t ncap = *cap ? *cap * 2 : 16;
         int *na = realloc(*arr, ncap * sizeof **arr);
-        if (na == NULL)
-            return -1;
+        if (na == NULL) return -1;
         *arr = na;
         *cap = ncap;
     }
@@ -189,26 +187,28 @@ int tls_suites_parse(const char *list, int min_minor, int **out, char *err, size
     *out = NULL;
     if (list == NULL || *list == '\0') {
         for (int i = 0; default_suites[i]; i++) {
-            const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_string(default_suites[i]);
-            if (info && add_suite(&arr, &n, &cap, info->id) < 0)
-                goto oom;
+            const mbedtls_ssl_ciphersuite_t *info =
+                mbedtls_ssl_ciphersuite_from_string(default_suites[i]);
+            if (info && add_suite(&arr, &n, &cap, info->id) < 0) goto oom;
         }
         for (int i = 0; min_minor < TLS_V12 && tls11_suites[i]; i++) {
-            const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_string(tls11_suites[i]);
-            if (info && add_suite(&arr, &n, &cap, info->id) < 0)
-                goto oom;
+            const mbedtls_ssl_ciphersuite_t *info =
+                mbedtls_ssl_ciphersuite_from_string(tls11_suites[i]);
+            if (info && add_suite(&arr, &n, &cap, info->id) < 0) goto oom;
         }
     } else {
         char *copy = strdup(list);
-        if (copy == NULL)
-            goto oom;
-        for (char *save = NULL, *t = strtok_r(copy, ":, ", &save); t; t = strtok_r(NULL, ":, ", &save)) {
+        if (copy == NULL) goto oom;
+        for (char *save = NULL, *t = strtok_r(copy, ":, ", &save); t;
+             t = strtok_r(NULL, ":, ", &save)) {
             int id = suite_lookup(t);
             if (id == 0) {
-                snprintf(err, errlen,
-                         "ciphers: unknown cipher suite '%s' (use names like "
-                         "ECDHE-ECDSA-AES128-GCM-SHA256 or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256; "
-                         "OpenSSL keywords such as HIGH or !aNULL are not supported)", t);
+                snprintf(
+                    err, errlen,
+                    "ciphers: unknown cipher suite '%s' (use names like "
+                    "ECDHE-ECDSA-AES128-GCM-SHA256 or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256; "
+                    "OpenSSL keywords such as HIGH or !aNULL are not supported)",
+                    t);
                 free(copy);
                 free(arr);
                 return TLS_ERR_CONFIG;
@@ -239,12 +239,10 @@ void tls_suites_format(const int *suites, size_t max, char *buf, size_t len)
     size_t pos = 0, i = 0;
     buf[0] = '\0';
     for (; suites[i] != 0; i++) {
-        if (i == max)
-            break;
+        if (i == max) break;
         char name[64];
         tls_suite_openssl_name(suites[i], name, sizeof name);
-        if (i)
-            append(buf, len, &pos, ", ");
+        if (i) append(buf, len, &pos, ", ");
         append(buf, len, &pos, name);
     }
     size_t more = 0;

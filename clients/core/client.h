@@ -47,25 +47,25 @@ enum cli_err {
     CLI_ERR_REFUSED = -8,  /* CONNACK return code != 0 (see connack_rc) */
     CLI_ERR_TIMEOUT = -9,  /* connect / handshake / CONNACK / keepalive timeout */
     CLI_ERR_ALLOC = -10,
-    CLI_ERR_INTR = -11,    /* SIGINT / SIGTERM received */
+    CLI_ERR_INTR = -11, /* SIGINT / SIGTERM received */
 };
 
 /* Options shared by every tool. Strings point into argv (or are static). */
 typedef struct {
-    const char *prog;          /* "secpub": prefix of error lines */
-    const char *host;          /* -h, default "localhost" */
-    int port;                  /* -p, 0 = 1883 or 8883 when TLS */
-    const char *id;            /* -i, NULL = generated */
-    const char *id_prefix;     /* -I */
-    const char *username;      /* -u */
-    const char *password;      /* -P */
-    int keepalive;             /* -k, default 60 */
-    int qos;                   /* -q, default 0 */
-    bool debug;                /* -d */
-    int protocol_level;        /* -V: 4 (3.1.1, default) or 3 (3.1) */
-    bool clean_session;        /* secsub -c clears it */
+    const char *prog;      /* "secpub": prefix of error lines */
+    const char *host;      /* -h, default "localhost" */
+    int port;              /* -p, 0 = 1883 or 8883 when TLS */
+    const char *id;        /* -i, NULL = generated */
+    const char *id_prefix; /* -I */
+    const char *username;  /* -u */
+    const char *password;  /* -P */
+    int keepalive;         /* -k, default 60 */
+    int qos;               /* -q, default 0 */
+    bool debug;            /* -d */
+    int protocol_level;    /* -V: 4 (3.1.1, default) or 3 (3.1) */
+    bool clean_session;    /* secsub -c clears it */
     /* TLS */
-    bool tls;                  /* any TLS option given */
+    bool tls; /* any TLS option given */
     const char *cafile, *capath, *certfile, *keyfile;
     const char *tls_version, *ciphers, *keylog;
     bool insecure;
@@ -73,7 +73,7 @@ typedef struct {
     const char *will_topic, *will_payload;
     int will_qos;
     bool will_retain;
-    char id_buf[128];           /* storage for the generated id */
+    char id_buf[128]; /* storage for the generated id */
 } cli_opts;
 
 /* Set the defaults (cannot fail). prog names the tool in messages. */
@@ -119,7 +119,8 @@ void cli_conn_free(cli_conn *c);
 const char *cli_conn_error(const cli_conn *c);
 /* Record a failure found by the caller (e.g. a malformed packet); returns
  * code, so `return cli_conn_fail(c, CLI_ERR_PROTOCOL, "...")` works. */
-int cli_conn_fail(cli_conn *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int cli_conn_fail(cli_conn *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* CONNACK return code (0 before CONNACK). */
 int cli_conn_connack_rc(const cli_conn *c);
 /* The client id in use. */
@@ -136,11 +137,11 @@ uint16_t cli_next_packet_id(cli_conn *c);
  */
 int cli_send(cli_conn *c, const uint8_t *pkt, size_t len);
 /* Encode and queue a packet. */
-int cli_send_publish(cli_conn *c, const char *topic, const uint8_t *payload, size_t len,
-                     int qos, bool retain, bool dup, uint16_t packet_id);
+int cli_send_publish(cli_conn *c, const char *topic, const uint8_t *payload, size_t len, int qos,
+                     bool retain, bool dup, uint16_t packet_id);
 int cli_send_ack(cli_conn *c, enum mqtt_type type, uint16_t packet_id);
-int cli_send_subscribe(cli_conn *c, uint16_t packet_id, const char *const *filters,
-                       unsigned count, int qos);
+int cli_send_subscribe(cli_conn *c, uint16_t packet_id, const char *const *filters, unsigned count,
+                       int qos);
 
 /* Bytes queued but not yet written to the socket. */
 size_t cli_pending_output(const cli_conn *c);

@@ -28,9 +28,9 @@
 #include "tls/tls.h"
 
 #define IN_CHUNK 16384
-#define IN_HIGH_WATER (1024 * 1024)   /* stop reading; process what we have */
-#define OUT_HIGH_WATER (256 * 1024)   /* stop reporting the extra fd */
-#define CLOSE_DRAIN_MS 2000           /* wait for the broker's EOF after DISCONNECT */
+#define IN_HIGH_WATER (1024 * 1024) /* stop reading; process what we have */
+#define OUT_HIGH_WATER (256 * 1024) /* stop reporting the extra fd */
+#define CLOSE_DRAIN_MS 2000         /* wait for the broker's EOF after DISCONNECT */
 
 struct cli_conn {
     const cli_opts *opts;
@@ -52,7 +52,7 @@ struct cli_conn {
     int64_t last_send_ms;
     int64_t ping_sent_ms;
     bool ping_outstanding;
-    bool tls_global;                  /* this connection holds a tls_global_setup */
+    bool tls_global; /* this connection holds a tls_global_setup */
     char err[768];
 };
 
@@ -127,19 +127,15 @@ const char *cli_conn_client_id(const cli_conn *c)
 
 int cli_exit_code(const cli_conn *c, int err)
 {
-    if (err >= 0 || err == CLI_ERR_INTR)
-        return 0;
-    if (err == CLI_ERR_REFUSED && c != NULL && c->connack_rc > 0)
-        return c->connack_rc;
-    if (err == CLI_ERR_ARG)
-        return CLI_EXIT_USAGE;
+    if (err >= 0 || err == CLI_ERR_INTR) return 0;
+    if (err == CLI_ERR_REFUSED && c != NULL && c->connack_rc > 0) return c->connack_rc;
+    if (err == CLI_ERR_ARG) return CLI_EXIT_USAGE;
     return CLI_EXIT_FAILURE;
 }
 
 uint16_t cli_next_packet_id(cli_conn *c)
 {
-    if (++c->next_id == 0)
-        c->next_id = 1;
+    if (++c->next_id == 0) c->next_id = 1;
     return c->next_id;
 }
 
@@ -184,17 +180,12 @@ static int wait_fd(int fd, short events, int64_t deadline)
         struct pollfd p = {.fd = fd, .events = events};
         int n;
 
-        if (left < 0)
-            left = 0;
-        if (g_interrupted)
-            return -2;
+        if (left < 0) left = 0;
+        if (g_interrupted) return -2;
         n = poll(&p, 1, (int)left);
-        if (n > 0)
-            return 1;
-        if (n == 0)
-            return 0;
-        if (errno != EINTR)
-            return -1;
+        if (n > 0) return 1;
+        if (n == 0) return 0;
+        if (errno != EINTR) return -1;
     }
 }
 
@@ -224,8 +215,7 @@ static int conn_tcp(cli_conn *c, int64_t deadline)
 
         addr_format(ai->ai_addr, addr, sizeof(addr), false);
         if (strlen(tried) + strlen(addr) + 3 < sizeof(tried)) {
-            if (tried[0] != '\0')
-                strcat(tried, ", ");
+            if (tried[0] != '\0') strcat(tried, ", ");
             strcat(tried, addr);
         }
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
@@ -270,10 +260,9 @@ static int conn_tcp(cli_conn *c, int64_t deadline)
         size_t i;
         snprintf(low, sizeof(low), "%s", last_err);
         for (i = 0; low[i]; i++)
-            if (low[i] >= 'A' && low[i] <= 'Z')
-                low[i] = (char)(low[i] - 'A' + 'a');
-        return conn_fail(c, CLI_ERR_CONNECT, "cannot connect to %s port %d: %s (tried %s)",
-                         o->host, o->port, low, tried);
+            if (low[i] >= 'A' && low[i] <= 'Z') low[i] = (char)(low[i] - 'A' + 'a');
+        return conn_fail(c, CLI_ERR_CONNECT, "cannot connect to %s port %d: %s (tried %s)", o->host,
+                         o->port, low, tried);
     }
 }
 
@@ -308,16 +297,13 @@ static int conn_tls(cli_conn *c, int64_t deadline)
                          c->tls ? tls_conn_error(c->tls) : "out of memory");
     for (;;) {
         rc = tls_conn_handshake(c->tls);
-        if (rc == TLS_OK)
-            break;
+        if (rc == TLS_OK) break;
         if (rc == TLS_WANT_READ || rc == TLS_WANT_WRITE) {
             int w = wait_fd(c->fd, rc == TLS_WANT_READ ? POLLIN : POLLOUT, deadline);
             if (w == 0)
                 return conn_fail(c, CLI_ERR_TIMEOUT, "%s: TLS handshake timed out", c->peer);
-            if (w == -2)
-                return conn_fail(c, CLI_ERR_INTR, "interrupted");
-            if (w < 0)
-                return conn_fail(c, CLI_ERR_IO, "%s: %s", c->peer, strerror(errno));
+            if (w == -2) return conn_fail(c, CLI_ERR_INTR, "interrupted");
+            if (w < 0) return conn_fail(c, CLI_ERR_IO, "%s: %s", c->peer, strerror(errno));
             continue;
         }
         if (rc == TLS_ERR_IO || rc == TLS_ERR_CLOSED)
@@ -344,30 +330,22 @@ static ssize_t io_read(cli_conn *c, uint8_t *buf, size_t len)
     if (c->tls != NULL) {
         ssize_t n = tls_conn_read(c->tls, buf, len);
         c->read_wants_write = false;
-        if (n == TLS_WANT_READ)
-            return 0;
+        if (n == TLS_WANT_READ) return 0;
         if (n == TLS_WANT_WRITE) {
             c->read_wants_write = true;
             return 0;
         }
-        if (n == 0 || n == TLS_ERR_CLOSED)
-            return CLI_ERR_CLOSED;
-        if (n < 0)
-            return conn_fail(c, CLI_ERR_TLS, "%s", tls_conn_error(c->tls));
+        if (n == 0 || n == TLS_ERR_CLOSED) return CLI_ERR_CLOSED;
+        if (n < 0) return conn_fail(c, CLI_ERR_TLS, "%s", tls_conn_error(c->tls));
         return n;
     }
     for (;;) {
         ssize_t n = recv(c->fd, buf, len, 0);
-        if (n > 0)
-            return n;
-        if (n == 0)
-            return CLI_ERR_CLOSED;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return 0;
-        if (errno == ECONNRESET)
-            return CLI_ERR_CLOSED;
+        if (n > 0) return n;
+        if (n == 0) return CLI_ERR_CLOSED;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        if (errno == ECONNRESET) return CLI_ERR_CLOSED;
         return conn_fail(c, CLI_ERR_IO, "%s: read failed: %s", c->peer, strerror(errno));
     }
 }
@@ -378,28 +356,21 @@ static ssize_t io_write(cli_conn *c, const uint8_t *buf, size_t len)
     if (c->tls != NULL) {
         ssize_t n = tls_conn_write(c->tls, buf, len);
         c->write_wants_read = false;
-        if (n == TLS_WANT_WRITE)
-            return 0;
+        if (n == TLS_WANT_WRITE) return 0;
         if (n == TLS_WANT_READ) {
             c->write_wants_read = true;
             return 0;
         }
-        if (n == TLS_ERR_CLOSED || n == TLS_ERR_IO)
-            return CLI_ERR_CLOSED;
-        if (n < 0)
-            return conn_fail(c, CLI_ERR_TLS, "%s", tls_conn_error(c->tls));
+        if (n == TLS_ERR_CLOSED || n == TLS_ERR_IO) return CLI_ERR_CLOSED;
+        if (n < 0) return conn_fail(c, CLI_ERR_TLS, "%s", tls_conn_error(c->tls));
         return n;
     }
     for (;;) {
         ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
-        if (n >= 0)
-            return n;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return 0;
-        if (errno == EPIPE || errno == ECONNRESET)
-            return CLI_ERR_CLOSED;
+        if (n >= 0) return n;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        if (errno == EPIPE || errno == ECONNRESET) return CLI_ERR_CLOSED;
         return conn_fail(c, CLI_ERR_IO, "%s: write failed: %s", c->peer, strerror(errno));
     }
 }
@@ -427,20 +398,17 @@ static int conn_fill(cli_conn *c)
         if (c->in_cap - c->in_len < IN_CHUNK) {
             size_t cap = c->in_cap ? c->in_cap * 2 : 4 * IN_CHUNK;
             uint8_t *p = realloc(c->in, cap);
-            if (p == NULL)
-                return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
+            if (p == NULL) return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
             c->in = p;
             c->in_cap = cap;
         }
         n = io_read(c, c->in + c->in_len, c->in_cap - c->in_len);
-        if (n == 0)
-            break;
+        if (n == 0) break;
         if (n == CLI_ERR_CLOSED) {
             c->eof = true;
             break;
         }
-        if (n < 0)
-            return (int)n;
+        if (n < 0) return (int)n;
         c->in_len += (size_t)n;
     }
     return CLI_OK;
@@ -451,8 +419,7 @@ static int conn_flush_some(cli_conn *c)
 {
     while (c->out_off < c->out_len) {
         ssize_t n = io_write(c, c->out + c->out_off, c->out_len - c->out_off);
-        if (n == 0)
-            break;
+        if (n == 0) break;
         if (n == CLI_ERR_CLOSED) {
             /* keep whatever the broker said before it hung up */
             c->write_dead = true;
@@ -461,20 +428,17 @@ static int conn_flush_some(cli_conn *c)
             c->eof = true;
             return CLI_OK;
         }
-        if (n < 0)
-            return (int)n;
+        if (n < 0) return (int)n;
         c->out_off += (size_t)n;
     }
-    if (c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
+    if (c->out_off == c->out_len) c->out_off = c->out_len = 0;
     return CLI_OK;
 }
 
 /* Room for n more bytes at the end of the output buffer. */
 static uint8_t *conn_out_reserve(cli_conn *c, size_t n)
 {
-    if (c->out_off > 0 && c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
+    if (c->out_off > 0 && c->out_off == c->out_len) c->out_off = c->out_len = 0;
     if (c->out_off > 0 && c->out_cap - c->out_len < n) {
         memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
         c->out_len -= c->out_off;
@@ -485,8 +449,7 @@ static uint8_t *conn_out_reserve(cli_conn *c, size_t n)
         while (cap - c->out_len < n)
             cap *= 2;
         uint8_t *p = realloc(c->out, cap);
-        if (p == NULL)
-            return NULL;
+        if (p == NULL) return NULL;
         c->out = p;
         c->out_cap = cap;
     }
@@ -496,8 +459,7 @@ static uint8_t *conn_out_reserve(cli_conn *c, size_t n)
 /* The packet at out_len..out_len+len has been encoded: queue it. */
 static int conn_out_commit(cli_conn *c, size_t len)
 {
-    if (c->opts->debug)
-        cli_debug_packet(c->opts->id, "sending", c->out + c->out_len, len);
+    if (c->opts->debug) cli_debug_packet(c->opts->id, "sending", c->out + c->out_len, len);
     c->out_len += len;
     c->last_send_ms = cli_now_ms();
     if (c->write_dead)
@@ -508,8 +470,7 @@ static int conn_out_commit(cli_conn *c, size_t len)
 int cli_send(cli_conn *c, const uint8_t *pkt, size_t len)
 {
     uint8_t *dst = conn_out_reserve(c, len);
-    if (dst == NULL)
-        return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
+    if (dst == NULL) return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
     memcpy(dst, pkt, len);
     return conn_out_commit(c, len);
 }
@@ -531,11 +492,9 @@ int cli_send_publish(cli_conn *c, const char *topic, const uint8_t *payload, siz
     p.packet_id = qos ? packet_id : 0;
     p.payload = payload;
     p.payload_len = len;
-    if (tlen > 65535)
-        return conn_fail(c, CLI_ERR_ARG, "topic longer than 65535 bytes");
+    if (tlen > 65535) return conn_fail(c, CLI_ERR_ARG, "topic longer than 65535 bytes");
     dst = conn_out_reserve(c, need);
-    if (dst == NULL)
-        return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
+    if (dst == NULL) return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
     rc = mqtt_encode_publish(dst, need, &p, &written);
     if (rc != MQTT_OK)
         return conn_fail(c, CLI_ERR_ARG, "cannot encode PUBLISH: %s", mqtt_strerror(rc));
@@ -648,12 +607,10 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
             int prc;
             c->ping_outstanding = true;
             c->ping_sent_ms = now;
-            if ((prc = conn_send_empty(c, MQTT_PINGREQ)) < 0)
-                return prc;
+            if ((prc = conn_send_empty(c, MQTT_PINGREQ)) < 0) return prc;
         }
         if (rc == MQTT_OK) {
-            if (c->opts->debug)
-                cli_debug_packet(c->opts->id, "received", c->in, plen);
+            if (c->opts->debug) cli_debug_packet(c->opts->id, "received", c->in, plen);
             if (hdr->type == MQTT_PINGRESP && c->connected) {
                 c->ping_outstanding = false;
                 memmove(c->in, c->in + plen, c->in_len - plen);
@@ -663,17 +620,13 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
             c->in_consume = plen;
             return CLI_PACKET;
         }
-        if (rc != MQTT_NEED_MORE)
-            return conn_malformed(c, rc);
-        if (c->eof)
-            return conn_closed(c);
-        if (g_interrupted)
-            return conn_fail(c, CLI_ERR_INTR, "interrupted");
+        if (rc != MQTT_NEED_MORE) return conn_malformed(c, rc);
+        if (c->eof) return conn_closed(c);
+        if (g_interrupted) return conn_fail(c, CLI_ERR_INTR, "interrupted");
 
         if (cli_pending_output(c) > 0) {
             rc = conn_flush_some(c);
-            if (rc < 0)
-                return rc;
+            if (rc < 0) return rc;
         }
         now = cli_now_ms();
         /* checked only when nothing is buffered: a backlog is not silence */
@@ -686,25 +639,19 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
             continue; /* sent at the top of the loop */
         if (c->tls != NULL && tls_conn_pending(c->tls) > 0 && c->in_len < conn_in_limit(c)) {
             rc = conn_fill(c);
-            if (rc < 0)
-                return rc;
+            if (rc < 0) return rc;
             continue;
         }
-        if (deadline >= 0 && now >= deadline && polled)
-            return CLI_TIMEOUT;
+        if (deadline >= 0 && now >= deadline && polled) return CLI_TIMEOUT;
 
         wait = -1;
-        if (deadline >= 0)
-            wait = deadline > now ? deadline - now : 0;
+        if (deadline >= 0) wait = deadline > now ? deadline - now : 0;
         if (c->connected && ka > 0) {
             int64_t next = (c->ping_outstanding ? c->ping_sent_ms : c->last_send_ms) + ka - now;
-            if (next < 0)
-                next = 0;
-            if (wait < 0 || next < wait)
-                wait = next;
+            if (next < 0) next = 0;
+            if (wait < 0 || next < wait) wait = next;
         }
-        if (wait > 24 * 3600 * 1000)
-            wait = 24 * 3600 * 1000;
+        if (wait > 24 * 3600 * 1000) wait = 24 * 3600 * 1000;
 
         pfd[0].fd = c->fd;
         pfd[0].events = POLLIN;
@@ -720,24 +667,20 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
         n = poll(pfd, (nfds_t)nfds, (int)wait);
         polled = true;
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return conn_fail(c, CLI_ERR_IO, "poll failed: %s", strerror(errno));
         }
         if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             rc = conn_fill(c);
-            if (rc < 0)
-                return rc;
+            if (rc < 0) return rc;
         }
         if (pfd[0].revents & POLLOUT) {
             rc = conn_flush_some(c);
-            if (rc < 0)
-                return rc;
+            if (rc < 0) return rc;
         }
         if (nfds == 2 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             /* hand over the extra fd only when no packet is already waiting */
-            if (mqtt_frame(c->in, c->in_len, 0, hdr, &plen) == MQTT_NEED_MORE)
-                return CLI_EXTRA;
+            if (mqtt_frame(c->in, c->in_len, 0, hdr, &plen) == MQTT_NEED_MORE) return CLI_EXTRA;
         }
     }
 }
@@ -752,31 +695,26 @@ int cli_flush(cli_conn *c, int stall_ms)
         int rc = conn_flush_some(c);
         int64_t left;
 
-        if (rc < 0)
-            return rc;
-        if (cli_pending_output(c) == 0)
-            break;
+        if (rc < 0) return rc;
+        if (cli_pending_output(c) == 0) break;
         if (cli_pending_output(c) < before)
             deadline = cli_now_ms() + stall_ms; /* progress: the broker is reading */
         left = deadline - cli_now_ms();
         if (left <= 0)
             return conn_fail(c, CLI_ERR_TIMEOUT,
-                             "%s: the broker stopped reading: %zu bytes could not be sent",
-                             c->peer, cli_pending_output(c));
-        if (g_interrupted)
-            return conn_fail(c, CLI_ERR_INTR, "interrupted");
+                             "%s: the broker stopped reading: %zu bytes could not be sent", c->peer,
+                             cli_pending_output(c));
+        if (g_interrupted) return conn_fail(c, CLI_ERR_INTR, "interrupted");
         p.fd = c->fd;
         p.events = c->write_wants_read ? POLLIN : POLLOUT;
-        if (!c->eof && c->in_len < conn_in_limit(c))
-            p.events |= POLLIN;
+        if (!c->eof && c->in_len < conn_in_limit(c)) p.events |= POLLIN;
         p.revents = 0;
         if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
             return conn_fail(c, CLI_ERR_IO, "poll failed: %s", strerror(errno));
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
             /* keep what arrives (and let TLS make progress) while we write */
             rc = conn_fill(c);
-            if (rc < 0)
-                return rc;
+            if (rc < 0) return rc;
         }
     }
     return c->write_dead ? conn_closed(c) : CLI_OK;
@@ -835,8 +773,7 @@ static int conn_send_connect(cli_conn *c)
         need += 2 + strlen(o->password);
     }
     dst = conn_out_reserve(c, need);
-    if (dst == NULL)
-        return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
+    if (dst == NULL) return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
     rc = mqtt_encode_connect(dst, need, &m, &written);
     if (rc != MQTT_OK)
         return conn_fail(c, CLI_ERR_ARG, "cannot encode CONNECT: %s", mqtt_strerror(rc));
@@ -851,14 +788,12 @@ static int conn_handshake_mqtt(cli_conn *c, int64_t deadline, bool *session_pres
     int64_t left;
     int rc = conn_send_connect(c);
 
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     left = deadline - cli_now_ms();
     rc = cli_wait(c, left > 0 ? (int)left : 0, -1, &h);
     if (rc == CLI_TIMEOUT)
         return conn_fail(c, CLI_ERR_TIMEOUT, "%s: timed out waiting for CONNACK", c->peer);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     if (h.type != MQTT_CONNACK)
         return conn_fail(c, CLI_ERR_PROTOCOL, "%s: expected CONNACK, the broker sent %s", c->peer,
                          mqtt_type_name(h.type));
@@ -871,8 +806,7 @@ static int conn_handshake_mqtt(cli_conn *c, int64_t deadline, bool *session_pres
         return conn_fail(c, CLI_ERR_REFUSED, "the broker refused the connection: %s (CONNACK %d)",
                          mqtt_connack_string(ack.return_code), ack.return_code);
     c->connected = true;
-    if (session_present != NULL)
-        *session_present = ack.session_present;
+    if (session_present != NULL) *session_present = ack.session_present;
     return CLI_OK;
 }
 
@@ -883,15 +817,12 @@ int cli_conn_open(cli_conn **out, const cli_opts *opts, bool *session_present)
     int rc;
 
     *out = c;
-    if (c == NULL)
-        return CLI_ERR_ALLOC;
+    if (c == NULL) return CLI_ERR_ALLOC;
     c->opts = opts;
     c->fd = -1;
     rc = conn_tcp(c, deadline);
-    if (rc == CLI_OK && opts->tls)
-        rc = conn_tls(c, deadline);
-    if (rc == CLI_OK)
-        rc = conn_handshake_mqtt(c, deadline, session_present);
+    if (rc == CLI_OK && opts->tls) rc = conn_tls(c, deadline);
+    if (rc == CLI_OK) rc = conn_handshake_mqtt(c, deadline, session_present);
     return rc;
 }
 
@@ -906,22 +837,19 @@ static void conn_drain(cli_conn *c)
     while (!c->eof) {
         ssize_t n;
         int w = wait_fd(c->fd, POLLIN, deadline);
-        if (w <= 0)
-            break;
+        if (w <= 0) break;
         n = recv(c->fd, buf, sizeof(buf), 0);
-        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
-            break;
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;
     }
 }
 
 void cli_conn_close(cli_conn *c)
 {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     if (c->fd >= 0 && c->connected && !c->eof && !c->write_dead) {
-        if (conn_send_empty(c, MQTT_DISCONNECT) == CLI_OK && cli_flush(c, cli_stall_ms(c)) == CLI_OK) {
-            if (c->tls != NULL)
-                tls_conn_close_notify(c->tls);
+        if (conn_send_empty(c, MQTT_DISCONNECT) == CLI_OK &&
+            cli_flush(c, cli_stall_ms(c)) == CLI_OK) {
+            if (c->tls != NULL) tls_conn_close_notify(c->tls);
             conn_drain(c);
         }
     }
@@ -930,14 +858,11 @@ void cli_conn_close(cli_conn *c)
 
 void cli_conn_free(cli_conn *c)
 {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     tls_conn_free(c->tls);
     tls_client_free(c->tcli);
-    if (c->tls_global && --g_tls_users == 0)
-        tls_global_free();
-    if (c->fd >= 0)
-        close(c->fd);
+    if (c->tls_global && --g_tls_users == 0) tls_global_free();
+    if (c->fd >= 0) close(c->fd);
     free(c->in);
     free(c->out);
     free(c);

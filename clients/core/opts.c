@@ -27,12 +27,10 @@ bool cli_parse_int(const char *s, long min, long max, long *out)
     char *end;
     long v;
 
-    if (s == NULL || *s == '\0')
-        return false;
+    if (s == NULL || *s == '\0') return false;
     errno = 0;
     v = strtol(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return false;
+    if (errno != 0 || *end != '\0' || v < min || v > max) return false;
     *out = v;
     return true;
 }
@@ -61,8 +59,7 @@ static int opt_int(int argc, char **argv, int *i, long min, long max, const char
     const char *v = opt_value(argc, argv, i, err, errlen);
     long n;
 
-    if (v == NULL)
-        return CLI_ERR_ARG;
+    if (v == NULL) return CLI_ERR_ARG;
     if (!cli_parse_int(v, min, max, &n)) {
         snprintf(err, errlen, "%s needs %s, not '%s'", flag, what, v);
         return CLI_ERR_ARG;
@@ -108,11 +105,9 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
 
     if (str != NULL) {
         const char *v = opt_value(argc, argv, i, err, errlen);
-        if (v == NULL)
-            return CLI_ERR_ARG;
+        if (v == NULL) return CLI_ERR_ARG;
         *str = v;
-        if (tls_opt)
-            o->tls = true;
+        if (tls_opt) o->tls = true;
         return 1;
     }
     if (opt_is(a, "-p", "--port"))
@@ -138,8 +133,7 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
     }
     if (opt_is(a, "-V", "--protocol-version")) {
         const char *v = opt_value(argc, argv, i, err, errlen);
-        if (v == NULL)
-            return CLI_ERR_ARG;
+        if (v == NULL) return CLI_ERR_ARG;
         if (strcasecmp(v, "311") == 0 || strcasecmp(v, "mqttv311") == 0) {
             o->protocol_level = 4;
         } else if (strcasecmp(v, "31") == 0 || strcasecmp(v, "mqttv31") == 0) {
@@ -158,8 +152,7 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
 
 int cli_opts_finish(cli_opts *o, char *err, size_t errlen)
 {
-    if (o->port == 0)
-        o->port = o->tls ? 8883 : 1883;
+    if (o->port == 0) o->port = o->tls ? 8883 : 1883;
     if ((o->certfile == NULL) != (o->keyfile == NULL)) {
         snprintf(err, errlen, "--cert and --key must be given together");
         return CLI_ERR_ARG;
@@ -172,8 +165,8 @@ int cli_opts_finish(cli_opts *o, char *err, size_t errlen)
         snprintf(err, errlen, "--will-payload/--will-qos/--will-retain need --will-topic");
         return CLI_ERR_ARG;
     }
-    if (o->will_topic != NULL &&
-        mqtt_topic_name_validate((const uint8_t *)o->will_topic, strlen(o->will_topic)) != MQTT_OK) {
+    if (o->will_topic != NULL && mqtt_topic_name_validate((const uint8_t *)o->will_topic,
+                                                          strlen(o->will_topic)) != MQTT_OK) {
         snprintf(err, errlen, "--will-topic '%s' is not a valid topic name", o->will_topic);
         return CLI_ERR_ARG;
     }
@@ -195,8 +188,7 @@ int cli_opts_finish(cli_opts *o, char *err, size_t errlen)
             snprintf(o->id_buf, sizeof(o->id_buf), "%.40s%ld", prefix, (long)getpid());
         else
             snprintf(o->id_buf, sizeof(o->id_buf), "%.40s-%ld-%s", prefix, (long)getpid(), host);
-        if (strlen(o->id_buf) > 23)
-            o->id_buf[23] = '\0';
+        if (strlen(o->id_buf) > 23) o->id_buf[23] = '\0';
         /* never end on the separator */
         size_t n = strlen(o->id_buf);
         while (n > 0 && o->id_buf[n - 1] == '-')
@@ -205,8 +197,7 @@ int cli_opts_finish(cli_opts *o, char *err, size_t errlen)
     }
     if (o->keylog == NULL) {
         const char *env = getenv("SSLKEYLOGFILE");
-        if (env != NULL && env[0] != '\0')
-            o->keylog = env;
+        if (env != NULL && env[0] != '\0') o->keylog = env;
     }
     return CLI_OK;
 }

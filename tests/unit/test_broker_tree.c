@@ -29,8 +29,10 @@ START_TEST(dict_basic)
     ck_assert_uint_eq(d.count, 1000);
     for (int i = 0; i < 2000; i++) {
         void *v = dict_get(&d, keys[i], strlen(keys[i]));
-        if (i % 2) ck_assert_ptr_eq(v, (void *)(intptr_t)(i + 1));
-        else ck_assert_ptr_null(v);
+        if (i % 2)
+            ck_assert_ptr_eq(v, (void *)(intptr_t)(i + 1));
+        else
+            ck_assert_ptr_null(v);
     }
     ck_assert_ptr_null(dict_del(&d, "nope", 4));
     /* empty key is a valid key (empty topic level) */
@@ -57,7 +59,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    for (int i = 0; i < 8; i++) tree_unsubscribe_all(&B, &S[i]);
+    for (int i = 0; i < 8; i++)
+        tree_unsubscribe_all(&B, &S[i]);
     tree_free(B.root);
 }
 
@@ -91,15 +94,32 @@ static const struct {
     const char *filter, *topic;
     int match;
 } match_table[] = {
-    {"a/b/c", "a/b/c", 1},     {"a/b/c", "a/b", 0},        {"a/b", "a/b/c", 0},
-    {"a/+/c", "a/b/c", 1},     {"a/+/c", "a/b/d", 0},      {"a/+", "a/", 1},
-    {"+", "a", 1},             {"+", "a/b", 0},            {"+/+", "/x", 1},
-    {"/+", "/x", 1},           {"+", "/x", 0},             {"#", "a/b/c", 1},
-    {"#", "/", 1},             {"a/#", "a", 1},            {"a/#", "a/b/c", 1},
-    {"a/#", "ab", 0},          {"a//b", "a//b", 1},        {"a/+/b", "a//b", 1},
-    {"#", "$SYS/x", 0},        {"+/x", "$SYS/x", 0},       {"$SYS/#", "$SYS/x", 1},
-    {"$SYS/+", "$SYS/x", 1},   {"+/+/#", "a/b", 1},        {"a/+/#", "a/b/c/d", 1},
-    {"sport/tennis/#", "sport/tennis", 1},                 {"x", "X", 0},
+    {"a/b/c", "a/b/c", 1},
+    {"a/b/c", "a/b", 0},
+    {"a/b", "a/b/c", 0},
+    {"a/+/c", "a/b/c", 1},
+    {"a/+/c", "a/b/d", 0},
+    {"a/+", "a/", 1},
+    {"+", "a", 1},
+    {"+", "a/b", 0},
+    {"+/+", "/x", 1},
+    {"/+", "/x", 1},
+    {"+", "/x", 0},
+    {"#", "a/b/c", 1},
+    {"#", "/", 1},
+    {"a/#", "a", 1},
+    {"a/#", "a/b/c", 1},
+    {"a/#", "ab", 0},
+    {"a//b", "a//b", 1},
+    {"a/+/b", "a//b", 1},
+    {"#", "$SYS/x", 0},
+    {"+/x", "$SYS/x", 0},
+    {"$SYS/#", "$SYS/x", 1},
+    {"$SYS/+", "$SYS/x", 1},
+    {"+/+/#", "a/b", 1},
+    {"a/+/#", "a/b/c/d", 1},
+    {"sport/tennis/#", "sport/tennis", 1},
+    {"x", "X", 0},
 };
 
 START_TEST(tree_match_table)
@@ -152,7 +172,8 @@ START_TEST(tree_many_filters_one_session)
     }
     ck_assert_uint_eq(S[3].nsubs, 20000);
     /* resubscribing is a replace, not a second record */
-    ck_assert_ptr_eq(tree_subscribe(&B, &S[3], "f/7", 3, 2), tree_subscribe(&B, &S[3], "f/7", 3, 2));
+    ck_assert_ptr_eq(tree_subscribe(&B, &S[3], "f/7", 3, 2),
+                     tree_subscribe(&B, &S[3], "f/7", 3, 2));
     ck_assert_uint_eq(S[3].nsubs, 20000);
     for (int i = 0; i < 20000; i += 2) {
         snprintf(f, sizeof f, "f/%d", i);
@@ -180,7 +201,8 @@ START_TEST(tree_many_subscribers_swap_remove)
     memset(many, 0, sizeof many);
     for (int i = 0; i < 300; i++)
         ck_assert_ptr_nonnull(tree_subscribe(&B, &many[i], "x/y", 3, 0));
-    for (int i = 0; i < 300; i += 3) tree_unsubscribe(&B, &many[i], "x/y", 3);
+    for (int i = 0; i < 300; i += 3)
+        tree_unsubscribe(&B, &many[i], "x/y", 3);
     for (int i = 0; i < 300; i++) {
         sub_rec *r = many[i].subs;
         if (i % 3 == 0) {
@@ -190,7 +212,8 @@ START_TEST(tree_many_subscribers_swap_remove)
             ck_assert_ptr_eq(r->node->subs[r->index].s, &many[i]);
         }
     }
-    for (int i = 0; i < 300; i++) tree_unsubscribe_all(&B, &many[i]);
+    for (int i = 0; i < 300; i++)
+        tree_unsubscribe_all(&B, &many[i]);
     ck_assert_uint_eq(B.root->children.count, 0);
 }
 END_TEST
@@ -223,7 +246,8 @@ static int count_retained(const char *filter)
     char out[1024] = "";
     tree_retained_match(B.root, filter, strlen(filter), collect_retained, out);
     int n = 0;
-    for (char *p = out; *p; p++) n += *p == ';';
+    for (char *p = out; *p; p++)
+        n += *p == ';';
     return n;
 }
 
@@ -239,7 +263,7 @@ START_TEST(tree_retained_store)
     ck_assert_int_eq(count_retained("a/#"), 4); /* includes "a" itself */
     ck_assert_int_eq(count_retained("a/+"), 2);
     ck_assert_int_eq(count_retained("+/b"), 1);
-    ck_assert_int_eq(count_retained("#"), 4);   /* not $SYS [MQTT-4.7.2-1] */
+    ck_assert_int_eq(count_retained("#"), 4); /* not $SYS [MQTT-4.7.2-1] */
     ck_assert_int_eq(count_retained("+/v"), 0);
     ck_assert_int_eq(count_retained("$SYS/#"), 1);
     ck_assert_int_eq(count_retained("nope/#"), 0);

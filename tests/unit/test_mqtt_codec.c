@@ -30,8 +30,7 @@ static size_t build(uint8_t *out, uint8_t byte0, const uint8_t *body, size_t n)
     ck_assert_int_gt(k, 0);
     out[0] = byte0;
     memcpy(out + 1, len, (size_t)k);
-    if (n)
-        memcpy(out + 1 + k, body, n);
+    if (n) memcpy(out + 1 + k, body, n);
     return 1 + (size_t)k + n;
 }
 
@@ -40,8 +39,7 @@ static int frame_exact(const uint8_t *buf, size_t n, mqtt_header *h)
 {
     size_t plen = 12345;
     int rc = mqtt_frame(buf, n, 0, h, &plen);
-    if (rc == MQTT_OK)
-        ck_assert_uint_eq(plen, n);
+    if (rc == MQTT_OK) ck_assert_uint_eq(plen, n);
     return rc;
 }
 
@@ -169,12 +167,12 @@ END_TEST
 /* Independent statement of table 2.2 for the exhaustive test below. */
 static int expected_header_rc(int type, int flags)
 {
-    if (type == 0 || type == 15)
-        return MQTT_ERR_TYPE; /* spec 2.2.1: reserved */
+    if (type == 0 || type == 15) return MQTT_ERR_TYPE; /* spec 2.2.1: reserved */
     if (type == MQTT_PUBLISH)
         return ((flags >> 1) & 3) == 3 ? MQTT_ERR_QOS : MQTT_OK; /* [MQTT-3.3.1-4] */
     if (type == MQTT_PUBREL || type == MQTT_SUBSCRIBE || type == MQTT_UNSUBSCRIBE)
-        return flags == 2 ? MQTT_OK : MQTT_ERR_FLAGS; /* [MQTT-3.6.1-1] [MQTT-3.8.1-1] [MQTT-3.10.1-1] */
+        return flags == 2 ? MQTT_OK
+                          : MQTT_ERR_FLAGS; /* [MQTT-3.6.1-1] [MQTT-3.8.1-1] [MQTT-3.10.1-1] */
     return flags == 0 ? MQTT_OK : MQTT_ERR_FLAGS; /* [MQTT-2.2.2-2] */
 }
 
@@ -188,8 +186,7 @@ START_TEST(frame_every_first_byte)
     size_t plen;
     int want = expected_header_rc(type, flags);
     ck_assert_int_eq(mqtt_frame(buf, 2, 0, &h, &plen), want);
-    ck_assert_int_eq(mqtt_frame(buf, 1, 0, &h, &plen),
-                     want == MQTT_OK ? MQTT_NEED_MORE : want);
+    ck_assert_int_eq(mqtt_frame(buf, 1, 0, &h, &plen), want == MQTT_OK ? MQTT_NEED_MORE : want);
     if (want == MQTT_OK) {
         ck_assert_int_eq(mqtt_frame(buf, 2, 0, &h, &plen), MQTT_OK);
         ck_assert_uint_eq(h.type, (unsigned)type);
@@ -363,8 +360,7 @@ START_TEST(frame_every_truncation)
     size_t plen;
     for (size_t k = 0; k < n; k++) {
         int rc = mqtt_frame(buf, k, 0, &h, &plen);
-        if (rc != MQTT_NEED_MORE)
-            ck_abort_msg("sample %d prefix %zu of %zu: rc %d", _i, k, n, rc);
+        if (rc != MQTT_NEED_MORE) ck_abort_msg("sample %d prefix %zu of %zu: rc %d", _i, k, n, rc);
     }
     ck_assert_int_eq(mqtt_frame(buf, n, 0, &h, &plen), MQTT_OK);
     ck_assert_uint_eq(plen, n);
@@ -384,14 +380,13 @@ static const struct pkt_case {
     /* CONNECT */
     {"connect minimal", 0x10, BODY(MQTT4, 0x02, 0x00, 0x3c, 0x00, 0x00), MQTT_OK},
     {"connect full (binary password)", 0x10,
-     BODY(MQTT4, 0xee, 0x00, 0x0a, 0x00, 0x02, 'c', '1', AB, 0x00, 0x02, 'h', 'i', 0x00, 0x01,
-          'u', 0x00, 0x03, 0x00, 0xff, 0xc0),
+     BODY(MQTT4, 0xee, 0x00, 0x0a, 0x00, 0x02, 'c', '1', AB, 0x00, 0x02, 'h', 'i', 0x00, 0x01, 'u',
+          0x00, 0x03, 0x00, 0xff, 0xc0),
      MQTT_OK},
     {"connect MQIsdp level 3", 0x10,
      BODY(0x00, 0x06, 'M', 'Q', 'I', 's', 'd', 'p', 0x03, 0x02, 0x00, 0x3c, 0x00, 0x01, 'x'),
      MQTT_OK},
-    {"connect client id multibyte", 0x10, BODY(MQTT4, 0x02, 0, 0, 0x00, 0x02, 0xc3, 0xa9),
-     MQTT_OK},
+    {"connect client id multibyte", 0x10, BODY(MQTT4, 0x02, 0, 0, 0x00, 0x02, 0xc3, 0xa9), MQTT_OK},
     {"connect will payload binary", 0x10, BODY(MQTT4, 0x06, 0, 0, 0, 0, AB, 0x00, 0x01, 0x00),
      MQTT_OK},
     /* [MQTT-2.2.2-2] CONNECT flags nibble must be 0 */
@@ -416,8 +411,8 @@ static const struct pkt_case {
     {"connect MQTT level 3", 0x10, BODY(0, 4, 'M', 'Q', 'T', 'T', 3, 2, 0, 0, 0, 0),
      MQTT_ERR_PROTOCOL_LEVEL},
     /* [MQTT-3.1.2-2] "MQIsdp" goes with level 3 only */
-    {"connect MQIsdp level 4", 0x10,
-     BODY(0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 4, 2, 0, 0, 0, 0), MQTT_ERR_PROTOCOL_LEVEL},
+    {"connect MQIsdp level 4", 0x10, BODY(0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 4, 2, 0, 0, 0, 0),
+     MQTT_ERR_PROTOCOL_LEVEL},
     /* [MQTT-4.8.0-1] truncated variable header */
     {"connect empty body", 0x10, NOBODY, MQTT_ERR_LENGTH},
     {"connect name cut", 0x10, BODY(0, 4, 'M', 'Q'), MQTT_ERR_LENGTH},
@@ -426,8 +421,7 @@ static const struct pkt_case {
     {"connect keepalive cut", 0x10, BODY(MQTT4, 0x02, 0x00), MQTT_ERR_LENGTH},
     /* [MQTT-3.1.3-3] the client id must be present */
     {"connect client id missing", 0x10, BODY(MQTT4, 0x02, 0, 0), MQTT_ERR_LENGTH},
-    {"connect client id overrun", 0x10, BODY(MQTT4, 0x02, 0, 0, 0, 5, 'a', 'b'),
-     MQTT_ERR_LENGTH},
+    {"connect client id overrun", 0x10, BODY(MQTT4, 0x02, 0, 0, 0, 5, 'a', 'b'), MQTT_ERR_LENGTH},
     /* [MQTT-3.1.2-3] reserved flag bit 0 */
     {"connect reserved flag", 0x10, BODY(MQTT4, 0x03, 0, 0, 0, 0), MQTT_ERR_CONNECT_FLAGS},
     /* [MQTT-3.1.2-11] [MQTT-3.1.2-13] will QoS without will flag */
@@ -439,8 +433,7 @@ static const struct pkt_case {
     {"connect will retain without will", 0x10, BODY(MQTT4, 0x22, 0, 0, 0, 0),
      MQTT_ERR_CONNECT_FLAGS},
     /* [MQTT-3.1.2-14] will QoS 3 */
-    {"connect will qos 3", 0x10, BODY(MQTT4, 0x1e, 0, 0, 0, 0, AB, 0, 0),
-     MQTT_ERR_CONNECT_FLAGS},
+    {"connect will qos 3", 0x10, BODY(MQTT4, 0x1e, 0, 0, 0, 0, AB, 0, 0), MQTT_ERR_CONNECT_FLAGS},
     /* [MQTT-3.1.2-22] password without user name */
     {"connect password without user", 0x10, BODY(MQTT4, 0x42, 0, 0, 0, 0, 0, 1, 'p'),
      MQTT_ERR_CONNECT_FLAGS},
@@ -452,13 +445,11 @@ static const struct pkt_case {
     {"connect client id surrogate", 0x10, BODY(MQTT4, 0x02, 0, 0, 0, 3, 0xed, 0xa0, 0x80),
      MQTT_ERR_UTF8},
     /* [MQTT-4.7.1-1] [MQTT-3.3.2-2] will topic is a topic name: no wildcards */
-    {"connect will topic +", 0x10,
-     BODY(MQTT4, 0x06, 0, 0, 0, 0, 0, 3, 'a', '/', '+', 0, 0), MQTT_ERR_TOPIC},
-    {"connect will topic #", 0x10, BODY(MQTT4, 0x06, 0, 0, 0, 0, 0, 1, '#', 0, 0),
+    {"connect will topic +", 0x10, BODY(MQTT4, 0x06, 0, 0, 0, 0, 0, 3, 'a', '/', '+', 0, 0),
      MQTT_ERR_TOPIC},
+    {"connect will topic #", 0x10, BODY(MQTT4, 0x06, 0, 0, 0, 0, 0, 1, '#', 0, 0), MQTT_ERR_TOPIC},
     /* [MQTT-4.7.3-1] will topic empty */
-    {"connect will topic empty", 0x10, BODY(MQTT4, 0x06, 0, 0, 0, 0, 0, 0, 0, 0),
-     MQTT_ERR_TOPIC},
+    {"connect will topic empty", 0x10, BODY(MQTT4, 0x06, 0, 0, 0, 0, 0, 0, 0, 0), MQTT_ERR_TOPIC},
     /* [MQTT-3.1.3-10] will topic must be UTF-8 */
     {"connect will topic bad utf8", 0x10, BODY(MQTT4, 0x06, 0, 0, 0, 0, 0, 1, 0xff, 0, 0),
      MQTT_ERR_UTF8},
@@ -468,11 +459,10 @@ static const struct pkt_case {
     /* [MQTT-3.1.2-19] user name flag: user name must be present */
     {"connect user name missing", 0x10, BODY(MQTT4, 0x82, 0, 0, 0, 0), MQTT_ERR_LENGTH},
     /* [MQTT-3.1.2-21] password flag: password must be present */
-    {"connect password missing", 0x10, BODY(MQTT4, 0xc2, 0, 0, 0, 0, 0, 1, 'u'),
-     MQTT_ERR_LENGTH},
+    {"connect password missing", 0x10, BODY(MQTT4, 0xc2, 0, 0, 0, 0, 0, 1, 'u'), MQTT_ERR_LENGTH},
     /* [MQTT-3.1.3-11] user name must be UTF-8 */
-    {"connect user name surrogate", 0x10,
-     BODY(MQTT4, 0x82, 0, 0, 0, 0, 0, 3, 0xed, 0xa0, 0x80), MQTT_ERR_UTF8},
+    {"connect user name surrogate", 0x10, BODY(MQTT4, 0x82, 0, 0, 0, 0, 0, 3, 0xed, 0xa0, 0x80),
+     MQTT_ERR_UTF8},
     /* [MQTT-4.8.0-1] trailing byte after the payload */
     {"connect trailing byte", 0x10, BODY(MQTT4, 0x02, 0, 0, 0, 0, 0xaa), MQTT_ERR_LENGTH},
     /* [MQTT-3.1.2-18] user name without its flag is trailing data */
@@ -571,12 +561,10 @@ static const struct pkt_case {
     {"subscribe second qos bad", 0x82, BODY(0, 1, AB, 0, AB, 0x04), MQTT_ERR_SUB_QOS},
     /* [MQTT-4.7.1-2] '#' must be last and alone */
     {"subscribe filter a#", 0x82, BODY(0, 1, 0, 2, 'a', '#', 0), MQTT_ERR_FILTER},
-    {"subscribe filter a/#/b", 0x82, BODY(0, 1, 0, 5, 'a', '/', '#', '/', 'b', 0),
-     MQTT_ERR_FILTER},
+    {"subscribe filter a/#/b", 0x82, BODY(0, 1, 0, 5, 'a', '/', '#', '/', 'b', 0), MQTT_ERR_FILTER},
     /* [MQTT-4.7.1-3] '+' must be alone in its level */
     {"subscribe filter a+", 0x82, BODY(0, 1, 0, 2, 'a', '+', 0), MQTT_ERR_FILTER},
-    {"subscribe second filter ++", 0x82, BODY(0, 1, AB, 0, 0, 2, '+', '+', 0),
-     MQTT_ERR_FILTER},
+    {"subscribe second filter ++", 0x82, BODY(0, 1, AB, 0, 0, 2, '+', '+', 0), MQTT_ERR_FILTER},
     /* [MQTT-4.7.3-1] empty filter */
     {"subscribe filter empty", 0x82, BODY(0, 1, 0, 0, 0), MQTT_ERR_FILTER},
     /* [MQTT-3.8.3-1] filters are UTF-8 */
@@ -647,10 +635,9 @@ START_TEST(packet_table)
     size_t n = build(buf, t->byte0, t->body, t->n);
     mqtt_header h;
     int rc = frame_exact(buf, n, &h);
-    if (rc == MQTT_OK)
-        rc = decode_any(&h);
-    ck_assert_msg(rc == t->expect, "%s: got %d (%s), want %d (%s)", t->name, rc,
-                  mqtt_strerror(rc), t->expect, mqtt_strerror(t->expect));
+    if (rc == MQTT_OK) rc = decode_any(&h);
+    ck_assert_msg(rc == t->expect, "%s: got %d (%s), want %d (%s)", t->name, rc, mqtt_strerror(rc),
+                  t->expect, mqtt_strerror(t->expect));
 }
 END_TEST
 
@@ -660,8 +647,8 @@ START_TEST(decode_connect_fields)
 {
     uint8_t buf[64];
     size_t n = build(buf, 0x10,
-                     BODY(MQTT4, 0xee, 0x00, 0x0a, 0x00, 0x02, 'c', '1', AB, 0x00, 0x02, 'h',
-                          'i', 0x00, 0x01, 'u', 0x00, 0x03, 0x00, 0xff, 0xc0));
+                     BODY(MQTT4, 0xee, 0x00, 0x0a, 0x00, 0x02, 'c', '1', AB, 0x00, 0x02, 'h', 'i',
+                          0x00, 0x01, 'u', 0x00, 0x03, 0x00, 0xff, 0xc0));
     mqtt_header h;
     mqtt_connect c;
     ck_assert_int_eq(frame_exact(buf, n, &h), MQTT_OK);
@@ -722,8 +709,9 @@ END_TEST
 START_TEST(decode_subscribe_iterate)
 {
     uint8_t buf[64];
-    size_t n = build(buf, 0x82, BODY(0, 1, 0, 1, '#', 2, 0, 3, 'a', '/', '+', 0, 0, 6, '$', 'S',
-                                     'Y', 'S', '/', '#', 1));
+    size_t n = build(
+        buf, 0x82,
+        BODY(0, 1, 0, 1, '#', 2, 0, 3, 'a', '/', '+', 0, 0, 6, '$', 'S', 'Y', 'S', '/', '#', 1));
     mqtt_header h;
     mqtt_sublist sl;
     ck_assert_int_eq(frame_exact(buf, n, &h), MQTT_OK);
@@ -867,8 +855,7 @@ START_TEST(roundtrip_connect)
             ck_assert(str_eq(out.will_topic, "status/dev"));
             ck_assert(str_eq(out.will_payload, "offline"));
         }
-        if (in.username_flag)
-            ck_assert(str_eq(out.username, "alice"));
+        if (in.username_flag) ck_assert(str_eq(out.username, "alice"));
         if (in.password_flag) {
             ck_assert_uint_eq(out.password.len, 3);
             ck_assert_mem_eq(out.password.ptr, "\x00\x01\xfe", 3);
@@ -922,16 +909,18 @@ START_TEST(roundtrip_publish)
     const size_t sizes[] = {0, 1, 100, 65535, 65536, sizeof payload};
     for (unsigned s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         for (uint8_t qos = 0; qos <= 2; qos++) {
-            mqtt_publish in = {.dup = qos > 0, .qos = qos, .retain = s & 1,
+            mqtt_publish in = {.dup = qos > 0,
+                               .qos = qos,
+                               .retain = s & 1,
                                .topic = S("sensors/\xe2\x82\xac/temp"),
                                .packet_id = qos ? (uint16_t)(s + 1) : 0,
-                               .payload = payload, .payload_len = sizes[s]};
+                               .payload = payload,
+                               .payload_len = sizes[s]};
             mqtt_publish out;
             size_t n;
             mqtt_header h;
             ck_assert_int_eq(mqtt_encode_publish(buf, sizeof buf, &in, &n), MQTT_OK);
-            ck_assert_uint_eq(n, mqtt_publish_header_size(qos, in.topic.len, sizes[s]) +
-                                     sizes[s]);
+            ck_assert_uint_eq(n, mqtt_publish_header_size(qos, in.topic.len, sizes[s]) + sizes[s]);
             ck_assert_int_eq(frame_exact(buf, n, &h), MQTT_OK);
             ck_assert_int_eq(mqtt_decode_publish(&h, &out), MQTT_OK);
             ck_assert_int_eq(out.dup, in.dup);
@@ -941,8 +930,7 @@ START_TEST(roundtrip_publish)
             ck_assert_mem_eq(out.topic.ptr, in.topic.ptr, in.topic.len);
             ck_assert_uint_eq(out.packet_id, in.packet_id);
             ck_assert_uint_eq(out.payload_len, sizes[s]);
-            if (sizes[s])
-                ck_assert_mem_eq(out.payload, payload, sizes[s]);
+            if (sizes[s]) ck_assert_mem_eq(out.payload, payload, sizes[s]);
         }
     }
 }
@@ -973,8 +961,8 @@ END_TEST
 
 START_TEST(roundtrip_subscribe_unsubscribe)
 {
-    mqtt_str filters[] = {S("a/b"), S("+/+"), S("#"), S("$SYS/broker/#"), S("/"),
-                          S("caf\xc3\xa9/+/x")};
+    mqtt_str filters[] = {S("a/b"),           S("+/+"), S("#"),
+                          S("$SYS/broker/#"), S("/"),   S("caf\xc3\xa9/+/x")};
     const uint8_t qos[] = {0, 1, 2, 0, 1, 2};
     unsigned count = 6;
     uint8_t buf[256];
@@ -984,8 +972,7 @@ START_TEST(roundtrip_subscribe_unsubscribe)
     mqtt_str f;
     uint8_t q;
 
-    ck_assert_int_eq(mqtt_encode_subscribe(buf, sizeof buf, 42, filters, qos, count, &n),
-                     MQTT_OK);
+    ck_assert_int_eq(mqtt_encode_subscribe(buf, sizeof buf, 42, filters, qos, count, &n), MQTT_OK);
     ck_assert_uint_eq(buf[0], 0x82);
     ck_assert_int_eq(frame_exact(buf, n, &h), MQTT_OK);
     ck_assert_int_eq(mqtt_decode_subscribe(&h, &sl), MQTT_OK);
@@ -1083,8 +1070,7 @@ START_TEST(publish_remaining_boundaries)
     ck_assert_uint_eq(h.remaining, rem);
     ck_assert_uint_eq(plen, n);
     /* One byte short of the limit: refused before the body. */
-    ck_assert_int_eq(mqtt_frame(buf, 1 + (size_t)vbytes[_i], n - 1, &h, &plen),
-                     MQTT_ERR_TOO_LARGE);
+    ck_assert_int_eq(mqtt_frame(buf, 1 + (size_t)vbytes[_i], n - 1, &h, &plen), MQTT_ERR_TOO_LARGE);
     ck_assert_int_eq(mqtt_frame(buf, n - 1, n, &h, &plen), MQTT_NEED_MORE);
     ck_assert_int_eq(mqtt_frame(buf, n, n, &h, &plen), MQTT_OK);
     mqtt_publish out;
@@ -1115,8 +1101,7 @@ START_TEST(publish_header_limits)
 
     /* 268435456: one byte over the protocol maximum. */
     ck_assert_int_eq(mqtt_encode_publish_header(buf, sizeof buf, 0, false, false,
-                                                (const uint8_t *)"t", 1, 0, max_payload + 1,
-                                                &n),
+                                                (const uint8_t *)"t", 1, 0, max_payload + 1, &n),
                      MQTT_ERR_ARG);
     ck_assert_uint_eq(mqtt_publish_header_size(0, 1, max_payload + 1), 0);
     ck_assert_int_eq(mqtt_encode_publish_header(buf, sizeof buf, 1, false, false,
@@ -1136,8 +1121,8 @@ START_TEST(publish_header_limits)
         for (unsigned p = 0; p < sizeof plens / sizeof plens[0]; p++)
             for (uint8_t qos = 0; qos <= 2; qos++) {
                 size_t want_n = mqtt_publish_header_size(qos, tlens[t], plens[p]);
-                ck_assert_int_eq(mqtt_encode_publish_header(big, sizeof big, qos, true, true,
-                                                            topic, tlens[t], 5, plens[p], &n),
+                ck_assert_int_eq(mqtt_encode_publish_header(big, sizeof big, qos, true, true, topic,
+                                                            tlens[t], 5, plens[p], &n),
                                  MQTT_OK);
                 ck_assert_uint_eq(n, want_n);
                 ck_assert_uint_le(n, MQTT_PUBLISH_HEADER_MAX(tlens[t]));
@@ -1203,7 +1188,8 @@ START_TEST(encode_bad_arguments)
     /* CONNACK: codes above 5 are reserved (spec 3.2.2.3) */
     ck_assert_int_eq(mqtt_encode_connack(buf, sizeof buf, false, 6, &n), MQTT_ERR_ARG);
 
-    /* PUBLISH: QoS 3 [MQTT-3.3.1-4], id 0 with QoS > 0 [MQTT-2.3.1-1], empty topic [MQTT-4.7.3-1] */
+    /* PUBLISH: QoS 3 [MQTT-3.3.1-4], id 0 with QoS > 0 [MQTT-2.3.1-1], empty topic [MQTT-4.7.3-1]
+     */
     mqtt_publish p = {.qos = 3, .topic = f, .packet_id = 1};
     ck_assert_int_eq(mqtt_encode_publish(buf, sizeof buf, &p, &n), MQTT_ERR_ARG);
     p.qos = 1;
@@ -1213,12 +1199,12 @@ START_TEST(encode_bad_arguments)
     p.packet_id = 1;
     p.topic = empty;
     ck_assert_int_eq(mqtt_encode_publish(buf, sizeof buf, &p, &n), MQTT_ERR_ARG);
-    ck_assert_int_eq(mqtt_encode_publish_header(buf, sizeof buf, 1, false, false, f.ptr, f.len, 0,
-                                                0, &n),
-                     MQTT_ERR_ARG);
-    ck_assert_int_eq(mqtt_encode_publish_header(buf, sizeof buf, 3, false, false, f.ptr, f.len, 1,
-                                                0, &n),
-                     MQTT_ERR_ARG);
+    ck_assert_int_eq(
+        mqtt_encode_publish_header(buf, sizeof buf, 1, false, false, f.ptr, f.len, 0, 0, &n),
+        MQTT_ERR_ARG);
+    ck_assert_int_eq(
+        mqtt_encode_publish_header(buf, sizeof buf, 3, false, false, f.ptr, f.len, 1, 0, &n),
+        MQTT_ERR_ARG);
     ck_assert_uint_eq(mqtt_publish_header_size(3, 3, 0), 0);
 
     /* Acks: wrong type, id 0 */
@@ -1229,8 +1215,7 @@ START_TEST(encode_bad_arguments)
     /* SUBSCRIBE/UNSUBSCRIBE: id 0, no filters [MQTT-3.8.3-3], empty filter, QoS 3 */
     ck_assert_int_eq(mqtt_encode_subscribe(buf, sizeof buf, 0, &f, &q1, 1, &n), MQTT_ERR_ARG);
     ck_assert_int_eq(mqtt_encode_subscribe(buf, sizeof buf, 1, &f, &q1, 0, &n), MQTT_ERR_ARG);
-    ck_assert_int_eq(mqtt_encode_subscribe(buf, sizeof buf, 1, &empty, &q1, 1, &n),
-                     MQTT_ERR_ARG);
+    ck_assert_int_eq(mqtt_encode_subscribe(buf, sizeof buf, 1, &empty, &q1, 1, &n), MQTT_ERR_ARG);
     ck_assert_int_eq(mqtt_encode_subscribe(buf, sizeof buf, 1, &f, &q3, 1, &n), MQTT_ERR_ARG);
     ck_assert_int_eq(mqtt_encode_unsubscribe(buf, sizeof buf, 0, &f, 1, &n), MQTT_ERR_ARG);
     ck_assert_int_eq(mqtt_encode_unsubscribe(buf, sizeof buf, 1, &f, 0, &n), MQTT_ERR_ARG);
@@ -1264,8 +1249,7 @@ START_TEST(encode_remaining_too_large)
     size_t n;
     ck_assert_int_eq(mqtt_encode_subscribe(buf, sizeof buf, 1, filters, NULL, COUNT, &n),
                      MQTT_ERR_ARG);
-    ck_assert_int_eq(mqtt_encode_unsubscribe(buf, sizeof buf, 1, filters, COUNT, &n),
-                     MQTT_ERR_ARG);
+    ck_assert_int_eq(mqtt_encode_unsubscribe(buf, sizeof buf, 1, filters, COUNT, &n), MQTT_ERR_ARG);
     /* Just under the limit it is only the buffer that is too small. */
     ck_assert_int_eq(mqtt_encode_unsubscribe(buf, sizeof buf, 1, filters, 4000, &n),
                      MQTT_ERR_BUFFER);

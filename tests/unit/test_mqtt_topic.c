@@ -39,11 +39,19 @@ static const struct {
     {"U+10FFFF largest", B("\xf4\x8f\xbf\xbf"), MQTT_OK},
     {"C0 controls allowed", B("\x01\x1f\x7f"), MQTT_OK},
     {"C1 control U+0085 allowed", B("\xc2\x85"), MQTT_OK},
-    {"mixed", B("a\xc3\xa9" "b\xe2\x82\xac" "c\xf0\x9f\x98\x80" "d"), MQTT_OK},
+    {"mixed",
+     B("a\xc3\xa9"
+       "b\xe2\x82\xac"
+       "c\xf0\x9f\x98\x80"
+       "d"),
+     MQTT_OK},
 
     /* [MQTT-1.5.3-2] U+0000 */
     {"U+0000 alone", B("\x00"), MQTT_ERR_UTF8},
-    {"U+0000 inside", B("a\x00" "b"), MQTT_ERR_UTF8},
+    {"U+0000 inside",
+     B("a\x00"
+       "b"),
+     MQTT_ERR_UTF8},
     /* [MQTT-1.5.3-1] overlong encodings are ill-formed */
     {"overlong NUL C0 80", B("\xc0\x80"), MQTT_ERR_UTF8},
     {"overlong C1 BF", B("\xc1\xbf"), MQTT_ERR_UTF8},
@@ -111,8 +119,7 @@ START_TEST(utf8_every_two_byte_lead)
             const uint8_t s[2] = {(uint8_t)a, (uint8_t)b};
             bool want = a >= 0xc2 && a <= 0xdf && b >= 0x80 && b <= 0xbf;
             int rc = mqtt_utf8_validate(s, 2);
-            if ((rc == MQTT_OK) != want)
-                ck_abort_msg("%02x %02x: got %d", a, b, rc);
+            if ((rc == MQTT_OK) != want) ck_abort_msg("%02x %02x: got %d", a, b, rc);
         }
     }
 }
@@ -147,8 +154,7 @@ START_TEST(utf8_every_code_point)
         }
         bool want = cp != 0 && (cp < 0xd800 || cp > 0xdfff);
         int rc = mqtt_utf8_validate(s, n);
-        if ((rc == MQTT_OK) != want)
-            ck_abort_msg("U+%04X: got %d", (unsigned)cp, rc);
+        if ((rc == MQTT_OK) != want) ck_abort_msg("U+%04X: got %d", (unsigned)cp, rc);
     }
 }
 END_TEST
@@ -172,7 +178,9 @@ static const struct {
     {BS("sport/tennis player1"), MQTT_OK, MQTT_OK},
     {BS(" "), MQTT_OK, MQTT_OK},
     {BS("\xe2\x82\xac/x"), MQTT_OK, MQTT_OK},
-    {BS("\xef\xbb\xbf" "a"), MQTT_OK, MQTT_OK},
+    {BS("\xef\xbb\xbf"
+        "a"),
+     MQTT_OK, MQTT_OK},
     /* wildcards: fine in filters, never in names [MQTT-3.3.2-2] [MQTT-4.7.1-1] */
     {BS("#"), MQTT_ERR_TOPIC, MQTT_OK},
     {BS("+"), MQTT_ERR_TOPIC, MQTT_OK},
@@ -334,8 +342,7 @@ START_TEST(match_exact_self)
     /* Every valid topic name matches itself as a filter, and "#" matches
      * every one that does not start with '$'. */
     for (unsigned i = 0; i < sizeof topics / sizeof topics[0]; i++) {
-        if (topics[i].name_rc != MQTT_OK)
-            continue;
+        if (topics[i].name_rc != MQTT_OK) continue;
         const uint8_t *s = (const uint8_t *)topics[i].s;
         ck_assert(mqtt_topic_matches(s, topics[i].len, s, topics[i].len));
         ck_assert_int_eq(mqtt_topic_matches((const uint8_t *)"#", 1, s, topics[i].len),
@@ -378,9 +385,10 @@ END_TEST
 
 START_TEST(type_and_connack_names)
 {
-    const char *names[] = {"RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC",
-                           "PUBREL", "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE",
-                           "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT", "RESERVED"};
+    const char *names[] = {"RESERVED",  "CONNECT",  "CONNACK",     "PUBLISH",
+                           "PUBACK",    "PUBREC",   "PUBREL",      "PUBCOMP",
+                           "SUBSCRIBE", "SUBACK",   "UNSUBSCRIBE", "UNSUBACK",
+                           "PINGREQ",   "PINGRESP", "DISCONNECT",  "RESERVED"};
     for (int t = 0; t < 16; t++)
         ck_assert_str_eq(mqtt_type_name(t), names[t]);
     ck_assert_str_eq(mqtt_type_name(-1), "RESERVED");

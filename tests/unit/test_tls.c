@@ -102,10 +102,8 @@ static void pair_open(pair_t *p, tls_server *srv, tls_client *cli)
     for (int i = 0; i < 2; i++)
         fcntl(p->fds[i], F_SETFL, fcntl(p->fds[i], F_GETFL) | O_NONBLOCK);
     p->s = p->c = NULL;
-    if (srv)
-        ck_assert_int_eq(tls_conn_accept(&p->s, srv, p->fds[0], "127.0.0.1:5555"), TLS_OK);
-    if (cli)
-        ck_assert_int_eq(tls_conn_connect(&p->c, cli, p->fds[1], "localhost:8883"), TLS_OK);
+    if (srv) ck_assert_int_eq(tls_conn_accept(&p->s, srv, p->fds[0], "127.0.0.1:5555"), TLS_OK);
+    if (cli) ck_assert_int_eq(tls_conn_connect(&p->c, cli, p->fds[1], "localhost:8883"), TLS_OK);
     p->rs = p->rc = TLS_WANT_READ;
 }
 
@@ -114,12 +112,9 @@ static void pair_open(pair_t *p, tls_server *srv, tls_client *cli)
 static void pair_run(pair_t *p)
 {
     for (int i = 0; i < 100; i++) {
-        if (p->s && waiting(p->rs))
-            p->rs = tls_conn_handshake(p->s);
-        if (p->c && waiting(p->rc))
-            p->rc = tls_conn_handshake(p->c);
-        if (!waiting(p->rs) && !waiting(p->rc))
-            break;
+        if (p->s && waiting(p->rs)) p->rs = tls_conn_handshake(p->s);
+        if (p->c && waiting(p->rc)) p->rc = tls_conn_handshake(p->c);
+        if (!waiting(p->rs) && !waiting(p->rc)) break;
     }
 }
 
@@ -131,7 +126,7 @@ static void pair_close(pair_t *p)
     close(p->fds[1]);
 }
 
-#define ck_assert_contains(hay, needle) \
+#define ck_assert_contains(hay, needle)                                                            \
     ck_assert_msg(strstr((hay), (needle)) != NULL, "expected \"%s\" in \"%s\"", (needle), (hay))
 
 /* ---- success paths --------------------------------------------------------------- */
@@ -183,8 +178,7 @@ START_TEST(handshake_and_data)
         }
         ssize_t m = tls_conn_read(p.c, got + recvd, sizeof got - recvd);
         ck_assert_msg(m > 0 || m == TLS_WANT_READ, "read %zd: %s", m, tls_conn_error(p.c));
-        if (m > 0)
-            recvd += (size_t)m;
+        if (m > 0) recvd += (size_t)m;
     }
     ck_assert_uint_eq(recvd, sizeof big);
     ck_assert(memcmp(big, got, sizeof big) == 0);
@@ -218,7 +212,8 @@ START_TEST(rsa_pki)
     ck_assert_msg(p.rs == TLS_OK, "server: %s", tls_conn_error(p.s));
     char d[300];
     tls_conn_describe(p.s, d, sizeof d);
-    ck_assert_str_eq(d, "TLS 1.2, ECDHE-RSA-AES128-GCM-SHA256, full handshake, no client certificate");
+    ck_assert_str_eq(d,
+                     "TLS 1.2, ECDHE-RSA-AES128-GCM-SHA256, full handshake, no client certificate");
     ck_assert_ptr_null(tls_conn_peer_cn(p.s));
     pair_close(&p);
     tls_client_free(cli);
@@ -255,15 +250,15 @@ static int count_lines(const char *path, bool check_format)
     int n = 0;
     while (fgets(line, sizeof line, f)) {
         n++;
-        if (!check_format)
-            continue;
+        if (!check_format) continue;
         ck_assert_uint_eq(strlen(line), strlen("CLIENT_RANDOM ") + 64 + 1 + 96 + 1);
         ck_assert(strncmp(line, "CLIENT_RANDOM ", 14) == 0);
         for (int i = 14; i < 14 + 64 + 1 + 96; i++) {
             if (i == 14 + 64)
                 ck_assert_int_eq(line[i], ' ');
             else
-                ck_assert_msg(strchr("0123456789abcdef", line[i]) && line[i], "bad hex in %s", line);
+                ck_assert_msg(strchr("0123456789abcdef", line[i]) && line[i], "bad hex in %s",
+                              line);
         }
         ck_assert_int_eq(line[14 + 64 + 1 + 96], '\n');
     }
@@ -387,7 +382,8 @@ START_TEST(client_cert_untrusted)
         failing(&p, srv, cli, TLS_ERR_HANDSHAKE);
         const char *e = tls_conn_error(p.s);
         ck_assert_contains(e, "client certificate CN=labclient,O=secbroker lab rejected");
-        ck_assert_contains(e, "not signed by a trusted CA (issuer CN=untrusted lab CA,O=secbroker lab)");
+        ck_assert_contains(
+            e, "not signed by a trusted CA (issuer CN=untrusted lab CA,O=secbroker lab)");
         ck_assert_contains(e, "(sent alert unknown_ca)");
         ck_assert_int_eq(p.rc, TLS_ERR_HANDSHAKE);
         ck_assert_contains(tls_conn_error(p.c), "server sent alert unknown_ca (48)");
@@ -407,7 +403,8 @@ START_TEST(client_cert_missing)
     tls_client *cli = make_client(&co);
     pair_t p;
     failing(&p, srv, cli, TLS_ERR_HANDSHAKE);
-    ck_assert_contains(tls_conn_error(p.s), "client sent no certificate, but this listener requires one");
+    ck_assert_contains(tls_conn_error(p.s),
+                       "client sent no certificate, but this listener requires one");
     ck_assert_contains(tls_conn_error(p.s), "(sent alert handshake_failure)");
     ck_assert_contains(tls_conn_error(p.c), "server sent alert handshake_failure (40)");
     pair_close(&p);
@@ -497,8 +494,9 @@ START_TEST(cipher_mismatch)
     tls_client *cli = make_client(&co);
     pair_t p;
     failing(&p, srv, cli, TLS_ERR_HANDSHAKE);
-    ck_assert_contains(tls_conn_error(p.s), "no cipher suite in common: client offered "
-                                            "ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-ECDSA-CHACHA20-POLY1305");
+    ck_assert_contains(tls_conn_error(p.s),
+                       "no cipher suite in common: client offered "
+                       "ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-ECDSA-CHACHA20-POLY1305");
     ck_assert_contains(tls_conn_error(p.s), "this listener accepts ECDHE-ECDSA-AES256-GCM-SHA384");
     ck_assert_contains(tls_conn_error(p.s), "(sent alert handshake_failure)");
     ck_assert_contains(tls_conn_error(p.c), "server sent alert handshake_failure (40)");
@@ -512,8 +510,9 @@ START_TEST(cipher_mismatch)
     co.ciphers = "ECDHE-RSA-AES128-GCM-SHA256";
     cli = make_client(&co);
     failing(&p, srv, cli, TLS_ERR_HANDSHAKE);
-    ck_assert_contains(tls_conn_error(p.s), "client and listener share only ECDHE-RSA-AES128-GCM-SHA256, "
-                                            "which cannot be used with this listener's EC certificate");
+    ck_assert_contains(tls_conn_error(p.s),
+                       "client and listener share only ECDHE-RSA-AES128-GCM-SHA256, "
+                       "which cannot be used with this listener's EC certificate");
     ck_assert_contains(tls_conn_error(p.s), "(sent alert handshake_failure)");
     pair_close(&p);
     tls_client_free(cli);
@@ -530,8 +529,9 @@ START_TEST(version_too_old)
     tls_client *cli = make_client(&co);
     pair_t p;
     failing(&p, srv, cli, TLS_ERR_HANDSHAKE);
-    ck_assert_contains(tls_conn_error(p.s), "client offered only TLS 1.1 while the minimum is TLS 1.2 "
-                                            "(sent alert protocol_version)");
+    ck_assert_contains(tls_conn_error(p.s),
+                       "client offered only TLS 1.1 while the minimum is TLS 1.2 "
+                       "(sent alert protocol_version)");
     ck_assert_contains(tls_conn_error(p.c), "server sent alert protocol_version (70)");
     pair_close(&p);
     tls_client_free(cli);
@@ -563,10 +563,11 @@ static void raw_to_server(const void *bytes, size_t n, int want, const char *wor
 
 START_TEST(plaintext_connect)
 {
-    static const uint8_t connect[] = {0x10, 0x10, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3c,
-                                      0x00, 0x04, 't', 'e', 's', 't'};
-    raw_to_server(connect, sizeof connect, TLS_ERR_PLAINTEXT,
-                  "127.0.0.1:5555: TLS handshake failed: client sent plain MQTT (CONNECT) on a TLS port");
+    static const uint8_t connect[] = {0x10, 0x10, 0x00, 0x04, 'M',  'Q', 'T', 'T', 0x04,
+                                      0x02, 0x00, 0x3c, 0x00, 0x04, 't', 'e', 's', 't'};
+    raw_to_server(
+        connect, sizeof connect, TLS_ERR_PLAINTEXT,
+        "127.0.0.1:5555: TLS handshake failed: client sent plain MQTT (CONNECT) on a TLS port");
 }
 END_TEST
 
@@ -594,7 +595,7 @@ START_TEST(peer_closed)
     tls_client_opts co = client_opts(false);
     tls_client *cli = make_client(&co);
     pair_open(&p, srv, cli);
-    ck_assert_int_eq(tls_conn_handshake(p.c), TLS_WANT_READ);     /* ClientHello sent */
+    ck_assert_int_eq(tls_conn_handshake(p.c), TLS_WANT_READ); /* ClientHello sent */
     shutdown(p.fds[1], SHUT_WR);
     int r = TLS_WANT_READ;
     for (int i = 0; i < 10 && waiting(r); i++)
@@ -609,7 +610,8 @@ END_TEST
 
 /* ---- client-side verification --------------------------------------------------------------- */
 
-static void client_verify_case(const char *cafile, const char *name, bool insecure, bool ok, const char *words)
+static void client_verify_case(const char *cafile, const char *name, bool insecure, bool ok,
+                               const char *words)
 {
     tls_server_opts so = server_opts();
     tls_client_opts co = client_opts(false);
@@ -640,13 +642,15 @@ static void client_verify_case(const char *cafile, const char *name, bool insecu
 
 START_TEST(client_verify)
 {
-    client_verify_case(cert("ca.crt"), "localhost", false, true, "server certificate CN=localhost,O=secbroker lab");
+    client_verify_case(cert("ca.crt"), "localhost", false, true,
+                       "server certificate CN=localhost,O=secbroker lab");
     client_verify_case(cert("ca.crt"), "127.0.0.1", false, true, NULL);
     client_verify_case(cert("ca.crt"), "::1", false, true, NULL);
-    client_verify_case(cert("untrusted-ca.crt"), "localhost", false, false,
-                       "localhost:8883: TLS handshake failed: server certificate CN=localhost,O=secbroker lab "
-                       "rejected: not signed by a trusted CA (issuer CN=secbroker lab CA,O=secbroker lab) "
-                       "(sent alert unknown_ca)");
+    client_verify_case(
+        cert("untrusted-ca.crt"), "localhost", false, false,
+        "localhost:8883: TLS handshake failed: server certificate CN=localhost,O=secbroker lab "
+        "rejected: not signed by a trusted CA (issuer CN=secbroker lab CA,O=secbroker lab) "
+        "(sent alert unknown_ca)");
     client_verify_case(cert("ca.crt"), "broker.example.com", false, false,
                        "it is for localhost, 127.0.0.1, ::1");
     client_verify_case(cert("ca.crt"), "broker.example.com", false, false,
@@ -668,15 +672,17 @@ START_TEST(server_sees_client_alert)
     tls_client *cli = make_client(&co);
     pair_t p;
     failing(&p, srv, cli, TLS_ERR_HANDSHAKE);
-    ck_assert_contains(tls_conn_error(p.s), "client sent alert unknown_ca (48): the client does not trust "
-                                            "the CA that signed our certificate");
+    ck_assert_contains(tls_conn_error(p.s),
+                       "client sent alert unknown_ca (48): the client does not trust "
+                       "the CA that signed our certificate");
     pair_close(&p);
     tls_client_free(cli);
     tls_server_free(srv);
 }
 END_TEST
 
-/* ---- trace -------------------------------------------------------------------------------------- */
+/* ---- trace --------------------------------------------------------------------------------------
+ */
 
 START_TEST(trace_steps)
 {
@@ -692,7 +698,8 @@ START_TEST(trace_steps)
     ck_assert_int_eq(p.rs, TLS_OK);
     static const char *const order[] = {
         "<- ClientHello: TLS 1.2, 6 cipher suites, SNI localhost",
-        "-> ServerHello: TLS 1.2, ECDHE-ECDSA-AES128-GCM-SHA256 (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), new session",
+        "-> ServerHello: TLS 1.2, ECDHE-ECDSA-AES128-GCM-SHA256 "
+        "(TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), new session",
         "-> Certificate: CN=localhost,O=secbroker lab (1 in chain)",
         "-> ServerKeyExchange",
         "-> CertificateRequest (client certificate optional)",
@@ -730,7 +737,8 @@ START_TEST(trace_steps)
 }
 END_TEST
 
-/* ---- configuration errors ----------------------------------------------------------------------- */
+/* ---- configuration errors -----------------------------------------------------------------------
+ */
 
 static void server_config_error(tls_server_opts *o, const char *words)
 {
@@ -746,7 +754,8 @@ START_TEST(config_errors)
 {
     tls_server_opts o = server_opts();
     o.certfile = "/nonexistent/server.crt";
-    server_config_error(&o, "certfile /nonexistent/server.crt: cannot open: No such file or directory");
+    server_config_error(&o,
+                        "certfile /nonexistent/server.crt: cannot open: No such file or directory");
     o = server_opts();
     o.keyfile = "/nonexistent/server.key";
     server_config_error(&o, "keyfile /nonexistent/server.key: cannot open");
@@ -799,10 +808,17 @@ END_TEST
 START_TEST(cipher_names)
 {
     static const char *const ok[] = {
-        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-CHACHA20-POLY1305", "DHE-RSA-AES128-SHA256",
-        "AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
-        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ecdhe-ecdsa-aes128-gcm-sha256", "ECDHE-ECDSA-AES128-CCM8",
-        "ECDHE-RSA-AES256-SHA", "DHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "DHE-RSA-AES128-SHA256",
+        "AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA384",
+        "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "ecdhe-ecdsa-aes128-gcm-sha256",
+        "ECDHE-ECDSA-AES128-CCM8",
+        "ECDHE-RSA-AES256-SHA",
+        "DHE-RSA-AES256-GCM-SHA384",
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         tls_client_opts co = client_opts(false);
@@ -815,7 +831,8 @@ START_TEST(cipher_names)
 }
 END_TEST
 
-/* ---- memory ------------------------------------------------------------------------------------- */
+/* ---- memory -------------------------------------------------------------------------------------
+ */
 
 START_TEST(idle_memory)
 {
@@ -837,8 +854,10 @@ START_TEST(idle_memory)
     struct mallinfo2 m1 = mallinfo2();
     size_t measured = m1.uordblks - m0.uordblks;
     size_t s = tls_conn_memory(p.s), c = tls_conn_memory(p.c);
-    fprintf(stderr, "idle TLS connection after the handshake: server %zu bytes, client %zu bytes "
-            "(tls_conn_memory); malloc says %zu for both\n", s, c, measured);
+    fprintf(stderr,
+            "idle TLS connection after the handshake: server %zu bytes, client %zu bytes "
+            "(tls_conn_memory); malloc says %zu for both\n",
+            s, c, measured);
     ck_assert_uint_gt(s, 30000);
     ck_assert_uint_lt(s, 40000);
     /* the estimate and malloc's accounting agree within 10% (ASan replaces
@@ -887,8 +906,7 @@ static Suite *tls_suite(void)
 static int make_pki(char *dir, size_t len, const char *kind)
 {
     snprintf(dir, len, "/tmp/secbroker-tls-XXXXXX");
-    if (mkdtemp(dir) == NULL)
-        return -1;
+    if (mkdtemp(dir) == NULL) return -1;
     char cmd[600];
     snprintf(cmd, sizeof cmd, "sh scripts/mkcerts.sh %s %s >/dev/null", dir, kind);
     return system(cmd) == 0 ? 0 : -1;
@@ -912,7 +930,6 @@ int main(void)
     tls_global_free();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s %s", certdir, rsadir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "test_tls: could not remove %s\n", certdir);
+    if (system(cmd) != 0) fprintf(stderr, "test_tls: could not remove %s\n", certdir);
     return failed ? 1 : 0;
 }
