@@ -14,31 +14,15 @@
 
 #include "mqtt/internal.h"
 
-static uint8_t *put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-    return p + 2;
-}
-
-/* Length-prefixed field; memcpy is skipped for empty fields whose pointer
- * may legitimately be NULL. */
-static uint8_t *put_str(uint8_t *p, const uint8_t *s, uint16_t n)
-{
-    p = put_u16(p, n);
-    if (n) memcpy(p, s, n);
-    return p + n;
-}
-
 /*
- * begin -- check that a packet with this remaining length is legal
+ * mqtt_encode_begin -- check that a packet with this remaining length is legal
  * (MQTT_ERR_ARG) and fits in cap (MQTT_ERR_BUFFER), then write the fixed
  * header; *p is where the variable header goes, *total the packet size.
  * Callers compute remaining lengths in 64 bits so nothing wraps before
  * this check.
  */
-static int begin(uint8_t *buf, size_t cap, uint8_t byte0, uint64_t remaining, uint8_t **p,
-                 size_t *total)
+int mqtt_encode_begin(uint8_t *buf, size_t cap, uint8_t byte0, uint64_t remaining, uint8_t **p,
+                      size_t *total)
 {
     if (remaining > MQTT_MAX_REMAINING_LENGTH) return MQTT_ERR_ARG;
     uint8_t len[4];
@@ -93,19 +77,19 @@ int mqtt_encode_connect(uint8_t *buf, size_t cap, const mqtt_connect *c, size_t 
 
     uint8_t *p;
     size_t total;
-    int rc = begin(buf, cap, MQTT_CONNECT << 4, rem, &p, &total);
+    int rc = mqtt_encode_begin(buf, cap, MQTT_CONNECT << 4, rem, &p, &total);
     if (rc != MQTT_OK) return rc;
-    p = put_str(p, name.ptr, name.len);
+    p = mqtt_put_str(p, name.ptr, name.len);
     *p++ = level;
     *p++ = flags;
-    p = put_u16(p, c->keepalive);
-    p = put_str(p, c->client_id.ptr, c->client_id.len);
+    p = mqtt_put_u16(p, c->keepalive);
+    p = mqtt_put_str(p, c->client_id.ptr, c->client_id.len);
     if (c->will_flag) {
-        p = put_str(p, c->will_topic.ptr, c->will_topic.len);
-        p = put_str(p, c->will_payload.ptr, c->will_payload.len);
+        p = mqtt_put_str(p, c->will_topic.ptr, c->will_topic.len);
+        p = mqtt_put_str(p, c->will_payload.ptr, c->will_payload.len);
     }
-    if (c->username_flag) p = put_str(p, c->username.ptr, c->username.len);
-    if (c->password_flag) p = put_str(p, c->password.ptr, c->password.len);
+    if (c->username_flag) p = mqtt_put_str(p, c->username.ptr, c->username.len);
+    if (c->password_flag) p = mqtt_put_str(p, c->password.ptr, c->password.len);
     (void)p;
     *written = total;
     return MQTT_OK;
@@ -122,7 +106,7 @@ int mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present, uint8_t 
     if (rc > MQTT_CONNACK_NOT_AUTHORIZED) return MQTT_ERR_ARG;
     uint8_t *p;
     size_t total;
-    int err = begin(buf, cap, MQTT_CONNACK << 4, 2, &p, &total);
+    int err = mqtt_encode_begin(buf, cap, MQTT_CONNACK << 4, 2, &p, &total);
     if (err != MQTT_OK) return err;
     p[0] = (rc == 0 && session_present) ? 1 : 0;
     p[1] = rc;
@@ -171,8 +155,8 @@ static int write_publish_header(uint8_t *buf, size_t avail, uint8_t qos, bool du
     uint8_t *p = buf;
     *p++ = byte0;
     p += mqtt_varint_encode((uint32_t)rem, p);
-    p = put_str(p, topic, topic_len);
-    if (qos > 0) p = put_u16(p, packet_id);
+    p = mqtt_put_str(p, topic, topic_len);
+    if (qos > 0) p = mqtt_put_u16(p, packet_id);
     *written = (size_t)(p - buf);
     return MQTT_OK;
 }
@@ -236,9 +220,9 @@ int mqtt_encode_ack(uint8_t *buf, size_t cap, enum mqtt_type type, uint16_t pack
     uint8_t byte0 = (uint8_t)(type << 4 | (type == MQTT_PUBREL ? 0x2 : 0));
     uint8_t *p;
     size_t total;
-    int rc = begin(buf, cap, byte0, 2, &p, &total);
+    int rc = mqtt_encode_begin(buf, cap, byte0, 2, &p, &total);
     if (rc != MQTT_OK) return rc;
-    put_u16(p, packet_id);
+    mqtt_put_u16(p, packet_id);
     *written = total;
     return MQTT_OK;
 }
@@ -262,11 +246,11 @@ static int encode_sublist(uint8_t *buf, size_t cap, enum mqtt_type type, uint16_
     }
     uint8_t *p;
     size_t total;
-    int rc = begin(buf, cap, (uint8_t)(type << 4 | 0x2), rem, &p, &total);
+    int rc = mqtt_encode_begin(buf, cap, (uint8_t)(type << 4 | 0x2), rem, &p, &total);
     if (rc != MQTT_OK) return rc;
-    p = put_u16(p, packet_id);
+    p = mqtt_put_u16(p, packet_id);
     for (unsigned i = 0; i < count; i++) {
-        p = put_str(p, filters[i].ptr, filters[i].len);
+        p = mqtt_put_str(p, filters[i].ptr, filters[i].len);
         if (qos_bytes) *p++ = qos ? qos[i] : 0;
     }
     *written = total;
@@ -307,9 +291,9 @@ int mqtt_encode_suback(uint8_t *buf, size_t cap, uint16_t packet_id, const uint8
         if (codes[i] > 2 && codes[i] != MQTT_SUBACK_FAILURE) return MQTT_ERR_ARG;
     uint8_t *p;
     size_t total;
-    int rc = begin(buf, cap, MQTT_SUBACK << 4, 2u + (uint64_t)count, &p, &total);
+    int rc = mqtt_encode_begin(buf, cap, MQTT_SUBACK << 4, 2u + (uint64_t)count, &p, &total);
     if (rc != MQTT_OK) return rc;
-    p = put_u16(p, packet_id);
+    p = mqtt_put_u16(p, packet_id);
     memcpy(p, codes, count);
     *written = total;
     return MQTT_OK;
@@ -326,7 +310,7 @@ int mqtt_encode_empty(uint8_t *buf, size_t cap, enum mqtt_type type, size_t *wri
         return MQTT_ERR_ARG;
     uint8_t *p;
     size_t total;
-    int rc = begin(buf, cap, (uint8_t)(type << 4), 0, &p, &total);
+    int rc = mqtt_encode_begin(buf, cap, (uint8_t)(type << 4), 0, &p, &total);
     if (rc != MQTT_OK) return rc;
     *written = total;
     return MQTT_OK;

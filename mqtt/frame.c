@@ -94,24 +94,36 @@ int mqtt_varint_encode(uint32_t value, uint8_t out[4])
 }
 
 /*
- * mqtt_frame -- see mqtt.h. On MQTT_NEED_MORE, *packet_len is the full
+ * mqtt_check_fixed_header_level -- level 5 makes type 15 AUTH, whose flags
+ * are reserved 0 [MQTT-3.15.1-1]; every other rule is the same at all levels.
+ */
+int mqtt_check_fixed_header_level(uint8_t type, uint8_t flags, uint8_t level)
+{
+    if (level == 5 && type == MQTT_AUTH) return flags == 0 ? MQTT_OK : MQTT_ERR_FLAGS;
+    return mqtt_check_fixed_header(type, flags);
+}
+
+/*
+ * mqtt_frame_level -- see mqtt.h. On MQTT_NEED_MORE, *packet_len is the full
  * packet size when the remaining length is already known (so the caller can
  * size its buffer) and 0 otherwise; *hdr is only filled on MQTT_OK.
  */
-int mqtt_frame(const uint8_t *buf, size_t len, size_t max_packet, mqtt_header *hdr,
-               size_t *packet_len)
+int mqtt_frame_level(const uint8_t *buf, size_t len, size_t max_packet, uint8_t level,
+                     mqtt_header *hdr, size_t *packet_len)
 {
     *packet_len = 0;
     if (len < 1) return MQTT_NEED_MORE;
 
     uint8_t type = buf[0] >> 4, flags = buf[0] & 0x0f;
-    int rc = mqtt_check_fixed_header(type, flags);
+    int rc = mqtt_check_fixed_header_level(type, flags, level);
     if (rc != MQTT_OK) return rc;
 
     uint32_t remaining;
     size_t used;
     rc = mqtt_varint_decode(buf + 1, len - 1, &remaining, &used);
     if (rc != MQTT_OK) return rc;
+    /* MQTT 5 requires the shortest encoding [MQTT-1.5.5-1]. */
+    if (level == 5 && (size_t)mqtt_varint_size(remaining) != used) return MQTT_ERR_VARINT;
 
     /* At most 1 + 4 + 268435455: fits in a 32-bit size_t too. */
     size_t total = 1 + used + (size_t)remaining;
@@ -124,4 +136,11 @@ int mqtt_frame(const uint8_t *buf, size_t len, size_t max_packet, mqtt_header *h
     hdr->remaining = remaining;
     hdr->body = buf + 1 + used;
     return MQTT_OK;
+}
+
+/* mqtt_frame -- 3.1.1/3.1 framing: mqtt_frame_level at level 4. */
+int mqtt_frame(const uint8_t *buf, size_t len, size_t max_packet, mqtt_header *hdr,
+               size_t *packet_len)
+{
+    return mqtt_frame_level(buf, len, max_packet, 4, hdr, packet_len);
 }

@@ -52,6 +52,38 @@ const char *mqtt_strerror(int err)
         return "CONNACK reserved flags set or return code above 5 (spec 3.2.2)";
     case MQTT_ERR_ARG:
         return "invalid argument to an encoder";
+    case MQTT_ERR_VARINT:
+        return "variable byte integer longer than 4 bytes or not in its shortest form "
+               "[MQTT-1.5.5-1]";
+    case MQTT_ERR_PROP_LENGTH:
+        return "property length runs past the packet or a property value is truncated "
+               "(MQTT 5 spec 2.2.2.1)";
+    case MQTT_ERR_PROP_ID:
+        return "unknown property identifier (MQTT 5 spec 2.2.2.2)";
+    case MQTT_ERR_PROP_NOT_ALLOWED:
+        return "property not allowed in this packet (MQTT 5 spec 2.2.2.2, table 2-4)";
+    case MQTT_ERR_PROP_DUP:
+        return "property included more than once; only User Property (and Subscription "
+               "Identifier in PUBLISH) may repeat (MQTT 5 spec 3.1.2.11 ff.)";
+    case MQTT_ERR_PROP_VALUE:
+        return "property value out of range: 0 receive maximum, maximum packet size, topic "
+               "alias or subscription identifier, a flag other than 0/1, wildcard response "
+               "topic [MQTT-3.3.2-8, MQTT-3.3.2-14]";
+    case MQTT_ERR_AUTH_DATA:
+        return "Authentication Data without Authentication Method (MQTT 5 spec 3.1.2.11.10)";
+    case MQTT_ERR_REASON:
+        return "reason code not allowed in this packet [MQTT-3.2.2-8, MQTT-3.4.2-1, "
+               "MQTT-3.5.2-1, MQTT-3.6.2-1, MQTT-3.7.2-1, MQTT-3.9.3-2, MQTT-3.11.3-2, "
+               "MQTT-3.14.2-1, MQTT-3.15.2-1]";
+    case MQTT_ERR_SUB_OPTIONS:
+        return "subscription options reserved bits set [MQTT-3.8.3-5]";
+    case MQTT_ERR_RETAIN_HANDLING:
+        return "subscription option retain handling 3 is a protocol error (MQTT 5 spec "
+               "3.8.3.1)";
+    case MQTT_ERR_SHARED_NO_LOCAL:
+        return "No Local set on a shared subscription [MQTT-3.8.3-4]";
+    case MQTT_ERR_TOPIC_ALIAS:
+        return "PUBLISH with an empty topic name and no Topic Alias (MQTT 5 spec 3.3.2.3.4)";
     default:
         return "unknown MQTT codec error";
     }
