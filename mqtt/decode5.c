@@ -178,8 +178,8 @@ int mqtt5_decode_ack(const mqtt_header *h, mqtt5_ack *out)
 /* One SUBSCRIBE entry's options byte (3.8.3.1). */
 static int check_subopts(const mqtt_str *filter, uint8_t o)
 {
-    if (o & 0xc0) return MQTT_ERR_SUB_OPTIONS;         /* [MQTT-3.8.3-5] */
-    if ((o & 3) == 3) return MQTT_ERR_SUB_QOS;         /* QoS 3 is malformed */
+    if (o & 0xc0) return MQTT_ERR_SUB_OPTIONS;                /* [MQTT-3.8.3-5] */
+    if ((o & 3) == 3) return MQTT_ERR_SUB_QOS;                /* QoS 3 is malformed */
     if (((o >> 4) & 3) == 3) return MQTT_ERR_RETAIN_HANDLING; /* Protocol Error */
     static const char share[] = "$share/";
     if ((o & 4) && filter->len >= sizeof share - 1 &&

@@ -132,8 +132,7 @@ static int publish_remaining5(const mqtt5_publish *x, uint64_t *rem)
  * properties of x; the caller appends x->p.payload_len payload bytes (they
  * are not counted against cap). DUP is dropped for QoS 0 [MQTT-3.3.1-2].
  */
-int mqtt5_encode_publish_header(uint8_t *buf, size_t cap, const mqtt5_publish *x,
-                                size_t *written)
+int mqtt5_encode_publish_header(uint8_t *buf, size_t cap, const mqtt5_publish *x, size_t *written)
 {
     *written = 0;
     const mqtt_publish *p = &x->p;
@@ -208,8 +207,8 @@ static bool subopts_ok(const mqtt_str *f, uint8_t o)
 /* SUBSCRIBE (options != NULL means per-filter options, else 0) or
  * UNSUBSCRIBE at level 5. */
 static int encode_sublist5(uint8_t *buf, size_t cap, uint8_t type, uint16_t packet_id,
-                           const mqtt_bytes *props, const mqtt_str *filters,
-                           const uint8_t *options, unsigned count, size_t *written)
+                           const mqtt_bytes *props, const mqtt_str *filters, const uint8_t *options,
+                           unsigned count, size_t *written)
 {
     *written = 0;
     bool opt_bytes = type == MQTT_SUBSCRIBE;
@@ -248,9 +247,8 @@ int mqtt5_encode_subscribe(uint8_t *buf, size_t cap, uint16_t packet_id, const m
 }
 
 /* mqtt5_encode_unsubscribe -- spec 3.10. */
-int mqtt5_encode_unsubscribe(uint8_t *buf, size_t cap, uint16_t packet_id,
-                             const mqtt_bytes *props, const mqtt_str *filters, unsigned count,
-                             size_t *written)
+int mqtt5_encode_unsubscribe(uint8_t *buf, size_t cap, uint16_t packet_id, const mqtt_bytes *props,
+                             const mqtt_str *filters, unsigned count, size_t *written)
 {
     return encode_sublist5(buf, cap, MQTT_UNSUBSCRIBE, packet_id, props, filters, NULL, count,
                            written);

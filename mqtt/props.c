@@ -36,21 +36,20 @@ struct prop_info {
 /* Spec 2.2.2.2 table 2-4 ("Used in"), with the value rules of each
  * property's own section. */
 static const struct prop_info info[MQTT_PROP_ID_MAX + 1] = {
-    [0x01] = {"Payload Format Indicator", MQTT_PTYPE_BYTE, CHK_BOOL, F(payload_format),
-              PUBL | WILL, 0},
+    [0x01] = {"Payload Format Indicator", MQTT_PTYPE_BYTE, CHK_BOOL, F(payload_format), PUBL | WILL,
+              0},
     [0x02] = {"Message Expiry Interval", MQTT_PTYPE_U32, CHK_NONE, F(message_expiry), PUBL | WILL,
               0},
     [0x03] = {"Content Type", MQTT_PTYPE_UTF8, CHK_NONE, F(content_type), PUBL | WILL, 0},
     [0x08] = {"Response Topic", MQTT_PTYPE_UTF8, CHK_TOPIC, F(response_topic), PUBL | WILL, 0},
-    [0x09] = {"Correlation Data", MQTT_PTYPE_BINARY, CHK_NONE, F(correlation_data), PUBL | WILL,
-              0},
+    [0x09] = {"Correlation Data", MQTT_PTYPE_BINARY, CHK_NONE, F(correlation_data), PUBL | WILL, 0},
     /* Several in a PUBLISH to a subscriber [MQTT-3.3.4-4], once in a SUBSCRIBE (3.8.2.1.2). */
     [0x0B] = {"Subscription Identifier", MQTT_PTYPE_VARINT, CHK_NONZERO, F(subscription_id),
               PUBL | SUBS, PUBL},
     [0x11] = {"Session Expiry Interval", MQTT_PTYPE_U32, CHK_NONE, F(session_expiry),
               CONN | CACK | DISC, 0},
-    [0x12] = {"Assigned Client Identifier", MQTT_PTYPE_UTF8, CHK_NONE, F(assigned_client_id),
-              CACK, 0},
+    [0x12] = {"Assigned Client Identifier", MQTT_PTYPE_UTF8, CHK_NONE, F(assigned_client_id), CACK,
+              0},
     [0x13] = {"Server Keep Alive", MQTT_PTYPE_U16, CHK_NONE, F(server_keep_alive), CACK, 0},
     [0x15] = {"Authentication Method", MQTT_PTYPE_UTF8, CHK_NONE, F(auth_method),
               CONN | CACK | AUTH, 0},
@@ -78,8 +77,8 @@ static const struct prop_info info[MQTT_PROP_ID_MAX + 1] = {
               F(wildcard_sub_available), CACK, 0},
     [0x29] = {"Subscription Identifier Available", MQTT_PTYPE_BYTE, CHK_BOOL, F(sub_id_available),
               CACK, 0},
-    [0x2A] = {"Shared Subscription Available", MQTT_PTYPE_BYTE, CHK_BOOL,
-              F(shared_sub_available), CACK, 0},
+    [0x2A] = {"Shared Subscription Available", MQTT_PTYPE_BYTE, CHK_BOOL, F(shared_sub_available),
+              CACK, 0},
 };
 
 static const struct prop_info *lookup(unsigned id)
@@ -133,7 +132,8 @@ static int read_value(mqtt_cursor *c, uint8_t type, mqtt_prop *v)
         break;
     case MQTT_PTYPE_U32:
         if (mqtt_cursor_left(c) < 4) return MQTT_ERR_PROP_LENGTH;
-        v->num = (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 | (uint32_t)c->p[2] << 8 | c->p[3];
+        v->num =
+            (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 | (uint32_t)c->p[2] << 8 | c->p[3];
         c->p += 4;
         break;
     case MQTT_PTYPE_VARINT:
@@ -161,7 +161,7 @@ static int check_value(const struct prop_info *pi, const mqtt_prop *v)
         return v->num == 0 ? MQTT_ERR_PROP_VALUE : MQTT_OK;
     case CHK_TOPIC: /* a topic name, no wildcards [MQTT-3.3.2-14] */
         return mqtt_topic_name_validate(v->str.ptr, v->str.len) == MQTT_OK ? MQTT_OK
-                                                                            : MQTT_ERR_PROP_VALUE;
+                                                                           : MQTT_ERR_PROP_VALUE;
     default:
         return MQTT_OK;
     }
