@@ -167,12 +167,18 @@ int mqtt5_decode_ack(const mqtt_header *h, mqtt5_ack *out)
         if ((rc = mqtt_cursor_u16(&c, &out->packet_id)) != MQTT_OK) return rc;
         if (out->packet_id == 0) return MQTT_ERR_PACKET_ID; /* [MQTT-2.2.1-5] */
     }
-    if (mqtt_cursor_left(&c) == 0) return MQTT_OK; /* Success, no properties */
-    (void)mqtt_cursor_u8(&c, &out->reason);
-    if (!mqtt5_reason_allowed(h->type, out->reason)) return MQTT_ERR_REASON;
-    if (mqtt_cursor_left(&c) == 0) return MQTT_OK;
-    if ((rc = mqtt_props_read(&c, h->type, &out->props)) != MQTT_OK) return rc;
-    return finish(&c);
+    if (mqtt_cursor_left(&c) > 0) { /* else Success, no properties */
+        (void)mqtt_cursor_u8(&c, &out->reason);
+        if (!mqtt5_reason_allowed(h->type, out->reason)) return MQTT_ERR_REASON;
+    }
+    if (mqtt_cursor_left(&c) > 0) {
+        if ((rc = mqtt_props_read(&c, h->type, &out->props)) != MQTT_OK) return rc;
+        if ((rc = finish(&c)) != MQTT_OK) return rc;
+    }
+    /* It is a Protocol Error to omit the Authentication Method (3.15.2.2.2). */
+    if (h->type == MQTT_AUTH && !mqtt_props_has(&out->props, MQTT_PROP_AUTH_METHOD))
+        return MQTT_ERR_AUTH_METHOD;
+    return MQTT_OK;
 }
 
 /* One SUBSCRIBE entry's options byte (3.8.3.1). */

@@ -168,11 +168,20 @@ int mqtt5_encode_publish(uint8_t *buf, size_t cap, const mqtt5_publish *x, size_
     return MQTT_OK;
 }
 
+/* Does a (validated) property block hold an Authentication Method? */
+static bool has_auth_method(const mqtt_bytes *raw)
+{
+    mqtt_props tmp;
+    return raw->len > 0 && mqtt_props_parse(raw->ptr, raw->len, MQTT_AUTH, &tmp) == MQTT_OK &&
+           mqtt_props_has(&tmp, MQTT_PROP_AUTH_METHOD);
+}
+
 /*
  * mqtt5_encode_ack -- PUBACK, PUBREC, PUBREL (flags 0x2), PUBCOMP with a
  * non-zero packet id, DISCONNECT and AUTH without one. The reason code is
  * omitted when it is 0 and there are no properties, the property length
- * when there are none (3.4.2.1, 3.14.2.1, 3.15.2.1).
+ * when there are none (3.4.2.1, 3.14.2.1). An AUTH always carries its
+ * Authentication Method (3.15.2.2.2), so it is always the long form.
  */
 int mqtt5_encode_ack(uint8_t *buf, size_t cap, const mqtt5_ack *a, size_t *written)
 {
@@ -184,6 +193,7 @@ int mqtt5_encode_ack(uint8_t *buf, size_t cap, const mqtt5_ack *a, size_t *writt
     uint64_t ps;
     int rc = props_size(&a->props.raw, a->type, &ps);
     if (rc != MQTT_OK) return rc;
+    if (a->type == MQTT_AUTH && !has_auth_method(&a->props.raw)) return MQTT_ERR_ARG;
     bool with_props = a->props.raw.len > 0, with_reason = with_props || a->reason != 0;
     uint64_t rem = (has_id ? 2u : 0u) + (with_reason ? 1u : 0u) + (with_props ? ps : 0u);
     uint8_t *p;

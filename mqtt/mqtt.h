@@ -71,6 +71,7 @@ enum mqtt_err {
     MQTT_ERR_RETAIN_HANDLING = -28,  /* retain handling 3 (spec 3.8.3.1) */
     MQTT_ERR_SHARED_NO_LOCAL = -29,  /* No Local on a shared subscription [MQTT-3.8.3-4] */
     MQTT_ERR_TOPIC_ALIAS = -30,      /* empty topic name without a Topic Alias (3.3.2.3.4) */
+    MQTT_ERR_AUTH_METHOD = -31,      /* AUTH without Authentication Method (3.15.2.2.2) */
 };
 
 /* A length-prefixed string or binary field: a view into the input buffer. */
@@ -554,7 +555,8 @@ static inline uint8_t mqtt5_subopts_byte(const mqtt5_subopts *o)
  *  connack: _CONNACK for reserved flag bits [MQTT-3.2.2-1] or session
  *           present with a failure code [MQTT-3.2.2-6].
  *  publish: _TOPIC_ALIAS for an empty topic without a Topic Alias.
- *  ack:     PUBACK..PUBCOMP, DISCONNECT, AUTH.
+ *  ack:     PUBACK..PUBCOMP, DISCONNECT, AUTH; an AUTH without an
+ *           Authentication Method (in any form) is _AUTH_METHOD (3.15.2.2.2).
  *  subscribe: _SUB_OPTIONS [MQTT-3.8.3-5], _SUB_QOS, _RETAIN_HANDLING,
  *           _SHARED_NO_LOCAL [MQTT-3.8.3-4] (filter starting "$share/").
  *  suback:  SUBACK and UNSUBACK; _EMPTY without codes.
@@ -573,9 +575,9 @@ int mqtt5_decode_suback(const mqtt_header *h, mqtt5_suback *out);
  * first: a refused block returns the property error (MQTT_ERR_PROP_*,
  * _UTF8, ...). Otherwise MQTT_OK, MQTT_ERR_BUFFER (nothing useful written)
  * or MQTT_ERR_ARG (QoS > 2, packet id 0, empty list, reason code not in the
- * packet's table, oversize fields). Acks, DISCONNECT and AUTH use the
- * shortest form the spec allows (reason and property length omitted when
- * reason is 0 and there are no properties).
+ * packet's table, oversize fields, AUTH without Authentication Method). Acks, DISCONNECT and AUTH
+ * use the shortest form the spec allows (reason and property length omitted when reason is 0 and
+ * there are no properties).
  */
 int mqtt5_encode_connect(uint8_t *buf, size_t cap, const mqtt5_connect *c, size_t *written);
 int mqtt5_encode_connack(uint8_t *buf, size_t cap, const mqtt5_connack *c, size_t *written);

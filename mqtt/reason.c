@@ -125,6 +125,7 @@ uint8_t mqtt5_reason_for_err(int err)
     case MQTT_ERR_RETAIN_HANDLING:
     case MQTT_ERR_SHARED_NO_LOCAL:
     case MQTT_ERR_TOPIC_ALIAS:
+    case MQTT_ERR_AUTH_METHOD:
         return MQTT5_RC_PROTOCOL_ERROR;
     case MQTT_ERR_PROTOCOL_LEVEL:
         return MQTT5_RC_UNSUPPORTED_VERSION;

@@ -82,6 +82,8 @@ const char *mqtt_strerror(int err)
                "3.8.3.1)";
     case MQTT_ERR_SHARED_NO_LOCAL:
         return "No Local set on a shared subscription [MQTT-3.8.3-4]";
+    case MQTT_ERR_AUTH_METHOD:
+        return "AUTH packet without Authentication Method (MQTT 5 spec 3.15.2.2.2)";
     case MQTT_ERR_TOPIC_ALIAS:
         return "PUBLISH with an empty topic name and no Topic Alias (MQTT 5 spec 3.3.2.3.4)";
     default:

@@ -148,7 +148,12 @@ static const struct prop_row {
     {0x1C, MQTT_PTYPE_UTF8, {0, 2, 'h', '2'}, 4, 0, "h2", CACK | DISC},
     /* 3.2.2.3.9, 3.4.2.2.2, 3.5.2.2.2, 3.6.2.2.2, 3.7.2.2.2, 3.9.2.1.2, 3.11.2.1.2,
      * 3.14.2.2.3, 3.15.2.2.4 */
-    {0x1F, MQTT_PTYPE_UTF8, {0, 2, 'o', 'k'}, 4, 0, "ok",
+    {0x1F,
+     MQTT_PTYPE_UTF8,
+     {0, 2, 'o', 'k'},
+     4,
+     0,
+     "ok",
      CACK | PACK | PREC | PREL | PCMP | SACK | UACK | DISC | AUTH},
     /* 3.1.2.11.3, 3.2.2.3.3 */
     {0x21, MQTT_PTYPE_U16, {0, 10}, 2, 10, NULL, CONN | CACK},
@@ -161,7 +166,12 @@ static const struct prop_row {
     /* 3.2.2.3.5 */
     {0x25, MQTT_PTYPE_BYTE, {0}, 1, 0, NULL, CACK},
     /* User Property: every packet with properties, and will properties */
-    {0x26, MQTT_PTYPE_PAIR, {0, 1, 'k', 0, 1, 'v'}, 6, 0, "k",
+    {0x26,
+     MQTT_PTYPE_PAIR,
+     {0, 1, 'k', 0, 1, 'v'},
+     6,
+     0,
+     "k",
      CONN | CACK | PUBL | PACK | PREC | PREL | PCMP | SUBS | SACK | UNSU | UACK | DISC | AUTH |
          WILL},
     /* 3.1.2.11.4, 3.2.2.3.6 */
@@ -304,13 +314,10 @@ static const struct bad_block {
     /* table 2-4: valid property, wrong packet */
     {"Topic Alias in CONNECT", MQTT_CONNECT, BYTES(0x23, 0, 1), MQTT_ERR_PROP_NOT_ALLOWED},
     {"Will Delay in CONNECT", MQTT_CONNECT, BYTES(0x18, 0, 0, 0, 1), MQTT_ERR_PROP_NOT_ALLOWED},
-    {"Session Expiry in will", MQTT_PROPS_WILL, BYTES(0x11, 0, 0, 0, 1),
-     MQTT_ERR_PROP_NOT_ALLOWED},
+    {"Session Expiry in will", MQTT_PROPS_WILL, BYTES(0x11, 0, 0, 0, 1), MQTT_ERR_PROP_NOT_ALLOWED},
     {"Reason String in PUBLISH", MQTT_PUBLISH, BYTES(0x1F, 0, 0), MQTT_ERR_PROP_NOT_ALLOWED},
-    {"Subscription Id in UNSUBSCRIBE", MQTT_UNSUBSCRIBE, BYTES(0x0B, 1),
-     MQTT_ERR_PROP_NOT_ALLOWED},
-    {"User Property in PINGREQ", MQTT_PINGREQ, BYTES(0x26, 0, 0, 0, 0),
-     MQTT_ERR_PROP_NOT_ALLOWED},
+    {"Subscription Id in UNSUBSCRIBE", MQTT_UNSUBSCRIBE, BYTES(0x0B, 1), MQTT_ERR_PROP_NOT_ALLOWED},
+    {"User Property in PINGREQ", MQTT_PINGREQ, BYTES(0x26, 0, 0, 0, 0), MQTT_ERR_PROP_NOT_ALLOWED},
     /* duplicates are Protocol Errors (e.g. 3.1.2.11.2, 3.2.2.3.2) */
     {"Session Expiry twice", MQTT_CONNECT, BYTES(0x11, 0, 0, 0, 1, 0x11, 0, 0, 0, 2),
      MQTT_ERR_PROP_DUP},
@@ -341,8 +348,7 @@ static const struct bad_block {
     {"Shared Sub Available 2 (3.2.2.3.13)", MQTT_CONNACK, BYTES(0x2A, 2), MQTT_ERR_PROP_VALUE},
     {"Response Topic with + [MQTT-3.3.2-14]", MQTT_PUBLISH, BYTES(0x08, 0, 3, 'a', '/', '+'),
      MQTT_ERR_PROP_VALUE},
-    {"Response Topic with # in will", MQTT_PROPS_WILL, BYTES(0x08, 0, 1, '#'),
-     MQTT_ERR_PROP_VALUE},
+    {"Response Topic with # in will", MQTT_PROPS_WILL, BYTES(0x08, 0, 1, '#'), MQTT_ERR_PROP_VALUE},
     {"Response Topic empty", MQTT_PUBLISH, BYTES(0x08, 0, 0), MQTT_ERR_PROP_VALUE},
     /* UTF-8 Encoded Strings [MQTT-1.5.4-1], [MQTT-1.5.4-2], pairs [MQTT-1.5.7-1] */
     {"Content Type with U+0000", MQTT_PUBLISH, BYTES(0x03, 0, 2, 'a', 0), MQTT_ERR_UTF8},
@@ -377,9 +383,9 @@ START_TEST(property_length_varint)
     size_t used;
     ck_assert_int_eq(mqtt_props_decode(BYTES(0x80, 0x00), MQTT_PUBLISH, &pr, &used),
                      MQTT_ERR_VARINT);
-    ck_assert_int_eq(mqtt_props_decode(BYTES(0xff, 0xff, 0xff, 0xff, 0x7f), MQTT_PUBLISH, &pr,
-                                       &used),
-                     MQTT_ERR_VARINT);
+    ck_assert_int_eq(
+        mqtt_props_decode(BYTES(0xff, 0xff, 0xff, 0xff, 0x7f), MQTT_PUBLISH, &pr, &used),
+        MQTT_ERR_VARINT);
     ck_assert_int_eq(mqtt_props_decode(BYTES(0x80), MQTT_PUBLISH, &pr, &used),
                      MQTT_ERR_PROP_LENGTH);
     ck_assert_int_eq(mqtt_props_decode(NULL, 0, MQTT_PUBLISH, &pr, &used), MQTT_ERR_PROP_LENGTH);
@@ -418,8 +424,8 @@ static const struct bad_packet {
      MQTT_ERR_CONNECT_FLAGS},
     {"connect will qos without will [MQTT-3.1.2-13]", 0x10, BYTES(MQTT5, 0x08, 0, 60, 0, CID),
      MQTT_ERR_CONNECT_FLAGS},
-    {"connect will retain without will [MQTT-3.1.2-15]", 0x10,
-     BYTES(MQTT5, 0x20, 0, 60, 0, CID), MQTT_ERR_CONNECT_FLAGS},
+    {"connect will retain without will [MQTT-3.1.2-15]", 0x10, BYTES(MQTT5, 0x20, 0, 60, 0, CID),
+     MQTT_ERR_CONNECT_FLAGS},
     {"connect will qos 3 [MQTT-3.1.2-14]", 0x10,
      BYTES(MQTT5, 0x1c, 0, 60, 0, CID, 0, 0, 1, 'w', 0, 0), MQTT_ERR_CONNECT_FLAGS},
     {"connect password without user name (3.1.2.9)", 0x10,
@@ -427,8 +433,7 @@ static const struct bad_packet {
     {"connect will with will properties", 0x10,
      BYTES(MQTT5, 0x06, 0, 60, 0, CID, 5, 0x18, 0, 0, 0, 9, 0, 1, 'w', 0, 0), MQTT_OK},
     {"connect will property not allowed (table 2-4)", 0x10,
-     BYTES(MQTT5, 0x06, 0, 60, 0, CID, 3, 0x23, 0, 1, 0, 1, 'w', 0, 0),
-     MQTT_ERR_PROP_NOT_ALLOWED},
+     BYTES(MQTT5, 0x06, 0, 60, 0, CID, 3, 0x23, 0, 1, 0, 1, 'w', 0, 0), MQTT_ERR_PROP_NOT_ALLOWED},
     {"connect will topic with wildcard [MQTT-3.3.2-2]", 0x10,
      BYTES(MQTT5, 0x06, 0, 60, 0, CID, 0, 0, 1, '#', 0, 0), MQTT_ERR_TOPIC},
     {"connect property not allowed", 0x10, BYTES(MQTT5, 0x02, 0, 60, 2, 0x24, 1, CID),
@@ -440,8 +445,8 @@ static const struct bad_packet {
      MQTT_ERR_LENGTH},
     {"connect MQIsdp level 5 [MQTT-3.1.2-2]", 0x10,
      BYTES(0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 5, 2, 0, 60, 0, CID), MQTT_ERR_PROTOCOL_LEVEL},
-    {"connect level 6 [MQTT-3.1.2-2]", 0x10,
-     BYTES(0, 4, 'M', 'Q', 'T', 'T', 6, 2, 0, 60, 0, CID), MQTT_ERR_PROTOCOL_LEVEL},
+    {"connect level 6 [MQTT-3.1.2-2]", 0x10, BYTES(0, 4, 'M', 'Q', 'T', 'T', 6, 2, 0, 60, 0, CID),
+     MQTT_ERR_PROTOCOL_LEVEL},
     {"connect level 4 decoded as 3.1.1", 0x10, BYTES(0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, CID),
      MQTT_OK},
     /* CONNACK (3.2) */
@@ -463,8 +468,7 @@ static const struct bad_packet {
     {"publish packet id 0 [MQTT-2.2.1-3]", 0x32, BYTES(AB, 0, 0, 0), MQTT_ERR_PACKET_ID},
     {"publish qos 3 [MQTT-3.3.1-4]", 0x36, BYTES(AB, 0, 1, 0), MQTT_ERR_QOS},
     {"publish property not allowed", 0x30, BYTES(AB, 3, 0x13, 0, 1), MQTT_ERR_PROP_NOT_ALLOWED},
-    {"publish two subscription ids [MQTT-3.3.4-4]", 0x30, BYTES(AB, 4, 0x0B, 1, 0x0B, 2),
-     MQTT_OK},
+    {"publish two subscription ids [MQTT-3.3.4-4]", 0x30, BYTES(AB, 4, 0x0B, 1, 0x0B, 2), MQTT_OK},
     {"publish properties past the packet", 0x30, BYTES(AB, 5, 0x23, 0), MQTT_ERR_PROP_LENGTH},
     /* PUBACK .. PUBCOMP (3.4 - 3.7) */
     {"puback short form", 0x40, BYTES(0, 1), MQTT_OK},
@@ -473,11 +477,9 @@ static const struct bad_packet {
     {"puback reason 0x92 [MQTT-3.4.2-1]", 0x40, BYTES(0, 1, 0x92), MQTT_ERR_REASON},
     {"puback packet id 0", 0x40, BYTES(0, 0), MQTT_ERR_PACKET_ID},
     {"puback truncated id", 0x40, BYTES(0), MQTT_ERR_LENGTH},
-    {"puback properties past the packet", 0x40, BYTES(0, 1, 0, 4, 0x1F, 0),
-     MQTT_ERR_PROP_LENGTH},
+    {"puback properties past the packet", 0x40, BYTES(0, 1, 0, 4, 0x1F, 0), MQTT_ERR_PROP_LENGTH},
     {"puback trailing byte", 0x40, BYTES(0, 1, 0, 0, 9), MQTT_ERR_LENGTH},
-    {"puback property not allowed", 0x40, BYTES(0, 1, 0, 3, 0x23, 0, 1),
-     MQTT_ERR_PROP_NOT_ALLOWED},
+    {"puback property not allowed", 0x40, BYTES(0, 1, 0, 3, 0x23, 0, 1), MQTT_ERR_PROP_NOT_ALLOWED},
     {"pubrec reason 0x92 [MQTT-3.5.2-1]", 0x50, BYTES(0, 1, 0x92), MQTT_ERR_REASON},
     {"pubrel reason 0x92", 0x62, BYTES(0, 1, 0x92), MQTT_OK},
     {"pubrel reason 0x10 [MQTT-3.6.2-1]", 0x62, BYTES(0, 1, 0x10), MQTT_ERR_REASON},
@@ -496,8 +498,7 @@ static const struct bad_packet {
      BYTES(0, 1, 0, 0, 11, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'a', 'b', 0x04),
      MQTT_ERR_SHARED_NO_LOCAL},
     {"subscribe shared without no local", 0x82,
-     BYTES(0, 1, 0, 0, 11, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'a', 'b', 0x01),
-     MQTT_OK},
+     BYTES(0, 1, 0, 0, 11, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'a', 'b', 0x01), MQTT_OK},
     {"subscribe no filter [MQTT-3.8.3-2]", 0x82, BYTES(0, 1, 0), MQTT_ERR_EMPTY},
     {"subscribe subscription id", 0x82, BYTES(0, 1, 2, 0x0B, 5, AB, 0), MQTT_OK},
     {"subscribe subscription id 0", 0x82, BYTES(0, 1, 2, 0x0B, 0, AB, 0), MQTT_ERR_PROP_VALUE},
@@ -528,7 +529,9 @@ static const struct bad_packet {
     {"disconnect Receive Maximum not allowed", 0xe0, BYTES(0, 3, 0x21, 0, 1),
      MQTT_ERR_PROP_NOT_ALLOWED},
     /* AUTH (3.15) */
-    {"auth empty", 0xf0, NULL, 0, MQTT_OK},
+    {"auth empty: no method (3.15.2.2.2)", 0xf0, NULL, 0, MQTT_ERR_AUTH_METHOD},
+    {"auth reason only: no method", 0xf0, BYTES(0x18), MQTT_ERR_AUTH_METHOD},
+    {"auth reason string only: no method", 0xf0, BYTES(0x18, 3, 0x1F, 0, 0), MQTT_ERR_AUTH_METHOD},
     {"auth continue with method", 0xf0, BYTES(0x18, 4, 0x15, 0, 1, 'M'), MQTT_OK},
     {"auth reason 0x87 [MQTT-3.15.2-1]", 0xf0, BYTES(0x87), MQTT_ERR_REASON},
     {"auth flags [MQTT-3.15.1-1]", 0xf2, NULL, 0, MQTT_ERR_FLAGS},
@@ -544,8 +547,7 @@ START_TEST(packet_table)
     uint8_t buf[256];
     size_t n = build(buf, p->byte0, p->body, p->n);
     int rc = frame_decode5(buf, n);
-    ck_assert_msg(rc == p->rc, "%s: got %d (%s), want %d", p->name, rc, mqtt_strerror(rc),
-                  p->rc);
+    ck_assert_msg(rc == p->rc, "%s: got %d (%s), want %d", p->name, rc, mqtt_strerror(rc), p->rc);
 }
 END_TEST
 
@@ -558,8 +560,8 @@ static const struct reason_row {
     size_t n;
 } reason_rows[] = {
     {MQTT_CONNACK, "[MQTT-3.2.2-8] table 3-1",
-     BYTES(0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90,
-           0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F)},
+     BYTES(0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95,
+           0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F)},
     {MQTT_PUBACK, "[MQTT-3.4.2-1] table 3-4",
      BYTES(0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99)},
     {MQTT_PUBREC, "[MQTT-3.5.2-1] table 3-5",
@@ -570,31 +572,34 @@ static const struct reason_row {
      BYTES(0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2)},
     {MQTT_UNSUBACK, "[MQTT-3.11.3-2] table 3-9", BYTES(0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91)},
     {MQTT_DISCONNECT, "[MQTT-3.14.2-1] table 3-10",
-     BYTES(0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8C, 0x8D, 0x8E, 0x8F, 0x90,
-           0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0,
-           0xA1, 0xA2)},
+     BYTES(0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8C, 0x8D, 0x8E, 0x8F, 0x90, 0x93,
+           0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1,
+           0xA2)},
     {MQTT_AUTH, "[MQTT-3.15.2-1] table 3-11", BYTES(0x00, 0x18, 0x19)},
 };
 
 /* The packet carrying reason code rc, decoded at level 5. */
 static int decode_with_reason(uint8_t type, uint8_t rc)
 {
-    uint8_t body[4], buf[16];
+    uint8_t body[8], buf[16];
     size_t n = 0;
     if (type == MQTT_CONNACK) {
         body[n++] = 0;
         body[n++] = rc;
         body[n++] = 0;
-    } else if (type == MQTT_DISCONNECT || type == MQTT_AUTH) {
+    } else if (type == MQTT_DISCONNECT) {
         body[n++] = rc;
+    } else if (type == MQTT_AUTH) { /* with its Authentication Method (3.15.2.2.2) */
+        memcpy(body, (const uint8_t[]){rc, 4, 0x15, 0, 1, 'M'}, 6);
+        n = 6;
     } else {
         body[n++] = 0;
         body[n++] = 1;
         if (type == MQTT_SUBACK || type == MQTT_UNSUBACK) body[n++] = 0;
         body[n++] = rc;
     }
-    return frame_decode5(buf, build(buf, (uint8_t)(type << 4 | (type == MQTT_PUBREL ? 2 : 0)),
-                                    body, n));
+    return frame_decode5(buf,
+                         build(buf, (uint8_t)(type << 4 | (type == MQTT_PUBREL ? 2 : 0)), body, n));
 }
 
 /* The packet carrying reason code rc, encoded at level 5. */
@@ -612,6 +617,11 @@ static int encode_with_reason(uint8_t type, uint8_t rc)
     }
     mqtt5_ack a = {.type = type, .packet_id = 1, .reason = rc};
     if (type == MQTT_DISCONNECT || type == MQTT_AUTH) a.packet_id = 0;
+    if (type == MQTT_AUTH) {
+        static const uint8_t method[] = {0x15, 0, 1, 'M'};
+        a.props.raw.ptr = method;
+        a.props.raw.len = sizeof method;
+    }
     return mqtt5_encode_ack(buf, sizeof buf, &a, &n);
 }
 
@@ -656,7 +666,7 @@ START_TEST(reason_names_and_errors)
     ck_assert_uint_eq(mqtt5_reason_for_err(MQTT_ERR_TOO_LARGE), 0x95);
     ck_assert_uint_eq(mqtt5_reason_for_err(MQTT_ERR_PROTOCOL_LEVEL), 0x84);
     /* every new error has words with a spec reference */
-    for (int e = MQTT_ERR_VARINT; e >= MQTT_ERR_TOPIC_ALIAS; e--) {
+    for (int e = MQTT_ERR_VARINT; e >= MQTT_ERR_AUTH_METHOD; e--) {
         const char *s = mqtt_strerror(e);
         ck_assert_msg(strstr(s, "MQTT") != NULL && strcmp(s, "unknown MQTT codec error") != 0,
                       "%d: %s", e, s);
@@ -678,8 +688,7 @@ START_TEST(frame_levels)
     ck_assert_int_eq(mqtt_frame_level(BYTES(0xf1, 0x00), 0, 5, &h, &plen), MQTT_ERR_FLAGS);
     /* non-minimal remaining length: accepted in 3.1.1, not in 5 [MQTT-1.5.5-1] */
     ck_assert_int_eq(mqtt_frame(BYTES(0xc0, 0x80, 0x00), 0, &h, &plen), MQTT_OK);
-    ck_assert_int_eq(mqtt_frame_level(BYTES(0xc0, 0x80, 0x00), 0, 5, &h, &plen),
-                     MQTT_ERR_VARINT);
+    ck_assert_int_eq(mqtt_frame_level(BYTES(0xc0, 0x80, 0x00), 0, 5, &h, &plen), MQTT_ERR_VARINT);
     ck_assert_int_eq(mqtt_frame_level(BYTES(0xc0, 0x80), 0, 5, &h, &plen), MQTT_NEED_MORE);
     ck_assert_int_eq(mqtt_frame_level(BYTES(0x30, 0xff, 0xff, 0xff, 0xff), 0, 5, &h, &plen),
                      MQTT_ERR_REMAINING_LENGTH);
@@ -943,27 +952,32 @@ START_TEST(roundtrip_acks)
 {
     static const struct {
         uint8_t type, reason;
-        size_t short_len; /* packet size without properties */
+        size_t short_len; /* packet size without properties, 0: refused */
     } rows[] = {
-        {MQTT_PUBACK, 0x00, 4},      {MQTT_PUBACK, 0x10, 5},     {MQTT_PUBREC, 0x97, 5},
-        {MQTT_PUBREL, 0x92, 5},      {MQTT_PUBCOMP, 0x00, 4},    {MQTT_DISCONNECT, 0x00, 2},
-        {MQTT_DISCONNECT, 0x8E, 3}, {MQTT_AUTH, 0x00, 2},       {MQTT_AUTH, 0x18, 3},
+        {MQTT_PUBACK, 0x00, 4},     {MQTT_PUBACK, 0x10, 5},  {MQTT_PUBREC, 0x97, 5},
+        {MQTT_PUBREL, 0x92, 5},     {MQTT_PUBCOMP, 0x00, 4}, {MQTT_DISCONNECT, 0x00, 2},
+        {MQTT_DISCONNECT, 0x8E, 3}, {MQTT_AUTH, 0x00, 0},    {MQTT_AUTH, 0x18, 0},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         bool has_id = rows[i].type <= MQTT_PUBCOMP;
         uint8_t pb[64], buf[128];
-        mqtt5_ack a = {.type = rows[i].type, .packet_id = has_id ? 0x1234 : 0,
-                       .reason = rows[i].reason};
+        mqtt5_ack a = {
+            .type = rows[i].type, .packet_id = has_id ? 0x1234 : 0, .reason = rows[i].reason};
         size_t n;
-        ck_assert_int_eq(mqtt5_encode_ack(buf, sizeof buf, &a, &n), MQTT_OK);
-        ck_assert_uint_eq(n, rows[i].short_len);
-        mqtt_header h = reframe(buf, n);
+        mqtt_header h;
         mqtt5_ack d;
-        ck_assert_int_eq(mqtt5_decode_ack(&h, &d), MQTT_OK);
-        ck_assert_uint_eq(d.type, a.type);
-        ck_assert_uint_eq(d.packet_id, a.packet_id);
-        ck_assert_uint_eq(d.reason, a.reason);
-        ck_assert_uint_eq(d.props.present, 0);
+        if (rows[i].short_len == 0) { /* AUTH needs its method (3.15.2.2.2) */
+            ck_assert_int_eq(mqtt5_encode_ack(buf, sizeof buf, &a, &n), MQTT_ERR_ARG);
+        } else {
+            ck_assert_int_eq(mqtt5_encode_ack(buf, sizeof buf, &a, &n), MQTT_OK);
+            ck_assert_uint_eq(n, rows[i].short_len);
+            h = reframe(buf, n);
+            ck_assert_int_eq(mqtt5_decode_ack(&h, &d), MQTT_OK);
+            ck_assert_uint_eq(d.type, a.type);
+            ck_assert_uint_eq(d.packet_id, a.packet_id);
+            ck_assert_uint_eq(d.reason, a.reason);
+            ck_assert_uint_eq(d.props.present, 0);
+        }
 
         mqtt_props_writer w;
         mqtt_props_writer_init(&w, pb, sizeof pb);
@@ -976,6 +990,8 @@ START_TEST(roundtrip_acks)
         ck_assert_int_eq(mqtt5_encode_ack(buf, sizeof buf, &a, &n), MQTT_OK);
         h = reframe(buf, n);
         ck_assert_int_eq(mqtt5_decode_ack(&h, &d), MQTT_OK);
+        ck_assert_uint_eq(d.type, a.type);
+        ck_assert_uint_eq(d.packet_id, a.packet_id);
         ck_assert_uint_eq(d.reason, a.reason);
         ck_assert(str_eq(d.props.reason_string, "why"));
         ck_assert_uint_eq(d.props.raw.len, a.props.raw.len);
@@ -1107,7 +1123,10 @@ START_TEST(publish_remaining_boundaries)
     uint8_t *payload = calloc(1, rem);
     uint8_t *buf = malloc(total);
     ck_assert(payload && buf);
-    mqtt5_publish p = {.p = {.qos = 1, .topic = S("t"), .packet_id = 1, .payload = payload,
+    mqtt5_publish p = {.p = {.qos = 1,
+                             .topic = S("t"),
+                             .packet_id = 1,
+                             .payload = payload,
                              .payload_len = rem - fixed}};
     p.props.raw = mqtt_props_writer_bytes(&w);
     size_t n;
