@@ -1169,6 +1169,58 @@ START_TEST(encode_never_past_cap)
 }
 END_TEST
 
+/* Every packet of the round trips cut short at every length decodes to an
+ * error, never past its end: the body is copied into an exact-size heap
+ * block so ASan catches any read beyond it. */
+START_TEST(every_truncation)
+{
+    uint8_t pb[64], buf[256];
+    mqtt_props_writer w;
+    mqtt_props_writer_init(&w, pb, sizeof pb);
+    ck_assert_int_eq(mqtt_props_add_int(&w, MQTT_PROP_SESSION_EXPIRY, 10), MQTT_OK);
+    ck_assert_int_eq(mqtt_props_add_str(&w, MQTT_PROP_AUTH_METHOD, "M", 1), MQTT_OK);
+    ck_assert_int_eq(mqtt_props_add_user(&w, "k", 1, "v", 1), MQTT_OK);
+    mqtt5_connect c = {.c = {.client_id = S("id"),
+                             .will_flag = true,
+                             .will_topic = S("w"),
+                             .username_flag = true,
+                             .username = S("u"),
+                             .password_flag = true,
+                             .password = S("p")}};
+    c.props.raw = mqtt_props_writer_bytes(&w);
+    size_t n;
+    ck_assert_int_eq(mqtt5_encode_connect(buf, sizeof buf, &c, &n), MQTT_OK);
+    mqtt_header h = reframe(buf, n);
+    for (uint32_t k = 0; k < h.remaining; k++) {
+        uint8_t *body = malloc(k ? k : 1);
+        ck_assert_ptr_nonnull(body);
+        memcpy(body, h.body, k);
+        mqtt_header cut = {h.type, h.flags, k, body};
+        int rc = decode5_any(&cut);
+        ck_assert_msg(rc < 0, "CONNECT cut to %u bytes: %d", (unsigned)k, rc);
+        free(body);
+    }
+    /* the same for SUBSCRIBE, whose every cut but the last entry's end is an error */
+    const mqtt_str f[] = {S("a/b"), S("c")};
+    const uint8_t o[] = {0x01, 0x02};
+    mqtt_bytes none = {NULL, 0};
+    ck_assert_int_eq(mqtt5_encode_subscribe(buf, sizeof buf, 5, &none, f, o, 2, &n), MQTT_OK);
+    h = reframe(buf, n);
+    for (uint32_t k = 0; k < h.remaining; k++) {
+        uint8_t *body = malloc(k ? k : 1);
+        ck_assert_ptr_nonnull(body);
+        memcpy(body, h.body, k);
+        mqtt_header cut = {h.type, h.flags, k, body};
+        int rc = decode5_any(&cut);
+        ck_assert_msg(rc == (k == 9   ? MQTT_OK
+                             : rc < 0 ? rc
+                                      : -999),
+                      "SUBSCRIBE cut %u: %d", (unsigned)k, rc);
+        free(body);
+    }
+}
+END_TEST
+
 static Suite *mqtt5_suite(void)
 {
     Suite *s = suite_create("mqtt5");
@@ -1199,6 +1251,7 @@ static Suite *mqtt5_suite(void)
     tcase_add_test(tc, roundtrip_suback_unsuback_ping);
     tcase_add_loop_test(tc, publish_remaining_boundaries, 0, 6);
     tcase_add_test(tc, encode_never_past_cap);
+    tcase_add_test(tc, every_truncation);
     suite_add_tcase(s, tc);
     return s;
 }
