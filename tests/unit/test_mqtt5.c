@@ -1200,7 +1200,7 @@ START_TEST(every_truncation)
         ck_assert_msg(rc < 0, "CONNECT cut to %u bytes: %d", (unsigned)k, rc);
         free(body);
     }
-    /* the same for SUBSCRIBE, whose every cut but the last entry's end is an error */
+    /* the same for SUBSCRIBE: every cut is an error but the end of an entry */
     const mqtt_str f[] = {S("a/b"), S("c")};
     const uint8_t o[] = {0x01, 0x02};
     mqtt_bytes none = {NULL, 0};
@@ -1212,10 +1212,8 @@ START_TEST(every_truncation)
         memcpy(body, h.body, k);
         mqtt_header cut = {h.type, h.flags, k, body};
         int rc = decode5_any(&cut);
-        ck_assert_msg(rc == (k == 9   ? MQTT_OK
-                             : rc < 0 ? rc
-                                      : -999),
-                      "SUBSCRIBE cut %u: %d", (unsigned)k, rc);
+        /* 9 = id, property length, "a/b" and its options: one whole entry */
+        ck_assert_msg(k == 9 ? rc == MQTT_OK : rc < 0, "SUBSCRIBE cut %u: %d", (unsigned)k, rc);
         free(body);
     }
 }
