@@ -13,11 +13,13 @@ WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parame
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. $(CFLAGS) $(SAN) -MMD -MP
 LDFLAGS_ALL = $(LDFLAGS) $(SAN)
 TLS_LIBS = -lmbedtls -lmbedx509 -lmbedcrypto
+STORE_LIBS = -lsqlite3
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 MQTT_SRC   := $(wildcard mqtt/*.c)
 TLS_SRC    := $(wildcard tls/*.c)
 ACL_SRC    := $(wildcard acl/*.c)
+STORE_SRC  := $(wildcard store/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
 CCORE_SRC  := $(wildcard clients/core/*.c)
 CLIENT_SRC := $(wildcard clients/sec*.c)
@@ -29,6 +31,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIBMQTT   = $(BUILD)/libsecmqtt.a
 LIBTLS    = $(BUILD)/libsectls.a
 LIBACL    = $(BUILD)/libsecacl.a
+LIBSTORE  = $(BUILD)/libsecstore.a
 LIBCCORE  = $(BUILD)/libseccli.a
 # the broker's objects minus main(), so unit tests can link broker modules
 LIBBROKER = $(BUILD)/libsecbroker.a
@@ -47,6 +50,7 @@ $(BUILD)/obj/%.o: %.c
 $(LIBMQTT): $(call obj,$(MQTT_SRC))
 $(LIBTLS): $(call obj,$(TLS_SRC))
 $(LIBACL): $(call obj,$(ACL_SRC))
+$(LIBSTORE): $(call obj,$(STORE_SRC))
 $(LIBCCORE): $(call obj,$(CCORE_SRC))
 $(LIBBROKER): $(call obj,$(filter-out broker/main.c,$(BROKER_SRC)))
 $(BUILD)/%.a:
@@ -54,15 +58,15 @@ $(BUILD)/%.a:
 	rm -f $@
 	$(if $^,ar rcs $@ $^,ar rcs $@)
 
-$(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBACL) $(LIBTLS) $(LIBMQTT)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS)
+$(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBSTORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS)
 
 $(BUILD)/sec%: $(BUILD)/obj/clients/sec%.o $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) -lm
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROKER) $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROKER) $(LIBSTORE) $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(CHECK_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS) $(CHECK_LIBS)
 
 unit: $(UNIT_BINS)
 
