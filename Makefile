@@ -1,5 +1,5 @@
 # secbroker -- see README.md. Sources are picked up by wildcard: adding a
-# file under mqtt/, tls/, acl/, broker/, clients/core/ or a clients/sec*.c
+# file under mqtt/, tls/, acl/, ws/, broker/, clients/core/ or a clients/sec*.c
 # program or a tests/unit/test_*.c suite needs no change here.
 
 CC      ?= cc
@@ -18,6 +18,7 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubun
 MQTT_SRC   := $(wildcard mqtt/*.c)
 TLS_SRC    := $(wildcard tls/*.c)
 ACL_SRC    := $(wildcard acl/*.c)
+WS_SRC     := $(wildcard ws/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
 CCORE_SRC  := $(wildcard clients/core/*.c)
 CLIENT_SRC := $(wildcard clients/sec*.c)
@@ -29,6 +30,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIBMQTT   = $(BUILD)/libsecmqtt.a
 LIBTLS    = $(BUILD)/libsectls.a
 LIBACL    = $(BUILD)/libsecacl.a
+LIBWS     = $(BUILD)/libsecws.a
 LIBCCORE  = $(BUILD)/libseccli.a
 # the broker's objects minus main(), so unit tests can link broker modules
 LIBBROKER = $(BUILD)/libsecbroker.a
@@ -47,6 +49,7 @@ $(BUILD)/obj/%.o: %.c
 $(LIBMQTT): $(call obj,$(MQTT_SRC))
 $(LIBTLS): $(call obj,$(TLS_SRC))
 $(LIBACL): $(call obj,$(ACL_SRC))
+$(LIBWS): $(call obj,$(WS_SRC))
 $(LIBCCORE): $(call obj,$(CCORE_SRC))
 $(LIBBROKER): $(call obj,$(filter-out broker/main.c,$(BROKER_SRC)))
 $(BUILD)/%.a:
@@ -54,13 +57,13 @@ $(BUILD)/%.a:
 	rm -f $@
 	$(if $^,ar rcs $@ $^,ar rcs $@)
 
-$(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+$(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS)
 
 $(BUILD)/sec%: $(BUILD)/obj/clients/sec%.o $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) -lm
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROKER) $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROKER) $(LIBCCORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(CHECK_LIBS)
 
@@ -93,7 +96,7 @@ test: deps-test
 	@sh scripts/run-all.sh
 
 # Every C file is formatted by .clang-format; make test fails otherwise.
-C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find mqtt tls acl broker clients tests -name '*.[ch]')
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find mqtt tls acl ws broker clients tests -name '*.[ch]')
 format:
 	@clang-format -i $(C_FILES)
 
