@@ -211,6 +211,7 @@ static size_t take_payload(ws_conn *ws, const uint8_t *src, size_t avail, uint8_
         return n;
     }
     if (n > cap - *o) n = cap - *o;
+    if (!n) return 0;
     unmask(ws, src, out + *o, n);
     *o += n;
     return n;
