@@ -122,7 +122,8 @@ void ws_conn_init(ws_conn *ws);
  * (101 written: the connection now carries frames; bytes after r->used are
  * already frames), WS_HTTP (a plain GET on an http_dir listener: serve
  * r->target with http_dir_open(), then close; nothing written), or
- * WS_ERR_HTTP (a 400/403/405/426/431 response written: send, then close). */
+ * WS_ERR_HTTP (a 400/403/405/426/431 response written: send, then close;
+ * status 0 and nothing written if the handshake was already answered). */
 int ws_handshake(ws_conn *ws, const ws_opts *o, const uint8_t *in, size_t len, char *resp,
                  size_t resp_cap, ws_hs *r);
 

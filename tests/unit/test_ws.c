@@ -73,7 +73,7 @@ static void run(ws_conn *ws, const ws_opts *o, const uint8_t *in, size_t len, si
             int rc = ws_feed(ws, o, in + off + pos, chunk - pos, out, cap, &io);
             memcpy(r->out + r->out_len, out, io.out_len);
             r->out_len += io.out_len;
-            memcpy(r->replies + r->replies_len, io.reply, io.reply_len);
+            if (io.reply_len) memcpy(r->replies + r->replies_len, io.reply, io.reply_len);
             r->replies_len += io.reply_len;
             pos += io.used;
             if (rc != WS_OK && rc != WS_REPLY) {
