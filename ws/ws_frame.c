@@ -184,14 +184,28 @@ static int read_header(ws_conn *ws, const ws_opts *o, const uint8_t *in, size_t 
     return start_frame(ws, o, io);
 }
 
-/* Unmasks up to n payload bytes into dst (NULL: discard). */
+/* Unmasks n payload bytes into dst (NULL: discard), 8 at a time with the
+ * key rotated to the current position. In place (dst <= src) is safe: each
+ * 8-byte word is read before its (earlier or equal) destination is written. */
 static void unmask(ws_conn *ws, const uint8_t *src, uint8_t *dst, size_t n)
 {
     const uint8_t *key = ws->hdr + ws->hdr_need - 4;
     uint32_t k = ws->mask_pos;
-    if (dst)
-        for (size_t j = 0; j < n; j++)
+    size_t j = 0;
+    if (dst) {
+        uint8_t rot[8];
+        uint64_t m, w;
+        for (int b = 0; b < 8; b++)
+            rot[b] = key[(k + (uint32_t)b) & 3];
+        memcpy(&m, rot, 8);
+        for (; j + 8 <= n; j += 8) {
+            memcpy(&w, src + j, 8);
+            w ^= m;
+            memcpy(dst + j, &w, 8);
+        }
+        for (; j < n; j++)
             dst[j] = src[j] ^ key[(k + j) & 3];
+    }
     ws->mask_pos = (k + (uint32_t)n) & 3;
     ws->left -= n;
 }
