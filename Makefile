@@ -1,5 +1,5 @@
 # secbroker -- see README.md. Sources are picked up by wildcard: adding a
-# file under mqtt/, tls/, acl/, broker/, clients/core/ or a clients/sec*.c
+# file under mqtt/, tls/, acl/, ws/, broker/, clients/core/ or a clients/sec*.c
 # program or a tests/unit/test_*.c suite needs no change here.
 
 CC      ?= cc
@@ -20,6 +20,7 @@ MQTT_SRC   := $(wildcard mqtt/*.c)
 TLS_SRC    := $(wildcard tls/*.c)
 ACL_SRC    := $(wildcard acl/*.c)
 STORE_SRC  := $(wildcard store/*.c)
+WS_SRC     := $(wildcard ws/*.c)
 BROKER_SRC := $(wildcard broker/*.c)
 CCORE_SRC  := $(wildcard clients/core/*.c)
 CLIENT_SRC := $(wildcard clients/sec*.c)
@@ -32,6 +33,7 @@ LIBMQTT   = $(BUILD)/libsecmqtt.a
 LIBTLS    = $(BUILD)/libsectls.a
 LIBACL    = $(BUILD)/libsecacl.a
 LIBSTORE  = $(BUILD)/libsecstore.a
+LIBWS     = $(BUILD)/libsecws.a
 LIBCCORE  = $(BUILD)/libseccli.a
 # the broker's objects minus main(), so unit tests can link broker modules
 LIBBROKER = $(BUILD)/libsecbroker.a
@@ -51,6 +53,7 @@ $(LIBMQTT): $(call obj,$(MQTT_SRC))
 $(LIBTLS): $(call obj,$(TLS_SRC))
 $(LIBACL): $(call obj,$(ACL_SRC))
 $(LIBSTORE): $(call obj,$(STORE_SRC))
+$(LIBWS): $(call obj,$(WS_SRC))
 $(LIBCCORE): $(call obj,$(CCORE_SRC))
 $(LIBBROKER): $(call obj,$(filter-out broker/main.c,$(BROKER_SRC)))
 $(BUILD)/%.a:
@@ -58,13 +61,13 @@ $(BUILD)/%.a:
 	rm -f $@
 	$(if $^,ar rcs $@ $^,ar rcs $@)
 
-$(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBSTORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+$(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBSTORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS)
 
 $(BUILD)/sec%: $(BUILD)/obj/clients/sec%.o $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) -lm
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROKER) $(LIBSTORE) $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROKER) $(LIBSTORE) $(LIBCCORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS) $(CHECK_LIBS)
 
@@ -97,7 +100,7 @@ test: deps-test
 	@sh scripts/run-all.sh
 
 # Every C file is formatted by .clang-format; make test fails otherwise.
-C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find mqtt tls acl broker clients tests -name '*.[ch]')
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find mqtt tls acl ws broker clients tests -name '*.[ch]')
 format:
 	@clang-format -i $(C_FILES)
 
