@@ -7,14 +7,17 @@
  *   pattern [read|write|readwrite|deny] TOPIC    %c / %u as a whole level
  *   user    NAME                                 rest of the line, trimmed
  * TOPIC is the rest of the line after the access word (it may contain
- * spaces) and must be a valid topic filter. `topic` lines before the first
- * `user` line belong to anonymous clients, later ones to the last named user
- * (a user named twice gets both groups); `pattern` lines apply to everybody
- * wherever they appear.
+ * spaces) and must be a valid MQTT topic filter (mqtt_topic_filter_validate).
+ * `topic` lines before the first `user` line belong to anonymous clients,
+ * later ones to the last named user (a user named twice gets both groups);
+ * `pattern` lines apply to everybody wherever they appear.
  *
  * Meaning: what no applicable rule grants is denied, and a matching deny rule
  * (topic or pattern) wins over any grant. Mosquitto 2.0 lets a user's topic
  * grant short-circuit before pattern denies are seen; we do not.
+ *
+ * Matching and covering are mqtt/'s topic engine (mqtt_match_level), fed
+ * the rule's levels one by one with %c/%u replaced.
  *
  * Layout for the hot path (acl_check per message per subscriber): rules are
  * split into levels at load time; each owner (anonymous, each user, the

@@ -138,8 +138,7 @@ START_TEST(table_row)
     subscribe(f);
     ck_assert_msg(by_tree(t) == c->match, "tree: row %d '%.60s' vs '%.60s'", _i, f, t);
     unsubscribe(f);
-    ck_assert_msg(by_retained(f, t) == c->match, "retained: row %d '%.60s' vs '%.60s'", _i, f,
-                  t);
+    ck_assert_msg(by_retained(f, t) == c->match, "retained: row %d '%.60s' vs '%.60s'", _i, f, t);
     /* nothing left behind in the tree */
     ck_assert_uint_eq(B.root->children.count, 0);
 }
@@ -240,9 +239,9 @@ START_TEST(covers_is_sound)
         bool c = covers(outer, inner);
         /* the ACL's SUBSCRIBE check asks the same question */
         acl_rules *r = acl_for(outer);
-        ck_assert_msg((acl_check(r, NULL, "client", inner, strlen(inner), ACL_SUBSCRIBE) ==
-                       ACL_OK) == c,
-                      "acl subscribe vs covers (%d): '%s' over '%s'", c, outer, inner);
+        ck_assert_msg(
+            (acl_check(r, NULL, "client", inner, strlen(inner), ACL_SUBSCRIBE) == ACL_OK) == c,
+            "acl subscribe vs covers (%d): '%s' over '%s'", c, outer, inner);
         acl_rules_free(r);
         if (!c) continue;
         yes++;
@@ -263,12 +262,13 @@ START_TEST(covers_table)
         const char *outer, *inner;
         bool covers;
     } rows[] = {
-        {"a/#", "a/#", true},         {"a/#", "a", true},      {"a/#", "a/+/c", true},
-        {"a/+", "a/b", true},         {"a/+", "a/+", true},    {"a/+", "a/#", false},
-        {"a/b", "a/+", false},        {"#", "+/x", true},      {"#", "$SYS/#", false},
-        {"+/x", "$SYS/x", false},     {"$SYS/#", "$SYS/x", true},
-        {"a/+/#", "a/#", false}, /* "a/#" also matches "a" */
-        {"+/#", "#", false},     /* conservative: level by level only */
+        {"a/#", "a/#", true},       {"a/#", "a", true},
+        {"a/#", "a/+/c", true},     {"a/+", "a/b", true},
+        {"a/+", "a/+", true},       {"a/+", "a/#", false},
+        {"a/b", "a/+", false},      {"#", "+/x", true},
+        {"#", "$SYS/#", false},     {"+/x", "$SYS/x", false},
+        {"$SYS/#", "$SYS/x", true}, {"a/+/#", "a/#", false}, /* "a/#" also matches "a" */
+        {"+/#", "#", false},                                 /* conservative: level by level only */
         {"a", "", false},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)

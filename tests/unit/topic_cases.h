@@ -41,7 +41,7 @@ static const struct topic_case topic_cases[] = {
     {"x", "X", false},
     {"caf\xc3\xa9", "caf\xc3\xa9", true},
     {"caf\xc3\xa9", "cafe\xcc\x81", false}, /* NFC vs NFD: no normalization [MQTT-4.7.3-4] */
-    {"a b", "a b", true},                    /* spaces are ordinary characters (4.7.3) */
+    {"a b", "a b", true},                   /* spaces are ordinary characters (4.7.3) */
 
     /* empty levels are levels: "/" separates two empty ones (4.7.3) */
     {"/", "/", true},
