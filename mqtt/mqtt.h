@@ -134,7 +134,8 @@ typedef struct {
 } mqtt_levels;
 
 /* The level cursor and the two tests below run for every level of every
- * PUBLISH the broker routes, so they are inline. */
+ * PUBLISH the broker routes, so they are inline. mqtt_levels_load_ (not
+ * for callers) measures the level starting at it->ptr. */
 static inline void mqtt_levels_load_(mqtt_levels *it)
 {
     const uint8_t *slash = memchr(it->ptr, '/', (size_t)(it->end - it->ptr));

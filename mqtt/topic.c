@@ -1,5 +1,7 @@
 /*
- * topic.c -- topic names, topic filters and matching (spec 4.7).
+ * topic.c -- the topic engine (spec 4.7): validators, the depth check and
+ * the matcher. The level cursor, level kinds and the $ rule are inline in
+ * mqtt.h because the broker runs them for every level of every PUBLISH.
  */
 #include "mqtt/internal.h"
 
