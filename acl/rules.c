@@ -33,7 +33,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum lvl_kind { LV_LIT, LV_PLUS, LV_HASH, LV_CID, LV_UID };
+/* The first three are mqtt/'s level kinds; %c and %u levels are text once
+ * substituted. */
+enum lvl_kind {
+    LV_LIT = MQTT_LEVEL_TEXT,
+    LV_PLUS = MQTT_LEVEL_PLUS,
+    LV_HASH = MQTT_LEVEL_HASH,
+    LV_CID,
+    LV_UID
+};
 
 struct acl_level {
     uint32_t off; /* into pool; LV_LIT only */
@@ -430,9 +438,8 @@ static bool rule_applies(const acl_rules *r, const struct acl_rule *ru, const st
     mqtt_match_init(&m, (const uint8_t *)t, n, is_filter);
     const struct acl_level *lv = r->levels + ru->first;
     for (uint32_t i = 0; i < ru->nlevels; i++, lv++) {
-        enum mqtt_level_kind k = lv->kind == LV_PLUS   ? MQTT_LEVEL_PLUS
-                                 : lv->kind == LV_HASH ? MQTT_LEVEL_HASH
-                                                       : MQTT_LEVEL_TEXT;
+        enum mqtt_level_kind k =
+            lv->kind > LV_HASH ? MQTT_LEVEL_TEXT : (enum mqtt_level_kind)lv->kind;
         const char *p = NULL;
         size_t pl = 0;
         if (k == MQTT_LEVEL_TEXT && !level_text(r, lv, w, &p, &pl)) return false;

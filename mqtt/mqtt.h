@@ -233,12 +233,41 @@ static inline void mqtt_match_init(mqtt_match *m, const uint8_t *subject, size_t
     m->first = true;
 }
 
-/* Feed one filter level: its kind, its text (used for MQTT_LEVEL_TEXT only;
- * may be NULL when len is 0) and whether it is the filter's last level.
- * Returns MQTT_MATCH_YES or _NO (final) or MQTT_MATCH_MORE. After the last
- * level the answer is always final. */
-enum mqtt_match_result mqtt_match_level(mqtt_match *m, enum mqtt_level_kind kind,
-                                        const uint8_t *text, size_t len, bool last);
+/*
+ * mqtt_match_level -- feed one filter level: its kind, its text (used for
+ * MQTT_LEVEL_TEXT only; may be NULL when len is 0) and whether it is the
+ * filter's last level. Returns MQTT_MATCH_YES or _NO (final) or
+ * MQTT_MATCH_MORE. After the last level the answer is always final.
+ * (Inline: the ACL runs it per rule level for every delivery.)
+ *
+ * '#' decides at once: it covers this level, everything below and the
+ * parent (spec 4.7.1.2), so "a/#" matches "a" (the subject ran out right
+ * before it). '+' takes exactly one level, also an empty one (4.7.1.3).
+ * A wildcard as the first filter level never matches a '$' subject
+ * [MQTT-4.7.2-1]. When the subject is a filter, its '#' is covered only by
+ * a '#' and its '+' only by '+' or '#'.
+ */
+static inline enum mqtt_match_result mqtt_match_level(mqtt_match *m, enum mqtt_level_kind kind,
+                                                      const uint8_t *text, size_t len, bool last)
+{
+    bool first = m->first;
+    m->first = false;
+    mqtt_levels *s = &m->subject;
+    if (kind == MQTT_LEVEL_HASH) return first && m->dollar ? MQTT_MATCH_NO : MQTT_MATCH_YES;
+    if (s->done) return MQTT_MATCH_NO;
+    enum mqtt_level_kind sk =
+        m->subject_is_filter ? mqtt_level_kind(s->ptr, s->len) : MQTT_LEVEL_TEXT;
+    if (sk == MQTT_LEVEL_HASH) return MQTT_MATCH_NO;
+    if (kind == MQTT_LEVEL_PLUS) {
+        if (first && m->dollar) return MQTT_MATCH_NO;
+    } else if (sk == MQTT_LEVEL_PLUS || len != s->len ||
+               (len > 0 && memcmp(text, s->ptr, len) != 0)) {
+        return MQTT_MATCH_NO;
+    }
+    mqtt_levels_next(s);
+    if (last) return s->done ? MQTT_MATCH_YES : MQTT_MATCH_NO;
+    return MQTT_MATCH_MORE;
+}
 
 /* Does (valid) filter match (valid) topic name? '+' matches one level, also
  * an empty one; "a/#" matches "a"; the '$' rule applies. An empty filter

@@ -1,7 +1,8 @@
 /*
  * topic.c -- the topic engine (spec 4.7): validators, the depth check and
- * the matcher. The level cursor, level kinds and the $ rule are inline in
- * mqtt.h because the broker runs them for every level of every PUBLISH.
+ * whole-string matching. The level cursor, level kinds, the $ rule and
+ * mqtt_match_level are inline in mqtt.h: the broker and the ACL run them
+ * for every level of every PUBLISH and delivery.
  */
 #include "mqtt/internal.h"
 
@@ -62,37 +63,6 @@ bool mqtt_topic_deeper_than(const uint8_t *p, size_t len, size_t max_levels)
 }
 
 /* ---- matching --------------------------------------------------------------- */
-
-/*
- * mqtt_match_level -- one filter level against the subject's current level.
- * '#' decides at once: it covers this level, everything below and the
- * parent (spec 4.7.1.2), so "a/#" matches "a" (the subject ran out right
- * before it). '+' takes exactly one level, also an empty one (4.7.1.3).
- * A wildcard as the first filter level never matches a '$' subject
- * [MQTT-4.7.2-1]. When the subject is a filter, its '#' is covered only by
- * a '#' (handled above) and its '+' only by '+' or '#'.
- */
-enum mqtt_match_result mqtt_match_level(mqtt_match *m, enum mqtt_level_kind kind,
-                                        const uint8_t *text, size_t len, bool last)
-{
-    bool first = m->first;
-    m->first = false;
-    mqtt_levels *s = &m->subject;
-    if (kind == MQTT_LEVEL_HASH) return first && m->dollar ? MQTT_MATCH_NO : MQTT_MATCH_YES;
-    if (s->done) return MQTT_MATCH_NO;
-    enum mqtt_level_kind sk =
-        m->subject_is_filter ? mqtt_level_kind(s->ptr, s->len) : MQTT_LEVEL_TEXT;
-    if (sk == MQTT_LEVEL_HASH) return MQTT_MATCH_NO;
-    if (kind == MQTT_LEVEL_PLUS) {
-        if (first && m->dollar) return MQTT_MATCH_NO;
-    } else if (sk == MQTT_LEVEL_PLUS || len != s->len ||
-               (len > 0 && memcmp(text, s->ptr, len) != 0)) {
-        return MQTT_MATCH_NO;
-    }
-    mqtt_levels_next(s);
-    if (last) return s->done ? MQTT_MATCH_YES : MQTT_MATCH_NO;
-    return MQTT_MATCH_MORE;
-}
 
 /* Feed every level of filter f to a matcher over the subject. */
 static bool match_string(const uint8_t *f, size_t flen, const uint8_t *subject, size_t slen,
