@@ -91,6 +91,11 @@ int acl_check(const acl_rules *r, const char *username, const char *client_id, c
  *   name makes a pattern that uses it not apply; one containing '+', '#' or
  *   '/' makes such a pattern never grant, and, if it is a deny pattern, deny
  *   everything for that client.
+ * - Matching is mqtt/'s (mqtt_match_level, mqtt_filter_covers rules), so
+ *   the ACL and the broker's tree agree on every filter/topic pair. A rule's
+ *   TOPIC must pass mqtt_topic_filter_validate (valid UTF-8 without NUL,
+ *   wildcards filling whole levels, '#' last, at most 65535 bytes); any
+ *   other is a load error naming the line.
  * - No allocation; r is immutable after load, so a reload builds a new
  *   object, swaps the pointer and frees the old one. */
 

@@ -7,14 +7,17 @@
  *   pattern [read|write|readwrite|deny] TOPIC    %c / %u as a whole level
  *   user    NAME                                 rest of the line, trimmed
  * TOPIC is the rest of the line after the access word (it may contain
- * spaces) and must be a valid topic filter. `topic` lines before the first
- * `user` line belong to anonymous clients, later ones to the last named user
- * (a user named twice gets both groups); `pattern` lines apply to everybody
- * wherever they appear.
+ * spaces) and must be a valid MQTT topic filter (mqtt_topic_filter_validate).
+ * `topic` lines before the first `user` line belong to anonymous clients,
+ * later ones to the last named user (a user named twice gets both groups);
+ * `pattern` lines apply to everybody wherever they appear.
  *
  * Meaning: what no applicable rule grants is denied, and a matching deny rule
  * (topic or pattern) wins over any grant. Mosquitto 2.0 lets a user's topic
  * grant short-circuit before pattern denies are seen; we do not.
+ *
+ * Matching and covering are mqtt/'s topic engine (mqtt_match_level), fed
+ * the rule's levels one by one with %c/%u replaced.
  *
  * Layout for the hot path (acl_check per message per subscriber): rules are
  * split into levels at load time; each owner (anonymous, each user, the
@@ -24,12 +27,21 @@
  */
 #include "acl/acl.h"
 #include "acl/acl_int.h"
+#include "mqtt/mqtt.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum lvl_kind { LV_LIT, LV_PLUS, LV_HASH, LV_CID, LV_UID };
+/* The first three are mqtt/'s level kinds; %c and %u levels are text once
+ * substituted. */
+enum lvl_kind {
+    LV_LIT = MQTT_LEVEL_TEXT,
+    LV_PLUS = MQTT_LEVEL_PLUS,
+    LV_HASH = MQTT_LEVEL_HASH,
+    LV_CID,
+    LV_UID
+};
 
 struct acl_level {
     uint32_t off; /* into pool; LV_LIT only */
@@ -97,22 +109,6 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem)
     return true;
 }
 
-/* '+' and '#' alone in their level, '#' only last, not empty. */
-static bool filter_valid(const char *t, size_t n)
-{
-    if (n == 0) return false;
-    size_t ls = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && t[i] != '/') continue;
-        size_t ll = i - ls;
-        for (size_t k = ls; k < i; k++)
-            if ((t[k] == '+' || t[k] == '#') && ll != 1) return false;
-        if (ll == 1 && t[ls] == '#' && i != n) return false;
-        ls = i + 1;
-    }
-    return true;
-}
-
 static int loader_user(struct loader *ld, const char *name, size_t len, int32_t *owner)
 {
     for (size_t i = 0; i < ld->nusers; i++)
@@ -133,6 +129,31 @@ static int loader_user(struct loader *ld, const char *name, size_t len, int32_t 
     return ACL_OK;
 }
 
+/* One level of a rule: a wildcard, a whole-level %c/%u of a pattern, or
+ * literal text copied into the pool. "%c" inside a longer level is literal
+ * text, as in Mosquitto. */
+static void loader_level(struct loader *ld, struct acl_rule *r, struct acl_level *lv, bool pattern,
+                         const char *s, size_t ll)
+{
+    lv->off = 0;
+    lv->len = 0;
+    enum mqtt_level_kind k = mqtt_level_kind((const uint8_t *)s, ll);
+    if (k == MQTT_LEVEL_PLUS) {
+        lv->kind = LV_PLUS;
+    } else if (k == MQTT_LEVEL_HASH) {
+        lv->kind = LV_HASH;
+    } else if (pattern && ll == 2 && s[0] == '%' && (s[1] == 'c' || s[1] == 'u')) {
+        lv->kind = s[1] == 'c' ? LV_CID : LV_UID;
+        r->subst |= s[1] == 'c' ? SUBST_CID : SUBST_UID;
+    } else {
+        lv->kind = LV_LIT;
+        lv->off = (uint32_t)ld->npool;
+        lv->len = (uint32_t)ll;
+        memcpy(ld->pool + ld->npool, s, ll);
+        ld->npool += ll;
+    }
+}
+
 static int loader_rule(struct loader *ld, bool pattern, int32_t owner, uint8_t access,
                        const char *t, size_t n)
 {
@@ -146,33 +167,12 @@ static int loader_rule(struct loader *ld, bool pattern, int32_t owner, uint8_t a
     r->access = access;
     r->owner = pattern ? -2 : owner;
     r->seq = (uint32_t)ld->nrules;
-    size_t ls = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && t[i] != '/') continue;
+    mqtt_levels it;
+    for (mqtt_levels_init(&it, (const uint8_t *)t, n); !it.done; mqtt_levels_next(&it)) {
         if (!grow((void **)&ld->levels, &ld->clevels, ld->nlevels + 1, sizeof *ld->levels))
             return ACL_ERR_ALLOC;
-        struct acl_level *lv = &ld->levels[ld->nlevels++];
-        const char *s = t + ls;
-        size_t ll = i - ls;
-        lv->off = 0;
-        lv->len = 0;
-        if (ll == 1 && s[0] == '+') {
-            lv->kind = LV_PLUS;
-        } else if (ll == 1 && s[0] == '#') {
-            lv->kind = LV_HASH;
-        } else if (pattern && ll == 2 && s[0] == '%' && (s[1] == 'c' || s[1] == 'u')) {
-            lv->kind = s[1] == 'c' ? LV_CID : LV_UID;
-            r->subst |= s[1] == 'c' ? SUBST_CID : SUBST_UID;
-        } else {
-            /* "%c" inside a longer level is literal text, as in Mosquitto */
-            lv->kind = LV_LIT;
-            lv->off = (uint32_t)ld->npool;
-            lv->len = (uint32_t)ll;
-            memcpy(ld->pool + ld->npool, s, ll);
-            ld->npool += ll;
-        }
+        loader_level(ld, r, &ld->levels[ld->nlevels++], pattern, (const char *)it.ptr, it.len);
         r->nlevels++;
-        ls = i + 1;
     }
     ld->nrules++;
     return ACL_OK;
@@ -181,6 +181,81 @@ static int loader_rule(struct loader *ld, bool pattern, int32_t owner, uint8_t a
 static bool is_sp(char c)
 {
     return c == ' ' || c == '\t';
+}
+
+/* The words after `topic`/`pattern`: an optional access word, then the
+ * topic (the rest of the line, spaces included). Fills *topic, *tlen and
+ * *access, or reports the line as malformed. */
+static int loader_access(struct loader *ld, size_t lineno, const char *kw, const char *rest,
+                         size_t rlen, const char **topic, size_t *tlen, uint8_t *access)
+{
+    static const struct {
+        const char *word;
+        uint8_t access;
+    } words[] = {
+        {"read", ACL_READ}, {"write", ACL_WRITE}, {"readwrite", ACL_READ | ACL_WRITE}, {"deny", 0}};
+    size_t j = 0;
+    while (j < rlen && !is_sp(rest[j]))
+        j++;
+    size_t wlen = j;
+    while (j < rlen && is_sp(rest[j]))
+        j++;
+    int w = -1;
+    for (int k = 0; k < 4; k++)
+        if (strlen(words[k].word) == wlen && memcmp(rest, words[k].word, wlen) == 0) w = k;
+    if (w < 0 && j < rlen) {
+        acl_seterr(ld->err, ld->errlen, ld->path, lineno,
+                   "unknown access '%.*s' (expected read, write, readwrite or deny; a topic "
+                   "with spaces needs an access word)",
+                   (int)(wlen > 40 ? 40 : wlen), rest);
+        return ACL_ERR_SYNTAX;
+    }
+    if (w < 0) { /* one word: the topic, readwrite */
+        *topic = rest, *tlen = rlen, *access = ACL_READ | ACL_WRITE;
+        return ACL_OK;
+    }
+    *topic = rest + j, *tlen = rlen - j, *access = words[w].access;
+    if (*tlen == 0) {
+        /* Mosquitto would take the access word itself as the topic; that
+         * is never what the author meant */
+        acl_seterr(ld->err, ld->errlen, ld->path, lineno, "'%s %s' without a topic", kw,
+                   words[w].word);
+        return ACL_ERR_SYNTAX;
+    }
+    return ACL_OK;
+}
+
+/* A `topic` or `pattern` line after its keyword: the rule's filter must be
+ * a valid MQTT topic filter (mqtt/'s validator: UTF-8, wildcards whole
+ * levels, '#' last). */
+static int loader_topic_line(struct loader *ld, size_t lineno, bool pattern, const char *rest,
+                             size_t rlen, int32_t owner)
+{
+    const char *kw = pattern ? "pattern" : "topic";
+    if (rlen == 0) {
+        acl_seterr(ld->err, ld->errlen, ld->path, lineno, "'%s' without a topic", kw);
+        return ACL_ERR_SYNTAX;
+    }
+    const char *topic;
+    size_t tlen;
+    uint8_t access;
+    int rc = loader_access(ld, lineno, kw, rest, rlen, &topic, &tlen, &access);
+    if (rc != ACL_OK) return rc;
+    rc = mqtt_topic_filter_validate((const uint8_t *)topic, tlen);
+    if (rc == MQTT_ERR_UTF8) {
+        acl_seterr(ld->err, ld->errlen, ld->path, lineno,
+                   "invalid topic filter (not valid UTF-8, or a NUL character)");
+        return ACL_ERR_SYNTAX;
+    }
+    if (rc != MQTT_OK) {
+        acl_seterr(ld->err, ld->errlen, ld->path, lineno,
+                   "invalid topic filter ('+' and '#' must fill a whole level, '#' only last; "
+                   "at most 65535 bytes)");
+        return ACL_ERR_SYNTAX;
+    }
+    rc = loader_rule(ld, pattern, owner, access, topic, tlen);
+    if (rc) acl_seterr(ld->err, ld->errlen, ld->path, lineno, "out of memory");
+    return rc;
 }
 
 /* Parse one trimmed, non-empty, non-comment line. */
@@ -194,14 +269,13 @@ static int loader_line(struct loader *ld, size_t lineno, char *s, size_t len, in
         i++;
     char *rest = s + i;
     size_t rlen = len - i;
-    int rc;
 
     if (kwlen == 4 && memcmp(s, "user", 4) == 0) {
         if (rlen == 0) {
             acl_seterr(ld->err, ld->errlen, ld->path, lineno, "'user' without a user name");
             return ACL_ERR_SYNTAX;
         }
-        rc = loader_user(ld, rest, rlen, owner);
+        int rc = loader_user(ld, rest, rlen, owner);
         if (rc) acl_seterr(ld->err, ld->errlen, ld->path, lineno, "out of memory");
         return rc;
     }
@@ -212,58 +286,7 @@ static int loader_line(struct loader *ld, size_t lineno, char *s, size_t len, in
                    (int)(kwlen > 40 ? 40 : kwlen), s);
         return ACL_ERR_SYNTAX;
     }
-    const char *kw = pattern ? "pattern" : "topic";
-    if (rlen == 0) {
-        acl_seterr(ld->err, ld->errlen, ld->path, lineno, "'%s' without a topic", kw);
-        return ACL_ERR_SYNTAX;
-    }
-    size_t j = 0;
-    while (j < rlen && !is_sp(rest[j]))
-        j++;
-    size_t wlen = j;
-    while (j < rlen && is_sp(rest[j]))
-        j++;
-    static const struct {
-        const char *word;
-        uint8_t access;
-    } words[] = {
-        {"read", ACL_READ}, {"write", ACL_WRITE}, {"readwrite", ACL_READ | ACL_WRITE}, {"deny", 0}};
-    int w = -1;
-    for (int k = 0; k < 4; k++)
-        if (strlen(words[k].word) == wlen && memcmp(rest, words[k].word, wlen) == 0) w = k;
-    const char *topic;
-    size_t tlen;
-    uint8_t access;
-    if (w >= 0) {
-        topic = rest + j;
-        tlen = rlen - j;
-        access = words[w].access;
-        if (tlen == 0) {
-            /* Mosquitto would take the access word itself as the topic; that
-             * is never what the author meant */
-            acl_seterr(ld->err, ld->errlen, ld->path, lineno, "'%s %s' without a topic", kw,
-                       words[w].word);
-            return ACL_ERR_SYNTAX;
-        }
-    } else if (j < rlen) {
-        acl_seterr(ld->err, ld->errlen, ld->path, lineno,
-                   "unknown access '%.*s' (expected read, write, readwrite or deny; a topic "
-                   "with spaces needs an access word)",
-                   (int)(wlen > 40 ? 40 : wlen), rest);
-        return ACL_ERR_SYNTAX;
-    } else {
-        topic = rest;
-        tlen = rlen;
-        access = ACL_READ | ACL_WRITE;
-    }
-    if (!filter_valid(topic, tlen)) {
-        acl_seterr(ld->err, ld->errlen, ld->path, lineno,
-                   "invalid topic filter ('+' and '#' must fill a whole level, '#' only last)");
-        return ACL_ERR_SYNTAX;
-    }
-    rc = loader_rule(ld, pattern, *owner, access, topic, tlen);
-    if (rc) acl_seterr(ld->err, ld->errlen, ld->path, lineno, "out of memory");
-    return rc;
+    return loader_topic_line(ld, lineno, pattern, rest, rlen, *owner);
 }
 
 static int rule_cmp(const void *a, const void *b)
@@ -383,39 +406,6 @@ struct who {
     bool cid_bad, uid_bad;
 };
 
-/* Walks '/'-separated levels of t[0..n): cur/len is the current level,
- * done once the last level has been consumed. */
-struct cursor {
-    const char *t;
-    size_t n, pos, len;
-    bool done;
-};
-
-static void cursor_load(struct cursor *c)
-{
-    const char *slash = memchr(c->t + c->pos, '/', c->n - c->pos);
-    c->len = slash ? (size_t)(slash - (c->t + c->pos)) : c->n - c->pos;
-}
-
-static void cursor_init(struct cursor *c, const char *t, size_t n)
-{
-    c->t = t;
-    c->n = n;
-    c->pos = 0;
-    c->done = false;
-    cursor_load(c);
-}
-
-static void cursor_next(struct cursor *c)
-{
-    if (c->pos + c->len >= c->n) {
-        c->done = true;
-        return;
-    }
-    c->pos += c->len + 1;
-    cursor_load(c);
-}
-
 /* The text a rule level stands for, or false if it cannot match anything. */
 static bool level_text(const acl_rules *r, const struct acl_level *lv, const struct who *w,
                        const char **p, size_t *n)
@@ -435,56 +425,29 @@ static bool level_text(const acl_rules *r, const struct acl_level *lv, const str
     }
 }
 
-/* Does rule filter match topic name t? A leading wildcard never matches a
- * topic starting with '$' [MQTT-4.7.2-1]. */
-static bool rule_matches(const acl_rules *r, const struct acl_rule *ru, const struct who *w,
-                         const char *t, size_t n)
+/* Does rule filter match topic name t (is_filter false), or cover
+ * subscription filter t (is_filter true)? The rule's levels, with %c/%u
+ * replaced by the client's values, are fed one by one to mqtt/'s matcher,
+ * which owns the wildcard and '$' rules [MQTT-4.7.1-2..3] [MQTT-4.7.2-1].
+ * A substituted level is always text: values holding '+', '#' or '/' never
+ * get here (subst_state). */
+static bool rule_applies(const acl_rules *r, const struct acl_rule *ru, const struct who *w,
+                         const char *t, size_t n, bool is_filter)
 {
-    struct cursor c;
-    cursor_init(&c, t, n);
+    mqtt_match m;
+    mqtt_match_init(&m, (const uint8_t *)t, n, is_filter);
     const struct acl_level *lv = r->levels + ru->first;
     for (uint32_t i = 0; i < ru->nlevels; i++, lv++) {
-        if (lv->kind == LV_HASH) return !(i == 0 && t[0] == '$');
-        if (c.done) return false;
-        if (lv->kind == LV_PLUS) {
-            if (i == 0 && t[0] == '$') return false;
-        } else {
-            const char *p;
-            size_t pl;
-            if (!level_text(r, lv, w, &p, &pl)) return false;
-            if (pl != c.len || memcmp(p, c.t + c.pos, pl) != 0) return false;
-        }
-        cursor_next(&c);
+        enum mqtt_level_kind k =
+            lv->kind > LV_HASH ? MQTT_LEVEL_TEXT : (enum mqtt_level_kind)lv->kind;
+        const char *p = NULL;
+        size_t pl = 0;
+        if (k == MQTT_LEVEL_TEXT && !level_text(r, lv, w, &p, &pl)) return false;
+        enum mqtt_match_result res =
+            mqtt_match_level(&m, k, (const uint8_t *)p, pl, i + 1 == ru->nlevels);
+        if (res != MQTT_MATCH_MORE) return res == MQTT_MATCH_YES;
     }
-    return c.done;
-}
-
-/* Does rule filter cover subscription filter s, i.e. match every topic name
- * s can match? */
-static bool rule_covers(const acl_rules *r, const struct acl_rule *ru, const struct who *w,
-                        const char *s, size_t n)
-{
-    struct cursor c;
-    cursor_init(&c, s, n);
-    const struct acl_level *lv = r->levels + ru->first;
-    for (uint32_t i = 0; i < ru->nlevels; i++, lv++) {
-        if (lv->kind == LV_HASH) return !(i == 0 && s[0] == '$');
-        if (c.done) return false;
-        const char *sl = c.t + c.pos;
-        /* a '#' in s reaches levels only a '#' rule level covers */
-        if (c.len == 1 && sl[0] == '#') return false;
-        if (lv->kind == LV_PLUS) {
-            if (i == 0 && s[0] == '$') return false;
-        } else {
-            /* literal and substituted levels are never "+", so a '+' in s fails here */
-            const char *p;
-            size_t pl;
-            if (!level_text(r, lv, w, &p, &pl)) return false;
-            if (pl != c.len || memcmp(p, sl, pl) != 0) return false;
-        }
-        cursor_next(&c);
-    }
-    return c.done;
+    return false; /* a rule has at least one level and the last one decides */
 }
 
 enum { SUBST_APPLY, SUBST_SKIP, SUBST_POISON };
@@ -516,7 +479,7 @@ static bool slice_denies(const acl_rules *r, const struct acl_slice *sl, const s
         int st = subst_state(ru, w);
         if (st == SUBST_POISON) return true;
         if (st == SUBST_SKIP) continue;
-        if (sub ? rule_covers(r, ru, w, t, n) : rule_matches(r, ru, w, t, n)) return true;
+        if (rule_applies(r, ru, w, t, n, sub)) return true;
     }
     return false;
 }
@@ -531,7 +494,7 @@ static bool slice_grants(const acl_rules *r, const struct acl_slice *sl, const s
     for (uint32_t i = sl->start + sl->ndeny; i < sl->end; i++) {
         const struct acl_rule *ru = &r->rules[i];
         if (!(ru->access & bit) || subst_state(ru, w) != SUBST_APPLY) continue;
-        if (sub ? rule_covers(r, ru, w, t, n) : rule_matches(r, ru, w, t, n)) return true;
+        if (rule_applies(r, ru, w, t, n, sub)) return true;
     }
     return false;
 }
@@ -568,7 +531,8 @@ int acl_check(const acl_rules *r, const char *username, const char *client_id, c
     /* fail closed: no rule set means the caller skipped loading */
     if (!r || !topic || topic_len == 0) return ACL_ERR_DENIED;
     if (access == ACL_SUBSCRIBE) {
-        if (!filter_valid(topic, topic_len)) return ACL_ERR_DENIED;
+        if (mqtt_topic_filter_validate((const uint8_t *)topic, topic_len) != MQTT_OK)
+            return ACL_ERR_DENIED;
     } else if (access == ACL_READ || access == ACL_WRITE) {
         if (memchr(topic, '+', topic_len) || memchr(topic, '#', topic_len)) return ACL_ERR_DENIED;
     } else {

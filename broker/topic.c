@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "broker/broker.h"
+#include "mqtt/mqtt.h"
 
 static tnode *node_new(tnode *parent, const char *name, size_t len)
 {
@@ -43,31 +44,15 @@ void tree_free(tnode *n)
 
 bool topic_too_deep(const char *s, size_t len)
 {
-    if (len < TOPIC_MAX_LEVELS) return false; /* n levels need n - 1 separators */
-    size_t n = 1;
-    for (const char *p = s; (p = memchr(p, '/', (size_t)(s + len - p))); p++)
-        if (++n > TOPIC_MAX_LEVELS) return true;
-    return false;
+    return mqtt_topic_deeper_than((const uint8_t *)s, len, TOPIC_MAX_LEVELS);
 }
 
-static bool is_plus(const char *p, size_t len)
-{
-    return len == 1 && p[0] == '+';
-}
-
-static bool is_hash(const char *p, size_t len)
-{
-    return len == 1 && p[0] == '#';
-}
-
-/* Child for one level, created on demand (create=true). */
+/* Child for one level, created on demand (create=true). With wild, a "+"
+ * or "#" level is the node's wildcard child, else an exact child. */
 static tnode *child(tnode *n, const char *p, size_t len, bool create, bool wild)
 {
-    tnode **slot = NULL;
-    if (wild && is_plus(p, len))
-        slot = &n->plus;
-    else if (wild && is_hash(p, len))
-        slot = &n->hash;
+    enum mqtt_level_kind k = wild ? mqtt_level_kind((const uint8_t *)p, len) : MQTT_LEVEL_TEXT;
+    tnode **slot = k == MQTT_LEVEL_PLUS ? &n->plus : k == MQTT_LEVEL_HASH ? &n->hash : NULL;
     if (slot) {
         if (!*slot && create) *slot = node_new(n, p, len);
         return *slot;
@@ -83,18 +68,14 @@ static tnode *child(tnode *n, const char *p, size_t len, bool create, bool wild)
     return c;
 }
 
-/* Walk (and create) the nodes of a filter or topic. */
+/* Walk (and create) the nodes of a filter or topic, one level at a time. */
 static tnode *walk(tnode *root, const char *s, size_t len, bool create, bool wild)
 {
     tnode *n = root;
-    const char *p = s, *end = s + len;
-    for (;;) {
-        const char *q = memchr(p, '/', (size_t)(end - p));
-        if (!q) q = end;
-        n = child(n, p, (size_t)(q - p), create, wild);
-        if (!n || q == end) return n;
-        p = q + 1;
-    }
+    mqtt_levels it;
+    for (mqtt_levels_init(&it, (const uint8_t *)s, len); n && !it.done; mqtt_levels_next(&it))
+        n = child(n, (const char *)it.ptr, it.len, create, wild);
+    return n;
 }
 
 /* Remove empty nodes from n upwards. */
@@ -207,28 +188,31 @@ static void deliver_all(tnode *n, tree_match_fn fn, void *ud)
         fn(ud, &n->subs[i]);
 }
 
-static void match_rec(tnode *n, const char *p, const char *end, bool done, bool dollar,
-                      tree_match_fn fn, void *ud)
+/* it is at the topic level below n (done: n is the topic's node). dollar:
+ * n is the root and the topic starts with '$', so its wildcard children
+ * must not match [MQTT-4.7.2-1]. */
+static void match_rec(tnode *n, const mqtt_levels *it, bool dollar, tree_match_fn fn, void *ud)
 {
     /* '#' matches the parent level and everything below [MQTT-4.7.1-2] */
     if (n->hash && !dollar) deliver_all(n->hash, fn, ud);
-    if (done) {
+    if (it->done) {
         deliver_all(n, fn, ud);
         return;
     }
-    const char *q = memchr(p, '/', (size_t)(end - p));
-    if (!q) q = end;
-    bool next_done = q == end;
-    const char *np = next_done ? end : q + 1;
-    tnode *c = dict_get(&n->children, p, (size_t)(q - p));
-    if (c) match_rec(c, np, end, next_done, false, fn, ud);
-    if (n->plus && !dollar) match_rec(n->plus, np, end, next_done, false, fn, ud);
+    tnode *c = dict_get(&n->children, (const char *)it->ptr, it->len);
+    tnode *plus = dollar ? NULL : n->plus;
+    if (!c && !plus) return;
+    mqtt_levels next; /* both children continue one level down */
+    mqtt_levels_step(&next, it);
+    if (c) match_rec(c, &next, false, fn, ud);
+    if (plus) match_rec(plus, &next, false, fn, ud);
 }
 
 void tree_match(tnode *root, const char *topic, size_t tlen, tree_match_fn fn, void *ud)
 {
-    /* A leading wildcard never matches a '$' topic [MQTT-4.7.2-1]. */
-    match_rec(root, topic, topic + tlen, false, tlen > 0 && topic[0] == '$', fn, ud);
+    mqtt_levels it;
+    mqtt_levels_init(&it, (const uint8_t *)topic, tlen);
+    match_rec(root, &it, mqtt_topic_is_dollar((const uint8_t *)topic, tlen), fn, ud);
 }
 
 void tree_retain(broker *b, msg *m)
@@ -254,48 +238,54 @@ void tree_retain(broker *b, msg *m)
     n->retained = msg_ref(m);
 }
 
-static bool retained_all(tnode *n, bool skip_dollar, tree_retained_fn fn, void *ud)
+/* Is c a '$' child of the root, which a leading wildcard skips [MQTT-4.7.2-1]? */
+static bool skip_child(const tnode *c, bool root)
+{
+    return root && mqtt_topic_is_dollar((const uint8_t *)c->name, c->name_len);
+}
+
+static bool retained_all(tnode *n, bool root, tree_retained_fn fn, void *ud)
 {
     uint32_t it = 0;
     dict_entry *e;
     while ((e = dict_next(&n->children, &it))) {
         tnode *c = e->val;
-        if (skip_dollar && c->name[0] == '$') continue;
+        if (skip_child(c, root)) continue;
         if (c->retained && !fn(ud, c->retained)) return false;
         if (!retained_all(c, false, fn, ud)) return false;
     }
     return true;
 }
 
-static bool retained_rec(tnode *n, const char *p, const char *end, bool done, bool root,
-                         tree_retained_fn fn, void *ud)
+/* it is at the filter level below n (done: n is the filter's node). */
+static bool retained_rec(tnode *n, const mqtt_levels *it, bool root, tree_retained_fn fn, void *ud)
 {
-    if (done) return n->retained ? fn(ud, n->retained) : true;
-    const char *q = memchr(p, '/', (size_t)(end - p));
-    if (!q) q = end;
-    size_t len = (size_t)(q - p);
-    bool next_done = q == end;
-    const char *np = next_done ? end : q + 1;
-    if (is_hash(p, len)) {
+    if (it->done) return n->retained ? fn(ud, n->retained) : true;
+    mqtt_levels next;
+    mqtt_levels_step(&next, it);
+    switch (mqtt_level_kind(it->ptr, it->len)) {
+    case MQTT_LEVEL_HASH:
         if (n->retained && !fn(ud, n->retained)) return false;
         return retained_all(n, root, fn, ud);
-    }
-    if (is_plus(p, len)) {
-        uint32_t it = 0;
+    case MQTT_LEVEL_PLUS: {
+        uint32_t i = 0;
         dict_entry *e;
-        while ((e = dict_next(&n->children, &it))) {
-            tnode *c = e->val;
-            if (root && c->name[0] == '$') continue;
-            if (!retained_rec(c, np, end, next_done, false, fn, ud)) return false;
-        }
+        while ((e = dict_next(&n->children, &i)))
+            if (!skip_child(e->val, root) && !retained_rec(e->val, &next, false, fn, ud))
+                return false;
         return true;
     }
-    tnode *c = dict_get(&n->children, p, len);
-    return c ? retained_rec(c, np, end, next_done, false, fn, ud) : true;
+    default: {
+        tnode *c = dict_get(&n->children, (const char *)it->ptr, it->len);
+        return c ? retained_rec(c, &next, false, fn, ud) : true;
+    }
+    }
 }
 
 void tree_retained_match(tnode *root, const char *filter, size_t flen, tree_retained_fn fn,
                          void *ud)
 {
-    retained_rec(root, filter, filter + flen, false, true, fn, ud);
+    mqtt_levels it;
+    mqtt_levels_init(&it, (const uint8_t *)filter, flen);
+    retained_rec(root, &it, true, fn, ud);
 }

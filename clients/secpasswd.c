@@ -10,6 +10,7 @@
  * byte for byte. Exit 0 on success, 1 with one line on stderr otherwise.
  */
 #include "acl/acl.h"
+#include "mqtt/mqtt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,39 +64,6 @@ static void wipe(void *p, size_t n)
 
 /* ---- user names --------------------------------------------------------- */
 
-/* Well-formed UTF-8 without overlongs, surrogates or code points > U+10FFFF. */
-static bool utf8_ok(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t k;
-        unsigned cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            k = 1, cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2, cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3, cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + k >= n) return false; /* truncated sequence */
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xC0) != 0x80) return false;
-            cp = cp << 6 | (s[i + j] & 0x3F);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 /* NULL if the name can be stored in a password file, else the reason. */
 static const char *user_problem(const char *u)
 {
@@ -110,7 +78,9 @@ static const char *user_problem(const char *u)
     if (u[0] == ' ' || u[n - 1] == ' ')
         return "the user name starts or ends with a space (brokers trim it when loading)";
     if (u[0] == '#') return "the user name starts with '#', which marks a comment line";
-    if (!utf8_ok((const unsigned char *)u, n)) return "the user name is not valid UTF-8";
+    /* mqtt/'s validator: what the broker accepts as a user name [MQTT-1.5.3-1] */
+    if (mqtt_utf8_validate((const uint8_t *)u, n) != MQTT_OK)
+        return "the user name is not valid UTF-8";
     return NULL;
 }
 
@@ -362,6 +332,40 @@ static void usage_error(const char *fmt, const char *arg)
     exit(1);
 }
 
+/* The file a symlink points to (in resolved), or file itself. */
+static const char *resolve_link(const char *file, char resolved[PATH_MAX])
+{
+    struct stat lst;
+    if (lstat(file, &lst) != 0 || !S_ISLNK(lst.st_mode)) return file;
+    if (!realpath(file, resolved)) die("cannot resolve the link %s: %s", file, strerror(errno));
+    return resolved;
+}
+
+/* "USER:HASH\n" into entry: the password from the command line (cmdline_pw)
+ * or prompted twice, hashed, then wiped. */
+static void make_entry(const char *user, const char *cmdline_pw, unsigned iterations, char *entry,
+                       size_t entrylen)
+{
+    char *pw = malloc(MAX_FIELD + 2);
+    if (!pw) die("out of memory");
+    size_t pwlen;
+    if (cmdline_pw) {
+        pwlen = strlen(cmdline_pw);
+        if (pwlen > MAX_FIELD) die("the password is longer than %d bytes", MAX_FIELD);
+        memcpy(pw, cmdline_pw, pwlen);
+    } else {
+        pwlen = prompt_password(pw, MAX_FIELD + 2);
+    }
+    if (pwlen == 0) die("the password is empty");
+    char hash[256];
+    int rc = pw_hash_make((const uint8_t *)pw, pwlen, iterations, hash, sizeof hash);
+    wipe(pw, MAX_FIELD + 2);
+    free(pw);
+    if (rc != ACL_OK) die("cannot hash the password: %s", acl_strerror(rc));
+    snprintf(entry, entrylen, "%s:%s\n", user, hash);
+    wipe(hash, sizeof hash);
+}
+
 int main(int argc, char **argv)
 {
     bool create = false, batch = false, del = false;
@@ -410,11 +414,7 @@ int main(int argc, char **argv)
 
     /* rewrite the file a symlink points to, not the link itself */
     char resolved[PATH_MAX];
-    struct stat lst;
-    if (lstat(file, &lst) == 0 && S_ISLNK(lst.st_mode)) {
-        if (!realpath(file, resolved)) die("cannot resolve the link %s: %s", file, strerror(errno));
-        file = resolved;
-    }
+    file = resolve_link(file, resolved);
 
     struct stat st;
     bool have_orig = false;
@@ -429,26 +429,7 @@ int main(int argc, char **argv)
     }
 
     char entry[MAX_FIELD + 300];
-    if (!del) {
-        char *pw = malloc(MAX_FIELD + 2);
-        if (!pw) die("out of memory");
-        size_t pwlen;
-        if (batch) {
-            pwlen = strlen(cmdline_pw);
-            if (pwlen > MAX_FIELD) die("the password is longer than %d bytes", MAX_FIELD);
-            memcpy(pw, cmdline_pw, pwlen);
-        } else {
-            pwlen = prompt_password(pw, MAX_FIELD + 2);
-        }
-        if (pwlen == 0) die("the password is empty");
-        char hash[256];
-        int rc = pw_hash_make((const uint8_t *)pw, pwlen, iterations, hash, sizeof hash);
-        wipe(pw, MAX_FIELD + 2);
-        free(pw);
-        if (rc != ACL_OK) die("cannot hash the password: %s", acl_strerror(rc));
-        snprintf(entry, sizeof entry, "%s:%s\n", user, hash);
-        wipe(hash, sizeof hash);
-    }
+    if (!del) make_entry(user, batch ? cmdline_pw : NULL, iterations, entry, sizeof entry);
 
     struct text out = {0};
     if (create) {

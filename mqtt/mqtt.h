@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MQTT_MAX_REMAINING_LENGTH 268435455u /* 0xFFFFFF7F as varint */
 
@@ -114,15 +115,183 @@ int mqtt_varint_size(uint32_t value);
  * <= U+10FFFF, no U+0000. MQTT_OK or MQTT_ERR_UTF8. */
 int mqtt_utf8_validate(const uint8_t *p, size_t len);
 
+/* ---- the topic engine (spec 4.7) -------------------------------------
+ *
+ * The one implementation of topic levels, wildcards and the '$' rule; the
+ * ACL (acl/) and the broker's subscription tree use it. Everything here is
+ * pure and allocation-free, takes byte views that need not be
+ * NUL-terminated, and expects valid inputs (see the validators); on invalid
+ * ones the answers are unspecified but no read leaves the given buffers. */
+
 /* Topic name (PUBLISH): 1..65535 bytes, valid UTF-8, no '+' or '#'.
  * MQTT_OK, MQTT_ERR_TOPIC or MQTT_ERR_UTF8. */
 int mqtt_topic_name_validate(const uint8_t *p, size_t len);
-/* Topic filter: valid UTF-8, non-empty, '+' alone in its level, '#' alone and last.
+/* Topic filter: 1..65535 bytes, valid UTF-8, '+' alone in its level, '#'
+ * alone and last [MQTT-4.7.1-2..3]; empty levels are legal.
  * MQTT_OK, MQTT_ERR_FILTER or MQTT_ERR_UTF8. */
 int mqtt_topic_filter_validate(const uint8_t *p, size_t len);
-/* Does (valid) filter match (valid) topic name? A leading wildcard does not
- * match a topic that starts with '$' [MQTT-4.7.2-1]. Cost: O(len). */
+/* More than max_levels levels? Only strings of at least max_levels bytes can
+ * be (n levels need n - 1 separators), so shorter ones are not scanned. */
+bool mqtt_topic_deeper_than(const uint8_t *p, size_t len, size_t max_levels);
+
+/* Cursor over the '/'-separated levels of a topic name or filter. A string
+ * of n separators has n + 1 levels, any of them possibly empty ("" is one
+ * empty level, "/" two). Usage:
+ *     for (mqtt_levels_init(&it, s, len); !it.done; mqtt_levels_next(&it))
+ *         use(it.ptr, it.len);
+ */
+typedef struct {
+    const uint8_t *ptr; /* the current level, it.len bytes, no '/' */
+    size_t len;
+    const uint8_t *end; /* end of the whole string */
+    bool done;          /* moved past the last level: ptr/len are stale */
+} mqtt_levels;
+
+/* The level cursor and the two tests below run for every level of every
+ * PUBLISH the broker routes, so they are inline. mqtt_levels_load_ (not
+ * for callers) measures the level starting at it->ptr. */
+static inline void mqtt_levels_load_(mqtt_levels *it)
+{
+    const uint8_t *slash = memchr(it->ptr, '/', (size_t)(it->end - it->ptr));
+    it->len = (size_t)((slash ? slash : it->end) - it->ptr);
+}
+
+static inline void mqtt_levels_init(mqtt_levels *it, const uint8_t *s, size_t len)
+{
+    it->ptr = s;
+    it->end = s + len;
+    it->done = false;
+    it->len = 0;
+    if (len > 0) mqtt_levels_load_(it);
+}
+
+/* Is the current level the last one? */
+static inline bool mqtt_levels_last(const mqtt_levels *it)
+{
+    return it->ptr + it->len == it->end;
+}
+
+/* *out = the cursor one level further than *it (done after the last
+ * level); out may be it. Recursive walks (the broker's tree) keep it for
+ * their siblings and descend with out. */
+static inline void mqtt_levels_step(mqtt_levels *out, const mqtt_levels *it)
+{
+    const uint8_t *p = it->ptr, *end = it->end;
+    size_t len = it->len;
+    out->end = end;
+    if (it->done || p + len == end) {
+        out->ptr = p;
+        out->len = len;
+        out->done = true;
+        return;
+    }
+    out->ptr = p + len + 1; /* skip the '/' */
+    out->done = false;
+    mqtt_levels_load_(out);
+}
+
+/* Move to the next level, or set done after the last one. */
+static inline void mqtt_levels_next(mqtt_levels *it)
+{
+    mqtt_levels_step(it, it);
+}
+
+enum mqtt_level_kind {
+    MQTT_LEVEL_TEXT = 0, /* anything but a lone wildcard */
+    MQTT_LEVEL_PLUS = 1, /* "+": exactly one level [MQTT-4.7.1-3] */
+    MQTT_LEVEL_HASH = 2, /* "#": this level, all below, and the parent [MQTT-4.7.1-2] */
+};
+
+/* The kind of one filter level (a '+' or '#' inside a longer level is TEXT;
+ * such a filter is invalid anyway). */
+static inline enum mqtt_level_kind mqtt_level_kind(const uint8_t *p, size_t len)
+{
+    if (len != 1) return MQTT_LEVEL_TEXT;
+    return p[0] == '+' ? MQTT_LEVEL_PLUS : p[0] == '#' ? MQTT_LEVEL_HASH : MQTT_LEVEL_TEXT;
+}
+
+/* The '$' rule, the only place it is written down: a filter whose first
+ * level is a wildcard never matches a topic starting with '$' ($SYS/...)
+ * [MQTT-4.7.2-1]; '$' matters only as the very first character. True when
+ * topic is such a topic. */
+static inline bool mqtt_topic_is_dollar(const uint8_t *topic, size_t len)
+{
+    return len > 0 && topic[0] == '$';
+}
+
+/* Incremental matching, for callers whose filter is not one string (the ACL
+ * substitutes %c/%u per level): init with the subject, then feed the
+ * filter's levels in order until the answer is not MQTT_MATCH_MORE.
+ * The subject is a topic name (matching) or a filter (covering: does the
+ * fed filter match every topic name the subject filter can match? Its '+'
+ * is covered only by '+' or '#', its '#' only by '#'). */
+enum mqtt_match_result {
+    MQTT_MATCH_NO = 0,
+    MQTT_MATCH_YES = 1,
+    MQTT_MATCH_MORE = 2, /* undecided: feed the next filter level */
+};
+
+typedef struct {
+    mqtt_levels subject;
+    bool subject_is_filter;
+    bool dollar; /* subject starts with '$' */
+    bool first;  /* no filter level fed yet */
+} mqtt_match;
+
+static inline void mqtt_match_init(mqtt_match *m, const uint8_t *subject, size_t len,
+                                   bool subject_is_filter)
+{
+    mqtt_levels_init(&m->subject, subject, len);
+    m->subject_is_filter = subject_is_filter;
+    m->dollar = mqtt_topic_is_dollar(subject, len);
+    m->first = true;
+}
+
+/*
+ * mqtt_match_level -- feed one filter level: its kind, its text (used for
+ * MQTT_LEVEL_TEXT only; may be NULL when len is 0) and whether it is the
+ * filter's last level. Returns MQTT_MATCH_YES or _NO (final) or
+ * MQTT_MATCH_MORE. After the last level the answer is always final.
+ * (Inline: the ACL runs it per rule level for every delivery.)
+ *
+ * '#' decides at once: it covers this level, everything below and the
+ * parent (spec 4.7.1.2), so "a/#" matches "a" (the subject ran out right
+ * before it). '+' takes exactly one level, also an empty one (4.7.1.3).
+ * A wildcard as the first filter level never matches a '$' subject
+ * [MQTT-4.7.2-1]. When the subject is a filter, its '#' is covered only by
+ * a '#' and its '+' only by '+' or '#'.
+ */
+static inline enum mqtt_match_result mqtt_match_level(mqtt_match *m, enum mqtt_level_kind kind,
+                                                      const uint8_t *text, size_t len, bool last)
+{
+    bool first = m->first;
+    m->first = false;
+    mqtt_levels *s = &m->subject;
+    if (kind == MQTT_LEVEL_HASH) return first && m->dollar ? MQTT_MATCH_NO : MQTT_MATCH_YES;
+    if (s->done) return MQTT_MATCH_NO;
+    enum mqtt_level_kind sk =
+        m->subject_is_filter ? mqtt_level_kind(s->ptr, s->len) : MQTT_LEVEL_TEXT;
+    if (sk == MQTT_LEVEL_HASH) return MQTT_MATCH_NO;
+    if (kind == MQTT_LEVEL_PLUS) {
+        if (first && m->dollar) return MQTT_MATCH_NO;
+    } else if (sk == MQTT_LEVEL_PLUS || len != s->len ||
+               (len > 0 && memcmp(text, s->ptr, len) != 0)) {
+        return MQTT_MATCH_NO;
+    }
+    mqtt_levels_next(s);
+    if (last) return s->done ? MQTT_MATCH_YES : MQTT_MATCH_NO;
+    return MQTT_MATCH_MORE;
+}
+
+/* Does (valid) filter match (valid) topic name? '+' matches one level, also
+ * an empty one; "a/#" matches "a"; the '$' rule applies. An empty filter
+ * matches nothing. Cost: O(flen + tlen). */
 bool mqtt_topic_matches(const uint8_t *filter, size_t flen, const uint8_t *topic, size_t tlen);
+/* Does (valid) filter outer match every topic name (valid) filter inner
+ * matches? Conservative: it answers true only level by level (a literal or
+ * '+' level of outer covers the same literal, '+' covers '+', '#' covers
+ * the rest), so "+/#" does not cover "#". Empty filters cover nothing. */
+bool mqtt_filter_covers(const uint8_t *outer, size_t olen, const uint8_t *inner, size_t ilen);
 
 /* ---- packets --------------------------------------------------------- */
 

@@ -1,7 +1,12 @@
 /*
- * topic.c -- topic names, topic filters and matching (spec 4.7).
+ * topic.c -- the topic engine (spec 4.7): validators, the depth check and
+ * whole-string matching. The level cursor, level kinds, the $ rule and
+ * mqtt_match_level are inline in mqtt.h: the broker and the ACL run them
+ * for every level of every PUBLISH and delivery.
  */
 #include "mqtt/internal.h"
+
+#include <string.h>
 
 /*
  * mqtt_topic_name_validate -- a PUBLISH (or will) topic: 1..65535 bytes
@@ -43,45 +48,45 @@ int mqtt_topic_filter_validate(const uint8_t *p, size_t len)
 }
 
 /*
- * mqtt_topic_matches -- one left-to-right walk over both strings, level by
- * level: '+' swallows one topic level (possibly empty), '#' everything that
- * is left, including nothing at all: "a/#" matches "a" because '#' also
- * covers the parent level (spec 4.7.1.2). A filter that starts with a
- * wildcard never matches a topic starting with '$' [MQTT-4.7.2-1], so "#"
- * does not leak $SYS.
- *
- * Inputs are expected to be valid; on invalid ones the answer is
- * unspecified but the walk still stays inside both buffers.
+ * mqtt_topic_deeper_than -- n levels need n - 1 separators, so a string
+ * shorter than max_levels bytes cannot have more than max_levels levels;
+ * only longer ones are counted (this runs per PUBLISH).
  */
-bool mqtt_topic_matches(const uint8_t *filter, size_t flen, const uint8_t *topic, size_t tlen)
+bool mqtt_topic_deeper_than(const uint8_t *p, size_t len, size_t max_levels)
+{
+    if (len < max_levels) return false;
+    size_t n = 1;
+    const uint8_t *end = p + len;
+    for (const uint8_t *q = p; (q = memchr(q, '/', (size_t)(end - q))) != NULL; q++)
+        if (++n > max_levels) return true;
+    return false;
+}
+
+/* ---- matching --------------------------------------------------------------- */
+
+/* Feed every level of filter f to a matcher over the subject. */
+static bool match_string(const uint8_t *f, size_t flen, const uint8_t *subject, size_t slen,
+                         bool subject_is_filter)
 {
     if (flen == 0) return false;
-    if (tlen > 0 && topic[0] == '$' && (filter[0] == '+' || filter[0] == '#')) return false;
-
-    size_t f = 0, t = 0;
-    for (;;) {
-        /* Here f and t are both at the start of a level. */
-        if (f < flen && filter[f] == '#') return true;
-        if (f < flen && filter[f] == '+') {
-            f++;
-            while (t < tlen && topic[t] != '/')
-                t++;
-        } else {
-            while (f < flen && filter[f] != '/') {
-                if (t >= tlen || topic[t] != filter[f]) return false;
-                f++;
-                t++;
-            }
-            if (t < tlen && topic[t] != '/') return false; /* topic level is longer */
-        }
-
-        /* Both at the end of a level: '/' or end of string. */
-        if (f == flen) return t == tlen;
-        if (t == tlen) {
-            /* Topic ran out; only a trailing "/#" still matches (parent). */
-            return flen - f == 2 && filter[f + 1] == '#';
-        }
-        f++; /* both are at '/' */
-        t++;
+    mqtt_match m;
+    mqtt_match_init(&m, subject, slen, subject_is_filter);
+    mqtt_levels it;
+    for (mqtt_levels_init(&it, f, flen); !it.done; mqtt_levels_next(&it)) {
+        enum mqtt_match_result r = mqtt_match_level(&m, mqtt_level_kind(it.ptr, it.len), it.ptr,
+                                                    it.len, mqtt_levels_last(&it));
+        if (r != MQTT_MATCH_MORE) return r == MQTT_MATCH_YES;
     }
+    return false; /* not reached: the last level always decides */
+}
+
+bool mqtt_topic_matches(const uint8_t *filter, size_t flen, const uint8_t *topic, size_t tlen)
+{
+    return match_string(filter, flen, topic, tlen, false);
+}
+
+bool mqtt_filter_covers(const uint8_t *outer, size_t olen, const uint8_t *inner, size_t ilen)
+{
+    if (ilen == 0) return false;
+    return match_string(outer, olen, inner, ilen, true);
 }

@@ -478,6 +478,9 @@ START_TEST(test_malformed)
         {"topic read a+/b\n", 1, "invalid topic filter"},
         {"pattern write +x/%c\n", 1, "invalid topic filter"},
         {"user u\ntopic read ok\n\ntopic write #x\n", 4, "invalid topic filter"},
+        /* rule filters go through mqtt_topic_filter_validate [MQTT-1.5.3-1] */
+        {"topic read a/\xff\n", 1, "not valid UTF-8"},
+        {"topic read caf\xc3\n", 1, "not valid UTF-8"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         acl_rules *r = (acl_rules *)1;
