@@ -8,7 +8,10 @@
 #include <string.h>
 
 #include "acl/acl.h"
+#include "broker/auth.h"
 #include "broker/broker.h"
+#include "broker/conn.h"
+#include "broker/session.h"
 #include "broker/log.h"
 #include "mqtt/mqtt.h"
 #include "tls/tls.h"

@@ -22,7 +22,9 @@
 #include <unistd.h>
 
 #include "broker/broker.h"
+#include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/protocol.h"
 #include "mqtt/mqtt.h"
 #include "tls/tls.h"
 
@@ -87,6 +89,7 @@ void conn_accept(broker *b, listener *l)
             close(fd);
             continue;
         }
+        c->b = b;
         c->fd = fd;
         c->listener = l;
         snprintf(c->peer, sizeof c->peer, "%s", peer);
@@ -142,39 +145,38 @@ static void schedule_write(broker *b, conn *c)
 
 int conn_write(broker *b, conn *c, const uint8_t *data, size_t len)
 {
-    if (c->state == CS_CLOSING) return -1;
+    if (c->state == CS_CLOSING) return BK_ERR_CLOSED;
     if (bbuf_used(&c->out) + len > 4 * b->cfg->max_output_buffer + b->cfg->max_packet_size) {
         conn_close(b, c, "output buffer over %llu bytes: client does not read",
                    (unsigned long long)(4 * b->cfg->max_output_buffer));
-        return -1;
+        return BK_ERR_FULL;
     }
-    if (bbuf_reserve(&c->out, len) < 0) {
+    if (bbuf_append(&c->out, data, len) != BK_OK) {
         conn_close(b, c, "out of memory for the output buffer");
-        return -1;
+        return BK_ERR_NOMEM;
     }
-    memcpy(c->out.data + c->out.len, data, len);
-    c->out.len += len;
     schedule_write(b, c);
-    return 0;
+    return BK_OK;
 }
 
 int conn_send_ack(broker *b, conn *c, int type, uint16_t pid)
 {
     uint8_t buf[4];
     size_t n;
-    if (!c || mqtt_encode_ack(buf, sizeof buf, (enum mqtt_type)type, pid, &n) != MQTT_OK) return -1;
+    if (!c || mqtt_encode_ack(buf, sizeof buf, (enum mqtt_type)type, pid, &n) != MQTT_OK)
+        return BK_ERR_ENCODE;
     return conn_write(b, c, buf, n);
 }
 
 int conn_send_publish(broker *b, conn *c, const msg *m, uint8_t qos, bool retain, bool dup,
                       uint16_t pid)
 {
-    if (!c || c->state != CS_ACTIVE) return -1;
+    if (!c || c->state != CS_ACTIVE) return BK_ERR_CLOSED;
     size_t used = bbuf_used(&c->out);
     if (used > 4 * b->cfg->max_output_buffer) {
         conn_close(b, c, "output buffer over %llu bytes: client does not read",
                    (unsigned long long)(4 * b->cfg->max_output_buffer));
-        return -1;
+        return BK_ERR_FULL;
     }
     if (used > b->cfg->max_output_buffer && c->over_since == 0) c->over_since = b->now;
     if (qos == 0 && used > b->cfg->max_output_buffer) {
@@ -186,24 +188,24 @@ int conn_send_publish(broker *b, conn *c, const msg *m, uint8_t qos, bool retain
                     c->client_id ? c->client_id : "?",
                     (unsigned long long)b->cfg->max_output_buffer,
                     (unsigned long long)c->dropped_qos0);
-        return 1;
+        return BK_ERR_FULL;
     }
     size_t hsz = mqtt_publish_header_size(qos, m->topic_len, m->payload_len);
-    if (bbuf_reserve(&c->out, hsz + m->payload_len) < 0) {
+    if (bbuf_reserve(&c->out, hsz + m->payload_len) != BK_OK) {
         conn_close(b, c, "out of memory for the output buffer");
-        return -1;
+        return BK_ERR_NOMEM;
     }
     size_t n;
     if (mqtt_encode_publish_header(c->out.data + c->out.len, c->out.cap - c->out.len, qos, dup,
                                    retain, (const uint8_t *)msg_topic(m), m->topic_len, pid,
                                    m->payload_len, &n) != MQTT_OK)
-        return -1;
+        return BK_ERR_ENCODE;
     c->out.len += n;
     if (m->payload_len) memcpy(c->out.data + c->out.len, msg_payload(m), m->payload_len);
     c->out.len += m->payload_len;
     b->msgs_sent++;
     schedule_write(b, c);
-    return 0;
+    return BK_OK;
 }
 
 #define SEND_BLOCKED (-2)

@@ -18,9 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "broker/auth.h"
 #include "broker/broker.h"
+#include "broker/conn.h"
 #include "broker/log.h"
-#include "mqtt/mqtt.h"
+#include "broker/router.h"
+#include "broker/session.h"
+#include "broker/tree.h"
 #include "tls/tls.h"
 
 broker *g_broker;
@@ -199,17 +203,7 @@ static void broker_free(broker *b)
         if (c->state != CS_CLOSING) conn_close(b, c, "broker shutting down");
     conn_flush_all(b);
     conn_free_closed(b);
-    /* sessions: free without per-node pruning cost; tree_free drops the rest */
-    uint32_t it = 0;
-    dict_entry *e;
-    session **all = calloc(b->sessions.count + 1, sizeof *all);
-    size_t n = 0;
-    while (all && (e = dict_next(&b->sessions, &it)))
-        all[n++] = e->val;
-    for (size_t i = 0; i < n; i++)
-        session_destroy(b, all[i]);
-    free(all);
-    dict_free(&b->sessions);
+    session_registry_free(&b->sessions);
     tree_free(b->root);
     for (size_t i = 0; i < b->nlisteners; i++) {
         if (b->listeners[i].fd > 0) close(b->listeners[i].fd);
@@ -293,7 +287,9 @@ int main(int argc, char **argv)
         b->random_base |= 1;
         dict_seed((uint32_t)(b->random_base >> 32) ^ (uint32_t)b->random_base);
     }
-    dict_init(&b->sessions);
+    session_registry_init(&b->sessions,
+                          (session_limits){.max_inflight = b->cfg->max_inflight_messages,
+                                           .max_queued = b->cfg->max_queued_messages});
     dict_init(&b->auth_fails);
     b->root = tree_new_root();
     b->rbuf_cap = 64 * 1024;

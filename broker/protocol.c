@@ -8,10 +8,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/auth.h"
 #include "broker/broker.h"
+#include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/protocol.h"
+#include "broker/router.h"
+#include "broker/session.h"
+#include "broker/tree.h"
 #include "mqtt/mqtt.h"
-#include "tls/tls.h"
+
+/* The session's outbox: its packets go to the connection's output buffer. */
+static bool out_ready(void *ctx)
+{
+    const conn *c = ctx;
+    return c->state == CS_ACTIVE;
+}
+
+static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
+{
+    conn *c = ctx;
+    return conn_send_publish(c->b, c, m, qos, retain, dup, pid);
+}
+
+static int out_ack(void *ctx, enum mqtt_type type, uint16_t pid)
+{
+    conn *c = ctx;
+    return conn_send_ack(c->b, c, type, pid);
+}
+
+static const session_outbox conn_outbox = {out_ready, out_publish, out_ack};
 
 static void send_connack(broker *b, conn *c, bool sp, uint8_t rc)
 {
@@ -167,22 +193,22 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
     }
 
     /* Takeover [MQTT-3.1.4-2] and the session [MQTT-3.1.2-4..6]. */
-    session *s = session_find(b, c->client_id, idlen);
-    if (s && s->conn) {
-        conn *old = s->conn;
+    session *s = session_find(&b->sessions, c->client_id, idlen);
+    if (s && s->out) {
+        conn *old = s->out_ctx;
         conn_close(b, old, "taken over by a new connection from %s", c->peer);
         old->session = NULL;
-        s->conn = NULL;
+        session_detach(s);
     }
     bool present = false;
     if (s && (ck.clean_session || s->clean)) {
-        session_destroy(b, s);
+        session_destroy(s);
         s = NULL;
     }
     if (s) {
         present = true;
     } else {
-        s = session_create(b, c->client_id, idlen, ck.clean_session);
+        s = session_create(&b->sessions, c->client_id, idlen, ck.clean_session);
         if (!s) {
             refuse(b, c, MQTT_CONNACK_UNAVAILABLE, "out of memory for the session");
             return;
@@ -190,7 +216,7 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
     }
     free(s->username);
     s->username = c->username ? strdup(c->username) : NULL;
-    s->conn = c;
+    session_attach(s, &conn_outbox, c);
     c->session = s;
     c->keepalive = ck.keepalive;
     c->send_will = ck.will_flag;
@@ -203,7 +229,7 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
                 c->peer, c->client_id, ck.protocol_level == 3 ? "MQTT 3.1" : "MQTT 3.1.1",
                 ck.clean_session, ck.keepalive, c->username ? ", username '" : "",
                 c->username ? c->username : "", c->username ? "'" : "", c->tls ? "TLS" : "plain");
-    if (present) session_resend(b, s);
+    if (present) session_resend(s);
 }
 
 void proto_finish_connect(broker *b, conn *c)
@@ -248,7 +274,7 @@ static void handle_publish(broker *b, conn *c, const mqtt_header *h)
             conn_close(b, c, "out of memory for a %zu-byte message", p.payload_len);
             return;
         }
-        router_publish(b, c, m);
+        router_publish(b, c->client_id, m);
         msg_unref(m);
     } else {
         /* Dropped but acknowledged, so the client does not resend forever. */
@@ -269,31 +295,27 @@ static void handle_publish(broker *b, conn *c, const mqtt_header *h)
 
 typedef struct {
     broker *b;
-    session *s;
+    conn *c;
     uint8_t qos;
 } retained_ctx;
 
 /* Would every further delivery to s at this QoS be dropped? Then a retained
  * walk can stop: a huge SUBSCRIBE cannot make the broker walk the whole
  * store again and again for a client that cannot take the messages. */
-static bool session_saturated(broker *b, session *s, uint8_t qos)
+static bool session_saturated(broker *b, conn *c, uint8_t qos)
 {
-    conn *c = s->conn;
-    if (!c || c->state != CS_ACTIVE) return true;
+    if (c->state != CS_ACTIVE) return true;
     if (bbuf_used(&c->out) <= b->cfg->max_output_buffer) return false;
-    if (qos == 0) return true;
-    uint32_t maxq = b->cfg->max_queued_messages;
-    return maxq && s->queue.count >= maxq;
+    return session_queue_full(c->session, qos);
 }
 
 static bool send_retained(void *ud, msg *m)
 {
     retained_ctx *rc = ud;
-    if (auth_may_read(rc->b, rc->s, msg_topic(m), m->topic_len)) {
-        uint8_t q = m->qos < rc->qos ? m->qos : rc->qos;
-        session_deliver(rc->b, rc->s, m, q, true); /* [MQTT-3.3.1-8]: retain=1 */
-    }
-    return !session_saturated(rc->b, rc->s, rc->qos);
+    session *s = rc->c->session;
+    if (auth_may_read(rc->b, s, msg_topic(m), m->topic_len))
+        (void)session_deliver(s, m, rc->qos, true); /* [MQTT-3.3.1-8]: retain=1 */
+    return !session_saturated(rc->b, rc->c, rc->qos);
 }
 
 static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
@@ -332,8 +354,9 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
                     "the ACL",
                     c->client_id, c->username ? c->username : "anonymous", (int)f.len, f.ptr);
             granted = MQTT_SUBACK_FAILURE;
-        } else if (!(recs[i] =
-                         tree_subscribe(b, c->session, (const char *)f.ptr, f.len, granted))) {
+        } else if (session_subscribe(c->session, b->root, (const char *)f.ptr, f.len, granted,
+                                     &recs[i]) != BK_OK) {
+            recs[i] = NULL;
             granted = MQTT_SUBACK_FAILURE;
         } else if (log_enabled(LL_SUBSCRIBE)) {
             log_msg(LL_SUBSCRIBE, "%s subscribed to '%.*s' (QoS %u)", c->client_id, (int)f.len,
@@ -355,8 +378,8 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
         sub_rec *rec = recs[i];
         if (!rec || rec->retained_stamp == stamp) continue;
         rec->retained_stamp = stamp;
-        if (session_saturated(b, c->session, codes[i])) break;
-        retained_ctx rc = {b, c->session, codes[i]};
+        if (session_saturated(b, c, codes[i])) break;
+        retained_ctx rc = {b, c, codes[i]};
         tree_retained_match(b->root, rec->filter, rec->filter_len, send_retained, &rc);
     }
 out:
@@ -376,16 +399,16 @@ static void handle_unsubscribe(broker *b, conn *c, const mqtt_header *h)
     mqtt_str f;
     uint8_t q;
     while (mqtt_sublist_next(&sl, &f, &q)) {
-        tree_unsubscribe(b, c->session, (const char *)f.ptr, f.len);
+        /* an unknown filter is not an error [MQTT-3.10.4-5]: UNSUBACK anyway */
+        (void)session_unsubscribe(c->session, (const char *)f.ptr, f.len);
         if (log_enabled(LL_SUBSCRIBE))
             log_msg(LL_SUBSCRIBE, "%s unsubscribed from '%.*s'", c->client_id, (int)f.len, f.ptr);
     }
     conn_send_ack(b, c, MQTT_UNSUBACK, sl.packet_id);
 }
 
-void proto_handle_packet(broker *b, conn *c, const void *hdr)
+void proto_handle_packet(broker *b, conn *c, const mqtt_header *h)
 {
-    const mqtt_header *h = hdr;
     int r;
     uint16_t pid;
     if (c->state == CS_AWAIT_CONNECT) {
@@ -410,7 +433,7 @@ void proto_handle_packet(broker *b, conn *c, const void *hdr)
     case MQTT_PUBCOMP:
         if ((r = mqtt_decode_ack(h, &pid)) < 0) break;
         /* An ack for an unknown id is ignored, as the spec allows. */
-        session_ack(b, c->session, h->type, pid);
+        (void)session_ack(c->session, h->type, pid);
         return;
     case MQTT_PUBREL:
         if ((r = mqtt_decode_ack(h, &pid)) < 0) break;
@@ -448,7 +471,7 @@ void proto_connection_lost(broker *b, conn *c)
 {
     session *s = c->session;
     if (s) {
-        s->conn = NULL;
+        session_detach(s);
         c->session = NULL;
     }
     if (c->will && c->send_will) {
@@ -456,5 +479,5 @@ void proto_connection_lost(broker *b, conn *c)
         c->send_will = false;
         router_publish(b, NULL, c->will);
     }
-    if (s && s->clean) session_destroy(b, s);
+    if (s && s->clean) session_destroy(s);
 }
