@@ -13,17 +13,17 @@
 #include "broker/err.h"
 
 struct broker;
-struct conn;
+struct client;
 struct session;
 
 /* Load password_file and acl_file. BK_OK, or BK_ERR_IO with err set. */
 int auth_load(struct broker *b, char *err, size_t errlen) BK_MUST_CHECK;
 void auth_reload(struct broker *b);
-bool auth_may_write(struct broker *b, struct conn *c, const char *topic, size_t len);
+bool auth_may_write(struct broker *b, struct client *c, const char *topic, size_t len);
 bool auth_may_read(struct broker *b, struct session *s, const char *topic, size_t len);
-bool auth_may_subscribe(struct broker *b, struct conn *c, const char *filter, size_t len);
+bool auth_may_subscribe(struct broker *b, struct client *c, const char *filter, size_t len);
 /* CONNACK code for this CONNECT's credentials (0 = accepted). */
-int auth_login(struct broker *b, struct conn *c, const char *username, const uint8_t *pw,
+int auth_login(struct broker *b, struct client *c, const char *username, const uint8_t *pw,
                size_t pwlen, bool has_password);
 /* Brute-force slow-down per remote address: seconds this login attempt must
  * wait before its password is even checked (0 = now), and the bookkeeping of

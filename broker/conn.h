@@ -1,7 +1,19 @@
 /*
- * conn.h -- connections: accept, read + frame, coalesced output, close.
- * A connection owns its fd, its tls_conn, its input/output buffers and its
- * will message (a msg ref); it points at (does not own) its session.
+ * conn.h -- connections as a transport: accept, read into a buffer, write a
+ * buffer, TLS (tls/), deadlines, close. It knows no MQTT: what the bytes
+ * mean is the business of the handler set at accept time (a small callback
+ * table, the aeFileProc pattern), which the listener carries.
+ *
+ * Reads go into one shared buffer; the handler consumes what it can straight
+ * from it and only the tail of an incomplete message is copied into the
+ * connection's own buffer. Output is appended to the connection's buffer and
+ * written once per loop iteration (before the loop sleeps), so many messages
+ * become one send() and, over TLS, as few records as possible. A connection
+ * is never freed inside its own callback: conn_close marks it and
+ * conn_free_closed frees it before the loop sleeps.
+ *
+ * Ownership: a conn owns its fd, its tls_conn, its input/output buffers and
+ * its close reason. Its handler owns ud (freed in on_close).
  */
 #ifndef SECBROKER_CONN_H
 #define SECBROKER_CONN_H
@@ -9,30 +21,43 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
 
 #include "broker/bbuf.h"
 #include "broker/config.h"
 #include "broker/err.h"
-#include "broker/msg.h"
 
 struct broker;
-struct session;
+struct conn;
 struct tls_server;
 struct tls_conn;
 
+/* What a connection calls up into. Every member is required. */
+typedef struct conn_handler {
+    /* A new connection: set c->ud. BK_OK, or an error to refuse it. */
+    int (*on_accept)(struct broker *b, struct conn *c);
+    /* Bytes arrived: data[0..len) holds every byte not consumed yet. Returns
+     * how many it consumed; the rest is kept and offered again with more. */
+    size_t (*on_data)(struct conn *c, const uint8_t *data, size_t len);
+    /* Bytes the message at data[0..len) needs in total, 0 while unknown: so
+     * a large message is read in as few calls as possible. */
+    size_t (*frame_need)(const uint8_t *data, size_t len);
+    /* Periodic check (about 10 times a second) of the handler's deadlines. */
+    void (*on_tick)(struct conn *c);
+    /* The connection is going away (reason says why); free ud. */
+    void (*on_close)(struct conn *c, const char *reason);
+} conn_handler;
+
 enum conn_state {
     CS_TLS_HANDSHAKE, /* TLS listener, handshake in progress */
-    CS_AWAIT_CONNECT, /* transport ready, no CONNECT yet */
-    CS_AUTH_DELAY,    /* CONNECT refused for bad credentials; CONNACK held back */
-    CS_ACTIVE,
-    CS_CLOSING, /* marked; freed before the loop sleeps */
+    CS_OPEN,          /* bytes flow */
+    CS_CLOSING,       /* marked; freed before the loop sleeps */
 };
 
 typedef struct listener {
     int fd;
     listener_cfg *cfg;
     struct tls_server *tls;
+    const conn_handler *handler; /* given to every connection it accepts */
     uint32_t nconns;
 } listener;
 
@@ -40,56 +65,62 @@ typedef struct conn {
     struct conn *prev, *next;  /* broker->conns */
     struct conn *pending_next; /* broker->write_pending list */
     struct conn *close_next;   /* broker->closing list */
-    struct broker *b;
+    const conn_handler *h;
+    void *ud; /* the handler's object */
     int fd;
     enum conn_state state;
     listener *listener;
     struct tls_conn *tls; /* NULL on plain listeners */
     char peer[64];        /* "1.2.3.4:5678" or "[::1]:5678" */
-    struct session *session;
-    char *client_id;    /* copy for logging after detach */
-    char *username;     /* NULL = anonymous */
-    bbuf in;            /* partial packet only; empty most of the time */
-    bbuf out;           /* coalesced output, flushed before sleep */
-    bool write_pending; /* on broker->write_pending */
-    bool want_write;    /* EPOLLOUT registered */
-    bool read_pending;  /* TLS: decrypted data left inside mbedTLS */
-    uint8_t protocol_level;
-    uint16_t keepalive;
-    time_t connected_at;
-    double last_rx;    /* monotonic seconds of the last packet */
-    double last_tx;    /* monotonic seconds of the last write */
-    double over_since; /* output over max_output_buffer since (0 = not) */
-    double deadline;   /* handshake/CONNECT deadline or auth delay end */
-    msg *will;         /* NULL when none */
-    uint8_t will_qos;
-    bool will_retain;
-    bool send_will;        /* cleared by DISCONNECT */
-    uint8_t *held_connect; /* CS_AUTH_DELAY: copy of the CONNECT packet */
-    size_t held_connect_len;
-    char *close_reason;    /* set by conn_close (allocated then) */
-    uint64_t dropped_qos0; /* QoS 0 messages dropped: output buffer full */
+    bbuf in;              /* partial message only; empty most of the time */
+    bbuf out;             /* coalesced output, flushed before sleep */
+    bool write_pending;   /* on broker->write_pending */
+    bool want_write;      /* EPOLLOUT registered */
+    bool read_pending;    /* TLS: decrypted data left inside mbedTLS */
+    double last_rx;       /* monotonic seconds of the last read */
+    double last_tx;       /* monotonic seconds of the last write */
+    double over_since;    /* output over the soft limit since (0 = not) */
+    double deadline;      /* TLS handshake deadline */
+    char *close_reason;   /* set by conn_close (allocated then) */
 } conn;
+
+/* Output over the soft limit (conn_output_check): messages that may be lost
+ * should be dropped. */
+#define CONN_OUT_SOFT 1
 
 void conn_accept(struct broker *b, listener *l);
 void conn_on_event(struct broker *b, conn *c, uint32_t events);
+/* Mark c closing with a reason (formatted); it is freed before the loop
+ * sleeps, after its handler's on_close. */
 void conn_close(struct broker *b, conn *c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void conn_free_closed(struct broker *b);
 void conn_flush_all(struct broker *b);
 void conn_tick(struct broker *b);
 void conn_service_read_pending(struct broker *b);
-/* Append bytes to the output buffer and schedule a flush. BK_ERR_FULL /
- * BK_ERR_NOMEM / BK_ERR_CLOSED: the connection has been marked closing. */
+
+/* Append bytes to the output buffer and schedule a flush. BK_OK;
+ * BK_ERR_FULL / BK_ERR_NOMEM / BK_ERR_CLOSED when c is (now) closing. */
 int conn_write(struct broker *b, conn *c, const uint8_t *data, size_t len);
-int conn_send_ack(struct broker *b, conn *c, int type, uint16_t pid);
 /* Like conn_write, but when nothing is queued the bytes go to the socket at
- * once and only a remainder is buffered. For the CONNACK: an idle client then
- * never owns an output buffer. */
+ * once and only a remainder is buffered: an idle client then never owns an
+ * output buffer. */
 int conn_write_now(struct broker *b, conn *c, const uint8_t *data, size_t len);
-/* Send one PUBLISH (header + payload copy). QoS 0 may be dropped when the
- * output buffer is over its cap: BK_ERR_FULL then. */
-int conn_send_publish(struct broker *b, conn *c, const msg *m, uint8_t qos, bool retain, bool dup,
-                      uint16_t pid);
+/* Room for n bytes at the end of the output buffer, written in place and
+ * then committed with conn_commit (no intermediate copy). NULL when out of
+ * memory (c is then closing). */
+uint8_t *conn_reserve(struct broker *b, conn *c, size_t n);
+void conn_commit(struct broker *b, conn *c, size_t n);
+
+/* The output-buffer policy, in one place (Redis'
+ * checkClientOutputBufferLimits): over output_buffer_hard_limit (plus one
+ * packet for `adding` bytes about to be written), or over max_output_buffer
+ * for longer than output_buffer_soft_seconds, closes the connection
+ * (BK_ERR_FULL). Over max_output_buffer: CONN_OUT_SOFT. Otherwise BK_OK. */
+int conn_output_check(struct broker *b, conn *c, size_t adding);
+
+/* Offer the buffered input to the handler again: after on_data consumed
+ * less than it could (it held a message back) and can now go on. */
+void conn_offer_input(struct broker *b, conn *c);
 
 #endif

@@ -22,6 +22,7 @@
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/protocol.h"
 #include "broker/router.h"
 #include "broker/session.h"
 #include "broker/tree.h"
@@ -175,9 +176,7 @@ static void publish_sys(broker *b, time_t started)
         "$SYS/broker/bytes/received",    "$SYS/broker/bytes/sent",
     };
     char val[8][64];
-    uint32_t active = 0;
-    for (conn *c = b->conns; c; c = c->next)
-        active += c->state == CS_ACTIVE;
+    uint32_t active = proto_count_active(b);
     snprintf(val[0], 64, "secbroker version %s", SECBROKER_VERSION);
     snprintf(val[1], 64, "%lld seconds", (long long)(time(NULL) - started));
     snprintf(val[2], 64, "%u", active);
@@ -310,6 +309,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < b->nlisteners; i++) {
         b->listeners[i].cfg = &b->cfg->listeners[i];
         b->listeners[i].fd = -1;
+        b->listeners[i].handler = &proto_conn_handler;
         if (open_listener(b, &b->listeners[i], err, sizeof err) < 0) {
             fprintf(stderr, "secbroker: %s\n", err);
             log_msg(LL_ERROR, "%s", err);

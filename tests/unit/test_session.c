@@ -196,7 +196,8 @@ START_TEST(window_over_64_ids)
     /* ack every even id first, then the odd ones: the window refills each time */
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < 200; i++)
-            if (out.p[i].pid % 2 == pass) ck_assert_int_eq(session_ack(s, MQTT_PUBACK, out.p[i].pid), BK_OK);
+            if (out.p[i].pid % 2 == pass)
+                ck_assert_int_eq(session_ack(s, MQTT_PUBACK, out.p[i].pid), BK_OK);
     ck_assert_uint_eq(out.n, 400);
     ck_assert_uint_eq(s->inflight_live, 200);
     /* ids in flight at once are unique */
@@ -250,12 +251,12 @@ START_TEST(redelivery_with_dup)
 {
     session *s = new_session(8, 0);
     session_attach(s, &fake_outbox, &out);
-    deliver_n(s, 3, 1);                                     /* ids 1..3, QoS 1 */
+    deliver_n(s, 3, 1);                                       /* ids 1..3, QoS 1 */
     ck_assert_int_eq(session_deliver(s, m2, 2, true), BK_OK); /* id 4, QoS 2 */
     ck_assert_int_eq(session_ack(s, MQTT_PUBACK, 2), BK_OK);
     ck_assert_int_eq(session_ack(s, MQTT_PUBREC, 4), BK_OK);
     session_detach(s);
-    deliver_n(s, 2, 1); /* offline: queued */
+    deliver_n(s, 2, 1);                                        /* offline: queued */
     ck_assert_int_eq(session_deliver(s, m1, 0, false), BK_OK); /* QoS 0 offline: not kept */
     ck_assert_uint_eq(s->queue.count, 2);
     session_attach(s, &fake_outbox, &out2);
