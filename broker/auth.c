@@ -22,16 +22,16 @@ int auth_load(broker *b, char *err, size_t errlen)
     pw_file *pw = NULL;
     acl_rules *acl = NULL;
     if (b->cfg->password_file && pw_file_load(b->cfg->password_file, &pw, err, errlen) != ACL_OK)
-        return -1;
+        return BK_ERR_IO;
     if (b->cfg->acl_file && acl_rules_load(b->cfg->acl_file, &acl, err, errlen) != ACL_OK) {
         pw_file_free(pw);
-        return -1;
+        return BK_ERR_IO;
     }
     pw_file_free(b->pw);
     acl_rules_free(b->acl);
     b->pw = pw;
     b->acl = acl;
-    return 0;
+    return BK_OK;
 }
 
 void auth_reload(broker *b)
@@ -39,7 +39,7 @@ void auth_reload(broker *b)
     char err[512];
     /* Both files are parsed before either replaces the old rules, so a broken
      * file keeps the previous state whole. Connections are untouched. */
-    if (auth_load(b, err, sizeof err) < 0) {
+    if (auth_load(b, err, sizeof err) != BK_OK) {
         log_msg(LL_ERROR, "reload failed, keeping the previous password file and ACL: %s", err);
         return;
     }

@@ -12,7 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/err.h"
 #include "broker/log.h"
+
+/* A key handler's answer for a key it does not know (the next one tries). */
+#define NOT_MINE 1
 
 typedef struct {
     const char *path;
@@ -33,7 +37,7 @@ static int fail(pctx *p, const char *fmt, ...)
         snprintf(p->err, p->errlen, "%s:%d: %s", p->path, p->line, msg);
     else
         snprintf(p->err, p->errlen, "%s: %s", p->path, msg);
-    return -1;
+    return BK_ERR_CONFIG;
 }
 
 static int parse_bool(pctx *p, const char *key, const char *v, bool *out)
@@ -44,7 +48,7 @@ static int parse_bool(pctx *p, const char *key, const char *v, bool *out)
         *out = false;
     else
         return fail(p, "%s: expected true or false, got '%s'", key, v);
-    return 0;
+    return BK_OK;
 }
 
 static int parse_uint(pctx *p, const char *key, const char *v, uint64_t min, uint64_t max,
@@ -59,14 +63,14 @@ static int parse_uint(pctx *p, const char *key, const char *v, uint64_t min, uin
         return fail(p, "%s: %llu is out of range (%llu..%llu)", key, n, (unsigned long long)min,
                     (unsigned long long)max);
     *out = n;
-    return 0;
+    return BK_OK;
 }
 
 static int set_str(char **dst, const char *v)
 {
     free(*dst);
     *dst = strdup(v);
-    return *dst ? 0 : -1;
+    return *dst ? BK_OK : BK_ERR_NOMEM;
 }
 
 /* A file named by the config must be readable now, not at first use. */
@@ -74,7 +78,7 @@ static int need_file(pctx *p, const char *key, const char *v, bool dir)
 {
     if (access(v, R_OK | (dir ? X_OK : 0)) != 0)
         return fail(p, "%s: cannot read %s: %s", key, v, strerror(errno));
-    return 0;
+    return BK_OK;
 }
 
 static void listener_free(listener_cfg *l)
@@ -127,18 +131,18 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
     bool known = false;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         known |= strcmp(key, keys[i]) == 0;
-    if (!known) return 1;
+    if (!known) return NOT_MINE;
     listener_cfg *l = cur_listener(c);
     if (!l) return fail(p, "%s must follow a 'listener' line", key);
     uint64_t n;
     if (strcmp(key, "max_connections") == 0) {
         if (strcmp(v, "-1") == 0) {
             l->max_connections = -1;
-            return 0;
+            return BK_OK;
         }
-        if (parse_uint(p, key, v, 0, 10000000, &n)) return -1;
+        if (parse_uint(p, key, v, 0, 10000000, &n) != BK_OK) return BK_ERR_CONFIG;
         l->max_connections = (int)n;
-        return 0;
+        return BK_OK;
     }
     if (strcmp(key, "require_certificate") == 0)
         return parse_bool(p, key, v, &l->require_certificate);
@@ -162,11 +166,11 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
     };
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         if (strcmp(key, files[i].name) == 0) {
-            if (need_file(p, key, v, files[i].dir)) return -1;
+            if (need_file(p, key, v, files[i].dir) != BK_OK) return BK_ERR_CONFIG;
             return set_str(files[i].dst, v);
         }
     }
-    return 1; /* not a listener key */
+    return NOT_MINE;
 }
 
 /* Defaults of the output-buffer policy (see conn_output_check): the hard
@@ -207,14 +211,14 @@ static int num_key_line(pctx *p, config *c, const char *key, const char *v)
         const num_key *k = &num_keys[i];
         if (strcmp(key, k->key) != 0) continue;
         uint64_t n;
-        if (parse_uint(p, key, v, k->min, k->max, &n)) return -1;
+        if (parse_uint(p, key, v, k->min, k->max, &n) != BK_OK) return BK_ERR_CONFIG;
         if (k->size == sizeof(uint64_t))
             *(uint64_t *)((char *)c + k->off) = n;
         else
             *(uint32_t *)((char *)c + k->off) = (uint32_t)n;
-        return 0;
+        return BK_OK;
     }
-    return 1;
+    return NOT_MINE;
 }
 
 static int listener_line(pctx *p, config *c, char *v)
@@ -227,7 +231,7 @@ static int listener_line(pctx *p, config *c, char *v)
             addr++;
         if (!*addr) addr = NULL;
     }
-    if (parse_uint(p, "listener", v, 0, 65535, &n)) return -1;
+    if (parse_uint(p, "listener", v, 0, 65535, &n) != BK_OK) return BK_ERR_CONFIG;
     listener_cfg *nl = realloc(c->listeners, (c->nlisteners + 1) * sizeof *nl);
     if (!nl) return fail(p, "out of memory");
     c->listeners = nl;
@@ -237,7 +241,7 @@ static int listener_line(pctx *p, config *c, char *v)
     l->port = (int)n;
     l->max_connections = -1;
     if (addr && !(l->address = strdup(addr))) return fail(p, "out of memory");
-    return 0;
+    return BK_OK;
 }
 
 static int log_dest_line(pctx *p, config *c, const char *v, bool *seen)
@@ -264,7 +268,7 @@ static int log_dest_line(pctx *p, config *c, const char *v, bool *seen)
         return set_str(&c->log_file, f);
     } else
         return fail(p, "log_dest: expected stdout, stderr, syslog, file PATH or none, got '%s'", v);
-    return 0;
+    return BK_OK;
 }
 
 static int log_type_line(pctx *p, config *c, const char *v, bool *seen)
@@ -280,17 +284,17 @@ static int log_type_line(pctx *p, config *c, const char *v, bool *seen)
     if (strcmp(v, "none") == 0) c->log_types = 0;
     c->log_types |= bits;
     if (bits & LL_TLS) c->tls_trace = true;
-    return 0;
+    return BK_OK;
 }
 
 static int persistence_line(pctx *p, const char *v)
 {
     bool on = false;
-    if (parse_bool(p, "persistence", v, &on)) return -1;
+    if (parse_bool(p, "persistence", v, &on) != BK_OK) return BK_ERR_CONFIG;
     if (on)
         return fail(p, "persistence true is not supported yet: sessions and retained "
                        "messages are kept in memory only");
-    return 0;
+    return BK_OK;
 }
 
 static int unknown_key(pctx *p, const char *key);
@@ -308,7 +312,7 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
     if (strcmp(key, "connection_messages") == 0)
         return parse_bool(p, key, v, &c->connection_messages);
     if (strcmp(key, "password_file") == 0 || strcmp(key, "acl_file") == 0) {
-        if (need_file(p, key, v, false)) return -1;
+        if (need_file(p, key, v, false) != BK_OK) return BK_ERR_CONFIG;
         return set_str(key[0] == 'p' ? &c->password_file : &c->acl_file, v);
     }
     if (strcmp(key, "user") == 0) return set_str(&c->user, v);
@@ -388,7 +392,7 @@ static int parse_line(pctx *p, config *c, char *line, bool *log_dest_seen, bool 
     char *s = line;
     while (isspace((unsigned char)*s))
         s++;
-    if (!*s || *s == '#') return 0;
+    if (!*s || *s == '#') return BK_OK;
     char *v = s;
     while (*v && !isspace((unsigned char)*v))
         v++;
@@ -408,10 +412,10 @@ static int parse_file(pctx *p, config *c, FILE *f)
         size_t len = strlen(line);
         if (len == sizeof line - 1 && line[len - 1] != '\n')
             return fail(p, "line longer than %zu bytes", sizeof line - 2);
-        if (parse_line(p, c, line, &log_dest_seen, &log_type_seen) != 0) return -1;
+        if (parse_line(p, c, line, &log_dest_seen, &log_type_seen) != BK_OK) return BK_ERR_CONFIG;
     }
     if (ferror(f)) return fail(p, "read error: %s", strerror(errno));
-    return 0;
+    return BK_OK;
 }
 
 static int check_listener(pctx *p, const listener_cfg *l)
@@ -428,7 +432,7 @@ static int check_listener(pctx *p, const listener_cfg *l)
                     "listener %d: require_certificate/use_identity_as_username need cafile or "
                     "capath",
                     l->port);
-    return 0;
+    return BK_OK;
 }
 
 /* Whole-file rules and derived defaults, after every line is read. */
@@ -436,7 +440,7 @@ static int finish(pctx *p, config *c)
 {
     p->line = 0;
     for (size_t i = 0; i < c->nlisteners; i++)
-        if (check_listener(p, &c->listeners[i]) != 0) return -1;
+        if (check_listener(p, &c->listeners[i]) != BK_OK) return BK_ERR_CONFIG;
     p->line = 0;
     if (c->output_buffer_hard_limit == 0)
         c->output_buffer_hard_limit = OUTPUT_HARD_FACTOR_DEFAULT * c->max_output_buffer;
@@ -453,7 +457,7 @@ static int finish(pctx *p, config *c)
         c->listeners[0].port = 1883;
         c->listeners[0].max_connections = -1;
     }
-    return 0;
+    return BK_OK;
 }
 
 config *config_load(const char *path, char *err, size_t errlen)
@@ -474,7 +478,7 @@ config *config_load(const char *path, char *err, size_t errlen)
     }
     int rc = parse_file(&p, c, f);
     fclose(f);
-    if (rc != 0 || finish(&p, c) != 0) {
+    if (rc != BK_OK || finish(&p, c) != BK_OK) {
         config_free(c);
         return NULL;
     }

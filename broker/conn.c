@@ -34,7 +34,8 @@
 static void epoll_set(broker *b, conn *c, bool want_write)
 {
     struct epoll_event ev = {.events = EPOLLIN | (want_write ? EPOLLOUT : 0), .data.ptr = c};
-    epoll_ctl(b->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+        log_msg(LL_WARNING, "%s: epoll_ctl: %s", c->peer, strerror(errno));
     c->want_write = want_write;
 }
 
@@ -89,7 +90,7 @@ void conn_accept(broker *b, listener *l)
             continue;
         }
         int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
         conn *c = calloc(1, sizeof *c);
         if (!c) {
             close(fd);
@@ -116,7 +117,7 @@ void conn_accept(broker *b, listener *l)
         }
         if (c->h->on_accept(b, c) != BK_OK) {
             log_msg(LL_ERROR, "Connection from %s: out of memory", peer);
-            epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
+            (void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL); /* the fd closes next */
             accept_undo(c);
             continue;
         }
@@ -207,11 +208,12 @@ void conn_commit(broker *b, conn *c, size_t n)
     schedule_write(b, c);
 }
 
-#define SEND_BLOCKED (-2)
+/* Would block: kept apart from the bk_err codes. */
+#define SEND_BLOCKED (-100)
 
 /* One write to the socket (plain) or the TLS layer. Returns the bytes taken
- * (>= 0), SEND_BLOCKED when it would block (EPOLLOUT is then on), or -1 when
- * the connection failed (it has been marked closing). */
+ * (>= 0), SEND_BLOCKED when it would block (EPOLLOUT is then on), or
+ * BK_ERR_IO when the connection failed (it has been marked closing). */
 static ssize_t conn_send_some(broker *b, conn *c, const uint8_t *p, size_t len)
 {
     if (c->tls) {
@@ -223,7 +225,7 @@ static ssize_t conn_send_some(broker *b, conn *c, const uint8_t *p, size_t len)
         if (n < 0) {
             if (c->state != CS_CLOSING)
                 conn_close(b, c, "TLS write failed: %s", tls_conn_error(c->tls));
-            return -1;
+            return BK_ERR_IO;
         }
         return n;
     }
@@ -236,18 +238,18 @@ static ssize_t conn_send_some(broker *b, conn *c, const uint8_t *p, size_t len)
             return SEND_BLOCKED;
         }
         if (c->state != CS_CLOSING) conn_close(b, c, "socket error: %s", strerror(errno));
-        return -1;
+        return BK_ERR_IO;
     }
 }
 
 /* Over TLS a count from tls_conn_write means "sealed", not "sent": the last
  * record may still sit in mbedTLS. A zero-length write pushes it out.
- * Returns 0 when nothing is left, 1 while bytes remain (EPOLLOUT is on),
- * -1 when the connection failed. */
+ * Returns BK_OK when nothing is left, SEND_BLOCKED while bytes remain
+ * (EPOLLOUT is on), BK_ERR_IO when the connection failed (it is closing). */
 static int conn_tls_finish(broker *b, conn *c)
 {
     ssize_t r = conn_send_some(b, c, (const uint8_t *)"", 0);
-    return r == SEND_BLOCKED ? 1 : r < 0 ? -1 : 0;
+    return r == SEND_BLOCKED ? SEND_BLOCKED : r < 0 ? BK_ERR_IO : BK_OK;
 }
 
 /* Write as much output as the socket takes. */
@@ -255,7 +257,12 @@ static void conn_flush(broker *b, conn *c)
 {
     while (bbuf_used(&c->out)) {
         ssize_t n = conn_send_some(b, c, c->out.data + c->out.off, bbuf_used(&c->out));
-        if (n == SEND_BLOCKED) return;
+        if (n == SEND_BLOCKED) {
+            /* the policy looks at what is left: under the soft limit again, or
+             * over it too long (then the connection is closing: nothing to do) */
+            if (c->over_since) (void)conn_output_check(b, c, 0);
+            return;
+        }
         if (n < 0) {
             c->out.off = c->out.len = 0;
             return;
@@ -263,11 +270,10 @@ static void conn_flush(broker *b, conn *c)
         c->out.off += (size_t)n;
         b->bytes_sent += (uint64_t)n;
         c->last_tx = b->now;
-        if (c->over_since && bbuf_used(&c->out) <= b->cfg->max_output_buffer) c->over_since = 0;
     }
     c->out.off = c->out.len = 0;
-    c->over_since = 0;
-    if (c->tls && conn_tls_finish(b, c) != 0) return;
+    c->over_since = 0; /* nothing buffered */
+    if (c->tls && conn_tls_finish(b, c) != BK_OK) return;
     /* a huge buffer goes at once; an ordinary one waits for the idle sweep, so a
      * steady stream does not pay malloc/free per message */
     if (c->out.cap > OUT_KEEP_MAX) bbuf_free(&c->out);
@@ -279,12 +285,13 @@ int conn_write_now(broker *b, conn *c, const uint8_t *data, size_t len)
     if (c->state == CS_CLOSING || bbuf_used(&c->out)) return conn_write(b, c, data, len);
     ssize_t n = conn_send_some(b, c, data, len);
     if (n == SEND_BLOCKED) n = 0;
-    if (n < 0) return -1;
+    if (n < 0) return BK_ERR_IO;
     b->bytes_sent += (uint64_t)n;
     c->last_tx = b->now;
     if ((size_t)n < len) return conn_write(b, c, data + n, len - (size_t)n);
-    if (c->tls) conn_tls_finish(b, c);
-    return 0;
+    /* a record still inside mbedTLS goes out with the next flush (EPOLLOUT is on) */
+    if (c->tls && conn_tls_finish(b, c) == BK_ERR_IO) return BK_ERR_IO;
+    return BK_OK;
 }
 
 void conn_flush_all(broker *b)
@@ -306,7 +313,7 @@ static size_t conn_deliver(broker *b, conn *c, const uint8_t *data, size_t len)
     return c->h->on_data(c, data, len);
 }
 
-/* n > 0 bytes, 0 would block, -1 closed (conn marked). */
+/* n > 0 bytes, 0 would block, BK_ERR_IO when closed (conn marked). */
 static ssize_t conn_recv(broker *b, conn *c, uint8_t *buf, size_t len)
 {
     if (c->tls) {
@@ -322,19 +329,19 @@ static ssize_t conn_recv(broker *b, conn *c, uint8_t *buf, size_t len)
             conn_close(b, c, "connection closed by client");
         else
             conn_close(b, c, "TLS error: %s", tls_conn_error(c->tls));
-        return -1;
+        return BK_ERR_IO;
     }
     for (;;) {
         ssize_t n = recv(c->fd, buf, len, 0);
         if (n > 0) return n;
         if (n == 0) {
             conn_close(b, c, "connection closed by client");
-            return -1;
+            return BK_ERR_IO;
         }
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
         conn_close(b, c, "socket error: %s", strerror(errno));
-        return -1;
+        return BK_ERR_IO;
     }
 }
 
@@ -474,7 +481,7 @@ void conn_free_closed(broker *b)
             if (tls_conn_handshake_done(c->tls)) tls_conn_close_notify(c->tls);
             tls_conn_free(c->tls);
         }
-        epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        (void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL); /* the fd closes next */
         close(c->fd);
         if (c->read_pending) b->read_pending--;
         if (c->prev)

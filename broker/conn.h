@@ -109,7 +109,7 @@ int conn_write_now(struct broker *b, conn *c, const uint8_t *data, size_t len);
 /* Room for n bytes at the end of the output buffer, written in place and
  * then committed with conn_commit (no intermediate copy). NULL when out of
  * memory (c is then closing). */
-uint8_t *conn_reserve(struct broker *b, conn *c, size_t n);
+uint8_t *conn_reserve(struct broker *b, conn *c, size_t n) BK_MUST_CHECK;
 void conn_commit(struct broker *b, conn *c, size_t n);
 
 /* The output-buffer policy, in one place (Redis'

@@ -20,6 +20,8 @@ const char *bk_strerror(int err)
         return "cannot encode packet";
     case BK_ERR_IO:
         return "I/O error";
+    case BK_ERR_CONFIG:
+        return "configuration error";
     }
     return "unknown error";
 }

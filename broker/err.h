@@ -16,7 +16,8 @@ enum bk_err {
     BK_ERR_UNKNOWN = -4, /* no such packet id / subscription / session */
     BK_ERR_STATE = -5,   /* not valid in the current state (e.g. PUBCOMP before PUBREC) */
     BK_ERR_ENCODE = -6,  /* a packet could not be encoded */
-    BK_ERR_IO = -7,      /* socket or TLS failure */
+    BK_ERR_IO = -7,      /* socket, file or TLS failure */
+    BK_ERR_CONFIG = -8,  /* a bad configuration line (the message says which) */
 };
 
 /* A short English name for an error code ("out of memory", ...). */

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker/err.h"
+
 typedef struct msg {
     uint32_t refs;
     uint32_t payload_len;
@@ -22,7 +24,7 @@ typedef struct msg {
 
 /* A new message with one reference, or NULL when out of memory. */
 msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t plen, uint8_t qos,
-             bool retain);
+             bool retain) BK_MUST_CHECK;
 static inline msg *msg_ref(msg *m)
 {
     m->refs++;

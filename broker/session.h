@@ -105,7 +105,7 @@ void session_registry_init(session_registry *r, session_limits limits);
 void session_registry_free(session_registry *r);
 session *session_find(session_registry *r, const char *id, size_t len);
 /* A new offline session registered under id, or NULL when out of memory. */
-session *session_create(session_registry *r, const char *id, size_t len, bool clean);
+session *session_create(session_registry *r, const char *id, size_t len, bool clean) BK_MUST_CHECK;
 /* Unregister and free s with its subscriptions and deliveries. */
 void session_destroy(session *s);
 

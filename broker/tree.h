@@ -51,7 +51,7 @@ typedef struct tnode {
 } tnode;
 
 /* An empty root, or NULL when out of memory. */
-tnode *tree_new_root(void);
+tnode *tree_new_root(void) BK_MUST_CHECK;
 void tree_free(tnode *root);
 
 /* Store an entry (s, qos) under filter; *where is filled in and kept up to

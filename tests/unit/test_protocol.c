@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker/bbuf.h"
 #include "broker/broker.h"
 #include "broker/config.h"
 #include "broker/conn.h"
@@ -49,8 +50,8 @@ static void setup(void)
     B.now = 1000;
     B.random_base = 1;
     B.root = tree_new_root();
-    session_registry_init(&B.sessions, (session_limits){B.cfg->max_inflight_messages,
-                                                        B.cfg->max_queued_messages});
+    session_registry_init(
+        &B.sessions, (session_limits){B.cfg->max_inflight_messages, B.cfg->max_queued_messages});
     dict_init(&B.auth_fails);
     memset(&L, 0, sizeof L);
     L.cfg = &B.cfg->listeners[0];
@@ -429,7 +430,8 @@ START_TEST(partial_packet_waits)
     subscribe(sub, 1, "p", 0, 0);
     uint8_t buf[64];
     size_t n;
-    mqtt_publish p = {.qos = 0, .topic = str("p"), .payload = (const uint8_t *)"abc", .payload_len = 3};
+    mqtt_publish p = {
+        .qos = 0, .topic = str("p"), .payload = (const uint8_t *)"abc", .payload_len = 3};
     ck_assert_int_eq(mqtt_encode_publish(buf, sizeof buf, &p, &n), MQTT_OK);
     ck_assert_uint_eq(feed(pub, buf, n - 2), 0); /* incomplete: nothing consumed */
     expect_nothing(sub);
@@ -438,7 +440,8 @@ START_TEST(partial_packet_waits)
 }
 END_TEST
 
-/* ---- failures and wills ------------------------------------------------------------------------ */
+/* ---- failures and wills ------------------------------------------------------------------------
+ */
 START_TEST(malformed_closes_only_that_client)
 {
     fake *bad = connect_client(0, "bad", true, NULL);
@@ -476,6 +479,134 @@ START_TEST(will_on_error_not_on_disconnect)
 }
 END_TEST
 
+/* ---- the output-buffer policy -----------------------------------------------------------------
+ */
+static void small_output_limits(void)
+{
+    B.cfg->max_output_buffer = 1000;
+    B.cfg->output_buffer_hard_limit = 4000;
+    B.cfg->output_buffer_soft_seconds = 60;
+}
+
+/* Unsent bytes in c's output buffer, as if the client stopped reading. */
+static void stuff_output(conn *c, size_t n)
+{
+    static const uint8_t zeros[8192];
+    ck_assert_int_eq(bbuf_append(&c->out, zeros, n), BK_OK);
+}
+
+START_TEST(output_soft_limit_drops_qos0_only)
+{
+    fake *sub = connect_client(0, "sub", true, NULL);
+    fake *pub = connect_client(1, "pub", true, NULL);
+    subscribe(sub, 1, "o", 1, 1);
+    small_output_limits();
+    stuff_output(sub->c, 1500); /* over the soft limit, under the hard one */
+    client *cl = sub->c->ud;
+    size_t before = bbuf_used(&sub->c->out);
+    publish(pub, "o", "q0", 0, 0, false, false);
+    ck_assert_uint_eq(cl->dropped_qos0, 1);
+    ck_assert_uint_eq(bbuf_used(&sub->c->out), before);
+    publish(pub, "o", "q1", 1, 3, false, false);
+    ck_assert_uint_gt(bbuf_used(&sub->c->out), before); /* QoS 1 still goes out */
+    ck_assert_uint_eq(cl->session->inflight_live, 1);
+    ck_assert_int_eq(sub->c->state, CS_OPEN);
+    ck_assert(sub->c->over_since > 0);
+    sub->c->out.off = sub->c->out.len = 0; /* the fake client never reads it */
+    expect_ack(pub, MQTT_PUBACK, 3);
+}
+END_TEST
+
+START_TEST(output_soft_seconds_then_closed)
+{
+    fake *sub = connect_client(0, "sub", true, NULL);
+    small_output_limits();
+    stuff_output(sub->c, 1500);
+    ck_assert_int_eq(conn_output_check(&B, sub->c, 0), CONN_OUT_SOFT);
+    B.now += 59;
+    ck_assert_int_eq(conn_output_check(&B, sub->c, 0), CONN_OUT_SOFT);
+    B.now += 2; /* over for more than output_buffer_soft_seconds */
+    ck_assert_int_eq(conn_output_check(&B, sub->c, 0), BK_ERR_FULL);
+    expect_closed(sub, "slow subscriber");
+    sub->c->out.off = sub->c->out.len = 0;
+}
+END_TEST
+
+START_TEST(output_back_under_soft_limit_resets)
+{
+    fake *sub = connect_client(0, "sub", true, NULL);
+    small_output_limits();
+    stuff_output(sub->c, 1500);
+    ck_assert_int_eq(conn_output_check(&B, sub->c, 0), CONN_OUT_SOFT);
+    sub->c->out.off = sub->c->out.len = 0; /* it read everything */
+    ck_assert_int_eq(conn_output_check(&B, sub->c, 0), BK_OK);
+    ck_assert(sub->c->over_since == 0);
+    B.now += 100;
+    stuff_output(sub->c, 1500);
+    ck_assert_int_eq(conn_output_check(&B, sub->c, 0), CONN_OUT_SOFT); /* a new period */
+    sub->c->out.off = sub->c->out.len = 0;
+}
+END_TEST
+
+START_TEST(output_hard_limit_closes_at_once)
+{
+    fake *sub = connect_client(0, "sub", true, NULL);
+    fake *pub = connect_client(1, "pub", true, NULL);
+    subscribe(sub, 1, "o", 1, 1);
+    small_output_limits();
+    stuff_output(sub->c, 4001);
+    publish(pub, "o", "x", 1, 4, false, false);
+    expect_closed(sub, "output buffer over 4000 bytes: client does not read");
+    ck_assert_int_eq(pub->c->state, CS_OPEN);
+    sub->c->out.off = sub->c->out.len = 0;
+}
+END_TEST
+
+/* ---- the policy's configuration keys
+ * ------------------------------------------------------------- */
+static config *load_conf(const char *text, char *err, size_t errlen)
+{
+    char path[] = "/tmp/secbroker-test-conf-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    dprintf(fd, "%s", text);
+    close(fd);
+    config *c = config_load(path, err, errlen);
+    unlink(path);
+    return c;
+}
+
+START_TEST(output_config_keys)
+{
+    char err[512];
+    /* defaults: hard = 4 x max_output_buffer, 60 s */
+    config *c = load_conf("allow_anonymous true\n", err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_eq(c->max_output_buffer, 16 * 1024 * 1024);
+    ck_assert_uint_eq(c->output_buffer_hard_limit, 4ULL * 16 * 1024 * 1024);
+    ck_assert_uint_eq(c->output_buffer_soft_seconds, 60);
+    config_free(c);
+    /* max_output_buffer alone keeps its meaning: the hard limit follows it */
+    c = load_conf("max_output_buffer 100000\n", err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_eq(c->output_buffer_hard_limit, 400000);
+    config_free(c);
+    c = load_conf("max_output_buffer 100000\noutput_buffer_hard_limit 150000\n"
+                  "output_buffer_soft_seconds 5\n",
+                  err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_eq(c->output_buffer_hard_limit, 150000);
+    ck_assert_uint_eq(c->output_buffer_soft_seconds, 5);
+    config_free(c);
+    c = load_conf("max_output_buffer 100000\noutput_buffer_hard_limit 70000\n", err, sizeof err);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(strstr(err, "output_buffer_hard_limit 70000 is below max_output_buffer"));
+    c = load_conf("output_buffer_soft_seconds 0\n", err, sizeof err);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(strstr(err, ":1: output_buffer_soft_seconds: 0 is out of range"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("protocol");
@@ -492,6 +623,11 @@ int main(void)
     tcase_add_test(tc, partial_packet_waits);
     tcase_add_test(tc, malformed_closes_only_that_client);
     tcase_add_test(tc, will_on_error_not_on_disconnect);
+    tcase_add_test(tc, output_soft_limit_drops_qos0_only);
+    tcase_add_test(tc, output_soft_seconds_then_closed);
+    tcase_add_test(tc, output_back_under_soft_limit_resets);
+    tcase_add_test(tc, output_hard_limit_closes_at_once);
+    tcase_add_test(tc, output_config_keys);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
