@@ -7,7 +7,7 @@
 /* First allocation: most connections only ever hold acks. */
 #define BBUF_FIRST_CAP 256
 
-int bbuf_reserve(bbuf *b, size_t extra)
+int bbuf_grow(bbuf *b, size_t extra)
 {
     if (b->off && b->off == b->len) b->off = b->len = 0;
     if (b->len + extra <= b->cap) return BK_OK;

@@ -18,9 +18,16 @@ typedef struct {
     size_t cap;
 } bbuf;
 
-/* Room for `extra` more bytes after len (compacts first, then grows).
- * BK_OK or BK_ERR_NOMEM. */
-int bbuf_reserve(bbuf *b, size_t extra) BK_MUST_CHECK;
+/* The slow half of bbuf_reserve: compacts first, then grows. */
+int bbuf_grow(bbuf *b, size_t extra) BK_MUST_CHECK;
+/* Room for `extra` more bytes after len. BK_OK or BK_ERR_NOMEM. Inline: it
+ * runs once per message per recipient. */
+static inline int bbuf_reserve(bbuf *b, size_t extra) BK_MUST_CHECK;
+static inline int bbuf_reserve(bbuf *b, size_t extra)
+{
+    if (b->len + extra <= b->cap) return BK_OK;
+    return bbuf_grow(b, extra);
+}
 /* Append len bytes (bbuf_reserve + copy). BK_OK or BK_ERR_NOMEM. */
 int bbuf_append(bbuf *b, const uint8_t *p, size_t len) BK_MUST_CHECK;
 void bbuf_free(bbuf *b);

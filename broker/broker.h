@@ -49,7 +49,8 @@ typedef struct broker {
     volatile int reload; /* SIGHUP */
     uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent;
     uint64_t retained_count;
-    uint8_t *rbuf; /* shared read buffer */
+    conn_limits out_limits; /* the output-buffer policy, from cfg */
+    uint8_t *rbuf;          /* shared read buffer */
     size_t rbuf_cap;
     session **match_sessions; /* reused per publish: matched sessions */
     size_t match_cap, match_cap_used;

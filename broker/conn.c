@@ -91,7 +91,7 @@ void conn_accept(broker *b, listener *l)
         }
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
-        conn *c = calloc(1, sizeof *c);
+        conn *c = calloc(1, sizeof *c + l->handler->ud_size);
         if (!c) {
             close(fd);
             continue;
@@ -99,6 +99,7 @@ void conn_accept(broker *b, listener *l)
         c->fd = fd;
         c->listener = l;
         c->h = l->handler;
+        c->ud = c->h->ud_size ? (void *)(c + 1) : NULL;
         snprintf(c->peer, sizeof c->peer, "%s", peer);
         c->state = l->tls ? CS_TLS_HANDSHAKE : CS_OPEN;
         c->deadline = b->now + b->cfg->handshake_timeout;
@@ -116,7 +117,7 @@ void conn_accept(broker *b, listener *l)
             continue;
         }
         if (c->h->on_accept(b, c) != BK_OK) {
-            log_msg(LL_ERROR, "Connection from %s: out of memory", peer);
+            log_msg(LL_ERROR, "Connection from %s: refused by its handler", peer);
             (void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL); /* the fd closes next */
             accept_undo(c);
             continue;
@@ -144,7 +145,7 @@ void conn_close(broker *b, conn *c, const char *fmt, ...)
     b->closing = c;
 }
 
-static void schedule_write(broker *b, conn *c)
+void conn_schedule_write(broker *b, conn *c)
 {
     if (!c->write_pending) {
         c->write_pending = true;
@@ -153,29 +154,28 @@ static void schedule_write(broker *b, conn *c)
     }
 }
 
-int conn_output_check(broker *b, conn *c, size_t adding)
+int conn_output_check_slow(broker *b, conn *c, size_t adding)
 {
-    const config *cfg = b->cfg;
+    const conn_limits *lim = c->listener->limits;
     size_t used = bbuf_used(&c->out);
-    /* a write may take the buffer past the hard limit by one packet at most */
-    bool hard = adding ? used + adding > cfg->output_buffer_hard_limit + cfg->max_packet_size
-                       : used > cfg->output_buffer_hard_limit;
+    /* a write may take the buffer past the hard limit by `slack` at most */
+    bool hard = adding ? used + adding > lim->hard + lim->slack : used > lim->hard;
     if (hard) {
         conn_close(b, c, "output buffer over %llu bytes: client does not read",
-                   (unsigned long long)cfg->output_buffer_hard_limit);
+                   (unsigned long long)lim->hard);
         return BK_ERR_FULL;
     }
-    if (used <= cfg->max_output_buffer) {
+    if (used <= lim->soft) {
         c->over_since = 0;
         return BK_OK;
     }
     if (c->over_since == 0) {
         c->over_since = b->now;
-    } else if (b->now - c->over_since > cfg->output_buffer_soft_seconds) {
+    } else if (b->now - c->over_since > lim->soft_seconds) {
         conn_close(b, c,
                    "slow subscriber: output buffer over max_output_buffer (%llu "
                    "bytes) for %u s",
-                   (unsigned long long)cfg->max_output_buffer, cfg->output_buffer_soft_seconds);
+                   (unsigned long long)lim->soft, lim->soft_seconds);
         return BK_ERR_FULL;
     }
     return CONN_OUT_SOFT;
@@ -189,23 +189,14 @@ int conn_write(broker *b, conn *c, const uint8_t *data, size_t len)
         conn_close(b, c, "out of memory for the output buffer");
         return BK_ERR_NOMEM;
     }
-    schedule_write(b, c);
+    conn_schedule_write(b, c);
     return BK_OK;
 }
 
-uint8_t *conn_reserve(broker *b, conn *c, size_t n)
+uint8_t *conn_reserve_failed(broker *b, conn *c)
 {
-    if (bbuf_reserve(&c->out, n) != BK_OK) {
-        conn_close(b, c, "out of memory for the output buffer");
-        return NULL;
-    }
-    return c->out.data + c->out.len;
-}
-
-void conn_commit(broker *b, conn *c, size_t n)
-{
-    c->out.len += n;
-    schedule_write(b, c);
+    conn_close(b, c, "out of memory for the output buffer");
+    return NULL;
 }
 
 /* Would block: kept apart from the bk_err codes. */

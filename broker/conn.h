@@ -12,8 +12,9 @@
  * is never freed inside its own callback: conn_close marks it and
  * conn_free_closed frees it before the loop sleeps.
  *
- * Ownership: a conn owns its fd, its tls_conn, its input/output buffers and
- * its close reason. Its handler owns ud (freed in on_close).
+ * Ownership: a conn owns its fd, its tls_conn, its input/output buffers, its
+ * close reason and the memory of its handler's object (ud, allocated with
+ * it); the handler owns what that object points to (released in on_close).
  */
 #ifndef SECBROKER_CONN_H
 #define SECBROKER_CONN_H
@@ -33,7 +34,10 @@ struct tls_conn;
 
 /* What a connection calls up into. Every member is required. */
 typedef struct conn_handler {
-    /* A new connection: set c->ud. BK_OK, or an error to refuse it. */
+    /* Size of the handler's per-connection object: allocated zeroed together
+     * with the connection (one allocation), c->ud points at it. */
+    size_t ud_size;
+    /* A new connection: initialise c->ud. BK_OK, or an error to refuse it. */
     int (*on_accept)(struct broker *b, struct conn *c);
     /* Bytes arrived: data[0..len) holds every byte not consumed yet. Returns
      * how many it consumed; the rest is kept and offered again with more. */
@@ -43,7 +47,8 @@ typedef struct conn_handler {
     size_t (*frame_need)(const uint8_t *data, size_t len);
     /* Periodic check (about 10 times a second) of the handler's deadlines. */
     void (*on_tick)(struct conn *c);
-    /* The connection is going away (reason says why); free ud. */
+    /* The connection is going away (reason says why): release what ud
+     * holds (ud itself goes with the connection). */
     void (*on_close)(struct conn *c, const char *reason);
 } conn_handler;
 
@@ -53,11 +58,20 @@ enum conn_state {
     CS_CLOSING,       /* marked; freed before the loop sleeps */
 };
 
+/* The numbers of the output-buffer policy (conn_output_check). */
+typedef struct conn_limits {
+    uint64_t soft;         /* max_output_buffer */
+    uint64_t hard;         /* output_buffer_hard_limit */
+    uint32_t soft_seconds; /* output_buffer_soft_seconds */
+    uint32_t slack;        /* one write may pass hard by this much (max_packet_size) */
+} conn_limits;
+
 typedef struct listener {
     int fd;
     listener_cfg *cfg;
     struct tls_server *tls;
     const conn_handler *handler; /* given to every connection it accepts */
+    const conn_limits *limits;   /* for every connection it accepts */
     uint32_t nconns;
 } listener;
 
@@ -66,7 +80,7 @@ typedef struct conn {
     struct conn *pending_next; /* broker->write_pending list */
     struct conn *close_next;   /* broker->closing list */
     const conn_handler *h;
-    void *ud; /* the handler's object */
+    void *ud; /* the handler's object (h->ud_size bytes after the conn) */
     int fd;
     enum conn_state state;
     listener *listener;
@@ -106,18 +120,39 @@ int conn_write(struct broker *b, conn *c, const uint8_t *data, size_t len);
  * once and only a remainder is buffered: an idle client then never owns an
  * output buffer. */
 int conn_write_now(struct broker *b, conn *c, const uint8_t *data, size_t len);
+/* Out of line halves of the inline functions below. */
+uint8_t *conn_reserve_failed(struct broker *b, conn *c);
+void conn_schedule_write(struct broker *b, conn *c);
+int conn_output_check_slow(struct broker *b, conn *c, size_t adding);
+
 /* Room for n bytes at the end of the output buffer, written in place and
  * then committed with conn_commit (no intermediate copy). NULL when out of
- * memory (c is then closing). */
-uint8_t *conn_reserve(struct broker *b, conn *c, size_t n) BK_MUST_CHECK;
-void conn_commit(struct broker *b, conn *c, size_t n);
+ * memory (c is then closing). Inline: once per message per recipient. */
+static inline uint8_t *conn_reserve(struct broker *b, conn *c, size_t n) BK_MUST_CHECK;
+static inline uint8_t *conn_reserve(struct broker *b, conn *c, size_t n)
+{
+    if (bbuf_reserve(&c->out, n) != BK_OK) return conn_reserve_failed(b, c);
+    return c->out.data + c->out.len;
+}
+
+static inline void conn_commit(struct broker *b, conn *c, size_t n)
+{
+    c->out.len += n;
+    if (!c->write_pending) conn_schedule_write(b, c);
+}
 
 /* The output-buffer policy, in one place (Redis'
- * checkClientOutputBufferLimits): over output_buffer_hard_limit (plus one
- * packet for `adding` bytes about to be written), or over max_output_buffer
- * for longer than output_buffer_soft_seconds, closes the connection
- * (BK_ERR_FULL). Over max_output_buffer: CONN_OUT_SOFT. Otherwise BK_OK. */
-int conn_output_check(struct broker *b, conn *c, size_t adding);
+ * checkClientOutputBufferLimits), with the numbers of c's listener's
+ * conn_limits: over the hard limit (plus `slack` for `adding` bytes about to
+ * be written), or over the soft limit for longer than soft_seconds, closes
+ * the connection (BK_ERR_FULL). Over the soft limit: CONN_OUT_SOFT.
+ * Otherwise BK_OK. The common case (under the soft limit, no timer running)
+ * is decided inline; the rest in conn_output_check_slow. */
+static inline int conn_output_check(struct broker *b, conn *c, size_t adding)
+{
+    if (!c->over_since && bbuf_used(&c->out) + adding <= c->listener->limits->soft) return BK_OK;
+    return conn_output_check_slow(b, c, adding);
+}
 
 /* Offer the buffered input to the handler again: after on_data consumed
  * less than it could (it held a message back) and can now go on. */

@@ -296,6 +296,10 @@ static int broker_init(broker *b)
                           (session_limits){.max_inflight = b->cfg->max_inflight_messages,
                                            .max_queued = b->cfg->max_queued_messages});
     dict_init(&b->auth_fails);
+    b->out_limits = (conn_limits){.soft = b->cfg->max_output_buffer,
+                                  .hard = b->cfg->output_buffer_hard_limit,
+                                  .soft_seconds = b->cfg->output_buffer_soft_seconds,
+                                  .slack = b->cfg->max_packet_size};
     b->root = tree_new_root();
     b->rbuf_cap = READ_BUFFER_SIZE;
     b->rbuf = malloc(b->rbuf_cap);
@@ -316,6 +320,7 @@ static int open_listeners(broker *b, char *err, size_t errlen)
         b->listeners[i].cfg = &b->cfg->listeners[i];
         b->listeners[i].fd = -1;
         b->listeners[i].handler = &proto_conn_handler;
+        b->listeners[i].limits = &b->out_limits;
         if (open_listener(b, &b->listeners[i], err, errlen) < 0) return BK_ERR_IO;
     }
     return BK_OK;

@@ -570,14 +570,12 @@ void proto_handle_packet(client *cl, const mqtt_header *h)
 
 static int proto_on_accept(broker *b, conn *c)
 {
-    client *cl = calloc(1, sizeof *cl);
-    if (!cl) return BK_ERR_NOMEM;
+    client *cl = c->ud; /* allocated (zeroed) with the connection */
     cl->b = b;
     cl->conn = c;
     cl->state = CL_AWAIT_CONNECT;
     cl->deadline = b->now + b->cfg->handshake_timeout; /* TLS handshake and CONNECT */
     cl->last_rx = b->now;
-    c->ud = cl;
     return BK_OK;
 }
 
@@ -663,10 +661,10 @@ static void proto_on_close(conn *c, const char *reason)
     free(cl->client_id);
     free(cl->username);
     free(cl->held_connect);
-    free(cl);
 }
 
 const conn_handler proto_conn_handler = {
+    .ud_size = sizeof(client),
     .on_accept = proto_on_accept,
     .on_data = proto_on_data,
     .frame_need = proto_frame_need,

@@ -29,22 +29,22 @@ enum client_state {
     CL_ACTIVE,
 };
 
-typedef struct client {
+typedef struct client { /* allocated with its conn (conn_handler.ud_size) */
     struct broker *b;
     conn *conn;
-    enum client_state state;
     struct session *session;
-    char *client_id; /* copy for logging after detach */
-    char *username;  /* NULL = anonymous */
-    uint8_t protocol_level;
-    uint16_t keepalive;
+    char *client_id;       /* copy for logging after detach */
+    char *username;        /* NULL = anonymous */
+    msg *will;             /* NULL when none */
+    uint8_t *held_connect; /* CL_AUTH_DELAY: copy of the CONNECT packet body */
     double last_rx;        /* monotonic seconds of the last packet */
     double deadline;       /* CONNECT deadline or auth delay end */
-    msg *will;             /* NULL when none */
-    bool send_will;        /* cleared by DISCONNECT */
-    uint8_t *held_connect; /* CL_AUTH_DELAY: copy of the CONNECT packet body */
-    size_t held_connect_len;
     uint64_t dropped_qos0; /* QoS 0 messages dropped: output buffer full */
+    uint32_t held_connect_len;
+    uint16_t keepalive;
+    uint8_t state; /* enum client_state */
+    uint8_t protocol_level;
+    bool send_will; /* cleared by DISCONNECT */
 } client;
 
 /* The handler listeners give their connections. */

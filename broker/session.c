@@ -231,8 +231,9 @@ int session_deliver(session *s, msg *m, uint8_t max_qos, bool retain)
 {
     uint8_t qos = m->qos < max_qos ? m->qos : max_qos;
     if (qos == 0) {
-        /* QoS 0 is never queued for an offline client (Mosquitto's default) */
-        if (!session_online(s)) return BK_OK;
+        /* QoS 0 is never queued for an offline client (Mosquitto's default);
+         * a closing connection's publish refuses it (BK_ERR_CLOSED) */
+        if (!s->out) return BK_OK;
         return s->out->publish(s->out_ctx, m, 0, retain, false, 0);
     }
     if (session_online(s) && s->queue.count == 0 && window_open(s))

@@ -32,7 +32,7 @@ typedef struct session_outbox {
     /* May packets go out now? (false while the connection is closing) */
     bool (*ready)(void *ctx);
     /* One PUBLISH. BK_OK; BK_ERR_FULL when a QoS 0 copy was dropped (output
-     * over its limit); BK_ERR_CLOSED when the connection failed. */
+     * over its limit); BK_ERR_CLOSED when not ready (closing) or failed. */
     int (*publish)(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid);
     /* One acknowledgement packet (the session sends PUBREL). */
     int (*ack)(void *ctx, enum mqtt_type type, uint16_t pid);

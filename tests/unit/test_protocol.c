@@ -23,6 +23,7 @@
 
 static broker B;
 static listener L;
+static conn_limits LIM;
 
 typedef struct {
     conn *c;
@@ -56,6 +57,9 @@ static void setup(void)
     memset(&L, 0, sizeof L);
     L.cfg = &B.cfg->listeners[0];
     L.handler = &proto_conn_handler;
+    LIM = (conn_limits){B.cfg->max_output_buffer, B.cfg->output_buffer_hard_limit,
+                        B.cfg->output_buffer_soft_seconds, B.cfg->max_packet_size};
+    L.limits = &LIM;
     memset(F, 0, sizeof F);
 }
 
@@ -88,8 +92,9 @@ static fake *open_client(int i)
 {
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-    conn *c = calloc(1, sizeof *c);
+    conn *c = calloc(1, sizeof *c + L.handler->ud_size);
     ck_assert_ptr_nonnull(c);
+    c->ud = c + 1; /* as conn_accept does */
     c->fd = sv[0];
     c->listener = &L;
     c->h = L.handler;
@@ -483,9 +488,8 @@ END_TEST
  */
 static void small_output_limits(void)
 {
-    B.cfg->max_output_buffer = 1000;
-    B.cfg->output_buffer_hard_limit = 4000;
-    B.cfg->output_buffer_soft_seconds = 60;
+    B.cfg->max_output_buffer = 1000; /* for the log lines */
+    LIM = (conn_limits){.soft = 1000, .hard = 4000, .soft_seconds = 60, .slack = 1000};
 }
 
 /* Unsent bytes in c's output buffer, as if the client stopped reading. */

@@ -44,6 +44,7 @@ static bool fo_ready(void *ctx)
 static int fo_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
 {
     fake_out *o = ctx;
+    if (!o->ready) return BK_ERR_CLOSED; /* the outbox contract */
     record(o, (pkt){MQTT_PUBLISH, pid, qos, dup, retain, m});
     return o->publish_result;
 }
@@ -389,6 +390,17 @@ START_TEST(qos_downgrade)
 }
 END_TEST
 
+START_TEST(qos0_to_closing_client)
+{
+    session *s = new_session(0, 0);
+    session_attach(s, &fake_outbox, &out);
+    out.ready = false;
+    ck_assert_int_eq(session_deliver(s, m1, 0, false), BK_ERR_CLOSED);
+    ck_assert_uint_eq(out.n, 0);
+    ck_assert_uint_eq(s->queue.count, 0); /* QoS 0 is never queued */
+}
+END_TEST
+
 START_TEST(qos0_dropped_by_transport)
 {
     session *s = new_session(0, 0);
@@ -485,6 +497,7 @@ int main(void)
     tcase_add_test(tc, queue_unlimited);
     tcase_add_loop_test(tc, qos_downgrade, 0, sizeof downgrade_table / sizeof downgrade_table[0]);
     tcase_add_test(tc, qos0_dropped_by_transport);
+    tcase_add_test(tc, qos0_to_closing_client);
     tcase_add_test(tc, qos2_incoming_exactly_once);
     tcase_add_test(tc, subscriptions);
     tcase_add_test(tc, registry);
