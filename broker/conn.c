@@ -353,7 +353,8 @@ static void keep_tail(broker *b, conn *c, const uint8_t *p, size_t n)
     if (bbuf_append(&c->in, p, n) != BK_OK) conn_close(b, c, "out of memory for the input buffer");
 }
 
-/* One read into the connection's partial-message buffer. */
+/* One read into the connection's partial-message buffer: bytes read, 0
+ * would block, BK_ERR_NOMEM / BK_ERR_IO when closed (conn marked). */
 static ssize_t read_partial(broker *b, conn *c, size_t *room)
 {
     size_t need = c->h->frame_need(c->in.data + c->in.off, bbuf_used(&c->in));
@@ -361,7 +362,7 @@ static ssize_t read_partial(broker *b, conn *c, size_t *room)
     if (want < PARTIAL_READ_MIN) want = PARTIAL_READ_MIN;
     if (bbuf_reserve(&c->in, want) != BK_OK) {
         conn_close(b, c, "out of memory for the input buffer");
-        return -1;
+        return BK_ERR_NOMEM;
     }
     *room = c->in.cap - c->in.len;
     ssize_t n = conn_recv(b, c, c->in.data + c->in.len, *room);

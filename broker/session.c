@@ -272,6 +272,7 @@ void session_resend(session *s)
     session_pump(s);
 }
 
+/* Index of pid's live inflight slot, or -1 when it has none. */
 static int find_inflight(const session *s, uint16_t pid)
 {
     if (s->pid_used && !pid_in_use(s, pid)) return -1;
