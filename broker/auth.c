@@ -8,7 +8,11 @@
 #include <string.h>
 
 #include "acl/acl.h"
+#include "broker/auth.h"
 #include "broker/broker.h"
+#include "broker/conn.h"
+#include "broker/protocol.h"
+#include "broker/session.h"
 #include "broker/log.h"
 #include "mqtt/mqtt.h"
 #include "tls/tls.h"
@@ -18,16 +22,16 @@ int auth_load(broker *b, char *err, size_t errlen)
     pw_file *pw = NULL;
     acl_rules *acl = NULL;
     if (b->cfg->password_file && pw_file_load(b->cfg->password_file, &pw, err, errlen) != ACL_OK)
-        return -1;
+        return BK_ERR_IO;
     if (b->cfg->acl_file && acl_rules_load(b->cfg->acl_file, &acl, err, errlen) != ACL_OK) {
         pw_file_free(pw);
-        return -1;
+        return BK_ERR_IO;
     }
     pw_file_free(b->pw);
     acl_rules_free(b->acl);
     b->pw = pw;
     b->acl = acl;
-    return 0;
+    return BK_OK;
 }
 
 void auth_reload(broker *b)
@@ -35,7 +39,7 @@ void auth_reload(broker *b)
     char err[512];
     /* Both files are parsed before either replaces the old rules, so a broken
      * file keeps the previous state whole. Connections are untouched. */
-    if (auth_load(b, err, sizeof err) < 0) {
+    if (auth_load(b, err, sizeof err) != BK_OK) {
         log_msg(LL_ERROR, "reload failed, keeping the previous password file and ACL: %s", err);
         return;
     }
@@ -57,12 +61,12 @@ void auth_free(broker *b)
     dict_free(&b->auth_fails);
 }
 
-int auth_login(broker *b, conn *c, const char *username, const uint8_t *pw, size_t pwlen,
+int auth_login(broker *b, client *c, const char *username, const uint8_t *pw, size_t pwlen,
                bool has_password)
 {
-    if (c->listener->cfg->use_identity_as_username) {
+    if (c->conn->listener->cfg->use_identity_as_username) {
         /* The certificate is the credential; the CONNECT username is replaced. */
-        const char *cn = c->tls ? tls_conn_peer_cn(c->tls) : NULL;
+        const char *cn = c->conn->tls ? tls_conn_peer_cn(c->conn->tls) : NULL;
         free(c->username);
         c->username = cn ? strdup(cn) : NULL;
         return cn ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;
@@ -78,12 +82,12 @@ int auth_login(broker *b, conn *c, const char *username, const uint8_t *pw, size
     }
     int r = pw_file_check(b->pw, username, pw, pwlen);
     if (r == ACL_OK) return MQTT_CONNACK_ACCEPTED;
-    log_msg(LL_NOTICE, "%s: login as '%s' failed: %s", c->peer, username,
+    log_msg(LL_NOTICE, "%s: login as '%s' failed: %s", c->conn->peer, username,
             r == ACL_ERR_UNKNOWN_USER ? "unknown user" : "wrong password");
     return MQTT_CONNACK_BAD_CREDENTIALS;
 }
 
-bool auth_may_write(broker *b, conn *c, const char *topic, size_t len)
+bool auth_may_write(broker *b, client *c, const char *topic, size_t len)
 {
     if (!b->acl) return true;
     return acl_check(b->acl, c->username, c->client_id, topic, len, ACL_WRITE) == ACL_OK;
@@ -95,7 +99,7 @@ bool auth_may_read(broker *b, session *s, const char *topic, size_t len)
     return acl_check(b->acl, s->username, s->client_id, topic, len, ACL_READ) == ACL_OK;
 }
 
-bool auth_may_subscribe(broker *b, conn *c, const char *filter, size_t len)
+bool auth_may_subscribe(broker *b, client *c, const char *filter, size_t len)
 {
     if (!b->acl) return true;
     return acl_check(b->acl, c->username, c->client_id, filter, len, ACL_SUBSCRIBE) == ACL_OK;

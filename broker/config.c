@@ -4,6 +4,7 @@
 #include "broker/config.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,7 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/err.h"
 #include "broker/log.h"
+
+/* A key handler's answer for a key it does not know (the next one tries). */
+#define NOT_MINE 1
 
 typedef struct {
     const char *path;
@@ -32,7 +37,7 @@ static int fail(pctx *p, const char *fmt, ...)
         snprintf(p->err, p->errlen, "%s:%d: %s", p->path, p->line, msg);
     else
         snprintf(p->err, p->errlen, "%s: %s", p->path, msg);
-    return -1;
+    return BK_ERR_CONFIG;
 }
 
 static int parse_bool(pctx *p, const char *key, const char *v, bool *out)
@@ -43,7 +48,7 @@ static int parse_bool(pctx *p, const char *key, const char *v, bool *out)
         *out = false;
     else
         return fail(p, "%s: expected true or false, got '%s'", key, v);
-    return 0;
+    return BK_OK;
 }
 
 static int parse_uint(pctx *p, const char *key, const char *v, uint64_t min, uint64_t max,
@@ -58,14 +63,14 @@ static int parse_uint(pctx *p, const char *key, const char *v, uint64_t min, uin
         return fail(p, "%s: %llu is out of range (%llu..%llu)", key, n, (unsigned long long)min,
                     (unsigned long long)max);
     *out = n;
-    return 0;
+    return BK_OK;
 }
 
 static int set_str(char **dst, const char *v)
 {
     free(*dst);
     *dst = strdup(v);
-    return *dst ? 0 : -1;
+    return *dst ? BK_OK : BK_ERR_NOMEM;
 }
 
 /* A file named by the config must be readable now, not at first use. */
@@ -73,7 +78,7 @@ static int need_file(pctx *p, const char *key, const char *v, bool dir)
 {
     if (access(v, R_OK | (dir ? X_OK : 0)) != 0)
         return fail(p, "%s: cannot read %s: %s", key, v, strerror(errno));
-    return 0;
+    return BK_OK;
 }
 
 static void listener_free(listener_cfg *l)
@@ -126,18 +131,18 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
     bool known = false;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         known |= strcmp(key, keys[i]) == 0;
-    if (!known) return 1;
+    if (!known) return NOT_MINE;
     listener_cfg *l = cur_listener(c);
     if (!l) return fail(p, "%s must follow a 'listener' line", key);
     uint64_t n;
     if (strcmp(key, "max_connections") == 0) {
         if (strcmp(v, "-1") == 0) {
             l->max_connections = -1;
-            return 0;
+            return BK_OK;
         }
-        if (parse_uint(p, key, v, 0, 10000000, &n)) return -1;
+        if (parse_uint(p, key, v, 0, 10000000, &n) != BK_OK) return BK_ERR_CONFIG;
         l->max_connections = (int)n;
-        return 0;
+        return BK_OK;
     }
     if (strcmp(key, "require_certificate") == 0)
         return parse_bool(p, key, v, &l->require_certificate);
@@ -161,138 +166,164 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
     };
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         if (strcmp(key, files[i].name) == 0) {
-            if (need_file(p, key, v, files[i].dir)) return -1;
+            if (need_file(p, key, v, files[i].dir) != BK_OK) return BK_ERR_CONFIG;
             return set_str(files[i].dst, v);
         }
     }
-    return 1; /* not a listener key */
+    return NOT_MINE;
 }
 
+/* Defaults of the output-buffer policy (see conn_output_check): the hard
+ * limit is this many times max_output_buffer unless configured, and a
+ * client may stay over max_output_buffer this long. */
+#define OUTPUT_HARD_FACTOR_DEFAULT 4
+#define OUTPUT_SOFT_SECONDS_DEFAULT 60
+
+/* Numeric keys: range and the config field (32 or 64 bits wide). */
+typedef struct {
+    const char *key;
+    uint64_t min, max;
+    size_t off;
+    size_t size;
+} num_key;
+
+#define NUM_KEY(name, lo, hi)                                                                      \
+    {                                                                                              \
+#name, lo, hi, offsetof(config, name), sizeof(((config *)0)->name)                         \
+    }
+static const num_key num_keys[] = {
+    NUM_KEY(max_keepalive, 0, 65535),
+    /* 20 bytes is the smallest size that still admits a CONNECT */
+    NUM_KEY(max_packet_size, 20, 268435460ULL),
+    NUM_KEY(max_inflight_messages, 0, 65535),
+    NUM_KEY(max_queued_messages, 0, 100000000),
+    NUM_KEY(max_output_buffer, 65536, 1ULL << 40),
+    NUM_KEY(output_buffer_hard_limit, 65536, 1ULL << 42),
+    NUM_KEY(output_buffer_soft_seconds, 1, 86400),
+    NUM_KEY(sys_interval, 0, 86400),
+    NUM_KEY(handshake_timeout, 1, 3600),
+};
+
+/* 1 when key is not numeric, else 0 / -1 as handle_line. */
+static int num_key_line(pctx *p, config *c, const char *key, const char *v)
+{
+    for (size_t i = 0; i < sizeof num_keys / sizeof num_keys[0]; i++) {
+        const num_key *k = &num_keys[i];
+        if (strcmp(key, k->key) != 0) continue;
+        uint64_t n;
+        if (parse_uint(p, key, v, k->min, k->max, &n) != BK_OK) return BK_ERR_CONFIG;
+        if (k->size == sizeof(uint64_t))
+            *(uint64_t *)((char *)c + k->off) = n;
+        else
+            *(uint32_t *)((char *)c + k->off) = (uint32_t)n;
+        return BK_OK;
+    }
+    return NOT_MINE;
+}
+
+static int listener_line(pctx *p, config *c, char *v)
+{
+    uint64_t n;
+    char *addr = strchr(v, ' ');
+    if (addr) {
+        *addr++ = 0;
+        while (*addr == ' ' || *addr == '\t')
+            addr++;
+        if (!*addr) addr = NULL;
+    }
+    if (parse_uint(p, "listener", v, 0, 65535, &n) != BK_OK) return BK_ERR_CONFIG;
+    listener_cfg *nl = realloc(c->listeners, (c->nlisteners + 1) * sizeof *nl);
+    if (!nl) return fail(p, "out of memory");
+    c->listeners = nl;
+    listener_cfg *l = &nl[c->nlisteners++];
+    memset(l, 0, sizeof *l);
+    l->line = p->line;
+    l->port = (int)n;
+    l->max_connections = -1;
+    if (addr && !(l->address = strdup(addr))) return fail(p, "out of memory");
+    return BK_OK;
+}
+
+static int log_dest_line(pctx *p, config *c, const char *v, bool *seen)
+{
+    if (!*seen) c->log_dests = 0; /* the first log_dest replaces the default */
+    *seen = true;
+    if (strcmp(v, "stdout") == 0)
+        c->log_dests |= LOGD_STDOUT;
+    else if (strcmp(v, "stderr") == 0)
+        c->log_dests |= LOGD_STDERR;
+    else if (strcmp(v, "syslog") == 0)
+        c->log_dests |= LOGD_SYSLOG;
+    else if (strcmp(v, "none") == 0)
+        c->log_dests = 0;
+    else if (strncmp(v, "file ", 5) == 0 || strcmp(v, "file") == 0) {
+        const char *f = v + 4;
+        while (*f == ' ' || *f == '\t')
+            f++;
+        if (!*f) return fail(p, "log_dest file: needs a path");
+        FILE *probe = fopen(f, "a"); /* fail here, with the line, not at first write */
+        if (!probe) return fail(p, "log_dest file %s: %s", f, strerror(errno));
+        fclose(probe);
+        c->log_dests |= LOGD_FILE;
+        return set_str(&c->log_file, f);
+    } else
+        return fail(p, "log_dest: expected stdout, stderr, syslog, file PATH or none, got '%s'", v);
+    return BK_OK;
+}
+
+static int log_type_line(pctx *p, config *c, const char *v, bool *seen)
+{
+    int bits = log_type_parse(v);
+    if (bits < 0)
+        return fail(p,
+                    "log_type: unknown type '%s' (error, warning, notice, information, "
+                    "debug, subscribe, tls, all, none)",
+                    v);
+    if (!*seen) c->log_types = 0;
+    *seen = true;
+    if (strcmp(v, "none") == 0) c->log_types = 0;
+    c->log_types |= bits;
+    if (bits & LL_TLS) c->tls_trace = true;
+    return BK_OK;
+}
+
+static int persistence_line(pctx *p, const char *v)
+{
+    bool on = false;
+    if (parse_bool(p, "persistence", v, &on) != BK_OK) return BK_ERR_CONFIG;
+    if (on)
+        return fail(p, "persistence true is not supported yet: sessions and retained "
+                       "messages are kept in memory only");
+    return BK_OK;
+}
+
+static int unknown_key(pctx *p, const char *key);
+
+/* One "key value" line. 0 or -1 (err set). */
 static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_seen,
                        bool *log_type_seen)
 {
-    uint64_t n;
-    int r = 0;
-    if (strcmp(key, "listener") == 0) {
-        char *addr = strchr(v, ' ');
-        if (addr) {
-            *addr++ = 0;
-            while (*addr == ' ' || *addr == '\t')
-                addr++;
-            if (!*addr) addr = NULL;
-        }
-        if (parse_uint(p, key, v, 0, 65535, &n)) return -1;
-        listener_cfg *nl = realloc(c->listeners, (c->nlisteners + 1) * sizeof *nl);
-        if (!nl) return fail(p, "out of memory");
-        c->listeners = nl;
-        listener_cfg *l = &nl[c->nlisteners++];
-        memset(l, 0, sizeof *l);
-        l->line = p->line;
-        l->port = (int)n;
-        l->max_connections = -1;
-        if (addr && !(l->address = strdup(addr))) return fail(p, "out of memory");
-        return 0;
-    }
-    r = listener_key(p, c, key, v);
+    if (strcmp(key, "listener") == 0) return listener_line(p, c, v);
+    int r = listener_key(p, c, key, v);
     if (r <= 0) return r;
-
+    if ((r = num_key_line(p, c, key, v)) <= 0) return r;
     if (strcmp(key, "allow_anonymous") == 0) return parse_bool(p, key, v, &c->allow_anonymous);
-    if (strcmp(key, "password_file") == 0) {
-        if (need_file(p, key, v, false)) return -1;
-        return set_str(&c->password_file, v);
-    }
-    if (strcmp(key, "acl_file") == 0) {
-        if (need_file(p, key, v, false)) return -1;
-        return set_str(&c->acl_file, v);
-    }
-    if (strcmp(key, "max_keepalive") == 0) {
-        if (parse_uint(p, key, v, 0, 65535, &n)) return -1;
-        c->max_keepalive = (uint32_t)n;
-        return 0;
-    }
-    if (strcmp(key, "max_packet_size") == 0) {
-        /* 20 bytes is the smallest size that still admits a CONNECT */
-        if (parse_uint(p, key, v, 20, 268435460ULL, &n)) return -1;
-        c->max_packet_size = (uint32_t)n;
-        return 0;
-    }
-    if (strcmp(key, "max_inflight_messages") == 0) {
-        if (parse_uint(p, key, v, 0, 65535, &n)) return -1;
-        c->max_inflight_messages = (uint32_t)n;
-        return 0;
-    }
-    if (strcmp(key, "max_queued_messages") == 0) {
-        if (parse_uint(p, key, v, 0, 100000000, &n)) return -1;
-        c->max_queued_messages = (uint32_t)n;
-        return 0;
-    }
-    if (strcmp(key, "max_output_buffer") == 0) {
-        if (parse_uint(p, key, v, 65536, 1ULL << 40, &n)) return -1;
-        c->max_output_buffer = n;
-        return 0;
-    }
     if (strcmp(key, "retain_available") == 0) return parse_bool(p, key, v, &c->retain_available);
     if (strcmp(key, "connection_messages") == 0)
         return parse_bool(p, key, v, &c->connection_messages);
-    if (strcmp(key, "sys_interval") == 0) {
-        if (parse_uint(p, key, v, 0, 86400, &n)) return -1;
-        c->sys_interval = (uint32_t)n;
-        return 0;
-    }
-    if (strcmp(key, "handshake_timeout") == 0) {
-        if (parse_uint(p, key, v, 1, 3600, &n)) return -1;
-        c->handshake_timeout = (uint32_t)n;
-        return 0;
+    if (strcmp(key, "password_file") == 0 || strcmp(key, "acl_file") == 0) {
+        if (need_file(p, key, v, false) != BK_OK) return BK_ERR_CONFIG;
+        return set_str(key[0] == 'p' ? &c->password_file : &c->acl_file, v);
     }
     if (strcmp(key, "user") == 0) return set_str(&c->user, v);
-    if (strcmp(key, "log_dest") == 0) {
-        if (!*log_dest_seen) c->log_dests = 0; /* the first log_dest replaces the default */
-        *log_dest_seen = true;
-        if (strcmp(v, "stdout") == 0)
-            c->log_dests |= LOGD_STDOUT;
-        else if (strcmp(v, "stderr") == 0)
-            c->log_dests |= LOGD_STDERR;
-        else if (strcmp(v, "syslog") == 0)
-            c->log_dests |= LOGD_SYSLOG;
-        else if (strcmp(v, "none") == 0)
-            c->log_dests = 0;
-        else if (strncmp(v, "file ", 5) == 0 || strcmp(v, "file") == 0) {
-            const char *f = v + 4;
-            while (*f == ' ' || *f == '\t')
-                f++;
-            if (!*f) return fail(p, "log_dest file: needs a path");
-            FILE *probe = fopen(f, "a"); /* fail here, with the line, not at first write */
-            if (!probe) return fail(p, "log_dest file %s: %s", f, strerror(errno));
-            fclose(probe);
-            c->log_dests |= LOGD_FILE;
-            return set_str(&c->log_file, f);
-        } else
-            return fail(p, "log_dest: expected stdout, stderr, syslog, file PATH or none, got '%s'",
-                        v);
-        return 0;
-    }
-    if (strcmp(key, "log_type") == 0) {
-        int bits = log_type_parse(v);
-        if (bits < 0)
-            return fail(p,
-                        "log_type: unknown type '%s' (error, warning, notice, information, "
-                        "debug, subscribe, tls, all, none)",
-                        v);
-        if (!*log_type_seen) c->log_types = 0;
-        *log_type_seen = true;
-        if (strcmp(v, "none") == 0) c->log_types = 0;
-        c->log_types |= bits;
-        if (bits & LL_TLS) c->tls_trace = true;
-        return 0;
-    }
-    if (strcmp(key, "persistence") == 0) {
-        bool on = false;
-        if (parse_bool(p, key, v, &on)) return -1;
-        if (on)
-            return fail(p, "persistence true is not supported yet: sessions and retained "
-                           "messages are kept in memory only");
-        return 0;
-    }
+    if (strcmp(key, "log_dest") == 0) return log_dest_line(p, c, v, log_dest_seen);
+    if (strcmp(key, "log_type") == 0) return log_type_line(p, c, v, log_type_seen);
+    if (strcmp(key, "persistence") == 0) return persistence_line(p, v);
+    return unknown_key(p, key);
+}
+
+static int unknown_key(pctx *p, const char *key)
+{
     static const char *const mosquitto_only[] = {
         "persistence_location",
         "persistence_file",
@@ -334,104 +365,122 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
     return fail(p, "unknown option '%s'", key);
 }
 
-config *config_load(const char *path, char *err, size_t errlen)
+static void set_defaults(config *c)
 {
-    pctx p = {path, 0, err, errlen};
-    config *c = calloc(1, sizeof *c);
-    if (!c) {
-        fail(&p, "out of memory");
-        return NULL;
-    }
-    c->path = strdup(path);
     c->allow_anonymous = false;
     c->max_keepalive = 65535;
     c->max_packet_size = 1024 * 1024;
     c->max_inflight_messages = 20;
     c->max_queued_messages = 1000;
     c->max_output_buffer = 16 * 1024 * 1024;
+    c->output_buffer_hard_limit = 0; /* resolved after parsing: a factor of the soft one */
+    c->output_buffer_soft_seconds = OUTPUT_SOFT_SECONDS_DEFAULT;
     c->retain_available = true;
     c->log_dests = LOGD_STDERR;
     c->log_types = LL_ERROR | LL_WARNING | LL_NOTICE | LL_INFO;
     c->connection_messages = true;
     c->sys_interval = 10;
     c->handshake_timeout = 10;
+}
 
+/* Split one line into key and value and apply it. 0, or -1 with err set. */
+static int parse_line(pctx *p, config *c, char *line, bool *log_dest_seen, bool *log_type_seen)
+{
+    size_t len = strlen(line);
+    while (len && isspace((unsigned char)line[len - 1]))
+        line[--len] = 0;
+    char *s = line;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!*s || *s == '#') return BK_OK;
+    char *v = s;
+    while (*v && !isspace((unsigned char)*v))
+        v++;
+    if (*v) *v++ = 0;
+    while (isspace((unsigned char)*v))
+        v++;
+    if (!*v) return fail(p, "'%s' needs a value", s);
+    return handle_line(p, c, s, v, log_dest_seen, log_type_seen);
+}
+
+static int parse_file(pctx *p, config *c, FILE *f)
+{
+    char line[4096];
+    bool log_dest_seen = false, log_type_seen = false;
+    while (fgets(line, sizeof line, f)) {
+        p->line++;
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n')
+            return fail(p, "line longer than %zu bytes", sizeof line - 2);
+        if (parse_line(p, c, line, &log_dest_seen, &log_type_seen) != BK_OK) return BK_ERR_CONFIG;
+    }
+    if (ferror(f)) return fail(p, "read error: %s", strerror(errno));
+    return BK_OK;
+}
+
+static int check_listener(pctx *p, const listener_cfg *l)
+{
+    p->line = l->line;
+    if (!!l->certfile != !!l->keyfile)
+        return fail(p, "listener %d: certfile and keyfile must be given together", l->port);
+    bool tls = l->certfile != NULL;
+    if (!tls && (l->cafile || l->capath || l->require_certificate || l->crlfile ||
+                 l->use_identity_as_username || l->ciphers || l->tls_keylog_file))
+        return fail(p, "listener %d: TLS options need certfile and keyfile", l->port);
+    if ((l->require_certificate || l->use_identity_as_username) && !l->cafile && !l->capath)
+        return fail(p,
+                    "listener %d: require_certificate/use_identity_as_username need cafile or "
+                    "capath",
+                    l->port);
+    return BK_OK;
+}
+
+/* Whole-file rules and derived defaults, after every line is read. */
+static int finish(pctx *p, config *c)
+{
+    p->line = 0;
+    for (size_t i = 0; i < c->nlisteners; i++)
+        if (check_listener(p, &c->listeners[i]) != BK_OK) return BK_ERR_CONFIG;
+    p->line = 0;
+    if (c->output_buffer_hard_limit == 0)
+        c->output_buffer_hard_limit = OUTPUT_HARD_FACTOR_DEFAULT * c->max_output_buffer;
+    if (c->output_buffer_hard_limit < c->max_output_buffer)
+        return fail(p, "output_buffer_hard_limit %llu is below max_output_buffer %llu",
+                    (unsigned long long)c->output_buffer_hard_limit,
+                    (unsigned long long)c->max_output_buffer);
+    if (c->nlisteners == 0) {
+        /* Mosquitto's convention: no listener means 1883 on loopback only. */
+        c->listeners = calloc(1, sizeof *c->listeners);
+        if (!c->listeners || !(c->listeners[0].address = strdup("127.0.0.1")))
+            return fail(p, "out of memory");
+        c->nlisteners = 1;
+        c->listeners[0].port = 1883;
+        c->listeners[0].max_connections = -1;
+    }
+    return BK_OK;
+}
+
+config *config_load(const char *path, char *err, size_t errlen)
+{
+    pctx p = {path, 0, err, errlen};
+    config *c = calloc(1, sizeof *c);
+    if (!c || !(c->path = strdup(path))) {
+        fail(&p, "out of memory");
+        free(c);
+        return NULL;
+    }
+    set_defaults(c);
     FILE *f = fopen(path, "r");
     if (!f) {
         fail(&p, "cannot open: %s", strerror(errno));
         config_free(c);
         return NULL;
     }
-    char line[4096];
-    bool log_dest_seen = false, log_type_seen = false;
-    int rc = 0;
-    while (fgets(line, sizeof line, f)) {
-        p.line++;
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n') {
-            rc = fail(&p, "line longer than %zu bytes", sizeof line - 2);
-            break;
-        }
-        while (len && isspace((unsigned char)line[len - 1]))
-            line[--len] = 0;
-        char *s = line;
-        while (isspace((unsigned char)*s))
-            s++;
-        if (!*s || *s == '#') continue;
-        char *v = s;
-        while (*v && !isspace((unsigned char)*v))
-            v++;
-        if (*v) *v++ = 0;
-        while (isspace((unsigned char)*v))
-            v++;
-        if (!*v) {
-            rc = fail(&p, "'%s' needs a value", s);
-            break;
-        }
-        if ((rc = handle_line(&p, c, s, v, &log_dest_seen, &log_type_seen)) != 0) break;
-    }
-    if (!rc && ferror(f)) rc = fail(&p, "read error: %s", strerror(errno));
+    int rc = parse_file(&p, c, f);
     fclose(f);
-    if (rc) {
+    if (rc != BK_OK || finish(&p, c) != BK_OK) {
         config_free(c);
         return NULL;
-    }
-    p.line = 0;
-    for (size_t i = 0; i < c->nlisteners; i++) {
-        listener_cfg *l = &c->listeners[i];
-        p.line = l->line;
-        if (!!l->certfile != !!l->keyfile) {
-            fail(&p, "listener %d: certfile and keyfile must be given together", l->port);
-            config_free(c);
-            return NULL;
-        }
-        bool tls = l->certfile != NULL;
-        if (!tls && (l->cafile || l->capath || l->require_certificate || l->crlfile ||
-                     l->use_identity_as_username || l->ciphers || l->tls_keylog_file)) {
-            fail(&p, "listener %d: TLS options need certfile and keyfile", l->port);
-            config_free(c);
-            return NULL;
-        }
-        if ((l->require_certificate || l->use_identity_as_username) && !l->cafile && !l->capath) {
-            fail(&p,
-                 "listener %d: require_certificate/use_identity_as_username need cafile or "
-                 "capath",
-                 l->port);
-            config_free(c);
-            return NULL;
-        }
-    }
-    if (c->nlisteners == 0) {
-        /* Mosquitto's convention: no listener means 1883 on loopback only. */
-        c->listeners = calloc(1, sizeof *c->listeners);
-        if (!c->listeners || !(c->listeners[0].address = strdup("127.0.0.1"))) {
-            fail(&p, "out of memory");
-            config_free(c);
-            return NULL;
-        }
-        c->nlisteners = 1;
-        c->listeners[0].port = 1883;
-        c->listeners[0].max_connections = -1;
     }
     return c;
 }

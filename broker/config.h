@@ -32,7 +32,13 @@ typedef struct {
     uint32_t max_packet_size;       /* bytes, whole packet */
     uint32_t max_inflight_messages; /* 0 = unlimited */
     uint32_t max_queued_messages;   /* 0 = unlimited */
-    uint64_t max_output_buffer;     /* bytes per connection before QoS 0 drops */
+    /* Output-buffer policy per connection (conn_output_check): over
+     * max_output_buffer (the soft limit) QoS 0 messages are dropped, and a
+     * client over it for output_buffer_soft_seconds is disconnected; over
+     * output_buffer_hard_limit it is disconnected at once. */
+    uint64_t max_output_buffer;          /* bytes, default 16 MiB */
+    uint64_t output_buffer_hard_limit;   /* bytes, default 4 x max_output_buffer */
+    uint32_t output_buffer_soft_seconds; /* default 60 */
     bool retain_available;
     int log_dests;
     int log_types;

@@ -18,14 +18,27 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "broker/auth.h"
 #include "broker/broker.h"
+#include "broker/conn.h"
+#include "broker/err.h"
 #include "broker/log.h"
-#include "mqtt/mqtt.h"
+#include "broker/protocol.h"
+#include "broker/router.h"
+#include "broker/session.h"
+#include "broker/tree.h"
 #include "tls/tls.h"
 
 broker *g_broker;
 
 #define LISTENER_TAG (1ULL << 63)
+/* Events taken per epoll_wait. */
+#define EPOLL_BATCH 256
+/* Longest sleep of the loop; deadlines are checked every TICK_SECONDS. */
+#define LOOP_SLEEP_MS 100
+#define TICK_SECONDS 0.1
+/* The shared read buffer all connections read into. */
+#define READ_BUFFER_SIZE (64 * 1024)
 
 double broker_now(void)
 {
@@ -62,6 +75,30 @@ static void tls_log(void *ud, int level, const char *line)
     log_msg(map[level < 0 ? 0 : level > 4 ? 4 : level], "%s", line);
 }
 
+static int listener_tls(broker *b, listener *l, char *err, size_t errlen)
+{
+    listener_cfg *lc = l->cfg;
+    tls_server_opts o = {
+        .certfile = lc->certfile,
+        .keyfile = lc->keyfile,
+        .cafile = lc->cafile,
+        .capath = lc->capath,
+        .crlfile = lc->crlfile,
+        .ciphers = lc->ciphers,
+        .tls_version = lc->tls_version,
+        .keylog_file = lc->tls_keylog_file,
+        .require_certificate = lc->require_certificate,
+        .request_certificate = lc->cafile || lc->capath,
+        .trace = b->cfg->tls_trace,
+    };
+    char terr[512];
+    if (tls_server_setup(&l->tls, &o, tls_log, b, terr, sizeof terr) != TLS_OK) {
+        snprintf(err, errlen, "%s:%d: listener %d: %s", b->cfg->path, lc->line, lc->port, terr);
+        return BK_ERR_IO;
+    }
+    return BK_OK;
+}
+
 static int open_listener(broker *b, listener *l, char *err, size_t errlen)
 {
     listener_cfg *lc = l->cfg;
@@ -81,19 +118,19 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
     if (gai != 0) {
         snprintf(err, errlen, "%s:%d: listener %d: cannot resolve '%s': %s", b->cfg->path, lc->line,
                  lc->port, host, gai_strerror(gai));
-        return -1;
+        return BK_ERR_IO;
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "%s:%d: listener %d: socket: %s", b->cfg->path, lc->line, lc->port,
                  strerror(errno));
         freeaddrinfo(res);
-        return -1;
+        return BK_ERR_IO;
     }
     int one = 1, zero = 0;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* best effort */
     if (res->ai_family == AF_INET6 && !lc->address)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero); /* IPv4 too */
     if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
         int e = errno;
         snprintf(err, errlen, "%s:%d: listener %d on %s: %s%s", b->cfg->path, lc->line, lc->port,
@@ -104,7 +141,7 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
                                  : "");
         close(fd);
         freeaddrinfo(res);
-        return -1;
+        return BK_ERR_IO;
     }
     freeaddrinfo(res);
     l->fd = fd;
@@ -112,28 +149,9 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
                              .data.u64 = LISTENER_TAG | (uint64_t)(l - b->listeners)};
     if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
-        return -1;
+        return BK_ERR_IO;
     }
-    if (lc->certfile) {
-        tls_server_opts o = {
-            .certfile = lc->certfile,
-            .keyfile = lc->keyfile,
-            .cafile = lc->cafile,
-            .capath = lc->capath,
-            .crlfile = lc->crlfile,
-            .ciphers = lc->ciphers,
-            .tls_version = lc->tls_version,
-            .keylog_file = lc->tls_keylog_file,
-            .require_certificate = lc->require_certificate,
-            .request_certificate = lc->cafile || lc->capath,
-            .trace = b->cfg->tls_trace,
-        };
-        char terr[512];
-        if (tls_server_setup(&l->tls, &o, tls_log, b, terr, sizeof terr) != TLS_OK) {
-            snprintf(err, errlen, "%s:%d: listener %d: %s", b->cfg->path, lc->line, lc->port, terr);
-            return -1;
-        }
-    }
+    if (lc->certfile && listener_tls(b, l, err, errlen) != BK_OK) return BK_ERR_IO;
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
     int port_now = lc->port;
@@ -142,24 +160,24 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
                                                      : ((struct sockaddr_in *)&bound)->sin_port);
     log_msg(LL_NOTICE, "Opened %s listener on %s port %d", lc->certfile ? "TLS" : "plain",
             lc->address ? lc->address : "all addresses", port_now);
-    return 0;
+    return BK_OK;
 }
 
 static int drop_privileges(broker *b, char *err, size_t errlen)
 {
-    if (geteuid() != 0 || !b->cfg->user) return 0;
+    if (geteuid() != 0 || !b->cfg->user) return BK_OK;
     struct passwd *pw = getpwnam(b->cfg->user);
     if (!pw) {
         log_msg(LL_WARNING, "user %s does not exist: still running as root", b->cfg->user);
-        return 0;
+        return BK_OK;
     }
     if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
         setuid(pw->pw_uid) < 0) {
         snprintf(err, errlen, "cannot switch to user %s: %s", b->cfg->user, strerror(errno));
-        return -1;
+        return BK_ERR_IO;
     }
     log_msg(LL_INFO, "running as user %s", b->cfg->user);
-    return 0;
+    return BK_OK;
 }
 
 static void publish_sys(broker *b, time_t started)
@@ -171,9 +189,7 @@ static void publish_sys(broker *b, time_t started)
         "$SYS/broker/bytes/received",    "$SYS/broker/bytes/sent",
     };
     char val[8][64];
-    uint32_t active = 0;
-    for (conn *c = b->conns; c; c = c->next)
-        active += c->state == CS_ACTIVE;
+    uint32_t active = proto_count_active(b);
     snprintf(val[0], 64, "secbroker version %s", SECBROKER_VERSION);
     snprintf(val[1], 64, "%lld seconds", (long long)(time(NULL) - started));
     snprintf(val[2], 64, "%u", active);
@@ -199,17 +215,7 @@ static void broker_free(broker *b)
         if (c->state != CS_CLOSING) conn_close(b, c, "broker shutting down");
     conn_flush_all(b);
     conn_free_closed(b);
-    /* sessions: free without per-node pruning cost; tree_free drops the rest */
-    uint32_t it = 0;
-    dict_entry *e;
-    session **all = calloc(b->sessions.count + 1, sizeof *all);
-    size_t n = 0;
-    while (all && (e = dict_next(&b->sessions, &it)))
-        all[n++] = e->val;
-    for (size_t i = 0; i < n; i++)
-        session_destroy(b, all[i]);
-    free(all);
-    dict_free(&b->sessions);
+    session_registry_free(&b->sessions);
     tree_free(b->root);
     for (size_t i = 0; i < b->nlisteners; i++) {
         if (b->listeners[i].fd > 0) close(b->listeners[i].fd);
@@ -223,10 +229,9 @@ static void broker_free(broker *b)
     config_free(b->cfg);
 }
 
-int main(int argc, char **argv)
+/* -1 to go on, else the exit code (after --help, --version or a bad argument). */
+static int parse_args(int argc, char **argv, const char **conf, bool *verbose)
 {
-    const char *conf = NULL;
-    bool verbose = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
@@ -236,97 +241,93 @@ int main(int argc, char **argv)
                    tls_library_version());
             return 0;
         } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
-            conf = argv[++i];
+            *conf = argv[++i];
         } else if (strcmp(argv[i], "-v") == 0) {
-            verbose = true;
+            *verbose = true;
         } else {
             fprintf(stderr, "secbroker: unknown argument '%s'\n", argv[i]);
             usage(stderr);
             return 2;
         }
     }
-    log_init();
-    char err[1024];
-    static broker br;
-    broker *b = &br;
-    b->epfd = -1;
+    return -1;
+}
+
+/* The configuration file, or with none Mosquitto's defaults (1883 on
+ * loopback, anonymous allowed); then the log destinations. */
+static int load_config(broker *b, const char *conf, bool verbose, char *err, size_t errlen)
+{
     if (conf) {
-        b->cfg = config_load(conf, err, sizeof err);
-        if (!b->cfg) {
-            fprintf(stderr, "secbroker: %s\n", err);
-            return 1;
-        }
+        b->cfg = config_load(conf, err, errlen);
     } else {
-        /* No file: Mosquitto's defaults (1883 on loopback, anonymous allowed). */
         char tmpl[] = "/tmp/secbroker-default-XXXXXX";
         int fd = mkstemp(tmpl);
-        if (fd < 0) return 1;
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot create %s: %s", tmpl, strerror(errno));
+            return BK_ERR_IO;
+        }
         dprintf(fd, "allow_anonymous true\nlog_dest stderr\n");
         close(fd);
-        b->cfg = config_load(tmpl, err, sizeof err);
+        b->cfg = config_load(tmpl, err, errlen);
         unlink(tmpl);
-        if (!b->cfg) {
-            fprintf(stderr, "secbroker: %s\n", err);
-            return 1;
-        }
     }
+    if (!b->cfg) return BK_ERR_IO;
     int dests = b->cfg->log_dests | (verbose ? LOGD_STDERR : 0);
     int types = verbose ? LL_ALL : b->cfg->log_types;
     if (log_configure(dests, types, b->cfg->log_file) < 0) {
-        fprintf(stderr, "secbroker: %s: log_dest file %s: %s\n", conf, b->cfg->log_file,
-                strerror(errno));
-        return 1;
+        snprintf(err, errlen, "%s: log_dest file %s: %s", conf, b->cfg->log_file, strerror(errno));
+        return BK_ERR_IO;
     }
-    if (tls_global_setup(err, sizeof err) != TLS_OK) {
-        fprintf(stderr, "secbroker: %s\n", err);
-        return 1;
-    }
+    return BK_OK;
+}
 
-    g_broker = b;
-    {
-        /* one random value for the process: the hash seed and the base of
-         * generated client ids (time and pid if /dev/urandom fails) */
-        FILE *ur = fopen("/dev/urandom", "rb");
-        if (!ur || fread(&b->random_base, sizeof b->random_base, 1, ur) != 1)
-            b->random_base = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
-        if (ur) fclose(ur);
-        b->random_base |= 1;
-        dict_seed((uint32_t)(b->random_base >> 32) ^ (uint32_t)b->random_base);
-    }
-    dict_init(&b->sessions);
+/* Random seed, registries, the tree, the shared read buffer and epoll. */
+static int broker_init(broker *b)
+{
+    /* one random value for the process: the hash seed and the base of
+     * generated client ids (time and pid if /dev/urandom fails) */
+    FILE *ur = fopen("/dev/urandom", "rb");
+    if (!ur || fread(&b->random_base, sizeof b->random_base, 1, ur) != 1)
+        b->random_base = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    if (ur) fclose(ur);
+    b->random_base |= 1;
+    dict_seed((uint32_t)(b->random_base >> 32) ^ (uint32_t)b->random_base);
+    session_registry_init(&b->sessions,
+                          (session_limits){.max_inflight = b->cfg->max_inflight_messages,
+                                           .max_queued = b->cfg->max_queued_messages});
     dict_init(&b->auth_fails);
+    b->out_limits = (conn_limits){.soft = b->cfg->max_output_buffer,
+                                  .hard = b->cfg->output_buffer_hard_limit,
+                                  .soft_seconds = b->cfg->output_buffer_soft_seconds,
+                                  .slack = b->cfg->max_packet_size};
     b->root = tree_new_root();
-    b->rbuf_cap = 64 * 1024;
+    b->rbuf_cap = READ_BUFFER_SIZE;
     b->rbuf = malloc(b->rbuf_cap);
     b->epfd = epoll_create1(EPOLL_CLOEXEC);
     b->now = broker_now();
-    if (!b->root || !b->rbuf || b->epfd < 0) {
-        fprintf(stderr, "secbroker: out of memory or no epoll\n");
-        return 1;
-    }
-    if (auth_load(b, err, sizeof err) < 0) {
-        fprintf(stderr, "secbroker: %s\n", err);
-        broker_free(b);
-        return 1;
-    }
+    return b->root && b->rbuf && b->epfd >= 0 ? BK_OK : BK_ERR_NOMEM;
+}
+
+static int open_listeners(broker *b, char *err, size_t errlen)
+{
     b->nlisteners = b->cfg->nlisteners;
     b->listeners = calloc(b->nlisteners, sizeof *b->listeners);
+    if (!b->listeners) {
+        snprintf(err, errlen, "out of memory");
+        return BK_ERR_NOMEM;
+    }
     for (size_t i = 0; i < b->nlisteners; i++) {
         b->listeners[i].cfg = &b->cfg->listeners[i];
         b->listeners[i].fd = -1;
-        if (open_listener(b, &b->listeners[i], err, sizeof err) < 0) {
-            fprintf(stderr, "secbroker: %s\n", err);
-            log_msg(LL_ERROR, "%s", err);
-            broker_free(b);
-            tls_global_free();
-            return 1;
-        }
+        b->listeners[i].handler = &proto_conn_handler;
+        b->listeners[i].limits = &b->out_limits;
+        if (open_listener(b, &b->listeners[i], err, errlen) < 0) return BK_ERR_IO;
     }
-    if (drop_privileges(b, err, sizeof err) < 0) {
-        fprintf(stderr, "secbroker: %s\n", err);
-        broker_free(b);
-        return 1;
-    }
+    return BK_OK;
+}
+
+static void startup_warnings(const broker *b)
+{
     if (!b->cfg->allow_anonymous && !b->cfg->password_file) {
         bool certs = false;
         for (size_t i = 0; i < b->nlisteners; i++)
@@ -335,11 +336,13 @@ int main(int argc, char **argv)
             log_msg(LL_WARNING, "allow_anonymous is false and there is no password_file: every "
                                 "client will be refused (CONNACK 5)");
     }
-
     if (b->cfg->acl_file && !b->cfg->password_file && b->cfg->allow_anonymous)
         log_msg(LL_WARNING, "acl_file without password_file: usernames are not verified, so a "
                             "client can claim any user's ACL rules");
+}
 
+static void install_signals(void)
+{
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -348,14 +351,43 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
 
-    log_msg(LL_NOTICE, "secbroker %s running (%s)", SECBROKER_VERSION, tls_library_version());
-    time_t started = time(NULL);
-    double next_tick = b->now, next_sys = b->now + 1, next_tls_tick = b->now + 1;
-    struct epoll_event evs[256];
+typedef struct {
+    time_t started;
+    double next_tick, next_sys, next_tls_tick;
+} loop_timers;
+
+/* The periodic work of one iteration: deadlines, TLS session cache, $SYS,
+ * SIGHUP. */
+static void loop_periodic(broker *b, loop_timers *t)
+{
+    if (b->now >= t->next_tick) {
+        conn_tick(b);
+        t->next_tick = b->now + TICK_SECONDS;
+    }
+    if (b->now >= t->next_tls_tick) {
+        for (size_t i = 0; i < b->nlisteners; i++)
+            if (b->listeners[i].tls) tls_server_tick(b->listeners[i].tls, time(NULL));
+        t->next_tls_tick = b->now + 1;
+    }
+    if (b->cfg->sys_interval && b->now >= t->next_sys) {
+        publish_sys(b, t->started);
+        t->next_sys = b->now + b->cfg->sys_interval;
+    }
+    if (b->reload) {
+        b->reload = 0;
+        log_msg(LL_NOTICE, "SIGHUP: reloading password_file and acl_file");
+        auth_reload(b);
+    }
+}
+
+static void run_loop(broker *b)
+{
+    loop_timers t = {time(NULL), b->now, b->now + 1, b->now + 1};
+    struct epoll_event evs[EPOLL_BATCH];
     while (!b->stop) {
-        int timeout = b->read_pending ? 0 : 100;
-        int n = epoll_wait(b->epfd, evs, 256, timeout);
+        int n = epoll_wait(b->epfd, evs, EPOLL_BATCH, b->read_pending ? 0 : LOOP_SLEEP_MS);
         b->now = broker_now();
         if (n < 0 && errno != EINTR) {
             log_msg(LL_ERROR, "epoll_wait: %s", strerror(errno));
@@ -369,30 +401,51 @@ int main(int argc, char **argv)
                 conn_on_event(b, evs[i].data.ptr, evs[i].events);
         }
         conn_service_read_pending(b);
-        if (b->now >= next_tick) {
-            conn_tick(b);
-            next_tick = b->now + 0.1;
-        }
-        if (b->now >= next_tls_tick) {
-            for (size_t i = 0; i < b->nlisteners; i++)
-                if (b->listeners[i].tls) tls_server_tick(b->listeners[i].tls, time(NULL));
-            next_tls_tick = b->now + 1;
-        }
-        if (b->cfg->sys_interval && b->now >= next_sys) {
-            publish_sys(b, started);
-            next_sys = b->now + b->cfg->sys_interval;
-        }
-        if (b->reload) {
-            b->reload = 0;
-            log_msg(LL_NOTICE, "SIGHUP: reloading password_file and acl_file");
-            auth_reload(b);
-        }
+        loop_periodic(b, &t);
         /* before sleeping: output first (a refusal's CONNACK must leave before
          * its close), then closes (which may publish wills), then their output */
         conn_flush_all(b);
         conn_free_closed(b);
         conn_flush_all(b);
     }
+}
+
+static int fail_start(broker *b, const char *err, bool tls_up)
+{
+    fprintf(stderr, "secbroker: %s\n", err);
+    if (b->cfg) broker_free(b);
+    if (tls_up) tls_global_free();
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = NULL;
+    bool verbose = false;
+    int rc = parse_args(argc, argv, &conf, &verbose);
+    if (rc >= 0) return rc;
+    log_init();
+    char err[1024];
+    static broker br;
+    broker *b = &br;
+    b->epfd = -1;
+    if (load_config(b, conf, verbose, err, sizeof err) != BK_OK) {
+        fprintf(stderr, "secbroker: %s\n", err);
+        return 1;
+    }
+    if (tls_global_setup(err, sizeof err) != TLS_OK) return fail_start(b, err, false);
+    g_broker = b;
+    if (broker_init(b) != BK_OK) return fail_start(b, "out of memory or no epoll", true);
+    if (auth_load(b, err, sizeof err) != BK_OK) return fail_start(b, err, true);
+    if (open_listeners(b, err, sizeof err) != BK_OK) {
+        log_msg(LL_ERROR, "%s", err);
+        return fail_start(b, err, true);
+    }
+    if (drop_privileges(b, err, sizeof err) != BK_OK) return fail_start(b, err, true);
+    startup_warnings(b);
+    install_signals();
+    log_msg(LL_NOTICE, "secbroker %s running (%s)", SECBROKER_VERSION, tls_library_version());
+    run_loop(b);
     log_msg(LL_NOTICE, "secbroker shutting down");
     broker_free(b);
     tls_global_free();

@@ -1,39 +1,136 @@
 /*
- * protocol.c -- what the broker does with each decoded packet. The codec
- * (mqtt/) has already enforced framing and field rules; this file enforces
- * the state rules (CONNECT first and once, [MQTT-3.1.0-1/2]) and drives
- * sessions, the router and authorization.
+ * protocol.c -- MQTT on a connection (see protocol.h). The codec (mqtt/)
+ * enforces framing and field rules; this file enforces the state rules and
+ * drives sessions, the router and authorization. Every packet the broker
+ * sends is encoded here.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/auth.h"
 #include "broker/broker.h"
+#include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/protocol.h"
+#include "broker/router.h"
+#include "broker/session.h"
+#include "broker/tree.h"
 #include "mqtt/mqtt.h"
-#include "tls/tls.h"
 
-static void send_connack(broker *b, conn *c, bool sp, uint8_t rc)
+/* [MQTT-3.1.2-24]: a client silent for 1.5 x its keepalive is gone. */
+#define KEEPALIVE_GRACE 1.5
+/* Log a QoS 0 drop once per this many. */
+#define QOS0_DROP_LOG_EVERY 10000
+
+/* ---- encoding: every packet the broker sends ------------------------------- */
+
+static int send_ack(client *cl, enum mqtt_type type, uint16_t pid)
 {
     uint8_t buf[4];
     size_t n;
-    if (mqtt_encode_connack(buf, sizeof buf, sp, rc, &n) == MQTT_OK) conn_write_now(b, c, buf, n);
+    if (mqtt_encode_ack(buf, sizeof buf, type, pid, &n) != MQTT_OK) return BK_ERR_ENCODE;
+    return conn_write(cl->b, cl->conn, buf, n);
 }
+
+static int send_empty(client *cl, enum mqtt_type type)
+{
+    uint8_t buf[2];
+    size_t n;
+    if (mqtt_encode_empty(buf, sizeof buf, type, &n) != MQTT_OK) return BK_ERR_ENCODE;
+    return conn_write(cl->b, cl->conn, buf, n);
+}
+
+static int send_connack(client *cl, bool sp, uint8_t rc)
+{
+    uint8_t buf[4];
+    size_t n;
+    if (mqtt_encode_connack(buf, sizeof buf, sp, rc, &n) != MQTT_OK) return BK_ERR_ENCODE;
+    return conn_write_now(cl->b, cl->conn, buf, n);
+}
+
+static bool client_ready(const client *cl)
+{
+    return cl->state == CL_ACTIVE && cl->conn->state == CS_OPEN;
+}
+
+/* One PUBLISH: header encoded in place, then the payload: the only copy. */
+static int send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
+{
+    broker *b = cl->b;
+    conn *c = cl->conn;
+    if (!client_ready(cl)) return BK_ERR_CLOSED;
+    int level = conn_output_check(b, c, 0);
+    if (level < 0) return level;
+    if (qos == 0 && level == CONN_OUT_SOFT) {
+        /* A slow QoS 0 subscriber loses messages, not the broker's memory. */
+        if (cl->dropped_qos0++ % QOS0_DROP_LOG_EVERY == 0)
+            log_msg(LL_WARNING,
+                    "Client %s: output buffer over %llu bytes, dropping QoS 0 "
+                    "messages (%llu so far)",
+                    cl->client_id ? cl->client_id : "?",
+                    (unsigned long long)b->cfg->max_output_buffer,
+                    (unsigned long long)cl->dropped_qos0);
+        return BK_ERR_FULL;
+    }
+    size_t hsz = mqtt_publish_header_size(qos, m->topic_len, m->payload_len);
+    uint8_t *p = conn_reserve(b, c, hsz + m->payload_len);
+    if (!p) return BK_ERR_NOMEM;
+    size_t n;
+    if (mqtt_encode_publish_header(p, hsz + m->payload_len, qos, dup, retain,
+                                   (const uint8_t *)msg_topic(m), m->topic_len, pid, m->payload_len,
+                                   &n) != MQTT_OK)
+        return BK_ERR_ENCODE;
+    if (m->payload_len) memcpy(p + n, msg_payload(m), m->payload_len);
+    conn_commit(b, c, n + m->payload_len);
+    b->msgs_sent++;
+    return BK_OK;
+}
+
+/* ---- the sessions' outbox ------------------------------------------------------ */
+
+static bool out_ready(void *ctx)
+{
+    return client_ready(ctx);
+}
+
+static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
+{
+    return send_publish(ctx, m, qos, retain, dup, pid);
+}
+
+static int out_ack(void *ctx, enum mqtt_type type, uint16_t pid)
+{
+    return send_ack(ctx, type, pid);
+}
+
+static const session_outbox client_outbox = {out_ready, out_publish, out_ack};
+
+/* ---- CONNECT ---------------------------------------------------------------------- */
 
 /* Refuse a CONNECT: CONNACK rc, then close with the reason in the log. */
-static void refuse(broker *b, conn *c, uint8_t rc, const char *why)
+static int refuse(client *cl, uint8_t rc, const char *why)
 {
-    send_connack(b, c, false, rc);
-    conn_close(b, c, "CONNECT refused (CONNACK %u, %s): %s", rc, mqtt_connack_string(rc), why);
+    /* a failed CONNACK write has closed the connection already */
+    (void)send_connack(cl, false, rc);
+    conn_close(cl->b, cl->conn, "CONNECT refused (CONNACK %u, %s): %s", rc, mqtt_connack_string(rc),
+               why);
+    return BK_ERR_STATE;
 }
 
-static char *dup_str(const mqtt_str *s)
+static int fail_nomem(client *cl)
 {
-    char *p = malloc((size_t)s->len + 1);
-    if (!p) return NULL;
-    memcpy(p, s->ptr, s->len);
-    p[s->len] = 0;
-    return p;
+    conn_close(cl->b, cl->conn, "out of memory");
+    return BK_ERR_NOMEM;
+}
+
+static char *dup_bytes(const void *p, size_t len)
+{
+    char *s = malloc(len + 1);
+    if (!s) return NULL;
+    memcpy(s, p, len);
+    s[len] = 0;
+    return s;
 }
 
 static void generate_id(broker *b, char *out, size_t len)
@@ -46,262 +143,308 @@ static void generate_id(broker *b, char *out, size_t len)
     snprintf(out, len, "auto-%016llx", (unsigned long long)x);
 }
 
-static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_delay)
+static int connect_decode(client *cl, const mqtt_header *h, mqtt_connect *ck)
 {
-    mqtt_connect ck;
-    memset(&ck, 0, sizeof ck);
-    int r = mqtt_decode_connect(h, &ck);
+    memset(ck, 0, sizeof *ck);
+    int r = mqtt_decode_connect(h, ck);
     if (r == MQTT_ERR_PROTOCOL_LEVEL) {
         char why[128];
         snprintf(why, sizeof why, "unsupported protocol level %u [MQTT-3.1.2-2]",
-                 ck.protocol_level);
-        refuse(b, c, MQTT_CONNACK_PROTOCOL, why);
-        return;
+                 ck->protocol_level);
+        return refuse(cl, MQTT_CONNACK_PROTOCOL, why);
     }
     if (r < 0) {
-        conn_close(b, c, "protocol error: %s", mqtt_strerror(r));
-        return;
+        conn_close(cl->b, cl->conn, "protocol error: %s", mqtt_strerror(r));
+        return BK_ERR_STATE;
     }
+    return BK_OK;
+}
 
-    if (!after_delay) {
-        double delay = auth_attempt_delay(b, c->peer);
-        if (delay > b->cfg->handshake_timeout) {
-            /* the queue of held attempts from this address is already long */
-            refuse(b, c, MQTT_CONNACK_UNAVAILABLE,
-                   "too many recent failed logins from this "
-                   "address; try again later");
-            return;
-        }
-        if (delay > 0) {
-            /* Recent failed logins from this address: check this attempt later,
-             * without blocking the loop. The packet is copied: the read buffer
-             * it lives in is reused. */
-            c->held_connect = malloc(h->remaining ? h->remaining : 1);
-            if (!c->held_connect) {
-                conn_close(b, c, "out of memory");
-                return;
-            }
-            memcpy(c->held_connect, h->body, h->remaining);
-            c->held_connect_len = h->remaining;
-            c->state = CS_AUTH_DELAY;
-            c->deadline = b->now + delay;
-            log_msg(LL_INFO, "%s: recent failed logins from this address, CONNECT held for %.1f s",
-                    c->peer, delay);
-            return;
-        }
-    }
+/* Recent failed logins from this address: check this attempt later, without
+ * blocking the loop. Returns 1 when held, BK_OK to go on, < 0 when refused. */
+static int connect_hold(client *cl, const mqtt_header *h)
+{
+    broker *b = cl->b;
+    double delay = auth_attempt_delay(b, cl->conn->peer);
+    if (delay > b->cfg->handshake_timeout)
+        /* the queue of held attempts from this address is already long */
+        return refuse(cl, MQTT_CONNACK_UNAVAILABLE,
+                      "too many recent failed logins from this address; try again later");
+    if (delay <= 0) return BK_OK;
+    /* The packet is copied: the read buffer it lives in is reused. */
+    cl->held_connect = malloc(h->remaining ? h->remaining : 1);
+    if (!cl->held_connect) return fail_nomem(cl);
+    memcpy(cl->held_connect, h->body, h->remaining);
+    cl->held_connect_len = h->remaining;
+    cl->state = CL_AUTH_DELAY;
+    cl->deadline = b->now + delay;
+    log_msg(LL_INFO, "%s: recent failed logins from this address, CONNECT held for %.1f s",
+            cl->conn->peer, delay);
+    return 1;
+}
 
+/* Client id ([MQTT-3.1.3-8]: generated for an empty one) and keepalive. */
+static int connect_validate(client *cl, const mqtt_connect *ck)
+{
     char idbuf[64];
-    const char *id = (const char *)ck.client_id.ptr;
-    size_t idlen = ck.client_id.len;
+    const char *id = (const char *)ck->client_id.ptr;
+    size_t idlen = ck->client_id.len;
     if (idlen == 0) {
-        if (!ck.clean_session || ck.protocol_level == 3) {
-            refuse(b, c, MQTT_CONNACK_IDENTIFIER,
-                   ck.protocol_level == 3 ? "empty client id (MQTT 3.1 requires one)"
-                                          : "empty client id needs clean session [MQTT-3.1.3-8]");
-            return;
-        }
-        generate_id(b, idbuf, sizeof idbuf);
+        if (!ck->clean_session || ck->protocol_level == 3)
+            return refuse(cl, MQTT_CONNACK_IDENTIFIER,
+                          ck->protocol_level == 3
+                              ? "empty client id (MQTT 3.1 requires one)"
+                              : "empty client id needs clean session [MQTT-3.1.3-8]");
+        generate_id(cl->b, idbuf, sizeof idbuf);
         id = idbuf;
         idlen = strlen(idbuf);
     }
-    free(c->client_id);
-    c->client_id = malloc(idlen + 1);
-    if (!c->client_id) {
-        conn_close(b, c, "out of memory");
-        return;
-    }
-    memcpy(c->client_id, id, idlen);
-    c->client_id[idlen] = 0;
-    c->protocol_level = ck.protocol_level;
-
-    uint32_t maxka = b->cfg->max_keepalive;
-    if (maxka < 65535 && (ck.keepalive == 0 || ck.keepalive > maxka)) {
+    free(cl->client_id);
+    cl->client_id = dup_bytes(id, idlen);
+    if (!cl->client_id) return fail_nomem(cl);
+    cl->protocol_level = ck->protocol_level;
+    uint32_t maxka = cl->b->cfg->max_keepalive;
+    if (maxka < 65535 && (ck->keepalive == 0 || ck->keepalive > maxka)) {
         char why[128];
-        snprintf(why, sizeof why, "keepalive %u is over max_keepalive %u", ck.keepalive, maxka);
-        refuse(b, c, MQTT_CONNACK_IDENTIFIER, why);
-        return;
+        snprintf(why, sizeof why, "keepalive %u is over max_keepalive %u", ck->keepalive, maxka);
+        return refuse(cl, MQTT_CONNACK_IDENTIFIER, why);
     }
+    return BK_OK;
+}
 
-    /* Authentication. */
-    char *user = ck.username_flag ? dup_str(&ck.username) : NULL;
-    if (ck.username_flag && !user) {
-        conn_close(b, c, "out of memory");
-        return;
+static int refuse_login(client *cl, int rc)
+{
+    char why[160];
+    if (rc == MQTT_CONNACK_BAD_CREDENTIALS) {
+        auth_record_failure(cl->b, cl->conn->peer);
+        snprintf(why, sizeof why, "wrong username or password for user '%s'",
+                 cl->username ? cl->username : "");
+    } else if (cl->conn->listener->cfg->use_identity_as_username && !cl->username) {
+        snprintf(why, sizeof why,
+                 "use_identity_as_username is on and the client sent no certificate");
+    } else {
+        snprintf(why, sizeof why, "%s",
+                 cl->username ? "user not allowed" : "anonymous clients are not allowed");
     }
-    free(c->username);
-    c->username = user;
-    int rc = auth_login(b, c, c->username, ck.password.ptr, ck.password.len, ck.password_flag);
-    if (rc != 0) {
-        if (rc == MQTT_CONNACK_BAD_CREDENTIALS) auth_record_failure(b, c->peer);
+    return refuse(cl, (uint8_t)rc, why);
+}
+
+/* Credentials, then the will: it must be a topic the client may publish to. */
+static int connect_authenticate(client *cl, const mqtt_connect *ck)
+{
+    broker *b = cl->b;
+    char *user = ck->username_flag ? dup_bytes(ck->username.ptr, ck->username.len) : NULL;
+    if (ck->username_flag && !user) return fail_nomem(cl);
+    free(cl->username);
+    cl->username = user;
+    int rc = auth_login(b, cl, cl->username, ck->password.ptr, ck->password.len, ck->password_flag);
+    if (rc != MQTT_CONNACK_ACCEPTED) return refuse_login(cl, rc);
+    if (!ck->will_flag) return BK_OK;
+    if (!auth_may_write(b, cl, (const char *)ck->will_topic.ptr, ck->will_topic.len)) {
         char why[160];
-        if (rc == MQTT_CONNACK_BAD_CREDENTIALS)
-            snprintf(why, sizeof why, "wrong username or password for user '%s'",
-                     c->username ? c->username : "");
-        else if (c->listener->cfg->use_identity_as_username && !c->username)
-            snprintf(why, sizeof why,
-                     "use_identity_as_username is on and the client sent no "
-                     "certificate");
-        else
-            snprintf(why, sizeof why, "%s",
-                     c->username ? "user not allowed" : "anonymous clients are not allowed");
-        refuse(b, c, (uint8_t)rc, why);
-        return;
+        snprintf(why, sizeof why, "will topic '%.*s' is not allowed for writing",
+                 (int)ck->will_topic.len, ck->will_topic.ptr);
+        return refuse(cl, MQTT_CONNACK_NOT_AUTHORIZED, why);
     }
+    cl->will = msg_new(ck->will_topic.ptr, ck->will_topic.len, ck->will_payload.ptr,
+                       ck->will_payload.len, ck->will_qos, ck->will_retain);
+    return cl->will ? BK_OK : fail_nomem(cl);
+}
 
-    /* The will must be a topic the client may publish to. */
-    if (ck.will_flag) {
-        if (!auth_may_write(b, c, (const char *)ck.will_topic.ptr, ck.will_topic.len)) {
-            char why[160];
-            snprintf(why, sizeof why, "will topic '%.*s' is not allowed for writing",
-                     (int)ck.will_topic.len, ck.will_topic.ptr);
-            refuse(b, c, MQTT_CONNACK_NOT_AUTHORIZED, why);
-            return;
-        }
-        c->will = msg_new(ck.will_topic.ptr, ck.will_topic.len, ck.will_payload.ptr,
-                          ck.will_payload.len, ck.will_qos, ck.will_retain);
-        if (!c->will) {
-            conn_close(b, c, "out of memory");
-            return;
-        }
-    }
-
-    /* Takeover [MQTT-3.1.4-2] and the session [MQTT-3.1.2-4..6]. */
-    session *s = session_find(b, c->client_id, idlen);
-    if (s && s->conn) {
-        conn *old = s->conn;
-        conn_close(b, old, "taken over by a new connection from %s", c->peer);
+/* Takeover [MQTT-3.1.4-2] and the session [MQTT-3.1.2-4..6]. */
+static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
+{
+    broker *b = cl->b;
+    size_t idlen = strlen(cl->client_id);
+    session *s = session_find(&b->sessions, cl->client_id, idlen);
+    if (s && s->out) {
+        client *old = s->out_ctx;
+        conn_close(b, old->conn, "taken over by a new connection from %s", cl->conn->peer);
         old->session = NULL;
-        s->conn = NULL;
+        session_detach(s);
     }
-    bool present = false;
-    if (s && (ck.clean_session || s->clean)) {
-        session_destroy(b, s);
+    *present = false;
+    if (s && (ck->clean_session || s->clean)) {
+        session_destroy(s);
         s = NULL;
     }
     if (s) {
-        present = true;
+        *present = true;
     } else {
-        s = session_create(b, c->client_id, idlen, ck.clean_session);
-        if (!s) {
-            refuse(b, c, MQTT_CONNACK_UNAVAILABLE, "out of memory for the session");
-            return;
-        }
+        s = session_create(&b->sessions, cl->client_id, idlen, ck->clean_session);
+        if (!s) return refuse(cl, MQTT_CONNACK_UNAVAILABLE, "out of memory for the session");
     }
     free(s->username);
-    s->username = c->username ? strdup(c->username) : NULL;
-    s->conn = c;
-    c->session = s;
-    c->keepalive = ck.keepalive;
-    c->send_will = ck.will_flag;
-    c->state = CS_ACTIVE;
-    send_connack(b, c, present, MQTT_CONNACK_ACCEPTED);
+    s->username = cl->username ? strdup(cl->username) : NULL;
+    session_attach(s, &client_outbox, cl);
+    cl->session = s;
+    return BK_OK;
+}
+
+static void connect_answer(client *cl, const mqtt_connect *ck, bool present)
+{
+    broker *b = cl->b;
+    cl->keepalive = ck->keepalive;
+    cl->send_will = ck->will_flag;
+    cl->state = CL_ACTIVE;
+    if (send_connack(cl, present, MQTT_CONNACK_ACCEPTED) != BK_OK) return;
     if (b->cfg->connection_messages)
         log_msg(LL_NOTICE,
                 "New client connected from %s as %s (%s, clean session %d, keepalive "
                 "%u%s%s%s, %s)",
-                c->peer, c->client_id, ck.protocol_level == 3 ? "MQTT 3.1" : "MQTT 3.1.1",
-                ck.clean_session, ck.keepalive, c->username ? ", username '" : "",
-                c->username ? c->username : "", c->username ? "'" : "", c->tls ? "TLS" : "plain");
-    if (present) session_resend(b, s);
+                cl->conn->peer, cl->client_id, ck->protocol_level == 3 ? "MQTT 3.1" : "MQTT 3.1.1",
+                ck->clean_session, ck->keepalive, cl->username ? ", username '" : "",
+                cl->username ? cl->username : "", cl->username ? "'" : "",
+                cl->conn->tls ? "TLS" : "plain");
+    if (present) session_resend(cl->session);
 }
 
-void proto_finish_connect(broker *b, conn *c)
+static void handle_connect(client *cl, const mqtt_header *h, bool after_delay)
+{
+    mqtt_connect ck;
+    bool present;
+    if (connect_decode(cl, h, &ck) != BK_OK) return;
+    if (!after_delay && connect_hold(cl, h) != BK_OK) return;
+    if (connect_validate(cl, &ck) != BK_OK) return;
+    if (connect_authenticate(cl, &ck) != BK_OK) return;
+    if (connect_attach(cl, &ck, &present) != BK_OK) return;
+    connect_answer(cl, &ck, present);
+}
+
+/* The auth delay is over: check the held CONNECT now. */
+static void finish_connect(client *cl)
 {
     mqtt_header h = {.type = MQTT_CONNECT,
                      .flags = 0,
-                     .remaining = (uint32_t)c->held_connect_len,
-                     .body = c->held_connect};
-    c->state = CS_AWAIT_CONNECT;
-    c->last_rx = b->now; /* the hold was ours, not the client's silence */
-    handle_connect(b, c, &h, true);
-    free(c->held_connect);
-    c->held_connect = NULL;
-    c->held_connect_len = 0;
+                     .remaining = (uint32_t)cl->held_connect_len,
+                     .body = cl->held_connect};
+    cl->state = CL_AWAIT_CONNECT;
+    cl->last_rx = cl->b->now; /* the hold was ours, not the client's silence */
+    handle_connect(cl, &h, true);
+    free(cl->held_connect);
+    cl->held_connect = NULL;
+    cl->held_connect_len = 0;
 }
 
-static void handle_publish(broker *b, conn *c, const mqtt_header *h)
+/* ---- PUBLISH ------------------------------------------------------------------------- */
+
+static void handle_publish(client *cl, const mqtt_header *h)
 {
+    broker *b = cl->b;
     mqtt_publish p;
     int r = mqtt_decode_publish(h, &p);
     if (r < 0) {
-        conn_close(b, c, "protocol error: %s", mqtt_strerror(r));
+        conn_close(b, cl->conn, "protocol error: %s", mqtt_strerror(r));
         return;
     }
     if (p.qos == 0 && p.dup) {
-        conn_close(b, c, "protocol error: DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]");
+        conn_close(b, cl->conn, "protocol error: DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]");
         return;
     }
-    session *s = c->session;
-    if (p.qos == 2 && session_qos2_in_has(s, p.packet_id)) {
+    if (p.qos == 2 && session_qos2_in_has(cl->session, p.packet_id)) {
         /* A resend before PUBREL: acknowledge, do not deliver twice [MQTT-4.3.3-2] */
-        conn_send_ack(b, c, MQTT_PUBREC, p.packet_id);
+        (void)send_ack(cl, MQTT_PUBREC, p.packet_id); /* a failed write closes */
         return;
     }
     if (p.retain && !b->cfg->retain_available) {
-        conn_close(b, c, "retained PUBLISH while retain_available is false");
+        conn_close(b, cl->conn, "retained PUBLISH while retain_available is false");
         return;
     }
-    if (auth_may_write(b, c, (const char *)p.topic.ptr, p.topic.len)) {
+    if (auth_may_write(b, cl, (const char *)p.topic.ptr, p.topic.len)) {
         msg *m = msg_new(p.topic.ptr, p.topic.len, p.payload, p.payload_len, p.qos, p.retain);
         if (!m) {
-            conn_close(b, c, "out of memory for a %zu-byte message", p.payload_len);
+            conn_close(b, cl->conn, "out of memory for a %zu-byte message", p.payload_len);
             return;
         }
-        router_publish(b, c, m);
+        router_publish(b, cl->client_id, m);
         msg_unref(m);
     } else {
         /* Dropped but acknowledged, so the client does not resend forever. */
         log_msg(LL_NOTICE, "Denied PUBLISH from %s (user %s) to '%.*s': not allowed by the ACL",
-                c->client_id, c->username ? c->username : "anonymous", (int)p.topic.len,
+                cl->client_id, cl->username ? cl->username : "anonymous", (int)p.topic.len,
                 p.topic.ptr);
     }
-    if (p.qos == 1) {
-        conn_send_ack(b, c, MQTT_PUBACK, p.packet_id);
-    } else if (p.qos == 2) {
-        if (session_qos2_in_add(s, p.packet_id) < 0) {
-            conn_close(b, c, "out of memory");
-            return;
-        }
-        conn_send_ack(b, c, MQTT_PUBREC, p.packet_id);
+    if (p.qos == 2 && session_qos2_in_add(cl->session, p.packet_id) != BK_OK) {
+        fail_nomem(cl);
+        return;
     }
+    if (p.qos) (void)send_ack(cl, p.qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p.packet_id);
 }
 
+/* ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------------------ */
+
 typedef struct {
-    broker *b;
-    session *s;
+    client *cl;
     uint8_t qos;
 } retained_ctx;
 
-/* Would every further delivery to s at this QoS be dropped? Then a retained
+/* Would every further delivery to cl at this QoS be dropped? Then a retained
  * walk can stop: a huge SUBSCRIBE cannot make the broker walk the whole
  * store again and again for a client that cannot take the messages. */
-static bool session_saturated(broker *b, session *s, uint8_t qos)
+static bool client_saturated(client *cl, uint8_t qos)
 {
-    conn *c = s->conn;
-    if (!c || c->state != CS_ACTIVE) return true;
-    if (bbuf_used(&c->out) <= b->cfg->max_output_buffer) return false;
-    if (qos == 0) return true;
-    uint32_t maxq = b->cfg->max_queued_messages;
-    return maxq && s->queue.count >= maxq;
+    if (!client_ready(cl)) return true;
+    int level = conn_output_check(cl->b, cl->conn, 0);
+    if (level == BK_OK) return false;
+    return level < 0 || session_queue_full(cl->session, qos);
 }
 
 static bool send_retained(void *ud, msg *m)
 {
     retained_ctx *rc = ud;
-    if (auth_may_read(rc->b, rc->s, msg_topic(m), m->topic_len)) {
-        uint8_t q = m->qos < rc->qos ? m->qos : rc->qos;
-        session_deliver(rc->b, rc->s, m, q, true); /* [MQTT-3.3.1-8]: retain=1 */
-    }
-    return !session_saturated(rc->b, rc->s, rc->qos);
+    session *s = rc->cl->session;
+    if (auth_may_read(rc->cl->b, s, msg_topic(m), m->topic_len))
+        (void)session_deliver(s, m, rc->qos, true); /* [MQTT-3.3.1-8]: retain=1; drops counted */
+    return !client_saturated(rc->cl, rc->qos);
 }
 
-static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
+/* Granted QoS for one filter of a SUBSCRIBE (MQTT_SUBACK_FAILURE when refused). */
+static uint8_t subscribe_one(client *cl, mqtt_str f, uint8_t q, sub_rec **rec)
+{
+    uint8_t granted = q > 2 ? 2 : q;
+    *rec = NULL;
+    if (topic_too_deep((const char *)f.ptr, f.len)) {
+        log_msg(LL_NOTICE, "Refused SUBSCRIBE from %s: filter has more than %d levels",
+                cl->client_id, TOPIC_MAX_LEVELS);
+        return MQTT_SUBACK_FAILURE;
+    }
+    if (!auth_may_subscribe(cl->b, cl, (const char *)f.ptr, f.len)) {
+        log_msg(LL_NOTICE, "Denied SUBSCRIBE from %s (user %s) to '%.*s': not allowed by the ACL",
+                cl->client_id, cl->username ? cl->username : "anonymous", (int)f.len, f.ptr);
+        return MQTT_SUBACK_FAILURE;
+    }
+    if (session_subscribe(cl->session, cl->b->root, (const char *)f.ptr, f.len, granted, rec) !=
+        BK_OK) {
+        *rec = NULL;
+        return MQTT_SUBACK_FAILURE;
+    }
+    if (log_enabled(LL_SUBSCRIBE))
+        log_msg(LL_SUBSCRIBE, "%s subscribed to '%.*s' (QoS %u)", cl->client_id, (int)f.len, f.ptr,
+                granted);
+    return granted;
+}
+
+/* Retained messages after the SUBACK [MQTT-3.3.1-6], once per filter even
+ * when a packet repeats one. */
+static void subscribe_retained(client *cl, sub_rec **recs, const uint8_t *codes, unsigned count)
+{
+    uint64_t stamp = ++cl->b->subscribe_seq;
+    for (unsigned i = 0; i < count && client_ready(cl); i++) {
+        sub_rec *rec = recs[i];
+        if (!rec || rec->retained_stamp == stamp) continue;
+        rec->retained_stamp = stamp;
+        if (client_saturated(cl, codes[i])) break;
+        retained_ctx rc = {cl, codes[i]};
+        tree_retained_match(cl->b->root, rec->filter, rec->filter_len, send_retained, &rc);
+    }
+}
+
+static void handle_subscribe(client *cl, const mqtt_header *h)
 {
     mqtt_sublist sl;
     int r = mqtt_decode_subscribe(h, &sl);
     if (r < 0) {
-        conn_close(b, c, "protocol error: %s", mqtt_strerror(r));
+        conn_close(cl->b, cl->conn, "protocol error: %s", mqtt_strerror(r));
         return;
     }
     /* SUBACK: type, up to 4 length bytes, packet id, one code per filter */
@@ -311,150 +454,228 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
     uint8_t *buf = need <= sizeof small ? small : malloc(need);
     uint8_t *codes = sl.count <= sizeof codes_small ? codes_small : malloc(sl.count);
     sub_rec **recs = sl.count <= 32 ? recs_small : malloc(sl.count * sizeof *recs);
-    if (!buf || !codes || !recs) {
-        conn_close(b, c, "out of memory for a SUBSCRIBE of %u filters", sl.count);
-        goto out;
-    }
-    mqtt_sublist it = sl;
-    mqtt_str f;
-    uint8_t q;
-    unsigned i = 0;
-    while (mqtt_sublist_next(&it, &f, &q)) {
-        uint8_t granted = q > 2 ? 2 : q;
-        recs[i] = NULL;
-        if (topic_too_deep((const char *)f.ptr, f.len)) {
-            log_msg(LL_NOTICE, "Refused SUBSCRIBE from %s: filter has more than %d levels",
-                    c->client_id, TOPIC_MAX_LEVELS);
-            granted = MQTT_SUBACK_FAILURE;
-        } else if (!auth_may_subscribe(b, c, (const char *)f.ptr, f.len)) {
-            log_msg(LL_NOTICE,
-                    "Denied SUBSCRIBE from %s (user %s) to '%.*s': not allowed by "
-                    "the ACL",
-                    c->client_id, c->username ? c->username : "anonymous", (int)f.len, f.ptr);
-            granted = MQTT_SUBACK_FAILURE;
-        } else if (!(recs[i] =
-                         tree_subscribe(b, c->session, (const char *)f.ptr, f.len, granted))) {
-            granted = MQTT_SUBACK_FAILURE;
-        } else if (log_enabled(LL_SUBSCRIBE)) {
-            log_msg(LL_SUBSCRIBE, "%s subscribed to '%.*s' (QoS %u)", c->client_id, (int)f.len,
-                    f.ptr, granted);
-        }
-        codes[i++] = granted;
-    }
     size_t n;
-    if (mqtt_encode_suback(buf, need, sl.packet_id, codes, sl.count, &n) != MQTT_OK) {
-        conn_close(b, c, "internal error: cannot encode a SUBACK of %u codes", sl.count);
-        goto out;
+    if (!buf || !codes || !recs) {
+        conn_close(cl->b, cl->conn, "out of memory for a SUBSCRIBE of %u filters", sl.count);
+    } else {
+        mqtt_sublist it = sl;
+        mqtt_str f;
+        uint8_t q;
+        for (unsigned i = 0; mqtt_sublist_next(&it, &f, &q); i++)
+            codes[i] = subscribe_one(cl, f, q, &recs[i]);
+        if (mqtt_encode_suback(buf, need, sl.packet_id, codes, sl.count, &n) != MQTT_OK)
+            conn_close(cl->b, cl->conn, "internal error: cannot encode a SUBACK of %u codes",
+                       sl.count);
+        else if (conn_write(cl->b, cl->conn, buf, n) == BK_OK)
+            subscribe_retained(cl, recs, codes, sl.count);
     }
-    conn_write(b, c, buf, n);
-
-    /* Retained messages after the SUBACK [MQTT-3.3.1-6], once per filter even
-     * when a packet repeats one. */
-    uint64_t stamp = ++b->subscribe_seq;
-    for (i = 0; i < sl.count && c->state == CS_ACTIVE; i++) {
-        sub_rec *rec = recs[i];
-        if (!rec || rec->retained_stamp == stamp) continue;
-        rec->retained_stamp = stamp;
-        if (session_saturated(b, c->session, codes[i])) break;
-        retained_ctx rc = {b, c->session, codes[i]};
-        tree_retained_match(b->root, rec->filter, rec->filter_len, send_retained, &rc);
-    }
-out:
     if (buf != small) free(buf);
     if (codes != codes_small) free(codes);
     if (recs != recs_small) free(recs);
 }
 
-static void handle_unsubscribe(broker *b, conn *c, const mqtt_header *h)
+static void handle_unsubscribe(client *cl, const mqtt_header *h)
 {
     mqtt_sublist sl;
     int r = mqtt_decode_unsubscribe(h, &sl);
     if (r < 0) {
-        conn_close(b, c, "protocol error: %s", mqtt_strerror(r));
+        conn_close(cl->b, cl->conn, "protocol error: %s", mqtt_strerror(r));
         return;
     }
     mqtt_str f;
     uint8_t q;
     while (mqtt_sublist_next(&sl, &f, &q)) {
-        tree_unsubscribe(b, c->session, (const char *)f.ptr, f.len);
+        /* an unknown filter is not an error [MQTT-3.10.4-5]: UNSUBACK anyway */
+        (void)session_unsubscribe(cl->session, (const char *)f.ptr, f.len);
         if (log_enabled(LL_SUBSCRIBE))
-            log_msg(LL_SUBSCRIBE, "%s unsubscribed from '%.*s'", c->client_id, (int)f.len, f.ptr);
+            log_msg(LL_SUBSCRIBE, "%s unsubscribed from '%.*s'", cl->client_id, (int)f.len, f.ptr);
     }
-    conn_send_ack(b, c, MQTT_UNSUBACK, sl.packet_id);
+    (void)send_ack(cl, MQTT_UNSUBACK, sl.packet_id); /* a failed write closes */
 }
 
-void proto_handle_packet(broker *b, conn *c, const void *hdr)
+/* ---- acks, PING, DISCONNECT -------------------------------------------------------------- */
+
+static int handle_ack(client *cl, const mqtt_header *h)
 {
-    const mqtt_header *h = hdr;
-    int r;
     uint16_t pid;
-    if (c->state == CS_AWAIT_CONNECT) {
-        if (h->type != MQTT_CONNECT) {
-            conn_close(b, c, "protocol error: first packet was %s, not CONNECT [MQTT-3.1.0-1]",
+    int r = mqtt_decode_ack(h, &pid);
+    if (r < 0) return r;
+    if (h->type == MQTT_PUBREL) {
+        (void)session_qos2_in_del(cl->session, pid); /* an unknown id is answered too */
+        (void)send_ack(cl, MQTT_PUBCOMP, pid);       /* [MQTT-4.3.3-11] */
+    } else {
+        /* An ack for an unknown id is ignored, as the spec allows. */
+        (void)session_ack(cl->session, h->type, pid);
+    }
+    return MQTT_OK;
+}
+
+static int handle_empty(client *cl, const mqtt_header *h)
+{
+    int r = mqtt_decode_empty(h);
+    if (r < 0) return r;
+    if (h->type == MQTT_PINGREQ) {
+        (void)send_empty(cl, MQTT_PINGRESP); /* a failed write closes */
+    } else {
+        cl->send_will = false; /* [MQTT-3.14.4-3] */
+        conn_close(cl->b, cl->conn, "client sent DISCONNECT");
+    }
+    return MQTT_OK;
+}
+
+void proto_handle_packet(client *cl, const mqtt_header *h)
+{
+    conn *c = cl->conn;
+    if (cl->state == CL_AWAIT_CONNECT) {
+        if (h->type != MQTT_CONNECT)
+            conn_close(cl->b, c, "protocol error: first packet was %s, not CONNECT [MQTT-3.1.0-1]",
                        mqtt_type_name(h->type));
-            return;
-        }
-        handle_connect(b, c, h, false);
+        else
+            handle_connect(cl, h, false);
         return;
     }
-    if (c->state != CS_ACTIVE) return;
+    if (cl->state != CL_ACTIVE) return;
+    int r = MQTT_OK;
     switch (h->type) {
     case MQTT_CONNECT:
-        conn_close(b, c, "protocol error: second CONNECT [MQTT-3.1.0-2]");
+        conn_close(cl->b, c, "protocol error: second CONNECT [MQTT-3.1.0-2]");
         return;
     case MQTT_PUBLISH:
-        handle_publish(b, c, h);
+        handle_publish(cl, h);
         return;
     case MQTT_PUBACK:
     case MQTT_PUBREC:
-    case MQTT_PUBCOMP:
-        if ((r = mqtt_decode_ack(h, &pid)) < 0) break;
-        /* An ack for an unknown id is ignored, as the spec allows. */
-        session_ack(b, c->session, h->type, pid);
-        return;
     case MQTT_PUBREL:
-        if ((r = mqtt_decode_ack(h, &pid)) < 0) break;
-        session_qos2_in_del(c->session, pid);
-        conn_send_ack(b, c, MQTT_PUBCOMP, pid); /* [MQTT-4.3.3-11] */
-        return;
+    case MQTT_PUBCOMP:
+        r = handle_ack(cl, h);
+        break;
     case MQTT_SUBSCRIBE:
-        handle_subscribe(b, c, h);
+        handle_subscribe(cl, h);
         return;
     case MQTT_UNSUBSCRIBE:
-        handle_unsubscribe(b, c, h);
+        handle_unsubscribe(cl, h);
         return;
     case MQTT_PINGREQ:
-        if ((r = mqtt_decode_empty(h)) < 0) break;
-        {
-            uint8_t buf[2];
-            size_t n;
-            if (mqtt_encode_empty(buf, sizeof buf, MQTT_PINGRESP, &n) == MQTT_OK)
-                conn_write(b, c, buf, n);
-        }
-        return;
     case MQTT_DISCONNECT:
-        if ((r = mqtt_decode_empty(h)) < 0) break;
-        c->send_will = false; /* [MQTT-3.14.4-3] */
-        conn_close(b, c, "client sent DISCONNECT");
-        return;
+        r = handle_empty(cl, h);
+        break;
     default:
-        conn_close(b, c, "protocol error: a client may not send %s", mqtt_type_name(h->type));
+        conn_close(cl->b, c, "protocol error: a client may not send %s", mqtt_type_name(h->type));
         return;
     }
-    conn_close(b, c, "protocol error: %s", mqtt_strerror(r));
+    if (r < 0) conn_close(cl->b, c, "protocol error: %s", mqtt_strerror(r));
 }
 
-void proto_connection_lost(broker *b, conn *c)
+/* ---- the conn_handler: framing, deadlines, open and close ------------------------------------ */
+
+static int proto_on_accept(broker *b, conn *c)
 {
-    session *s = c->session;
-    if (s) {
-        s->conn = NULL;
-        c->session = NULL;
+    client *cl = c->ud; /* allocated (zeroed) with the connection */
+    cl->b = b;
+    cl->conn = c;
+    cl->state = CL_AWAIT_CONNECT;
+    cl->deadline = b->now + b->cfg->handshake_timeout; /* TLS handshake and CONNECT */
+    cl->last_rx = b->now;
+    return BK_OK;
+}
+
+/* Handle every complete packet in data[0..len); returns bytes consumed. */
+static size_t proto_on_data(conn *c, const uint8_t *data, size_t len)
+{
+    client *cl = c->ud;
+    broker *b = cl->b;
+    if (cl->state == CL_AUTH_DELAY) {
+        /* CONNECT held: what the client pipelined after it waits for the answer */
+        if (len > b->cfg->max_packet_size)
+            conn_close(b, c, "sent more than max_packet_size while its CONNECT was held");
+        return 0;
     }
-    if (c->will && c->send_will) {
-        /* [MQTT-3.1.2-8]: closed without DISCONNECT (error, keepalive, takeover) */
-        c->send_will = false;
-        router_publish(b, NULL, c->will);
+    size_t off = 0;
+    while (off < len && c->state != CS_CLOSING && cl->state != CL_AUTH_DELAY) {
+        mqtt_header h;
+        size_t plen;
+        int r = mqtt_frame(data + off, len - off, b->cfg->max_packet_size, &h, &plen);
+        if (r == MQTT_NEED_MORE) break;
+        if (r < 0) {
+            conn_close(b, c, "protocol error: %s", mqtt_strerror(r));
+            return len;
+        }
+        cl->last_rx = b->now;
+        b->bytes_received += plen;
+        proto_handle_packet(cl, &h);
+        off += plen;
     }
-    if (s && s->clean) session_destroy(b, s);
+    return off;
+}
+
+/* Bytes the packet at data needs in total, 0 while its length is not known
+ * yet (mqtt_frame says so on MQTT_NEED_MORE). */
+static size_t proto_frame_need(const uint8_t *data, size_t len)
+{
+    mqtt_header h;
+    size_t need = 0;
+    (void)mqtt_frame(data, len, 0, &h, &need); /* only the length is wanted */
+    return need;
+}
+
+static void proto_on_tick(conn *c)
+{
+    client *cl = c->ud;
+    broker *b = cl->b;
+    switch (cl->state) {
+    case CL_AWAIT_CONNECT:
+        if (b->now >= cl->deadline)
+            conn_close(b, c, "no CONNECT within handshake_timeout %u s", b->cfg->handshake_timeout);
+        break;
+    case CL_AUTH_DELAY:
+        if (b->now >= cl->deadline) {
+            finish_connect(cl);
+            if (cl->state == CL_ACTIVE) conn_offer_input(b, c); /* what it pipelined */
+        }
+        break;
+    case CL_ACTIVE:
+        if (cl->keepalive && b->now - cl->last_rx > KEEPALIVE_GRACE * cl->keepalive)
+            conn_close(b, c, "keepalive timeout (no packet for %.1f s, keepalive %u s)",
+                       b->now - cl->last_rx, cl->keepalive);
+        break;
+    }
+}
+
+/* The session goes offline (or away when clean); the will goes out unless
+ * the client said DISCONNECT. */
+static void proto_on_close(conn *c, const char *reason)
+{
+    client *cl = c->ud;
+    broker *b = cl->b;
+    if (cl->client_id && b->cfg->connection_messages)
+        log_msg(LL_NOTICE, "Client %s (%s) disconnected: %s", cl->client_id, c->peer, reason);
+    else
+        log_msg(cl->client_id ? LL_NOTICE : LL_INFO, "Connection from %s closed: %s", c->peer,
+                reason);
+    session *s = cl->session;
+    if (s) session_detach(s);
+    if (cl->will && cl->send_will) /* [MQTT-3.1.2-8]: error, keepalive, takeover */
+        router_publish(b, NULL, cl->will);
+    if (s && s->clean) session_destroy(s);
+    msg_unref(cl->will);
+    free(cl->client_id);
+    free(cl->username);
+    free(cl->held_connect);
+}
+
+const conn_handler proto_conn_handler = {
+    .ud_size = sizeof(client),
+    .on_accept = proto_on_accept,
+    .on_data = proto_on_data,
+    .frame_need = proto_frame_need,
+    .on_tick = proto_on_tick,
+    .on_close = proto_on_close,
+};
+
+uint32_t proto_count_active(broker *b)
+{
+    uint32_t n = 0;
+    for (conn *c = b->conns; c; c = c->next)
+        n += c->state == CS_OPEN && ((client *)c->ud)->state == CL_ACTIVE;
+    return n;
 }

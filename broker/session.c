@@ -1,22 +1,50 @@
 /*
- * session.c -- MQTT sessions: the registry (client id -> session), the
- * outgoing QoS 1/2 window (inflight, bounded by max_inflight_messages), the
- * queue behind it (bounded by max_queued_messages) and the incoming QoS 2
- * packet ids that wait for PUBREL (exactly-once on receipt).
+ * session.c -- MQTT sessions as a state machine (see session.h): the
+ * registry, subscriptions, the outgoing QoS 1/2 window and queue, and the
+ * incoming QoS 2 ids. Packets leave only through the attached outbox.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/broker.h"
 #include "broker/log.h"
-#include "mqtt/mqtt.h"
+#include "broker/session.h"
 
-session *session_find(broker *b, const char *id, size_t len)
+/* There are only 65535 packet ids: the window can never be wider. */
+#define PID_MAX 65535
+/* Smaller windows are scanned for a free id; larger ones use a bitmap. */
+#define PID_BITMAP_FROM 64
+/* A queue drained to empty gives back storage above this many slots. */
+#define QUEUE_KEEP_CAP 64
+/* Log a queue-full drop once per this many. */
+#define DROP_LOG_EVERY 1000
+
+void session_registry_init(session_registry *r, session_limits limits)
 {
-    return dict_get(&b->sessions, id, len);
+    dict_init(&r->ids);
+    r->limits = limits;
 }
 
-session *session_create(broker *b, const char *id, size_t len, bool clean)
+void session_registry_free(session_registry *r)
+{
+    /* collect first: destroying edits the dict being iterated */
+    uint32_t it = 0;
+    dict_entry *e;
+    session **all = calloc(r->ids.count + 1, sizeof *all);
+    size_t n = 0;
+    while (all && (e = dict_next(&r->ids, &it)))
+        all[n++] = e->val;
+    for (size_t i = 0; i < n; i++)
+        session_destroy(all[i]);
+    free(all);
+    dict_free(&r->ids);
+}
+
+session *session_find(session_registry *r, const char *id, size_t len)
+{
+    return dict_get(&r->ids, id, len);
+}
+
+session *session_create(session_registry *r, const char *id, size_t len, bool clean)
 {
     session *s = calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -28,9 +56,10 @@ session *session_create(broker *b, const char *id, size_t len, bool clean)
     memcpy(s->client_id, id, len);
     s->client_id[len] = 0;
     s->client_id_len = (uint16_t)len;
+    s->reg = r;
     s->clean = clean;
     s->next_pid = 1;
-    if (dict_put(&b->sessions, s->client_id, len, s) < 0) {
+    if (dict_put(&r->ids, s->client_id, len, s) < 0) {
         free(s->client_id);
         free(s);
         return NULL;
@@ -43,10 +72,10 @@ static outmsg *queue_at(outqueue *q, uint32_t i)
     return &q->items[(q->head + i) % q->cap];
 }
 
-void session_destroy(broker *b, session *s)
+void session_destroy(session *s)
 {
     if (!s) return;
-    tree_unsubscribe_all(b, s);
+    session_unsubscribe_all(s);
     for (uint32_t i = s->inflight_head; i < s->ninflight; i++)
         msg_unref(s->inflight[i].m);
     for (uint32_t i = 0; i < s->queue.count; i++)
@@ -55,26 +84,35 @@ void session_destroy(broker *b, session *s)
     free(s->pid_used);
     free(s->queue.items);
     free(s->qos2_in);
-    dict_del(&b->sessions, s->client_id, s->client_id_len);
+    if (s->reg) dict_del(&s->reg->ids, s->client_id, s->client_id_len);
     free(s->client_id);
     free(s->username);
     free(s);
 }
 
-static bool online(const session *s)
+void session_attach(session *s, const session_outbox *out, void *ctx)
 {
-    return s->conn && s->conn->state == CS_ACTIVE;
+    s->out = out;
+    s->out_ctx = ctx;
 }
 
-static bool window_open(broker *b, const session *s)
+void session_detach(session *s)
 {
-    /* 0 means "unlimited", but there are only 65535 packet ids */
-    uint32_t max = b->cfg->max_inflight_messages;
-    if (max == 0 || max > 65535) max = 65535;
+    s->out = NULL;
+    s->out_ctx = NULL;
+}
+
+bool session_online(const session *s)
+{
+    return s->out && s->out->ready(s->out_ctx);
+}
+
+static bool window_open(const session *s)
+{
+    uint32_t max = s->reg->limits.max_inflight; /* 0 means "unlimited" */
+    if (max == 0 || max > PID_MAX) max = PID_MAX;
     return s->inflight_live < max;
 }
-
-#define PID_BITMAP_FROM 64 /* smaller windows are scanned; larger ones use a bitmap */
 
 static bool pid_in_use(const session *s, uint16_t pid)
 {
@@ -87,7 +125,7 @@ static bool pid_in_use(const session *s, uint16_t pid)
 static void pid_mark(session *s, uint16_t pid, bool used)
 {
     if (!s->pid_used && used && s->inflight_live >= PID_BITMAP_FROM) {
-        s->pid_used = calloc(65536 / 8, 1);
+        s->pid_used = calloc((PID_MAX + 1) / 8, 1);
         if (s->pid_used)
             for (uint32_t i = s->inflight_head; i < s->ninflight; i++)
                 if (s->inflight[i].state)
@@ -110,8 +148,8 @@ static uint16_t next_pid(session *s)
     }
 }
 
-/* Put a delivery into the inflight window and send it. */
-static void send_inflight(broker *b, session *s, msg *m, uint8_t qos, bool retain)
+/* Room for one more inflight slot: squeeze out acked slots or grow. */
+static int inflight_room(session *s)
 {
     if (s->ninflight == s->cap_inflight && s->inflight_live * 2 <= s->cap_inflight) {
         /* full of acked slots: squeeze them out (in order) instead of growing */
@@ -121,19 +159,26 @@ static void send_inflight(broker *b, session *s, msg *m, uint8_t qos, bool retai
         s->inflight_head = 0;
         s->ninflight = j;
     }
-    if (s->ninflight == s->cap_inflight) {
-        uint32_t ncap = s->cap_inflight ? s->cap_inflight * 2 : 4;
-        outmsg *n = realloc(s->inflight, ncap * sizeof *n);
-        if (!n) {
-            msg_unref(m);
-            return;
-        }
-        s->inflight = n;
-        s->cap_inflight = ncap;
+    if (s->ninflight < s->cap_inflight) return BK_OK;
+    uint32_t ncap = s->cap_inflight ? s->cap_inflight * 2 : 4;
+    outmsg *n = realloc(s->inflight, ncap * sizeof *n);
+    if (!n) return BK_ERR_NOMEM;
+    s->inflight = n;
+    s->cap_inflight = ncap;
+    return BK_OK;
+}
+
+/* Put a delivery into the inflight window (taking the caller's reference)
+ * and send it. */
+static int send_inflight(session *s, msg *m, uint8_t qos, bool retain)
+{
+    if (inflight_room(s) != BK_OK) {
+        msg_unref(m);
+        return BK_ERR_NOMEM;
     }
     uint16_t pid = next_pid(s); /* before the new slot exists: the scans see only live ones */
     s->inflight[s->ninflight++] = (outmsg){
-        .m = m, /* takes the caller's reference */
+        .m = m,
         .pid = pid,
         .qos = qos,
         .state = qos == 1 ? OUT_WAIT_PUBACK : OUT_WAIT_PUBREC,
@@ -141,65 +186,71 @@ static void send_inflight(broker *b, session *s, msg *m, uint8_t qos, bool retai
     };
     s->inflight_live++;
     pid_mark(s, pid, true);
-    conn_send_publish(b, s->conn, m, qos, retain, false, pid);
+    /* a failed send closes the connection; the slot stays for redelivery */
+    (void)s->out->publish(s->out_ctx, m, qos, retain, false, pid);
+    return BK_OK;
 }
 
-static int queue_push(broker *b, session *s, msg *m, uint8_t qos, bool retain)
+static int queue_grow(outqueue *q)
+{
+    uint32_t ncap = q->cap ? q->cap * 2 : 8;
+    outmsg *n = malloc(ncap * sizeof *n);
+    if (!n) return BK_ERR_NOMEM;
+    for (uint32_t i = 0; i < q->count; i++)
+        n[i] = *queue_at(q, i);
+    free(q->items);
+    q->items = n;
+    q->cap = ncap;
+    q->head = 0;
+    return BK_OK;
+}
+
+bool session_queue_full(const session *s, uint8_t qos)
+{
+    uint32_t max = s->reg->limits.max_queued;
+    return qos == 0 || (max && s->queue.count >= max);
+}
+
+static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
 {
     outqueue *q = &s->queue;
-    uint32_t max = b->cfg->max_queued_messages;
-    if (max && q->count >= max) {
-        if (s->dropped++ % 1000 == 0)
+    if (session_queue_full(s, qos)) {
+        if (s->dropped++ % DROP_LOG_EVERY == 0)
             log_msg(LL_WARNING,
                     "Client %s: queue full (max_queued_messages %u), dropping "
                     "messages (%llu so far)",
-                    s->client_id, max, (unsigned long long)s->dropped);
-        return -1;
+                    s->client_id, s->reg->limits.max_queued, (unsigned long long)s->dropped);
+        return BK_ERR_FULL;
     }
-    if (q->count == q->cap) {
-        uint32_t ncap = q->cap ? q->cap * 2 : 8;
-        outmsg *n = malloc(ncap * sizeof *n);
-        if (!n) return -1;
-        for (uint32_t i = 0; i < q->count; i++)
-            n[i] = *queue_at(q, i);
-        free(q->items);
-        q->items = n;
-        q->cap = ncap;
-        q->head = 0;
-    }
-    outmsg *o = queue_at(q, q->count++);
-    o->m = msg_ref(m);
-    o->qos = qos;
-    o->retain = retain;
-    o->pid = 0;
-    o->state = 0;
-    return 0;
+    if (q->count == q->cap && queue_grow(q) != BK_OK) return BK_ERR_NOMEM;
+    *queue_at(q, q->count++) = (outmsg){.m = msg_ref(m), .qos = qos, .retain = retain};
+    return BK_OK;
 }
 
-void session_deliver(broker *b, session *s, msg *m, uint8_t qos, bool retain)
+int session_deliver(session *s, msg *m, uint8_t max_qos, bool retain)
 {
+    uint8_t qos = m->qos < max_qos ? m->qos : max_qos;
     if (qos == 0) {
-        /* QoS 0 is never queued for an offline client (Mosquitto's default) */
-        if (online(s)) conn_send_publish(b, s->conn, m, 0, retain, false, 0);
-        return;
+        /* QoS 0 is never queued for an offline client (Mosquitto's default);
+         * a closing connection's publish refuses it (BK_ERR_CLOSED) */
+        if (!s->out) return BK_OK;
+        return s->out->publish(s->out_ctx, m, 0, retain, false, 0);
     }
-    if (online(s) && s->queue.count == 0 && window_open(b, s)) {
-        send_inflight(b, s, msg_ref(m), qos, retain);
-        return;
-    }
-    queue_push(b, s, m, qos, retain);
+    if (session_online(s) && s->queue.count == 0 && window_open(s))
+        return send_inflight(s, msg_ref(m), qos, retain);
+    return queue_push(s, m, qos, retain);
 }
 
-void session_pump(broker *b, session *s)
+void session_pump(session *s)
 {
     outqueue *q = &s->queue;
-    while (q->count && online(s) && window_open(b, s)) {
+    while (q->count && session_online(s) && window_open(s)) {
         outmsg o = *queue_at(q, 0);
         q->head = (q->head + 1) % q->cap;
         q->count--;
-        send_inflight(b, s, o.m, o.qos, o.retain);
+        if (send_inflight(s, o.m, o.qos, o.retain) != BK_OK) break;
     }
-    if (q->count == 0 && q->cap > 64) {
+    if (q->count == 0 && q->cap > QUEUE_KEEP_CAP) {
         free(q->items);
         q->items = NULL;
         q->cap = 0;
@@ -207,20 +258,21 @@ void session_pump(broker *b, session *s)
     }
 }
 
-void session_resend(broker *b, session *s)
+void session_resend(session *s)
 {
     /* [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (DUP) and PUBREL, in order */
-    for (uint32_t i = s->inflight_head; i < s->ninflight && online(s); i++) {
+    for (uint32_t i = s->inflight_head; i < s->ninflight && session_online(s); i++) {
         outmsg *o = &s->inflight[i];
         if (!o->state) continue;
         if (o->state == OUT_WAIT_PUBCOMP)
-            conn_send_ack(b, s->conn, MQTT_PUBREL, o->pid);
+            (void)s->out->ack(s->out_ctx, MQTT_PUBREL, o->pid);
         else
-            conn_send_publish(b, s->conn, o->m, o->qos, o->retain, true, o->pid);
+            (void)s->out->publish(s->out_ctx, o->m, o->qos, o->retain, true, o->pid);
     }
-    session_pump(b, s);
+    session_pump(s);
 }
 
+/* Index of pid's live inflight slot, or -1 when it has none. */
 static int find_inflight(const session *s, uint16_t pid)
 {
     if (s->pid_used && !pid_in_use(s, pid)) return -1;
@@ -242,35 +294,34 @@ static void remove_inflight(session *s, int i)
     if (s->inflight_head == s->ninflight) s->inflight_head = s->ninflight = 0;
 }
 
-int session_ack(broker *b, session *s, int type, uint16_t pid)
+int session_ack(session *s, enum mqtt_type type, uint16_t pid)
 {
     int i = find_inflight(s, pid);
+    if (i < 0) return BK_ERR_UNKNOWN;
+    uint8_t state = s->inflight[i].state;
     switch (type) {
     case MQTT_PUBACK:
-        if (i < 0 || s->inflight[i].state != OUT_WAIT_PUBACK) return -1;
+    case MQTT_PUBCOMP:
+        if (state != (type == MQTT_PUBACK ? OUT_WAIT_PUBACK : OUT_WAIT_PUBCOMP))
+            return BK_ERR_STATE;
         remove_inflight(s, i);
-        session_pump(b, s);
-        return 0;
+        session_pump(s);
+        return BK_OK;
     case MQTT_PUBREC:
-        if (i < 0) return -1;
-        if (s->inflight[i].state == OUT_WAIT_PUBREC) {
+        if (state == OUT_WAIT_PUBREC) {
             /* the message itself is no longer needed: only its id is */
             s->inflight[i].state = OUT_WAIT_PUBCOMP;
-        } else if (s->inflight[i].state != OUT_WAIT_PUBCOMP) {
-            return -1;
+        } else if (state != OUT_WAIT_PUBCOMP) {
+            return BK_ERR_STATE;
         }
-        conn_send_ack(b, s->conn, MQTT_PUBREL, pid);
-        return 0;
-    case MQTT_PUBCOMP:
-        if (i < 0 || s->inflight[i].state != OUT_WAIT_PUBCOMP) return -1;
-        remove_inflight(s, i);
-        session_pump(b, s);
-        return 0;
+        if (session_online(s)) (void)s->out->ack(s->out_ctx, MQTT_PUBREL, pid);
+        return BK_OK;
+    default:
+        return BK_ERR_STATE;
     }
-    return -1;
 }
 
-bool session_qos2_in_has(session *s, uint16_t pid)
+bool session_qos2_in_has(const session *s, uint16_t pid)
 {
     for (uint32_t i = 0; i < s->nqos2_in; i++)
         if (s->qos2_in[i] == pid) return true;
@@ -279,16 +330,16 @@ bool session_qos2_in_has(session *s, uint16_t pid)
 
 int session_qos2_in_add(session *s, uint16_t pid)
 {
-    if (session_qos2_in_has(s, pid)) return 0;
+    if (session_qos2_in_has(s, pid)) return BK_OK;
     if (s->nqos2_in == s->cap_qos2_in) {
         uint32_t ncap = s->cap_qos2_in ? s->cap_qos2_in * 2 : 4;
         uint16_t *n = realloc(s->qos2_in, ncap * sizeof *n);
-        if (!n) return -1;
+        if (!n) return BK_ERR_NOMEM;
         s->qos2_in = n;
         s->cap_qos2_in = ncap;
     }
     s->qos2_in[s->nqos2_in++] = pid;
-    return 0;
+    return BK_OK;
 }
 
 bool session_qos2_in_del(session *s, uint16_t pid)
@@ -300,4 +351,67 @@ bool session_qos2_in_del(session *s, uint16_t pid)
         }
     }
     return false;
+}
+
+/* ---- subscriptions ------------------------------------------------------- */
+
+int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, uint8_t qos,
+                      sub_rec **rec)
+{
+    sub_rec *r = dict_get(&s->subs_by_filter, filter, flen);
+    if (r) {
+        /* [MQTT-3.8.4-3]: replace the existing subscription's QoS */
+        r->qos = qos;
+        tree_set_qos(&r->where, qos);
+        *rec = r;
+        return BK_OK;
+    }
+    r = calloc(1, sizeof *r + flen + 1);
+    if (!r) return BK_ERR_NOMEM;
+    memcpy(r->filter, filter, flen);
+    r->filter[flen] = 0;
+    r->filter_len = (uint16_t)flen;
+    r->qos = qos;
+    if (dict_put(&s->subs_by_filter, r->filter, flen, r) < 0) {
+        free(r);
+        return BK_ERR_NOMEM;
+    }
+    if (tree_add(root, filter, flen, s, &r->where, qos) != BK_OK) {
+        dict_del(&s->subs_by_filter, r->filter, flen);
+        free(r);
+        return BK_ERR_NOMEM;
+    }
+    r->next = s->subs;
+    if (s->subs) s->subs->prev = r;
+    s->subs = r;
+    s->nsubs++;
+    *rec = r;
+    return BK_OK;
+}
+
+int session_unsubscribe(session *s, const char *filter, size_t flen)
+{
+    sub_rec *r = dict_del(&s->subs_by_filter, filter, flen);
+    if (!r) return BK_ERR_UNKNOWN;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->subs = r->next;
+    if (r->next) r->next->prev = r->prev;
+    s->nsubs--;
+    tree_remove(&r->where);
+    free(r);
+    return BK_OK;
+}
+
+void session_unsubscribe_all(session *s)
+{
+    while (s->subs) {
+        sub_rec *r = s->subs;
+        s->subs = r->next;
+        tree_remove(&r->where);
+        free(r);
+    }
+    s->nsubs = 0;
+    dict_free(&s->subs_by_filter);
 }

@@ -1,13 +1,14 @@
 /*
- * topic.c -- the topic tree: one node per level, exact children in a hash
- * table, '+' and '#' children apart. Subscriptions live on the node of
- * their filter, retained messages on the node of their topic, so matching
- * a PUBLISH costs O(depth x wildcard branches), never O(subscribers).
+ * topic.c -- the topic tree (see tree.h): one node per level, exact children
+ * in a hash table, '+' and '#' children apart. Subscriber entries live on
+ * the node of their filter, retained messages on the node of their topic,
+ * so matching a PUBLISH costs O(depth x wildcard branches), never
+ * O(subscribers).
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/broker.h"
+#include "broker/tree.h"
 #include "mqtt/mqtt.h"
 
 static tnode *node_new(tnode *parent, const char *name, size_t len)
@@ -97,89 +98,41 @@ static void prune(tnode *n)
     }
 }
 
-sub_rec *tree_subscribe(broker *b, session *s, const char *filter, size_t flen, uint8_t qos)
+int tree_add(tnode *root, const char *filter, size_t flen, struct session *s, tree_sub *where,
+             uint8_t qos)
 {
-    sub_rec *r = dict_get(&s->subs_by_filter, filter, flen);
-    if (r) {
-        /* [MQTT-3.8.4-3]: replace the existing subscription's QoS */
-        r->qos = qos;
-        r->node->subs[r->index].qos = qos;
-        return r;
-    }
-    tnode *n = walk(b->root, filter, flen, true, true);
-    if (!n) return NULL;
+    tnode *n = walk(root, filter, flen, true, true);
+    if (!n) return BK_ERR_NOMEM;
     if (n->nsubs == n->cap_subs) {
         uint32_t ncap = n->cap_subs ? n->cap_subs * 2 : 2;
         sub_entry *ns = realloc(n->subs, ncap * sizeof *ns);
         if (!ns) {
             prune(n);
-            return NULL;
+            return BK_ERR_NOMEM;
         }
         n->subs = ns;
         n->cap_subs = ncap;
     }
-    r = calloc(1, sizeof *r + flen + 1);
-    if (!r) {
-        prune(n);
-        return NULL;
-    }
-    memcpy(r->filter, filter, flen);
-    r->filter[flen] = 0;
-    r->filter_len = (uint16_t)flen;
-    if (dict_put(&s->subs_by_filter, r->filter, flen, r) < 0) {
-        free(r);
-        prune(n);
-        return NULL;
-    }
-    r->qos = qos;
-    r->node = n;
-    r->index = n->nsubs;
-    r->next = s->subs;
-    if (s->subs) s->subs->prev = r;
-    s->subs = r;
-    s->nsubs++;
-    n->subs[n->nsubs++] = (sub_entry){s, r, qos};
-    return r;
+    where->node = n;
+    where->index = n->nsubs;
+    n->subs[n->nsubs++] = (sub_entry){s, where, qos};
+    return BK_OK;
 }
 
-static void detach(sub_rec *r)
+void tree_set_qos(const tree_sub *where, uint8_t qos)
 {
-    tnode *n = r->node;
+    where->node->subs[where->index].qos = qos;
+}
+
+void tree_remove(const tree_sub *where)
+{
+    tnode *n = where->node;
     uint32_t last = --n->nsubs;
-    if (r->index != last) {
-        n->subs[r->index] = n->subs[last];
-        n->subs[r->index].rec->index = r->index;
+    if (where->index != last) {
+        n->subs[where->index] = n->subs[last];
+        n->subs[where->index].where->index = where->index;
     }
     prune(n);
-}
-
-int tree_unsubscribe(broker *b, session *s, const char *filter, size_t flen)
-{
-    (void)b;
-    sub_rec *r = dict_del(&s->subs_by_filter, filter, flen);
-    if (!r) return 0;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        s->subs = r->next;
-    if (r->next) r->next->prev = r->prev;
-    s->nsubs--;
-    detach(r);
-    free(r);
-    return 1;
-}
-
-void tree_unsubscribe_all(broker *b, session *s)
-{
-    (void)b;
-    while (s->subs) {
-        sub_rec *r = s->subs;
-        s->subs = r->next;
-        detach(r);
-        free(r);
-    }
-    s->nsubs = 0;
-    dict_free(&s->subs_by_filter);
 }
 
 static void deliver_all(tnode *n, tree_match_fn fn, void *ud)
@@ -215,27 +168,28 @@ void tree_match(tnode *root, const char *topic, size_t tlen, tree_match_fn fn, v
     match_rec(root, &it, mqtt_topic_is_dollar((const uint8_t *)topic, tlen), fn, ud);
 }
 
-void tree_retain(broker *b, msg *m)
+int tree_retain(tnode *root, msg *m, uint64_t *count)
 {
     tnode *n;
     if (m->payload_len == 0) {
         /* [MQTT-3.3.1-10]: an empty retained message clears the topic */
-        n = walk(b->root, msg_topic(m), m->topic_len, false, false);
+        n = walk(root, msg_topic(m), m->topic_len, false, false);
         if (n && n->retained) {
             msg_unref(n->retained);
             n->retained = NULL;
-            b->retained_count--;
+            (*count)--;
             prune(n);
         }
-        return;
+        return BK_OK;
     }
-    n = walk(b->root, msg_topic(m), m->topic_len, true, false);
-    if (!n) return;
+    n = walk(root, msg_topic(m), m->topic_len, true, false);
+    if (!n) return BK_ERR_NOMEM;
     if (n->retained)
         msg_unref(n->retained);
     else
-        b->retained_count++;
+        (*count)++;
     n->retained = msg_ref(m);
+    return BK_OK;
 }
 
 /* Is c a '$' child of the root, which a leading wildcard skips [MQTT-4.7.2-1]? */

@@ -205,8 +205,7 @@ static int check_file(sqlite3 *db, char *err, size_t errlen)
         return -1;
     }
     if (tables > 0 && ver != STORE_SCHEMA_VERSION) {
-        snprintf(err, errlen, "schema version %d, this broker reads %d", ver,
-                 STORE_SCHEMA_VERSION);
+        snprintf(err, errlen, "schema version %d, this broker reads %d", ver, STORE_SCHEMA_VERSION);
         return -1;
     }
     sqlite3_stmt *s = NULL;
@@ -214,7 +213,8 @@ static int check_file(sqlite3 *db, char *err, size_t errlen)
     if (rc == SQLITE_OK) rc = sqlite3_step(s);
     const unsigned char *res = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
     int ok = res && strcmp((const char *)res, "ok") == 0;
-    if (!ok) snprintf(err, errlen, "integrity check: %s", res ? (const char *)res : sqlite3_errmsg(db));
+    if (!ok)
+        snprintf(err, errlen, "integrity check: %s", res ? (const char *)res : sqlite3_errmsg(db));
     sqlite3_finalize(s);
     return ok ? 0 : -1;
 }
@@ -410,8 +410,8 @@ static struct op *op_strings(store *st, enum op_kind kind, const char *a, size_t
     return o;
 }
 
-int store_msg_add(store *st, uint64_t *id, const char *topic, size_t tlen,
-                  const uint8_t *payload, size_t plen, uint8_t qos, bool retain, void *owner)
+int store_msg_add(store *st, uint64_t *id, const char *topic, size_t tlen, const uint8_t *payload,
+                  size_t plen, uint8_t qos, bool retain, void *owner)
 {
     if (tlen > 65535 || plen > INT32_MAX) return STORE_ERR_ARG;
     struct op *o = op_new(st, OP_MSG_ADD);
@@ -429,9 +429,9 @@ int store_msg_add(store *st, uint64_t *id, const char *topic, size_t tlen,
     return STORE_OK;
 }
 
-#define OP_OR_FAIL(o) \
-    do { \
-        if (!(o)) return STORE_ERR_ALLOC; \
+#define OP_OR_FAIL(o)                                                                              \
+    do {                                                                                           \
+        if (!(o)) return STORE_ERR_ALLOC;                                                          \
     } while (0)
 
 int store_retain_set(store *st, const char *topic, size_t tlen, uint64_t msg_id)
@@ -478,8 +478,8 @@ int store_sub_del(store *st, const char *client_id, const char *filter, size_t f
     return STORE_OK;
 }
 
-int store_delivery_add(store *st, const char *client_id, uint64_t seq, uint64_t msg_id,
-                       uint8_t qos, bool retain, enum store_dstate state, uint16_t pid)
+int store_delivery_add(store *st, const char *client_id, uint64_t seq, uint64_t msg_id, uint8_t qos,
+                       bool retain, enum store_dstate state, uint16_t pid)
 {
     struct op *o = op_strings(st, OP_DELIV_ADD, client_id, strlen(client_id), NULL, 0);
     OP_OR_FAIL(o);
@@ -492,8 +492,8 @@ int store_delivery_add(store *st, const char *client_id, uint64_t seq, uint64_t 
     return STORE_OK;
 }
 
-int store_delivery_update(store *st, const char *client_id, uint64_t seq,
-                          enum store_dstate state, uint16_t pid)
+int store_delivery_update(store *st, const char *client_id, uint64_t seq, enum store_dstate state,
+                          uint16_t pid)
 {
     struct op *o = op_strings(st, OP_DELIV_UPDATE, client_id, strlen(client_id), NULL, 0);
     OP_OR_FAIL(o);
@@ -556,8 +556,7 @@ static int apply_msg(store *st, const struct op *o)
     sqlite3_stmt *s = st->st[ST_MSG_ADD];
     sqlite3_bind_int64(s, 1, (sqlite3_int64)o->id);
     sqlite3_bind_text(s, 2, o->topic, (int)o->tlen, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 3, o->plen ? (const void *)o->payload : "", (int)o->plen,
-                      SQLITE_STATIC);
+    sqlite3_bind_blob(s, 3, o->plen ? (const void *)o->payload : "", (int)o->plen, SQLITE_STATIC);
     sqlite3_bind_int(s, 4, o->qos);
     sqlite3_bind_int(s, 5, o->retain);
     return run(s);
@@ -610,7 +609,9 @@ static int apply_simple(store *st, const struct op *o)
         s = st->st[ST_RETAIN_SET];
         sqlite3_bind_int64(s, 2, (sqlite3_int64)o->id);
         break;
-    case OP_RETAIN_CLEAR: s = st->st[ST_RETAIN_CLEAR]; break;
+    case OP_RETAIN_CLEAR:
+        s = st->st[ST_RETAIN_CLEAR];
+        break;
     case OP_SESSION_PUT:
         s = st->st[ST_SESSION_PUT];
         bind_s2(st, s, 2, o);
@@ -630,7 +631,8 @@ static int apply_simple(store *st, const struct op *o)
         s = st->st[o->kind == OP_Q2_ADD ? ST_Q2_ADD : ST_Q2_DEL];
         sqlite3_bind_int(s, 2, o->pid);
         break;
-    default: return SQLITE_MISUSE;
+    default:
+        return SQLITE_MISUSE;
     }
     bind_s1(st, s, 1, o);
     return run(s);
@@ -639,12 +641,16 @@ static int apply_simple(store *st, const struct op *o)
 static int apply_op(store *st, const struct op *o)
 {
     switch (o->kind) {
-    case OP_MSG_ADD: return apply_msg(st, o);
-    case OP_SESSION_DEL: return apply_session_del(st, o);
+    case OP_MSG_ADD:
+        return apply_msg(st, o);
+    case OP_SESSION_DEL:
+        return apply_session_del(st, o);
     case OP_DELIV_ADD:
     case OP_DELIV_UPDATE:
-    case OP_DELIV_DEL: return apply_delivery(st, o);
-    default: return apply_simple(st, o);
+    case OP_DELIV_DEL:
+        return apply_delivery(st, o);
+    default:
+        return apply_simple(st, o);
     }
 }
 
@@ -759,8 +765,7 @@ int store_load(store *st, const store_load_cbs *cbs, void *ud)
          row_retained},
         {offsetof(store_load_cbs, session), "SELECT client_id,username,expiry FROM sessions",
          row_session},
-        {offsetof(store_load_cbs, sub), "SELECT client_id,filter,qos FROM subscriptions",
-         row_sub},
+        {offsetof(store_load_cbs, sub), "SELECT client_id,filter,qos FROM subscriptions", row_sub},
         {offsetof(store_load_cbs, qos2_in), "SELECT client_id,pid FROM qos2_in", row_q2},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {

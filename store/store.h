@@ -57,16 +57,16 @@ enum store_dstate {
 typedef struct store store;
 
 typedef struct {
-    bool strict;    /* true: synchronous=FULL (every commit synced); false: NORMAL */
+    bool strict;     /* true: synchronous=FULL (every commit synced); false: NORMAL */
     bool quarantine; /* a damaged database is moved aside and a new one created */
 } store_opts;
 
 /* What store_open found, for the startup log. */
 typedef struct {
-    bool created;          /* the file did not exist */
-    bool quarantined;      /* a damaged file was moved aside */
-    char moved_to[512];    /* where, when quarantined */
-    char reason[256];      /* why, when quarantined */
+    bool created;       /* the file did not exist */
+    bool quarantined;   /* a damaged file was moved aside */
+    char moved_to[512]; /* where, when quarantined */
+    char reason[256];   /* why, when quarantined */
 } store_open_info;
 
 /*
@@ -93,8 +93,8 @@ void store_set_release(store *st, store_release_fn fn);
 
 /* A new message body. Returns its id (> 0) in *id: ids are assigned here and
  * never reused. topic/payload must stay valid until release(owner). */
-int store_msg_add(store *st, uint64_t *id, const char *topic, size_t tlen,
-                  const uint8_t *payload, size_t plen, uint8_t qos, bool retain, void *owner);
+int store_msg_add(store *st, uint64_t *id, const char *topic, size_t tlen, const uint8_t *payload,
+                  size_t plen, uint8_t qos, bool retain, void *owner);
 /* Retained message for topic (replaces), or none. */
 int store_retain_set(store *st, const char *topic, size_t tlen, uint64_t msg_id);
 int store_retain_clear(store *st, const char *topic, size_t tlen);
@@ -106,10 +106,10 @@ int store_session_del(store *st, const char *client_id);
 int store_sub_put(store *st, const char *client_id, const char *filter, size_t flen, uint8_t qos);
 int store_sub_del(store *st, const char *client_id, const char *filter, size_t flen);
 /* Deliveries: seq orders them within a session (the caller's counter). */
-int store_delivery_add(store *st, const char *client_id, uint64_t seq, uint64_t msg_id,
-                       uint8_t qos, bool retain, enum store_dstate state, uint16_t pid);
-int store_delivery_update(store *st, const char *client_id, uint64_t seq,
-                          enum store_dstate state, uint16_t pid);
+int store_delivery_add(store *st, const char *client_id, uint64_t seq, uint64_t msg_id, uint8_t qos,
+                       bool retain, enum store_dstate state, uint16_t pid);
+int store_delivery_update(store *st, const char *client_id, uint64_t seq, enum store_dstate state,
+                          uint16_t pid);
 int store_delivery_del(store *st, const char *client_id, uint64_t seq);
 int store_qos2_in_add(store *st, const char *client_id, uint16_t pid);
 int store_qos2_in_del(store *st, const char *client_id, uint16_t pid);

@@ -189,8 +189,7 @@ static int on_delivery(void *ud, const store_delivery *d)
     l->seq[l->n] = d->seq;
     l->state[l->n] = (uint8_t)d->state;
     l->pid[l->n] = d->pid;
-    snprintf(l->payload[l->n], 32, "%.*s", (int)d->msg.payload_len,
-             (const char *)d->msg.payload);
+    snprintf(l->payload[l->n], 32, "%.*s", (int)d->msg.payload_len, (const char *)d->msg.payload);
     l->n++;
     return 0;
 }
@@ -286,9 +285,9 @@ START_TEST(group_commit_and_release)
         ck_assert_int_eq(store_msg_add(st, &id, "bulk/t", 6, (const uint8_t *)"payload", 7, 1,
                                        false, (void *)topic),
                          STORE_OK);
-        ck_assert_int_eq(store_delivery_add(st, "bulk", (uint64_t)i + 1, id, 1, false,
-                                            STORE_QUEUED, 0),
-                         STORE_OK);
+        ck_assert_int_eq(
+            store_delivery_add(st, "bulk", (uint64_t)i + 1, id, 1, false, STORE_QUEUED, 0),
+            STORE_OK);
     }
     ck_assert_uint_eq(store_pending(st), 10001);
     ck_assert_int_eq(released, 0); /* bodies are borrowed until the commit */
@@ -300,8 +299,7 @@ START_TEST(group_commit_and_release)
     uint64_t id;
     ck_assert_int_eq(store_msg_add(st, &id, "late", 4, (const uint8_t *)"x", 1, 1, false, NULL),
                      STORE_OK);
-    ck_assert_int_eq(store_delivery_add(st, "bulk", 5001, id, 1, false, STORE_QUEUED, 0),
-                     STORE_OK);
+    ck_assert_int_eq(store_delivery_add(st, "bulk", 5001, id, 1, false, STORE_QUEUED, 0), STORE_OK);
     store_close(st);
     ck_assert_int_eq(released, 5001);
     st = open_ok(NULL);
@@ -330,9 +328,9 @@ START_TEST(failed_commit_keeps_journal)
         uint64_t id;
         ck_assert_int_eq(store_msg_add(st, &id, "big", 3, big, sizeof big, 1, false, NULL),
                          STORE_OK);
-        ck_assert_int_eq(store_delivery_add(st, "dev", (uint64_t)i + 1, id, 1, false,
-                                            STORE_QUEUED, 0),
-                         STORE_OK);
+        ck_assert_int_eq(
+            store_delivery_add(st, "dev", (uint64_t)i + 1, id, 1, false, STORE_QUEUED, 0),
+            STORE_OK);
     }
     ck_assert_int_eq(store_commit(st), STORE_ERR_IO);
     ck_assert_msg(strlen(store_errmsg(st)) > 0, "a failed commit says why");

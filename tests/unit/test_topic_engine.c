@@ -19,6 +19,8 @@
 
 #include "acl/acl.h"
 #include "broker/broker.h"
+#include "broker/session.h"
+#include "broker/tree.h"
 #include "mqtt/mqtt.h"
 #include "tests/unit/topic_cases.h"
 
@@ -40,7 +42,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    tree_unsubscribe_all(&B, &S);
+    session_unsubscribe_all(&S);
     tree_free(B.root);
     char path[128];
     snprintf(path, sizeof path, "%s/acl", tmpdir);
@@ -101,12 +103,12 @@ static bool by_retained(const char *f, const char *t)
 {
     msg *m = msg_new((const uint8_t *)t, (uint16_t)strlen(t), (const uint8_t *)"v", 1, 0, true);
     ck_assert_ptr_nonnull(m);
-    tree_retain(&B, m);
+    ck_assert_int_eq(tree_retain(B.root, m, &B.retained_count), BK_OK);
     msg_unref(m);
     int hits = 0;
     tree_retained_match(B.root, f, strlen(f), count_retained, &hits);
     m = msg_new((const uint8_t *)t, (uint16_t)strlen(t), (const uint8_t *)"", 0, 0, true);
-    tree_retain(&B, m);
+    ck_assert_int_eq(tree_retain(B.root, m, &B.retained_count), BK_OK);
     msg_unref(m);
     ck_assert_uint_eq(B.retained_count, 0);
     return hits == 1;
@@ -114,12 +116,14 @@ static bool by_retained(const char *f, const char *t)
 
 static void subscribe(const char *f)
 {
-    ck_assert_ptr_nonnull(tree_subscribe(&B, &S, f, strlen(f), 1));
+    sub_rec *r = NULL;
+    ck_assert_int_eq(session_subscribe(&S, B.root, f, strlen(f), 1, &r), BK_OK);
+    ck_assert_ptr_nonnull(r);
 }
 
 static void unsubscribe(const char *f)
 {
-    ck_assert_int_eq(tree_unsubscribe(&B, &S, f, strlen(f)), 1);
+    ck_assert_int_eq(session_unsubscribe(&S, f, strlen(f)), BK_OK);
 }
 
 /* ---- the table ---------------------------------------------------------------- */

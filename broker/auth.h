@@ -1,0 +1,35 @@
+/*
+ * auth.h -- the broker side of authentication and authorization: which
+ * identity a connection has, the password file and ACL (acl/), reloading
+ * them on SIGHUP, and slowing down repeated failed logins per address.
+ */
+#ifndef SECBROKER_AUTH_H
+#define SECBROKER_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/err.h"
+
+struct broker;
+struct client;
+struct session;
+
+/* Load password_file and acl_file. BK_OK, or BK_ERR_IO with err set. */
+int auth_load(struct broker *b, char *err, size_t errlen) BK_MUST_CHECK;
+void auth_reload(struct broker *b);
+bool auth_may_write(struct broker *b, struct client *c, const char *topic, size_t len);
+bool auth_may_read(struct broker *b, struct session *s, const char *topic, size_t len);
+bool auth_may_subscribe(struct broker *b, struct client *c, const char *filter, size_t len);
+/* CONNACK code for this CONNECT's credentials (0 = accepted). */
+int auth_login(struct broker *b, struct client *c, const char *username, const uint8_t *pw,
+               size_t pwlen, bool has_password);
+/* Brute-force slow-down per remote address: seconds this login attempt must
+ * wait before its password is even checked (0 = now), and the bookkeeping of
+ * a failure. */
+double auth_attempt_delay(struct broker *b, const char *peer);
+void auth_record_failure(struct broker *b, const char *peer);
+void auth_free(struct broker *b);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * conn.h -- connections as a transport: accept, read into a buffer, write a
+ * buffer, TLS (tls/), deadlines, close. It knows no MQTT: what the bytes
+ * mean is the business of the handler set at accept time (a small callback
+ * table, the aeFileProc pattern), which the listener carries.
+ *
+ * Reads go into one shared buffer; the handler consumes what it can straight
+ * from it and only the tail of an incomplete message is copied into the
+ * connection's own buffer. Output is appended to the connection's buffer and
+ * written once per loop iteration (before the loop sleeps), so many messages
+ * become one send() and, over TLS, as few records as possible. A connection
+ * is never freed inside its own callback: conn_close marks it and
+ * conn_free_closed frees it before the loop sleeps.
+ *
+ * Ownership: a conn owns its fd, its tls_conn, its input/output buffers, its
+ * close reason and the memory of its handler's object (ud, allocated with
+ * it); the handler owns what that object points to (released in on_close).
+ */
+#ifndef SECBROKER_CONN_H
+#define SECBROKER_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/bbuf.h"
+#include "broker/config.h"
+#include "broker/err.h"
+
+struct broker;
+struct conn;
+struct tls_server;
+struct tls_conn;
+
+/* What a connection calls up into. Every member is required. */
+typedef struct conn_handler {
+    /* Size of the handler's per-connection object: allocated zeroed together
+     * with the connection (one allocation), c->ud points at it. */
+    size_t ud_size;
+    /* A new connection: initialise c->ud. BK_OK, or an error to refuse it. */
+    int (*on_accept)(struct broker *b, struct conn *c);
+    /* Bytes arrived: data[0..len) holds every byte not consumed yet. Returns
+     * how many it consumed; the rest is kept and offered again with more. */
+    size_t (*on_data)(struct conn *c, const uint8_t *data, size_t len);
+    /* Bytes the message at data[0..len) needs in total, 0 while unknown: so
+     * a large message is read in as few calls as possible. */
+    size_t (*frame_need)(const uint8_t *data, size_t len);
+    /* Periodic check (about 10 times a second) of the handler's deadlines. */
+    void (*on_tick)(struct conn *c);
+    /* The connection is going away (reason says why): release what ud
+     * holds (ud itself goes with the connection). */
+    void (*on_close)(struct conn *c, const char *reason);
+} conn_handler;
+
+enum conn_state {
+    CS_TLS_HANDSHAKE, /* TLS listener, handshake in progress */
+    CS_OPEN,          /* bytes flow */
+    CS_CLOSING,       /* marked; freed before the loop sleeps */
+};
+
+/* The numbers of the output-buffer policy (conn_output_check). */
+typedef struct conn_limits {
+    uint64_t soft;         /* max_output_buffer */
+    uint64_t hard;         /* output_buffer_hard_limit */
+    uint32_t soft_seconds; /* output_buffer_soft_seconds */
+    uint32_t slack;        /* one write may pass hard by this much (max_packet_size) */
+} conn_limits;
+
+typedef struct listener {
+    int fd;
+    listener_cfg *cfg;
+    struct tls_server *tls;
+    const conn_handler *handler; /* given to every connection it accepts */
+    const conn_limits *limits;   /* for every connection it accepts */
+    uint32_t nconns;
+} listener;
+
+typedef struct conn {
+    struct conn *prev, *next;  /* broker->conns */
+    struct conn *pending_next; /* broker->write_pending list */
+    struct conn *close_next;   /* broker->closing list */
+    const conn_handler *h;
+    void *ud; /* the handler's object (h->ud_size bytes after the conn) */
+    int fd;
+    enum conn_state state;
+    listener *listener;
+    struct tls_conn *tls; /* NULL on plain listeners */
+    char peer[64];        /* "1.2.3.4:5678" or "[::1]:5678" */
+    bbuf in;              /* partial message only; empty most of the time */
+    bbuf out;             /* coalesced output, flushed before sleep */
+    bool write_pending;   /* on broker->write_pending */
+    bool want_write;      /* EPOLLOUT registered */
+    bool read_pending;    /* TLS: decrypted data left inside mbedTLS */
+    double last_rx;       /* monotonic seconds of the last read */
+    double last_tx;       /* monotonic seconds of the last write */
+    double over_since;    /* output over the soft limit since (0 = not) */
+    double deadline;      /* TLS handshake deadline */
+    char *close_reason;   /* set by conn_close (allocated then) */
+} conn;
+
+/* Output over the soft limit (conn_output_check): messages that may be lost
+ * should be dropped. */
+#define CONN_OUT_SOFT 1
+
+void conn_accept(struct broker *b, listener *l);
+void conn_on_event(struct broker *b, conn *c, uint32_t events);
+/* Mark c closing with a reason (formatted); it is freed before the loop
+ * sleeps, after its handler's on_close. */
+void conn_close(struct broker *b, conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void conn_free_closed(struct broker *b);
+void conn_flush_all(struct broker *b);
+void conn_tick(struct broker *b);
+void conn_service_read_pending(struct broker *b);
+
+/* Append bytes to the output buffer and schedule a flush. BK_OK;
+ * BK_ERR_FULL / BK_ERR_NOMEM / BK_ERR_CLOSED when c is (now) closing. */
+int conn_write(struct broker *b, conn *c, const uint8_t *data, size_t len);
+/* Like conn_write, but when nothing is queued the bytes go to the socket at
+ * once and only a remainder is buffered: an idle client then never owns an
+ * output buffer. */
+int conn_write_now(struct broker *b, conn *c, const uint8_t *data, size_t len);
+/* Out of line halves of the inline functions below. */
+uint8_t *conn_reserve_failed(struct broker *b, conn *c);
+void conn_schedule_write(struct broker *b, conn *c);
+int conn_output_check_slow(struct broker *b, conn *c, size_t adding);
+
+/* Room for n bytes at the end of the output buffer, written in place and
+ * then committed with conn_commit (no intermediate copy). NULL when out of
+ * memory (c is then closing). Inline: once per message per recipient. */
+static inline uint8_t *conn_reserve(struct broker *b, conn *c, size_t n) BK_MUST_CHECK;
+static inline uint8_t *conn_reserve(struct broker *b, conn *c, size_t n)
+{
+    if (bbuf_reserve(&c->out, n) != BK_OK) return conn_reserve_failed(b, c);
+    return c->out.data + c->out.len;
+}
+
+static inline void conn_commit(struct broker *b, conn *c, size_t n)
+{
+    c->out.len += n;
+    if (!c->write_pending) conn_schedule_write(b, c);
+}
+
+/* The output-buffer policy, in one place (Redis'
+ * checkClientOutputBufferLimits), with the numbers of c's listener's
+ * conn_limits: over the hard limit (plus `slack` for `adding` bytes about to
+ * be written), or over the soft limit for longer than soft_seconds, closes
+ * the connection (BK_ERR_FULL). Over the soft limit: CONN_OUT_SOFT.
+ * Otherwise BK_OK. The common case (under the soft limit, no timer running)
+ * is decided inline; the rest in conn_output_check_slow. */
+static inline int conn_output_check(struct broker *b, conn *c, size_t adding)
+{
+    if (!c->over_since && bbuf_used(&c->out) + adding <= c->listener->limits->soft) return BK_OK;
+    return conn_output_check_slow(b, c, adding);
+}
+
+/* Offer the buffered input to the handler again: after on_data consumed
+ * less than it could (it held a message back) and can now go on. */
+void conn_offer_input(struct broker *b, conn *c);
+
+#endif

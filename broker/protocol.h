@@ -1,0 +1,58 @@
+/*
+ * protocol.h -- MQTT over a connection: framing, decoding, encoding, and
+ * one short handler per packet type (parse -> authorize -> act). It is the
+ * conn_handler of every listener; it drives sessions (as their outbox),
+ * the router and authorization, and enforces the state rules (CONNECT
+ * first and once, [MQTT-3.1.0-1/2]).
+ *
+ * Ownership: a client owns its client id and username strings, its will
+ * message (a msg ref) and a held CONNECT's copy; it points at (does not
+ * own) its conn and its session. It is freed in the conn's on_close.
+ */
+#ifndef SECBROKER_PROTOCOL_H
+#define SECBROKER_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/conn.h"
+#include "broker/msg.h"
+#include "mqtt/mqtt.h"
+
+struct broker;
+struct session;
+
+enum client_state {
+    CL_AWAIT_CONNECT, /* transport ready, no CONNECT yet */
+    CL_AUTH_DELAY,    /* CONNECT held back after recent failed logins */
+    CL_ACTIVE,
+};
+
+typedef struct client { /* allocated with its conn (conn_handler.ud_size) */
+    struct broker *b;
+    conn *conn;
+    struct session *session;
+    char *client_id;       /* copy for logging after detach */
+    char *username;        /* NULL = anonymous */
+    msg *will;             /* NULL when none */
+    uint8_t *held_connect; /* CL_AUTH_DELAY: copy of the CONNECT packet body */
+    double last_rx;        /* monotonic seconds of the last packet */
+    double deadline;       /* CONNECT deadline or auth delay end */
+    uint64_t dropped_qos0; /* QoS 0 messages dropped: output buffer full */
+    uint32_t held_connect_len;
+    uint16_t keepalive;
+    uint8_t state; /* enum client_state */
+    uint8_t protocol_level;
+    bool send_will; /* cleared by DISCONNECT */
+} client;
+
+/* The handler listeners give their connections. */
+extern const conn_handler proto_conn_handler;
+
+/* Handle one framed packet from cl. */
+void proto_handle_packet(client *cl, const mqtt_header *h);
+/* Connected clients (CONNACK sent, not closing), for $SYS. */
+uint32_t proto_count_active(struct broker *b);
+
+#endif

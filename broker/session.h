@@ -1,0 +1,146 @@
+/*
+ * session.h -- an MQTT session as a state machine that needs no socket:
+ * the registry (client id -> session), the subscriptions, the outgoing
+ * QoS 1/2 window (inflight, bounded by max_inflight_messages, packet ids
+ * with a bitmap for windows over 64), the queue behind it (bounded by
+ * max_queued_messages) and the incoming QoS 2 packet ids that wait for
+ * PUBREL (exactly-once on receipt).
+ *
+ * A session sends through an outbox (a function table + context) attached
+ * while its client is connected; the protocol layer provides it, unit tests
+ * provide a recording one.
+ *
+ * Ownership: a session owns its client id, username, subscription records,
+ * inflight and queued deliveries (one msg reference each) and the incoming
+ * QoS 2 ids. It does not own its outbox context.
+ */
+#ifndef SECBROKER_SESSION_H
+#define SECBROKER_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/dict.h"
+#include "broker/err.h"
+#include "broker/msg.h"
+#include "broker/tree.h"
+#include "mqtt/mqtt.h"
+
+/* What a session emits. ctx is the one given to session_attach. */
+typedef struct session_outbox {
+    /* May packets go out now? (false while the connection is closing) */
+    bool (*ready)(void *ctx);
+    /* One PUBLISH. BK_OK; BK_ERR_FULL when a QoS 0 copy was dropped (output
+     * over its limit); BK_ERR_CLOSED when not ready (closing) or failed. */
+    int (*publish)(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid);
+    /* One acknowledgement packet (the session sends PUBREL). */
+    int (*ack)(void *ctx, enum mqtt_type type, uint16_t pid);
+} session_outbox;
+
+typedef struct {
+    uint32_t max_inflight; /* 0 = unlimited (up to the 65535 packet ids) */
+    uint32_t max_queued;   /* 0 = unlimited */
+} session_limits;
+
+typedef struct session_registry {
+    dict ids; /* client id -> session */
+    session_limits limits;
+} session_registry;
+
+typedef struct sub_rec {
+    struct sub_rec *next, *prev;
+    uint64_t retained_stamp; /* SUBSCRIBE that last sent this filter's retained */
+    tree_sub where;          /* the tree's entry for it */
+    uint8_t qos;
+    uint16_t filter_len;
+    char filter[]; /* NUL-terminated */
+} sub_rec;
+
+enum out_state {
+    OUT_WAIT_PUBACK = 1, /* QoS 1 sent */
+    OUT_WAIT_PUBREC,     /* QoS 2 PUBLISH sent */
+    OUT_WAIT_PUBCOMP,    /* QoS 2 PUBREL sent */
+};
+
+typedef struct {
+    msg *m;
+    uint16_t pid;
+    uint8_t qos;
+    uint8_t state; /* enum out_state; 0 = acked (or queued) */
+    bool retain;   /* retain flag to send with */
+} outmsg;
+
+typedef struct { /* ring buffer of deliveries waiting for a slot */
+    outmsg *items;
+    uint32_t head, count, cap;
+} outqueue;
+
+typedef struct session {
+    session_registry *reg;
+    char *client_id; /* owned; dict key */
+    uint16_t client_id_len;
+    const session_outbox *out; /* NULL while offline */
+    void *out_ctx;             /* the protocol's client while attached */
+    char *username;            /* owned; for ACL checks while offline */
+    bool clean;
+    sub_rec *subs;
+    uint32_t nsubs;
+    dict subs_by_filter; /* filter -> sub_rec (keys point into the rec) */
+    outmsg *inflight;    /* slots [inflight_head, ninflight); state 0 = acked */
+    uint32_t inflight_head, ninflight, cap_inflight;
+    uint32_t inflight_live; /* slots still waiting: what max_inflight bounds */
+    outqueue queue;
+    uint16_t *qos2_in; /* incoming QoS 2 packet ids awaiting PUBREL */
+    uint32_t nqos2_in, cap_qos2_in;
+    uint16_t next_pid;
+    uint8_t *pid_used;    /* bitmap of inflight ids, only for windows > 64 */
+    uint64_t match_stamp; /* router: dedup of overlapping subscriptions */
+    uint8_t match_qos;
+    uint64_t dropped; /* messages dropped because the queue was full */
+} session;
+
+void session_registry_init(session_registry *r, session_limits limits);
+/* Destroys every session (their outboxes must be detached or gone). */
+void session_registry_free(session_registry *r);
+session *session_find(session_registry *r, const char *id, size_t len);
+/* A new offline session registered under id, or NULL when out of memory. */
+session *session_create(session_registry *r, const char *id, size_t len, bool clean) BK_MUST_CHECK;
+/* Unregister and free s with its subscriptions and deliveries. */
+void session_destroy(session *s);
+
+/* Connect s to its client's outbox / disconnect it (deliveries then queue). */
+void session_attach(session *s, const session_outbox *out, void *ctx);
+void session_detach(session *s);
+bool session_online(const session *s);
+
+/* Deliver m at the lower of m->qos and max_qos. QoS 0 goes out at once (or
+ * nowhere while offline); QoS 1/2 enter the window or wait in the queue.
+ * BK_OK, BK_ERR_FULL (queue at max_queued: dropped and counted),
+ * BK_ERR_NOMEM. */
+int session_deliver(session *s, msg *m, uint8_t max_qos, bool retain);
+/* Send what fits in the inflight window from the queue. */
+void session_pump(session *s);
+/* On reconnect: resend inflight (DUP) and PUBRELs, in order, then pump. */
+void session_resend(session *s);
+/* PUBACK, PUBREC or PUBCOMP from the client. BK_OK, BK_ERR_UNKNOWN (no such
+ * id in flight) or BK_ERR_STATE (an ack that does not fit its state). */
+int session_ack(session *s, enum mqtt_type type, uint16_t pid);
+/* Would every further QoS qos delivery be dropped while the output is over
+ * its soft limit? (true for QoS 0, and for QoS 1/2 when the queue is full) */
+bool session_queue_full(const session *s, uint8_t qos);
+
+/* Incoming QoS 2: has/remember/forget an id awaiting PUBREL. */
+bool session_qos2_in_has(const session *s, uint16_t pid);
+int session_qos2_in_add(session *s, uint16_t pid) BK_MUST_CHECK; /* BK_OK / BK_ERR_NOMEM */
+bool session_qos2_in_del(session *s, uint16_t pid);
+
+/* Add or replace ([MQTT-3.8.4-3]) a subscription; *rec is its record.
+ * BK_OK or BK_ERR_NOMEM. */
+int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, uint8_t qos,
+                      sub_rec **rec) BK_MUST_CHECK;
+/* BK_OK, or BK_ERR_UNKNOWN when s has no such subscription. */
+int session_unsubscribe(session *s, const char *filter, size_t flen);
+void session_unsubscribe_all(session *s);
+
+#endif
