@@ -38,13 +38,13 @@ class ClientTests:
 
     @classmethod
     def setUpClass(cls):
-        if not (os.path.exists(SECPUB) and os.path.exists(SECSUB)):
-            raise unittest.SkipTest("build/secpub and build/secsub are not built")
+        need(SECPUB)
+        need(SECSUB)
         cls.certs = PKI["certs"]
         cls.broker = make_broker(binary=BROKER_BINARY[cls.BROKER], listeners=[
-            tls_block(cls.certs, True),                     # ports[1]: TLS
-            tls_block(cls.certs, True, require=True),       # ports[2]: mutual TLS
-            tls_block(cls.certs, True, server="other"),       # ports[3]: cert for otherhost.example
+            tls_block(cls.certs, cafile=True),                  # ports[1]: TLS
+            tls_block(cls.certs, cafile=True, require=True),    # ports[2]: mutual TLS
+            tls_block(cls.certs, cafile=True, server="other"),  # ports[3]: cert for otherhost.example
         ])
         cls.broker.start()
         cls.port, cls.tls_port, cls.mtls_port, cls.other_port = cls.broker.ports
@@ -420,8 +420,8 @@ class TestClientsStandalone(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not (os.path.exists(SECPUB) and os.path.exists(SECSUB)):
-            raise unittest.SkipTest("build/secpub and build/secsub are not built")
+        need(SECPUB)
+        need(SECSUB)
 
     def setUp(self):
         self.topic = "clients/standalone/%s" % self._testMethodName
