@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from mqttlib import ROOT, WAIT, Client
+from mqttlib import ROOT, WAIT, Client, need
 
 MKCERTS = os.path.join(ROOT, "scripts", "mkcerts.sh")
 
@@ -53,8 +53,8 @@ def make_other_cert(certs):
     d = certs["dir"]
 
     def openssl(*args):
-        subprocess.run(["openssl"] + list(args), cwd=d, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, timeout=60)
+        subprocess.run([need("openssl")] + list(args), cwd=d, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "other.key")
     openssl("req", "-new", "-key", "other.key", "-out", "other.csr", "-subj",
             "/CN=otherhost.example/O=Lab")
@@ -156,7 +156,7 @@ def handshake_failure(port, ctx, timeout=WAIT):
 def s_client(port, *args, timeout=WAIT, stdin=b""):
     """Run openssl s_client against 127.0.0.1:port; (returncode, stdout+stderr).
     stdin EOF makes it close right after the handshake."""
-    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port] + list(args)
+    argv = [need("openssl"), "s_client", "-connect", "127.0.0.1:%d" % port] + list(args)
     p = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=timeout)
     return p.returncode, p.stdout.decode(errors="replace")
