@@ -1,6 +1,6 @@
 """Shared fixtures for integration tests: start build/secbroker (or Debian's
 mosquitto) on a free loopback port, stop it by PID, read its log; raw MQTT
-packet helpers for the malformed-input tests.
+packet helpers for the malformed-input tests; a stub broker for the clients.
 
 Everything listens on 127.0.0.1 only. Timeouts here are generous upper bounds
 for waiting, never pass/fail timing.
@@ -12,12 +12,14 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.join(ROOT, "build")
 # SECBROKER_BIN runs the suites against another build, e.g. build-asan/secbroker
 SECBROKER = os.environ.get("SECBROKER_BIN") or os.path.join(BUILD, "secbroker")
+WAIT = 30.0  # generous upper bound for anything that should happen "now" (every suite's)
 
 
 def free_port():
@@ -228,7 +230,7 @@ def ack_packet(kind, pid):
 class RawClient:
     """A blocking socket speaking raw MQTT, with a packet reader."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=5.0, sock=None):
+    def __init__(self, port, host="127.0.0.1", timeout=WAIT, sock=None):
         self.sock = sock or socket.create_connection((host, port), timeout=timeout)
         self.sock.settimeout(timeout)
         self.buf = b""
@@ -271,7 +273,7 @@ class RawClient:
         first, body = self.expect(2)
         return body[0] & 1, body[1]  # session present, return code
 
-    def closed(self, timeout=5.0):
+    def closed(self, timeout=WAIT):
         """True if the broker closes the connection within timeout."""
         self.sock.settimeout(timeout)
         try:
@@ -305,6 +307,53 @@ def parse_publish(first, body):
     return topic, body[off:], qos, bool(first & 1), bool(first & 8), pid
 
 
-def tool(name):
-    """Path to a third-party tool, or None."""
-    return shutil.which(name)
+
+class StubBroker:
+    """A one-thread fake broker for what a real one will not do on demand:
+    listen on ::1, or answer every CONNECT with CONNACK return code rc.
+    Records the raw CONNECT bodies it saw in self.connects and the types of
+    the packets after it in self.packets; acknowledges QoS 1 PUBLISHes."""
+
+    def __init__(self, rc=0, host="127.0.0.1"):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.rc = rc
+        self.connects = []
+        self.packets = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            raw = RawClient(0, sock=conn, timeout=10)
+            try:
+                first, body = raw.read_packet()
+                self.connects.append(body)
+                raw.send(bytes([0x20, 2, 0, self.rc]))
+                while True:
+                    first, body = raw.read_packet()
+                    self.packets.append(first >> 4)
+                    if first >> 4 == 3 and (first >> 1) & 3 == 1:
+                        raw.send(bytes([0x40, 2]) + body[2 + (body[0] << 8 | body[1]):][:2])
+                    if first >> 4 == 14:
+                        break
+            except (EOFError, OSError):
+                pass
+            raw.close()
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()

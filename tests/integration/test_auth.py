@@ -6,7 +6,7 @@ pattern with %c and %u, deny wins, SUBACK 0x80, refused PUBLISH still
 acknowledged), wills checked at CONNECT, SIGHUP reload, and startup errors.
 
 Failed logins slow down later CONNECTs from the same address, so each failed
-login here comes from its own 127.0.0.x source address (authlib.fresh_addr)
+login here comes from its own 127.0.0.x source address (mqttlib.fresh_addr)
 and successful ones from 127.0.0.1.
 
 Timeouts are upper bounds for waiting, never pass/fail timing.
@@ -19,11 +19,10 @@ import subprocess
 import tempfile
 import unittest
 
-from authlib import (HELD_WAIT, MOSQ_PASSWD, SECBROKER, SECPASSWD, WAIT, Client, connect,
-                     fresh_addr, make_broker, marker, mosq_passwd, open_connect, publish,
-                     recv_publish, secpasswd, sha6_line, start_broker, start_class_broker,
-                     subscribe, uid, wait_log_line, write)
-from brokerlib import connect_packet, free_port, wait_port
+from mqttlib import (HELD_WAIT, SECBROKER, SECPASSWD, WAIT, Client, connect, connect_packet,
+                     free_port, fresh_addr, make_broker, marker, mosq_passwd, need, open_connect,
+                     publish, recv_publish, secpasswd, sha6_line, start_broker,
+                     start_class_broker, subscribe, uid, wait_log_line, wait_port, write)
 
 FAIL = 0x80
 
@@ -48,8 +47,7 @@ def require_tools(_tc=None):
     """Fail (not skip) when the broker or mosquitto_passwd is missing."""
     if not os.access(SECBROKER, os.X_OK):
         raise AssertionError("%s not built (make build/secbroker)" % SECBROKER)
-    if not MOSQ_PASSWD:
-        raise AssertionError("mosquitto_passwd not installed (apt-get install mosquitto)")
+    need("mosquitto_passwd")
 
 
 class AuthCase(unittest.TestCase):

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import unittest
 
-from brokerlib import BUILD, ROOT, Broker, tool
+from mqttlib import BUILD, ROOT, Broker, need
 
 SECBENCH = os.path.join(BUILD, "secbench")
 WAIT = 60.0
@@ -40,7 +40,7 @@ class Counter:
 
     def __init__(self, broker, filter_, expected, qos=1, client_id="benchcount"):
         self.proc = subprocess.Popen(
-            [tool("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(broker.port), "-i", client_id,
+            [need("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(broker.port), "-i", client_id,
              "-q", str(qos), "-t", filter_, "-C", str(expected), "-W", str(int(WAIT)), "-F", "%t"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         broker.wait_log("%s subscribed to '%s'" % (client_id, filter_), timeout=WAIT)
@@ -54,10 +54,8 @@ class Counter:
 class BenchTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(SECBENCH):
-            raise unittest.SkipTest("build/secbench is not built")
-        if tool("mosquitto_sub") is None:
-            raise unittest.SkipTest("mosquitto_sub (mosquitto-clients) is not installed")
+        need(SECBENCH)
+        need("mosquitto_sub")
         cls.pki = tempfile.mkdtemp(prefix="secbench-pki-")
         subprocess.run(["sh", os.path.join(ROOT, "scripts", "mkcerts.sh"), cls.pki], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -9,15 +9,18 @@ import re
 import signal
 import unittest
 
-from clientlib import (MOSQUITTO, SECPUB, SECSUB, StubBroker, Sub, TempDir, have_secbroker,
-                       make_broker, make_certs, make_password_file, run, tls_listener, tool)
+from mqttlib import (MOSQUITTO, SECBROKER, SECPUB, SECSUB, StubBroker, Sub, TempDir, make_broker,
+                     make_password_file, need, run)
+from tlslib import make_certs, tls_block
+
+BROKER_BINARY = {"mosquitto": MOSQUITTO, "secbroker": SECBROKER}
 
 PKI = {}
 
 
 def setUpModule():
     PKI["dir"] = TempDir("secclients-pki-")
-    PKI["certs"] = make_certs(os.path.join(PKI["dir"].path, "pki"))
+    PKI["certs"] = make_certs(os.path.join(PKI["dir"].path, "pki"), other=True)
 
 
 def tearDownModule():
@@ -35,13 +38,13 @@ class ClientTests:
 
     @classmethod
     def setUpClass(cls):
-        if not (os.path.exists(SECPUB) and os.path.exists(SECSUB)):
-            raise unittest.SkipTest("build/secpub and build/secsub are not built")
+        need(SECPUB)
+        need(SECSUB)
         cls.certs = PKI["certs"]
-        cls.broker = make_broker(cls.BROKER, listeners=[
-            tls_listener(cls.certs),                       # ports[1]: TLS
-            tls_listener(cls.certs, require=True),         # ports[2]: mutual TLS
-            tls_listener(cls.certs, server="other"),       # ports[3]: cert for otherhost.example
+        cls.broker = make_broker(binary=BROKER_BINARY[cls.BROKER], listeners=[
+            tls_block(cls.certs, cafile=True),                  # ports[1]: TLS
+            tls_block(cls.certs, cafile=True, require=True),    # ports[2]: mutual TLS
+            tls_block(cls.certs, cafile=True, server="other"),  # ports[3]: cert for otherhost.example
         ])
         cls.broker.start()
         cls.port, cls.tls_port, cls.mtls_port, cls.other_port = cls.broker.ports
@@ -72,10 +75,7 @@ class ClientTests:
         argv = [exe] + (conn if conn is not None else self.plain()) + list(args)
         if exe != SECSUB:
             # mosquitto_sub does not flush its -d lines into a pipe
-            stdbuf = tool("stdbuf")
-            if stdbuf is None:
-                self.skipTest("stdbuf (coreutils) is needed to read mosquitto_sub -d")
-            argv = [stdbuf, "-oL"] + argv
+            argv = [need("stdbuf"), "-oL"] + argv
         s = Sub(argv, debug=debug, env=env)
         self.addCleanup(s.kill)
         return s
@@ -287,9 +287,8 @@ class ClientTests:
         tmp = TempDir()
         self.addCleanup(tmp.cleanup)
         pw = make_password_file(os.path.join(tmp.path, "passwd"), "alice", "secret")
-        if pw is None:
-            self.skipTest("mosquitto_passwd is not installed")
-        b = make_broker(self.BROKER, conf="allow_anonymous false\npassword_file %s\n" % pw)
+        b = make_broker("allow_anonymous false\npassword_file %s\n" % pw,
+                        binary=BROKER_BINARY[self.BROKER])
         b.start()
         self.addCleanup(b.cleanup)
         conn = ["-h", "127.0.0.1", "-p", str(b.port)]
@@ -383,9 +382,7 @@ class ClientTests:
 
     # ---- interoperability with mosquitto's clients ------------------------------------
     def test_secsub_fed_by_mosquitto_pub(self):
-        mp = tool("mosquitto_pub")
-        if mp is None:
-            self.skipTest("mosquitto_pub is not installed")
+        mp = need("mosquitto_pub")
         s = self.sub(["-t", self.topic, "-q", "2", "-v", "-C", "3"])
         s.wait_subscribed()
         for q in range(3):
@@ -398,9 +395,7 @@ class ClientTests:
                                 for q in range(3)])
 
     def test_mosquitto_sub_fed_by_secpub(self):
-        ms = tool("mosquitto_sub")
-        if ms is None:
-            self.skipTest("mosquitto_sub is not installed")
+        ms = need("mosquitto_sub")
         s = self.sub(["-t", self.topic, "-q", "2", "-C", "100"], exe=ms)
         s.wait_subscribed()
         data = "".join("secpub %d\n" % i for i in range(100)).encode()
@@ -410,9 +405,7 @@ class ClientTests:
         self.assertEqual(msgs, [("secpub %d" % i).encode() for i in range(100)])
 
     def test_mosquitto_sub_fed_by_secpub_mutual_tls(self):
-        ms = tool("mosquitto_sub")
-        if ms is None:
-            self.skipTest("mosquitto_sub is not installed")
+        ms = need("mosquitto_sub")
         s = self.sub(["-t", self.topic, "-q", "1", "-C", "1"], exe=ms, conn=self.mtls())
         s.wait_subscribed()
         self.assertPubOk(self.pub(["-t", self.topic, "-q", "1", "-m", "over mTLS"],
@@ -427,21 +420,21 @@ class TestClientsStandalone(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not (os.path.exists(SECPUB) and os.path.exists(SECSUB)):
-            raise unittest.SkipTest("build/secpub and build/secsub are not built")
+        need(SECPUB)
+        need(SECSUB)
 
     def setUp(self):
         self.topic = "clients/standalone/%s" % self._testMethodName
 
     def plain(self):
-        from brokerlib import free_port
+        from mqttlib import free_port
         return ["-h", "127.0.0.1", "-p", str(free_port())]
 
     pub = ClientTests.pub
     assertFails = ClientTests.assertFails
 
     def test_connection_refused(self):
-        from brokerlib import free_port
+        from mqttlib import free_port
         res = self.pub(["-t", self.topic, "-m", "x"], conn=["-h", "127.0.0.1", "-p",
                                                            str(free_port())])
         self.assertFails(res, ["connection refused"], 69)
@@ -546,7 +539,7 @@ class TestClientsSecbroker(ClientTests, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        assert have_secbroker(), "build/secbroker does not exist (run make)"
+        need(SECBROKER)
         super().setUpClass()
 
     # secbroker's alerts are known exactly: the client must name them, even

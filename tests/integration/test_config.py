@@ -11,9 +11,8 @@ import subprocess
 import tempfile
 import unittest
 
-from corelib import (BINARY, REFERENCE, WAIT, assert_closed, connect, publish, recv_publish,
-                     start_broker, subscribe, uid)
-from brokerlib import free_port, wait_port
+from mqttlib import (BINARY, REFERENCE, WAIT, assert_closed, connect, free_port, publish,
+                     recv_publish, start_broker, subscribe, uid, wait_port)
 
 
 def run(args, timeout=WAIT):

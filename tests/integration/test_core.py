@@ -5,7 +5,7 @@ scale (200 subscribers, 256 KiB payload).
 
 Each docstring cites the MQTT 3.1.1 (OASIS) conformance statement it checks.
 "Nothing else arrived" is proven with a marker message published after the
-event (marker_sync), not with sleeps.
+event (marker), not with sleeps.
 """
 import socket
 import struct
@@ -13,8 +13,8 @@ import threading
 import time
 import unittest
 
-from corelib import (CONNACK, PINGRESP, PUBLISH, PUBREL, REFERENCE, Client, Msg, ack_packet,
-                     assert_closed, connect, connect_packet, log_offset, marker_sync, parse_publish,
+from mqttlib import (CONNACK, PINGRESP, PUBLISH, PUBREL, REFERENCE, WAIT, Client, Msg, ack_packet,
+                     assert_closed, connect, connect_packet, log_offset, marker, parse_publish,
                      publish, publish_packet, recv_publish, start_broker, start_class_broker,
                      subscribe, subscribe_packet, uid, unsubscribe, wait_log_line)
 
@@ -137,7 +137,7 @@ class TestConnect(SharedBroker):
         c.send(b"\xe0\x00")
         assert_closed(self, c)
         wait_log_line(self, self.broker, cid, "client sent DISCONNECT", offset=off)
-        marker_sync(self, sub, self.client(), wt)
+        marker(self, sub, self.client(), wt)
 
     def test_pipelined_packets_in_one_write(self):
         """A client may send packets right after CONNECT without waiting for CONNACK
@@ -280,7 +280,7 @@ class TestSubscribe(SharedBroker):
         want = [topic for topic, match in cases if match]
         got = [recv_publish(sub).topic for _ in want]
         self.assertEqual(sorted(got), sorted(want))
-        marker_sync(self, sub, pub, p + "/x")
+        marker(self, sub, pub, p + "/x")
 
     def test_dollar_topics_not_matched_by_leading_wildcard(self):
         """Filters starting with a wildcard do not match topic names starting with '$'
@@ -292,7 +292,7 @@ class TestSubscribe(SharedBroker):
         publish(pub, "$bar/" + u, b"retained dollar", qos=1, retain=True)
         subscribe(sub, [("#", 0), ("+/" + u, 0)])
         publish(pub, "$foo/" + u, b"dollar", qos=1)
-        marker_sync(self, sub, pub, "m/" + u)
+        marker(self, sub, pub, "m/" + u)
 
     def test_overlapping_subscriptions_respect_max_qos(self):
         """Overlapping filters: one copy or one per subscription is allowed, but the
@@ -336,7 +336,7 @@ class TestSubscribe(SharedBroker):
         publish(pub, t, b"m", qos=2)
         m = recv_publish(sub)
         self.assertEqual((m.payload, m.qos), (b"m", 0))
-        marker_sync(self, sub, pub, t)
+        marker(self, sub, pub, t)
 
     def test_unsubscribe_stops_delivery(self):
         """UNSUBACK echoes the packet id [MQTT-3.10.4-4]; the subscription is deleted and
@@ -348,7 +348,7 @@ class TestSubscribe(SharedBroker):
         unsubscribe(sub, [p + "/a", p + "/+"], pid=777)
         pub = self.client()
         publish(pub, p + "/a", b"gone", qos=1)
-        marker_sync(self, sub, pub, p + "/b")
+        marker(self, sub, pub, p + "/b")
 
     def test_unsubscribe_completes_started_deliveries(self):
         """After UNSUBSCRIBE the server completes QoS 1 and 2 deliveries it has started
@@ -410,7 +410,7 @@ class TestPublish(SharedBroker):
         self.assertEqual((m.payload, m.qos, m.dup, m.retain), (b"one", 1, False, False))
         self.assertNotEqual(m.pid, 0)
         sub.send(ack_packet("puback", m.pid))
-        marker_sync(self, sub, pub, t)
+        marker(self, sub, pub, t)
 
     def test_qos2_delivery_full_handshake(self):
         """QoS 2 both ways: PUBREC/PUBREL/PUBCOMP with the sender [MQTT-4.3.3-2], and the
@@ -425,7 +425,7 @@ class TestPublish(SharedBroker):
         sub.send(ack_packet("pubrec", m.pid))
         self.assertEqual(sub.wait_for(PUBREL, pid=m.pid), (0x62, struct.pack("!H", m.pid)))
         sub.send(ack_packet("pubcomp", m.pid))
-        marker_sync(self, sub, pub, t)
+        marker(self, sub, pub, t)
 
     def test_delivery_qos_is_min_of_publish_and_subscription(self):
         """The message goes out at min(publish QoS, granted QoS) [MQTT-3.3.5-1] (§4.3)."""
@@ -454,7 +454,7 @@ class TestPublish(SharedBroker):
         pub.send(ack_packet("pubrel", 77))
         self.assertEqual(pub.wait_for(7, pid=77), (0x70, b"\x00\x4d"))
         self.assertEqual(recv_publish(sub).payload, b"once")
-        marker_sync(self, sub, pub, t)
+        marker(self, sub, pub, t)
         # after PUBCOMP the id is free again: a new message with id 77 is delivered
         publish(pub, t, b"new with same id", qos=2, pid=77)
         self.assertEqual(recv_publish(sub).payload, b"new with same id")
@@ -561,7 +561,7 @@ class TestInflight(unittest.TestCase):
         sub.send(ack_packet("puback", first[1].pid))
         sub.send(ack_packet("puback", third.pid))
         self.assertEqual([recv_publish(sub).payload for _ in range(2)], [b"m3", b"m4"])
-        marker_sync(self, sub, pub, t)
+        marker(self, sub, pub, t)
 
     def test_max_inflight_applies_to_offline_queue_on_reconnect(self):
         """Messages queued while offline are also sent at most 2 at a time after the
@@ -644,7 +644,7 @@ class TestSessions(SharedBroker):
         publish(pub, p + "/kept", b"yes", qos=1)
         c2 = self.client(cid, clean=False, expect_sp=1)
         self.assertEqual(recv_publish(c2).payload, b"yes")
-        marker_sync(self, c2, pub, p + "/kept")
+        marker(self, c2, pub, p + "/kept")
 
     def test_offline_queue_qos1_qos2_not_qos0(self):
         """While offline a persistent session stores QoS 1 and 2 messages [MQTT-3.1.2-5]
@@ -664,7 +664,7 @@ class TestSessions(SharedBroker):
         self.assertEqual([(m1.payload, m1.qos), (m2.payload, m2.qos)], [(b"q1", 1), (b"q2", 2)])
         # never sent before, so not duplicates [MQTT-3.3.1-1]
         self.assertEqual((m1.dup, m2.dup), (False, False))
-        marker_sync(self, c2, pub, t)
+        marker(self, c2, pub, t)
 
     def test_clean_session_discards_previous_session(self):
         """CleanSession 1 discards any previous session [MQTT-3.1.2-6] and reports session
@@ -680,7 +680,7 @@ class TestSessions(SharedBroker):
         mt = uid("m")
         subscribe(c2, [(mt, 1)])
         publish(pub, t, b"old subscription", qos=1)
-        marker_sync(self, c2, pub, mt)  # neither the queued message nor the old subscription
+        marker(self, c2, pub, mt)  # neither the queued message nor the old subscription
         c2.send(b"\xe0\x00")
         assert_closed(self, c2)
         self.client(cid, clean=False, expect_sp=0)
@@ -725,7 +725,7 @@ class TestSessions(SharedBroker):
         r = recv_publish(c2, ack=False)
         self.assertEqual((r.payload, r.qos, r.dup, r.pid), (b"unacked", 1, True, m.pid))
         c2.send(ack_packet("puback", r.pid))
-        marker_sync(self, c2, pub, t)
+        marker(self, c2, pub, t)
 
     def test_unacked_qos2_publish_redelivered_with_dup(self):
         """An outgoing QoS 2 PUBLISH without PUBREC is re-sent on reconnect with DUP=1 and
@@ -743,7 +743,7 @@ class TestSessions(SharedBroker):
         c2.send(ack_packet("pubrec", r.pid))
         self.assertEqual(c2.wait_for(PUBREL, pid=r.pid)[0], 0x62)
         c2.send(ack_packet("pubcomp", r.pid))
-        marker_sync(self, c2, pub, t)
+        marker(self, c2, pub, t)
 
     def test_redelivery_before_queued_in_order(self):
         """On reconnect the unacknowledged message is re-sent first, then the messages
@@ -762,7 +762,7 @@ class TestSessions(SharedBroker):
         got = [recv_publish(c2) for _ in range(4)]
         self.assertEqual([m.payload for m in got], [b"m0", b"m1", b"m2", b"m3"])
         self.assertTrue(got[0].dup and got[0].pid == m0.pid)
-        marker_sync(self, c2, pub, t)
+        marker(self, c2, pub, t)
 
     def test_takeover_redelivers_unacked(self):
         """A takeover of a persistent session re-sends the unacknowledged QoS 1 message to
@@ -776,7 +776,7 @@ class TestSessions(SharedBroker):
         c2 = self.client(cid, clean=False, expect_sp=1)
         r = recv_publish(c2)
         self.assertEqual((r.payload, r.dup, r.pid), (b"in flight", True, m.pid))
-        marker_sync(self, c2, pub, t)
+        marker(self, c2, pub, t)
 
     def test_pubrel_resent_on_reconnect(self):
         """After our PUBREC the broker owes a PUBREL; if the connection drops before
@@ -794,7 +794,7 @@ class TestSessions(SharedBroker):
         first, body = c2.next_packet()
         self.assertEqual((first, body), (0x62, struct.pack("!H", m.pid)))
         c2.send(ack_packet("pubcomp", m.pid))
-        marker_sync(self, c2, pub, t)
+        marker(self, c2, pub, t)
 
     def test_incoming_qos2_state_survives_reconnect(self):
         """The broker as QoS 2 receiver keeps the packet id across a reconnect of a
@@ -814,7 +814,7 @@ class TestSessions(SharedBroker):
         p2.send(ack_packet("pubrel", 9))
         self.assertEqual(p2.wait_for(7, pid=9), (0x70, b"\x00\x09"))
         self.assertEqual(recv_publish(sub).payload, b"half")
-        marker_sync(self, sub, p2, t)
+        marker(self, sub, p2, t)
 
 
 class TestRetained(SharedBroker):
@@ -869,7 +869,7 @@ class TestRetained(SharedBroker):
         subscribe(sub, [(p + "/#", 1)])
         got = sorted((m.topic, m.payload, m.retain) for m in (recv_publish(sub), recv_publish(sub)))
         self.assertEqual(got, [(p + "/a", b"a2", True), (p + "/b/c", b"bc", True)])
-        marker_sync(self, sub, pub, p + "/z")
+        marker(self, sub, pub, p + "/z")
 
     def test_empty_retained_payload_clears(self):
         """A retained PUBLISH with empty payload removes the retained message
@@ -886,7 +886,7 @@ class TestRetained(SharedBroker):
         self.assertEqual((m.payload, m.retain), (b"", False))
         sub = self.client()
         subscribe(sub, [(t, 1)])
-        marker_sync(self, sub, pub, t)
+        marker(self, sub, pub, t)
 
     def test_non_retained_publish_keeps_retained(self):
         """A PUBLISH with RETAIN=0 neither stores nor replaces the retained message
@@ -899,7 +899,7 @@ class TestRetained(SharedBroker):
         subscribe(sub, [(t, 1)])
         m = recv_publish(sub)
         self.assertEqual((m.payload, m.retain), (b"retained", True))
-        marker_sync(self, sub, pub, t)
+        marker(self, sub, pub, t)
 
     def test_retained_wildcard_forms(self):
         """Retained messages are found through every filter form: exact, '+' at each level,
@@ -921,7 +921,7 @@ class TestRetained(SharedBroker):
                 got = [recv_publish(sub) for _ in want]
                 self.assertEqual(sorted(m.topic for m in got), sorted(want))
                 self.assertTrue(all(m.retain and m.payload == m.topic.encode() for m in got))
-                marker_sync(self, sub, pub, f.replace("#", "z").replace("+", "z"))  # matches f
+                marker(self, sub, pub, f.replace("#", "z").replace("+", "z"))  # matches f
 
     def test_many_retained_to_one_subscription(self):
         """2000 retained topics are all sent, once each with RETAIN=1, to a new '#'-style
@@ -940,7 +940,7 @@ class TestRetained(SharedBroker):
             self.assertTrue(m.retain)
             got.add(m.topic)
         self.assertEqual(len(got), n)
-        marker_sync(self, sub, pub, p + "/end")
+        marker(self, sub, pub, p + "/end")
 
     def test_retained_survives_subscription_removal(self):
         """Removing the last subscription on a topic (UNSUBSCRIBE, clean-session
@@ -987,7 +987,7 @@ class TestRetained(SharedBroker):
             pass  # closed instead of acknowledged: allowed
         sub = connect(self, b)
         subscribe(sub, [(t, 1)])
-        marker_sync(self, sub, connect(self, b), t)
+        marker(self, sub, connect(self, b), t)
 
 
 class TestWill(SharedBroker):
@@ -1044,7 +1044,7 @@ class TestWill(SharedBroker):
         self.assertEqual(recv_publish(sub).payload, b"plain will")
         late = self.client()
         subscribe(late, [(wt, 1)])
-        marker_sync(self, late, self.client(), wt)
+        marker(self, late, self.client(), wt)
 
     def test_empty_retained_will_clears_retained(self):
         """A will with Will Retain 1 and an empty message is published like a PUBLISH: it
@@ -1061,7 +1061,7 @@ class TestWill(SharedBroker):
         self.assertEqual((m.payload, m.retain), (b"", False))
         late = self.client()
         subscribe(late, [(wt, 1)])
-        marker_sync(self, late, pub, wt)
+        marker(self, late, pub, wt)
 
     def test_will_to_persistent_offline_subscriber(self):
         """A will is an ordinary message: an offline persistent QoS 1 subscriber gets it on
@@ -1140,7 +1140,7 @@ class TestScale(unittest.TestCase):
             pass
         assert_closed(self, pub)
         wait_log_line(self, b, cid, "protocol error", offset=off)
-        marker_sync(self, sub, connect(self, b), t)
+        marker(self, sub, connect(self, b), t)
 
 
 class TestRobustness(unittest.TestCase):
@@ -1164,24 +1164,27 @@ class TestRobustness(unittest.TestCase):
         pub = connect(self, self.broker)
         chunk = b"s" * 16384
         n = 2048
-        done = []
+        got, errors = [], []  # messages received intact; why the reader stopped early
 
         def reader():
             try:
                 for i in range(n):
                     m = recv_publish(fast)
                     if m.payload != chunk:
-                        break
-                    done.append(i)
-            except Exception as e:  # reported below via the count
-                done.append(e)
+                        errors.append("message %d has payload %r" % (i, m.payload[:32]))
+                        return
+                    got.append(i)
+            except Exception as e:  # a timeout is a lost message, never a delivered one
+                errors.append(e)
         th = threading.Thread(target=reader)
         th.start()
         for i in range(n):
             pub.send(publish_packet(t, chunk))
-        th.join(60)
-        self.assertEqual(len(done), n, "fast subscriber got %d of %d messages (%r)"
-                         % (len(done), n, done[-1:]))
+        th.join(10 * WAIT)
+        self.assertFalse(th.is_alive(), "fast subscriber still waiting after %d of %d messages"
+                         % (len(got), n))
+        self.assertEqual((len(got), errors), (n, []), "fast subscriber got %d of %d messages"
+                         % (len(got), n))
         publish(pub, t, b"end", qos=1)  # the publisher is still served
         self.assertEqual(recv_publish(fast).payload, b"end")
 

@@ -9,8 +9,8 @@ own connection, client id and log offset. Docstrings cite the MQTT 3.1.1 rule;
 import struct
 import unittest
 
-from corelib import (WAIT, Client, assert_closed, connect,
-                     connect_packet, log_offset, marker_sync, mstr, packet, publish, publish_packet,
+from mqttlib import (WAIT, Client, assert_closed, connect,
+                     connect_packet, log_offset, marker, mstr, packet, publish, publish_packet,
                      recv_publish, start_class_broker, subscribe, subscribe_packet, uid,
                      unsubscribe_packet, varint, wait_log_line)
 
@@ -392,7 +392,7 @@ class TestMalformed(unittest.TestCase):
         assert_closed(self, c)
         wait_log_line(self, self.broker, "protocol error", cid, offset=off)
         self.assertEqual(recv_publish(self.healthy).payload, b"before")
-        marker_sync(self, self.healthy, connect(self, self.broker), self.topic)
+        marker(self, self.healthy, connect(self, self.broker), self.topic)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ import subprocess
 import tempfile
 import unittest
 
-from corelib import (WAIT, Client, connect, connect_packet, log_offset, publish_packet,
-                     start_broker, subscribe_packet, uid, wait_log_line)
-from brokerlib import BUILD, RawClient, parse_publish
+from mqttlib import (BUILD, WAIT, Client, RawClient, connect, connect_packet, log_offset,
+                     parse_publish, publish_packet, start_broker, subscribe_packet, uid,
+                     wait_log_line)
 from tlslib import make_certs, tls_block
 
 SECPASSWD = os.path.join(BUILD, "secpasswd")

@@ -19,7 +19,7 @@ import tempfile
 import time
 import unittest
 
-from brokerlib import BUILD, free_port, wait_port
+from mqttlib import BUILD, free_port, need, wait_port
 
 SECPASSWD = os.path.join(BUILD, "secpasswd")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -206,10 +206,14 @@ class TestSecpasswdPrompt(SecpasswdCase):
         self.assertFalse(os.path.exists(self.pw))
 
 
-@unittest.skipUnless(os.path.exists(MOSQUITTO) and MOSQ_PUB, "Debian's mosquitto / mosquitto_pub not installed")
 class TestMosquittoAcceptsSecpasswd(SecpasswdCase):
     """The real interoperability claim: Debian's mosquitto authenticates
     users from a file secpasswd wrote (and one both tools edited)."""
+
+    def setUp(self):
+        need(MOSQUITTO)
+        need("mosquitto_pub")
+        super().setUp()
 
     def start_mosquitto(self):
         self.port = free_port()
@@ -259,8 +263,8 @@ class TestMosquittoAcceptsSecpasswd(SecpasswdCase):
         self.assertNotIn("Unable to decode", log)
         self.assertNotIn("Error", log)
 
-    @unittest.skipUnless(MOSQ_PASSWD, "mosquitto_passwd not installed")
     def test_mixed_tools(self):
+        need("mosquitto_passwd")
         subprocess.run([MOSQ_PASSWD, "-c", "-b", self.pw, "alice", "from-mosq"], check=True)
         os.chmod(self.pw, 0o644)
         alice_line = self.lines()[0]

@@ -14,16 +14,18 @@ import tempfile
 import threading
 import unittest
 
-from corelib import (WAIT, connect, marker_sync, recv_publish, start_class_broker, subscribe,
-                     uid)
-from brokerlib import tool
+from mqttlib import (WAIT, connect, marker, need, need_module, recv_publish, start_class_broker,
+                     subscribe, uid)
 
 try:
     import paho.mqtt.client as mqtt
 except ImportError:  # pragma: no cover
     mqtt = None
 
-HAVE_MOSQ = tool("mosquitto_pub") and tool("mosquitto_sub")
+
+def need_mosquitto_clients():
+    """mosquitto_pub and mosquitto_sub (AssertionError naming the missing one)."""
+    return need("mosquitto_pub"), need("mosquitto_sub")
 
 
 class Sub:
@@ -72,11 +74,11 @@ def mosq_pub(port, *args, input=None):
     return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
 
 
-@unittest.skipUnless(HAVE_MOSQ, "mosquitto-clients not installed")
 class TestMosquittoClients(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        need_mosquitto_clients()
         cls.broker = start_class_broker(cls)
 
     def test_pub_sub_each_qos(self):
@@ -119,7 +121,7 @@ class TestMosquittoClients(unittest.TestCase):
         self.assertEqual(rc, 0, out)
         raw = connect(self, self.broker)
         subscribe(raw, [(t, 1)])
-        marker_sync(self, raw, connect(self, self.broker), t)
+        marker(self, raw, connect(self, self.broker), t)
 
     def test_will_on_kill(self):
         """mosquitto_sub with --will-* killed with SIGKILL: the will is published."""
@@ -246,11 +248,11 @@ class Paho:
         self.c.loop_stop()
 
 
-@unittest.skipIf(mqtt is None, "python3-paho-mqtt not installed")
 class TestPaho(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        need_module("paho.mqtt.client")
         cls.broker = start_class_broker(cls)
 
     def paho(self, **kw):
@@ -316,8 +318,7 @@ class TestPaho(unittest.TestCase):
     def test_persistent_qos2_queue_in_order(self):
         """paho clean_session=False at QoS 2: three QoS 2 messages from mosquitto_pub
         while offline arrive once each, in order, after reconnect."""
-        if not HAVE_MOSQ:
-            self.skipTest("mosquitto-clients not installed")
+        need_mosquitto_clients()
         cid, t = uid("pq2"), uid("t")
         c = Paho(self, self.broker.port, client_id=cid, clean_session=False).start()
         c.subscribe(t, 2)
@@ -348,8 +349,7 @@ class TestPaho(unittest.TestCase):
 
     def test_mosquitto_pub_to_paho_and_paho_to_raw(self):
         """Mixed clients: mosquitto_pub -> paho, paho -> raw socket subscriber."""
-        if not HAVE_MOSQ:
-            self.skipTest("mosquitto-clients not installed")
+        need_mosquitto_clients()
         t = uid("mix")
         sub = self.paho()
         sub.subscribe(t, 2)

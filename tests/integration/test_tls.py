@@ -14,10 +14,8 @@ import shutil
 import tempfile
 import unittest
 
-from brokerlib import connect_packet
-from clientlib import Sub, run
-from corelib import (CONNACK, WAIT, Client, connect, log_offset, make_broker, publish,
-                     recv_publish, subscribe, uid, wait_log_line)
+from mqttlib import (CONNACK, WAIT, Client, Sub, connect, connect_packet, log_offset, make_broker,
+                     publish, recv_publish, run, subscribe, uid, wait_log_line)
 from tlslib import (HEX64, Capture, PahoWaiter, TLSClient, client_context, handshake_failure,
                     make_certs, paho_client, s_client, tls_block, tshark_mqtt)
 

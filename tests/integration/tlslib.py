@@ -5,7 +5,6 @@ database for CRLs, and tshark capture/decode.
 
 Timeouts are generous upper bounds for waiting, never pass/fail timing.
 """
-import collections
 import json
 import os
 import re
@@ -17,8 +16,7 @@ import subprocess
 import threading
 import time
 
-from brokerlib import ROOT
-from corelib import WAIT, Client
+from mqttlib import ROOT, WAIT, Client, need
 
 MKCERTS = os.path.join(ROOT, "scripts", "mkcerts.sh")
 
@@ -29,8 +27,10 @@ CERT_NAMES = ["ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "cli
               "revoked-client.crt", "revoked-client.key", "ca.crl"]
 
 
-def make_certs(d):
-    """Run scripts/mkcerts.sh d; return {file name: path} (asserts every file exists)."""
+def make_certs(d, other=False):
+    """Run scripts/mkcerts.sh d; return {file name: path} (asserts every file
+    exists). other=True adds other.crt/other.key: a server certificate from the
+    lab CA that names only otherhost.example (a host name mismatch)."""
     p = subprocess.run(["sh", MKCERTS, d], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=120)
     if p.returncode != 0:
@@ -42,14 +42,36 @@ def make_certs(d):
         raise RuntimeError("scripts/mkcerts.sh did not write %s; it wrote %s" % (
             missing, sorted(os.listdir(d))))
     certs["dir"] = d
+    if other:
+        certs.update(make_other_cert(certs))
     return certs
 
 
-def tls_block(certs, cafile=False, require=False, identity=False, extra=()):
-    """A listener block for brokerlib.Broker(listeners=[...])."""
+def make_other_cert(certs):
+    """other.crt/other.key next to certs["ca.crt"]: EC P-256, CN and SAN
+    otherhost.example, signed by the lab CA."""
+    d = certs["dir"]
+
+    def openssl(*args):
+        subprocess.run([need("openssl")] + list(args), cwd=d, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "other.key")
+    openssl("req", "-new", "-key", "other.key", "-out", "other.csr", "-subj",
+            "/CN=otherhost.example/O=Lab")
+    with open(os.path.join(d, "other.ext"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:otherhost.example\n")
+    openssl("x509", "-req", "-in", "other.csr", "-CA", certs["ca.crt"], "-CAkey", certs["ca.key"],
+            "-CAcreateserial", "-out", "other.crt", "-days", "3650", "-extfile", "other.ext")
+    return {n: os.path.join(d, n) for n in ("other.crt", "other.key")}
+
+
+def tls_block(certs, cafile=False, require=False, identity=False, extra=(), server="server"):
+    """A listener block for brokerlib.Broker(listeners=[...]); server="other"
+    serves the certificate that names only otherhost.example."""
     lines = ["listener {port} 127.0.0.1",
-             "certfile %s" % certs["server.crt"],
-             "keyfile %s" % certs["server.key"]]
+             "certfile %s" % certs[server + ".crt"],
+             "keyfile %s" % certs[server + ".key"]]
     if cafile:
         lines.append("cafile %s" % certs["ca.crt"])
     if require:
@@ -84,16 +106,12 @@ def tls_socket(port, ctx, timeout=WAIT):
 
 
 class TLSClient(Client):
-    """corelib.Client (packet reader that keeps unrelated packets) over TLS."""
+    """mqttlib.Client (packet reader that keeps unrelated packets) over TLS."""
 
     def __init__(self, port, ctx, timeout=WAIT, client_id=None):
         sock = tls_socket(port, ctx, timeout)
-        # RawClient.__init__ with an existing socket; then Client's own fields
-        super(Client, self).__init__(port, timeout=timeout, sock=sock)
-        self.pending = collections.deque()
-        self.client_id = client_id
+        super().__init__(port, timeout=timeout, client_id=client_id, sock=sock)
         self.peer = "127.0.0.1:%d" % sock.getsockname()[1]
-        self.next_pid = 1
 
     def read_all_until_closed(self, timeout=WAIT):
         try:
@@ -138,7 +156,7 @@ def handshake_failure(port, ctx, timeout=WAIT):
 def s_client(port, *args, timeout=WAIT, stdin=b""):
     """Run openssl s_client against 127.0.0.1:port; (returncode, stdout+stderr).
     stdin EOF makes it close right after the handshake."""
-    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port] + list(args)
+    argv = [need("openssl"), "s_client", "-connect", "127.0.0.1:%d" % port] + list(args)
     p = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=timeout)
     return p.returncode, p.stdout.decode(errors="replace")

@@ -14,8 +14,8 @@ import subprocess
 import tempfile
 import shutil
 
-from interoplib import (WAIT, InteropCase, certs, feature, log_tail, mosquitto_clients_version,
-                        run, spawn, start_broker, tls_block, uid, wait_log)
+from interoplib import InteropCase, certs, feature, mosquitto_clients_version, tls_block
+from mqttlib import WAIT, log_tail, run, spawn, start_broker, uid, wait_log
 
 PUB, SUB, PASSWD = "mosquitto_pub", "mosquitto_sub", "mosquitto_passwd"
 
@@ -55,7 +55,7 @@ class MosquittoClientsCase(InteropCase):
     def pub(self, conn, topic, msg, qos=0, extra=(), expect_rc=0):
         argv = [PUB] + conn + ["-t", topic, "-q", str(qos), "-d", "-i", uid("mpub")]
         argv += (["-m", msg] if msg is not None else ["-n"]) + list(extra)
-        rc, out, err = run(argv)
+        rc, out, err = run(argv, text=True)
         if expect_rc is not None:
             self.assertEqual(rc, expect_rc, "mosquitto_pub exit status\n  command: %s\n  "
                              "stdout: %s\n  stderr: %s\n  %s" % (" ".join(argv), out, err,
@@ -87,7 +87,7 @@ class TestMosquittoClients(MosquittoClientsCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.broker = start_broker(cls, class_level=True, listeners=[
+        cls.broker = start_broker(cls, listeners=[
             tls_block(cafile=True),
             tls_block(cafile=True, require=True)])
         cls.plain, cls.tls, cls.mutual = cls.broker.ports
@@ -200,7 +200,7 @@ class TestMosquittoClientsPassword(MosquittoClientsCase):
         with open(pw) as f:
             text = f.read()
         cls.passwd_text = text
-        cls.broker = start_broker(cls, class_level=True,
+        cls.broker = start_broker(cls,
                                   conf="allow_anonymous false\npassword_file {dir}/passwd\n",
                                   files={"passwd": text})
 

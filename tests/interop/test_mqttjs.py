@@ -13,8 +13,8 @@ import os
 import shutil
 
 from interoplib import (JS_DIR, NODE_MODULES, InteropCase, certs, feature, locked_mqttjs_version,
-                        mqttjs_version, node_version, run, spawn, start_broker, tls_block, uid,
-                        wait_log)
+                        mqttjs_version, node_version, tls_block)
+from mqttlib import run, spawn, start_broker, uid, wait_log
 
 NODE = shutil.which("node") or shutil.which("nodejs")
 
@@ -36,7 +36,7 @@ class TestMQTTjs(InteropCase):
         if not os.path.exists(os.path.join(NODE_MODULES, "mqtt", "package.json")):
             raise AssertionError("MQTT.js: node_modules/mqtt missing; run `npm ci` at the "
                                  "repository root (make test does)")
-        cls.broker = start_broker(cls, class_level=True,
+        cls.broker = start_broker(cls,
                                   listeners=[tls_block(cafile=True, require=True)])
         cls.plain, cls.mutual = cls.broker.ports
 
@@ -131,7 +131,7 @@ class TestMQTTjs(InteropCase):
         topic = uid("js/cross")
         s = self.subscriber(topic, 1)
         rc, out, err = run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.plain), "-t",
-                            topic, "-q", "1", "-m", "plain to MQTT.js"])
+                            topic, "-q", "1", "-m", "plain to MQTT.js"], text=True)
         self.assertEqual(rc, 0, "mosquitto_pub: %s" % err)
         self.assertEqual(s.wait(), 0, s.describe())
         ev = s.wait_event("message")

@@ -11,9 +11,8 @@ handshake). Timeouts are upper bounds only.
 import re
 import subprocess
 
-from brokerlib import connect_packet
-from interoplib import (WAIT, InteropCase, certs, feature, log_tail, openssl_version, start_broker,
-                        tls_block, uid, wait_log)
+from interoplib import InteropCase, certs, feature, openssl_version, tls_block
+from mqttlib import WAIT, connect_packet, log_tail, start_broker, uid, wait_log
 from tlslib import s_client
 
 AES128 = "ECDHE-ECDSA-AES128-GCM-SHA256"
@@ -46,7 +45,7 @@ class TestOpenSSL(InteropCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.broker = start_broker(cls, class_level=True, plain=False, listeners=[
+        cls.broker = start_broker(cls, plain=False, listeners=[
             tls_block(),
             tls_block(extra=["ciphers %s" % AES128]),
             tls_block(extra=["ciphers %s" % CHACHA, "tls_version tlsv1.2"]),

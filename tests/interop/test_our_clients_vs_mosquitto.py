@@ -7,20 +7,11 @@ secsub runs with -d; its "Subscribed (mid: N): Q" line (mosquitto_sub's
 format) tells us it holds its subscription before secpub publishes.
 Timeouts are upper bounds only.
 """
-import os
-import unittest
-
-from interoplib import (MOSQUITTO, SECPUB, SECSUB, InteropCase, certs, feature, log_tail,
-                        mosquitto_version, run, spawn, start_broker, tls_block, uid)
-
-HAVE_CLIENTS = os.path.exists(SECPUB) and os.path.exists(SECSUB)
+from interoplib import InteropCase, certs, feature, mosquitto_version, tls_block
+from mqttlib import (MOSQUITTO, SECPUB, SECSUB, is_debug_line, log_tail, need, run, spawn,
+                     start_broker, uid)
 
 
-def is_debug(line):
-    return line.startswith(b"Client ") or line.startswith(b"Subscribed (mid")
-
-
-@unittest.skipUnless(HAVE_CLIENTS, "build/secpub and build/secsub are not built yet (make)")
 class TestOurClientsVsMosquitto(InteropCase):
     """One mosquitto with a plain, a TLS and a mutual-TLS listener."""
 
@@ -31,9 +22,9 @@ class TestOurClientsVsMosquitto(InteropCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if not os.path.exists(MOSQUITTO):
-            raise AssertionError("%s not installed (make test installs mosquitto)" % MOSQUITTO)
-        cls.broker = start_broker(cls, class_level=True, binary=MOSQUITTO, listeners=[
+        for exe in (SECPUB, SECSUB, MOSQUITTO):
+            need(exe)
+        cls.broker = start_broker(cls, binary=MOSQUITTO, listeners=[
             tls_block(),
             tls_block(cafile=True, require=True)])
         cls.plain, cls.tls, cls.mutual = cls.broker.ports
@@ -55,16 +46,16 @@ class TestOurClientsVsMosquitto(InteropCase):
         self.assertTrue(line.endswith(b": %d" % qos), "granted QoS: %r" % line)
         argv = [SECPUB] + conn + ["-t", topic, "-q", str(qos), "-m", payload, "-d", "-i",
                                   uid("secpub")]
-        rc, out, err = run(argv)
+        rc, out, err = run(argv, text=True)
         self.assertEqual(rc, 0, "secpub exit status\n  command: %s\n  stdout: %s\n  stderr: %s\n"
                          "  %s" % (" ".join(argv), out, err, log_tail(self.broker)))
         rc = sub.wait()
         self.assertEqual(rc, 0, "secsub exit status: %s\n  %s" % (sub.describe(),
                                                                   log_tail(self.broker)))
         lines = sub.stdout_lines()
-        self.assertEqual([l for l in lines if not is_debug(l)], [payload.encode()],
+        self.assertEqual([l for l in lines if not is_debug_line(l)], [payload.encode()],
                          "secsub output: %r" % lines)
-        return out, [l for l in lines if is_debug(l)]
+        return out, [l for l in lines if is_debug_line(l)]
 
     @feature("plain QoS 1")
     def test_plain_qos1(self):

@@ -15,8 +15,8 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from interoplib import (WAIT, InteropCase, certs, feature, log_tail, paho_version, spawn,
-                        start_broker, tls_block, uid, wait_log)
+from interoplib import InteropCase, certs, feature, paho_version, tls_block
+from mqttlib import WAIT, log_tail, spawn, start_broker, uid, wait_log
 
 
 class Paho:
@@ -153,7 +153,7 @@ class TestPaho(InteropCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.broker = start_broker(cls, class_level=True,
+        cls.broker = start_broker(cls,
                                   listeners=[tls_block(cafile=True, require=True)])
         cls.plain, cls.mutual = cls.broker.ports
 

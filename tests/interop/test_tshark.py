@@ -15,10 +15,9 @@ import shutil
 import socket
 import time
 
-from brokerlib import connect_packet
-from corelib import publish, recv_publish, subscribe
-from interoplib import (WAIT, InteropCase, certs, client_port, feature, run, spawn, start_broker,
-                        tls_block, tshark_version, uid, wait_log)
+from interoplib import InteropCase, certs, feature, tls_block, tshark_version
+from mqttlib import (WAIT, client_port, connect_packet, publish, recv_publish, run, spawn,
+                     start_broker, subscribe, uid, wait_log)
 from tlslib import Capture, TLSClient, client_context, tshark_mqtt, tshark_mqtt_messages
 
 CONNECT, PUBLISH, SUBSCRIBE = 1, 3, 8
@@ -123,7 +122,7 @@ class TestTshark(InteropCase):
                     line_buffered=True)
         sub.wait_line(lambda l: l.startswith(b"Subscribed (mid"), "SUBACK")
         rc, out, err = run(["mosquitto_pub"] + conn + ["-t", topic, "-q", "1", "-m",
-                                                       payload.decode(), "-i", pid])
+                                                       payload.decode(), "-i", pid], text=True)
         self.assertEqual(rc, 0, "mosquitto_pub: %s %s" % (out, err))
         self.assertEqual(sub.wait(), 0, sub.describe())
         self.assertIn(payload, sub.stdout_lines())

@@ -20,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
+from mqttlib import need  # noqa: E402
 from tlslib import TSHARK, make_certs, tshark_mqtt  # noqa: E402
 
 LAB_SH = os.path.join(ROOT, "scripts", "lab.sh")
@@ -39,8 +40,7 @@ TMP = None
 
 def setUpModule():
     global CERTS, TMP
-    if not shutil.which("tshark"):
-        raise unittest.SkipTest("tshark not installed (make test installs it)")
+    need("tshark")
     TMP = tempfile.mkdtemp(prefix="secbroker-lab-")
     CERTS = make_certs(os.path.join(TMP, "certs"))
 
