@@ -453,6 +453,10 @@ static int key_enum(bridge_cfg *b, const char *key, const char *v, char *err, si
             b->start_type = BRIDGE_START_LAZY;
         else if (strcmp(v, "once") == 0)
             b->start_type = BRIDGE_START_ONCE;
+        else if (strcmp(v, "manual") == 0)
+            return errf(err, errlen,
+                        "start_type manual (an RSMB type) is not supported, by Mosquitto "
+                        "either; use automatic, lazy or once");
         else
             return errf(err, errlen, "start_type: expected automatic, lazy or once, got '%s'", v);
         return 0;
@@ -510,6 +514,7 @@ static int key_special(bridge_cfg *b, const char *key, const char *v, char *err,
 
 int bridge_cfg_line(bridge_cfg *b, const char *key, const char *v, char *err, size_t errlen)
 {
+    if (!*v) return errf(err, errlen, "'%s' needs a value", key);
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         if (strcmp(key, refused[i].key) == 0)
             return errf(err, errlen,

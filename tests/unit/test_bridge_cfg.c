@@ -234,7 +234,8 @@ static const struct {
     {"restart_timeout 30 10", "cap 10 is lower than the base 30"},
     {"restart_timeout 1 2 3", "expected BASE CAP"},
     {"restart_timeout ten", "not a number"},
-    {"start_type manual", "expected automatic, lazy or once"},
+    {"start_type manual", "not supported, by Mosquitto either"},
+    {"start_type Lazy", "expected automatic, lazy or once"},
     {"threshold 0", "out of range"},
     {"idle_timeout 0", "out of range"},
     {"cleansession yes", "expected true or false"},
@@ -277,6 +278,8 @@ START_TEST(keys_and_duplicates)
     ck_assert_int_eq(bridge_cfg_init(&b, "edge", err, sizeof err), 0);
     ck_assert_int_eq(bridge_cfg_line(&b, "no_such_key", "1", err, sizeof err), BRIDGE_CFG_ERR);
     ck_assert_ptr_nonnull(strstr(err, "unknown bridge option 'no_such_key'"));
+    ck_assert_int_eq(bridge_cfg_line(&b, "remote_username", "", err, sizeof err), BRIDGE_CFG_ERR);
+    ck_assert_ptr_nonnull(strstr(err, "needs a value"));
     ck_assert_int_eq(bridge_cfg_line(&b, "address", "a", err, sizeof err), 0);
     ck_assert_int_eq(bridge_cfg_line(&b, "addresses", "b", err, sizeof err), BRIDGE_CFG_ERR);
     ck_assert_ptr_nonnull(strstr(err, "only one address line"));
