@@ -582,6 +582,63 @@ static int conn_closed(cli_conn *c)
     return conn_fail(c, CLI_ERR_CLOSED, "%s: the broker closed the connection", c->peer);
 }
 
+/* How long cli_wait may sleep: until its deadline (-1 = none) or the next
+ * keepalive event, whichever is first, and never more than a day. */
+static int conn_wait_ms(const cli_conn *c, int64_t deadline, int64_t now)
+{
+    const int64_t ka = (int64_t)c->opts->keepalive * 1000;
+    int64_t wait = -1;
+
+    if (deadline >= 0) wait = deadline > now ? deadline - now : 0;
+    if (c->connected && ka > 0) {
+        int64_t next = (c->ping_outstanding ? c->ping_sent_ms : c->last_send_ms) + ka - now;
+        if (next < 0) next = 0;
+        if (wait < 0 || next < wait) wait = next;
+    }
+    if (wait > 24 * 3600 * 1000) wait = 24 * 3600 * 1000;
+    return (int)wait;
+}
+
+/* One poll() of the socket (and extra_fd): read and write what it allows.
+ * CLI_OK to look again, CLI_EXTRA when extra_fd is readable and no packet
+ * is waiting, or a negative error. */
+static int conn_poll(cli_conn *c, int wait, int extra_fd, mqtt_header *hdr)
+{
+    struct pollfd pfd[2];
+    int nfds = 1, n, rc;
+    size_t plen = 0;
+
+    pfd[0].fd = c->fd;
+    pfd[0].events = POLLIN;
+    pfd[0].revents = 0;
+    if ((cli_pending_output(c) > 0 && !c->write_wants_read) || c->read_wants_write)
+        pfd[0].events |= POLLOUT;
+    if (extra_fd >= 0 && cli_pending_output(c) < OUT_HIGH_WATER) {
+        pfd[1].fd = extra_fd;
+        pfd[1].events = POLLIN;
+        pfd[1].revents = 0;
+        nfds = 2;
+    }
+    n = poll(pfd, (nfds_t)nfds, wait);
+    if (n < 0) {
+        if (errno == EINTR) return CLI_OK;
+        return conn_fail(c, CLI_ERR_IO, "poll failed: %s", strerror(errno));
+    }
+    if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+        rc = conn_fill(c);
+        if (rc < 0) return rc;
+    }
+    if (pfd[0].revents & POLLOUT) {
+        rc = conn_flush_some(c);
+        if (rc < 0) return rc;
+    }
+    if (nfds == 2 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+        /* hand over the extra fd only when no packet is already waiting */
+        if (mqtt_frame(c->in, c->in_len, 0, hdr, &plen) == MQTT_NEED_MORE) return CLI_EXTRA;
+    }
+    return CLI_OK;
+}
+
 int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
 {
     const int64_t ka = (int64_t)c->opts->keepalive * 1000;
@@ -596,9 +653,7 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
     for (;;) {
         size_t plen = 0;
         int rc = mqtt_frame(c->in, c->in_len, 0, hdr, &plen);
-        int64_t now, wait;
-        struct pollfd pfd[2];
-        int nfds = 1, n;
+        int64_t now;
 
         /* a PINGREQ is due even while packets keep coming in (a busy QoS 0
          * subscriber sends nothing else) */
@@ -644,44 +699,9 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
         }
         if (deadline >= 0 && now >= deadline && polled) return CLI_TIMEOUT;
 
-        wait = -1;
-        if (deadline >= 0) wait = deadline > now ? deadline - now : 0;
-        if (c->connected && ka > 0) {
-            int64_t next = (c->ping_outstanding ? c->ping_sent_ms : c->last_send_ms) + ka - now;
-            if (next < 0) next = 0;
-            if (wait < 0 || next < wait) wait = next;
-        }
-        if (wait > 24 * 3600 * 1000) wait = 24 * 3600 * 1000;
-
-        pfd[0].fd = c->fd;
-        pfd[0].events = POLLIN;
-        pfd[0].revents = 0;
-        if ((cli_pending_output(c) > 0 && !c->write_wants_read) || c->read_wants_write)
-            pfd[0].events |= POLLOUT;
-        if (extra_fd >= 0 && cli_pending_output(c) < OUT_HIGH_WATER) {
-            pfd[1].fd = extra_fd;
-            pfd[1].events = POLLIN;
-            pfd[1].revents = 0;
-            nfds = 2;
-        }
-        n = poll(pfd, (nfds_t)nfds, (int)wait);
+        rc = conn_poll(c, conn_wait_ms(c, deadline, now), extra_fd, hdr);
         polled = true;
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return conn_fail(c, CLI_ERR_IO, "poll failed: %s", strerror(errno));
-        }
-        if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            rc = conn_fill(c);
-            if (rc < 0) return rc;
-        }
-        if (pfd[0].revents & POLLOUT) {
-            rc = conn_flush_some(c);
-            if (rc < 0) return rc;
-        }
-        if (nfds == 2 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-            /* hand over the extra fd only when no packet is already waiting */
-            if (mqtt_frame(c->in, c->in_len, 0, hdr, &plen) == MQTT_NEED_MORE) return CLI_EXTRA;
-        }
+        if (rc != CLI_OK) return rc;
     }
 }
 

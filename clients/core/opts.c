@@ -68,6 +68,27 @@ static int opt_int(int argc, char **argv, int *i, long min, long max, const char
     return 1;
 }
 
+/* -V 311 | mqttv311 | 31 | mqttv31; MQTT 5 is refused by name. */
+static int opt_protocol_version(cli_opts *o, int argc, char **argv, int *i, char *err,
+                                size_t errlen)
+{
+    const char *v = opt_value(argc, argv, i, err, errlen);
+
+    if (v == NULL) return CLI_ERR_ARG;
+    if (strcasecmp(v, "311") == 0 || strcasecmp(v, "mqttv311") == 0) {
+        o->protocol_level = 4;
+    } else if (strcasecmp(v, "31") == 0 || strcasecmp(v, "mqttv31") == 0) {
+        o->protocol_level = 3;
+    } else if (strcasecmp(v, "5") == 0 || strcasecmp(v, "mqttv5") == 0) {
+        snprintf(err, errlen, "-V %s: MQTT 5 is not supported (use 311 or 31)", v);
+        return CLI_ERR_ARG;
+    } else {
+        snprintf(err, errlen, "-V needs 311 (mqttv311) or 31 (mqttv31), not '%s'", v);
+        return CLI_ERR_ARG;
+    }
+    return 1;
+}
+
 int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err, size_t errlen)
 {
     const char *a = argv[*i];
@@ -131,22 +152,8 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
         o->tls = true;
         return 1;
     }
-    if (opt_is(a, "-V", "--protocol-version")) {
-        const char *v = opt_value(argc, argv, i, err, errlen);
-        if (v == NULL) return CLI_ERR_ARG;
-        if (strcasecmp(v, "311") == 0 || strcasecmp(v, "mqttv311") == 0) {
-            o->protocol_level = 4;
-        } else if (strcasecmp(v, "31") == 0 || strcasecmp(v, "mqttv31") == 0) {
-            o->protocol_level = 3;
-        } else if (strcasecmp(v, "5") == 0 || strcasecmp(v, "mqttv5") == 0) {
-            snprintf(err, errlen, "-V %s: MQTT 5 is not supported (use 311 or 31)", v);
-            return CLI_ERR_ARG;
-        } else {
-            snprintf(err, errlen, "-V needs 311 (mqttv311) or 31 (mqttv31), not '%s'", v);
-            return CLI_ERR_ARG;
-        }
-        return 1;
-    }
+    if (opt_is(a, "-V", "--protocol-version"))
+        return opt_protocol_version(o, argc, argv, i, err, errlen);
     return 0;
 }
 
