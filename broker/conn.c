@@ -243,11 +243,18 @@ static int conn_tls_finish(broker *b, conn *c)
     return r == SEND_BLOCKED ? SEND_BLOCKED : r < 0 ? BK_ERR_IO : BK_OK;
 }
 
-/* Write as much output as the socket takes. */
+/* Write as much output as the socket takes (a held connection: only what
+ * is before its hold). */
 static void conn_flush(broker *b, conn *c)
 {
     while (bbuf_used(&c->out)) {
-        ssize_t n = conn_send_some(b, c, c->out.data + c->out.off, bbuf_used(&c->out));
+        size_t len = c->held ? c->hold_left : bbuf_used(&c->out);
+        if (len == 0) {
+            /* the rest waits for conn_release_holds: stop asking for EPOLLOUT */
+            if (c->want_write && c->state != CS_CLOSING) epoll_set(b, c, false);
+            return;
+        }
+        ssize_t n = conn_send_some(b, c, c->out.data + c->out.off, len);
         if (n == SEND_BLOCKED) {
             /* the policy looks at what is left: under the soft limit again, or
              * over it too long (then the connection is closing: nothing to do) */
@@ -259,6 +266,7 @@ static void conn_flush(broker *b, conn *c)
             return;
         }
         c->out.off += (size_t)n;
+        if (c->held) c->hold_left -= (size_t)n;
         b->bytes_sent += (uint64_t)n;
         c->last_tx = b->now;
     }
@@ -271,9 +279,41 @@ static void conn_flush(broker *b, conn *c)
     if (c->want_write && c->state != CS_CLOSING) epoll_set(b, c, false);
 }
 
+void conn_hold(broker *b, conn *c, size_t keep)
+{
+    if (c->held || c->state == CS_CLOSING) return;
+    c->held = true;
+    c->hold_left = keep;
+    c->held_next = b->held;
+    b->held = c;
+}
+
+void conn_release_holds(broker *b)
+{
+    while (b->held) {
+        conn *c = b->held;
+        b->held = c->held_next;
+        c->held_next = NULL;
+        c->held = false;
+        if (bbuf_used(&c->out) && !c->write_pending) conn_schedule_write(b, c);
+    }
+}
+
+/* Take c off the held list (it is being freed). */
+static void unhold(broker *b, conn *c)
+{
+    for (conn **pp = &b->held; *pp; pp = &(*pp)->held_next)
+        if (*pp == c) {
+            *pp = c->held_next;
+            break;
+        }
+    c->held = false;
+}
+
 int conn_write_now(broker *b, conn *c, const uint8_t *data, size_t len)
 {
-    if (c->state == CS_CLOSING || bbuf_used(&c->out)) return conn_write(b, c, data, len);
+    if (c->state == CS_CLOSING || bbuf_used(&c->out) || c->held || b->buffer_connack)
+        return conn_write(b, c, data, len);
     ssize_t n = conn_send_some(b, c, data, len);
     if (n == SEND_BLOCKED) n = 0;
     if (n < 0) return BK_ERR_IO;
@@ -469,6 +509,7 @@ void conn_free_closed(broker *b)
         if (bbuf_used(&c->out)) conn_flush(b, c);
         c->h->on_close(c, c->close_reason ? c->close_reason : "(reason lost: out of memory)");
         c->ud = NULL;
+        if (c->held) unhold(b, c); /* held output was never promised */
         if (c->tls) {
             if (tls_conn_handshake_done(c->tls)) tls_conn_close_notify(c->tls);
             tls_conn_free(c->tls);

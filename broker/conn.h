@@ -84,18 +84,21 @@ typedef struct conn {
     int fd;
     enum conn_state state;
     listener *listener;
-    struct tls_conn *tls; /* NULL on plain listeners */
-    char peer[64];        /* "1.2.3.4:5678" or "[::1]:5678" */
-    bbuf in;              /* partial message only; empty most of the time */
-    bbuf out;             /* coalesced output, flushed before sleep */
-    bool write_pending;   /* on broker->write_pending */
-    bool want_write;      /* EPOLLOUT registered */
-    bool read_pending;    /* TLS: decrypted data left inside mbedTLS */
-    double last_rx;       /* monotonic seconds of the last read */
-    double last_tx;       /* monotonic seconds of the last write */
-    double over_since;    /* output over the soft limit since (0 = not) */
-    double deadline;      /* TLS handshake deadline */
-    char *close_reason;   /* set by conn_close (allocated then) */
+    struct tls_conn *tls;   /* NULL on plain listeners */
+    char peer[64];          /* "1.2.3.4:5678" or "[::1]:5678" */
+    bbuf in;                /* partial message only; empty most of the time */
+    bbuf out;               /* coalesced output, flushed before sleep */
+    bool write_pending;     /* on broker->write_pending */
+    bool want_write;        /* EPOLLOUT registered */
+    bool read_pending;      /* TLS: decrypted data left inside mbedTLS */
+    double last_rx;         /* monotonic seconds of the last read */
+    double last_tx;         /* monotonic seconds of the last write */
+    double over_since;      /* output over the soft limit since (0 = not) */
+    double deadline;        /* TLS handshake deadline */
+    char *close_reason;     /* set by conn_close (allocated then) */
+    struct conn *held_next; /* broker->held list */
+    size_t hold_left;       /* held: bytes at the front of out that may still go */
+    bool held;              /* output past hold_left waits for conn_release_holds */
 } conn;
 
 /* Output over the soft limit (conn_output_check): messages that may be lost
@@ -153,6 +156,14 @@ static inline int conn_output_check(struct broker *b, conn *c, size_t adding)
     if (!c->over_since && bbuf_used(&c->out) + adding <= c->listener->limits->soft) return BK_OK;
     return conn_output_check_slow(b, c, adding);
 }
+
+/* Hold back c's output from here on: the first `keep` bytes of its buffer
+ * may still be written, what follows waits until conn_release_holds (for
+ * acknowledgements that may leave only once a change is durable). While
+ * held, conn_write_now buffers too. A hold already in place stays. */
+void conn_hold(struct broker *b, conn *c, size_t keep);
+/* Let every held connection's output go (at the next flush). */
+void conn_release_holds(struct broker *b);
 
 /* Offer the buffered input to the handler again: after on_data consumed
  * less than it could (it held a message back) and can now go on. */

@@ -101,6 +101,7 @@ static struct {
     double drain;       /* s without progress before giving up */
     bool crypto_bound;
     bool quiet;
+    bool persistent; /* subscribers keep persistent sessions (clean session 0) */
 } opt = {
     .host = "127.0.0.1",
     .qos = 0,
@@ -155,6 +156,8 @@ static void usage(FILE *out)
             "  --drain S          stop waiting for deliveries after S s without\n"
             "                     progress (default 2)\n"
             "  --quiet            only the SECBENCH summary line\n"
+            "  --persistent       subscribers use persistent sessions (clean session 0):\n"
+            "                     with persistence on, their deliveries are durable\n"
             "  --crypto-bound     measure tls/'s server-side handshake cost in-process\n"
             "  --help\n"
             "\n"
@@ -533,7 +536,7 @@ static void send_packet_connect(conn *c)
     m.protocol_name.ptr = (const uint8_t *)"MQTT";
     m.protocol_name.len = 4;
     m.protocol_level = 4;
-    m.clean_session = true;
+    m.clean_session = !(opt.persistent && c->role == R_SUB);
     m.keepalive = KEEPALIVE;
     m.client_id.ptr = (const uint8_t *)id;
     m.client_id.len = (uint16_t)strlen(id);
@@ -1666,6 +1669,7 @@ enum {
     O_DRAIN,
     O_CRYPTO,
     O_QUIET,
+    O_PERSISTENT,
     O_HELP,
     O_E2E
 };
@@ -1695,6 +1699,7 @@ int main(int argc, char **argv)
         {"drain", required_argument, NULL, O_DRAIN},
         {"crypto-bound", no_argument, NULL, O_CRYPTO},
         {"quiet", no_argument, NULL, O_QUIET},
+        {"persistent", no_argument, NULL, O_PERSISTENT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -1813,6 +1818,9 @@ int main(int argc, char **argv)
             break;
         case O_QUIET:
             opt.quiet = true;
+            break;
+        case O_PERSISTENT:
+            opt.persistent = true;
             break;
         case O_HELP:
             usage(stdout);

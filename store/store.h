@@ -6,7 +6,8 @@
  * What is stored (docs/ARCHITECTURE.md, "Durable state"):
  *   messages       each message body once (topic, payload, qos, retain), with
  *                  a reference count kept by triggers: a row lives while a
- *                  retained slot or a delivery points at it.
+ *                  retained slot or a delivery points at it, or while the
+ *                  broker still holds the message (store_msg_gc lets go).
  *   retained       topic -> message.
  *   sessions       persistent sessions: client id, username, expiry.
  *   subscriptions  (client id, filter) -> granted QoS.
@@ -95,6 +96,9 @@ void store_set_release(store *st, store_release_fn fn);
  * never reused. topic/payload must stay valid until release(owner). */
 int store_msg_add(store *st, uint64_t *id, const char *topic, size_t tlen, const uint8_t *payload,
                   size_t plen, uint8_t qos, bool retain, void *owner);
+/* The broker no longer holds message id in memory: its row goes once no
+ * delivery or retained slot points at it. */
+int store_msg_gc(store *st, uint64_t id);
 /* Retained message for topic (replaces), or none. */
 int store_retain_set(store *st, const char *topic, size_t tlen, uint64_t msg_id);
 int store_retain_clear(store *st, const char *topic, size_t tlen);
