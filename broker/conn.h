@@ -97,8 +97,12 @@ typedef struct conn {
     double deadline;        /* TLS handshake deadline */
     char *close_reason;     /* set by conn_close (allocated then) */
     struct conn *held_next; /* broker->held list */
-    size_t hold_left;       /* held: bytes at the front of out that may still go */
-    bool held;              /* output past hold_left waits for conn_release_holds */
+    uint64_t sent_total;    /* output bytes written to the socket so far */
+    /* Output from position hold_pos[i] (counted like sent_total) on waits
+     * until epoch hold_epoch[i] is released: at most two epochs are open at
+     * once (one being made durable, one gathering). */
+    uint64_t hold_pos[2], hold_epoch[2];
+    uint8_t nholds;
 } conn;
 
 /* Output over the soft limit (conn_output_check): messages that may be lost
@@ -157,13 +161,14 @@ static inline int conn_output_check(struct broker *b, conn *c, size_t adding)
     return conn_output_check_slow(b, c, adding);
 }
 
-/* Hold back c's output from here on: the first `keep` bytes of its buffer
- * may still be written, what follows waits until conn_release_holds (for
- * acknowledgements that may leave only once a change is durable). While
- * held, conn_write_now buffers too. A hold already in place stays. */
-void conn_hold(struct broker *b, conn *c, size_t keep);
-/* Let every held connection's output go (at the next flush). */
-void conn_release_holds(struct broker *b);
+/* Hold back c's output from here on until `epoch` is released: the first
+ * `keep` bytes of its buffer may still be written (for acknowledgements
+ * that may leave only once a change is durable). While held,
+ * conn_write_now buffers too. A hold of the same epoch already in place
+ * stays where it is. */
+void conn_hold(struct broker *b, conn *c, size_t keep, uint64_t epoch);
+/* Let the output held for epochs up to `epoch` go (at the next flush). */
+void conn_release_holds(struct broker *b, uint64_t epoch);
 
 /* Offer the buffered input to the handler again: after on_data consumed
  * less than it could (it held a message back) and can now go on. */

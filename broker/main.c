@@ -405,7 +405,9 @@ static void run_loop(broker *b)
         }
         for (int i = 0; i < n; i++) {
             uint64_t u = evs[i].data.u64;
-            if (u & LISTENER_TAG)
+            if (u == PERSIST_EVENT)
+                persist_on_synced(b);
+            else if (u & LISTENER_TAG)
                 conn_accept(b, &b->listeners[u & ~LISTENER_TAG]);
             else
                 conn_on_event(b, evs[i].data.ptr, evs[i].events);

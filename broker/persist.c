@@ -10,6 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "broker/broker.h"
 #include "broker/conn.h"
@@ -23,14 +28,30 @@
 #define RETRY_SECONDS 1.0
 #define DEFAULT_FILE "secbroker.db"
 
+/* Strict mode commits on the loop thread without waiting for the disk and
+ * hands the fdatasync to one helper thread (as Redis does for its AOF), so
+ * the loop keeps reading and routing while the disk works. Batches are
+ * numbered (epochs): output that must wait is held until the helper says
+ * its epoch is on disk. At most two epochs are open: the one being synced
+ * and the one gathering the changes meanwhile. */
 typedef struct persist {
     store *st;
     bool strict;
     bool save_requested;
-    bool failing;         /* the last commit failed: holds stay */
-    double fail_since;    /* when the failing episode began */
-    double next_try;      /* no commit before this (failing, or interval mode) */
+    bool failing;          /* the last commit or sync failed: holds stay */
+    double fail_since;     /* when the failing episode began */
+    double next_try;       /* no commit before this (failing, or interval mode) */
     uint64_t failed_tries; /* commits that failed in this episode */
+    uint64_t epoch;        /* batches committed; epoch + 1 is gathering */
+    bool syncing;          /* the helper is syncing `epoch` */
+    int efd;               /* eventfd: the helper has finished a sync */
+    pthread_t thread;
+    bool thread_up;
+    pthread_mutex_t mu; /* guards the four fields below */
+    pthread_cond_t cv;
+    uint64_t sync_target, synced;
+    int sync_rc;
+    bool quit;
     char path[PATH_MAX];
 } persist;
 
@@ -52,8 +73,8 @@ static uint64_t msg_row(persist *p, msg *m)
 {
     if (m->store_id) return m->store_id;
     uint64_t id = 0;
-    int rc = store_msg_add(p->st, &id, msg_topic(m), m->topic_len, msg_payload(m),
-                           m->payload_len, m->qos, m->retain, msg_ref(m));
+    int rc = store_msg_add(p->st, &id, msg_topic(m), m->topic_len, msg_payload(m), m->payload_len,
+                           m->qos, m->retain, msg_ref(m));
     if (rc != STORE_OK) {
         msg_unref(m);
         store_failed(p, "a message", rc);
@@ -330,10 +351,13 @@ static void log_opened(const persist *p, const store_open_info *info)
                 "persistence: %s could not be read (%s); moved it to %s and started with an "
                 "empty database",
                 p->path, info->reason, info->moved_to);
-    log_msg(LL_NOTICE, "persistence: %s %s (persistence_sync %s%s)", info->created ? "created" : "opened",
-            p->path, p->strict ? "strict: acknowledged means on disk" : "interval",
+    log_msg(LL_NOTICE, "persistence: %s %s (persistence_sync %s%s)",
+            info->created ? "created" : "opened", p->path,
+            p->strict ? "strict: acknowledged means on disk" : "interval",
             p->strict ? "" : ", commits every autosave_interval");
 }
+
+static int sync_start(persist *p, broker *b, char *err, size_t errlen);
 
 int persist_open(broker *b, char *err, size_t errlen)
 {
@@ -348,7 +372,8 @@ int persist_open(broker *b, char *err, size_t errlen)
         free(p);
         return BK_ERR_CONFIG;
     }
-    store_opts o = {.strict = p->strict, .quarantine = true};
+    store_opts o = {.strict = p->strict, .quarantine = true, .external_sync = p->strict};
+    p->efd = -1;
     store_open_info info;
     char why[512];
     if (store_open(&p->st, p->path, &o, &info, why, sizeof why) != STORE_OK) {
@@ -364,13 +389,92 @@ int persist_open(broker *b, char *err, size_t errlen)
     b->sessions.journal_ctx = p;
     msg_set_free_hook(msg_freed, p);
     p->next_try = b->now + (p->strict ? 0 : b->cfg->autosave_interval);
+    if (p->strict) return sync_start(p, b, err, errlen);
     return BK_OK;
 }
 
-size_t persist_hold_pending(const broker *b)
+size_t persist_pending(const broker *b)
 {
     persist *p = P(b);
     return p && p->strict ? store_pending(p->st) : 0;
+}
+
+uint64_t persist_gathering_epoch(const broker *b)
+{
+    persist *p = P(b);
+    return p ? p->epoch + 1 : 0;
+}
+
+uint64_t persist_hold_epoch(const broker *b)
+{
+    persist *p = P(b);
+    if (!p || !p->strict) return 0;
+    if (store_pending(p->st)) return p->epoch + 1;
+    return p->syncing || p->failing ? p->epoch : 0;
+}
+
+/* ---- the sync helper thread --------------------------------------------------------- */
+
+static void *sync_main(void *arg)
+{
+    persist *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->quit && p->sync_target == p->synced)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->quit) break;
+        uint64_t target = p->sync_target;
+        pthread_mutex_unlock(&p->mu);
+        int rc = store_sync(p->st); /* the one blocking call, off the loop */
+        int saved = errno;
+        pthread_mutex_lock(&p->mu);
+        p->synced = target;
+        p->sync_rc = rc == STORE_OK ? 0 : saved;
+        uint64_t one = 1;
+        if (write(p->efd, &one, sizeof one) < 0) {
+            /* cannot happen with a counter eventfd; the loop's tick retries */
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static int sync_start(persist *p, broker *b, char *err, size_t errlen)
+{
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = PERSIST_EVENT};
+    if (p->efd < 0 || epoll_ctl(b->epfd, EPOLL_CTL_ADD, p->efd, &ev) < 0) {
+        snprintf(err, errlen, "persistence: eventfd: %s", strerror(errno));
+        return BK_ERR_IO;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (pthread_create(&p->thread, NULL, sync_main, p) != 0) {
+        snprintf(err, errlen, "persistence: cannot start the sync thread");
+        return BK_ERR_IO;
+    }
+    p->thread_up = true;
+    return BK_OK;
+}
+
+static void sync_request(persist *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->sync_target = p->epoch;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    p->syncing = true;
+}
+
+static void sync_stop(persist *p)
+{
+    if (!p->thread_up) return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    p->thread_up = false;
 }
 
 void persist_request_save(broker *b)
@@ -386,6 +490,22 @@ static bool commit_due(persist *p, broker *b)
     if (p->strict) return true;
     if (b->cfg->autosave_on_changes) return store_pending(p->st) >= b->cfg->autosave_interval;
     return b->now >= p->next_try;
+}
+
+static void store_failed_sync(persist *p, broker *b, int err)
+{
+    if (!p->failing) {
+        p->failing = true;
+        p->fail_since = b->now;
+        p->failed_tries = 0;
+        log_msg(LL_ERROR,
+                "persistence: cannot sync %s to disk (%s): acknowledgements of durable "
+                "changes are held back until it works again",
+                p->path, strerror(err));
+    }
+    p->failed_tries++;
+    p->next_try = b->now + RETRY_SECONDS;
+    p->save_requested = true; /* a new commit + sync at next_try, even if nothing new */
 }
 
 static void commit_failed(persist *p, broker *b)
@@ -406,30 +526,60 @@ static void commit_failed(persist *p, broker *b)
     p->next_try = b->now + RETRY_SECONDS;
 }
 
+static void recovered(persist *p, broker *b)
+{
+    if (!p->failing) return;
+    log_msg(LL_NOTICE,
+            "persistence: writing %s works again after %.0f s (%llu failed tries); held "
+            "acknowledgements released",
+            p->path, b->now - p->fail_since, (unsigned long long)p->failed_tries);
+    p->failing = false;
+}
+
 void persist_before_flush(broker *b)
 {
     persist *p = P(b);
-    if (!p) return;
+    if (!p || p->syncing) return; /* strict: the next batch waits for this sync */
     if (store_pending(p->st) == 0) {
         p->save_requested = false;
-        if (!p->failing) conn_release_holds(b);
         return;
     }
     if (!commit_due(p, b)) return;
-    size_t n = store_pending(p->st);
     if (store_commit(p->st) != STORE_OK) {
         commit_failed(p, b);
         return;
     }
-    if (p->failing)
-        log_msg(LL_NOTICE,
-                "persistence: writing %s works again after %.0f s (%llu failed tries); %zu "
-                "changes committed, held acknowledgements released",
-                p->path, b->now - p->fail_since, (unsigned long long)p->failed_tries, n);
-    p->failing = false;
+    p->epoch++;
     p->save_requested = false;
-    if (!p->strict) p->next_try = b->now + b->cfg->autosave_interval;
-    conn_release_holds(b);
+    if (p->strict) {
+        sync_request(p); /* holds go when the helper is done: persist_on_synced */
+        return;
+    }
+    recovered(p, b);
+    p->next_try = b->now + b->cfg->autosave_interval;
+}
+
+void persist_on_synced(broker *b)
+{
+    persist *p = P(b);
+    uint64_t n;
+    if (!p || read(p->efd, &n, sizeof n) != sizeof n) return;
+    pthread_mutex_lock(&p->mu);
+    uint64_t synced = p->synced;
+    int rc = p->sync_rc;
+    pthread_mutex_unlock(&p->mu);
+    if (synced != p->epoch) return; /* an older answer */
+    p->syncing = false;
+    if (rc) {
+        /* Linux may have dropped the unwritten pages: keep every hold and
+         * write the next batch on top; the sync is retried with it */
+        errno = rc;
+        store_failed_sync(p, b, rc);
+        return;
+    }
+    recovered(p, b);
+    conn_release_holds(b, synced);
+    persist_before_flush(b); /* what gathered meanwhile goes next */
 }
 
 void persist_retain(broker *b, msg *m)
@@ -464,14 +614,21 @@ void persist_close(broker *b)
     msg_set_free_hook(NULL, NULL);
     b->sessions.journal = NULL;
     b->sessions.journal_ctx = NULL;
+    sync_stop(p);
     size_t n = store_pending(p->st);
     int rc = store_commit(p->st);
+    if (rc == STORE_OK) rc = store_sync(p->st);
     if (rc != STORE_OK)
         log_msg(LL_ERROR, "persistence: final commit of %zu changes to %s failed: %s", n, p->path,
                 store_errmsg(p->st));
     else
         log_msg(LL_NOTICE, "persistence: %s saved", p->path);
     store_close(p->st);
+    if (p->efd >= 0) close(p->efd);
+    if (p->thread_up || p->efd >= 0) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+    }
     free(p);
     b->persist = NULL;
 }

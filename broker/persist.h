@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "broker/msg.h"
 
@@ -34,12 +35,25 @@ int persist_open(struct broker *b, char *err, size_t errlen) BK_MUST_CHECK;
 /* Commit what is pending and close (before sessions and the tree are freed:
  * it detaches the journal so that freeing them is not journaled). */
 void persist_close(struct broker *b);
-/* Changes not yet committed whose acknowledgements must wait (strict mode;
- * 0 in interval mode and without persistence). */
-size_t persist_hold_pending(const struct broker *b);
-/* Before the loop flushes output: commit when the policy says so; on
- * success release every held connection. */
+/* The epoll tag of the sync helper's eventfd: the loop calls
+ * persist_on_synced when it is readable. */
+#define PERSIST_EVENT (1ULL << 62)
+
+/* Changes journaled but not committed whose acknowledgements must wait
+ * (strict mode; 0 in interval mode and without persistence): a handler
+ * compares it before and after a packet to know whether its answer waits. */
+size_t persist_pending(const struct broker *b);
+/* The epoch that gathers the changes being journaled now. */
+uint64_t persist_gathering_epoch(const struct broker *b);
+/* The epoch output to a durable session must wait for (its latest change
+ * may be gathering, being synced, or failed), 0 when nothing is open. */
+uint64_t persist_hold_epoch(const struct broker *b);
+/* Before the loop flushes output: commit when the policy says so (strict:
+ * when no sync is running) and hand the sync to the helper thread. */
 void persist_before_flush(struct broker *b);
+/* The helper finished a sync: release the output held for it, start the
+ * next batch. */
+void persist_on_synced(struct broker *b);
 /* SIGUSR1: commit at the next iteration whatever the mode. */
 void persist_request_save(struct broker *b);
 /* The retained slot of m's topic changed (an empty payload clears it). */

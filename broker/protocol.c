@@ -101,8 +101,8 @@ static bool out_ready(void *ctx)
  * PUBLISH may go at once: at worst it is delivered again (at least once). */
 static void hold_for_durable(client *cl)
 {
-    if (cl->session && cl->session->durable && persist_hold_pending(cl->b))
-        conn_hold(cl->b, cl->conn, bbuf_used(&cl->conn->out));
+    uint64_t epoch = cl->session && cl->session->durable ? persist_hold_epoch(cl->b) : 0;
+    if (epoch) conn_hold(cl->b, cl->conn, bbuf_used(&cl->conn->out), epoch);
 }
 
 static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
@@ -332,7 +332,8 @@ static void handle_connect(client *cl, const mqtt_header *h, bool after_delay)
  * the journal grew from `pending`. */
 static void hold_if_journaled(client *cl, size_t keep, size_t pending)
 {
-    if (persist_hold_pending(cl->b) > pending) conn_hold(cl->b, cl->conn, keep);
+    if (persist_pending(cl->b) > pending)
+        conn_hold(cl->b, cl->conn, keep, persist_gathering_epoch(cl->b));
 }
 
 /* The auth delay is over: check the held CONNECT now. */
@@ -344,7 +345,7 @@ static void finish_connect(client *cl)
                      .body = cl->held_connect};
     cl->state = CL_AWAIT_CONNECT;
     cl->last_rx = cl->b->now; /* the hold was ours, not the client's silence */
-    size_t keep = bbuf_used(&cl->conn->out), pending = persist_hold_pending(cl->b);
+    size_t keep = bbuf_used(&cl->conn->out), pending = persist_pending(cl->b);
     handle_connect(cl, &h, true);
     hold_if_journaled(cl, keep, pending);
     free(cl->held_connect);
@@ -553,9 +554,16 @@ static void dispatch(client *cl, const mqtt_header *h);
 
 void proto_handle_packet(client *cl, const mqtt_header *h)
 {
-    size_t keep = bbuf_used(&cl->conn->out), pending = persist_hold_pending(cl->b);
+    /* The answers that promise something: CONNACK (a durable session
+     * exists), PUBACK/PUBREC (the message is stored), PUBCOMP (the id is
+     * forgotten, so the client may reuse it), SUBACK/UNSUBACK. The acks a
+     * client sends us answer nothing; what they let out (the next PUBLISH)
+     * is held, when it must be, by the session's outbox. */
+    bool promises = h->type == MQTT_CONNECT || h->type == MQTT_PUBLISH || h->type == MQTT_PUBREL ||
+                    h->type == MQTT_SUBSCRIBE || h->type == MQTT_UNSUBSCRIBE;
+    size_t keep = bbuf_used(&cl->conn->out), pending = persist_pending(cl->b);
     dispatch(cl, h);
-    hold_if_journaled(cl, keep, pending);
+    if (promises) hold_if_journaled(cl, keep, pending);
 }
 
 static void dispatch(client *cl, const mqtt_header *h)

@@ -13,6 +13,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
 
 #define STORE_APP_ID 0x53454342 /* "SECB" */
 #define STORE_SCHEMA_VERSION 1
@@ -139,6 +142,7 @@ struct store {
     size_t alen, acap;
     uint64_t next_msg_id;
     store_release_fn release;
+    int wal_fd; /* external_sync: the write-ahead log, for store_sync */
     char err[320];
 };
 
@@ -320,13 +324,14 @@ int store_open(store **out, const char *path, const store_opts *opts, store_open
         return STORE_ERR_OPEN;
     }
     sqlite3 *db = NULL;
-    if (open_checked(path, opts->strict, &db, err, errlen) < 0) {
+    bool full = opts->strict && !opts->external_sync;
+    if (open_checked(path, full, &db, err, errlen) < 0) {
         if (!opts->quarantine || info->created) return STORE_ERR_CORRUPT;
         snprintf(info->reason, sizeof info->reason, "%s", err);
         if (quarantine(path, info->moved_to, sizeof info->moved_to, err, errlen) < 0)
             return STORE_ERR_OPEN;
         info->quarantined = true;
-        if (open_checked(path, opts->strict, &db, err, errlen) < 0) return STORE_ERR_OPEN;
+        if (open_checked(path, full, &db, err, errlen) < 0) return STORE_ERR_OPEN;
     }
     store *st = calloc(1, sizeof *st);
     if (!st) {
@@ -335,6 +340,19 @@ int store_open(store **out, const char *path, const store_opts *opts, store_open
         return STORE_ERR_ALLOC;
     }
     st->db = db;
+    st->wal_fd = -1;
+    if (opts->external_sync) {
+        /* the schema transaction above created the log; SQLite never removes
+         * or truncates it while the database is open, so the fd stays valid */
+        char wal[PATH_MAX];
+        snprintf(wal, sizeof wal, "%s-wal", path);
+        st->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+        if (st->wal_fd < 0) {
+            snprintf(err, errlen, "cannot open %s: %s", wal, strerror(errno));
+            store_close(st);
+            return STORE_ERR_OPEN;
+        }
+    }
     if (prepare_all(st) < 0) {
         snprintf(err, errlen, "%s", st->err);
         store_close(st);
@@ -364,6 +382,7 @@ void store_close(store *st)
     for (int i = 0; i < ST__N; i++)
         sqlite3_finalize(st->st[i]);
     sqlite3_close(st->db);
+    if (st->wal_fd >= 0) close(st->wal_fd);
     free(st->ops);
     free(st->arena);
     free(st);
@@ -551,6 +570,12 @@ int store_qos2_in_del(store *st, const char *client_id, uint16_t pid)
 }
 
 /* ---- commit --------------------------------------------------------------- */
+
+int store_sync(store *st)
+{
+    if (st->wal_fd < 0) return STORE_OK; /* FULL: every commit was synced */
+    return fdatasync(st->wal_fd) == 0 ? STORE_OK : STORE_ERR_IO;
+}
 
 /* Runs a prepared statement to completion; SQLite result code. */
 static int run(sqlite3_stmt *s)

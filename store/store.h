@@ -60,6 +60,10 @@ typedef struct store store;
 typedef struct {
     bool strict;     /* true: synchronous=FULL (every commit synced); false: NORMAL */
     bool quarantine; /* a damaged database is moved aside and a new one created */
+    /* strict, but the caller syncs: store_commit writes without waiting for
+     * the disk (synchronous=NORMAL) and store_sync() makes every commit so
+     * far durable, from any thread, so a loop need not block in fsync */
+    bool external_sync;
 } store_opts;
 
 /* What store_open found, for the startup log. */
@@ -117,6 +121,13 @@ int store_delivery_update(store *st, const char *client_id, uint64_t seq, enum s
 int store_delivery_del(store *st, const char *client_id, uint64_t seq);
 int store_qos2_in_add(store *st, const char *client_id, uint16_t pid);
 int store_qos2_in_del(store *st, const char *client_id, uint16_t pid);
+
+/* external_sync: make every commit returned so far durable (fdatasync of
+ * the write-ahead log; checkpoints into the main file are synced by SQLite
+ * itself). Touches only a file descriptor, never the database handle, so
+ * it may run in another thread while the owner goes on. STORE_OK or
+ * STORE_ERR_IO (errno is kept). */
+int store_sync(store *st);
 
 /* Operations waiting for store_commit. */
 size_t store_pending(const store *st);
