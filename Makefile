@@ -13,7 +13,7 @@ WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parame
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. $(CFLAGS) $(SAN) -MMD -MP
 LDFLAGS_ALL = $(LDFLAGS) $(SAN)
 TLS_LIBS = -lmbedtls -lmbedx509 -lmbedcrypto
-STORE_LIBS = -lsqlite3
+STORE_LIBS = -lsqlite3 -lpthread
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 MQTT_SRC   := $(wildcard mqtt/*.c)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker/err.h"
@@ -105,6 +106,8 @@ void config_free(config *c)
     free(c->acl_file);
     free(c->log_file);
     free(c->user);
+    free(c->persistence_location);
+    free(c->persistence_file);
     free(c);
 }
 
@@ -202,6 +205,7 @@ static const num_key num_keys[] = {
     NUM_KEY(output_buffer_soft_seconds, 1, 86400),
     NUM_KEY(sys_interval, 0, 86400),
     NUM_KEY(handshake_timeout, 1, 3600),
+    NUM_KEY(autosave_interval, 1, 86400 * 365),
 };
 
 /* 1 when key is not numeric, else 0 / -1 as handle_line. */
@@ -287,14 +291,36 @@ static int log_type_line(pctx *p, config *c, const char *v, bool *seen)
     return BK_OK;
 }
 
-static int persistence_line(pctx *p, const char *v)
+/* persistence, persistence_location, persistence_file, persistence_sync,
+ * autosave_on_changes; NOT_MINE for other keys. */
+static int persistence_line(pctx *p, config *c, const char *key, const char *v)
 {
-    bool on = false;
-    if (parse_bool(p, "persistence", v, &on) != BK_OK) return BK_ERR_CONFIG;
-    if (on)
-        return fail(p, "persistence true is not supported yet: sessions and retained "
-                       "messages are kept in memory only");
-    return BK_OK;
+    if (strcmp(key, "persistence") == 0) return parse_bool(p, key, v, &c->persistence);
+    if (strcmp(key, "autosave_on_changes") == 0)
+        return parse_bool(p, key, v, &c->autosave_on_changes);
+    if (strcmp(key, "persistence_location") == 0) {
+        struct stat sb;
+        if (stat(v, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            return fail(p, "persistence_location: %s is not a directory", v);
+        if (access(v, W_OK | X_OK) != 0)
+            return fail(p, "persistence_location: cannot write in %s: %s", v, strerror(errno));
+        return set_str(&c->persistence_location, v);
+    }
+    if (strcmp(key, "persistence_file") == 0) {
+        if (strchr(v, '/'))
+            return fail(p,
+                        "persistence_file: '%s' must be a file name; the directory is "
+                        "persistence_location",
+                        v);
+        return set_str(&c->persistence_file, v);
+    }
+    if (strcmp(key, "persistence_sync") == 0) {
+        if (strcmp(v, "strict") && strcmp(v, "interval"))
+            return fail(p, "persistence_sync: expected strict or interval, got '%s'", v);
+        c->persistence_strict = strcmp(v, "strict") == 0;
+        return BK_OK;
+    }
+    return NOT_MINE;
 }
 
 static int unknown_key(pctx *p, const char *key);
@@ -318,16 +344,13 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
     if (strcmp(key, "user") == 0) return set_str(&c->user, v);
     if (strcmp(key, "log_dest") == 0) return log_dest_line(p, c, v, log_dest_seen);
     if (strcmp(key, "log_type") == 0) return log_type_line(p, c, v, log_type_seen);
-    if (strcmp(key, "persistence") == 0) return persistence_line(p, v);
+    if ((r = persistence_line(p, c, key, v)) <= 0) return r;
     return unknown_key(p, key);
 }
 
 static int unknown_key(pctx *p, const char *key)
 {
     static const char *const mosquitto_only[] = {
-        "persistence_location",
-        "persistence_file",
-        "autosave_interval",
         "bridge_cafile",
         "connection",
         "include_dir",
@@ -381,6 +404,8 @@ static void set_defaults(config *c)
     c->connection_messages = true;
     c->sys_interval = 10;
     c->handshake_timeout = 10;
+    c->persistence_strict = true;
+    c->autosave_interval = 1800; /* Mosquitto's default */
 }
 
 /* Split one line into key and value and apply it. 0, or -1 with err set. */

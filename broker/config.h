@@ -48,6 +48,13 @@ typedef struct {
     uint32_t handshake_timeout; /* seconds */
     bool tls_trace;             /* log_type tls */
     char *user;                 /* drop privileges to this user when root */
+    /* Durable state (persist.c): persistence on, where, and when commits happen. */
+    bool persistence;
+    char *persistence_location; /* directory (NULL: the current one) */
+    char *persistence_file;     /* file name in it (default secbroker.db) */
+    bool persistence_strict;    /* persistence_sync strict (default) | interval */
+    uint32_t autosave_interval; /* interval mode: seconds (or changes) between commits */
+    bool autosave_on_changes;   /* autosave_interval counts changes, not seconds */
 } config;
 
 /* Parse path. On error returns NULL and err holds "FILE:LINE: reason". */

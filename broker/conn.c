@@ -243,11 +243,20 @@ static int conn_tls_finish(broker *b, conn *c)
     return r == SEND_BLOCKED ? SEND_BLOCKED : r < 0 ? BK_ERR_IO : BK_OK;
 }
 
-/* Write as much output as the socket takes. */
+/* Write as much output as the socket takes (a held connection: only what
+ * is before its hold). */
 static void conn_flush(broker *b, conn *c)
 {
     while (bbuf_used(&c->out)) {
-        ssize_t n = conn_send_some(b, c, c->out.data + c->out.off, bbuf_used(&c->out));
+        size_t len = bbuf_used(&c->out);
+        if (c->nholds && c->hold_pos[0] - c->sent_total < len)
+            len = (size_t)(c->hold_pos[0] - c->sent_total);
+        if (len == 0) {
+            /* the rest waits for conn_release_holds: stop asking for EPOLLOUT */
+            if (c->want_write && c->state != CS_CLOSING) epoll_set(b, c, false);
+            return;
+        }
+        ssize_t n = conn_send_some(b, c, c->out.data + c->out.off, len);
         if (n == SEND_BLOCKED) {
             /* the policy looks at what is left: under the soft limit again, or
              * over it too long (then the connection is closing: nothing to do) */
@@ -259,6 +268,7 @@ static void conn_flush(broker *b, conn *c)
             return;
         }
         c->out.off += (size_t)n;
+        c->sent_total += (uint64_t)n;
         b->bytes_sent += (uint64_t)n;
         c->last_tx = b->now;
     }
@@ -271,9 +281,62 @@ static void conn_flush(broker *b, conn *c)
     if (c->want_write && c->state != CS_CLOSING) epoll_set(b, c, false);
 }
 
+void conn_hold(broker *b, conn *c, size_t keep, uint64_t epoch)
+{
+    if (c->state == CS_CLOSING) return;
+    if (c->nholds && c->hold_epoch[c->nholds - 1] >= epoch) return; /* already held */
+    if (c->nholds == 2) {
+        /* a third epoch cannot happen (two are open at most); if it did, the
+         * later epoch takes over the earlier mark: holding more is safe */
+        c->hold_epoch[1] = epoch;
+        return;
+    }
+    if (c->nholds == 0) {
+        c->held_next = b->held;
+        b->held = c;
+    }
+    c->hold_pos[c->nholds] = c->sent_total + keep;
+    c->hold_epoch[c->nholds++] = epoch;
+}
+
+/* Take c off the held list. */
+static void unhold(broker *b, conn *c)
+{
+    for (conn **pp = &b->held; *pp; pp = &(*pp)->held_next)
+        if (*pp == c) {
+            *pp = c->held_next;
+            break;
+        }
+    c->held_next = NULL;
+    c->nholds = 0;
+}
+
+void conn_release_holds(broker *b, uint64_t epoch)
+{
+    conn **pp = &b->held;
+    while (*pp) {
+        conn *c = *pp;
+        uint8_t keep = 0;
+        for (uint8_t i = 0; i < c->nholds; i++)
+            if (c->hold_epoch[i] > epoch) {
+                c->hold_pos[keep] = c->hold_pos[i];
+                c->hold_epoch[keep++] = c->hold_epoch[i];
+            }
+        if (keep != c->nholds && bbuf_used(&c->out) && !c->write_pending) conn_schedule_write(b, c);
+        c->nholds = keep;
+        if (keep) {
+            pp = &c->held_next;
+        } else {
+            *pp = c->held_next;
+            c->held_next = NULL;
+        }
+    }
+}
+
 int conn_write_now(broker *b, conn *c, const uint8_t *data, size_t len)
 {
-    if (c->state == CS_CLOSING || bbuf_used(&c->out)) return conn_write(b, c, data, len);
+    if (c->state == CS_CLOSING || bbuf_used(&c->out) || c->nholds || b->buffer_connack)
+        return conn_write(b, c, data, len);
     ssize_t n = conn_send_some(b, c, data, len);
     if (n == SEND_BLOCKED) n = 0;
     if (n < 0) return BK_ERR_IO;
@@ -469,6 +532,7 @@ void conn_free_closed(broker *b)
         if (bbuf_used(&c->out)) conn_flush(b, c);
         c->h->on_close(c, c->close_reason ? c->close_reason : "(reason lost: out of memory)");
         c->ud = NULL;
+        if (c->nholds) unhold(b, c); /* held output was never promised */
         if (c->tls) {
             if (tls_conn_handshake_done(c->tls)) tls_conn_close_notify(c->tls);
             tls_conn_free(c->tls);

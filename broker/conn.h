@@ -84,18 +84,25 @@ typedef struct conn {
     int fd;
     enum conn_state state;
     listener *listener;
-    struct tls_conn *tls; /* NULL on plain listeners */
-    char peer[64];        /* "1.2.3.4:5678" or "[::1]:5678" */
-    bbuf in;              /* partial message only; empty most of the time */
-    bbuf out;             /* coalesced output, flushed before sleep */
-    bool write_pending;   /* on broker->write_pending */
-    bool want_write;      /* EPOLLOUT registered */
-    bool read_pending;    /* TLS: decrypted data left inside mbedTLS */
-    double last_rx;       /* monotonic seconds of the last read */
-    double last_tx;       /* monotonic seconds of the last write */
-    double over_since;    /* output over the soft limit since (0 = not) */
-    double deadline;      /* TLS handshake deadline */
-    char *close_reason;   /* set by conn_close (allocated then) */
+    struct tls_conn *tls;   /* NULL on plain listeners */
+    char peer[64];          /* "1.2.3.4:5678" or "[::1]:5678" */
+    bbuf in;                /* partial message only; empty most of the time */
+    bbuf out;               /* coalesced output, flushed before sleep */
+    bool write_pending;     /* on broker->write_pending */
+    bool want_write;        /* EPOLLOUT registered */
+    bool read_pending;      /* TLS: decrypted data left inside mbedTLS */
+    double last_rx;         /* monotonic seconds of the last read */
+    double last_tx;         /* monotonic seconds of the last write */
+    double over_since;      /* output over the soft limit since (0 = not) */
+    double deadline;        /* TLS handshake deadline */
+    char *close_reason;     /* set by conn_close (allocated then) */
+    struct conn *held_next; /* broker->held list */
+    uint64_t sent_total;    /* output bytes written to the socket so far */
+    /* Output from position hold_pos[i] (counted like sent_total) on waits
+     * until epoch hold_epoch[i] is released: at most two epochs are open at
+     * once (one being made durable, one gathering). */
+    uint64_t hold_pos[2], hold_epoch[2];
+    uint8_t nholds;
 } conn;
 
 /* Output over the soft limit (conn_output_check): messages that may be lost
@@ -153,6 +160,15 @@ static inline int conn_output_check(struct broker *b, conn *c, size_t adding)
     if (!c->over_since && bbuf_used(&c->out) + adding <= c->listener->limits->soft) return BK_OK;
     return conn_output_check_slow(b, c, adding);
 }
+
+/* Hold back c's output from here on until `epoch` is released: the first
+ * `keep` bytes of its buffer may still be written (for acknowledgements
+ * that may leave only once a change is durable). While held,
+ * conn_write_now buffers too. A hold of the same epoch already in place
+ * stays where it is. */
+void conn_hold(struct broker *b, conn *c, size_t keep, uint64_t epoch);
+/* Let the output held for epochs up to `epoch` go (at the next flush). */
+void conn_release_holds(struct broker *b, uint64_t epoch);
 
 /* Offer the buffered input to the handler again: after on_data consumed
  * less than it could (it held a message back) and can now go on. */

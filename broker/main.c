@@ -23,6 +23,7 @@
 #include "broker/conn.h"
 #include "broker/err.h"
 #include "broker/log.h"
+#include "broker/persist.h"
 #include "broker/protocol.h"
 #include "broker/router.h"
 #include "broker/session.h"
@@ -52,6 +53,8 @@ static void on_signal(int sig)
     if (!g_broker) return;
     if (sig == SIGHUP)
         g_broker->reload = 1;
+    else if (sig == SIGUSR1)
+        g_broker->save = 1;
     else
         g_broker->stop = 1;
 }
@@ -215,6 +218,7 @@ static void broker_free(broker *b)
         if (c->state != CS_CLOSING) conn_close(b, c, "broker shutting down");
     conn_flush_all(b);
     conn_free_closed(b);
+    persist_close(b); /* commits; freeing sessions below is not journaled */
     session_registry_free(&b->sessions);
     tree_free(b->root);
     for (size_t i = 0; i < b->nlisteners; i++) {
@@ -350,6 +354,7 @@ static void install_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
@@ -375,6 +380,11 @@ static void loop_periodic(broker *b, loop_timers *t)
         publish_sys(b, t->started);
         t->next_sys = b->now + b->cfg->sys_interval;
     }
+    if (b->save) {
+        b->save = 0;
+        log_msg(LL_NOTICE, "SIGUSR1: saving persistent state");
+        persist_request_save(b);
+    }
     if (b->reload) {
         b->reload = 0;
         log_msg(LL_NOTICE, "SIGHUP: reloading password_file and acl_file");
@@ -395,17 +405,22 @@ static void run_loop(broker *b)
         }
         for (int i = 0; i < n; i++) {
             uint64_t u = evs[i].data.u64;
-            if (u & LISTENER_TAG)
+            if (u == PERSIST_EVENT)
+                persist_on_synced(b);
+            else if (u & LISTENER_TAG)
                 conn_accept(b, &b->listeners[u & ~LISTENER_TAG]);
             else
                 conn_on_event(b, evs[i].data.ptr, evs[i].events);
         }
         conn_service_read_pending(b);
         loop_periodic(b, &t);
-        /* before sleeping: output first (a refusal's CONNACK must leave before
-         * its close), then closes (which may publish wills), then their output */
+        /* before sleeping: commit what acknowledgements wait for, output
+         * (a refusal's CONNACK must leave before its close), then closes
+         * (which may publish wills), then their commit and output */
+        persist_before_flush(b);
         conn_flush_all(b);
         conn_free_closed(b);
+        persist_before_flush(b);
         conn_flush_all(b);
     }
 }
@@ -425,6 +440,9 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &conf, &verbose);
     if (rc >= 0) return rc;
     log_init();
+    /* a file size limit makes writes fail with EFBIG (persistence reports it
+     * and holds acknowledgements) instead of killing the broker */
+    signal(SIGXFSZ, SIG_IGN);
     char err[1024];
     static broker br;
     broker *b = &br;
@@ -442,6 +460,12 @@ int main(int argc, char **argv)
         return fail_start(b, err, true);
     }
     if (drop_privileges(b, err, sizeof err) != BK_OK) return fail_start(b, err, true);
+    /* after dropping privileges: the database belongs to the user that writes it */
+    b->buffer_connack = b->cfg->persistence && b->cfg->persistence_strict;
+    if (persist_open(b, err, sizeof err) != BK_OK) {
+        log_msg(LL_ERROR, "%s", err);
+        return fail_start(b, err, true);
+    }
     startup_warnings(b);
     install_signals();
     log_msg(LL_NOTICE, "secbroker %s running (%s)", SECBROKER_VERSION, tls_library_version());

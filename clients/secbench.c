@@ -101,6 +101,7 @@ static struct {
     double drain;       /* s without progress before giving up */
     bool crypto_bound;
     bool quiet;
+    bool persistent; /* subscribers keep persistent sessions (clean session 0) */
 } opt = {
     .host = "127.0.0.1",
     .qos = 0,
@@ -155,6 +156,8 @@ static void usage(FILE *out)
             "  --drain S          stop waiting for deliveries after S s without\n"
             "                     progress (default 2)\n"
             "  --quiet            only the SECBENCH summary line\n"
+            "  --persistent       subscribers use persistent sessions (clean session 0):\n"
+            "                     with persistence on, their deliveries are durable\n"
             "  --crypto-bound     measure tls/'s server-side handshake cost in-process\n"
             "  --help\n"
             "\n"
@@ -533,7 +536,7 @@ static void send_packet_connect(conn *c)
     m.protocol_name.ptr = (const uint8_t *)"MQTT";
     m.protocol_name.len = 4;
     m.protocol_level = 4;
-    m.clean_session = true;
+    m.clean_session = !(opt.persistent && c->role == R_SUB);
     m.keepalive = KEEPALIVE;
     m.client_id.ptr = (const uint8_t *)id;
     m.client_id.len = (uint16_t)strlen(id);
@@ -1718,6 +1721,7 @@ enum {
     O_DRAIN,
     O_CRYPTO,
     O_QUIET,
+    O_PERSISTENT,
     O_HELP,
     O_E2E
 };
@@ -1774,6 +1778,9 @@ static int parse_run_opt(int ch, const char *arg)
         return parse_double(arg, 0, 3600, &opt.drain) ? 0 : 1;
     case O_QUIET:
         opt.quiet = true;
+        return 0;
+    case O_PERSISTENT:
+        opt.persistent = true;
         return 0;
     default:
         return 2;
@@ -1869,6 +1876,7 @@ static int parse_args(int argc, char **argv)
         {"drain", required_argument, NULL, O_DRAIN},
         {"crypto-bound", no_argument, NULL, O_CRYPTO},
         {"quiet", no_argument, NULL, O_QUIET},
+        {"persistent", no_argument, NULL, O_PERSISTENT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
