@@ -369,7 +369,7 @@ static void release_all(store *st)
     size_t n = st->nops;
     for (size_t i = 0; i < n; i++)
         if (st->ops[i].kind == OP_MSG_ADD && st->release) st->release(st->ops[i].owner);
-    memmove(st->ops, st->ops + n, (st->nops - n) * sizeof *st->ops);
+    if (st->nops > n) memmove(st->ops, st->ops + n, (st->nops - n) * sizeof *st->ops);
     st->nops -= n;
     if (st->nops == 0) st->alen = 0;
 }
