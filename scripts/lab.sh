@@ -87,11 +87,31 @@ for b in secbroker secpub secsub; do
     [ -x "$BUILD/$b" ] || die "$BUILD/$b is missing: run make first (make lab-$SCENARIO does)"
 done
 for f in ca.crt server.crt server.key client.crt client.key untrusted-client.crt untrusted-client.key; do
-    [ -r "$CERTS/$f" ] || die "$CERTS/$f is missing: run make certs first (make lab-$SCENARIO does)"
+    [ -e "$CERTS/$f" ] || die "$CERTS/$f is missing: run make certs first (make lab-$SCENARIO does)"
+    [ -r "$CERTS/$f" ] || die "$CERTS/$f is not readable by $(id -un) (made by another user? rm -r $CERTS; make certs)"
 done
 TSHARK=$(command -v tshark || true)
-[ -n "$TSHARK" ] || die "tshark is not installed (apt-get install tshark)"
-command -v openssl >/dev/null 2>&1 || die "openssl is not installed (apt-get install openssl)"
+[ -n "$TSHARK" ] || die "tshark is not installed (sudo sh scripts/deps.sh lab)"
+command -v openssl >/dev/null 2>&1 || die "openssl is not installed (sudo sh scripts/deps.sh lab)"
+
+# Capturing on lo needs root or a dumpcap that lets the wireshark group
+# capture (sudo sh scripts/deps.sh lab). Find out now, before anything starts.
+capture_check() {
+    why=$("$TSHARK" -L -i lo 2>&1 >/dev/null) && return 0
+    why=$(printf '%s\n' "$why" | grep -v '^Running as user' | sed -n '/./{p;q;}')
+    me=$(id -un)
+    if [ "$(stat -c %G /usr/bin/dumpcap 2>/dev/null)" != wireshark ]; then
+        fix="let the wireshark group capture (once, as root): sudo sh scripts/deps.sh lab
+  then: sudo usermod -aG wireshark $me, and log out and in again"
+    elif id -Gn "$me" | tr ' ' '\n' | grep -qx wireshark; then
+        fix="$me is in the wireshark group, but not in this login session: log out and in again (or: newgrp wireshark)"
+    else
+        fix="join the wireshark group: sudo usermod -aG wireshark $me, then log out and in again"
+    fi
+    die "you ($me) may not capture packets on the loopback interface lo: $why
+  $fix"
+}
+capture_check
 
 mkdir -p "$OUT"
 rm -f "$OUT/capture.pcapng" "$OUT/raw.pcapng" "$OUT/keylog.txt" "$OUT/broker.log" "$OUT/broker.conf" \
@@ -193,8 +213,11 @@ probed() { probe; sleep 0.2; in_capture "tcp.port==$PROBE && tcp.flags.syn==1"; 
 
 "$TSHARK" -i lo -f "tcp port $PORT or tcp port $PROBE" -w "$OUT/raw.pcapng" > /dev/null 2> "$OUT/tshark.txt" &
 TSHARK_PID=$!
+# tshark prints "Capturing on" even when dumpcap then fails: watch it live.
+capturing() { ! kill -0 "$TSHARK_PID" 2>/dev/null || probed; }
 wait_for "tshark to start capturing" 30 grep -q "Capturing on" "$OUT/tshark.txt"
-wait_for "tshark to capture a probe connection" 30 probed
+wait_for "tshark to capture a probe connection" 30 capturing
+kill -0 "$TSHARK_PID" 2>/dev/null || die "tshark stopped: $(grep -v '^Running as user' "$OUT/tshark.txt")"
 
 # ---- the clients ----------------------------------------------------------------
 

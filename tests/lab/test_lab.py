@@ -164,6 +164,97 @@ class Scenario(unittest.TestCase):
             self.assertNotIn(payload, f.read(), "the payload is in the capture in clear text")
 
 
+class NonRootUser:
+    """A throwaway user (useradd, userdel afterwards) with its own copy of the
+    lab script, the binaries and the certificates in a directory it owns, so
+    that the repository's own permissions do not matter."""
+
+    def __init__(self, groups=()):
+        self.name = "seclab%d%s" % (os.getpid(), "g" if groups else "")
+        argv = ["useradd", "-M", "-s", "/bin/sh"]
+        if groups:
+            argv += ["-G", ",".join(groups)]
+        p = subprocess.run(argv + [self.name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if p.returncode != 0:
+            raise unittest.SkipTest("cannot create a user here (%s): %s" % (
+                " ".join(argv + [self.name]), p.stdout.decode(errors="replace").strip()))
+        self.home = tempfile.mkdtemp(prefix="secbroker-lab-user-")
+        os.makedirs(os.path.join(self.home, "scripts"))
+        shutil.copy(LAB_SH, os.path.join(self.home, "scripts"))
+        os.makedirs(os.path.join(self.home, "build"))
+        for b in ("secbroker", "secpub", "secsub"):
+            shutil.copy(os.path.join(ROOT, "build", b), os.path.join(self.home, "build"))
+        shutil.copytree(CERTS["dir"], os.path.join(self.home, "certs"))
+        subprocess.run(["chown", "-R", self.name, self.home], check=True)
+
+    def run_lab(self, scenario):
+        env = dict(PATH=os.environ.get("PATH", "/usr/bin:/bin"), LANG="C")
+        p = subprocess.run(["runuser", "-u", self.name, "--", "env"] + ["%s=%s" % kv for kv in env.items()]
+                           + ["sh", os.path.join(self.home, "scripts", "lab.sh"), "-d",
+                              os.path.join(self.home, "lab"), scenario],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.home, timeout=150)
+        return p.returncode, p.stdout.decode(errors="replace")
+
+    def remove(self):
+        subprocess.run(["userdel", self.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def wireshark_group_exists():
+    return subprocess.run(["getent", "group", "wireshark"], stdout=subprocess.DEVNULL).returncode == 0
+
+
+class TestNonRootStudent(unittest.TestCase):
+    """make lab-SCENARIO as a student who is not root (issue 16): a member of
+    the wireshark group gets a capture; anybody else is told at once, before
+    a broker starts, why not and what to do."""
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("not root: cannot create a throwaway user to run the lab as (CI runs tests as root)")
+        if not shutil.which("useradd") or not shutil.which("runuser"):
+            self.skipTest("useradd or runuser missing: cannot run the lab as another user")
+
+    def assert_clear_refusal(self, user, rc, out):
+        self.assertEqual(rc, 1, out)
+        self.assertIn("lab.sh: you (%s) may not capture packets on the loopback interface lo: " % user.name, out)
+        self.assertRegex(out, r"sudo usermod -aG wireshark %s, (then )?(and )?log out and in again" % user.name)
+        # refused before anything started: no broker, no log, no capture
+        self.assertFalse(os.path.exists(os.path.join(user.home, "lab", "tls", "broker.log")), out)
+
+    def test_member_of_wireshark_group_captures(self):
+        """deps.sh (make test) set dumpcap up for the wireshark group: a member
+        runs the tls scenario and gets the capture, the key log and the log."""
+        groups = ("wireshark",) if wireshark_group_exists() else ()
+        user = NonRootUser(groups)
+        self.addCleanup(user.remove)
+        rc, out = user.run_lab("tls")
+        if not groups:
+            self.assert_clear_refusal(user, rc, out)
+            self.assertIn("sudo sh scripts/deps.sh lab", out)
+            return
+        self.assertEqual(rc, 0, out)
+        d = os.path.join(user.home, "lab", "tls")
+        for f in ("capture.pcapng", "keylog.txt", "broker.log", "README.txt"):
+            self.assertEqual(os.stat(os.path.join(d, f)).st_uid, int(subprocess.check_output(
+                ["id", "-u", user.name])), f)
+        port = int(re.search(r"^listener (\d+)", open(os.path.join(d, "broker.conf")).read(), re.M).group(1))
+        rows = tshark_mqtt(os.path.join(d, "capture.pcapng"), port, keylog=os.path.join(d, "keylog.txt"))
+        self.assertIn((3, "lab/tls", b"hello from the tls lab"), rows)
+
+    def test_not_in_group_is_told_at_once(self):
+        """A user outside the wireshark group: the script stops before starting
+        the broker, with tshark's reason and the command that fixes it."""
+        user = NonRootUser()
+        self.addCleanup(user.remove)
+        probe = subprocess.run(["runuser", "-u", user.name, "--", "dumpcap", "-L", "-i", "lo"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=user.home)
+        if probe.returncode == 0:
+            self.skipTest("dumpcap lets every user capture on this machine (not Debian's group setup)")
+        rc, out = user.run_lab("tls")
+        self.assert_clear_refusal(user, rc, out)
+
+
 class TestListing(unittest.TestCase):
 
     def test_no_arguments_lists_the_scenarios(self):
