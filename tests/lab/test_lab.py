@@ -11,18 +11,25 @@ Timeouts are generous upper bounds for waiting, never pass/fail timing.
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
+from authlib import sha6_line  # noqa: E402
+from brokerlib import RawClient, connect_packet  # noqa: E402
 from tlslib import TSHARK, make_certs, tshark_mqtt  # noqa: E402
 
 LAB_SH = os.path.join(ROOT, "scripts", "lab.sh")
+LAB_CONF = os.path.join(ROOT, "etc", "lab.conf")
+BROKER_CONF = os.path.join(ROOT, "etc", "broker.conf")
+BUILD = os.path.join(ROOT, "build")
 SCENARIOS = ["plain", "tls", "mutual", "resume", "bad-version", "no-shared-cipher",
              "bad-client-cert", "no-client-cert", "plain-on-tls"]
 
@@ -253,6 +260,167 @@ class TestNonRootStudent(unittest.TestCase):
             self.skipTest("dumpcap lets every user capture on this machine (not Debian's group setup)")
         rc, out = user.run_lab("tls")
         self.assert_clear_refusal(user, rc, out)
+
+
+def free_port_both():
+    """A port free on 127.0.0.1 and on ::1 right now."""
+    while True:
+        s6 = socket.socket(socket.AF_INET6)
+        s6.bind(("::1", 0))
+        port = s6.getsockname()[1]
+        s4 = socket.socket()
+        try:
+            s4.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s4.close()
+            s6.close()
+
+
+class LabConfBroker:
+    """build/secbroker -c (a copy of etc/lab.conf) in a directory laid out like
+    the repository after `make certs` (certs/, lab/), each of the file's ports
+    replaced by a free one (self.ports: {port in the file: port used})."""
+
+    def __init__(self, conf_text):
+        self.dir = tempfile.mkdtemp(prefix="secbroker-labconf-")
+        os.symlink(CERTS["dir"], os.path.join(self.dir, "certs"))
+        os.makedirs(os.path.join(self.dir, "lab"))
+        self.ports = {}
+        for p in re.findall(r"^listener (\d+)", conf_text, re.M):
+            self.ports.setdefault(int(p), free_port_both())
+        text = re.sub(r"^listener (\d+)", lambda m: "listener %d" % self.ports[int(m.group(1))], conf_text,
+                      flags=re.M)
+        with open(os.path.join(self.dir, "lab.conf"), "w") as f:
+            f.write(text)
+        self.out_path = os.path.join(self.dir, "stdout.txt")
+        self.out = open(self.out_path, "w")
+        self.proc = subprocess.Popen([os.path.join(BUILD, "secbroker"), "-c", "lab.conf"], cwd=self.dir,
+                                     stdout=self.out, stderr=subprocess.STDOUT)
+        self.wait_log(" running ")
+
+    def log(self):
+        with open(self.out_path, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, needle, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if needle in self.log():
+                return self.log()
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError("no %r in the broker's output:\n%s" % (needle, self.log()))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.out.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def secpub(*args):
+    p = subprocess.run([os.path.join(BUILD, "secpub")] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=60)
+    return p.returncode, p.stdout.decode(errors="replace")
+
+
+class TestLabConf(unittest.TestCase):
+    """etc/lab.conf, what `make run` starts: every port on 127.0.0.1 and ::1;
+    8883 server-authenticated only, 8884 mutual with the CA's CRL."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(LAB_CONF) as f:
+            cls.b = LabConfBroker(f.read())
+        cls.plain, cls.tls, cls.mutual = (cls.b.ports[p] for p in (1883, 8883, 8884))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.b.stop()
+
+    def pub(self, host, port, *opts):
+        return secpub("-h", host, "-p", str(port), *opts, "-t", "lab/x", "-m", "hello")
+
+    def test_every_port_on_ipv6_and_ipv4(self):
+        """A client that tries ::1 first (Node 18+ resolving localhost) gets
+        the same service as one on 127.0.0.1; the server certificate names ::1."""
+        ca = ("--cafile", CERTS["ca.crt"])
+        client = ca + ("--cert", CERTS["client.crt"], "--key", CERTS["client.key"])
+        for host in ("::1", "127.0.0.1"):
+            for port, opts in ((self.plain, ()), (self.tls, ca), (self.mutual, client)):
+                rc, out = self.pub(host, port, *opts)
+                self.assertEqual(rc, 0, "%s port %d: %s" % (host, port, out))
+        log = self.b.log()
+        for port in (self.plain, self.tls, self.mutual):
+            self.assertIn("listener on ::1 port %d" % port, log)
+            self.assertIn("listener on 127.0.0.1 port %d" % port, log)
+        self.assertIn("New client connected from [::1]:", log)
+
+    def test_server_auth_port_sends_no_certificate_request(self):
+        """8883 has no cafile: no CertificateRequest (openssl s_client would
+        list "Acceptable client certificate CA names"); 8884 asks for one."""
+        def s_client(port):
+            p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername",
+                                "localhost", "-CAfile", CERTS["ca.crt"]], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            return p.stdout.decode(errors="replace")
+        self.assertIn("No client certificate CA names sent", s_client(self.tls))
+        out = s_client(self.mutual)
+        self.assertIn("Acceptable client certificate CA names\nO = secbroker lab, CN = secbroker lab CA", out)
+
+    def test_mutual_port_refuses_expired_and_revoked(self):
+        """crlfile in lab.conf: the revoked certificate is refused like the
+        expired one, each with its alert and its reason in the log."""
+        for name, alert, reason in (
+                ("expired-client", "certificate_expired (45)", "rejected: expired on 2020-02-01"),
+                ("revoked-client", "certificate_revoked (44)", "rejected: revoked by its CA (listed in the CRL)"),
+                ("untrusted-client", "unknown_ca (48)", "rejected: not signed by a trusted CA")):
+            rc, out = self.pub("localhost", self.mutual, "--cafile", CERTS["ca.crt"], "--cert",
+                               CERTS[name + ".crt"], "--key", CERTS[name + ".key"])
+            self.assertNotEqual(rc, 0, out)
+            self.assertIn("server sent alert %s" % alert, out)
+            self.b.wait_log(reason)
+
+
+class TestExampleConfigLogLevels(unittest.TestCase):
+    """The failed-login slow-down and a refused protocol level are logged at
+    levels etc/lab.conf and etc/broker.conf log (their log_type lines)."""
+
+    def check(self, conf_path):
+        with open(conf_path) as f:
+            types = re.findall(r"^log_type \S+", f.read(), re.M)
+        self.assertTrue(types, conf_path)
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "passwd"), "w") as f:
+                f.write(sha6_line("alice", "right"))
+            conf = "\n".join(["allow_anonymous false", "password_file passwd", "log_dest stdout"] + types +
+                              ["connection_messages true", "listener 1883 127.0.0.1", ""])
+            b = LabConfBroker(conf.replace("password_file passwd", "password_file %s/passwd" % d))
+            try:
+                port = b.ports[1883]
+                for attempt in range(2):
+                    c = RawClient(port, timeout=60)
+                    c.send(connect_packet("lab-bad%d" % attempt, username="alice", password="wrong"))
+                    self.assertEqual(c.expect(2)[1][1], 4, "CONNACK: bad user name or password")
+                    c.sock.close()
+                b.wait_log("recent failed logins from this address, CONNECT held for")
+                c = RawClient(port, timeout=60)
+                c.send(connect_packet("lab-v7", username="alice", password="right", level=7))
+                self.assertEqual(c.expect(2)[1][1], 1, "CONNACK: unacceptable protocol version")
+                c.sock.close()
+                b.wait_log("unsupported protocol level 7")
+            finally:
+                b.stop()
+
+    def test_lab_conf(self):
+        self.check(LAB_CONF)
+
+    def test_broker_conf(self):
+        self.check(BROKER_CONF)
 
 
 class TestListing(unittest.TestCase):
