@@ -26,6 +26,8 @@ CERTS=${CERTS:-certs}
 BUILD=${BUILD:-build}
 
 SCENARIOS="plain tls mutual resume bad-version no-shared-cipher bad-client-cert no-client-cert plain-on-tls"
+# refused client certificates (mkcerts.sh makes them; the CRL is the lab config's crlfile)
+SCENARIOS="$SCENARIOS expired-client-cert revoked-client-cert"
 
 list() {
     cat <<'EOF'
@@ -44,6 +46,10 @@ Lab scenarios (make lab-SCENARIO, or sh scripts/lab.sh SCENARIO); see docs/lab.m
   no-client-cert    no client certificate where one is required: alert
                     handshake_failure (40)
   plain-on-tls      plain MQTT sent to the TLS port: no TLS at all, no alert
+  expired-client-cert  a client certificate that expired in 2020: alert
+                    certificate_expired (45)
+  revoked-client-cert  openssl s_client with a certificate the CA revoked
+                    (crlfile certs/ca.crl): alert certificate_revoked (44)
   all               every scenario above, one after the other
 EOF
 }
@@ -86,7 +92,8 @@ OUT=$(abspath "$LAB_DIR")/$SCENARIO
 for b in secbroker secpub secsub; do
     [ -x "$BUILD/$b" ] || die "$BUILD/$b is missing: run make first (make lab-$SCENARIO does)"
 done
-for f in ca.crt server.crt server.key client.crt client.key untrusted-client.crt untrusted-client.key; do
+for f in ca.crt ca.crl server.crt server.key client.crt client.key untrusted-client.crt untrusted-client.key \
+         expired-client.crt expired-client.key revoked-client.crt revoked-client.key; do
     [ -e "$CERTS/$f" ] || die "$CERTS/$f is missing: run make certs first (make lab-$SCENARIO does)"
     [ -r "$CERTS/$f" ] || die "$CERTS/$f is not readable by $(id -un) (made by another user? rm -r $CERTS; make certs)"
 done
@@ -115,7 +122,7 @@ capture_check
 
 mkdir -p "$OUT"
 rm -f "$OUT/capture.pcapng" "$OUT/raw.pcapng" "$OUT/keylog.txt" "$OUT/broker.log" "$OUT/broker.conf" \
-      "$OUT/clients.txt" "$OUT/tshark.txt" "$OUT/README.txt" "$OUT"/session*.pem
+      "$OUT/clients.txt" "$OUT/tshark.txt" "$OUT/README.txt" "$OUT"/session*.pem "$OUT/mqtt-packets.bin"
 
 BROKER_PID=
 TSHARK_PID=
@@ -183,8 +190,9 @@ conf=$OUT/broker.conf
             echo "tls_version tlsv1.2"
             echo "tls_keylog_file $OUT/keylog.txt"
             case $SCENARIO in
-                mutual|bad-client-cert|no-client-cert)
+                mutual|bad-client-cert|no-client-cert|expired-client-cert|revoked-client-cert)
                     echo "cafile $ca"
+                    echo "crlfile $CERTS/ca.crl"
                     echo "require_certificate true" ;;
             esac ;;
     esac
@@ -228,7 +236,19 @@ CLIENT_CERT="--cert $CERTS/client.crt --key $CERTS/client.key"
 TOPIC=lab/$SCENARIO
 CONNS=0        # TCP connections the broker will have closed when we are done
 
-say() { echo "\$ $*" >> "$OUT/clients.txt"; }
+# say COMMAND ARGS...: the command as a student would paste it (arguments
+# with spaces or shell characters quoted; a lone & or < stays an operator).
+say() {
+    line='$'
+    for a in "$@"; do
+        case $a in
+            '&'|'<') ;;
+            ''|*[!A-Za-z0-9_./:=,@%+#-]*) a="'$a'" ;;
+        esac
+        line="$line $a"
+    done
+    echo "$line" >> "$OUT/clients.txt"
+}
 run() {
     say "$@"
     set +e
@@ -242,7 +262,7 @@ subscribed() { grep -q "subscribed to '$TOPIC'" "$OUT/broker.log"; }
 
 # A subscriber and a publisher: the broker forwards one message.
 pubsub() {
-    say "$SUB" "$@" -t "$TOPIC" -C 1 -v -q 1 -i lab-sub "&"
+    say "$SUB" "$@" -t "$TOPIC" -C 1 -v -q 1 -i lab-sub '&'
     "$SUB" "$@" -t "$TOPIC" -C 1 -v -q 1 -i lab-sub >> "$OUT/clients.txt" 2>&1 &
     SUB_PID=$!
     wait_for "the subscriber's SUBSCRIBE" 15 subscribed
@@ -263,13 +283,16 @@ mqtt_bytes() {
     printf '\340\000'
 }
 s_client() {
-    say "openssl s_client -connect 127.0.0.1:$PORT -servername localhost -CAfile $ca -ign_eof $* < mqtt-packets"
+    mqtt_bytes > "$OUT/mqtt-packets.bin"
+    say openssl s_client -connect "127.0.0.1:$PORT" -servername localhost -CAfile "$ca" -ign_eof "$@" \
+        '<' "$OUT/mqtt-packets.bin"
     set +e
-    mqtt_bytes | openssl s_client -connect "127.0.0.1:$PORT" -servername localhost -CAfile "$ca" \
-        -ign_eof "$@" > "$OUT/s_client.tmp" 2>&1
+    openssl s_client -connect "127.0.0.1:$PORT" -servername localhost -CAfile "$ca" \
+        -ign_eof "$@" < "$OUT/mqtt-packets.bin" > "$OUT/s_client.tmp" 2>&1
     rc=$?
     set -e
-    grep -a -E "^(New|Reused), |Verify return code|alert" "$OUT/s_client.tmp" >> "$OUT/clients.txt" || true
+    grep -a -E "^(New|Reused), |^Verif|alert|^Acceptable client certificate CA names" "$OUT/s_client.tmp" \
+        >> "$OUT/clients.txt" || true
     echo "(exit status $rc)" >> "$OUT/clients.txt"
     rm -f "$OUT/s_client.tmp"
     CONNS=$((CONNS + 1))
@@ -291,6 +314,11 @@ case $SCENARIO in
                           --key "$CERTS/untrusted-client.key" -t "$TOPIC" -m "$MESSAGE" ;;
     no-client-cert)   run "$PUB" -h localhost -p "$PORT" $TLS_OPTS -t "$TOPIC" -m "$MESSAGE" ;;
     plain-on-tls)     run "$PUB" -h 127.0.0.1 -p "$PORT" -t "$TOPIC" -m "$MESSAGE" ;;
+    expired-client-cert)
+        run "$PUB" -h localhost -p "$PORT" $TLS_OPTS --cert "$CERTS/expired-client.crt" \
+            --key "$CERTS/expired-client.key" -t "$TOPIC" -m "$MESSAGE" ;;
+    revoked-client-cert)
+        s_client -cert "$CERTS/revoked-client.crt" -key "$CERTS/revoked-client.key" ;;
 esac
 
 # ---- stop, keep only the lab port's packets ----------------------------------------
@@ -348,6 +376,8 @@ case $SCENARIO in
     bad-client-cert)  look="the client's Certificate (issuer CN=untrusted lab CA), then Alert (Fatal, Unknown CA) = 48" ;;
     no-client-cert)   look="an empty client Certificate (Certificates Length: 0), then Alert (Fatal, Handshake Failure) = 40" ;;
     plain-on-tls)     look="an MQTT CONNECT on the TLS port, no TLS record, no alert: the broker just closes" ;;
+    expired-client-cert) look="the client's Certificate (CN=expiredclient, Not After 2020), then Alert (Fatal, Certificate Expired) = 45" ;;
+    revoked-client-cert) look="the client's Certificate (CN=revokedclient), then Alert (Fatal, Certificate Revoked) = 44; s_client's view in clients.txt" ;;
 esac
 failure=$(grep -E "TLS handshake failed" "$OUT/broker.log" | grep -v " tls: " | head -n 1 | cut -d' ' -f2- || true)
 {

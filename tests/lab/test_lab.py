@@ -31,7 +31,7 @@ LAB_CONF = os.path.join(ROOT, "etc", "lab.conf")
 BROKER_CONF = os.path.join(ROOT, "etc", "broker.conf")
 BUILD = os.path.join(ROOT, "build")
 SCENARIOS = ["plain", "tls", "mutual", "resume", "bad-version", "no-shared-cipher",
-             "bad-client-cert", "no-client-cert", "plain-on-tls"]
+             "bad-client-cert", "no-client-cert", "plain-on-tls", "expired-client-cert", "revoked-client-cert"]
 
 # handshake message names in the trace -> TLS handshake type numbers (tshark's
 # tls.handshake.type)
@@ -245,7 +245,8 @@ class TestNonRootStudent(unittest.TestCase):
         for f in ("capture.pcapng", "keylog.txt", "broker.log", "README.txt"):
             self.assertEqual(os.stat(os.path.join(d, f)).st_uid, int(subprocess.check_output(
                 ["id", "-u", user.name])), f)
-        port = int(re.search(r"^listener (\d+)", open(os.path.join(d, "broker.conf")).read(), re.M).group(1))
+        with open(os.path.join(d, "broker.conf")) as f:
+            port = int(re.search(r"^listener (\d+)", f.read(), re.M).group(1))
         rows = tshark_mqtt(os.path.join(d, "capture.pcapng"), port, keylog=os.path.join(d, "keylog.txt"))
         self.assertIn((3, "lab/tls", b"hello from the tls lab"), rows)
 
@@ -601,6 +602,48 @@ class TestNoClientCert(Refused):
         self.assertEqual(lengths, [["0"]])
         self.assert_log("TLS handshake failed: client sent no certificate, but this listener requires one")
         self.assertTrue(self.trace_lines("<- Certificate: empty"))
+
+
+class TestExpiredClientCert(Refused):
+    scenario = "expired-client-cert"
+
+    def test_certificate_expired_alert(self):
+        """The expired certificate (mkcerts.sh: 2020-01-01 to 2020-02-01) goes by
+        in clear text; the broker answers certificate_expired (45)."""
+        self.assert_alert(45)
+        self.assertEqual(self.fields("tls.handshake.type==11 && tcp.dstport==%d" % self.port,
+                                     "x509sat.uTF8String", keys=False), [["secbroker lab,secbroker lab CA,"
+                                                                          "secbroker lab,expiredclient"]])
+        self.assertTrue(self.trace_lines("<- Certificate: CN=expiredclient"))
+        self.assert_log("TLS handshake failed: client certificate CN=expiredclient",
+                        "expired on 2020-02-01 00:00:00 UTC", "(sent alert certificate_expired)")
+        with open(os.path.join(self.dir, "clients.txt")) as f:
+            self.assertIn("server sent alert certificate_expired (45)", f.read())
+
+
+class TestRevokedClientCert(Refused):
+    scenario = "revoked-client-cert"
+
+    def test_certificate_revoked_alert_and_what_s_client_says(self):
+        """crlfile lists the certificate: certificate_revoked (44). openssl
+        s_client reports the alert in an error line, yet still prints "New,
+        TLSv1.2" and "Verification: OK" (about the server's certificate), and
+        exits 1."""
+        self.assert_alert(44)
+        self.assertTrue(self.trace_lines("<- Certificate: CN=revokedclient"))
+        self.assert_log("TLS handshake failed: client certificate CN=revokedclient",
+                        "revoked by its CA (listed in the CRL)", "(sent alert certificate_revoked)")
+        with open(os.path.join(self.dir, "clients.txt")) as f:
+            out = f.read()
+        with open(os.path.join(self.dir, "broker.conf")) as f:
+            self.assertIn("crlfile %s" % CERTS["ca.crl"], f.read())
+        self.assertRegex(out, r"alert certificate revoked:.*SSL alert number 44")
+        self.assertIn("Verification: OK", out)
+        self.assertIn("New, TLSv1.2, Cipher is ECDHE-ECDSA-AES128-GCM-SHA256", out)
+        self.assertIn("(exit status 1)", out)
+        # the command line in clients.txt can be pasted: its stdin file exists
+        cmd = re.search(r"^\$ (openssl s_client .*)$", out, re.M).group(1)
+        self.assertTrue(os.path.exists(cmd.rsplit("< ", 1)[1]), cmd)
 
 
 class TestPlainOnTLS(Scenario):
