@@ -11,6 +11,7 @@ Timeouts are generous upper bounds for waiting, never pass/fail timing.
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -422,6 +423,215 @@ class TestExampleConfigLogLevels(unittest.TestCase):
 
     def test_broker_conf(self):
         self.check(BROKER_CONF)
+
+
+GUIDE = os.path.join(ROOT, "docs", "lab.md")
+
+
+def guide_commands():
+    """[(line number, command)] of every ```sh block in docs/lab.md, a
+    backslash-continued command joined into one."""
+    cmds, block, pending = [], False, None
+    with open(GUIDE) as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if line.startswith("```"):
+                block = line == "```sh"
+                continue
+            if not block:
+                continue
+            if pending:
+                pending = (pending[0], pending[1] + " " + line.strip())
+            elif line.strip() and not line.lstrip().startswith("#"):
+                pending = (n, line.strip())
+            else:
+                continue
+            if pending[1].endswith("\\"):
+                pending = (pending[0], pending[1][:-1].rstrip())
+            else:
+                cmds.append(pending)
+                pending = None
+    return cmds
+
+
+class TestGuide(unittest.TestCase):
+    """Every command of docs/lab.md, in order, as a student pastes it, in a
+    directory laid out like the repository (build/ and scripts/ linked, etc/
+    with a copy of lab.conf): the guide's ports 1883, 8883 and 8884 become
+    free ones, `make run` starts what it prints (build/secbroker -c
+    etc/lab.conf), `make certs` runs scripts/mkcerts.sh, `make lab-X` must
+    name a scenario tested above, a capture (`tshark -i lo ... -w FILE`) runs
+    in the background until a later command reads FILE. "# exit status N"
+    after a command is its expected exit status (0 otherwise). sudo lines:
+    deps.sh lab is run when root; usermod is TestNonRootStudent's."""
+
+    # expected text in what some commands print (command substring -> text)
+    EXPECT = {
+        "openssl x509 -in certs/server.crt": "IP Address:0:0:0:0:0:0:0:1",
+        "tshark -r lab/plain.pcapng -Y mqtt -O mqtt": "Message: %s" % b"hello in clear text".hex(),
+        "-o tls.keylog_file:lab/keylog.txt -Y mqtt -O mqtt": "Topic: lab/tls",
+        "-e tls.handshake.extensions_server_name": "localhost",
+        "rdnSequence: |dNSName: ": "rdnSequence: 2 items (id-at-commonName=localhost,id-at-organizationName=secbroker lab)",
+        "-Y \"tls.handshake.type==13\" -O tls": "Distinguished Name: (id-at-commonName=secbroker lab CA",
+        # streams 0 and 2 for a student; here the probe connection that
+        # showed the capture was live is stream 0
+        "tshark -r lab/resume.pcapng": "1\n3\n",
+        "-sess_in lab/sess.pem": "Reused, TLSv1.2",
+        "-sess_in lab/sess-id.pem": "Reused, TLSv1.2",
+        "-Y tls.alert_message": "\t70\n",
+        "openssl verify -CAfile": "certificate revoked",
+        "-cert certs/revoked-client.crt -key certs/revoked-client.key < /dev/null": "SSL alert number 44",
+    }
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="secbroker-guide-")
+        for d in ("build", "scripts"):
+            os.symlink(os.path.join(ROOT, d), os.path.join(self.dir, d))
+        os.makedirs(os.path.join(self.dir, "etc"))
+        os.makedirs(os.path.join(self.dir, "lab"))
+        self.ports = {p: free_port_both() for p in (1883, 8883, 8884)}
+        with open(LAB_CONF) as f:
+            conf = f.read()
+        with open(os.path.join(self.dir, "etc", "lab.conf"), "w") as f:
+            f.write(self.ported(conf))
+        self.procs = []       # (what, Popen) of background commands
+        self.captures = {}    # file -> (Popen, port)
+        self.broker = None
+
+    def tearDown(self):
+        for _, p in self.procs + [(None, c[0]) for c in self.captures.values()]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if self.broker:
+            self.broker.terminate()
+            self.broker.wait(timeout=30)
+        if not os.environ.get("KEEP_TEST_DIRS"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def ported(self, text):
+        return re.sub(r"\b(1883|8883|8884)\b", lambda m: str(self.ports[int(m.group(1))]), text)
+
+    def sh(self, cmd, background=False):
+        kw = dict(cwd=self.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if background:
+            return subprocess.Popen(["sh", "-c", cmd], start_new_session=True, **kw)
+        p = subprocess.run(["sh", "-c", cmd], timeout=120, **kw)
+        return p.returncode, p.stdout.decode(errors="replace")
+
+    def start_capture(self, cmd):
+        path = re.search(r" -w (\S+)", cmd).group(1)
+        port = int(re.search(r"tcp port (\d+)", cmd).group(1))
+        p = self.sh(cmd, background=True)
+        self.captures[path] = (p, port)
+        self.wait_syns(path, port)
+
+    def syns(self, path, port):
+        p = subprocess.run([shutil.which("tshark") or TSHARK, "-r", os.path.join(self.dir, path), "-Y",
+                            "tcp.flags.syn==1 && tcp.flags.ack==0 && tcp.dstport==%d" % port, "-T", "fields",
+                            "-e", "frame.number"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return len(p.stdout.split()) if p.returncode == 0 else -1
+
+    def wait_syns(self, path, port):
+        """A bare TCP connection to port; wait until its SYN is in the file
+        (then the capture is live, and everything before it is on disk)."""
+        before = max(self.syns(path, port), 0)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except OSError:
+                pass
+            time.sleep(0.3)
+            if self.syns(path, port) > before:
+                return
+        self.fail("the capture %s never showed a connection to %d" % (path, port))
+
+    def stop_capture(self, path):
+        p, port = self.captures.pop(path)
+        self.wait_background()
+        self.wait_syns(path, port)
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(timeout=60)
+
+    def wait_background(self):
+        for what, p in self.procs:
+            out = p.communicate(timeout=120)[0].decode(errors="replace")
+            p.stdout.close()
+            self.assertEqual(p.returncode, 0, "%s:\n%s" % (what, out))
+        self.procs = []
+
+    def start_broker(self):
+        self.broker = subprocess.Popen([os.path.join(BUILD, "secbroker"), "-c", "etc/lab.conf"], cwd=self.dir,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port in self.ports.values():
+            for host in ("127.0.0.1", "::1"):
+                deadline = time.time() + 30
+                while True:
+                    try:
+                        socket.create_connection((host, port), timeout=5).close()
+                        break
+                    except OSError:
+                        self.assertLess(time.time(), deadline, "make run: nothing on %s port %d" % (host, port))
+                        time.sleep(0.1)
+
+    def test_every_command_of_the_guide(self):
+        cmds = guide_commands()
+        self.assertGreater(len(cmds), 30)
+        seen = set()
+        for n, raw in cmds:
+            where = "docs/lab.md:%d: %s" % (n, raw)
+            m = re.search(r"\s+#\s*(.*)$", raw)
+            cmd = raw[:m.start()] if m else raw
+            want = int(re.search(r"exit status (\d+)", m.group(1)).group(1)) \
+                if m and "exit status" in m.group(1) else 0
+            cmd = self.ported(cmd.strip())
+            if cmd.startswith("sudo usermod"):
+                continue
+            if cmd == "sudo sh scripts/deps.sh lab":
+                if os.geteuid() == 0:
+                    rc, out = self.sh("sh scripts/deps.sh lab")
+                    self.assertEqual(rc, 0, "%s\n%s" % (where, out))
+                continue
+            self.assertFalse(cmd.startswith("sudo"), where)
+            if cmd == "make run":
+                self.start_broker()
+                continue
+            mk = re.fullmatch(r"make certs( KEY=rsa)?", cmd)
+            if mk:
+                rc, out = self.sh("sh scripts/mkcerts.sh %s" % ("certs-rsa rsa" if mk.group(1) else "certs"))
+                self.assertEqual(rc, 0, "%s\n%s" % (where, out))
+                continue
+            mk = re.fullmatch(r"make lab-(\S+)", cmd)
+            if mk:
+                if mk.group(1) != "list":
+                    self.assertIn(mk.group(1), SCENARIOS, where)
+                    self.assertTrue([c for c in globals().values() if isinstance(c, type)
+                                     and getattr(c, "scenario", None) == mk.group(1)], where)
+                continue
+            if cmd.startswith("tshark -i lo"):
+                self.start_capture(cmd)
+                continue
+            for path in list(self.captures):
+                if " %s" % path in cmd:
+                    self.stop_capture(path)
+            if cmd.startswith("tshark -r "):
+                # what Wireshark knows of 1883 and 8883 (tshark -G decodes),
+                # for the free ports standing in for them here
+                known = "-d tcp.port==%d,mqtt -d tcp.port==%d,tls -d tls.port==%d,mqtt" % (
+                    self.ports[1883], self.ports[8883], self.ports[8883])
+                cmd = re.sub(r"^(tshark -r \S+)", lambda m: m.group(1) + " " + known, cmd)
+            if cmd.endswith("&"):
+                self.procs.append((where, self.sh(cmd[:-1], background=True)))
+                time.sleep(1)  # the subscriber is ready long before; the publisher retries nothing
+                continue
+            rc, out = self.sh(cmd)
+            self.assertEqual(rc, want, "%s\nexit status %d:\n%s" % (where, rc, out))
+            for key, text in self.EXPECT.items():
+                if re.search(key if "|" in key else re.escape(key), raw):
+                    self.assertIn(text, out, "%s\n%s" % (where, out[-3000:]))
+                    seen.add(key)
+        self.assertEqual(set(self.EXPECT) - seen, set(), "expected commands missing from the guide")
 
 
 class TestListing(unittest.TestCase):
