@@ -65,6 +65,16 @@ def run_lab(*args, lab_dir=None):
     return p.returncode, p.stdout.decode(errors="replace")
 
 
+_RUNS = {}
+
+
+def run_scenario(name):
+    """run_lab(name), once per module: (exit status, output)."""
+    if name not in _RUNS:
+        _RUNS[name] = run_lab(name)
+    return _RUNS[name]
+
+
 def tshark(pcap, *args):
     argv = [shutil.which("tshark") or TSHARK, "-r", pcap] + list(args)
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
@@ -82,7 +92,7 @@ class Scenario(unittest.TestCase):
     def setUpClass(cls):
         if cls.scenario is None:
             raise unittest.SkipTest("base class")
-        cls.rc, cls.out = run_lab(cls.scenario)
+        cls.rc, cls.out = run_scenario(cls.scenario)
         cls.dir = os.path.join(TMP, "lab", cls.scenario)
         cls.pcap = os.path.join(cls.dir, "capture.pcapng")
         cls.keylog = os.path.join(cls.dir, "keylog.txt")
@@ -632,6 +642,38 @@ class TestGuide(unittest.TestCase):
                     self.assertIn(text, out, "%s\n%s" % (where, out[-3000:]))
                     seen.add(key)
         self.assertEqual(set(self.EXPECT) - seen, set(), "expected commands missing from the guide")
+
+
+class TestGuideExcerpts(unittest.TestCase):
+    """Each broker log line and client line docs/lab.md quotes (tls:, notice:,
+    info:, secpub: lines in its output blocks) is what a scenario really
+    prints, up to the port numbers."""
+
+    PREFIXES = ("tls: ", "notice: ", "info: ", "secpub: ")
+
+    @staticmethod
+    def norm(line):
+        return re.sub(r"(127\.0\.0\.1|\[::1\]):\d+", "ADDR", line.strip())
+
+    def test_quoted_lines_are_real(self):
+        quoted, block = [], None
+        with open(GUIDE) as f:
+            for n, line in enumerate(f, 1):
+                if line.startswith("```"):
+                    block = None if block is not None else line.strip()
+                    continue
+                if block == "```" and line.startswith(self.PREFIXES):
+                    quoted.append((n, line))
+        self.assertGreater(len(quoted), 20)
+        real = ""
+        for name in SCENARIOS:
+            rc, out = run_scenario(name)
+            self.assertEqual(rc, 0, out)
+            for f in ("broker.log", "clients.txt"):
+                with open(os.path.join(TMP, "lab", name, f), errors="replace") as fh:
+                    real += "\n".join(self.norm(l) for l in fh.read().splitlines()) + "\n"
+        wrong = ["docs/lab.md:%d: %s" % (n, l.strip()) for n, l in quoted if self.norm(l) not in real]
+        self.assertEqual(wrong, [], "lines no scenario prints")
 
 
 class TestListing(unittest.TestCase):
