@@ -502,8 +502,11 @@ class TestGuide(unittest.TestCase):
         self.ports = {p: free_port_both() for p in (1883, 8883, 8884)}
         with open(LAB_CONF) as f:
             conf = f.read()
+        # log_type subscribe: the test waits for a background subscriber's
+        # SUBSCRIBE in the log before the next command publishes
+        self.assertIn("\n#log_type subscribe\n", conf)
         with open(os.path.join(self.dir, "etc", "lab.conf"), "w") as f:
-            f.write(self.ported(conf))
+            f.write(self.ported(conf).replace("\n#log_type subscribe\n", "\nlog_type subscribe\n"))
         self.procs = []       # (what, Popen) of background commands
         self.captures = {}    # file -> (Popen, port)
         self.broker = None
@@ -572,8 +575,10 @@ class TestGuide(unittest.TestCase):
         self.procs = []
 
     def start_broker(self):
-        self.broker = subprocess.Popen([os.path.join(BUILD, "secbroker"), "-c", "etc/lab.conf"], cwd=self.dir,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.broker_out = os.path.join(self.dir, "broker.out")
+        with open(self.broker_out, "w") as out:
+            self.broker = subprocess.Popen([os.path.join(BUILD, "secbroker"), "-c", "etc/lab.conf"],
+                                           cwd=self.dir, stdout=out, stderr=subprocess.STDOUT)
         for port in self.ports.values():
             for host in ("127.0.0.1", "::1"):
                 deadline = time.time() + 30
@@ -584,6 +589,12 @@ class TestGuide(unittest.TestCase):
                     except OSError:
                         self.assertLess(time.time(), deadline, "make run: nothing on %s port %d" % (host, port))
                         time.sleep(0.1)
+
+    def subscriptions(self):
+        if not self.broker:
+            return 0
+        with open(self.broker_out, errors="replace") as f:
+            return f.read().count(" subscribed to ")
 
     def test_every_command_of_the_guide(self):
         cmds = guide_commands()
@@ -632,8 +643,13 @@ class TestGuide(unittest.TestCase):
                     self.ports[1883], self.ports[8883], self.ports[8883])
                 cmd = re.sub(r"^(tshark -r \S+)", lambda m: m.group(1) + " " + known, cmd)
             if cmd.endswith("&"):
+                subscribed = self.subscriptions()
                 self.procs.append((where, self.sh(cmd[:-1], background=True)))
-                time.sleep(1)  # the subscriber is ready long before; the publisher retries nothing
+                if "secsub" in cmd:
+                    deadline = time.time() + 60
+                    while self.subscriptions() == subscribed:
+                        self.assertLess(time.time(), deadline, "%s: no SUBSCRIBE in the broker log" % where)
+                        time.sleep(0.1)
                 continue
             rc, out = self.sh(cmd)
             self.assertEqual(rc, want, "%s\nexit status %d:\n%s" % (where, rc, out))
