@@ -18,6 +18,7 @@
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/sys.h"
 #include "tls/tls.h"
 
 /* Connections accepted per listener event, so a storm cannot starve the rest. */
@@ -91,7 +92,8 @@ void conn_accept(broker *b, listener *l)
         }
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
-        conn *c = calloc(1, sizeof *c + l->handler->ud_size);
+        size_t fsz = l->filter ? l->filter->state_size : 0;
+        conn *c = calloc(1, sizeof *c + l->handler->ud_size + fsz);
         if (!c) {
             close(fd);
             continue;
@@ -100,6 +102,8 @@ void conn_accept(broker *b, listener *l)
         c->listener = l;
         c->h = l->handler;
         c->ud = c->h->ud_size ? (void *)(c + 1) : NULL;
+        c->filter = l->filter;
+        c->fst = fsz ? (char *)(c + 1) + l->handler->ud_size : NULL;
         snprintf(c->peer, sizeof c->peer, "%s", peer);
         c->state = l->tls ? CS_TLS_HANDSHAKE : CS_OPEN;
         c->deadline = b->now + b->cfg->handshake_timeout;
@@ -246,6 +250,7 @@ static int conn_tls_finish(broker *b, conn *c)
 /* Write as much output as the socket takes. */
 static void conn_flush(broker *b, conn *c)
 {
+    if (c->filter && c->out_framed < bbuf_used(&c->out)) c->filter->on_flush(b, c);
     while (bbuf_used(&c->out)) {
         ssize_t n = conn_send_some(b, c, c->out.data + c->out.off, bbuf_used(&c->out));
         if (n == SEND_BLOCKED) {
@@ -255,14 +260,18 @@ static void conn_flush(broker *b, conn *c)
             return;
         }
         if (n < 0) {
-            c->out.off = c->out.len = 0;
+            c->out.off = c->out.len = c->out_framed = 0;
             return;
         }
         c->out.off += (size_t)n;
+        c->out_framed -= c->filter ? (size_t)n : 0;
         b->bytes_sent += (uint64_t)n;
         c->last_tx = b->now;
     }
     c->out.off = c->out.len = 0;
+    c->out_framed = 0;
+    if (c->filter && c->out.cap > c->filter->headroom)
+        c->out.off = c->out.len = c->filter->headroom;
     c->over_since = 0; /* nothing buffered */
     if (c->tls && conn_tls_finish(b, c) != BK_OK) return;
     /* a huge buffer goes at once; an ordinary one waits for the idle sweep, so a
@@ -273,7 +282,9 @@ static void conn_flush(broker *b, conn *c)
 
 int conn_write_now(broker *b, conn *c, const uint8_t *data, size_t len)
 {
-    if (c->state == CS_CLOSING || bbuf_used(&c->out)) return conn_write(b, c, data, len);
+    /* a filter wraps output at flush time: it always goes through the buffer */
+    if (c->state == CS_CLOSING || bbuf_used(&c->out) || c->filter)
+        return conn_write(b, c, data, len);
     ssize_t n = conn_send_some(b, c, data, len);
     if (n == SEND_BLOCKED) n = 0;
     if (n < 0) return BK_ERR_IO;
@@ -296,11 +307,12 @@ void conn_flush_all(broker *b)
     }
 }
 
-/* Offer data[0..len) to the handler; returns bytes consumed. */
-static size_t conn_deliver(broker *b, conn *c, const uint8_t *data, size_t len)
+/* Offer data[0..len) to the filter or the handler; returns bytes consumed. */
+static size_t conn_deliver(broker *b, conn *c, uint8_t *data, size_t len)
 {
     if (c->state == CS_CLOSING) return len;
     c->last_rx = b->now;
+    if (c->filter) return c->filter->on_data(b, c, data, len);
     return c->h->on_data(c, data, len);
 }
 
@@ -357,7 +369,7 @@ static void keep_tail(broker *b, conn *c, const uint8_t *p, size_t n)
  * would block, BK_ERR_NOMEM / BK_ERR_IO when closed (conn marked). */
 static ssize_t read_partial(broker *b, conn *c, size_t *room)
 {
-    size_t need = c->h->frame_need(c->in.data + c->in.off, bbuf_used(&c->in));
+    size_t need = c->filter ? 0 : c->h->frame_need(c->in.data + c->in.off, bbuf_used(&c->in));
     size_t want = need > bbuf_used(&c->in) ? need - bbuf_used(&c->in) : 0;
     if (want < PARTIAL_READ_MIN) want = PARTIAL_READ_MIN;
     if (bbuf_reserve(&c->in, want) != BK_OK) {
@@ -401,6 +413,10 @@ static void conn_read(broker *b, conn *c)
 
 void conn_offer_input(broker *b, conn *c)
 {
+    if (c->state == CS_OPEN && c->filter) {
+        c->filter->offer(b, c);
+        return;
+    }
     if (c->state != CS_OPEN || bbuf_used(&c->in) == 0) return;
     c->in.off += c->h->on_data(c, c->in.data + c->in.off, bbuf_used(&c->in));
     if (bbuf_used(&c->in) == 0) bbuf_free(&c->in);
@@ -419,6 +435,7 @@ static void conn_handshake(broker *b, conn *c)
     }
     if (r != TLS_OK) {
         log_msg(LL_NOTICE, "%s", tls_conn_error(c->tls));
+        sys_note_failure(b, c, "tls", tls_conn_error(c->tls), 0);
         conn_close(b, c, "TLS handshake failed");
         return;
     }
@@ -465,6 +482,7 @@ void conn_free_closed(broker *b)
                 }
             c->write_pending = false;
         }
+        if (c->filter) c->filter->on_close(b, c); /* e.g. a WebSocket Close frame */
         /* Best effort: a CONNACK refusal or final ack still goes out. */
         if (bbuf_used(&c->out)) conn_flush(b, c);
         c->h->on_close(c, c->close_reason ? c->close_reason : "(reason lost: out of memory)");
@@ -498,11 +516,16 @@ void conn_tick(broker *b)
             if (b->now >= c->deadline) {
                 log_msg(LL_NOTICE, "%s: TLS handshake not finished within handshake_timeout %u s",
                         c->peer, b->cfg->handshake_timeout);
+                sys_note_failure(b, c, "tls", "TLS handshake not finished within handshake_timeout",
+                                 0);
                 conn_close(b, c, "TLS handshake timeout");
             }
             continue;
         }
-        c->h->on_tick(c);
+        if (c->filter)
+            c->filter->on_tick(b, c);
+        else
+            c->h->on_tick(c);
         if (c->state == CS_CLOSING) continue;
         if (c->over_since && conn_output_check(b, c, 0) < 0) continue;
         if (!bbuf_used(&c->out) && c->out.cap && b->now - c->last_rx > IDLE_FREE_SECONDS &&

@@ -52,6 +52,31 @@ typedef struct conn_handler {
     void (*on_close)(struct conn *c, const char *reason);
 } conn_handler;
 
+/* An optional transport filter between the socket (after TLS) and the
+ * handler: WebSockets (broker/ws_transport.c). It sees the raw bytes and
+ * passes what they carry to c->h itself; conn knows nothing of its format.
+ * Its per-connection object is allocated with the connection (c->fst). */
+typedef struct conn_filter {
+    size_t state_size;
+    /* Bytes kept free in front of a drained output buffer, so on_flush can
+     * put a header there without moving the output. */
+    size_t headroom;
+    /* Raw bytes in data[0..len) (writable: a filter may decode in place).
+     * Returns how many it consumed; the rest is offered again with more. */
+    size_t (*on_data)(struct broker *b, struct conn *c, uint8_t *data, size_t len);
+    /* Before output goes to the socket: wrap the bytes the handler appended
+     * since the last call, c->out[off + out_framed .. len), and set
+     * c->out_framed = bbuf_used(&c->out). */
+    void (*on_flush)(struct broker *b, struct conn *c);
+    /* Replaces c->h->on_tick: the filter's own deadlines, then the handler's. */
+    void (*on_tick)(struct broker *b, struct conn *c);
+    /* conn_offer_input for the filter's own pending bytes. */
+    void (*offer)(struct broker *b, struct conn *c);
+    /* The connection is closing: a last message may still be appended to
+     * c->out (it is flushed next); release what the state holds. */
+    void (*on_close)(struct broker *b, struct conn *c);
+} conn_filter;
+
 enum conn_state {
     CS_TLS_HANDSHAKE, /* TLS listener, handshake in progress */
     CS_OPEN,          /* bytes flow */
@@ -72,6 +97,8 @@ typedef struct listener {
     struct tls_server *tls;
     const conn_handler *handler; /* given to every connection it accepts */
     const conn_limits *limits;   /* for every connection it accepts */
+    const conn_filter *filter;   /* NULL: bytes go straight to the handler */
+    void *filter_opts;           /* the filter's per-listener options */
     uint32_t nconns;
 } listener;
 
@@ -84,18 +111,21 @@ typedef struct conn {
     int fd;
     enum conn_state state;
     listener *listener;
-    struct tls_conn *tls; /* NULL on plain listeners */
-    char peer[64];        /* "1.2.3.4:5678" or "[::1]:5678" */
-    bbuf in;              /* partial message only; empty most of the time */
-    bbuf out;             /* coalesced output, flushed before sleep */
-    bool write_pending;   /* on broker->write_pending */
-    bool want_write;      /* EPOLLOUT registered */
-    bool read_pending;    /* TLS: decrypted data left inside mbedTLS */
-    double last_rx;       /* monotonic seconds of the last read */
-    double last_tx;       /* monotonic seconds of the last write */
-    double over_since;    /* output over the soft limit since (0 = not) */
-    double deadline;      /* TLS handshake deadline */
-    char *close_reason;   /* set by conn_close (allocated then) */
+    struct tls_conn *tls;      /* NULL on plain listeners */
+    char peer[64];             /* "1.2.3.4:5678" or "[::1]:5678" */
+    bbuf in;                   /* partial message only; empty most of the time */
+    bbuf out;                  /* coalesced output, flushed before sleep */
+    bool write_pending;        /* on broker->write_pending */
+    bool want_write;           /* EPOLLOUT registered */
+    bool read_pending;         /* TLS: decrypted data left inside mbedTLS */
+    double last_rx;            /* monotonic seconds of the last read */
+    double last_tx;            /* monotonic seconds of the last write */
+    double over_since;         /* output over the soft limit since (0 = not) */
+    double deadline;           /* TLS handshake deadline */
+    char *close_reason;        /* set by conn_close (allocated then) */
+    const conn_filter *filter; /* the listener's, or NULL */
+    void *fst;                 /* the filter's state (filter->state_size bytes) */
+    size_t out_framed;         /* filter: output bytes from out.off already wrapped */
 } conn;
 
 /* Output over the soft limit (conn_output_check): messages that may be lost
