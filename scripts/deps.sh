@@ -4,7 +4,7 @@
 # Otherwise: print the one command to run and fail.
 set -e
 BUILD_PKGS="make gcc pkg-config libmbedtls-dev libsqlite3-dev openssl"
-TEST_PKGS="$BUILD_PKGS clang-format check libsubunit-dev sqlite3 mosquitto mosquitto-clients python3 python3-paho-mqtt tshark"
+TEST_PKGS="$BUILD_PKGS clang-format check libsubunit-dev sqlite3 mosquitto mosquitto-clients python3 python3-paho-mqtt tshark chromium"
 case "$1" in
     build) want="$BUILD_PKGS" ;;
     test)  want="$TEST_PKGS" ;;
