@@ -143,6 +143,7 @@ void conn_close(broker *b, conn *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
+    free(c->close_reason);            /* a lingering connection had one */
     c->close_reason = strdup(reason); /* NULL is handled where it is logged */
     c->state = CS_CLOSING;
     c->close_next = b->closing;
@@ -482,11 +483,22 @@ void conn_free_closed(broker *b)
                 }
             c->write_pending = false;
         }
-        if (c->filter) c->filter->on_close(b, c); /* e.g. a WebSocket Close frame */
-        /* Best effort: a CONNACK refusal or final ack still goes out. */
-        if (bbuf_used(&c->out)) conn_flush(b, c);
-        c->h->on_close(c, c->close_reason ? c->close_reason : "(reason lost: out of memory)");
-        c->ud = NULL;
+        if (!c->lingered) {
+            /* e.g. a WebSocket Close frame, then waiting for the peer's */
+            bool linger = c->filter && c->filter->on_close(b, c);
+            /* Best effort: a CONNACK refusal or final ack still goes out. */
+            if (bbuf_used(&c->out)) conn_flush(b, c);
+            c->h->on_close(c, c->close_reason ? c->close_reason : "(reason lost: out of memory)");
+            c->ud = NULL;
+            c->lingered = true;
+            if (linger && c->state == CS_CLOSING && !b->stop) {
+                c->state = CS_LINGER;
+                c->deadline = b->now + CONN_LINGER_SECONDS;
+                continue;
+            }
+        } else if (bbuf_used(&c->out)) {
+            conn_flush(b, c);
+        }
         if (c->tls) {
             if (tls_conn_handshake_done(c->tls)) tls_conn_close_notify(c->tls);
             tls_conn_free(c->tls);
@@ -512,6 +524,11 @@ void conn_tick(broker *b)
 {
     for (conn *c = b->conns; c; c = c->next) {
         if (c->state == CS_CLOSING) continue;
+        if (c->state == CS_LINGER) {
+            if (b->now >= c->deadline)
+                conn_close(b, c, "%s", c->close_reason ? c->close_reason : "");
+            continue;
+        }
         if (c->state == CS_TLS_HANDSHAKE) {
             if (b->now >= c->deadline) {
                 log_msg(LL_NOTICE, "%s: TLS handshake not finished within handshake_timeout %u s",

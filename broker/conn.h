@@ -73,15 +73,22 @@ typedef struct conn_filter {
     /* conn_offer_input for the filter's own pending bytes. */
     void (*offer)(struct broker *b, struct conn *c);
     /* The connection is closing: a last message may still be appended to
-     * c->out (it is flushed next); release what the state holds. */
-    void (*on_close)(struct broker *b, struct conn *c);
+     * c->out (it is flushed next); release what the state holds. Returns
+     * true to linger: the handler is closed (on_close) but the socket stays
+     * open, its input going to on_data, until on_data calls conn_close (the
+     * peer answered, e.g. a WebSocket Close) or CONN_LINGER_SECONDS pass. */
+    bool (*on_close)(struct broker *b, struct conn *c);
 } conn_filter;
 
 enum conn_state {
     CS_TLS_HANDSHAKE, /* TLS listener, handshake in progress */
     CS_OPEN,          /* bytes flow */
     CS_CLOSING,       /* marked; freed before the loop sleeps */
+    CS_LINGER,        /* handler closed, the filter waits for the peer's goodbye */
 };
+
+/* Upper bound of CS_LINGER. */
+#define CONN_LINGER_SECONDS 2.0
 
 /* The numbers of the output-buffer policy (conn_output_check). */
 typedef struct conn_limits {
@@ -126,6 +133,7 @@ typedef struct conn {
     const conn_filter *filter; /* the listener's, or NULL */
     void *fst;                 /* the filter's state (filter->state_size bytes) */
     size_t out_framed;         /* filter: output bytes from out.off already wrapped */
+    bool lingered;             /* the handler's on_close ran (CS_LINGER) */
 } conn;
 
 /* Output over the soft limit (conn_output_check): messages that may be lost

@@ -78,7 +78,8 @@ static void ws_offer(broker *b, conn *c)
 {
     ws_state *st = c->fst;
     if (c->state != CS_OPEN || bbuf_used(&st->pending) == 0) return;
-    st->pending.off += c->h->on_data(c, st->pending.data + st->pending.off, bbuf_used(&st->pending));
+    st->pending.off +=
+        c->h->on_data(c, st->pending.data + st->pending.off, bbuf_used(&st->pending));
     if (bbuf_used(&st->pending) == 0 || c->state == CS_CLOSING) bbuf_free(&st->pending);
 }
 
@@ -109,6 +110,8 @@ static size_t ws_feed_all(broker *b, conn *c, ws_state *st, uint8_t *in, size_t 
         if (c->state == CS_CLOSING) break;
         if (r == WS_REPLY) {
             ws_send_raw(b, c, io.reply, io.reply_len);
+        } else if (r == WS_CLOSED && c->state == CS_LINGER) {
+            conn_close(b, c, "%s", c->close_reason ? c->close_reason : "");
         } else if (r == WS_CLOSED) {
             if (io.reply_len) ws_send_raw(b, c, io.reply, io.reply_len);
             conn_close(b, c, "WebSocket closed by the client (close code %u)", io.close_code);
@@ -221,15 +224,21 @@ static void ws_on_tick(broker *b, conn *c)
     }
 }
 
-static void ws_on_close(broker *b, conn *c)
+/* A server-side close of an open WebSocket says goodbye with a Close frame
+ * and lingers for the client's: closing the socket with its Close (or a last
+ * ack) still unread would reset the connection under the client. */
+static bool ws_on_close(broker *b, conn *c)
 {
     ws_state *st = c->fst;
     ws_io io;
-    /* a server-side close of an open WebSocket says goodbye with a Close frame */
-    if (st->phase == WP_OPEN && ws_close(&st->ws, b->stop ? WS_CLOSE_GOING_AWAY : WS_CLOSE_NORMAL,
-                                         &io) == WS_OK)
+    bool linger = false;
+    if (st->phase == WP_OPEN &&
+        ws_close(&st->ws, b->stop ? WS_CLOSE_GOING_AWAY : WS_CLOSE_NORMAL, &io) == WS_OK) {
         ws_send_raw(b, c, io.reply, io.reply_len);
+        linger = true;
+    }
     bbuf_free(&st->pending);
+    return linger;
 }
 
 const conn_filter ws_conn_filter = {

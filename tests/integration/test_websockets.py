@@ -271,6 +271,19 @@ class TestFramesAndClose(WSCase):
         self.assertTrue(w.closed())
         b.wait_log("protocol error")
 
+    def test_disconnect_then_close_handshake_without_reset(self):
+        # MQTT.js over ws ends with DISCONNECT, then its Close frame: the broker
+        # answers with its Close and waits for the client's before closing TCP,
+        # so the client's last bytes never meet a closed socket (a reset)
+        b = self.broker([ws_block()], plain=False)
+        for _ in range(3):
+            w = self.open_mqtt(b.port, "polite")
+            w.send(frame(OP_BINARY, b"\xe0\x00"))  # DISCONNECT
+            self.assertEqual(w.read_close(), 1000)
+            w.send(frame(OP_CLOSE, struct.pack("!H", 1000)))
+            self.assertTrue(w.eof(), "connection reset instead of closed")
+        b.wait_log("disconnected: client sent DISCONNECT")
+
     def test_output_is_coalesced_into_few_frames(self):
         b = self.broker([ws_block()])
         w = self.open_mqtt(b.ports[1], "coalesce")

@@ -153,6 +153,17 @@ class RawWS:
                 return True
         return False
 
+    def eof(self, timeout=WAIT):
+        """True when the server ends the connection with a FIN (recv gives b""),
+        False on a reset (its socket closed with our bytes unread)."""
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(65536):
+                pass
+            return True
+        except (ConnectionResetError, ssl.SSLError):
+            return False
+
     def close(self):
         try:
             self.sock.close()
