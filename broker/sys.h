@@ -4,7 +4,8 @@
  *
  *   $SYS/broker/clients/list        connected clients with their transport and TLS details
  *   $SYS/broker/subscriptions/list  every subscription (client, filter, QoS)
- *   $SYS/broker/rates               messages and bytes per second since the last one
+ *   $SYS/broker/rates               messages and bytes per second since the last one,
+ *                                   with the last SYS_RATES_HISTORY samples
  *   $SYS/broker/handshakes/failed   the latest refused TLS and WebSocket handshakes
  *
  * All retained, so a page that subscribes gets the current state at once.
@@ -25,6 +26,7 @@ struct conn;
 #define SYS_CLIENTS_MAX 100
 #define SYS_SUBS_MAX 200
 #define SYS_FAILURES_MAX 20
+#define SYS_RATES_HISTORY 120 /* samples of the rates kept for the plot */
 
 /* A refused handshake on c: kind "tls" or "websocket", reason in plain words
  * (a TLS error line from tls_conn_error() is split into reason and the alert

@@ -33,6 +33,11 @@ static struct {
     uint64_t sig_clients, sig_subs; /* what was published last */
     bool fail_dirty, published_once;
     uint64_t last_rx, last_tx, last_brx, last_btx;
+    struct {
+        time_t t;
+        float rx, tx;
+    } hist[SYS_RATES_HISTORY]; /* ring, newest at (hist_next - 1) */
+    uint32_t hist_next, nhist;
 } S;
 
 /* ---- a small JSON writer into a bbuf ------------------------------------------------------- */
@@ -290,18 +295,38 @@ void sys_tick(broker *b)
     S.published_once = true;
 }
 
+/* The last SYS_RATES_HISTORY samples, oldest first: [[time, rx/s, tx/s], ...]. */
+static void js_history(jbuf *o)
+{
+    js_raw(o, ",\"history\":[", 12);
+    for (uint32_t i = 0; i < S.nhist; i++) {
+        uint32_t k = (S.hist_next + SYS_RATES_HISTORY - S.nhist + i) % SYS_RATES_HISTORY;
+        js_fmt(o, "%s[%lld,%.2f,%.2f]", i ? "," : "", (long long)S.hist[k].t, S.hist[k].rx,
+               S.hist[k].tx);
+    }
+    js_raw(o, "]", 1);
+}
+
 void sys_publish_rates(broker *b, double interval)
 {
     if (interval <= 0) interval = 1;
+    double rx = (double)(b->msgs_received - S.last_rx) / interval;
+    double tx = (double)(b->msgs_sent - S.last_tx) / interval;
+    time_t now = time(NULL);
+    S.hist[S.hist_next].t = now;
+    S.hist[S.hist_next].rx = (float)rx;
+    S.hist[S.hist_next].tx = (float)tx;
+    S.hist_next = (S.hist_next + 1) % SYS_RATES_HISTORY;
+    if (S.nhist < SYS_RATES_HISTORY) S.nhist++;
     jbuf o = {0};
-    js_fmt(&o, "{\"time\":%lld,\"interval\":%.1f", (long long)time(NULL), interval);
-    js_fmt(&o, ",\"messages_received_per_s\":%.2f",
-           (double)(b->msgs_received - S.last_rx) / interval);
-    js_fmt(&o, ",\"messages_sent_per_s\":%.2f", (double)(b->msgs_sent - S.last_tx) / interval);
+    js_fmt(&o, "{\"time\":%lld,\"interval\":%.1f", (long long)now, interval);
+    js_fmt(&o, ",\"messages_received_per_s\":%.2f,\"messages_sent_per_s\":%.2f", rx, tx);
     js_fmt(&o, ",\"bytes_received_per_s\":%.0f",
            (double)(b->bytes_received - S.last_brx) / interval);
     js_fmt(&o, ",\"bytes_sent_per_s\":%.0f", (double)(b->bytes_sent - S.last_btx) / interval);
-    js_fmt(&o, ",\"clients\":%u}", proto_count_active(b));
+    js_fmt(&o, ",\"clients\":%u", proto_count_active(b));
+    js_history(&o);
+    js_raw(&o, "}", 1);
     S.last_rx = b->msgs_received;
     S.last_tx = b->msgs_sent;
     S.last_brx = b->bytes_received;

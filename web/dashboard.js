@@ -102,7 +102,10 @@ function drawRates() {
 }
 
 function showRates(d) {
-  rates.push({ t: d.time, rx: d.messages_received_per_s, tx: d.messages_sent_per_s });
+  // the first message brings the broker's recent history; later ones add one point
+  const fresh = rates.length === 0 && Array.isArray(d.history) ? d.history : [];
+  for (const [t, rx, tx] of fresh) rates.push({ t, rx, tx });
+  if (fresh.length === 0) rates.push({ t: d.time, rx: d.messages_received_per_s, tx: d.messages_sent_per_s });
   while (rates.length > RATES_MAX) rates.shift();
   $('rates-now').textContent =
     `(now ${d.messages_received_per_s} received/s, ${d.messages_sent_per_s} sent/s, ` +
