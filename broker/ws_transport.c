@@ -83,17 +83,29 @@ static void ws_offer(broker *b, conn *c)
     if (bbuf_used(&st->pending) == 0 || c->state == CS_CLOSING) bbuf_free(&st->pending);
 }
 
-/* MQTT bytes p[0..n) decoded from frames: to the handler, the rest kept. */
+/* MQTT bytes p[0..n) decoded from frames: to the handler, the rest kept.
+ * A packet held from an earlier read is completed first by copying only the
+ * bytes it still needs; what follows goes to the handler from p directly. */
 static void ws_deliver(broker *b, conn *c, ws_state *st, const uint8_t *p, size_t n)
 {
-    size_t k = 0;
-    if (bbuf_used(&st->pending) == 0) k = c->h->on_data(c, p, n);
-    if (k == n || c->state == CS_CLOSING) return;
-    if (bbuf_append(&st->pending, p + k, n - k) != BK_OK) {
-        conn_close(b, c, "out of memory for the input buffer");
-        return;
+    while (n && bbuf_used(&st->pending) && c->state == CS_OPEN) {
+        size_t used = bbuf_used(&st->pending);
+        size_t need = c->h->frame_need(st->pending.data + st->pending.off, used);
+        size_t take = need > used ? need - used : 8; /* 8: enough to learn the length */
+        if (take > n) take = n;
+        if (bbuf_append(&st->pending, p, take) != BK_OK) {
+            conn_close(b, c, "out of memory for the input buffer");
+            return;
+        }
+        p += take;
+        n -= take;
+        ws_offer(b, c);
     }
-    if (k == 0 && bbuf_used(&st->pending) > n) ws_offer(b, c);
+    if (n == 0 || c->state != CS_OPEN) return;
+    size_t k = c->h->on_data(c, p, n);
+    if (k == n || c->state != CS_OPEN) return;
+    if (bbuf_append(&st->pending, p + k, n - k) != BK_OK)
+        conn_close(b, c, "out of memory for the input buffer");
 }
 
 /* Frames in in[0..len): decoded in place, delivered, control frames

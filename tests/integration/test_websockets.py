@@ -148,6 +148,14 @@ class TestPahoAndCrossing(WSCase):
         packets, _ = mqtt_frames(w, 3)
         self.assertEqual([p[0] for p in packets], [2, 9, 3])
         self.assertTrue(packets[2][1].endswith(b"hi"))
+        # a frame of two PUBLISHes sent a byte per write: packets straddle reads
+        data = frame(OP_BINARY, publish_packet("s/t", b"one" * 50) + publish_packet("s/t", b"two"))
+        w.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(data)):
+            w.send(data[i:i + 1])
+        packets, _ = mqtt_frames(w, 2)
+        self.assertTrue(packets[0][1].endswith(b"one" * 50))
+        self.assertTrue(packets[1][1].endswith(b"two"))
 
 
 class TestBinding(WSCase):
