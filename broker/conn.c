@@ -102,8 +102,6 @@ void conn_accept(broker *b, listener *l)
         c->listener = l;
         c->h = l->handler;
         c->ud = c->h->ud_size ? (void *)(c + 1) : NULL;
-        c->filter = l->filter;
-        c->fst = fsz ? (char *)(c + 1) + l->handler->ud_size : NULL;
         snprintf(c->peer, sizeof c->peer, "%s", peer);
         c->state = l->tls ? CS_TLS_HANDSHAKE : CS_OPEN;
         c->deadline = b->now + b->cfg->handshake_timeout;
@@ -251,7 +249,7 @@ static int conn_tls_finish(broker *b, conn *c)
 /* Write as much output as the socket takes. */
 static void conn_flush(broker *b, conn *c)
 {
-    if (c->filter && c->out_framed < bbuf_used(&c->out)) c->filter->on_flush(b, c);
+    if (conn_filter_of(c) && c->out_framed < bbuf_used(&c->out)) conn_filter_of(c)->on_flush(b, c);
     while (bbuf_used(&c->out)) {
         ssize_t n = conn_send_some(b, c, c->out.data + c->out.off, bbuf_used(&c->out));
         if (n == SEND_BLOCKED) {
@@ -265,14 +263,14 @@ static void conn_flush(broker *b, conn *c)
             return;
         }
         c->out.off += (size_t)n;
-        c->out_framed -= c->filter ? (size_t)n : 0;
+        c->out_framed -= conn_filter_of(c) ? (size_t)n : 0;
         b->bytes_sent += (uint64_t)n;
         c->last_tx = b->now;
     }
     c->out.off = c->out.len = 0;
     c->out_framed = 0;
-    if (c->filter && c->out.cap > c->filter->headroom)
-        c->out.off = c->out.len = c->filter->headroom;
+    if (conn_filter_of(c) && c->out.cap > conn_filter_of(c)->headroom)
+        c->out.off = c->out.len = conn_filter_of(c)->headroom;
     c->over_since = 0; /* nothing buffered */
     if (c->tls && conn_tls_finish(b, c) != BK_OK) return;
     /* a huge buffer goes at once; an ordinary one waits for the idle sweep, so a
@@ -284,7 +282,7 @@ static void conn_flush(broker *b, conn *c)
 int conn_write_now(broker *b, conn *c, const uint8_t *data, size_t len)
 {
     /* a filter wraps output at flush time: it always goes through the buffer */
-    if (c->state == CS_CLOSING || bbuf_used(&c->out) || c->filter)
+    if (c->state == CS_CLOSING || bbuf_used(&c->out) || conn_filter_of(c))
         return conn_write(b, c, data, len);
     ssize_t n = conn_send_some(b, c, data, len);
     if (n == SEND_BLOCKED) n = 0;
@@ -313,7 +311,7 @@ static size_t conn_deliver(broker *b, conn *c, uint8_t *data, size_t len)
 {
     if (c->state == CS_CLOSING) return len;
     c->last_rx = b->now;
-    if (c->filter) return c->filter->on_data(b, c, data, len);
+    if (conn_filter_of(c)) return conn_filter_of(c)->on_data(b, c, data, len);
     return c->h->on_data(c, data, len);
 }
 
@@ -370,7 +368,8 @@ static void keep_tail(broker *b, conn *c, const uint8_t *p, size_t n)
  * would block, BK_ERR_NOMEM / BK_ERR_IO when closed (conn marked). */
 static ssize_t read_partial(broker *b, conn *c, size_t *room)
 {
-    size_t need = c->filter ? 0 : c->h->frame_need(c->in.data + c->in.off, bbuf_used(&c->in));
+    size_t need =
+        conn_filter_of(c) ? 0 : c->h->frame_need(c->in.data + c->in.off, bbuf_used(&c->in));
     size_t want = need > bbuf_used(&c->in) ? need - bbuf_used(&c->in) : 0;
     if (want < PARTIAL_READ_MIN) want = PARTIAL_READ_MIN;
     if (bbuf_reserve(&c->in, want) != BK_OK) {
@@ -414,8 +413,8 @@ static void conn_read(broker *b, conn *c)
 
 void conn_offer_input(broker *b, conn *c)
 {
-    if (c->state == CS_OPEN && c->filter) {
-        c->filter->offer(b, c);
+    if (c->state == CS_OPEN && conn_filter_of(c)) {
+        conn_filter_of(c)->offer(b, c);
         return;
     }
     if (c->state != CS_OPEN || bbuf_used(&c->in) == 0) return;
@@ -485,7 +484,7 @@ void conn_free_closed(broker *b)
         }
         if (!c->lingered) {
             /* e.g. a WebSocket Close frame, then waiting for the peer's */
-            bool linger = c->filter && c->filter->on_close(b, c);
+            bool linger = conn_filter_of(c) && conn_filter_of(c)->on_close(b, c);
             /* Best effort: a CONNACK refusal or final ack still goes out. */
             if (bbuf_used(&c->out)) conn_flush(b, c);
             c->h->on_close(c, c->close_reason ? c->close_reason : "(reason lost: out of memory)");
@@ -539,8 +538,8 @@ void conn_tick(broker *b)
             }
             continue;
         }
-        if (c->filter)
-            c->filter->on_tick(b, c);
+        if (conn_filter_of(c))
+            conn_filter_of(c)->on_tick(b, c);
         else
             c->h->on_tick(c);
         if (c->state == CS_CLOSING) continue;

@@ -55,7 +55,8 @@ typedef struct conn_handler {
 /* An optional transport filter between the socket (after TLS) and the
  * handler: WebSockets (broker/ws_transport.c). It sees the raw bytes and
  * passes what they carry to c->h itself; conn knows nothing of its format.
- * Its per-connection object is allocated with the connection (c->fst). */
+ * Its per-connection object is allocated with the connection
+ * (conn_filter_state). */
 typedef struct conn_filter {
     size_t state_size;
     /* Bytes kept free in front of a drained output buffer, so on_flush can
@@ -118,23 +119,34 @@ typedef struct conn {
     int fd;
     enum conn_state state;
     listener *listener;
-    struct tls_conn *tls;      /* NULL on plain listeners */
-    char peer[64];             /* "1.2.3.4:5678" or "[::1]:5678" */
-    bbuf in;                   /* partial message only; empty most of the time */
-    bbuf out;                  /* coalesced output, flushed before sleep */
-    bool write_pending;        /* on broker->write_pending */
-    bool want_write;           /* EPOLLOUT registered */
-    bool read_pending;         /* TLS: decrypted data left inside mbedTLS */
-    double last_rx;            /* monotonic seconds of the last read */
-    double last_tx;            /* monotonic seconds of the last write */
-    double over_since;         /* output over the soft limit since (0 = not) */
-    double deadline;           /* TLS handshake deadline */
-    char *close_reason;        /* set by conn_close (allocated then) */
-    const conn_filter *filter; /* the listener's, or NULL */
-    void *fst;                 /* the filter's state (filter->state_size bytes) */
-    size_t out_framed;         /* filter: output bytes from out.off already wrapped */
-    bool lingered;             /* the handler's on_close ran (CS_LINGER) */
+    struct tls_conn *tls; /* NULL on plain listeners */
+    char peer[64];        /* "1.2.3.4:5678" or "[::1]:5678" */
+    bbuf in;              /* partial message only; empty most of the time */
+    bbuf out;             /* coalesced output, flushed before sleep */
+    bool write_pending;   /* on broker->write_pending */
+    bool want_write;      /* EPOLLOUT registered */
+    bool read_pending;    /* TLS: decrypted data left inside mbedTLS */
+    bool lingered;        /* the handler's on_close ran (CS_LINGER) */
+    double last_rx;       /* monotonic seconds of the last read */
+    double last_tx;       /* monotonic seconds of the last write */
+    double over_since;    /* output over the soft limit since (0 = not) */
+    double deadline;      /* TLS handshake deadline */
+    char *close_reason;   /* set by conn_close (allocated then) */
+    size_t out_framed;    /* filter: output bytes from out.off already wrapped */
 } conn;
+
+/* The listener's transport filter, NULL if none. */
+static inline const conn_filter *conn_filter_of(const conn *c)
+{
+    return c->listener->filter;
+}
+
+/* The filter's state: filter->state_size bytes allocated after the handler's
+ * object. */
+static inline void *conn_filter_state(conn *c)
+{
+    return (char *)(c + 1) + c->h->ud_size;
+}
 
 /* Output over the soft limit (conn_output_check): messages that may be lost
  * should be dropped. */

@@ -34,11 +34,13 @@ typedef struct {
     bbuf pending;  /* MQTT bytes decoded but not consumed by the handler yet */
 } ws_state;
 
+static void ws_on_flush(broker *b, conn *c);
+
 /* Queue bytes that must not go inside a data frame (a 101 response, HTTP,
  * a pong or a Close): what the handler wrote before is wrapped first. */
 static void ws_send_raw(broker *b, conn *c, const uint8_t *p, size_t n)
 {
-    if (c->out_framed < bbuf_used(&c->out)) c->filter->on_flush(b, c);
+    if (c->out_framed < bbuf_used(&c->out)) ws_on_flush(b, c);
     if (c->state == CS_CLOSING) {
         /* on_close: conn_write refuses, the last bytes go in directly */
         if (bbuf_append(&c->out, p, n) != BK_OK) return;
@@ -76,7 +78,7 @@ static void ws_on_flush(broker *b, conn *c)
 /* Offer the decoded bytes kept in st->pending to the handler. */
 static void ws_offer(broker *b, conn *c)
 {
-    ws_state *st = c->fst;
+    ws_state *st = conn_filter_state(c);
     if (c->state != CS_OPEN || bbuf_used(&st->pending) == 0) return;
     st->pending.off +=
         c->h->on_data(c, st->pending.data + st->pending.off, bbuf_used(&st->pending));
@@ -210,7 +212,7 @@ static size_t ws_upgrade(broker *b, conn *c, ws_state *st, uint8_t *data, size_t
 
 static size_t ws_on_data(broker *b, conn *c, uint8_t *data, size_t len)
 {
-    ws_state *st = c->fst;
+    ws_state *st = conn_filter_state(c);
     size_t used = 0;
     if (st->phase == WP_HTTP_SENT) return len; /* one request per connection */
     if (st->phase == WP_UPGRADE) {
@@ -222,7 +224,7 @@ static size_t ws_on_data(broker *b, conn *c, uint8_t *data, size_t len)
 
 static void ws_on_tick(broker *b, conn *c)
 {
-    ws_state *st = c->fst;
+    ws_state *st = conn_filter_state(c);
     if (st->phase == WP_OPEN) {
         c->h->on_tick(c);
     } else if (st->phase == WP_HTTP_SENT && bbuf_used(&c->out) == 0) {
@@ -241,7 +243,7 @@ static void ws_on_tick(broker *b, conn *c)
  * ack) still unread would reset the connection under the client. */
 static bool ws_on_close(broker *b, conn *c)
 {
-    ws_state *st = c->fst;
+    ws_state *st = conn_filter_state(c);
     ws_io io;
     bool linger = false;
     if (st->phase == WP_OPEN &&

@@ -61,7 +61,8 @@ int wsc_response(const uint8_t *p, size_t len, const char *key, size_t *used, ch
 {
     const uint8_t *end = NULL;
     for (size_t i = 3; i < len && !end; i++)
-        if (p[i - 3] == '\r' && p[i - 2] == '\n' && p[i - 1] == '\r' && p[i] == '\n') end = p + i + 1;
+        if (p[i - 3] == '\r' && p[i - 2] == '\n' && p[i - 1] == '\r' && p[i] == '\n')
+            end = p + i + 1;
     if (!end) {
         if (len > 8192) return snprintf(err, errlen, "HTTP response head over 8 KiB"), -1;
         return 1;
@@ -78,8 +79,8 @@ int wsc_response(const uint8_t *p, size_t len, const char *key, size_t *used, ch
     char want[TLS_WS_ACCEPT_LEN + 1];
     size_t vl = 0;
     const char *acc = header_value(h, "Sec-WebSocket-Accept", &vl);
-    if (tls_ws_accept_key(key, strlen(key), want, sizeof want) != 0 || !acc ||
-        vl != strlen(want) || memcmp(acc, want, vl) != 0) {
+    if (tls_ws_accept_key(key, strlen(key), want, sizeof want) != 0 || !acc || vl != strlen(want) ||
+        memcmp(acc, want, vl) != 0) {
         snprintf(err, errlen, "WebSocket upgrade: missing or wrong Sec-WebSocket-Accept");
         return -1;
     }
@@ -139,7 +140,8 @@ long wsc_unframe(wsc_in *st, uint8_t *p, size_t len, char *err, size_t errlen)
             if (st->hdr_len < 2 || st->hdr_len < header_need(st)) continue;
             if (st->hdr[1] & 0x80) return snprintf(err, errlen, "the broker masked a frame"), -1;
             st->op = st->hdr[0] & 0x0f;
-            if (st->op == 0x8) return snprintf(err, errlen, "the broker sent a WebSocket Close"), -1;
+            if (st->op == 0x8)
+                return snprintf(err, errlen, "the broker sent a WebSocket Close"), -1;
             uint64_t n = st->hdr[1] & 0x7f;
             if (n >= 126) {
                 n = 0;
