@@ -2,7 +2,8 @@
 loads it from a websockets listener with http_dir (the repository's web/),
 connects over MQTT over WebSockets, and must show a plain client and a TLS
 client (with its TLS version, cipher suite, handshake kind and certificate
-subject) and a refused TLS handshake with its reason and the alert sent.
+subject), a refused TLS handshake with its reason and the alert sent, and a
+retained message in the live feed of its default filter lab/#.
 
 chromium runs with a fresh profile and no network services, in its own
 process group, stopped by its PID; the page is read with --dump-dom (retried:
@@ -84,6 +85,9 @@ class TestDashboardInChromium(unittest.TestCase):
             RawWS(tls, ctx).close()
         except (ssl.SSLError, OSError):
             pass
+        # a retained message the live feed (default filter lab/#) shows at once
+        feeder = PahoClient(self, plain, "feeder")
+        feeder.c.publish("lab/dashboard/temp", b"21.5 degC", qos=1, retain=True).wait_for_publish()
         clients = self.sys_doc(plain, "$SYS/broker/clients/list", lambda d: {
             "plain-lab-client", "tls-lab-client"} <= {c["id"] for c in d["clients"]})
         failures = self.sys_doc(plain, "$SYS/broker/handshakes/failed", lambda d: any(
@@ -92,7 +96,7 @@ class TestDashboardInChromium(unittest.TestCase):
         failure = [f for f in failures["failures"] if "rejected" in f["reason"]][0]
         want = ["plain-lab-client", "tls-lab-client", tls_client["version"], tls_client["cipher"],
                 tls_client["cert_subject"], failure["reason"], failure["alert"],
-                "connected to ws://127.0.0.1:%d/mqtt" % web]
+                "connected to ws://127.0.0.1:%d/mqtt" % web, "lab/dashboard/temp", "21.5 degC"]
         url = "http://127.0.0.1:%d/" % web
         dom, missing = "", want
         for i in range(ATTEMPTS):
