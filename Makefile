@@ -130,6 +130,7 @@ run: deps-build
 	exec ./build/secbroker -c $(CONF)
 
 bench: all
+	@sh scripts/bench-persist.sh
 	@sh scripts/bench.sh
 
 lab-%: all

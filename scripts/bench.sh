@@ -641,6 +641,8 @@ $(for m in 1 10 100 1000; do row "$m" "plot-m$m" msgs_per_s; done)
 ${PLOT_ASCII:-(gnuplot not available)}
 \`\`\`
 
+$(cat build/bench/persist.md 2>/dev/null || echo "(scripts/bench-persist.sh did not run)")
+
 ## Reproduce
 
 \`\`\`
