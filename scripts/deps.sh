@@ -4,7 +4,7 @@
 # Otherwise: print the one command to run and fail.
 set -e
 BUILD_PKGS="make gcc pkg-config libmbedtls-dev openssl"
-TEST_PKGS="$BUILD_PKGS clang-format check libsubunit-dev mosquitto mosquitto-clients python3 python3-paho-mqtt tshark"
+TEST_PKGS="$BUILD_PKGS clang libclang-rt-dev clang-format check libsubunit-dev mosquitto mosquitto-clients python3 python3-paho-mqtt tshark"
 case "$1" in
     build) want="$BUILD_PKGS" ;;
     test)  want="$TEST_PKGS" ;;
