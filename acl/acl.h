@@ -44,6 +44,12 @@ int pw_file_check(pw_file *pf, const char *user, const uint8_t *password, size_t
 /* Iterations pw_hash_make uses for 0: what Debian's mosquitto_passwd 2.0.11
  * writes, so both tools make the same kind of line. */
 #define PW_DEFAULT_ITERATIONS 101u
+/* Largest $7$ iteration count the loader (and pw_hash_make) accepts. The
+ * broker hashes on its event loop, so one check must stay short: 20,000
+ * PBKDF2-SHA512 iterations take about 26 ms on the 2-core development
+ * machine (test_pw COST lines); a file with more is refused at load with
+ * FILE:LINE and this cap. */
+#define PW_MAX_ITERATIONS 20000u
 /* Counters since load: checks answered from the cache, and hash
  * computations run (a miss, a wrong password or an unknown user). For tests
  * and $SYS; either pointer may be NULL. */
