@@ -54,6 +54,21 @@ int pw_file_check(pw_file *pf, const char *user, const uint8_t *password, size_t
  * computations run (a miss, a wrong password or an unknown user). For tests
  * and $SYS; either pointer may be NULL. */
 void pw_file_stats(const pw_file *pf, uint64_t *cache_hits, uint64_t *hash_runs);
+/* The work pw_file_check has done since load, for tests that prove every
+ * uncached answer costs the same: PBKDF2 iterations run (a $6$ digest counts
+ * as 1) and digest bytes compared through pw_ct_equal. A wrong password, an
+ * unknown user (checked against a dummy entry) and a missing password each
+ * add one entry's iterations and PW_DIGEST_LEN compared bytes. */
+#define PW_DIGEST_LEN 64
+typedef struct {
+    uint64_t iterations;
+    uint64_t compared_bytes;
+} pw_work;
+void pw_file_work(const pw_file *pf, pw_work *out);
+/* Constant-time equality of a[0..n) and b[0..n): reads every byte of both
+ * and its time depends on n only, never on where they differ (unlike
+ * memcmp). Returns true when equal. */
+bool pw_ct_equal(const uint8_t *a, const uint8_t *b, size_t n);
 
 /* Make one "$7$ITER$SALT$HASH" string (no "user:") with a random 12-byte
  * salt; iterations 0 = default (see docs). out must hold 256 bytes. */
