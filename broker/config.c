@@ -226,6 +226,11 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
         c->max_queued_messages = (uint32_t)n;
         return 0;
     }
+    if (strcmp(key, "max_subscriptions_per_client") == 0) {
+        if (parse_uint(p, key, v, 0, 100000000, &n)) return -1;
+        c->max_subscriptions_per_client = (uint32_t)n;
+        return 0;
+    }
     if (strcmp(key, "max_output_buffer") == 0) {
         if (parse_uint(p, key, v, 65536, 1ULL << 40, &n)) return -1;
         c->max_output_buffer = n;
@@ -348,6 +353,7 @@ config *config_load(const char *path, char *err, size_t errlen)
     c->max_packet_size = 1024 * 1024;
     c->max_inflight_messages = 20;
     c->max_queued_messages = 1000;
+    c->max_subscriptions_per_client = 100000;
     c->max_output_buffer = 16 * 1024 * 1024;
     c->retain_available = true;
     c->log_dests = LOGD_STDERR;

@@ -284,14 +284,13 @@ int main(int argc, char **argv)
 
     g_broker = b;
     {
-        /* one random value for the process: the hash seed and the base of
-         * generated client ids (time and pid if /dev/urandom fails) */
+        /* one random value for the process (hash tables key themselves and
+         * client ids come from getrandom, see dict.c and rng.c) */
         FILE *ur = fopen("/dev/urandom", "rb");
         if (!ur || fread(&b->random_base, sizeof b->random_base, 1, ur) != 1)
             b->random_base = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
         if (ur) fclose(ur);
         b->random_base |= 1;
-        dict_seed((uint32_t)(b->random_base >> 32) ^ (uint32_t)b->random_base);
     }
     dict_init(&b->sessions);
     dict_init(&b->auth_fails);

@@ -10,6 +10,7 @@
 
 #include "broker/broker.h"
 #include "broker/log.h"
+#include "broker/rng.h"
 #include "mqtt/mqtt.h"
 #include "tls/tls.h"
 
@@ -36,14 +37,17 @@ static char *dup_str(const mqtt_str *s)
     return p;
 }
 
-static void generate_id(broker *b, char *out, size_t len)
+/* "auto-" and 128 bits from the kernel's CSPRNG as hex: no id says anything
+ * about another. 0, or -1 when no random bytes are available. */
+static int generate_id(broker *b, char *out, size_t len)
 {
-    /* the process's random base plus a counter: unique, and unguessable enough
-     * without reading /dev/urandom on every connect */
-    static uint64_t counter;
-    uint64_t x = b->random_base + 0x9e3779b97f4a7c15ULL * ++counter;
-    x ^= x >> 31;
-    snprintf(out, len, "auto-%016llx", (unsigned long long)x);
+    (void)b;
+    uint8_t r[16];
+    if (rng_bytes(r, sizeof r) < 0) return -1;
+    int n = snprintf(out, len, "auto-");
+    for (size_t i = 0; i < sizeof r && n > 0 && (size_t)n + 2 < len; i++)
+        n += snprintf(out + n, len - (size_t)n, "%02x", r[i]);
+    return 0;
 }
 
 static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_delay)
@@ -101,7 +105,10 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
                                           : "empty client id needs clean session [MQTT-3.1.3-8]");
             return;
         }
-        generate_id(b, idbuf, sizeof idbuf);
+        if (generate_id(b, idbuf, sizeof idbuf) < 0) {
+            refuse(b, c, MQTT_CONNACK_UNAVAILABLE, "no random bytes for a client id");
+            return;
+        }
         id = idbuf;
         idlen = strlen(idbuf);
     }
@@ -318,11 +325,16 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
     mqtt_sublist it = sl;
     mqtt_str f;
     uint8_t q;
-    unsigned i = 0;
+    unsigned i = 0, over = 0;
+    uint32_t max_subs = b->cfg->max_subscriptions_per_client;
     while (mqtt_sublist_next(&it, &f, &q)) {
         uint8_t granted = q > 2 ? 2 : q;
         recs[i] = NULL;
-        if (topic_too_deep((const char *)f.ptr, f.len)) {
+        if (max_subs && c->session->subs_by_filter.count >= max_subs &&
+            !dict_get(&c->session->subs_by_filter, (const char *)f.ptr, f.len)) {
+            granted = MQTT_SUBACK_FAILURE; /* a new filter past the limit */
+            over++;
+        } else if (topic_too_deep((const char *)f.ptr, f.len)) {
             log_msg(LL_NOTICE, "Refused SUBSCRIBE from %s: filter has more than %d levels",
                     c->client_id, TOPIC_MAX_LEVELS);
             granted = MQTT_SUBACK_FAILURE;
@@ -341,6 +353,10 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
         }
         codes[i++] = granted;
     }
+    if (over)
+        log_msg(LL_NOTICE,
+                "Refused %u filters of a SUBSCRIBE from %s: max_subscriptions_per_client %u", over,
+                c->client_id, max_subs);
     size_t n;
     if (mqtt_encode_suback(buf, need, sl.packet_id, codes, sl.count, &n) != MQTT_OK) {
         conn_close(b, c, "internal error: cannot encode a SUBACK of %u codes", sl.count);
