@@ -78,8 +78,8 @@ int auth_login(broker *b, conn *c, const char *username, const uint8_t *pw, size
     }
     int r = pw_file_check(b->pw, username, pw, pwlen);
     if (r == ACL_OK) return MQTT_CONNACK_ACCEPTED;
-    log_msg(LL_NOTICE, "%s: login as '%s' failed: %s", c->peer, username,
-            r == ACL_ERR_UNKNOWN_USER ? "unknown user" : "wrong password");
+    log_limited_key(LL_NOTICE, c->peer, "%s: login as '%s' failed: %s", c->peer, log_esc(username),
+                    r == ACL_ERR_UNKNOWN_USER ? "unknown user" : "wrong password");
     return MQTT_CONNACK_BAD_CREDENTIALS;
 }
 

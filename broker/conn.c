@@ -180,12 +180,12 @@ int conn_send_publish(broker *b, conn *c, const msg *m, uint8_t qos, bool retain
     if (qos == 0 && used > b->cfg->max_output_buffer) {
         /* A slow QoS 0 subscriber loses messages, not the broker's memory. */
         if (c->dropped_qos0++ % 10000 == 0)
-            log_msg(LL_WARNING,
-                    "Client %s: output buffer over %llu bytes, dropping QoS 0 "
-                    "messages (%llu so far)",
-                    c->client_id ? c->client_id : "?",
-                    (unsigned long long)b->cfg->max_output_buffer,
-                    (unsigned long long)c->dropped_qos0);
+            log_limited(LL_WARNING,
+                        "Client %s: output buffer over %llu bytes, dropping QoS 0 "
+                        "messages (%llu so far)",
+                        c->client_id ? log_esc(c->client_id) : "?",
+                        (unsigned long long)b->cfg->max_output_buffer,
+                        (unsigned long long)c->dropped_qos0);
         return 1;
     }
     size_t hsz = mqtt_publish_header_size(qos, m->topic_len, m->payload_len);
@@ -467,7 +467,7 @@ void conn_service_read_pending(broker *b)
 
 static const char *conn_name(const conn *c)
 {
-    return c->client_id ? c->client_id : "(no client id yet)";
+    return c->client_id ? log_esc(c->client_id) : "(no client id yet)";
 }
 
 void conn_free_closed(broker *b)
@@ -486,12 +486,21 @@ void conn_free_closed(broker *b)
         }
         /* Best effort: a CONNACK refusal or final ack still goes out. */
         if (bbuf_used(&c->out)) conn_flush(b, c);
-        if (c->client_id && b->cfg->connection_messages)
-            log_msg(LL_NOTICE, "Client %s (%s) disconnected: %s", conn_name(c), c->peer,
-                    c->close_reason ? c->close_reason : "(reason lost: out of memory)");
+        const char *why = c->close_reason ? c->close_reason : "(reason lost: out of memory)";
+        /* what an attacker repeats at will is rate-limited per address (log.h) */
+        bool repeat = !c->session && (strncmp(why, "CONNECT refused", 15) == 0 ||
+                                      (strstr(why, "handshake") && strstr(why, "timeout")));
+        if (c->client_id && b->cfg->connection_messages && !repeat)
+            log_msg(LL_NOTICE, "Client %s (%s) disconnected: %s", conn_name(c), c->peer, why);
+        else if (c->client_id && b->cfg->connection_messages)
+            log_limited_key(LL_NOTICE, c->peer, "Client %s (%s) disconnected: %s", conn_name(c),
+                            c->peer, why);
+        else if (repeat)
+            log_limited_key(c->client_id ? LL_NOTICE : LL_INFO, c->peer,
+                            "Connection from %s closed: %s", c->peer, why);
         else
             log_msg(c->client_id ? LL_NOTICE : LL_INFO, "Connection from %s closed: %s", c->peer,
-                    c->close_reason ? c->close_reason : "(reason lost: out of memory)");
+                    why);
         proto_connection_lost(b, c);
         if (c->tls) {
             if (tls_conn_handshake_done(c->tls)) tls_conn_close_notify(c->tls);
@@ -520,12 +529,14 @@ void conn_free_closed(broker *b)
 
 void conn_tick(broker *b)
 {
+    log_flush_limited();
     for (conn *c = b->conns; c; c = c->next) {
         switch (c->state) {
         case CS_TLS_HANDSHAKE:
             if (b->now >= c->deadline) {
-                log_msg(LL_NOTICE, "%s: TLS handshake not finished within handshake_timeout %u s",
-                        c->peer, b->cfg->handshake_timeout);
+                log_limited_key(LL_NOTICE, c->peer,
+                                "%s: TLS handshake not finished within handshake_timeout %u s",
+                                c->peer, b->cfg->handshake_timeout);
                 conn_close(b, c, "TLS handshake timeout");
             }
             break;

@@ -144,7 +144,7 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
         char why[160];
         if (rc == MQTT_CONNACK_BAD_CREDENTIALS)
             snprintf(why, sizeof why, "wrong username or password for user '%s'",
-                     c->username ? c->username : "");
+                     c->username ? log_esc(c->username) : "");
         else if (c->listener->cfg->use_identity_as_username && !c->username)
             snprintf(why, sizeof why,
                      "use_identity_as_username is on and the client sent no "
@@ -207,9 +207,10 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
         log_msg(LL_NOTICE,
                 "New client connected from %s as %s (%s, clean session %d, keepalive "
                 "%u%s%s%s, %s)",
-                c->peer, c->client_id, ck.protocol_level == 3 ? "MQTT 3.1" : "MQTT 3.1.1",
+                c->peer, log_esc(c->client_id), ck.protocol_level == 3 ? "MQTT 3.1" : "MQTT 3.1.1",
                 ck.clean_session, ck.keepalive, c->username ? ", username '" : "",
-                c->username ? c->username : "", c->username ? "'" : "", c->tls ? "TLS" : "plain");
+                c->username ? log_esc(c->username) : "", c->username ? "'" : "",
+                c->tls ? "TLS" : "plain");
     if (present) session_resend(b, s);
 }
 
@@ -259,9 +260,9 @@ static void handle_publish(broker *b, conn *c, const mqtt_header *h)
         msg_unref(m);
     } else {
         /* Dropped but acknowledged, so the client does not resend forever. */
-        log_msg(LL_NOTICE, "Denied PUBLISH from %s (user %s) to '%.*s': not allowed by the ACL",
-                c->client_id, c->username ? c->username : "anonymous", (int)p.topic.len,
-                p.topic.ptr);
+        log_msg(LL_NOTICE, "Denied PUBLISH from %s (user %s) to '%s': not allowed by the ACL",
+                log_esc(c->client_id), c->username ? log_esc(c->username) : "anonymous",
+                log_escape(p.topic.ptr, p.topic.len));
     }
     if (p.qos == 1) {
         conn_send_ack(b, c, MQTT_PUBACK, p.packet_id);
@@ -336,27 +337,28 @@ static void handle_subscribe(broker *b, conn *c, const mqtt_header *h)
             over++;
         } else if (topic_too_deep((const char *)f.ptr, f.len)) {
             log_msg(LL_NOTICE, "Refused SUBSCRIBE from %s: filter has more than %d levels",
-                    c->client_id, TOPIC_MAX_LEVELS);
+                    log_esc(c->client_id), TOPIC_MAX_LEVELS);
             granted = MQTT_SUBACK_FAILURE;
         } else if (!auth_may_subscribe(b, c, (const char *)f.ptr, f.len)) {
             log_msg(LL_NOTICE,
-                    "Denied SUBSCRIBE from %s (user %s) to '%.*s': not allowed by "
+                    "Denied SUBSCRIBE from %s (user %s) to '%s': not allowed by "
                     "the ACL",
-                    c->client_id, c->username ? c->username : "anonymous", (int)f.len, f.ptr);
+                    log_esc(c->client_id), c->username ? log_esc(c->username) : "anonymous",
+                    log_escape(f.ptr, f.len));
             granted = MQTT_SUBACK_FAILURE;
         } else if (!(recs[i] =
                          tree_subscribe(b, c->session, (const char *)f.ptr, f.len, granted))) {
             granted = MQTT_SUBACK_FAILURE;
         } else if (log_enabled(LL_SUBSCRIBE)) {
-            log_msg(LL_SUBSCRIBE, "%s subscribed to '%.*s' (QoS %u)", c->client_id, (int)f.len,
-                    f.ptr, granted);
+            log_msg(LL_SUBSCRIBE, "%s subscribed to '%s' (QoS %u)", log_esc(c->client_id),
+                    log_escape(f.ptr, f.len), granted);
         }
         codes[i++] = granted;
     }
     if (over)
         log_msg(LL_NOTICE,
                 "Refused %u filters of a SUBSCRIBE from %s: max_subscriptions_per_client %u", over,
-                c->client_id, max_subs);
+                log_esc(c->client_id), max_subs);
     size_t n;
     if (mqtt_encode_suback(buf, need, sl.packet_id, codes, sl.count, &n) != MQTT_OK) {
         conn_close(b, c, "internal error: cannot encode a SUBACK of %u codes", sl.count);
@@ -394,7 +396,8 @@ static void handle_unsubscribe(broker *b, conn *c, const mqtt_header *h)
     while (mqtt_sublist_next(&sl, &f, &q)) {
         tree_unsubscribe(b, c->session, (const char *)f.ptr, f.len);
         if (log_enabled(LL_SUBSCRIBE))
-            log_msg(LL_SUBSCRIBE, "%s unsubscribed from '%.*s'", c->client_id, (int)f.len, f.ptr);
+            log_msg(LL_SUBSCRIBE, "%s unsubscribed from '%s'", log_esc(c->client_id),
+                    log_escape(f.ptr, f.len));
     }
     conn_send_ack(b, c, MQTT_UNSUBACK, sl.packet_id);
 }

@@ -34,7 +34,7 @@ void router_publish(broker *b, conn *from, msg *m)
     b->msgs_received++;
     if (topic_too_deep(msg_topic(m), m->topic_len)) {
         log_msg(LL_NOTICE, "Dropped PUBLISH from %s: topic has more than %d levels",
-                from && from->client_id ? from->client_id : "(will)", TOPIC_MAX_LEVELS);
+                from && from->client_id ? log_esc(from->client_id) : "(will)", TOPIC_MAX_LEVELS);
         return;
     }
     if (m->retain && b->cfg->retain_available) tree_retain(b, m);

@@ -150,10 +150,10 @@ static int queue_push(broker *b, session *s, msg *m, uint8_t qos, bool retain)
     uint32_t max = b->cfg->max_queued_messages;
     if (max && q->count >= max) {
         if (s->dropped++ % 1000 == 0)
-            log_msg(LL_WARNING,
-                    "Client %s: queue full (max_queued_messages %u), dropping "
-                    "messages (%llu so far)",
-                    s->client_id, max, (unsigned long long)s->dropped);
+            log_limited(LL_WARNING,
+                        "Client %s: queue full (max_queued_messages %u), dropping "
+                        "messages (%llu so far)",
+                        log_esc(s->client_id), max, (unsigned long long)s->dropped);
         return -1;
     }
     if (q->count == q->cap) {

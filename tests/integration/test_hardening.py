@@ -81,3 +81,63 @@ class TestSubscriptionLimit(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+LINE_START = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [a-z]+: ")
+FORGED = ("x\n2026-01-01T00:00:00.000Z notice: New client connected from 10.9.9.9:1 as admin "
+          "(MQTT 3.1.1, clean session 1, keepalive 60, username 'admin', TLS)")
+
+
+@unittest.skipIf(REFERENCE, "secbroker's log lines")
+class TestLogInjection(unittest.TestCase):
+    def assert_no_forged_line(self, b):
+        for line in b.log().splitlines():
+            self.assertRegex(line, LINE_START, "a log line not written by the broker")
+            self.assertFalse(line.startswith("2026-01-01T00:00:00.000Z"), line)
+            self.assertNotIn("\x1b", line)
+
+    def test_username_with_newline_cannot_forge_a_line(self):
+        """A raw CONNECT whose username and client id carry a newline and a fake
+        'New client connected ... as admin' line: every log line still starts with
+        the broker's own timestamp, the newline shows as \\x0a."""
+        b = start_broker(self)  # allow_anonymous true, no password file: the username is logged
+        off = log_offset(b)
+        c = connect(self, b, client_id="id\x1b[2J" + FORGED, username=FORGED)
+        line = wait_log_line(self, b, "New client connected", "x\\x0a2026-01-01", offset=off)
+        self.assertIn("username 'x\\x0a2026-01-01T00:00:00.000Z notice: New client", line)
+        self.assertIn("id\\x1b[2J", line)
+        c.close()
+        wait_log_line(self, b, "disconnected", offset=off)
+        self.assert_no_forged_line(b)
+
+    def test_refused_username_and_long_fields_are_capped(self):
+        """The refusal line escapes the username too, and a 60,000-byte client id
+        is logged as its first bytes and its length, not in full."""
+        b = start_broker(self, conf="allow_anonymous false\npassword_file {dir}/pw\n",
+                         files={"pw": "someone:$6$MDEyMzQ1Njc4OWFi$Kgl3AxuVCetFEGDDZOAh44c3ssh9w"
+                                      "vPft10MPC9Tjr1rwsIDmYUEICH/zUOFhM8vCQKmMb8nXrQTl7q2T8alUw"
+                                      "==\n"})
+        off = log_offset(b)
+        connect(self, b, client_id="k" * 60000, username=FORGED, password="nope", expect_rc=4)
+        line = wait_log_line(self, b, "login as", offset=off)
+        self.assertIn("'x\\x0a2026-01-01T00:00:00.000Z", line)
+        line = wait_log_line(self, b, "...(60000 bytes)", offset=off)
+        self.assertLess(len(line), 2000)
+        self.assert_no_forged_line(b)
+
+
+@unittest.skipIf(REFERENCE, "secbroker's log lines")
+class TestLogRateLimit(unittest.TestCase):
+    def test_refused_connects_do_not_log_a_line_each(self):
+        """300 refused CONNECTs (anonymous not allowed) give a handful of lines: the
+        first, then counts (first line, then a count every 10 s)."""
+        b = start_broker(self, conf="allow_anonymous false\n")
+        off = log_offset(b)
+        for i in range(300):
+            connect(self, b, client_id="flood-%d" % i, expect_rc=5).close()
+        connect(self, b, client_id="flood-last", expect_rc=5).close()
+        wait_log_line(self, b, "flood-0", "CONNECT refused", offset=off)
+        text = b.log()[off:]
+        refused = [l for l in text.splitlines() if "CONNECT refused" in l]
+        # 301 closes in at least 1 line, at most one per 10 s window plus its count line
+        self.assertLessEqual(len(refused), 10, "\n".join(refused[:20]))

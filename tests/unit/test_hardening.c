@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "broker/dict.h"
+#include "broker/log.h"
+
+#include <unistd.h>
 
 /* ---- SipHash-2-4 ---------------------------------------------------------- */
 
@@ -124,6 +127,134 @@ START_TEST(test_dict_adversarial_keys)
 }
 END_TEST
 
+/* ---- log escaping ------------------------------------------------------------ */
+
+START_TEST(test_log_escape_controls)
+{
+    static const struct {
+        const char *in;
+        size_t len;
+        const char *out;
+    } cases[] = {
+        {"plain/topic-1", 13, "plain/topic-1"},
+        {"a\nb\rc", 5, "a\\x0ab\\x0dc"},
+        {"x\x1b[31my", 7, "x\\x1b[31my"},
+        {"del\x7f", 4, "del\\x7f"},
+        {"back\\slash", 10, "back\\\\slash"},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14,
+         "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+        {"bad\xff", 4, "bad\\xff"},
+        {"over\xc0\xaf", 6, "over\\xc0\\xaf"},          /* overlong '/' */
+        {"sur\xed\xa0\x80", 6, "sur\\xed\\xa0\\x80"},   /* a surrogate */
+        {"cut\xe2\x82", 5, "cut\\xe2\\x82"},            /* truncated sequence */
+        {"c1\xc2\x9b", 4, "c1\\xc2\\x9b"},              /* C1 CSI */
+        {"ls\xe2\x80\xa8", 5, "ls\\xe2\\x80\\xa8"},     /* U+2028 line separator */
+        {"bidi\xe2\x80\xae", 7, "bidi\\xe2\\x80\\xae"}, /* U+202E override */
+        {"nul\0x", 5, "nul\\x00x"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_msg(strcmp(log_escape(cases[i].in, cases[i].len), cases[i].out) == 0,
+                      "case %zu: '%s'", i, log_escape(cases[i].in, cases[i].len));
+    ck_assert_str_eq(log_esc(NULL), "(null)");
+    ck_assert_str_eq(log_esc("ok"), "ok");
+}
+END_TEST
+
+START_TEST(test_log_escape_caps_length)
+{
+    char big[1000];
+    memset(big, 'x', sizeof big);
+    const char *e = log_escape(big, sizeof big);
+    ck_assert_uint_eq(strspn(e, "x"), LOG_FIELD_MAX);
+    ck_assert_str_eq(e + LOG_FIELD_MAX, "...(1000 bytes)");
+    /* all escaped: four output bytes per input byte, still capped */
+    memset(big, '\n', sizeof big);
+    e = log_escape(big, sizeof big);
+    ck_assert_uint_le(strlen(e), 4 * LOG_FIELD_MAX + 20);
+    ck_assert_ptr_nonnull(strstr(e, "...(1000 bytes)"));
+    /* the ring: LOG_ESCAPE_SLOTS results stay valid together */
+    const char *r[LOG_ESCAPE_SLOTS];
+    char in[LOG_ESCAPE_SLOTS][8];
+    for (int i = 0; i < LOG_ESCAPE_SLOTS; i++) {
+        snprintf(in[i], sizeof in[i], "id%d", i);
+        r[i] = log_esc(in[i]);
+    }
+    for (int i = 0; i < LOG_ESCAPE_SLOTS; i++)
+        ck_assert_str_eq(r[i], in[i]);
+}
+END_TEST
+
+static char logdir[64], logpath[128];
+
+static void log_setup(void)
+{
+    snprintf(logdir, sizeof logdir, "/tmp/test_hardening.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(logdir));
+    snprintf(logpath, sizeof logpath, "%s/log", logdir);
+    ck_assert_int_eq(log_configure(LOGD_FILE, LL_ALL, logpath), 0);
+}
+
+static void log_teardown(void)
+{
+    log_close();
+    unlink(logpath);
+    rmdir(logdir);
+}
+
+/* The lines of the log file so far. */
+static int log_lines(char *text, size_t cap)
+{
+    FILE *f = fopen(logpath, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(text, 1, cap - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    int lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += text[i] == '\n';
+    return lines;
+}
+
+/* Whatever a caller forgets to escape, log_msg never starts a new line. */
+START_TEST(test_log_msg_one_line)
+{
+    log_msg(LL_NOTICE, "login as '%s' failed", "x\n2026-01-01T00:00:00.000Z notice: forged");
+    char text[4096];
+    ck_assert_int_eq(log_lines(text, sizeof text), 1);
+    ck_assert_ptr_nonnull(strstr(text, "x\\x0a2026-01-01"));
+}
+END_TEST
+
+START_TEST(test_log_limited_counts)
+{
+    log_limit_interval(3600);
+    unsigned long long before = log_suppressed_total();
+    const int B = LOG_LIMIT_BURST;
+    for (int i = 0; i < 500; i++)
+        log_limited_key(LL_NOTICE, "10.0.0.1:4242", "refused attempt %d from %s", i, "10.0.0.1");
+    /* another address and another kind each have their own allowance */
+    log_limited_key(LL_NOTICE, "10.0.0.2:1", "refused attempt %d from %s", 0, "10.0.0.2");
+    log_limited(LL_NOTICE, "another kind %d", 1);
+    char text[16384];
+    ck_assert_int_eq(log_lines(text, sizeof text), B + 2);
+    ck_assert_ptr_nonnull(strstr(text, "refused attempt 0 from 10.0.0.1"));
+    ck_assert_ptr_null(strstr(text, "refused attempt 5 from"));
+    ck_assert_ptr_nonnull(strstr(text, "refused attempt 0 from 10.0.0.2"));
+    ck_assert_uint_eq(log_suppressed_total() - before, 500 - B);
+    /* the window ends: one line says how many were left out and which */
+    log_limit_interval(0);
+    log_flush_limited();
+    ck_assert_int_eq(log_lines(text, sizeof text), B + 3);
+    ck_assert_ptr_nonnull(strstr(text, "495 more like this"));
+    ck_assert_ptr_nonnull(strstr(text, "the last: refused attempt 499 from 10.0.0.1"));
+    log_flush_limited(); /* nothing new: nothing written */
+    ck_assert_int_eq(log_lines(text, sizeof text), B + 3);
+    log_limited_key(LL_NOTICE, "10.0.0.1:4243", "refused attempt %d from %s", 500, "10.0.0.1");
+    ck_assert_int_eq(log_lines(text, sizeof text), B + 4);
+    log_limit_interval(LOG_LIMIT_INTERVAL);
+}
+END_TEST
+
 static Suite *hardening_suite(void)
 {
     Suite *s = suite_create("hardening");
@@ -131,6 +262,13 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_siphash_reference_vectors);
     tcase_add_test(tc, test_dict_tables_have_own_keys);
     tcase_add_test(tc, test_dict_adversarial_keys);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("log");
+    tcase_add_test(tc, test_log_escape_controls);
+    tcase_add_test(tc, test_log_escape_caps_length);
+    tcase_add_checked_fixture(tc, log_setup, log_teardown);
+    tcase_add_test(tc, test_log_msg_one_line);
+    tcase_add_test(tc, test_log_limited_counts);
     suite_add_tcase(s, tc);
     return s;
 }
