@@ -26,6 +26,7 @@
 
 #include "broker/config.h"
 #include "broker/dict.h"
+#include "mqtt/mqtt.h"
 
 struct tls_server;
 struct tls_conn;
@@ -197,6 +198,7 @@ typedef struct conn {
     size_t held_connect_len;
     char *close_reason;    /* set by conn_close (allocated then) */
     uint64_t dropped_qos0; /* QoS 0 messages dropped: output buffer full */
+    uint64_t auth_ticket;  /* CS_AUTH_DELAY: this attempt's turn (auth.c) */
 } conn;
 
 typedef struct listener {
@@ -321,11 +323,14 @@ bool auth_may_subscribe(broker *b, conn *c, const char *filter, size_t len);
 /* CONNACK code for this CONNECT's credentials (0 = accepted). */
 int auth_login(broker *b, conn *c, const char *username, const uint8_t *pw, size_t pwlen,
                bool has_password);
-/* Brute-force slow-down per remote address: seconds this login attempt must
- * wait before its password is even checked (0 = now), and the bookkeeping of
- * a failure. */
-double auth_attempt_delay(broker *b, const char *peer);
-void auth_record_failure(broker *b, const char *peer);
+/* Brute-force slow-down per (address, username), see auth.c: seconds this
+ * CONNECT must be held before its password is checked (0 = check now), or
+ * < 0 when a newer attempt for the same key took its turn (answer CONNACK 3).
+ * username NULL (anonymous) and certificate listeners: always 0. Call again
+ * with after_delay when the hold ends. auth_record_failure counts a failed
+ * check of c's (address, username). */
+double auth_attempt_delay(broker *b, conn *c, const mqtt_str *username, bool after_delay);
+void auth_record_failure(broker *b, conn *c);
 void auth_free(broker *b);
 
 extern broker *g_broker;

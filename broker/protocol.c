@@ -67,13 +67,13 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
         return;
     }
 
-    if (!after_delay) {
-        double delay = auth_attempt_delay(b, c->peer);
-        if (delay > b->cfg->handshake_timeout) {
-            /* the queue of held attempts from this address is already long */
+    {
+        double delay =
+            auth_attempt_delay(b, c, ck.username_flag ? &ck.username : NULL, after_delay);
+        if (delay < 0) {
             refuse(b, c, MQTT_CONNACK_UNAVAILABLE,
-                   "too many recent failed logins from this "
-                   "address; try again later");
+                   "a newer login attempt for this user name from this address took its "
+                   "turn; try again later");
             return;
         }
         if (delay > 0) {
@@ -89,8 +89,10 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
             c->held_connect_len = h->remaining;
             c->state = CS_AUTH_DELAY;
             c->deadline = b->now + delay;
-            log_msg(LL_INFO, "%s: recent failed logins from this address, CONNECT held for %.1f s",
-                    c->peer, delay);
+            log_limited_key(LL_INFO, c->peer,
+                            "%s: recent failed logins as '%s' from this address, CONNECT "
+                            "held for %.1f s",
+                            c->peer, log_escape(ck.username.ptr, ck.username.len), delay);
             return;
         }
     }
@@ -140,7 +142,7 @@ static void handle_connect(broker *b, conn *c, const mqtt_header *h, bool after_
     c->username = user;
     int rc = auth_login(b, c, c->username, ck.password.ptr, ck.password.len, ck.password_flag);
     if (rc != 0) {
-        if (rc == MQTT_CONNACK_BAD_CREDENTIALS) auth_record_failure(b, c->peer);
+        if (rc == MQTT_CONNACK_BAD_CREDENTIALS) auth_record_failure(b, c);
         char why[160];
         if (rc == MQTT_CONNACK_BAD_CREDENTIALS)
             snprintf(why, sizeof why, "wrong username or password for user '%s'",

@@ -6,8 +6,12 @@ cannot turn against another.
 Timeouts are upper bounds for waiting, never pass/fail timing.
 """
 import re
+import threading
+import time
 import unittest
 
+from authlib import HELD_WAIT, Client, open_connect, sha6_line
+from brokerlib import connect_packet
 from corelib import (REFERENCE, connect, log_offset, start_broker, subscribe,
                      wait_log_line)
 
@@ -141,3 +145,68 @@ class TestLogRateLimit(unittest.TestCase):
         refused = [l for l in text.splitlines() if "CONNECT refused" in l]
         # 301 closes in at least 1 line, at most one per 10 s window plus its count line
         self.assertLessEqual(len(refused), 10, "\n".join(refused[:20]))
+
+
+@unittest.skipIf(REFERENCE, "secbroker's failed-login slow-down")
+class TestSlowdownPerUser(unittest.TestCase):
+    """The brute-force slow-down is per (address, user name): an attack on alice
+    from 127.0.0.1 does not delay bob or anonymous clients there, attempts the
+    broker answers unchecked do not push the schedule, and alice's right
+    password gets in within one step (8 s at most) of being sent."""
+
+    def test_attack_on_one_user_spares_the_others(self):
+        pw = sha6_line("alice", "alice-right") + sha6_line("bob", "bob-right")
+        b = start_broker(self, conf="allow_anonymous true\npassword_file {dir}/pw\n",
+                         files={"pw": pw})
+        stop = threading.Event()
+        answers = []
+
+        def attacker(n):
+            while not stop.is_set():
+                try:
+                    c = Client(b.port, timeout=HELD_WAIT)
+                    c.send(connect_packet(client_id="att-%d" % n, username="alice",
+                                          password="guess"))
+                    first, body = c.read_packet()
+                    answers.append(body[1])
+                    c.close()
+                except (OSError, EOFError):
+                    answers.append(None)
+
+        threads = [threading.Thread(target=attacker, args=(n,), daemon=True) for n in range(4)]
+        for t in threads:
+            t.start()
+        self.addCleanup(stop.set)
+        # the attack is on: a few checked failures, so alice's key is throttled
+        deadline = time.time() + HELD_WAIT
+        while answers.count(4) < 3 and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertGreaterEqual(answers.count(4), 3, answers)
+        off = log_offset(b)
+        # bob and an anonymous client at the same address: in at once, never held
+        c, rc = open_connect(self, b, client_id="bob-1", username="bob", password="bob-right")
+        self.assertEqual(rc, 0)
+        c, rc = open_connect(self, b, client_id="anon-1")
+        self.assertEqual(rc, 0)
+        held = [l for l in b.log()[off:].splitlines() if "held" in l and "'alice'" not in l]
+        self.assertEqual(held, [], "another user or an anonymous client was held")
+        time.sleep(2)  # the attack goes on; then it stops
+        stop.set()
+        for t in threads:
+            t.join(HELD_WAIT + 5)
+        self.assertNotIn(None, answers)
+        self.assertTrue(set(answers) <= {3, 4}, answers)
+        # alice's right password: held at most one step (8 s), then accepted
+        off = log_offset(b)
+        c, rc = open_connect(self, b, client_id="alice-1", timeout=HELD_WAIT, username="alice",
+                             password="alice-right")
+        self.assertEqual(rc, 0, "alice's right password refused after the attack")
+        for line in b.log()[off:].splitlines():
+            m = re.search(r"CONNECT held for ([0-9.]+) s", line)
+            if m:
+                self.assertLessEqual(float(m.group(1)), 8.0, line)
+        # attempts answered unchecked were counted, not logged one each: at most
+        # 5 lines per 10 s window and address, then a count
+        unchecked = [l for l in b.log().splitlines() if "took its turn" in l]
+        self.assertGreater(answers.count(3), 0, answers)
+        self.assertLessEqual(len(unchecked), 5 * 3 + 3, "\n".join(unchecked))
