@@ -180,9 +180,11 @@ static void fail_forget(broker *b, fail_rec *f)
     free(f);
 }
 
+/* A held attempt whose record expires is answered CONNACK 3 when it wakes;
+ * a ticket left by a client that went away must not keep a record alive. */
 static bool fail_expired(const broker *b, const fail_rec *f)
 {
-    return f->ticket == 0 && b->now - f->last > AUTH_FAIL_WINDOW;
+    return b->now - f->last > AUTH_FAIL_WINDOW;
 }
 
 /* The record of key[0..klen), or NULL; an expired one is forgotten. */

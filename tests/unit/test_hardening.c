@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/broker.h"
 #include "broker/dict.h"
 #include "broker/log.h"
 
@@ -39,17 +40,17 @@ static const uint8_t SIP_VECTORS[16][8] = {
 START_TEST(test_siphash_reference_vectors)
 {
     const uint64_t key[2] = {0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
-    uint8_t msg[16];
+    uint8_t m[16];
     for (int i = 0; i < 16; i++)
-        msg[i] = (uint8_t)i;
+        m[i] = (uint8_t)i;
     for (int n = 0; n < 16; n++) {
         uint64_t want = 0;
         for (int k = 0; k < 8; k++)
             want |= (uint64_t)SIP_VECTORS[n][k] << (8 * k);
-        ck_assert_msg(dict_siphash(key, msg, (size_t)n) == want, "length %d", n);
+        ck_assert_msg(dict_siphash(key, m, (size_t)n) == want, "length %d", n);
     }
     /* the paper's worked example: 15 bytes -> a129ca6149be45e5 */
-    ck_assert(dict_siphash(key, msg, 15) == 0xa129ca6149be45e5ULL);
+    ck_assert(dict_siphash(key, m, 15) == 0xa129ca6149be45e5ULL);
 }
 END_TEST
 
@@ -255,6 +256,146 @@ START_TEST(test_log_limited_counts)
 }
 END_TEST
 
+/* ---- failed-login slow-down (auth.c), on a broker with a hand-set clock ---- */
+
+typedef struct {
+    broker b;
+    listener_cfg lcfg;
+    listener l;
+} auth_rig;
+
+static auth_rig *rig_new(void)
+{
+    auth_rig *r = calloc(1, sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    dict_init(&r->b.auth_fails);
+    r->l.cfg = &r->lcfg;
+    r->b.now = 1000.0;
+    return r;
+}
+
+static conn *rig_conn(auth_rig *r, const char *peer, const char *user)
+{
+    conn *c = calloc(1, sizeof *c);
+    ck_assert_ptr_nonnull(c);
+    c->listener = &r->l;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->username = user ? strdup(user) : NULL;
+    return c;
+}
+
+static void rig_conn_free(conn *c)
+{
+    free(c->username);
+    free(c);
+}
+
+/* auth_attempt_delay for c's user name (NULL = anonymous). */
+static double attempt(auth_rig *r, conn *c, bool after)
+{
+    mqtt_str u = {(const uint8_t *)c->username, (uint16_t)(c->username ? strlen(c->username) : 0)};
+    return auth_attempt_delay(&r->b, c, c->username ? &u : NULL, after);
+}
+
+static void rig_free(auth_rig *r)
+{
+    auth_free(&r->b);
+    free(r);
+}
+
+/* A check at most every step per key, one held attempt per key, refused
+ * attempts never push the schedule, other keys untouched. */
+START_TEST(test_auth_slowdown_per_key)
+{
+    auth_rig *r = rig_new();
+    conn *a1 = rig_conn(r, "10.0.0.1:1000", "alice");
+    ck_assert(attempt(r, a1, false) == 0); /* no failures yet */
+    auth_record_failure(&r->b, a1);        /* failure 1: step 0.5 s */
+    auth_record_failure(&r->b, a1);        /* failure 2: step 1 s */
+    auth_record_failure(&r->b, a1);        /* failure 3: step 2 s */
+    /* the same key: held until the next check (2 s after the last failure) */
+    conn *a2 = rig_conn(r, "10.0.0.1:1001", "alice");
+    double d2 = attempt(r, a2, false);
+    ck_assert(d2 > 1.99 && d2 <= 2.0);
+    /* a flood of newer attempts: each takes the turn, none moves the check */
+    conn *a3 = NULL;
+    for (int i = 0; i < 1000; i++) {
+        if (a3) rig_conn_free(a3);
+        a3 = rig_conn(r, "10.0.0.1:1002", "alice");
+        ck_assert(attempt(r, a3, false) == d2);
+    }
+    /* bob, anonymous and a certificate login at the same address: not held */
+    conn *bob = rig_conn(r, "10.0.0.1:1003", "bob");
+    conn *anon = rig_conn(r, "10.0.0.1:1004", NULL);
+    ck_assert(attempt(r, bob, false) == 0);
+    ck_assert(attempt(r, anon, false) == 0);
+    r->lcfg.use_identity_as_username = true;
+    conn *cert = rig_conn(r, "10.0.0.1:1005", "alice");
+    ck_assert(attempt(r, cert, false) == 0);
+    r->lcfg.use_identity_as_username = false;
+    /* alice from another address: her own key */
+    conn *other = rig_conn(r, "10.0.0.2:1000", "alice");
+    ck_assert(attempt(r, other, false) == 0);
+    /* the hold ends: the replaced attempt is refused unchecked, the newest checked */
+    r->b.now += d2;
+    ck_assert(attempt(r, a2, true) < 0);
+    ck_assert(attempt(r, a3, true) == 0);
+    /* that check used the turn: the next attempt waits one step (2 s) again */
+    conn *a4 = rig_conn(r, "10.0.0.1:1006", "alice");
+    double d4 = attempt(r, a4, false);
+    ck_assert(d4 > 1.99 && d4 <= 2.0);
+    rig_conn_free(a1), rig_conn_free(a2), rig_conn_free(a3), rig_conn_free(a4);
+    rig_conn_free(bob), rig_conn_free(anon), rig_conn_free(cert), rig_conn_free(other);
+    rig_free(r);
+}
+END_TEST
+
+/* The step doubles to 8 s and stops there, however long the attack. */
+START_TEST(test_auth_slowdown_bounded)
+{
+    auth_rig *r = rig_new();
+    conn *c = rig_conn(r, "[2001:db8::1]:4000", "alice");
+    for (int i = 0; i < 200; i++)
+        auth_record_failure(&r->b, c);
+    double d = attempt(r, c, false);
+    ck_assert(d > 7.99 && d <= 8.0);
+    r->b.now += 8.0;
+    ck_assert(attempt(r, c, true) == 0);
+    /* failures are forgotten after 10 minutes without one */
+    r->b.now += 601;
+    ck_assert(attempt(r, c, false) == 0);
+    rig_conn_free(c);
+    rig_free(r);
+}
+END_TEST
+
+/* Past 8 throttled user names per address, further names share one key. */
+START_TEST(test_auth_slowdown_address_ceiling)
+{
+    auth_rig *r = rig_new();
+    char name[32];
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof name, "user%d", i);
+        conn *c = rig_conn(r, "10.0.0.9:1", name);
+        auth_record_failure(&r->b, c);
+        ck_assert(attempt(r, c, false) > 0); /* its own key is throttled */
+        rig_conn_free(c);
+    }
+    /* a 9th name: not throttled yet (no failure), then fails once */
+    conn *n9 = rig_conn(r, "10.0.0.9:2", "user8");
+    ck_assert(attempt(r, n9, false) == 0);
+    auth_record_failure(&r->b, n9);
+    /* every other new name from this address now waits on the shared key */
+    conn *n10 = rig_conn(r, "10.0.0.9:3", "never-failed");
+    ck_assert(attempt(r, n10, false) > 0);
+    /* another address is not affected */
+    conn *elsewhere = rig_conn(r, "10.0.0.10:3", "never-failed");
+    ck_assert(attempt(r, elsewhere, false) == 0);
+    rig_conn_free(n9), rig_conn_free(n10), rig_conn_free(elsewhere);
+    rig_free(r);
+}
+END_TEST
+
 static Suite *hardening_suite(void)
 {
     Suite *s = suite_create("hardening");
@@ -269,6 +410,11 @@ static Suite *hardening_suite(void)
     tcase_add_checked_fixture(tc, log_setup, log_teardown);
     tcase_add_test(tc, test_log_msg_one_line);
     tcase_add_test(tc, test_log_limited_counts);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("auth");
+    tcase_add_test(tc, test_auth_slowdown_per_key);
+    tcase_add_test(tc, test_auth_slowdown_bounded);
+    tcase_add_test(tc, test_auth_slowdown_address_ceiling);
     suite_add_tcase(s, tc);
     return s;
 }
