@@ -175,7 +175,7 @@ START_TEST(test_log_escape_caps_length)
     ck_assert_ptr_nonnull(strstr(e, "...(1000 bytes)"));
     /* the ring: LOG_ESCAPE_SLOTS results stay valid together */
     const char *r[LOG_ESCAPE_SLOTS];
-    char in[LOG_ESCAPE_SLOTS][8];
+    char in[LOG_ESCAPE_SLOTS][16];
     for (int i = 0; i < LOG_ESCAPE_SLOTS; i++) {
         snprintf(in[i], sizeof in[i], "id%d", i);
         r[i] = log_esc(in[i]);
