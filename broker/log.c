@@ -167,7 +167,10 @@ static void log_write(int level, const char *raw)
 {
     /* no caller can start a new line or send a terminal a control sequence */
     char line[4096];
-    escape_into(line, sizeof line, (const unsigned char *)raw, strlen(raw), false);
+    size_t len = strlen(raw);
+    while (len && (raw[len - 1] == '\n' || raw[len - 1] == '\r'))
+        len--; /* a line ending of its own (mbedTLS debug lines) is not content */
+    escape_into(line, sizeof line, (const unsigned char *)raw, len, false);
 
     struct timeval tv;
     gettimeofday(&tv, NULL);
