@@ -3,6 +3,7 @@
  * identity a connection has, the password file and ACL (acl/), reloading
  * them on SIGHUP, and slowing down repeated failed logins per address.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,9 @@
 #define AUTH_FAIL_WINDOW 600.0 /* failures older than this are forgotten */
 #define AUTH_STEP_MAX 8.0
 #define AUTH_USERS_PER_ADDR 8
-#define AUTH_PRUNE_AT 4096    /* records before expired ones are swept */
-#define AUTH_KEY_USER_MAX 512 /* bytes of a user name that tell keys apart */
+#define AUTH_PRUNE_AT 4096     /* records before expired ones are swept */
+#define AUTH_MAX_RECORDS 65536 /* about 10 MB: memory an attacker can make us spend */
+#define AUTH_KEY_USER_MAX 512  /* bytes of a user name that tell keys apart */
 
 static double step(uint32_t failures)
 {
@@ -160,12 +162,28 @@ bool auth_may_subscribe(broker *b, conn *c, const char *filter, size_t len)
 
 static uint64_t last_ticket;
 
-/* "1.2.3.4:5678" -> "1.2.3.4", "[::1]:5678" -> "[::1]" */
-static size_t addr_len(const char *peer)
+/* The address part of a key, into out[64]: "1.2.3.4:5678" -> "1.2.3.4";
+ * IPv6 by its /64, which one host usually has whole: "[2001:db8::1:2]:5678"
+ * -> "2001:db8::/64". Returns the length. */
+static size_t addr_key(const char *peer, char *out)
 {
     const char *colon = strrchr(peer, ':');
     size_t n = colon ? (size_t)(colon - peer) : strlen(peer);
-    return n > 63 ? 63 : n;
+    if (n > 63) n = 63;
+    memcpy(out, peer, n);
+    out[n] = '\0';
+    unsigned char a6[16];
+    if (n > 2 && out[0] == '[' && out[n - 1] == ']') {
+        out[n - 1] = '\0';
+        if (inet_pton(AF_INET6, out + 1, a6) == 1) {
+            memset(a6 + 8, 0, 8);
+            char txt[INET6_ADDRSTRLEN];
+            if (inet_ntop(AF_INET6, a6, txt, sizeof txt))
+                return (size_t)snprintf(out, 64, "%s/64", txt);
+        }
+        out[n - 1] = ']';
+    }
+    return n;
 }
 
 /* Forget f; a user record also leaves its address's count. */
@@ -212,28 +230,25 @@ static fail_rec *fail_new(broker *b, const char *key, size_t klen)
     return f;
 }
 
-/* Build the (address, user) key of peer and user into buf; returns its
- * length. The address alone is buf[0..addr_len). */
-static size_t fail_key(char *buf, size_t cap, const char *peer, const char *user, size_t ulen)
+/* Build the (address, user) key of peer and user into buf (at least
+ * 65 + AUTH_KEY_USER_MAX bytes); returns its length and the address part's
+ * length in *alen (the address alone is buf[0..*alen)). */
+static size_t fail_key(char *buf, const char *peer, const char *user, size_t ulen, size_t *alen)
 {
-    size_t alen = addr_len(peer);
+    *alen = addr_key(peer, buf);
     if (ulen > AUTH_KEY_USER_MAX) ulen = AUTH_KEY_USER_MAX;
-    if (ulen > cap - alen - 1) ulen = cap - alen - 1;
-    memcpy(buf, peer, alen);
-    buf[alen] = '\0';
-    memcpy(buf + alen + 1, user, ulen);
-    return alen + 1 + ulen;
+    memcpy(buf + *alen + 1, user, ulen);
+    return *alen + 1 + ulen;
 }
 
 /* The record that governs (peer, user): its own, or the address's shared
  * one once the address is at its ceiling; NULL if none (not throttled). */
 static fail_rec *fail_lookup(broker *b, const char *peer, const char *user, size_t ulen)
 {
-    char key[64 + 1 + AUTH_KEY_USER_MAX];
-    size_t klen = fail_key(key, sizeof key, peer, user, ulen);
+    char key[65 + AUTH_KEY_USER_MAX];
+    size_t alen, klen = fail_key(key, peer, user, ulen, &alen);
     fail_rec *f = fail_find(b, key, klen);
     if (f) return f;
-    size_t alen = addr_len(peer);
     fail_rec *a = fail_find(b, key, alen);
     if (!a || a->users < AUTH_USERS_PER_ADDR) return NULL;
     key[alen + 1] = '\0';
@@ -283,12 +298,22 @@ static void fail_prune(broker *b)
 
 void auth_record_failure(broker *b, conn *c)
 {
-    if (b->auth_fails.count > AUTH_PRUNE_AT) fail_prune(b);
+    static double last_prune;
+    if (b->auth_fails.count > AUTH_PRUNE_AT && b->now - last_prune >= 1.0) {
+        last_prune = b->now; /* a sweep is O(records): at most once a second */
+        fail_prune(b);
+    }
     const char *user = c->username ? c->username : "";
-    char key[64 + 1 + AUTH_KEY_USER_MAX];
-    size_t klen = fail_key(key, sizeof key, c->peer, user, strlen(user));
-    size_t alen = addr_len(c->peer);
+    char key[65 + AUTH_KEY_USER_MAX];
+    size_t alen, klen = fail_key(key, c->peer, user, strlen(user), &alen);
     fail_rec *f = fail_find(b, key, klen);
+    if (!f && b->auth_fails.count >= AUTH_MAX_RECORDS) {
+        log_limited(LL_WARNING,
+                    "failed-login table full (%d records): failures from new "
+                    "addresses are not slowed down until old ones expire",
+                    AUTH_MAX_RECORDS);
+        return;
+    }
     if (!f) {
         fail_rec *a = fail_find(b, key, alen);
         if (!a && !(a = fail_new(b, key, alen))) return;

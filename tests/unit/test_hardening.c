@@ -396,6 +396,43 @@ START_TEST(test_auth_slowdown_address_ceiling)
 }
 END_TEST
 
+/* IPv6 addresses count by their /64 (one host usually has all of it). */
+START_TEST(test_auth_slowdown_ipv6_prefix)
+{
+    auth_rig *r = rig_new();
+    conn *a = rig_conn(r, "[2001:db8:0:7::1]:4000", "alice");
+    auth_record_failure(&r->b, a);
+    conn *same64 = rig_conn(r, "[2001:db8:0:7:ffff:1:2:3]:4001", "alice");
+    ck_assert(attempt(r, same64, false) > 0);
+    conn *other64 = rig_conn(r, "[2001:db8:0:8::1]:4002", "alice");
+    ck_assert(attempt(r, other64, false) == 0);
+    rig_conn_free(a), rig_conn_free(same64), rig_conn_free(other64);
+    rig_free(r);
+}
+END_TEST
+
+/* The table is bounded: past its size, failures from new addresses are not
+ * recorded (memory stays bounded); known keys keep their schedule. */
+START_TEST(test_auth_slowdown_table_bounded)
+{
+    auth_rig *r = rig_new();
+    conn *first = rig_conn(r, "10.200.0.1:1", "alice");
+    auth_record_failure(&r->b, first);
+    char peer[32];
+    for (int i = 0; i < 40000; i++) {
+        snprintf(peer, sizeof peer, "10.%d.%d.%d:9", 1 + i / 65536, (i / 256) % 256, i % 256);
+        conn *c = rig_conn(r, peer, "x");
+        auth_record_failure(&r->b, c);
+        rig_conn_free(c);
+    }
+    ck_assert_uint_le(r->b.auth_fails.count, 65536);
+    conn *again = rig_conn(r, "10.200.0.1:2", "alice");
+    ck_assert(attempt(r, again, false) > 0);
+    rig_conn_free(first), rig_conn_free(again);
+    rig_free(r);
+}
+END_TEST
+
 static Suite *hardening_suite(void)
 {
     Suite *s = suite_create("hardening");
@@ -415,6 +452,8 @@ static Suite *hardening_suite(void)
     tcase_add_test(tc, test_auth_slowdown_per_key);
     tcase_add_test(tc, test_auth_slowdown_bounded);
     tcase_add_test(tc, test_auth_slowdown_address_ceiling);
+    tcase_add_test(tc, test_auth_slowdown_ipv6_prefix);
+    tcase_add_test(tc, test_auth_slowdown_table_bounded);
     suite_add_tcase(s, tc);
     return s;
 }
