@@ -28,12 +28,13 @@ typedef struct {
     bool allow_anonymous; /* default false */
     char *password_file;
     char *acl_file;
-    uint32_t max_keepalive;                /* 0..65535 */
-    uint32_t max_packet_size;              /* bytes, whole packet */
-    uint32_t max_inflight_messages;        /* 0 = unlimited */
-    uint32_t max_queued_messages;          /* 0 = unlimited */
-    uint32_t max_subscriptions_per_client; /* distinct filters per session, 0 = unlimited */
-    uint64_t max_output_buffer;            /* bytes per connection before QoS 0 drops */
+    uint32_t max_keepalive;         /* 0..65535 */
+    uint32_t max_packet_size;       /* bytes, whole packet */
+    uint32_t max_inflight_messages; /* 0 = unlimited */
+    uint32_t max_queued_messages;   /* 0 = unlimited */
+    uint64_t max_output_buffer;     /* bytes per connection before QoS 0 drops */
+    /* distinct filters per session (0 = unlimited) */
+    uint32_t max_subscriptions_per_client;
     bool retain_available;
     int log_dests;
     int log_types;
