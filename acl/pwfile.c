@@ -235,6 +235,50 @@ static int pw_parse_line(const char *path, size_t lineno, char *s, size_t len, s
     return ACL_OK;
 }
 
+/* Sort pf's entries by user; a user defined twice is an error naming the
+ * later line (the one that appears first in the file among duplicates). */
+static int pw_check_duplicates(pw_file *pf, const char *path, char *err, size_t errlen)
+{
+    if (pf->n < 2) return ACL_OK;
+    qsort(pf->v, pf->n, sizeof *pf->v, entry_cmp);
+    size_t bad = 0;
+    for (size_t i = 1; i < pf->n; i++)
+        if (strcmp(pf->v[i - 1].user, pf->v[i].user) == 0 &&
+            (!bad || pf->v[i].line < pf->v[bad].line))
+            bad = i;
+    if (!bad) return ACL_OK;
+    size_t first = bad;
+    while (first > 0 && strcmp(pf->v[first - 1].user, pf->v[bad].user) == 0)
+        first--;
+    acl_seterr(err, errlen, path, pf->v[bad].line,
+               "duplicate user '%s' (first defined on line %zu)", pf->v[bad].user,
+               pf->v[first].line);
+    return ACL_ERR_SYNTAX;
+}
+
+/* The dummy entry unknown users are checked against, and the cache secret.
+ * The dummy costs what a real entry of this file costs: the first $7$
+ * entry's iterations, or one SHA-512 in a $6$-only file. */
+static int pw_setup_secrets(pw_file *pf, const char *path, char *err, size_t errlen)
+{
+    pf->dummy.type = pf->n ? 6 : 7;
+    pf->dummy.iterations = PW_DEFAULT_ITERATIONS;
+    for (size_t i = 0; i < pf->n; i++)
+        if (pf->v[i].type == 7) {
+            pf->dummy.type = 7;
+            pf->dummy.iterations = pf->v[i].iterations;
+            break;
+        }
+    pf->dummy.salt_len = PW_SALT_LEN;
+    if (acl_random(pf->dummy.salt, PW_SALT_LEN) != ACL_OK ||
+        acl_random(pf->dummy.hash, PW_HASH_LEN) != ACL_OK ||
+        acl_random(pf->cache_secret, sizeof pf->cache_secret) != ACL_OK) {
+        acl_seterr(err, errlen, path, 0, "cannot seed the random generator");
+        return ACL_ERR_CRYPTO;
+    }
+    return ACL_OK;
+}
+
 int pw_file_load(const char *path, pw_file **out, char *err, size_t errlen)
 {
     if (err && errlen) err[0] = '\0';
@@ -287,43 +331,8 @@ int pw_file_load(const char *path, pw_file **out, char *err, size_t errlen)
     if (buf) mbedtls_platform_zeroize(buf, cap);
     free(buf);
     fclose(f);
-    if (rc == ACL_OK && pf->n > 1) {
-        qsort(pf->v, pf->n, sizeof *pf->v, entry_cmp);
-        /* report the duplicate that appears first in the file */
-        size_t bad = 0;
-        for (size_t i = 1; i < pf->n; i++)
-            if (strcmp(pf->v[i - 1].user, pf->v[i].user) == 0 &&
-                (!bad || pf->v[i].line < pf->v[bad].line))
-                bad = i;
-        if (bad) {
-            size_t first = bad;
-            while (first > 0 && strcmp(pf->v[first - 1].user, pf->v[bad].user) == 0)
-                first--;
-            acl_seterr(err, errlen, path, pf->v[bad].line,
-                       "duplicate user '%s' (first defined on line %zu)", pf->v[bad].user,
-                       pf->v[first].line);
-            rc = ACL_ERR_SYNTAX;
-        }
-    }
-    if (rc == ACL_OK) {
-        /* the dummy costs what a real entry of this file costs: the first
-         * $7$ entry's iterations, or one SHA-512 in a $6$-only file */
-        pf->dummy.type = pf->n ? 6 : 7;
-        pf->dummy.iterations = PW_DEFAULT_ITERATIONS;
-        for (size_t i = 0; i < pf->n; i++)
-            if (pf->v[i].type == 7) {
-                pf->dummy.type = 7;
-                pf->dummy.iterations = pf->v[i].iterations;
-                break;
-            }
-        pf->dummy.salt_len = PW_SALT_LEN;
-        if (acl_random(pf->dummy.salt, PW_SALT_LEN) != ACL_OK ||
-            acl_random(pf->dummy.hash, PW_HASH_LEN) != ACL_OK ||
-            acl_random(pf->cache_secret, sizeof pf->cache_secret) != ACL_OK) {
-            acl_seterr(err, errlen, path, 0, "cannot seed the random generator");
-            rc = ACL_ERR_CRYPTO;
-        }
-    }
+    if (rc == ACL_OK) rc = pw_check_duplicates(pf, path, err, errlen);
+    if (rc == ACL_OK) rc = pw_setup_secrets(pf, path, err, errlen);
     if (rc != ACL_OK) {
         pw_file_free(pf);
         return rc;
