@@ -7,7 +7,9 @@
  * decoded forms must agree field by field (the round trip). The same bytes
  * are also given, as a hand-built header of every type, to every decoder, so
  * each decoder sees arbitrary bodies and not only well-framed ones. The
- * topic helpers are run on every decoded topic and filter.
+ * topic helpers are run on every decoded topic and filter. The MQTT 5
+ * decoders get the same hand-built headers, and every property block they
+ * accept is walked with the property iterators.
  * A disagreement calls abort(), which libFuzzer reports as a crash.
  */
 #include "mqtt/mqtt.h"
@@ -200,6 +202,69 @@ static void one_packet(const mqtt_header *h, mqtt_str *last_topic, uint8_t *out,
     FUZZ_ASSERT(mqtt_strerror(rc) != NULL);
 }
 
+/* Walk a property block a decoder accepted: the iterators must stay inside
+ * it and see exactly the counts the decoder reported. */
+static void walk_props(const mqtt_props *pr)
+{
+    mqtt_prop_iter it;
+    mqtt_prop one;
+    mqtt_str name, value;
+    uint32_t id;
+    unsigned users = 0, sub_ids = 0;
+    mqtt_prop_iter_init(&it, &pr->raw);
+    while (mqtt_prop_next(&it, &one))
+        FUZZ_ASSERT(mqtt_prop_type_of(one.id) == one.type && mqtt_props_has(pr, one.id));
+    mqtt_prop_iter_init(&it, &pr->raw);
+    while (mqtt_prop_next_user(&it, &name, &value))
+        users++;
+    mqtt_prop_iter_init(&it, &pr->raw);
+    while (mqtt_prop_next_sub_id(&it, &id))
+        sub_ids++;
+    FUZZ_ASSERT(users == pr->user_count && sub_ids == pr->sub_id_count);
+}
+
+/* The MQTT 5 decoders (and a property block at every place) on the same
+ * body and header. */
+static void every_decoder5(const mqtt_header *h)
+{
+    mqtt5_connect c;
+    mqtt5_connack ca;
+    mqtt5_publish p;
+    mqtt5_ack a;
+    mqtt5_sublist l;
+    mqtt5_suback sa;
+    mqtt_str f;
+    uint8_t q;
+    if (mqtt5_decode_connect(h, &c) == MQTT_OK && c.c.protocol_level == 5) {
+        walk_props(&c.props);
+        if (c.c.will_flag) walk_props(&c.will_props);
+    }
+    if (mqtt5_decode_connack(h, &ca) == MQTT_OK) walk_props(&ca.props);
+    if (mqtt5_decode_publish(h, &p) == MQTT_OK) walk_props(&p.props);
+    if (mqtt5_decode_ack(h, &a) == MQTT_OK) walk_props(&a.props);
+    if (mqtt5_decode_subscribe(h, &l) == MQTT_OK) {
+        walk_props(&l.props);
+        while (mqtt_sublist_next(&l.list, &f, &q))
+            (void)mqtt5_subopts_parse(q);
+    }
+    if (mqtt5_decode_unsubscribe(h, &l) == MQTT_OK) {
+        walk_props(&l.props);
+        while (mqtt_sublist_next(&l.list, &f, &q))
+            ;
+    }
+    if (mqtt5_decode_suback(h, &sa) == MQTT_OK) walk_props(&sa.props);
+    if (h->type == 0 && h->flags == 0) { /* once per body */
+        for (int where = MQTT_CONNECT; where <= MQTT_PROPS_WILL; where++) {
+            mqtt_props pr;
+            size_t used = 0;
+            if (mqtt_props_decode(h->body, h->remaining, where, &pr, &used) == MQTT_OK) {
+                FUZZ_ASSERT(used <= h->remaining);
+                walk_props(&pr);
+            }
+        }
+    }
+}
+
 /* Every decoder on the same body, with a hand-built header of every type. */
 static void every_decoder(const uint8_t *body, size_t len)
 {
@@ -227,6 +292,7 @@ static void every_decoder(const uint8_t *body, size_t len)
                     ;
             (void)mqtt_decode_suback(&h, &sa);
             (void)mqtt_decode_empty(&h);
+            every_decoder5(&h);
         }
     }
 }
