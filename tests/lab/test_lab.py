@@ -419,7 +419,7 @@ class TestExampleConfigLogLevels(unittest.TestCase):
                     c.send(connect_packet("lab-bad%d" % attempt, username="alice", password="wrong"))
                     self.assertEqual(c.expect(2)[1][1], 4, "CONNACK: bad user name or password")
                     c.sock.close()
-                b.wait_log("recent failed logins from this address, CONNECT held for")
+                b.wait_log("recent failed logins as 'alice' from this address, CONNECT held for")
                 c = RawClient(port, timeout=60)
                 c.send(connect_packet("lab-v7", username="alice", password="right", level=7))
                 self.assertEqual(c.expect(2)[1][1], 1, "CONNACK: unacceptable protocol version")
