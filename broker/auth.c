@@ -43,6 +43,7 @@ void auth_reload(broker *b)
         log_msg(LL_ERROR, "reload failed, keeping the previous password file and ACL: %s", err);
         return;
     }
+    if (!b->cfg->password_file && !b->cfg->acl_file) return;
     log_msg(LL_NOTICE, "reloaded%s%s%s%s", b->cfg->password_file ? " password_file " : "",
             b->cfg->password_file ? b->cfg->password_file : "",
             b->cfg->acl_file ? " acl_file " : "", b->cfg->acl_file ? b->cfg->acl_file : "");
@@ -64,9 +65,14 @@ void auth_free(broker *b)
 int auth_login(broker *b, client *c, const char *username, const uint8_t *pw, size_t pwlen,
                bool has_password)
 {
-    if (c->conn->listener->cfg->use_identity_as_username) {
-        /* The certificate is the credential; the CONNECT username is replaced. */
-        const char *cn = c->conn->tls ? tls_conn_peer_cn(c->conn->tls) : NULL;
+    const listener_cfg *lc = c->conn->listener->cfg;
+    if (lc->use_identity_as_username || lc->use_subject_as_username) {
+        /* The certificate is the credential; the CONNECT username is replaced
+         * by its CN, or its whole subject (RFC 2253 order, as Mosquitto). */
+        const tls_conn *t = c->conn->tls;
+        const char *cn = !t                            ? NULL
+                         : lc->use_subject_as_username ? tls_conn_peer_subject(t)
+                                                       : tls_conn_peer_cn(t);
         free(c->username);
         c->username = cn ? strdup(cn) : NULL;
         return cn ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;

@@ -4,6 +4,14 @@
 
 #include "broker/msg.h"
 
+static uint64_t live_count, live_bytes; /* msg_stats */
+
+void msg_stats(uint64_t *count, uint64_t *bytes)
+{
+    *count = live_count;
+    *bytes = live_bytes;
+}
+
 msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t plen, uint8_t qos,
              bool retain)
 {
@@ -18,6 +26,8 @@ msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t
     memcpy(m->data, topic, tlen);
     m->data[tlen] = 0;
     if (plen) memcpy(m->data + tlen + 1, payload, plen);
+    live_count++;
+    live_bytes += plen;
     return m;
 }
 
@@ -34,6 +44,8 @@ void msg_unref(msg *m)
 {
     if (m && --m->refs == 0) {
         if (m->store_id && free_hook) free_hook(free_hook_ctx, m);
+        live_count--;
+        live_bytes -= m->payload_len;
         free(m);
     }
 }

@@ -31,6 +31,9 @@ static inline msg *msg_ref(msg *m)
     m->refs++;
     return m;
 }
+/* Messages alive now (retained, queued, in flight, being routed) and their
+ * payload bytes: $SYS/broker/store/messages/{count,bytes}. */
+void msg_stats(uint64_t *count, uint64_t *bytes);
 /* Drop one reference (NULL is ignored); the last one frees. */
 void msg_unref(msg *m);
 /* fn(ctx, m) is called with each message that has a store_id just before

@@ -31,6 +31,7 @@ static int send_ack(client *cl, enum mqtt_type type, uint16_t pid)
     uint8_t buf[4];
     size_t n;
     if (mqtt_encode_ack(buf, sizeof buf, type, pid, &n) != MQTT_OK) return BK_ERR_ENCODE;
+    cl->b->packets_sent++;
     return conn_write(cl->b, cl->conn, buf, n);
 }
 
@@ -39,6 +40,7 @@ static int send_empty(client *cl, enum mqtt_type type)
     uint8_t buf[2];
     size_t n;
     if (mqtt_encode_empty(buf, sizeof buf, type, &n) != MQTT_OK) return BK_ERR_ENCODE;
+    cl->b->packets_sent++;
     return conn_write(cl->b, cl->conn, buf, n);
 }
 
@@ -47,6 +49,8 @@ static int send_connack(client *cl, bool sp, uint8_t rc)
     uint8_t buf[4];
     size_t n;
     if (mqtt_encode_connack(buf, sizeof buf, sp, rc, &n) != MQTT_OK) return BK_ERR_ENCODE;
+    cl->b->packets_sent++;
+    cl->b->connects_accepted += rc == 0;
     return conn_write_now(cl->b, cl->conn, buf, n);
 }
 
@@ -65,6 +69,7 @@ static int send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool
     if (level < 0) return level;
     if (qos == 0 && level == CONN_OUT_SOFT) {
         /* A slow QoS 0 subscriber loses messages, not the broker's memory. */
+        b->pub_dropped++;
         if (cl->dropped_qos0++ % QOS0_DROP_LOG_EVERY == 0)
             log_msg(LL_WARNING,
                     "Client %s: output buffer over %llu bytes, dropping QoS 0 "
@@ -85,6 +90,8 @@ static int send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool
     if (m->payload_len) memcpy(p + n, msg_payload(m), m->payload_len);
     conn_commit(b, c, n + m->payload_len);
     b->msgs_sent++;
+    b->packets_sent++;
+    b->pub_bytes_sent += m->payload_len;
     return BK_OK;
 }
 
@@ -202,6 +209,8 @@ static int connect_validate(client *cl, const mqtt_connect *ck)
     char idbuf[64];
     const char *id = (const char *)ck->client_id.ptr;
     size_t idlen = ck->client_id.len;
+    const char *refusal = clientid_refusal(cl->b->cfg, id, idlen);
+    if (refusal) return refuse(cl, MQTT_CONNACK_IDENTIFIER, refusal);
     if (idlen == 0) {
         if (!ck->clean_session || ck->protocol_level == 3)
             return refuse(cl, MQTT_CONNACK_IDENTIFIER,
@@ -252,6 +261,15 @@ static int connect_authenticate(client *cl, const mqtt_connect *ck)
     cl->username = user;
     int rc = auth_login(b, cl, cl->username, ck->password.ptr, ck->password.len, ck->password_flag);
     if (rc != MQTT_CONNACK_ACCEPTED) return refuse_login(cl, rc);
+    if (b->cfg->use_username_as_clientid) { /* Mosquitto: the username replaces the id */
+        if (!cl->username)
+            return refuse(cl, MQTT_CONNACK_NOT_AUTHORIZED,
+                          "use_username_as_clientid is on and the client sent no username");
+        char *id = strdup(cl->username);
+        if (!id) return fail_nomem(cl);
+        free(cl->client_id);
+        cl->client_id = id;
+    }
     if (!ck->will_flag) return BK_OK;
     if (!auth_may_write(b, cl, (const char *)ck->will_topic.ptr, ck->will_topic.len)) {
         char why[160];
@@ -645,6 +663,7 @@ static size_t proto_on_data(conn *c, const uint8_t *data, size_t len)
         }
         cl->last_rx = b->now;
         b->bytes_received += plen;
+        b->packets_received++;
         proto_handle_packet(cl, &h);
         off += plen;
     }
