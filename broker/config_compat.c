@@ -45,11 +45,8 @@ int cfg_duration(pctx *p, const char *key, const char *v, uint32_t *seconds)
         char unit;
         unsigned long mult;
     } units[] = {{'s', 1}, /* secbroker's addition (tests, labs); the others are Mosquitto's */
-                 {'h', 3600},
-                 {'d', 86400},
-                 {'w', 7 * 86400},
-                 {'m', 30 * 86400},
-                 {'y', 365 * 86400}};
+                 {'h', 3600},       {'d', 86400},      {'w', 7 * 86400},
+                 {'m', 30 * 86400}, {'y', 365 * 86400}};
     unsigned long mult = 0;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (end != v && end[0] == units[i].unit && !end[1]) mult = units[i].mult;
@@ -223,8 +220,9 @@ int cfg_refuse_key(pctx *p, const char *key)
     }
     if (strncmp(key, "bridge_", 7) == 0 || strncmp(key, "remote_", 7) == 0 ||
         strcmp(key, "topic") == 0)
-        return cfg_fail(p, "'%s' is a Mosquitto bridge option: this build has no bridges; run "
-                           "a Mosquitto bridge beside secbroker",
+        return cfg_fail(p,
+                        "'%s' is a Mosquitto bridge option: this build has no bridges; run "
+                        "a Mosquitto bridge beside secbroker",
                         key);
     return cfg_fail(p, "unknown option '%s'", key);
 }

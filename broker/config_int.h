@@ -17,7 +17,7 @@
 #define CFG_MAX_ERRORS 50
 
 typedef struct pctx {
-    const char *path; /* the file being read (an include_dir file, or the main one) */
+    const char *path;  /* the file being read (an include_dir file, or the main one) */
     const char *shown; /* the name used in messages for the main file */
     int line;
     char *err; /* every error, one "FILE:LINE: reason" per line */

@@ -488,7 +488,8 @@ static void conn_handshake(broker *b, conn *c)
         return;
     }
     if (r != TLS_OK) {
-        log_msg(LL_NOTICE, "%s", tls_conn_error(c->tls));
+        log_msg(LL_NOTICE, "%s", tls_conn_error(c->tls)); /* the one line of this failure */
+        c->close_logged = true;
         conn_close(b, c, "TLS handshake failed");
         return;
     }

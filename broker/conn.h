@@ -96,6 +96,7 @@ typedef struct conn {
     double over_since;      /* output over the soft limit since (0 = not) */
     double deadline;        /* TLS handshake deadline */
     char *close_reason;     /* set by conn_close (allocated then) */
+    bool close_logged;      /* the close was already reported: on_close stays quiet */
     struct conn *held_next; /* broker->held list */
     uint64_t sent_total;    /* output bytes written to the socket so far */
     /* Output from position hold_pos[i] (counted like sent_total) on waits

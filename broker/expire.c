@@ -26,8 +26,9 @@ uint32_t expire_sessions(broker *b)
         if (limit && b->now - s->offline_since >= limit && n < EXPIRE_BATCH) doomed[n++] = s;
     }
     for (uint32_t i = 0; i < n; i++) {
-        log_msg(LL_NOTICE, "Expiring client %s: offline for more than %u s "
-                           "(persistent_client_expiration)",
+        log_msg(LL_NOTICE,
+                "Expiring client %s: offline for more than %u s "
+                "(persistent_client_expiration)",
                 doomed[i]->client_id, limit);
         session_destroy(doomed[i]);
     }

@@ -641,10 +641,27 @@ static int proto_on_accept(broker *b, conn *c)
 }
 
 /* Handle every complete packet in data[0..len); returns bytes consumed. */
+/* A TLS ClientHello (record type 22, version 3.x) where a CONNECT belongs:
+ * someone pointed a TLS client at a plain port. Reported in one notice. */
+static bool tls_on_plain_port(client *cl, conn *c, const uint8_t *data, size_t len)
+{
+    if (cl->state != CL_AWAIT_CONNECT || c->tls || len < 3 || data[0] != 0x16 || data[1] != 0x03 ||
+        data[2] > 0x04)
+        return false;
+    log_msg(LL_NOTICE,
+            "%s: a TLS client connected to plain MQTT port %d; it must use a TLS listener's "
+            "port (or connect without TLS)",
+            c->peer, c->listener->cfg->port);
+    c->close_logged = true;
+    conn_close(cl->b, c, "TLS client on a plain port");
+    return true;
+}
+
 static size_t proto_on_data(conn *c, const uint8_t *data, size_t len)
 {
     client *cl = c->ud;
     broker *b = cl->b;
+    if (tls_on_plain_port(cl, c, data, len)) return len;
     if (cl->state == CL_AUTH_DELAY) {
         /* CONNECT held: what the client pipelined after it waits for the answer */
         if (len > b->cfg->max_packet_size)
@@ -709,7 +726,9 @@ static void proto_on_close(conn *c, const char *reason)
 {
     client *cl = c->ud;
     broker *b = cl->b;
-    if (cl->client_id && b->cfg->connection_messages)
+    if (c->close_logged)
+        ; /* said already, in one line (a failed TLS handshake, TLS on a plain port) */
+    else if (cl->client_id && b->cfg->connection_messages)
         log_msg(LL_NOTICE, "Client %s (%s) disconnected: %s", cl->client_id, c->peer, reason);
     else
         log_msg(cl->client_id ? LL_NOTICE : LL_INFO, "Connection from %s closed: %s", c->peer,

@@ -98,8 +98,7 @@ void reload_config(broker *b, bool verbose, bool has_file)
     }
     if (!nw) { /* one line per error, each complete */
         for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
-            log_msg(LL_ERROR, "SIGHUP: reload failed, keeping the running configuration: %s",
-                    line);
+            log_msg(LL_ERROR, "SIGHUP: reload failed, keeping the running configuration: %s", line);
         return;
     }
     warn_listeners(b->cfg, nw);
@@ -120,11 +119,10 @@ void reload_dump_subscriptions(broker *b)
     while ((e = dict_next(&b->sessions.ids, &it))) {
         session *s = e->val;
         for (sub_rec *r = s->subs; r; r = r->next) {
-            log_msg(LL_NOTICE, "  %s%s: %s %u", s->client_id, s->out ? "" : " (offline)",
-                    r->filter, r->qos);
+            log_msg(LL_NOTICE, "  %s%s: %s %u", s->client_id, s->out ? "" : " (offline)", r->filter,
+                    r->qos);
             nsubs++;
         }
     }
-    log_msg(LL_NOTICE, "SIGUSR2: %u subscriptions in %u sessions", nsubs,
-            b->sessions.ids.count);
+    log_msg(LL_NOTICE, "SIGUSR2: %u subscriptions in %u sessions", nsubs, b->sessions.ids.count);
 }

@@ -13,7 +13,6 @@
 
 struct broker;
 
-
 /* Apply c's log settings (verbose: -v). BK_OK or BK_ERR_IO with err. */
 int reload_apply_log(const config *c, bool verbose, char *err, size_t errlen);
 /* SIGHUP: read the configuration file again; a file with errors is logged

@@ -39,8 +39,8 @@ enum {
 };
 
 static const char *const load_topic[L_N] = {
-    "messages/received", "messages/sent",  "bytes/received", "bytes/sent",
-    "publish/received",  "publish/sent",   "publish/dropped", "connections",   "sockets",
+    "messages/received", "messages/sent",   "bytes/received", "bytes/sent", "publish/received",
+    "publish/sent",      "publish/dropped", "connections",    "sockets",
 };
 static const int load_minutes[3] = {1, 5, 15};
 

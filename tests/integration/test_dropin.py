@@ -17,7 +17,7 @@ import unittest
 from mqttlib import (BINARY, REFERENCE, WAIT, Client, assert_closed, connect, connect_packet,
                      free_port, log_offset, open_connect, publish, recv_publish, start_broker,
                      subscribe, uid, wait_log_line, wait_port)
-from tlslib import make_certs, s_client, tls_block
+from tlslib import client_context, handshake_failure, make_certs, s_client, tls_block
 
 DEBIAN_CONF = "/etc/mosquitto/mosquitto.conf"
 CONNACK_IDENTIFIER = 2
@@ -397,6 +397,58 @@ class TestCafile(unittest.TestCase):
         self.assertIn("No client certificate CA names sent", out)
         rc, out = s_client(b.ports[2], "-CAfile", self.certs["ca.crt"])
         self.assertIn("Acceptable client certificate CA names", out)
+
+
+@unittest.skipIf(REFERENCE, "secbroker's log wording")
+class TestLogLines(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certdir = tempfile.mkdtemp(prefix="secbroker-dropin-certs-")
+        cls.addClassCleanup(shutil.rmtree, cls.certdir, True)
+        cls.certs = make_certs(cls.certdir)
+
+    def lines_about(self, b, peer):
+        return [l for l in b.log().splitlines() if peer + ":" in l or peer + " " in l]
+
+    def test_failed_handshake_is_one_line(self):
+        """A refused client certificate: exactly one line names the peer (a notice with
+        the reason in plain words), even with log_type all; no mbedTLS state numbers."""
+        b = start_broker(self, listeners=[tls_block(self.certs, cafile=True, require=True)])
+        err, peer = handshake_failure(b.ports[1], client_context(self.certs, "untrusted-client"))
+        self.assertIsNotNone(err)
+        line = wait_log_line(self, b, peer, "TLS handshake failed")
+        self.assertIn("notice:", line)
+        connect(self, b)  # a later event: the failure's lines are all written by now
+        about = [l for l in self.lines_about(b, peer) if " tls: " not in l
+                 and "New connection" not in l]
+        self.assertEqual(about, [line], "\n".join(about))
+        self.assertNotIn("mbedTLS state", b.log())
+
+    def test_tls_client_on_plain_port(self):
+        """A TLS ClientHello on a plain port: one notice saying exactly that."""
+        b = start_broker(self)
+        raw = socket.create_connection(("127.0.0.1", b.port), timeout=WAIT)
+        self.addCleanup(raw.close)
+        peer = "127.0.0.1:%d" % raw.getsockname()[1]
+        ctx = client_context(self.certs)
+        with self.assertRaises((OSError, socket.timeout)):
+            ctx.wrap_socket(raw, server_hostname="localhost")
+        line = wait_log_line(self, b, peer, "TLS client connected to plain MQTT port")
+        self.assertIn("notice:", line)
+        connect(self, b)
+        about = [l for l in self.lines_about(b, peer) if "New connection" not in l]
+        self.assertEqual(about, [line], "\n".join(about))
+
+    def test_ipv4_peer_on_dual_stack_listener(self):
+        """A listener on every address (one IPv6 socket that takes IPv4 too) shows an
+        IPv4 client as 127.0.0.1:PORT, not [::ffff:127.0.0.1]:PORT."""
+        b = start_broker(self, plain=False, listeners=["listener {port}"])
+        cid = uid("v4")
+        connect(self, b, cid)
+        line = wait_log_line(self, b, "New client connected from", cid)
+        self.assertIn("from 127.0.0.1:", line)
+        self.assertNotIn("::ffff:", b.log())
 
 
 @unittest.skipIf(REFERENCE, "secbroker's signal handling")
