@@ -26,6 +26,7 @@
 #include "broker/expire.h"
 #include "broker/log.h"
 #include "broker/persist.h"
+#include "broker/privcheck.h"
 #include "broker/protocol.h"
 #include "broker/reload.h"
 #include "broker/router.h"
@@ -528,6 +529,7 @@ int main(int argc, char **argv)
         return fail_start(b, err, true);
     }
     if (detach_and_pid(b, &o, err, sizeof err) != BK_OK) return fail_start(b, err, true);
+    (void)privcheck_warn(b->cfg);
     if (drop_privileges(b, err, sizeof err) != BK_OK) return fail_start(b, err, true);
     /* after dropping privileges: the database belongs to the user that writes it */
     b->buffer_connack = b->cfg->persistence && b->cfg->persistence_strict;

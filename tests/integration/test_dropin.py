@@ -14,9 +14,9 @@ import tempfile
 import time
 import unittest
 
-from mqttlib import (BINARY, REFERENCE, WAIT, Client, assert_closed, connect, connect_packet,
-                     free_port, log_offset, open_connect, publish, recv_publish, start_broker,
-                     subscribe, uid, wait_log_line, wait_port)
+from mqttlib import (BINARY, REFERENCE, WAIT, assert_closed, connect, free_port, log_offset,
+                     make_password_file, publish, recv_publish, start_broker, subscribe, uid,
+                     wait_log_line, wait_port)
 from tlslib import client_context, handshake_failure, make_certs, s_client, tls_block
 
 DEBIAN_CONF = "/etc/mosquitto/mosquitto.conf"
@@ -208,6 +208,16 @@ class TestErrors(TempDirCase):
         rc, out, err = run(["-c", conf])
         self.assertNotIn(rc, (0, None), err)
         self.assertIn("no-such-user-%d does not exist" % os.getpid(), err)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to drop privileges")
+    def test_files_unreadable_after_dropping_privileges_warned(self):
+        """Running as root with `user nobody`: a password_file that nobody cannot read
+        (here: in a 0700 directory) gets a startup warning naming it."""
+        b = start_broker(self, "user nobody\npassword_file {dir}/pw\n",
+                         files={"pw": lambda p: make_password_file(p, "u", "secret-pw")})
+        line = wait_log_line(self, b, "user nobody cannot", "password_file")
+        self.assertIn(os.path.join(b.dir, "pw"), line)
+        self.assertIn("warning:", line)
 
     def test_c_without_value(self):
         """`-c` without a file: a clear message, exit 2."""
