@@ -419,7 +419,7 @@ static void loop_periodic(broker *b, loop_timers *t)
     }
     if (b->reload) {
         b->reload = 0;
-        reload_config(b, t->opts->verbose, t->opts->conf != NULL);
+        reload_config(b, t->opts->verbose, t->opts->conf != NULL, t->opts->port);
     }
     if (b->dump) {
         b->dump = 0;

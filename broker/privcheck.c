@@ -89,9 +89,8 @@ int privcheck_warn(const config *c)
     int n = check(&w, "password_file", c->password_file, 4, false);
     n += check(&w, "acl_file", c->acl_file, 4, false);
     if (c->persistence)
-        n += check(&w, "persistence_location", c->persistence_location ? c->persistence_location
-                                                                       : ".",
-                   2, true);
+        n += check(&w, "persistence_location",
+                   c->persistence_location ? c->persistence_location : ".", 2, true);
     if (c->log_dests & LOGD_FILE) n += check(&w, "log_dest file", c->log_file, 2, false);
     return n;
 }

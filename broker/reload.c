@@ -88,7 +88,7 @@ static void apply(broker *b, config *cur, config *nw)
     b->out_limits.slack = cur->max_packet_size;
 }
 
-void reload_config(broker *b, bool verbose, bool has_file)
+void reload_config(broker *b, bool verbose, bool has_file, int extra_port)
 {
     static char err[8192];
     config *nw = has_file ? config_load(b->cfg->path, err, sizeof err) : NULL;
@@ -99,6 +99,11 @@ void reload_config(broker *b, bool verbose, bool has_file)
     if (!nw) { /* one line per error, each complete */
         for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
             log_msg(LL_ERROR, "SIGHUP: reload failed, keeping the running configuration: %s", line);
+        return;
+    }
+    if (extra_port && config_add_listener(nw, extra_port) != BK_OK) {
+        log_msg(LL_ERROR, "SIGHUP: out of memory; the running configuration is kept");
+        config_free(nw);
         return;
     }
     warn_listeners(b->cfg, nw);

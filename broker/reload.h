@@ -17,8 +17,9 @@ struct broker;
 int reload_apply_log(const config *c, bool verbose, char *err, size_t errlen);
 /* SIGHUP: read the configuration file again; a file with errors is logged
  * (every FILE:LINE) and the running configuration kept whole. has_file:
- * false when the broker started without -c (nothing to read). */
-void reload_config(struct broker *b, bool verbose, bool has_file);
+ * false when the broker started without -c (nothing to read); extra_port:
+ * the -p listener (0: none), added again as at startup. */
+void reload_config(struct broker *b, bool verbose, bool has_file, int extra_port);
 /* SIGUSR2: every subscription, one log line per filter with its clients. */
 void reload_dump_subscriptions(struct broker *b);
 

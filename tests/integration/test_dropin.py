@@ -498,6 +498,16 @@ class TestSignals(unittest.TestCase):
         wait_file_line(b.log_path, "SIGHUP: configuration")
         self.assertTrue(b.alive())
 
+    def test_sighup_listener_change_waits_for_restart(self):
+        """A new listener in the file: SIGHUP says it takes effect at the next restart,
+        and the old listener keeps serving."""
+        b = start_broker(self)
+        off = log_offset(b)
+        write(b.conf_path, read(b.conf_path) + "listener %d 127.0.0.1\n" % free_port())
+        b.signal(signal.SIGHUP)
+        wait_log_line(self, b, "listener changes", "next restart", offset=off)
+        connect(self, b)
+
     def test_sigusr2_logs_subscriptions(self):
         """SIGUSR2 writes each subscription (client, filter, QoS) to the log."""
         b = start_broker(self)
@@ -525,9 +535,13 @@ class TestCommandLine(TempDirCase):
         p1, p2 = free_port(), free_port()
         conf = write(os.path.join(self.dir, "b.conf"),
                      "allow_anonymous true\nlistener %d 127.0.0.1\n" % p1)
-        self.spawn(["-c", conf, "-p", str(p2)], p2)
+        p = self.spawn(["-c", conf, "-p", str(p2)], p2)
         connect(self, Port(p2))
         connect(self, Port(p1))
+        # SIGHUP adds the -p listener again: no "listener changes" warning
+        p.send_signal(signal.SIGHUP)
+        wait_file_line(os.path.join(self.dir, "err"), "SIGHUP: configuration")
+        self.assertNotIn("listener changes", read(os.path.join(self.dir, "err")))
 
     def test_daemon(self):
         """-d: the command returns at once, the broker keeps serving in the background
