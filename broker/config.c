@@ -409,15 +409,24 @@ static void set_defaults(config *c)
     c->set_tcp_nodelay = true; /* Mosquitto: false; secbroker writes whole batches */
 }
 
-/* Split one line into key and value and apply it. 0, or -1 with err set.
- * A '#' after a blank ends the line (a trailing comment). */
-static int parse_line(pctx *p, config *c, char *line)
+/* A '#' after a blank ends the value (a trailing comment), except in a
+ * bridge `topic` line, where a lone '#' is the topic filter. */
+static void strip_comment(const char *key, char *v)
 {
-    for (char *h = strchr(line, '#'); h; h = strchr(h + 1, '#'))
-        if (h > line && (h[-1] == ' ' || h[-1] == '\t')) {
+    if (strcmp(key, "topic") == 0) return;
+    for (char *h = strchr(v, '#'); h; h = strchr(h + 1, '#'))
+        if (h > v && (h[-1] == ' ' || h[-1] == '\t')) {
             *h = 0;
             break;
         }
+    size_t len = strlen(v);
+    while (len && isspace((unsigned char)v[len - 1]))
+        v[--len] = 0;
+}
+
+/* Split one line into key and value and apply it. 0, or -1 with err set. */
+static int parse_line(pctx *p, config *c, char *line)
+{
     size_t len = strlen(line);
     while (len && isspace((unsigned char)line[len - 1]))
         line[--len] = 0;
@@ -431,6 +440,8 @@ static int parse_line(pctx *p, config *c, char *line)
     if (*v) *v++ = 0;
     while (isspace((unsigned char)*v))
         v++;
+    if (*v == '#') *v = 0; /* "key # comment": no value */
+    strip_comment(s, v);
     if (!*v) return fail(p, "'%s' needs a value", s);
     return handle_line(p, c, s, v);
 }
