@@ -67,12 +67,12 @@ def make_other_cert(certs):
 
 
 def tls_block(certs, cafile=False, require=False, identity=False, extra=(), server="server",
-              request=None):
+              request=False):
     """A listener block for brokerlib.Broker(listeners=[...]); server="other"
     serves the certificate that names only otherhost.example. request: add
-    `request_certificate true` (client certificates asked for, optional, verified
-    when shown); by default whenever cafile is given without require (a cafile
-    alone asks for nothing, as in Mosquitto)."""
+    secbroker's `request_certificate true` (client certificates asked for,
+    optional, verified when shown); a cafile alone asks for nothing, as in
+    Mosquitto."""
     lines = ["listener {port} 127.0.0.1",
              "certfile %s" % certs[server + ".crt"],
              "keyfile %s" % certs[server + ".key"]]
@@ -80,7 +80,7 @@ def tls_block(certs, cafile=False, require=False, identity=False, extra=(), serv
         lines.append("cafile %s" % certs["ca.crt"])
     if require:
         lines.append("require_certificate true")
-    if request or (request is None and cafile and not require):
+    if request:
         lines.append("request_certificate true")
     if identity:
         lines.append("use_identity_as_username true")
