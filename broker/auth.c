@@ -105,6 +105,19 @@ bool auth_may_read(broker *b, session *s, const char *topic, size_t len)
     return acl_check(b->acl, s->username, s->client_id, topic, len, ACL_READ) == ACL_OK;
 }
 
+bool auth_source_may_write(broker *b, const msg *m)
+{
+    if (!b->cfg->check_retain_source || !b->acl || !m->source) return true;
+    if (acl_check(b->acl, m->source->username, m->source->client_id, msg_topic(m), m->topic_len,
+                  ACL_WRITE) == ACL_OK)
+        return true;
+    log_msg(LL_DEBUG,
+            "Retained message on '%s' not sent: its publisher %s may no longer write it "
+            "(check_retain_source)",
+            msg_topic(m), m->source->client_id);
+    return false;
+}
+
 bool auth_may_subscribe(broker *b, client *c, const char *filter, size_t len)
 {
     if (!b->acl) return true;

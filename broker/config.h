@@ -66,8 +66,9 @@ typedef struct {
     int log_facility;                /* syslog LOG_LOCAL0..7 as 0..7, -1 = LOG_DAEMON */
     bool allow_zero_length_clientid; /* default true: the broker generates one */
     bool use_username_as_clientid;
-    char *clientid_prefixes;               /* only client ids starting with this (NULL: any) */
-    bool set_tcp_nodelay;                  /* TCP_NODELAY on accepted sockets */
+    char *clientid_prefixes;  /* only client ids starting with this (NULL: any) */
+    bool set_tcp_nodelay;     /* TCP_NODELAY on accepted sockets */
+    bool check_retain_source; /* retained messages re-checked against the publisher's ACL */
     uint32_t persistent_client_expiration; /* seconds offline before a session goes; 0 = never */
     uint64_t max_inflight_bytes;           /* payload bytes in flight per client, 0 = unlimited */
     uint64_t max_queued_bytes;             /* payload bytes queued per client, 0 = unlimited */

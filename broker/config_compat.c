@@ -87,6 +87,7 @@ static int global_compat(pctx *p, config *c, const char *key, const char *v)
         {"allow_zero_length_clientid", offsetof(config, allow_zero_length_clientid)},
         {"use_username_as_clientid", offsetof(config, use_username_as_clientid)},
         {"set_tcp_nodelay", offsetof(config, set_tcp_nodelay)},
+        {"check_retain_source", offsetof(config, check_retain_source)},
     };
     for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
         if (strcmp(key, bools[i].key) == 0)
@@ -95,16 +96,6 @@ static int global_compat(pctx *p, config *c, const char *key, const char *v)
     if (strcmp(key, "max_inflight_bytes") == 0 || strcmp(key, "max_queued_bytes") == 0) {
         if (cfg_uint(p, key, v, 0, 1ULL << 40, &n) != BK_OK) return BK_ERR_CONFIG;
         *(key[4] == 'i' ? &c->max_inflight_bytes : &c->max_queued_bytes) = n;
-        return BK_OK;
-    }
-    if (strcmp(key, "check_retain_source") == 0) {
-        bool on;
-        if (cfg_bool(p, key, v, &on) != BK_OK) return BK_ERR_CONFIG;
-        if (on)
-            return cfg_fail(p, "check_retain_source true is not supported: retained messages "
-                               "are not re-checked against their publisher's ACL; after taking "
-                               "write access away, clear the topic's retained message with an "
-                               "empty retained publish");
         return BK_OK;
     }
     if (strcmp(key, "retry_interval") == 0) /* obsolete in Mosquitto too: accepted, no effect */

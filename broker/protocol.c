@@ -397,6 +397,11 @@ static void handle_publish(client *cl, const mqtt_header *h)
     }
     if (auth_may_write(b, cl, (const char *)p.topic.ptr, p.topic.len)) {
         msg *m = msg_new(p.topic.ptr, p.topic.len, p.payload, p.payload_len, p.qos, p.retain);
+        if (m && p.retain && b->cfg->check_retain_source &&
+            msg_set_source(m, cl->client_id, cl->username) != BK_OK) {
+            msg_unref(m);
+            m = NULL;
+        }
         if (!m) {
             conn_close(b, cl->conn, "out of memory for a %zu-byte message", p.payload_len);
             return;
@@ -438,7 +443,8 @@ static bool send_retained(void *ud, msg *m)
 {
     retained_ctx *rc = ud;
     session *s = rc->cl->session;
-    if (auth_may_read(rc->cl->b, s, msg_topic(m), m->topic_len))
+    if (auth_may_read(rc->cl->b, s, msg_topic(m), m->topic_len) &&
+        auth_source_may_write(rc->cl->b, m))
         (void)session_deliver(s, m, rc->qos, true); /* [MQTT-3.3.1-8]: retain=1; drops counted */
     return !client_saturated(rc->cl, rc->qos);
 }

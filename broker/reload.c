@@ -78,6 +78,7 @@ static void apply(broker *b, config *cur, config *nw)
     cur->persistent_client_expiration = nw->persistent_client_expiration;
     cur->max_inflight_bytes = nw->max_inflight_bytes;
     cur->max_queued_bytes = nw->max_queued_bytes;
+    cur->check_retain_source = nw->check_retain_source;
     b->sessions.limits.max_inflight = cur->max_inflight_messages;
     b->sessions.limits.max_queued = cur->max_queued_messages;
     b->sessions.limits.max_inflight_bytes = cur->max_inflight_bytes;

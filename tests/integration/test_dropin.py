@@ -179,7 +179,7 @@ class TestErrors(TempDirCase):
         for line, advice in (("message_size_limit 100", "max_packet_size"),
                              ("psk_hint lab", "certificates"),
                              ("auto_id_prefix x-", "secbroker-"),
-                             ("check_retain_source true", "retained"),
+                             ("max_qos 1", "acl_file"),
                              ("listener %d\nprotocol websockets" % free_port(), "protocol mqtt")):
             with self.subTest(line=line):
                 conf = write(os.path.join(self.dir, "broker.conf"),
@@ -375,6 +375,30 @@ class TestCompatKeys(unittest.TestCase):
         subscribe(sub, [(marker_t, 1)])
         publish(pub, marker_t, b"marker", qos=1)
         self.assertEqual(recv_publish(sub).payload, b"marker")
+
+    def retained_after_write_revoked(self, check):
+        """A retained message from a client whose write access the ACL then loses
+        (SIGHUP); what a new subscriber gets: the message, or the marker first."""
+        acl = "topic read ret/#\ntopic readwrite mark/#\n"
+        b = start_broker(self, "check_retain_source %s\nacl_file {dir}/acl\n" % check,
+                         files={"acl": acl + "pattern write ret/%c\n"})
+        pub = connect(self, b, "pub1")
+        publish(pub, "ret/pub1", b"retained", qos=1, retain=True)
+        off = log_offset(b)
+        write(os.path.join(b.dir, "acl"), acl)
+        b.signal(signal.SIGHUP)
+        wait_log_line(self, b, "SIGHUP: configuration", offset=off)
+        sub = connect(self, b)
+        subscribe(sub, [("ret/#", 1), ("mark/x", 1)])
+        publish(sub, "mark/x", b"marker", qos=1)
+        return recv_publish(sub).payload
+
+    @unittest.skipIf(REFERENCE, "secbroker's log wording")
+    def test_check_retain_source(self):
+        """check_retain_source true: a retained message whose publisher may no longer
+        write its topic is not sent to new subscribers; false (the default): it is."""
+        self.assertEqual(self.retained_after_write_revoked("true"), b"marker")
+        self.assertEqual(self.retained_after_write_revoked("false"), b"retained")
 
     @unittest.skipIf(REFERENCE, "secbroker's s unit")
     def test_persistent_client_expiration(self):
