@@ -279,6 +279,9 @@ static int connect_authenticate(client *cl, const mqtt_connect *ck)
     }
     cl->will = msg_new(ck->will_topic.ptr, ck->will_topic.len, ck->will_payload.ptr,
                        ck->will_payload.len, ck->will_qos, ck->will_retain);
+    if (cl->will && ck->will_retain && b->cfg->check_retain_source &&
+        msg_set_source(cl->will, cl->client_id, cl->username) != BK_OK)
+        return fail_nomem(cl);
     return cl->will ? BK_OK : fail_nomem(cl);
 }
 
