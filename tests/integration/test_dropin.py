@@ -412,6 +412,23 @@ class TestCompatKeys(unittest.TestCase):
         wait_log_line(self, b, "Expiring client %s" % cid)
         connect(self, b, cid, clean=False, expect_sp=0)
 
+    @unittest.skipIf(REFERENCE, "secbroker's s unit")
+    def test_persistent_client_expiration_is_journaled(self):
+        """With persistence, an expired session is gone from the database too: after a
+        restart the client finds no session."""
+        b = start_broker(self, "persistence true\npersistence_location {dir}\n"
+                               "persistent_client_expiration 2s\n")
+        cid = uid("expdb")
+        c = connect(self, b, cid, clean=False)
+        subscribe(c, [(uid("t"), 1)])
+        c.close()
+        wait_log_line(self, b, "Expiring client %s" % cid)
+        b.stop()
+        write(b.conf_path, read(b.conf_path).replace("persistent_client_expiration 2s",
+                                                     "persistent_client_expiration 1d"))
+        b.start()
+        connect(self, b, cid, clean=False, expect_sp=0)
+
 
 @unittest.skipIf(REFERENCE, "secbroker's request_certificate key")
 class TestCafile(unittest.TestCase):
