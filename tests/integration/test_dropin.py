@@ -14,10 +14,12 @@ import tempfile
 import time
 import unittest
 
-from mqttlib import (BINARY, REFERENCE, WAIT, assert_closed, connect, free_port, log_offset,
+from mqttlib import (BINARY, REFERENCE, WAIT, assert_closed, connect, connect_packet, free_port,
+                     log_offset,
                      make_password_file, publish, recv_publish, start_broker, subscribe, uid,
                      wait_log_line, wait_port)
-from tlslib import client_context, handshake_failure, make_certs, s_client, tls_block
+from tlslib import (TLSClient, client_context, handshake_failure, make_certs, s_client,
+                    tls_block)
 
 DEBIAN_CONF = "/etc/mosquitto/mosquitto.conf"
 CONNACK_IDENTIFIER = 2
@@ -449,6 +451,24 @@ class TestCafile(unittest.TestCase):
         rc, out = s_client(b.ports[2], "-CAfile", self.certs["ca.crt"])
         self.assertIn("Acceptable client certificate CA names", out)
 
+
+    def test_use_subject_as_username(self):
+        """use_subject_as_username: the certificate's whole subject (RFC 2253 order, as
+        Mosquitto) is the username, so ACL rules name it."""
+        subject = "CN=labclient,O=secbroker lab"
+        b = start_broker(self, "acl_file {dir}/acl\n", files={
+            "acl": "user %s\ntopic readwrite subj/#\n" % subject},
+            listeners=[tls_block(self.certs, cafile=True, require=True,
+                                 extra=["use_subject_as_username true"])])
+        cid = uid("subj")
+        c = TLSClient(b.ports[1], client_context(self.certs, "client"), client_id=cid)
+        self.addCleanup(c.close)
+        c.send(connect_packet(client_id=cid))
+        first, body = c.next_packet()
+        self.assertEqual((first, body[1]), (0x20, 0))
+        self.assertEqual(subscribe(c, [("subj/x", 1), ("other/x", 1)]), [1, 0x80])
+        publish(c, "subj/x", b"by subject", qos=1)
+        self.assertEqual(recv_publish(c).payload, b"by subject")
 
 @unittest.skipIf(REFERENCE, "secbroker's log wording")
 class TestLogLines(unittest.TestCase):
