@@ -15,9 +15,8 @@ import time
 import unittest
 
 from mqttlib import (BINARY, REFERENCE, WAIT, assert_closed, connect, connect_packet, free_port,
-                     log_offset,
-                     make_password_file, publish, recv_publish, start_broker, subscribe, uid,
-                     wait_log_line, wait_port)
+                     log_offset, make_password_file, publish, recv_publish, start_broker,
+                     subscribe, uid, wait_log_line, wait_port)
 from tlslib import (TLSClient, client_context, handshake_failure, make_certs, s_client,
                     tls_block)
 
