@@ -68,7 +68,7 @@ $(BUILD)/%.a:
 	$(if $^,ar rcs $@ $^,ar rcs $@)
 
 $(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBSTORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS) -lm
 
 $(BUILD)/sec%: $(BUILD)/obj/clients/sec%.o $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) -lm
@@ -114,7 +114,8 @@ FUZZ_BINS     = $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
 
 $(FUZZ_BUILD)/fuzz_codec: tests/fuzz/fuzz_codec.c $(MQTT_SRC)
 $(FUZZ_BUILD)/fuzz_acl: tests/fuzz/fuzz_acl.c $(ACL_SRC) $(MQTT_SRC)
-$(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c broker/config.c broker/log.c
+$(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c broker/config.c broker/config_compat.c \
+                            broker/config_include.c broker/config_perlistener.c broker/log.c
 $(FUZZ_BUILD)/fuzz_%:
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(TLS_LIBS)

@@ -94,6 +94,7 @@ void auth_reload(broker *b)
         log_msg(LL_ERROR, "reload failed, keeping the previous password file and ACL: %s", err);
         return;
     }
+    if (!b->cfg->password_file && !b->cfg->acl_file) return;
     log_msg(LL_NOTICE, "reloaded%s%s%s%s", b->cfg->password_file ? " password_file " : "",
             b->cfg->password_file ? b->cfg->password_file : "",
             b->cfg->acl_file ? " acl_file " : "", b->cfg->acl_file ? b->cfg->acl_file : "");
@@ -118,9 +119,14 @@ void auth_free(broker *b)
 int auth_login(broker *b, client *c, const char *username, const uint8_t *pw, size_t pwlen,
                bool has_password)
 {
-    if (c->conn->listener->cfg->use_identity_as_username) {
-        /* The certificate is the credential; the CONNECT username is replaced. */
-        const char *cn = c->conn->tls ? tls_conn_peer_cn(c->conn->tls) : NULL;
+    const listener_cfg *lc = c->conn->listener->cfg;
+    if (lc->use_identity_as_username || lc->use_subject_as_username) {
+        /* The certificate is the credential; the CONNECT username is replaced
+         * by its CN, or its whole subject (RFC 2253 order, as Mosquitto). */
+        const tls_conn *t = c->conn->tls;
+        const char *cn = !t                            ? NULL
+                         : lc->use_subject_as_username ? tls_conn_peer_subject(t)
+                                                       : tls_conn_peer_cn(t);
         free(c->username);
         c->username = cn ? strdup(cn) : NULL;
         return cn ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;
@@ -156,6 +162,19 @@ bool auth_may_read(broker *b, session *s, const char *topic, size_t len)
 {
     if (!b->acl) return true;
     return acl_check(b->acl, s->username, s->client_id, topic, len, ACL_READ) == ACL_OK;
+}
+
+bool auth_source_may_write(broker *b, const msg *m)
+{
+    if (!b->cfg->check_retain_source || !b->acl || !m->source) return true;
+    if (acl_check(b->acl, m->source->username, m->source->client_id, msg_topic(m), m->topic_len,
+                  ACL_WRITE) == ACL_OK)
+        return true;
+    log_msg(LL_DEBUG,
+            "Retained message on '%s' not sent: its publisher %s may no longer write it "
+            "(check_retain_source)",
+            msg_topic(m), m->source->client_id);
+    return false;
 }
 
 bool auth_may_subscribe(broker *b, client *c, const char *filter, size_t len)

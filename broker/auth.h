@@ -17,12 +17,16 @@
 struct broker;
 struct client;
 struct session;
+struct msg;
 
 /* Load password_file and acl_file. BK_OK, or BK_ERR_IO with err set. */
 int auth_load(struct broker *b, char *err, size_t errlen) BK_MUST_CHECK;
 void auth_reload(struct broker *b);
 bool auth_may_write(struct broker *b, struct client *c, const char *topic, size_t len);
 bool auth_may_read(struct broker *b, struct session *s, const char *topic, size_t len);
+/* check_retain_source: may m's recorded publisher still write its topic?
+ * true when the option is off, there is no ACL or no publisher was recorded. */
+bool auth_source_may_write(struct broker *b, const struct msg *m);
 bool auth_may_subscribe(struct broker *b, struct client *c, const char *filter, size_t len);
 /* CONNACK code for this CONNECT's credentials (0 = accepted). */
 int auth_login(struct broker *b, struct client *c, const char *username, const uint8_t *pw,

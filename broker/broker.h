@@ -50,8 +50,15 @@ typedef struct broker {
     volatile int stop;   /* set by signals */
     volatile int reload; /* SIGHUP */
     volatile int save;   /* SIGUSR1 */
+    volatile int dump;   /* SIGUSR2 */
     uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent;
     uint64_t retained_count;
+    uint64_t clients_expired; /* persistent_client_expiration ($SYS) */
+    /* more $SYS counters (sys.c): every MQTT packet in and out, PUBLISH
+     * payload bytes, accepted sockets and accepted CONNECTs */
+    uint64_t packets_received, packets_sent, pub_bytes_received, pub_bytes_sent;
+    uint64_t sockets_accepted, connects_accepted;
+    uint64_t pub_dropped;   /* QoS 0 copies dropped for slow subscribers */
     conn_limits out_limits; /* the output-buffer policy, from cfg */
     uint8_t *rbuf;          /* shared read buffer */
     size_t rbuf_cap;

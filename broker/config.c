@@ -13,32 +13,42 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "broker/config_int.h"
 #include "broker/err.h"
 #include "broker/log.h"
 
-/* A key handler's answer for a key it does not know (the next one tries). */
-#define NOT_MINE 1
+/* Append one error line to p->err (every error of the run is kept). */
+static int vfail(pctx *p, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t used = strlen(p->err);
+    if (p->nerr++ >= CFG_MAX_ERRORS) return BK_ERR_CONFIG;
+    if (used && used + 1 < p->errlen) p->err[used++] = '\n';
+    if (p->line > 0)
+        snprintf(p->err + used, p->errlen - used, "%s:%d: %s", p->path, p->line, msg);
+    else
+        snprintf(p->err + used, p->errlen - used, "%s: %s", p->path, msg);
+    return BK_ERR_CONFIG;
+}
 
-typedef struct {
-    const char *path;
-    int line;
-    char *err;
-    size_t errlen;
-} pctx;
+int cfg_fail(pctx *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vfail(p, fmt, ap);
+    va_end(ap);
+    return r;
+}
 
 static int fail(pctx *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(pctx *p, const char *fmt, ...)
 {
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int r = vfail(p, fmt, ap);
     va_end(ap);
-    if (p->line > 0)
-        snprintf(p->err, p->errlen, "%s:%d: %s", p->path, p->line, msg);
-    else
-        snprintf(p->err, p->errlen, "%s: %s", p->path, msg);
-    return BK_ERR_CONFIG;
+    return r;
 }
 
 static int parse_bool(pctx *p, const char *key, const char *v, bool *out)
@@ -74,6 +84,21 @@ static int set_str(char **dst, const char *v)
     return *dst ? BK_OK : BK_ERR_NOMEM;
 }
 
+int cfg_bool(pctx *p, const char *key, const char *v, bool *out)
+{
+    return parse_bool(p, key, v, out);
+}
+
+int cfg_uint(pctx *p, const char *key, const char *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+    return parse_uint(p, key, v, min, max, out);
+}
+
+int cfg_str(char **dst, const char *v)
+{
+    return set_str(dst, v);
+}
+
 /* A file named by the config must be readable now, not at first use. */
 static int need_file(pctx *p, const char *key, const char *v, bool dir)
 {
@@ -84,6 +109,7 @@ static int need_file(pctx *p, const char *key, const char *v, bool dir)
 
 static void listener_free(listener_cfg *l)
 {
+    free(l->file);
     free(l->address);
     free(l->certfile);
     free(l->keyfile);
@@ -112,6 +138,9 @@ void config_free(config *c)
     free(c->user);
     free(c->persistence_location);
     free(c->persistence_file);
+    free(c->pid_file);
+    free(c->log_timestamp_format);
+    free(c->clientid_prefixes);
     free(c);
 }
 
@@ -140,7 +169,10 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
         known |= strcmp(key, keys[i]) == 0;
     if (!known) return NOT_MINE;
     listener_cfg *l = cur_listener(c);
-    if (!l) return fail(p, "%s must follow a 'listener' line", key);
+    if (!l) { /* before any listener line: the default listener */
+        l = p->deflt;
+        cfg_note_default(p);
+    }
     uint64_t n;
     if (strcmp(key, "max_connections") == 0) {
         if (strcmp(v, "-1") == 0) {
@@ -189,7 +221,10 @@ static int ws_listener_key(pctx *p, config *c, const char *key, const char *v)
     bool hsize = strcmp(key, "websockets_headers_size") == 0;
     if (!proto && !dir && !origin && !hsize) return NOT_MINE;
     listener_cfg *l = cur_listener(c);
-    if (!l) return fail(p, "%s must follow a 'listener' line", key);
+    if (!l) { /* before any listener line: the default listener */
+        l = p->deflt;
+        cfg_note_default(p);
+    }
     if (proto) {
         if (strcmp(v, "websockets") && strcmp(v, "mqtt"))
             return fail(p, "protocol: expected mqtt or websockets, got '%s'", v);
@@ -290,6 +325,7 @@ static int listener_line(pctx *p, config *c, char *v)
     l->port = (int)n;
     l->max_connections = -1;
     if (addr && !(l->address = strdup(addr))) return fail(p, "out of memory");
+    if (!(l->file = strdup(p->path))) return fail(p, "out of memory");
     return BK_OK;
 }
 
@@ -303,6 +339,8 @@ static int log_dest_line(pctx *p, config *c, const char *v, bool *seen)
         c->log_dests |= LOGD_STDERR;
     else if (strcmp(v, "syslog") == 0)
         c->log_dests |= LOGD_SYSLOG;
+    else if (strcmp(v, "topic") == 0)
+        c->log_dests |= LOGD_TOPIC;
     else if (strcmp(v, "none") == 0)
         c->log_dests = 0;
     else if (strncmp(v, "file ", 5) == 0 || strcmp(v, "file") == 0) {
@@ -316,7 +354,8 @@ static int log_dest_line(pctx *p, config *c, const char *v, bool *seen)
         c->log_dests |= LOGD_FILE;
         return set_str(&c->log_file, f);
     } else
-        return fail(p, "log_dest: expected stdout, stderr, syslog, file PATH or none, got '%s'", v);
+        return fail(
+            p, "log_dest: expected stdout, stderr, syslog, topic, file PATH or none, got '%s'", v);
     return BK_OK;
 }
 
@@ -368,14 +407,14 @@ static int persistence_line(pctx *p, config *c, const char *key, const char *v)
     return NOT_MINE;
 }
 
-static int unknown_key(pctx *p, const char *key);
-
 /* One "key value" line. 0 or -1 (err set). */
-static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_seen,
-                       bool *log_type_seen)
+static int handle_line(pctx *p, config *c, char *key, char *v)
 {
+    bool *log_dest_seen = &p->log_dest_seen, *log_type_seen = &p->log_type_seen;
     if (strcmp(key, "listener") == 0) return listener_line(p, c, v);
-    int r = listener_key(p, c, key, v);
+    int r = cfg_security_key(p, c, key, v);
+    if (r <= 0) return r;
+    r = listener_key(p, c, key, v);
     if (r == NOT_MINE) r = ws_listener_key(p, c, key, v);
     if (r <= 0) return r;
     if ((r = num_key_line(p, c, key, v)) <= 0) return r;
@@ -391,45 +430,8 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
     if (strcmp(key, "log_dest") == 0) return log_dest_line(p, c, v, log_dest_seen);
     if (strcmp(key, "log_type") == 0) return log_type_line(p, c, v, log_type_seen);
     if ((r = persistence_line(p, c, key, v)) <= 0) return r;
-    return unknown_key(p, key);
-}
-
-static int unknown_key(pctx *p, const char *key)
-{
-    static const char *const mosquitto_only[] = {
-        "bridge_cafile",
-        "connection",
-        "include_dir",
-        "plugin",
-        "auth_plugin",
-        "psk_file",
-        "psk_hint",
-        "socket_domain",
-        "websockets_log_level",
-        "bind_interface",
-        "mount_point",
-        "allow_zero_length_clientid",
-        "auto_id_prefix",
-        "max_queued_bytes",
-        "queue_qos0_messages",
-        "upgrade_outgoing_qos",
-        "persistent_client_expiration",
-        "message_size_limit",
-        "per_listener_settings",
-        "check_retain_source",
-        "pid_file",
-        "allow_duplicate_messages",
-        "set_tcp_nodelay",
-        "memory_limit",
-        "keyfile_password",
-        "dhparamfile",
-        "ciphers_tls1.3",
-        "ocsp_stapling",
-    };
-    for (size_t i = 0; i < sizeof mosquitto_only / sizeof mosquitto_only[0]; i++)
-        if (strcmp(key, mosquitto_only[i]) == 0)
-            return fail(p, "'%s' is a Mosquitto option that secbroker does not support", key);
-    return fail(p, "unknown option '%s'", key);
+    if ((r = cfg_compat_key(p, c, key, v)) <= 0) return r;
+    return cfg_refuse_key(p, key);
 }
 
 static void set_defaults(config *c)
@@ -451,10 +453,29 @@ static void set_defaults(config *c)
     c->handshake_timeout = 10;
     c->persistence_strict = true;
     c->autosave_interval = 1800; /* Mosquitto's default */
+    c->log_timestamp = true;
+    c->log_facility = -1;
+    c->allow_zero_length_clientid = true;
+    c->set_tcp_nodelay = true; /* Mosquitto: false; secbroker writes whole batches */
+}
+
+/* A '#' after a blank ends the value (a trailing comment), except in a
+ * bridge `topic` line, where a lone '#' is the topic filter. */
+static void strip_comment(const char *key, char *v)
+{
+    if (strcmp(key, "topic") == 0) return;
+    for (char *h = strchr(v, '#'); h; h = strchr(h + 1, '#'))
+        if (h > v && (h[-1] == ' ' || h[-1] == '\t')) {
+            *h = 0;
+            break;
+        }
+    size_t len = strlen(v);
+    while (len && isspace((unsigned char)v[len - 1]))
+        v[--len] = 0;
 }
 
 /* Split one line into key and value and apply it. 0, or -1 with err set. */
-static int parse_line(pctx *p, config *c, char *line, bool *log_dest_seen, bool *log_type_seen)
+static int parse_line(pctx *p, config *c, char *line)
 {
     size_t len = strlen(line);
     while (len && isspace((unsigned char)line[len - 1]))
@@ -469,28 +490,51 @@ static int parse_line(pctx *p, config *c, char *line, bool *log_dest_seen, bool 
     if (*v) *v++ = 0;
     while (isspace((unsigned char)*v))
         v++;
+    if (*v == '#') *v = 0; /* "key # comment": no value */
+    strip_comment(s, v);
     if (!*v) return fail(p, "'%s' needs a value", s);
-    return handle_line(p, c, s, v, log_dest_seen, log_type_seen);
+    return handle_line(p, c, s, v);
 }
 
+/* Every line, collecting errors (each bad line is reported, then the next is read). */
 static int parse_file(pctx *p, config *c, FILE *f)
 {
     char line[4096];
-    bool log_dest_seen = false, log_type_seen = false;
-    while (fgets(line, sizeof line, f)) {
+    while (fgets(line, sizeof line, f) && p->nerr < CFG_MAX_ERRORS) {
         p->line++;
         size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n')
-            return fail(p, "line longer than %zu bytes", sizeof line - 2);
-        if (parse_line(p, c, line, &log_dest_seen, &log_type_seen) != BK_OK) return BK_ERR_CONFIG;
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            fail(p, "line longer than %zu bytes", sizeof line - 2);
+            int ch;
+            while ((ch = fgetc(f)) != EOF && ch != '\n')
+                ;
+            continue;
+        }
+        (void)parse_line(p, c, line);
     }
     if (ferror(f)) return fail(p, "read error: %s", strerror(errno));
-    return BK_OK;
+    return p->nerr ? BK_ERR_CONFIG : BK_OK;
+}
+
+int cfg_parse_path(pctx *p, config *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return fail(p, "cannot open %s: %s", path, strerror(errno));
+    const char *saved = p->path;
+    int saved_line = p->line;
+    p->path = path;
+    p->line = 0;
+    int rc = parse_file(p, c, f);
+    fclose(f);
+    p->path = saved;
+    p->line = saved_line;
+    return rc;
 }
 
 static int check_listener(pctx *p, const listener_cfg *l)
 {
     p->line = l->line;
+    if (l->file) p->path = l->file;
     if (!!l->certfile != !!l->keyfile)
         return fail(p, "listener %d: certfile and keyfile must be given together", l->port);
     bool tls = l->certfile != NULL;
@@ -502,10 +546,12 @@ static int check_listener(pctx *p, const listener_cfg *l)
                     "listener %d: http_dir, websockets_origin and websockets_headers_size need "
                     "'protocol websockets'",
                     l->port);
-    if ((l->require_certificate || l->use_identity_as_username) && !l->cafile && !l->capath)
+    if ((l->require_certificate || l->request_certificate || l->use_identity_as_username ||
+         l->use_subject_as_username) &&
+        !l->cafile && !l->capath)
         return fail(p,
-                    "listener %d: require_certificate/use_identity_as_username need cafile or "
-                    "capath",
+                    "listener %d: require_certificate/request_certificate/"
+                    "use_identity_as_username/use_subject_as_username need cafile or capath",
                     l->port);
     return BK_OK;
 }
@@ -514,8 +560,13 @@ static int check_listener(pctx *p, const listener_cfg *l)
 static int finish(pctx *p, config *c)
 {
     p->line = 0;
+    if (cfg_compat_finish(p, c) != BK_OK || cfg_per_listener_check(p, c) != BK_OK)
+        return BK_ERR_CONFIG;
+    const char *main_path = p->path;
     for (size_t i = 0; i < c->nlisteners; i++)
-        if (check_listener(p, &c->listeners[i]) != BK_OK) return BK_ERR_CONFIG;
+        (void)check_listener(p, &c->listeners[i]);
+    p->path = main_path;
+    if (p->nerr) return BK_ERR_CONFIG;
     p->line = 0;
     if (c->output_buffer_hard_limit == 0)
         c->output_buffer_hard_limit = OUTPUT_HARD_FACTOR_DEFAULT * c->max_output_buffer;
@@ -537,9 +588,20 @@ static int finish(pctx *p, config *c)
 
 config *config_load(const char *path, char *err, size_t errlen)
 {
-    pctx p = {path, 0, err, errlen};
+    return config_load_as(path, NULL, err, errlen);
+}
+
+config *config_load_as(const char *path, const char *shown, char *err, size_t errlen)
+{
+    listener_cfg deflt = {.max_connections = -1};
+    pctx p = {.path = shown ? shown : path,
+              .err = err,
+              .errlen = errlen,
+              .deflt = &deflt,
+              .default_port = -1};
+    if (errlen) err[0] = 0;
     config *c = calloc(1, sizeof *c);
-    if (!c || !(c->path = strdup(path))) {
+    if (!c || !(c->path = strdup(shown ? shown : path))) {
         fail(&p, "out of memory");
         free(c);
         return NULL;
@@ -553,9 +615,14 @@ config *config_load(const char *path, char *err, size_t errlen)
     }
     int rc = parse_file(&p, c, f);
     fclose(f);
-    if (rc != BK_OK || finish(&p, c) != BK_OK) {
+    if (rc != BK_OK || finish(&p, c) != BK_OK || p.nerr) {
+        free(p.default_bind);
+        cfg_security_free(&p);
+        listener_free(&deflt);
         config_free(c);
         return NULL;
     }
+    cfg_security_free(&p);
+    listener_free(&deflt); /* cfg_compat_finish moved what it kept */
     return c;
 }

@@ -11,20 +11,23 @@
 #include <stdint.h>
 
 typedef struct {
-    int line; /* where the block starts, for messages */
+    int line;   /* where the block starts, for messages */
+    char *file; /* the file of that line (an include_dir file or the main one) */
     int port;
     char *address;       /* NULL = every address (IPv4 and IPv6) */
     int max_connections; /* -1 = unlimited */
     char *certfile, *keyfile, *cafile, *capath, *crlfile, *ciphers, *tls_version;
     char *tls_keylog_file;
     bool require_certificate;
+    bool request_certificate; /* ask for a client certificate, verify one if sent */
     bool use_identity_as_username;
     /* WebSockets (protocol websockets): MQTT over RFC 6455, ws or wss */
     bool websockets;
     char *http_dir;    /* static files on this listener, NULL = none */
     char **ws_origins; /* websockets_origin allow-list (empty = any) */
     size_t n_ws_origins;
-    uint32_t ws_headers_size; /* websockets_headers_size, 0 = default (4096) */
+    uint32_t ws_headers_size;     /* websockets_headers_size, 0 = default (4096) */
+    bool use_subject_as_username; /* the certificate's whole subject DN is the username */
 } listener_cfg;
 
 typedef struct {
@@ -63,10 +66,34 @@ typedef struct {
     bool persistence_strict;    /* persistence_sync strict (default) | interval */
     uint32_t autosave_interval; /* interval mode: seconds (or changes) between commits */
     bool autosave_on_changes;   /* autosave_interval counts changes, not seconds */
+    /* Mosquitto compatibility keys (config_compat.c) */
+    char *pid_file;                  /* written after startup, removed at exit */
+    bool per_listener_settings;      /* security keys per listener (must agree, see README) */
+    bool log_timestamp;              /* default true */
+    char *log_timestamp_format;      /* strftime format; NULL = ISO 8601 UTC with ms */
+    int log_facility;                /* syslog LOG_LOCAL0..7 as 0..7, -1 = LOG_DAEMON */
+    bool allow_zero_length_clientid; /* default true: the broker generates one */
+    bool use_username_as_clientid;
+    char *clientid_prefixes;  /* only client ids starting with this (NULL: any) */
+    bool set_tcp_nodelay;     /* TCP_NODELAY on accepted sockets */
+    bool check_retain_source; /* retained messages re-checked against the publisher's ACL */
+    uint32_t persistent_client_expiration; /* seconds offline before a session goes; 0 = never */
+    uint64_t max_inflight_bytes;           /* payload bytes in flight per client, 0 = unlimited */
+    uint64_t max_queued_bytes;             /* payload bytes queued per client, 0 = unlimited */
 } config;
 
-/* Parse path. On error returns NULL and err holds "FILE:LINE: reason". */
+/* Parse path (and the include_dir files it names). On error returns NULL and
+ * err holds every error found, one "FILE:LINE: reason" per line. A
+ * non-NULL shown is the name messages use for path. */
+config *config_load_as(const char *path, const char *shown, char *err, size_t errlen);
+/* config_load_as(path, NULL, ...) */
 config *config_load(const char *path, char *err, size_t errlen);
 void config_free(config *c);
+/* -p PORT with -c: one more plain listener on every address (Mosquitto's
+ * -p). BK_OK or BK_ERR_NOMEM. */
+int config_add_listener(config *c, int port);
+/* Why a CONNECT's client id is refused by allow_zero_length_clientid or
+ * clientid_prefixes (Mosquitto's rules), or NULL when it is allowed. */
+const char *clientid_refusal(const config *c, const char *id, size_t len);
 
 #endif

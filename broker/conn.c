@@ -51,8 +51,13 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t len
         snprintf(out, len, "%s:%d", host, port);
     } else if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
         port = ntohs(a->sin6_port);
+        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) { /* an IPv4 client on a dual-stack socket */
+            inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], host, sizeof host);
+            snprintf(out, len, "%s:%d", host, port);
+            return;
+        }
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
         snprintf(out, len, "[%s]:%d", host, port);
     } else {
         snprintf(out, len, "unknown");
@@ -84,6 +89,7 @@ void conn_accept(broker *b, listener *l)
         }
         char peer[64];
         format_peer(&ss, peer, sizeof peer);
+        b->sockets_accepted++;
         if (l->cfg->max_connections >= 0 && l->nconns >= (uint32_t)l->cfg->max_connections) {
             log_msg(LL_NOTICE, "Connection from %s refused: listener %d is at max_connections %d",
                     peer, l->cfg->port, l->cfg->max_connections);
@@ -91,7 +97,8 @@ void conn_accept(broker *b, listener *l)
             continue;
         }
         int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
+        if (b->cfg->set_tcp_nodelay) /* best effort */
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         size_t fsz = l->filter ? l->filter->state_size : 0;
         conn *c = calloc(1, sizeof *c + l->handler->ud_size + fsz);
         if (!c) {
@@ -503,8 +510,9 @@ static void conn_handshake(broker *b, conn *c)
         return;
     }
     if (r != TLS_OK) {
-        log_msg(LL_NOTICE, "%s", tls_conn_error(c->tls));
+        log_msg(LL_NOTICE, "%s", tls_conn_error(c->tls)); /* the one line of this failure */
         sys_note_failure(b, c, "tls", tls_conn_error(c->tls), 0);
+        c->close_logged = true;
         conn_close(b, c, "TLS handshake failed");
         return;
     }

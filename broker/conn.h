@@ -133,6 +133,7 @@ typedef struct conn {
     double deadline;        /* TLS handshake deadline */
     char *close_reason;     /* set by conn_close (allocated then) */
     size_t out_framed;      /* filter: output bytes from out.off already wrapped */
+    bool close_logged;      /* the close was already reported: on_close stays quiet */
     struct conn *held_next; /* broker->held list */
     uint64_t sent_total;    /* output bytes written to the socket so far */
     /* Output from position hold_pos[i] (counted like sent_total) on waits

@@ -12,6 +12,24 @@
 static int log_dests = LOGD_STDERR;
 static int log_types = LL_ERROR | LL_WARNING | LL_NOTICE | LL_INFO;
 static FILE *log_file;
+static bool log_stamp = true;
+static char log_stamp_fmt[128]; /* empty: the default ISO 8601 UTC */
+static int log_syslog_facility = LOG_DAEMON;
+static void (*topic_hook)(int level, const char *line);
+
+void log_set_topic_hook(void (*fn)(int level, const char *line))
+{
+    topic_hook = fn;
+}
+
+void log_set_format(bool timestamp, const char *format, int facility)
+{
+    static const int local[] = {LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2, LOG_LOCAL3,
+                                LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7};
+    log_stamp = timestamp;
+    snprintf(log_stamp_fmt, sizeof log_stamp_fmt, "%s", format ? format : "");
+    log_syslog_facility = facility >= 0 && facility < 8 ? local[facility] : LOG_DAEMON;
+}
 
 void log_init(void)
 {
@@ -29,7 +47,7 @@ int log_configure(int dests, int types, const char *file)
         log_file = fopen(file, "a");
         if (!log_file) return -1;
     }
-    if (dests & LOGD_SYSLOG) openlog("secbroker", LOG_PID, LOG_DAEMON);
+    if (dests & LOGD_SYSLOG) openlog("secbroker", LOG_PID, log_syslog_facility);
     log_dests = dests;
     log_types = types;
     return 0;
@@ -80,6 +98,26 @@ static int syslog_prio(int level)
     default:
         return 6;
     }
+}
+
+/* The line's time stamp and its separator ("" with log_timestamp false). */
+static void stamp(char *ts, size_t len)
+{
+    ts[0] = 0;
+    if (!log_stamp) return;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    size_t n;
+    if (log_stamp_fmt[0]) {
+        localtime_r(&tv.tv_sec, &tm);
+        n = strftime(ts, len - 2, log_stamp_fmt, &tm);
+    } else {
+        gmtime_r(&tv.tv_sec, &tm);
+        n = strftime(ts, len, "%Y-%m-%dT%H:%M:%S", &tm);
+        n += (size_t)snprintf(ts + n, len - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+    }
+    snprintf(ts + n, len - n, " ");
 }
 
 /* ---- escaping ------------------------------------------------------------ */
@@ -172,27 +210,22 @@ static void log_write(int level, const char *raw)
         len--; /* a line ending of its own (mbedTLS debug lines) is not content */
     escape_into(line, sizeof line, (const unsigned char *)raw, len, false);
 
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[40];
-    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof ts - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
-
+    char ts[160];
+    stamp(ts, sizeof ts);
     if (log_dests & LOGD_STDOUT) {
-        fprintf(stdout, "%s %s: %s\n", ts, level_name(level), line);
+        fprintf(stdout, "%s%s: %s\n", ts, level_name(level), line);
         fflush(stdout);
     }
     if (log_dests & LOGD_STDERR) {
-        fprintf(stderr, "%s %s: %s\n", ts, level_name(level), line);
+        fprintf(stderr, "%s%s: %s\n", ts, level_name(level), line);
         fflush(stderr);
     }
     if ((log_dests & LOGD_FILE) && log_file) {
-        fprintf(log_file, "%s %s: %s\n", ts, level_name(level), line);
+        fprintf(log_file, "%s%s: %s\n", ts, level_name(level), line);
         fflush(log_file);
     }
     if (log_dests & LOGD_SYSLOG) syslog(syslog_prio(level), "%s", line);
+    if ((log_dests & LOGD_TOPIC) && topic_hook) topic_hook(level, line);
 }
 
 void log_msg(int level, const char *fmt, ...)

@@ -24,6 +24,7 @@ enum log_dest {
     LOGD_STDERR = 1 << 1,
     LOGD_FILE = 1 << 2,
     LOGD_SYSLOG = 1 << 3,
+    LOGD_TOPIC = 1 << 4, /* $SYS/broker/log/LEVEL, through the hook below */
 };
 
 /* Before any config is read: errors and warnings to stderr. */
@@ -31,7 +32,13 @@ void log_init(void);
 /* Apply the configured destinations/types. file may be NULL. Returns 0 or -1
  * (with errno) when the file cannot be opened. */
 int log_configure(int dests, int types, const char *file);
+/* Mosquitto's log_timestamp, log_timestamp_format (strftime, local time;
+ * NULL = ISO 8601 UTC with milliseconds) and log_facility (0..7 =
+ * LOG_LOCAL0..7, -1 = LOG_DAEMON). Call before log_configure. */
+void log_set_format(bool timestamp, const char *format, int facility);
 void log_close(void);
+/* log_dest topic: fn gets each line (without time stamp) while LOGD_TOPIC is on. */
+void log_set_topic_hook(void (*fn)(int level, const char *line));
 bool log_enabled(int level);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /*

@@ -21,10 +21,14 @@
 #include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/conn.h"
+#include "broker/daemon.h"
 #include "broker/err.h"
+#include "broker/expire.h"
 #include "broker/log.h"
 #include "broker/persist.h"
+#include "broker/privcheck.h"
 #include "broker/protocol.h"
+#include "broker/reload.h"
 #include "broker/router.h"
 #include "broker/session.h"
 #include "broker/sys.h"
@@ -57,20 +61,26 @@ static void on_signal(int sig)
         g_broker->reload = 1;
     else if (sig == SIGUSR1)
         g_broker->save = 1;
+    else if (sig == SIGUSR2)
+        g_broker->dump = 1;
     else
         g_broker->stop = 1;
 }
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: secbroker [-c CONFIG_FILE] [-v]\n"
-               "       secbroker -h | --help | --version\n\n"
-               "An MQTT 3.1.1 broker for plain TCP and TLS listeners.\n"
-               "  -c FILE     configuration file (Mosquitto syntax; README.md lists every key)\n"
-               "  -v          verbose: log everything to stderr, in addition to log_dest\n"
-               "  -h, --help  this help\n"
-               "  --version   print the version\n"
-               "Signals: SIGINT/SIGTERM stop, SIGHUP reloads password_file and acl_file.\n");
+    fprintf(f,
+            "usage: secbroker [-c CONFIG_FILE] [-d] [-p PORT] [-v]\n"
+            "       secbroker -h | --help | --version\n\n"
+            "An MQTT 3.1.1 broker for plain TCP and TLS listeners.\n"
+            "  -c FILE     configuration file (Mosquitto syntax; secbroker.conf(5))\n"
+            "  -d          run in the background (daemon)\n"
+            "  -p PORT     also listen on PORT (without -c: on 127.0.0.1 instead of 1883)\n"
+            "  -v          verbose: log everything (to stderr unless log_dest is stdout/stderr)\n"
+            "  -h, --help  this help\n"
+            "  --version   print the version\n"
+            "Signals: SIGINT/SIGTERM stop, SIGHUP reloads the configuration and reopens the\n"
+            "log file, SIGUSR1 saves persistent state, SIGUSR2 logs the subscriptions.\n");
 }
 
 static void tls_log(void *ud, int level, const char *line)
@@ -93,12 +103,15 @@ static int listener_tls(broker *b, listener *l, char *err, size_t errlen)
         .tls_version = lc->tls_version,
         .keylog_file = lc->tls_keylog_file,
         .require_certificate = lc->require_certificate,
-        .request_certificate = lc->cafile || lc->capath,
+        /* the identity options need a certificate to read, so they ask for one */
+        .request_certificate =
+            lc->request_certificate || lc->use_identity_as_username || lc->use_subject_as_username,
         .trace = b->cfg->tls_trace,
     };
     char terr[512];
     if (tls_server_setup(&l->tls, &o, tls_log, b, terr, sizeof terr) != TLS_OK) {
-        snprintf(err, errlen, "%s:%d: listener %d: %s", b->cfg->path, lc->line, lc->port, terr);
+        snprintf(err, errlen, "%s:%d: listener %d: %s", lc->file ? lc->file : b->cfg->path,
+                 lc->line, lc->port, terr);
         return BK_ERR_IO;
     }
     return BK_OK;
@@ -121,14 +134,14 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
         gai = getaddrinfo(host, port, &hints, &res);
     }
     if (gai != 0) {
-        snprintf(err, errlen, "%s:%d: listener %d: cannot resolve '%s': %s", b->cfg->path, lc->line,
-                 lc->port, host, gai_strerror(gai));
+        snprintf(err, errlen, "%s:%d: listener %d: cannot resolve '%s': %s",
+                 lc->file ? lc->file : b->cfg->path, lc->line, lc->port, host, gai_strerror(gai));
         return BK_ERR_IO;
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        snprintf(err, errlen, "%s:%d: listener %d: socket: %s", b->cfg->path, lc->line, lc->port,
-                 strerror(errno));
+        snprintf(err, errlen, "%s:%d: listener %d: socket: %s", lc->file ? lc->file : b->cfg->path,
+                 lc->line, lc->port, strerror(errno));
         freeaddrinfo(res);
         return BK_ERR_IO;
     }
@@ -138,8 +151,8 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero); /* IPv4 too */
     if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
         int e = errno;
-        snprintf(err, errlen, "%s:%d: listener %d on %s: %s%s", b->cfg->path, lc->line, lc->port,
-                 host, strerror(e),
+        snprintf(err, errlen, "%s:%d: listener %d on %s: %s%s", lc->file ? lc->file : b->cfg->path,
+                 lc->line, lc->port, host, strerror(e),
                  e == EADDRINUSE ? " (another broker, e.g. the mosquitto service, may be "
                                    "using the port: stop it or change the port)"
                  : e == EACCES   ? " (ports below 1024 need root)"
@@ -177,9 +190,9 @@ static int drop_privileges(broker *b, char *err, size_t errlen)
 {
     if (geteuid() != 0 || !b->cfg->user) return BK_OK;
     struct passwd *pw = getpwnam(b->cfg->user);
-    if (!pw) {
-        log_msg(LL_WARNING, "user %s does not exist: still running as root", b->cfg->user);
-        return BK_OK;
+    if (!pw) { /* checked at startup already (check_user) */
+        snprintf(err, errlen, "user %s does not exist", b->cfg->user);
+        return BK_ERR_IO;
     }
     if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
         setuid(pw->pw_uid) < 0) {
@@ -188,35 +201,6 @@ static int drop_privileges(broker *b, char *err, size_t errlen)
     }
     log_msg(LL_INFO, "running as user %s", b->cfg->user);
     return BK_OK;
-}
-
-static void publish_sys(broker *b, time_t started)
-{
-    static const char *const fmt[] = {
-        "$SYS/broker/version",           "$SYS/broker/uptime",
-        "$SYS/broker/clients/connected", "$SYS/broker/messages/received",
-        "$SYS/broker/messages/sent",     "$SYS/broker/retained messages/count",
-        "$SYS/broker/bytes/received",    "$SYS/broker/bytes/sent",
-    };
-    char val[8][64];
-    uint32_t active = proto_count_active(b);
-    snprintf(val[0], 64, "secbroker version %s", SECBROKER_VERSION);
-    snprintf(val[1], 64, "%lld seconds", (long long)(time(NULL) - started));
-    snprintf(val[2], 64, "%u", active);
-    snprintf(val[3], 64, "%llu", (unsigned long long)b->msgs_received);
-    snprintf(val[4], 64, "%llu", (unsigned long long)b->msgs_sent);
-    snprintf(val[5], 64, "%llu", (unsigned long long)b->retained_count);
-    snprintf(val[6], 64, "%llu", (unsigned long long)b->bytes_received);
-    snprintf(val[7], 64, "%llu", (unsigned long long)b->bytes_sent);
-    for (int i = 0; i < 8; i++) {
-        msg *m = msg_new((const uint8_t *)fmt[i], (uint16_t)strlen(fmt[i]), (const uint8_t *)val[i],
-                         strlen(val[i]), 0, true);
-        if (!m) continue;
-        uint64_t rx = b->msgs_received;
-        router_publish(b, NULL, m);
-        b->msgs_received = rx; /* $SYS is not traffic */
-        msg_unref(m);
-    }
 }
 
 static void broker_free(broker *b)
@@ -241,10 +225,48 @@ static void broker_free(broker *b)
     config_free(b->cfg);
 }
 
+typedef struct {
+    const char *conf; /* -c */
+    bool verbose;     /* -v */
+    bool daemon;      /* -d */
+    int port;         /* -p, 0 = none */
+} options;
+
+static int bad_arg(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "secbroker: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    usage(stderr);
+    return 2;
+}
+
 /* -1 to go on, else the exit code (after --help, --version or a bad argument). */
-static int parse_args(int argc, char **argv, const char **conf, bool *verbose)
+static int parse_args(int argc, char **argv, options *o)
 {
     for (int i = 1; i < argc; i++) {
+        bool has_value = i + 1 < argc && argv[i + 1][0] != '-';
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "-p") == 0) {
+            if (!has_value)
+                return bad_arg(argv[i][1] == 'c' ? "%s needs a configuration file: -c FILE"
+                                                 : "%s needs a port number: -p PORT",
+                               argv[i]);
+            if (argv[i][1] == 'c') {
+                o->conf = argv[++i];
+                continue;
+            }
+            char *end;
+            long port = strtol(argv[++i], &end, 10);
+            if (*end || port < 1 || port > 65535)
+                return bad_arg("-p: '%s' is not a port number (1..65535)", argv[i]);
+            o->port = (int)port;
+            continue;
+        }
+        if (strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--daemon") == 0) {
+            o->daemon = true;
+            continue;
+        }
+        bool *verbose = &o->verbose;
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -252,9 +274,7 @@ static int parse_args(int argc, char **argv, const char **conf, bool *verbose)
             printf("secbroker %s (MQTT 3.1.1 and 3.1, %s)\n", SECBROKER_VERSION,
                    tls_library_version());
             return 0;
-        } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
-            *conf = argv[++i];
-        } else if (strcmp(argv[i], "-v") == 0) {
+        } else if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0) {
             *verbose = true;
         } else {
             fprintf(stderr, "secbroker: unknown argument '%s'\n", argv[i]);
@@ -266,28 +286,35 @@ static int parse_args(int argc, char **argv, const char **conf, bool *verbose)
 }
 
 /* The configuration file, or with none Mosquitto's defaults (1883 on
- * loopback, anonymous allowed); then the log destinations. */
-static int load_config(broker *b, const char *conf, bool verbose, char *err, size_t errlen)
+ * loopback, anonymous allowed; -p moves that port); then the log
+ * destinations. The defaults go through a private temporary file whose
+ * name never appears in a message. */
+static int load_config(broker *b, const options *o, char *err, size_t errlen)
 {
-    if (conf) {
-        b->cfg = config_load(conf, err, errlen);
+    if (o->conf) {
+        b->cfg = config_load(o->conf, err, errlen);
     } else {
         char tmpl[] = "/tmp/secbroker-default-XXXXXX";
         int fd = mkstemp(tmpl);
         if (fd < 0) {
-            snprintf(err, errlen, "cannot create %s: %s", tmpl, strerror(errno));
+            snprintf(err, errlen, "cannot write the default configuration in /tmp: %s",
+                     strerror(errno));
             return BK_ERR_IO;
         }
-        dprintf(fd, "allow_anonymous true\nlog_dest stderr\n");
+        dprintf(fd, "allow_anonymous true\nlog_dest stderr\nlistener %d 127.0.0.1\n",
+                o->port ? o->port : 1883);
         close(fd);
-        b->cfg = config_load(tmpl, err, errlen);
+        b->cfg = config_load_as(tmpl, "default configuration", err, errlen);
         unlink(tmpl);
     }
     if (!b->cfg) return BK_ERR_IO;
-    int dests = b->cfg->log_dests | (verbose ? LOGD_STDERR : 0);
-    int types = verbose ? LL_ALL : b->cfg->log_types;
-    if (log_configure(dests, types, b->cfg->log_file) < 0) {
-        snprintf(err, errlen, "%s: log_dest file %s: %s", conf, b->cfg->log_file, strerror(errno));
+    if (o->conf && o->port && config_add_listener(b->cfg, o->port) != BK_OK) {
+        snprintf(err, errlen, "-p %d: out of memory", o->port);
+        return BK_ERR_NOMEM;
+    }
+    char lerr[512];
+    if (reload_apply_log(b->cfg, o->verbose, lerr, sizeof lerr) != BK_OK) {
+        snprintf(err, errlen, "%s: %s", b->cfg->path, lerr);
         return BK_ERR_IO;
     }
     return BK_OK;
@@ -300,7 +327,9 @@ static int broker_init(broker *b)
 {
     session_registry_init(&b->sessions,
                           (session_limits){.max_inflight = b->cfg->max_inflight_messages,
-                                           .max_queued = b->cfg->max_queued_messages});
+                                           .max_queued = b->cfg->max_queued_messages,
+                                           .max_inflight_bytes = b->cfg->max_inflight_bytes,
+                                           .max_queued_bytes = b->cfg->max_queued_bytes});
     dict_init(&b->auth_fails);
     b->out_limits = (conn_limits){.soft = b->cfg->max_output_buffer,
                                   .hard = b->cfg->output_buffer_hard_limit,
@@ -357,16 +386,17 @@ static void install_signals(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
 typedef struct {
-    time_t started;
+    const options *opts;
     double next_tick, next_sys, next_tls_tick, last_sys;
 } loop_timers;
 
-/* The periodic work of one iteration: deadlines, TLS session cache, $SYS,
- * SIGHUP. */
+/* The periodic work of one iteration: deadlines, TLS session cache,
+ * session expiry, $SYS, SIGHUP, SIGUSR1, SIGUSR2. */
 static void loop_periodic(broker *b, loop_timers *t)
 {
     if (b->now >= t->next_tick) {
@@ -376,11 +406,12 @@ static void loop_periodic(broker *b, loop_timers *t)
     if (b->now >= t->next_tls_tick) {
         for (size_t i = 0; i < b->nlisteners; i++)
             if (b->listeners[i].tls) tls_server_tick(b->listeners[i].tls, time(NULL));
+        (void)expire_sessions(b);
         t->next_tls_tick = b->now + 1;
         if (b->cfg->sys_interval) sys_tick(b); /* the dashboard's lists, on change */
     }
     if (b->cfg->sys_interval && b->now >= t->next_sys) {
-        publish_sys(b, t->started);
+        sys_publish(b);
         sys_publish_rates(b, b->now - t->last_sys);
         t->last_sys = b->now;
         t->next_sys = b->now + b->cfg->sys_interval;
@@ -392,14 +423,17 @@ static void loop_periodic(broker *b, loop_timers *t)
     }
     if (b->reload) {
         b->reload = 0;
-        log_msg(LL_NOTICE, "SIGHUP: reloading password_file and acl_file");
-        auth_reload(b);
+        reload_config(b, t->opts->verbose, t->opts->conf != NULL, t->opts->port);
+    }
+    if (b->dump) {
+        b->dump = 0;
+        reload_dump_subscriptions(b);
     }
 }
 
-static void run_loop(broker *b)
+static void run_loop(broker *b, const options *o)
 {
-    loop_timers t = {time(NULL), b->now, b->now + 1, b->now + 1, b->now};
+    loop_timers t = {o, b->now, b->now + 1, b->now + 1, b->now};
     struct epoll_event evs[EPOLL_BATCH];
     while (!b->stop) {
         int n = epoll_wait(b->epfd, evs, EPOLL_BATCH, b->read_pending ? 0 : LOOP_SLEEP_MS);
@@ -419,6 +453,7 @@ static void run_loop(broker *b)
         }
         conn_service_read_pending(b);
         loop_periodic(b, &t);
+        sys_publish_log(b);
         /* before sleeping: commit what acknowledgements wait for, output
          * (a refusal's CONNACK must leave before its close), then closes
          * (which may publish wills), then their commit and output */
@@ -430,32 +465,65 @@ static void run_loop(broker *b)
     }
 }
 
+/* Each line of err ("FILE:LINE: reason" per error) on its own line. */
+static void print_errors(const char *err)
+{
+    for (const char *l = err; *l;) {
+        const char *nl = strchr(l, '\n');
+        int len = nl ? (int)(nl - l) : (int)strlen(l);
+        fprintf(stderr, "secbroker: %.*s\n", len, l);
+        l += len + (nl ? 1 : 0);
+    }
+}
+
 static int fail_start(broker *b, const char *err, bool tls_up)
 {
-    fprintf(stderr, "secbroker: %s\n", err);
+    print_errors(err);
     if (b->cfg) broker_free(b);
     if (tls_up) tls_global_free();
     return 1;
 }
 
+/* A `user` that does not exist is a startup error (Mosquitto refuses too). */
+static int check_user(const config *c, char *err, size_t errlen)
+{
+    if (!c->user || getpwnam(c->user)) return BK_OK;
+    snprintf(err, errlen,
+             "%s: user %s does not exist (create it, e.g. adduser --system %s, or "
+             "change the 'user' line)",
+             c->path, c->user, c->user);
+    return BK_ERR_CONFIG;
+}
+
+/* -d and pid_file, after the listeners are open (their errors reach the
+ * terminal) and before any thread starts (persistence's). */
+static int detach_and_pid(broker *b, const options *o, char *err, size_t errlen)
+{
+    if (o->daemon && daemon_detach(err, errlen) != BK_OK) return BK_ERR_IO;
+    if (b->cfg->pid_file && daemon_write_pid(b->cfg->pid_file, err, errlen) != BK_OK)
+        return BK_ERR_IO;
+    return BK_OK;
+}
+
 int main(int argc, char **argv)
 {
-    const char *conf = NULL;
-    bool verbose = false;
-    int rc = parse_args(argc, argv, &conf, &verbose);
+    options o = {0};
+    int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
     log_init();
     /* a file size limit makes writes fail with EFBIG (persistence reports it
      * and holds acknowledgements) instead of killing the broker */
     signal(SIGXFSZ, SIG_IGN);
-    char err[1024];
+    static char err[8192];
     static broker br;
     broker *b = &br;
     b->epfd = -1;
-    if (load_config(b, conf, verbose, err, sizeof err) != BK_OK) {
-        fprintf(stderr, "secbroker: %s\n", err);
+    if (load_config(b, &o, err, sizeof err) != BK_OK) {
+        print_errors(err);
+        if (b->cfg) config_free(b->cfg);
         return 1;
     }
+    if (check_user(b->cfg, err, sizeof err) != BK_OK) return fail_start(b, err, false);
     if (tls_global_setup(err, sizeof err) != TLS_OK) return fail_start(b, err, false);
     g_broker = b;
     if (broker_init(b) != BK_OK) return fail_start(b, "out of memory or no epoll", true);
@@ -464,6 +532,8 @@ int main(int argc, char **argv)
         log_msg(LL_ERROR, "%s", err);
         return fail_start(b, err, true);
     }
+    if (detach_and_pid(b, &o, err, sizeof err) != BK_OK) return fail_start(b, err, true);
+    (void)privcheck_warn(b->cfg);
     if (drop_privileges(b, err, sizeof err) != BK_OK) return fail_start(b, err, true);
     /* after dropping privileges: the database belongs to the user that writes it */
     b->buffer_connack = b->cfg->persistence && b->cfg->persistence_strict;
@@ -473,9 +543,13 @@ int main(int argc, char **argv)
     }
     startup_warnings(b);
     install_signals();
+    sys_init(b);
+    sys_log_topic_enable();
     log_msg(LL_NOTICE, "secbroker %s running (%s)", SECBROKER_VERSION, tls_library_version());
-    run_loop(b);
+    run_loop(b, &o);
     log_msg(LL_NOTICE, "secbroker shutting down");
+    sys_free();
+    if (b->cfg->pid_file) daemon_remove_pid(b->cfg->pid_file);
     broker_free(b);
     tls_global_free();
     log_close();

@@ -4,12 +4,21 @@
 
 #include "broker/msg.h"
 
+static uint64_t live_count, live_bytes; /* msg_stats */
+
+void msg_stats(uint64_t *count, uint64_t *bytes)
+{
+    *count = live_count;
+    *bytes = live_bytes;
+}
+
 msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t plen, uint8_t qos,
              bool retain)
 {
     msg *m = malloc(sizeof *m + tlen + 1 + plen);
     if (!m) return NULL;
     m->store_id = 0;
+    m->source = NULL;
     m->refs = 1;
     m->payload_len = (uint32_t)plen;
     m->topic_len = tlen;
@@ -18,7 +27,25 @@ msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t
     memcpy(m->data, topic, tlen);
     m->data[tlen] = 0;
     if (plen) memcpy(m->data + tlen + 1, payload, plen);
+    live_count++;
+    live_bytes += plen;
     return m;
+}
+
+int msg_set_source(msg *m, const char *client_id, const char *username)
+{
+    size_t il = strlen(client_id) + 1, ul = username ? strlen(username) + 1 : 0;
+    msg_source *s = malloc(sizeof *s + il + ul);
+    if (!s) return BK_ERR_NOMEM;
+    memcpy(s->client_id, client_id, il);
+    s->username = NULL;
+    if (username) {
+        memcpy(s->client_id + il, username, ul);
+        s->username = s->client_id + il;
+    }
+    free(m->source);
+    m->source = s;
+    return BK_OK;
 }
 
 static void (*free_hook)(void *ctx, msg *m);
@@ -34,6 +61,9 @@ void msg_unref(msg *m)
 {
     if (m && --m->refs == 0) {
         if (m->store_id && free_hook) free_hook(free_hook_ctx, m);
+        live_count--;
+        live_bytes -= m->payload_len;
+        free(m->source);
         free(m);
     }
 }

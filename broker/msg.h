@@ -13,8 +13,16 @@
 
 #include "broker/err.h"
 
+/* Who published a retained message (check_retain_source): one allocation,
+ * client id then username, both NUL-terminated. */
+typedef struct msg_source {
+    const char *username; /* NULL: anonymous */
+    char client_id[];
+} msg_source;
+
 typedef struct msg {
-    uint64_t store_id; /* row in the durable store (persistence), 0 = not stored */
+    uint64_t store_id;  /* row in the durable store (persistence), 0 = not stored */
+    msg_source *source; /* owned; NULL unless check_retain_source recorded it */
     uint32_t refs;
     uint32_t payload_len;
     uint16_t topic_len;
@@ -31,11 +39,16 @@ static inline msg *msg_ref(msg *m)
     m->refs++;
     return m;
 }
+/* Messages alive now (retained, queued, in flight, being routed) and their
+ * payload bytes: $SYS/broker/store/messages/{count,bytes}. */
+void msg_stats(uint64_t *count, uint64_t *bytes);
 /* Drop one reference (NULL is ignored); the last one frees. */
 void msg_unref(msg *m);
 /* fn(ctx, m) is called with each message that has a store_id just before
  * it is freed (persistence lets go of its row); NULL to stop. */
 void msg_set_free_hook(void (*fn)(void *ctx, msg *m), void *ctx);
+/* Record the publisher on m (check_retain_source). BK_OK or BK_ERR_NOMEM. */
+int msg_set_source(msg *m, const char *client_id, const char *username) BK_MUST_CHECK;
 static inline const char *msg_topic(const msg *m)
 {
     return m->data;

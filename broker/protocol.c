@@ -32,6 +32,7 @@ static int send_ack(client *cl, enum mqtt_type type, uint16_t pid)
     uint8_t buf[4];
     size_t n;
     if (mqtt_encode_ack(buf, sizeof buf, type, pid, &n) != MQTT_OK) return BK_ERR_ENCODE;
+    cl->b->packets_sent++;
     return conn_write(cl->b, cl->conn, buf, n);
 }
 
@@ -40,6 +41,7 @@ static int send_empty(client *cl, enum mqtt_type type)
     uint8_t buf[2];
     size_t n;
     if (mqtt_encode_empty(buf, sizeof buf, type, &n) != MQTT_OK) return BK_ERR_ENCODE;
+    cl->b->packets_sent++;
     return conn_write(cl->b, cl->conn, buf, n);
 }
 
@@ -48,6 +50,8 @@ static int send_connack(client *cl, bool sp, uint8_t rc)
     uint8_t buf[4];
     size_t n;
     if (mqtt_encode_connack(buf, sizeof buf, sp, rc, &n) != MQTT_OK) return BK_ERR_ENCODE;
+    cl->b->packets_sent++;
+    cl->b->connects_accepted += rc == 0;
     return conn_write_now(cl->b, cl->conn, buf, n);
 }
 
@@ -66,6 +70,7 @@ static int send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool
     if (level < 0) return level;
     if (qos == 0 && level == CONN_OUT_SOFT) {
         /* A slow QoS 0 subscriber loses messages, not the broker's memory. */
+        b->pub_dropped++;
         if (cl->dropped_qos0++ % QOS0_DROP_LOG_EVERY == 0)
             log_limited(LL_WARNING,
                         "Client %s: output buffer over %llu bytes, dropping QoS 0 "
@@ -86,6 +91,8 @@ static int send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool
     if (m->payload_len) memcpy(p + n, msg_payload(m), m->payload_len);
     conn_commit(b, c, n + m->payload_len);
     b->msgs_sent++;
+    b->packets_sent++;
+    b->pub_bytes_sent += m->payload_len;
     return BK_OK;
 }
 
@@ -208,6 +215,8 @@ static int connect_validate(client *cl, const mqtt_connect *ck)
     char idbuf[64];
     const char *id = (const char *)ck->client_id.ptr;
     size_t idlen = ck->client_id.len;
+    const char *refusal = clientid_refusal(cl->b->cfg, id, idlen);
+    if (refusal) return refuse(cl, MQTT_CONNACK_IDENTIFIER, refusal);
     if (idlen == 0) {
         if (!ck->clean_session || ck->protocol_level == 3)
             return refuse(cl, MQTT_CONNACK_IDENTIFIER,
@@ -259,6 +268,15 @@ static int connect_authenticate(client *cl, const mqtt_connect *ck)
     cl->username = user;
     int rc = auth_login(b, cl, cl->username, ck->password.ptr, ck->password.len, ck->password_flag);
     if (rc != MQTT_CONNACK_ACCEPTED) return refuse_login(cl, rc);
+    if (b->cfg->use_username_as_clientid) { /* Mosquitto: the username replaces the id */
+        if (!cl->username)
+            return refuse(cl, MQTT_CONNACK_NOT_AUTHORIZED,
+                          "use_username_as_clientid is on and the client sent no username");
+        char *id = strdup(cl->username);
+        if (!id) return fail_nomem(cl);
+        free(cl->client_id);
+        cl->client_id = id;
+    }
     if (!ck->will_flag) return BK_OK;
     if (!auth_may_write(b, cl, (const char *)ck->will_topic.ptr, ck->will_topic.len)) {
         char why[160];
@@ -268,6 +286,9 @@ static int connect_authenticate(client *cl, const mqtt_connect *ck)
     }
     cl->will = msg_new(ck->will_topic.ptr, ck->will_topic.len, ck->will_payload.ptr,
                        ck->will_payload.len, ck->will_qos, ck->will_retain);
+    if (cl->will && ck->will_retain && b->cfg->check_retain_source &&
+        msg_set_source(cl->will, cl->client_id, cl->username) != BK_OK)
+        return fail_nomem(cl);
     return cl->will ? BK_OK : fail_nomem(cl);
 }
 
@@ -387,6 +408,11 @@ static void handle_publish(client *cl, const mqtt_header *h)
     }
     if (auth_may_write(b, cl, (const char *)p.topic.ptr, p.topic.len)) {
         msg *m = msg_new(p.topic.ptr, p.topic.len, p.payload, p.payload_len, p.qos, p.retain);
+        if (m && p.retain && b->cfg->check_retain_source &&
+            msg_set_source(m, cl->client_id, cl->username) != BK_OK) {
+            msg_unref(m);
+            m = NULL;
+        }
         if (!m) {
             conn_close(b, cl->conn, "out of memory for a %zu-byte message", p.payload_len);
             return;
@@ -428,7 +454,8 @@ static bool send_retained(void *ud, msg *m)
 {
     retained_ctx *rc = ud;
     session *s = rc->cl->session;
-    if (auth_may_read(rc->cl->b, s, msg_topic(m), m->topic_len))
+    if (auth_may_read(rc->cl->b, s, msg_topic(m), m->topic_len) &&
+        auth_source_may_write(rc->cl->b, m))
         (void)session_deliver(s, m, rc->qos, true); /* [MQTT-3.3.1-8]: retain=1; drops counted */
     return !client_saturated(rc->cl, rc->qos);
 }
@@ -651,11 +678,31 @@ static int proto_on_accept(broker *b, conn *c)
     return BK_OK;
 }
 
+/* A TLS ClientHello (record type 22, version 3.x) where a CONNECT belongs:
+ * someone pointed a TLS client at a plain port. Reported in one notice
+ * (rate-limited per address: anyone can repeat it). A WebSocket listener's
+ * HTTP parser sees such bytes first, so only plain MQTT ports get here. */
+static bool tls_on_plain_port(client *cl, conn *c, const uint8_t *data, size_t len)
+{
+    if (cl->state != CL_AWAIT_CONNECT || c->tls || c->listener->cfg->websockets || len < 3 ||
+        data[0] != 0x16 || data[1] != 0x03 || data[2] > 0x04)
+        return false;
+    log_limited_key(LL_NOTICE, c->peer,
+                    "%s: a TLS client connected to plain MQTT port %d; it must use a TLS "
+                    "listener's port (or connect without TLS)",
+                    c->peer, c->listener->cfg->port);
+    c->close_logged = true;
+    conn_close(cl->b, c, "TLS client on a plain port");
+    return true;
+}
+
 /* Handle every complete packet in data[0..len); returns bytes consumed. */
+
 static size_t proto_on_data(conn *c, const uint8_t *data, size_t len)
 {
     client *cl = c->ud;
     broker *b = cl->b;
+    if (tls_on_plain_port(cl, c, data, len)) return len;
     if (cl->state == CL_AUTH_DELAY) {
         /* CONNECT held: what the client pipelined after it waits for the answer */
         if (len > b->cfg->max_packet_size)
@@ -674,6 +721,7 @@ static size_t proto_on_data(conn *c, const uint8_t *data, size_t len)
         }
         cl->last_rx = b->now;
         b->bytes_received += plen;
+        b->packets_received++;
         proto_handle_packet(cl, &h);
         off += plen;
     }
@@ -739,7 +787,9 @@ static void proto_on_close(conn *c, const char *reason)
 {
     client *cl = c->ud;
     broker *b = cl->b;
-    log_close_line(cl, reason);
+    if (!c->close_logged) /* else said already, in one line (failed TLS handshake, TLS on a plain
+                             port) */
+        log_close_line(cl, reason);
     session *s = cl->session;
     if (s) session_detach(s);
     if (cl->will && cl->send_will) /* [MQTT-3.1.2-8]: error, keepalive, takeover */

@@ -37,6 +37,7 @@ static void collect(void *ud, sub_entry *e)
 void router_publish(broker *b, const char *from_id, msg *m)
 {
     b->msgs_received++;
+    b->pub_bytes_received += m->payload_len;
     if (topic_too_deep(msg_topic(m), m->topic_len)) {
         log_msg(LL_NOTICE, "Dropped PUBLISH from %s: topic has more than %d levels",
                 from_id ? log_esc(from_id) : "(will)", TOPIC_MAX_LEVELS);

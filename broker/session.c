@@ -135,7 +135,8 @@ static bool window_open(const session *s)
 {
     uint32_t max = s->reg->limits.max_inflight; /* 0 means "unlimited" */
     if (max == 0 || max > PID_MAX) max = PID_MAX;
-    return s->inflight_live < max;
+    uint64_t maxb = s->reg->limits.max_inflight_bytes; /* 0 means "unlimited" */
+    return s->inflight_live < max && (maxb == 0 || s->inflight_bytes < maxb);
 }
 
 static bool pid_in_use(const session *s, uint16_t pid)
@@ -212,6 +213,7 @@ static int send_inflight(session *s, msg *m, uint8_t qos, bool retain, uint64_t 
         .retain = retain,
     };
     s->inflight_live++;
+    s->inflight_bytes += m->payload_len;
     pid_mark(s, pid, true);
     journal_delivery(s, o, seq ? JD_UPDATE : JD_ADD);
     /* a failed send closes the connection; the slot stays for redelivery */
@@ -236,24 +238,28 @@ static int queue_grow(outqueue *q)
 bool session_queue_full(const session *s, uint8_t qos)
 {
     uint32_t max = s->reg->limits.max_queued;
-    return qos == 0 || (max && s->queue.count >= max);
+    uint64_t maxb = s->reg->limits.max_queued_bytes;
+    return qos == 0 || (max && s->queue.count >= max) || (maxb && s->queued_bytes >= maxb);
 }
 
 static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
 {
     outqueue *q = &s->queue;
-    if (session_queue_full(s, qos)) {
+    uint64_t maxb = s->reg->limits.max_queued_bytes;
+    if (session_queue_full(s, qos) || (maxb && s->queued_bytes + m->payload_len > maxb)) {
+        s->reg->dropped++;
         if (s->dropped++ % DROP_LOG_EVERY == 0)
             log_limited(LL_WARNING,
-                        "Client %s: queue full (max_queued_messages %u), dropping "
-                        "messages (%llu so far)",
-                        log_esc(s->client_id), s->reg->limits.max_queued,
+                        "Client %s: queue full (max_queued_messages %u, max_queued_bytes %llu), "
+                        "dropping messages (%llu so far)",
+                        log_esc(s->client_id), s->reg->limits.max_queued, (unsigned long long)maxb,
                         (unsigned long long)s->dropped);
         return BK_ERR_FULL;
     }
     if (q->count == q->cap && queue_grow(q) != BK_OK) return BK_ERR_NOMEM;
     outmsg *o = queue_at(q, q->count++);
     *o = (outmsg){.m = msg_ref(m), .seq = s->next_seq++, .qos = qos, .retain = retain};
+    s->queued_bytes += m->payload_len;
     journal_delivery(s, o, JD_ADD);
     return BK_OK;
 }
@@ -279,6 +285,7 @@ void session_pump(session *s)
         outmsg o = *queue_at(q, 0);
         q->head = (q->head + 1) % q->cap;
         q->count--;
+        s->queued_bytes -= o.m->payload_len;
         if (send_inflight(s, o.m, o.qos, o.retain, o.seq) != BK_OK) break;
     }
     if (q->count == 0 && q->cap > QUEUE_KEEP_CAP) {
@@ -316,6 +323,7 @@ static int find_inflight(const session *s, uint16_t pid)
 static void remove_inflight(session *s, int i)
 {
     pid_mark(s, s->inflight[i].pid, false);
+    s->inflight_bytes -= s->inflight[i].m->payload_len;
     msg_unref(s->inflight[i].m);
     s->inflight[i].m = NULL;
     s->inflight[i].state = 0;
@@ -363,12 +371,14 @@ int session_restore_delivery(session *s, msg *m, uint64_t seq, uint8_t qos, bool
         if (q->count == q->cap && queue_grow(q) != BK_OK) return BK_ERR_NOMEM;
         *queue_at(q, q->count++) =
             (outmsg){.m = msg_ref(m), .seq = seq, .qos = qos, .retain = retain};
+        s->queued_bytes += m->payload_len;
         return BK_OK;
     }
     if (inflight_room(s) != BK_OK) return BK_ERR_NOMEM;
     s->inflight[s->ninflight++] = (outmsg){
         .m = msg_ref(m), .seq = seq, .pid = pid, .qos = qos, .state = state, .retain = retain};
     s->inflight_live++;
+    s->inflight_bytes += m->payload_len;
     pid_mark(s, pid, true);
     if (pid >= s->next_pid) s->next_pid = pid == PID_MAX ? 1 : (uint16_t)(pid + 1);
     return BK_OK;

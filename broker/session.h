@@ -39,8 +39,10 @@ typedef struct session_outbox {
 } session_outbox;
 
 typedef struct {
-    uint32_t max_inflight; /* 0 = unlimited (up to the 65535 packet ids) */
-    uint32_t max_queued;   /* 0 = unlimited */
+    uint32_t max_inflight;       /* 0 = unlimited (up to the 65535 packet ids) */
+    uint32_t max_queued;         /* 0 = unlimited */
+    uint64_t max_inflight_bytes; /* payload bytes in the window, 0 = unlimited */
+    uint64_t max_queued_bytes;   /* payload bytes queued, 0 = unlimited */
 } session_limits;
 
 struct session;
@@ -69,6 +71,7 @@ typedef struct session_journal {
 typedef struct session_registry {
     dict ids; /* client id -> session */
     session_limits limits;
+    uint64_t dropped;               /* messages dropped by full queues, all sessions ($SYS) */
     const session_journal *journal; /* NULL: nothing is durable */
     void *journal_ctx;
 } session_registry;
@@ -126,7 +129,9 @@ typedef struct session {
     uint8_t *pid_used;    /* bitmap of inflight ids, only for windows > 64 */
     uint64_t match_stamp; /* router: dedup of overlapping subscriptions */
     uint8_t match_qos;
-    uint64_t dropped; /* messages dropped because the queue was full */
+    uint64_t dropped;                      /* messages dropped because the queue was full */
+    uint64_t queued_bytes, inflight_bytes; /* payload bytes (max_*_bytes) */
+    double offline_since; /* persistent_client_expiration: when first seen offline, 0 = online */
 } session;
 
 void session_registry_init(session_registry *r, session_limits limits);

@@ -1,6 +1,12 @@
 /*
- * sys.h -- the $SYS topics the lab dashboard (web/) reads, in JSON
- * (docs/sys.md documents each topic and field):
+ * sys.h -- the $SYS topics (docs/sys.md documents each topic and field).
+ * Two families, both retained and both subject to the ACL like any topic:
+ *
+ * sys.c: Mosquitto's names and meanings (plain-text values), published every
+ * sys_interval, so tools written for Mosquitto read secbroker the same way;
+ * and `log_dest topic` (log lines published on $SYS/broker/log/LEVEL).
+ *
+ * sys_json.c: the topics the lab dashboard (web/) reads, in JSON:
  *
  *   $SYS/broker/clients/list        connected clients with their transport and TLS details
  *   $SYS/broker/subscriptions/list  every subscription (client, filter, QoS)
@@ -8,11 +14,10 @@
  *                                   with the last SYS_RATES_HISTORY samples
  *   $SYS/broker/handshakes/failed   the latest refused TLS and WebSocket handshakes
  *
- * All retained, so a page that subscribes gets the current state at once.
- * The lists are capped (SYS_*_MAX; "total" says how many there were). The
- * client and subscription lists and the failures are published when they
- * change (looked at once a second), the rates every sys_interval. Who may
- * read them is the ACL's business like any topic.
+ * A page that subscribes gets the current state at once. The lists are
+ * capped (SYS_*_MAX; "total" says how many there were). The client and
+ * subscription lists and the failures are published when they change (looked
+ * at once a second), the rates every sys_interval.
  */
 #ifndef SECBROKER_SYS_H
 #define SECBROKER_SYS_H
@@ -22,6 +27,23 @@
 
 struct broker;
 struct conn;
+
+/* ---- sys.c: Mosquitto's $SYS tree and log_dest topic ---- */
+
+/* Start the clock of uptime and the load averages. */
+void sys_init(struct broker *b);
+/* Publish every Mosquitto-style $SYS topic now (call every sys_interval seconds). */
+void sys_publish(struct broker *b);
+/* Queue log lines for `log_dest topic` from now on. */
+void sys_log_topic_enable(void);
+/* Publish the log lines queued for `log_dest topic` (call each iteration). */
+void sys_publish_log(struct broker *b);
+/* Stop queueing log lines and free the queued ones (shutdown). */
+void sys_free(void);
+/* Number of $SYS topics the last sys_publish wrote (for tests and docs). */
+uint32_t sys_topic_count(void);
+
+/* ---- sys_json.c: the dashboard's JSON topics ---- */
 
 #define SYS_CLIENTS_MAX 100
 #define SYS_SUBS_MAX 200

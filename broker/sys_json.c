@@ -42,7 +42,7 @@ static struct {
 
 /* ---- a small JSON writer into a bbuf ------------------------------------------------------- */
 
-/* Out of memory: the document is dropped (sys_publish sees bad). */
+/* Out of memory: the document is dropped (json_publish sees bad). */
 typedef struct {
     bbuf b;
     bool bad;
@@ -84,7 +84,7 @@ static void js_str(jbuf *o, const char *key, const char *v, bool first)
     js_raw(o, "\"", 1);
 }
 
-static void sys_publish(broker *b, const char *topic, jbuf *o)
+static void json_publish(broker *b, const char *topic, jbuf *o)
 {
     if (o->bad) {
         log_msg(LL_WARNING, "$SYS: out of memory for %s", topic);
@@ -170,7 +170,7 @@ static void publish_clients(broker *b)
         total++;
     }
     js_fmt(&o, "],\"total\":%u,\"shown\":%u,\"max\":%u}", total, shown, SYS_CLIENTS_MAX);
-    sys_publish(b, "$SYS/broker/clients/list", &o);
+    json_publish(b, "$SYS/broker/clients/list", &o);
 }
 
 static void publish_subs(broker *b)
@@ -192,7 +192,7 @@ static void publish_subs(broker *b)
         }
     }
     js_fmt(&o, "],\"total\":%u,\"shown\":%u,\"max\":%u}", total, shown, SYS_SUBS_MAX);
-    sys_publish(b, "$SYS/broker/subscriptions/list", &o);
+    json_publish(b, "$SYS/broker/subscriptions/list", &o);
 }
 
 /* ---- failed handshakes -------------------------------------------------------------------- */
@@ -259,7 +259,7 @@ static void publish_failures(broker *b)
         js_fmt(&o, ",\"http_status\":%d}", f->status);
     }
     js_fmt(&o, "],\"total\":%llu,\"max\":%u}", (unsigned long long)S.total_fail, SYS_FAILURES_MAX);
-    sys_publish(b, "$SYS/broker/handshakes/failed", &o);
+    json_publish(b, "$SYS/broker/handshakes/failed", &o);
 }
 
 /* ---- when to publish ---------------------------------------------------------------------- */
@@ -331,5 +331,5 @@ void sys_publish_rates(broker *b, double interval)
     S.last_tx = b->msgs_sent;
     S.last_brx = b->bytes_received;
     S.last_btx = b->bytes_sent;
-    sys_publish(b, "$SYS/broker/rates", &o);
+    json_publish(b, "$SYS/broker/rates", &o);
 }

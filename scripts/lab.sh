@@ -323,8 +323,9 @@ esac
 
 # ---- stop, keep only the lab port's packets ----------------------------------------
 
-# Every connection closed by the broker: its last packets are on the wire.
-closed() { [ "$(grep -c -E ' closed: | disconnected: ' "$OUT/broker.log")" -ge "$CONNS" ]; }
+# Every connection closed by the broker (a failed TLS handshake is its one
+# "TLS handshake failed" line): its last packets are on the wire.
+closed() { [ "$(grep -c -E ' closed: | disconnected: |: TLS handshake failed: ' "$OUT/broker.log")" -ge "$CONNS" ]; }
 wait_for "the broker to close $CONNS connection(s)" 30 closed
 # dumpcap writes in blocks and a SIGTERM can lose the last one: a last probe
 # on disk means everything before it is too.

@@ -54,8 +54,8 @@ typedef struct {
     const char *tls_version;     /* minimum: "tlsv1.1", "tlsv1.2" (default), "tlsv1.3" */
     const char *keylog_file;     /* NSS key log, appended, flushed per line */
     bool require_certificate;    /* mutual authentication */
-    bool request_certificate;    /* ask for (but do not require) a client cert:
-                                    set when cafile/capath is given */
+    bool request_certificate;    /* ask for (but do not require) a client cert,
+                                    verified when shown (needs cafile/capath) */
     unsigned session_cache_size; /* 0 = default (10000) */
     unsigned session_timeout;    /* seconds, 0 = default (86400) */
     bool trace;                  /* log each handshake step (log_type tls) */
@@ -127,6 +127,8 @@ void tls_conn_describe(const tls_conn *c, char *buf, size_t len);
 bool tls_conn_resumed(const tls_conn *c);
 /* Client certificate's subject CN, or NULL when none was presented. */
 const char *tls_conn_peer_cn(const tls_conn *c);
+/* Its whole subject, RFC 2253 order ("CN=x,O=y,C=z"), or NULL. */
+const char *tls_conn_peer_subject(const tls_conn *c);
 /* Bytes currently allocated for this connection (for docs/bench). */
 size_t tls_conn_memory(const tls_conn *c);
 

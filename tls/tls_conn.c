@@ -477,6 +477,11 @@ const char *tls_conn_peer_cn(const tls_conn *c)
     return c ? c->peer_cn : NULL;
 }
 
+const char *tls_conn_peer_subject(const tls_conn *c)
+{
+    return c ? c->peer_subject : NULL;
+}
+
 void tls_conn_describe(const tls_conn *c, char *buf, size_t len)
 {
     if (len == 0) return;

@@ -523,7 +523,7 @@ static const char *first_bytes_kind(const tls_hs *hs);
 
 /* With trace on, a failed step still shows the message it was reading,
  * then the alert, like Wireshark's packet list does. */
-static void trace_failure(tls_conn *c, int alert_in, const char *why)
+static void trace_failure(tls_conn *c, int alert_in)
 {
     bool srv = c->srv != NULL;
     int state = c->ssl.TLS_PRIV(state);
@@ -546,7 +546,7 @@ static void trace_failure(tls_conn *c, int alert_in, const char *why)
                      c->hs->alert_sent);
     else if (c->hs->alert_sent == -2)
         tls_conn_log(c, 4, "-> Alert (encrypted)");
-    tls_conn_log(c, 4, "handshake failed (mbedTLS state %d): %s", state, why);
+    /* the reason itself is the handshake's one error line (tls_conn_error) */
 }
 
 /* ---- failures ------------------------------------------------------------------ */
@@ -908,5 +908,5 @@ void tls_diag_failure(tls_conn *c, int ret)
     if (code != TLS_ERR_IO && code != TLS_ERR_CLOSED) drain_input(c);
     c->result = code;
     tls_conn_set_error(c, "TLS handshake failed: %s%s", why, tmp);
-    if ((srv && c->srv->trace) || (!srv && c->cli->trace)) trace_failure(c, alert_in, why);
+    if ((srv && c->srv->trace) || (!srv && c->cli->trace)) trace_failure(c, alert_in);
 }

@@ -185,11 +185,12 @@ int tls_server_setup(tls_server **out, const tls_server_opts *o, tls_log_fn log,
                  "require_certificate true needs cafile or capath to verify client certificates");
         goto fail;
     }
-    s->request_cert = s->have_ca;
-    /* With a CA we always ask; only require_certificate makes a missing
+    s->request_cert = s->have_ca && (o->require_certificate || o->request_certificate);
+    /* We ask for a client certificate only when told to (Mosquitto: a CA
+     * alone asks for nothing); only require_certificate makes a missing
      * certificate fatal. A presented but invalid certificate is refused
      * either way (see tls_conn.c), as OpenSSL-based brokers do. */
-    if (s->have_ca) {
+    if (s->request_cert) {
         mbedtls_ssl_conf_authmode(&s->conf, o->require_certificate ? MBEDTLS_SSL_VERIFY_REQUIRED
                                                                    : MBEDTLS_SSL_VERIFY_OPTIONAL);
         mbedtls_ssl_conf_ca_chain(&s->conf, &s->ca, s->have_crl ? &s->crl : NULL);

@@ -69,7 +69,7 @@ class TestDashboardInChromium(unittest.TestCase):
 
     def test_clients_tls_details_and_failure_appear(self):
         b = Broker(conf="sys_interval 1", listeners=[
-            tls_block(self.certs, cafile=True),
+            tls_block(self.certs, cafile=True, request=True),
             "listener {port} 127.0.0.1\nprotocol websockets\nhttp_dir %s\n"
             "websockets_origin http://127.0.0.1:{port}" % WEB])
         self.addCleanup(b.cleanup)

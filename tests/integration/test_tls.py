@@ -93,7 +93,8 @@ class TestServerTLS(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.broker = start(cls, listeners=[tls_block(CERTS, cafile=True)], per_class=True)
+        cls.broker = start(cls, listeners=[tls_block(CERTS, cafile=True, request=True)],
+                           per_class=True)
         cls.plain, cls.tls = cls.broker.ports
         cls.tmp = tempfile.mkdtemp(prefix="secbroker-tls-")
         cls.addClassCleanup(shutil.rmtree, cls.tmp, True)

@@ -43,7 +43,7 @@ def ws_block(extra=(), address="127.0.0.1"):
 
 
 def wss_block(extra=()):
-    return tls_block(CERTS, cafile=True, extra=["protocol websockets"] + list(extra))
+    return tls_block(CERTS, cafile=True, request=True, extra=["protocol websockets"] + list(extra))
 
 
 def client_ctx():
@@ -409,7 +409,7 @@ class TestConfig(unittest.TestCase):
                         "need 'protocol websockets'")
         self.start_fail("listener 1 127.0.0.1\nprotocol websockets\nwebsockets_headers_size 10\n",
                         "websockets_headers_size")
-        self.start_fail("protocol websockets\n", "must follow a 'listener' line")
+        self.start_fail("protocol websockets\n", "before any 'listener' line")
 
 
 class TestSys(WSCase):
@@ -422,7 +422,7 @@ class TestSys(WSCase):
         return [json.loads(p) for t, p in c.messages if t == topic and pred(json.loads(p))][-1]
 
     def test_clients_subscriptions_failures(self):
-        b = self.broker([tls_block(CERTS, cafile=True), ws_block(), wss_block()],
+        b = self.broker([tls_block(CERTS, cafile=True, request=True), ws_block(), wss_block()],
                         conf="sys_interval 1")
         tcp, tls, ws, wss = b.ports
         PahoClient(self, tls, "with-cert", ca=CERTS["ca.crt"], cert=CERTS["client.crt"],

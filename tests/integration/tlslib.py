@@ -66,9 +66,13 @@ def make_other_cert(certs):
     return {n: os.path.join(d, n) for n in ("other.crt", "other.key")}
 
 
-def tls_block(certs, cafile=False, require=False, identity=False, extra=(), server="server"):
+def tls_block(certs, cafile=False, require=False, identity=False, extra=(), server="server",
+              request=False):
     """A listener block for brokerlib.Broker(listeners=[...]); server="other"
-    serves the certificate that names only otherhost.example."""
+    serves the certificate that names only otherhost.example. request: add
+    secbroker's `request_certificate true` (client certificates asked for,
+    optional, verified when shown); a cafile alone asks for nothing, as in
+    Mosquitto."""
     lines = ["listener {port} 127.0.0.1",
              "certfile %s" % certs[server + ".crt"],
              "keyfile %s" % certs[server + ".key"]]
@@ -76,6 +80,8 @@ def tls_block(certs, cafile=False, require=False, identity=False, extra=(), serv
         lines.append("cafile %s" % certs["ca.crt"])
     if require:
         lines.append("require_certificate true")
+    if request:
+        lines.append("request_certificate true")
     if identity:
         lines.append("use_identity_as_username true")
     lines.extend(extra)

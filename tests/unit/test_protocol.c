@@ -50,8 +50,9 @@ static void setup(void)
     B.epfd = -1;
     B.now = 1000;
     B.root = tree_new_root();
-    session_registry_init(
-        &B.sessions, (session_limits){B.cfg->max_inflight_messages, B.cfg->max_queued_messages});
+    session_registry_init(&B.sessions,
+                          (session_limits){.max_inflight = B.cfg->max_inflight_messages,
+                                           .max_queued = B.cfg->max_queued_messages});
     dict_init(&B.auth_fails);
     memset(&L, 0, sizeof L);
     L.cfg = &B.cfg->listeners[0];

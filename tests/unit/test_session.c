@@ -72,7 +72,8 @@ static void fake_reset(fake_out *o)
 
 static session *new_session(uint32_t max_inflight, uint32_t max_queued)
 {
-    session_registry_init(&reg, (session_limits){max_inflight, max_queued});
+    session_registry_init(&reg,
+                          (session_limits){.max_inflight = max_inflight, .max_queued = max_queued});
     session *s = session_create(&reg, "c1", 2, false);
     ck_assert_ptr_nonnull(s);
     return s;

@@ -1,0 +1,74 @@
+/*
+ * config_int.h -- shared by the configuration parser's files (config.c,
+ * config_include.c, config_compat.c); not for the rest of the broker.
+ */
+#ifndef SECBROKER_CONFIG_INT_H
+#define SECBROKER_CONFIG_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/config.h"
+
+/* A key handler's answer for a key it does not know (the next one tries). */
+#define NOT_MINE 1
+/* Errors collected in one run before parsing gives up. */
+#define CFG_MAX_ERRORS 50
+
+typedef struct pctx {
+    const char *path;  /* the file being read (an include_dir file, or the main one) */
+    const char *shown; /* the name used in messages for the main file */
+    int line;
+    char *err; /* every error, one "FILE:LINE: reason" per line */
+    size_t errlen;
+    int nerr;
+    int depth; /* include_dir nesting */
+    bool log_dest_seen, log_type_seen;
+    /* Mosquitto's `port` and `bind_address` make the default listener, which
+     * takes the listener keys written before any `listener` line. */
+    listener_cfg *deflt;
+    bool deflt_used;
+    char deflt_path[512]; /* where the first key of the default listener was */
+    int deflt_line;
+    int default_port; /* -1: no port line */
+    char *default_bind;
+    /* per_listener_settings: allow_anonymous, password_file and acl_file as
+     * written in each block (index 0: before any listener line, i: listener
+     * i); see cfg_security_key. */
+    struct sec_block {
+        char *val[3];
+    } * sec;
+    size_t nsec;
+} pctx;
+
+/* Record one error at the current file and line; returns BK_ERR_CONFIG. */
+int cfg_fail(pctx *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cfg_bool(pctx *p, const char *key, const char *v, bool *out);
+int cfg_uint(pctx *p, const char *key, const char *v, uint64_t min, uint64_t max, uint64_t *out);
+int cfg_str(char **dst, const char *v);
+/* Read one file's lines into c (errors collected in p). BK_OK or BK_ERR_CONFIG. */
+int cfg_parse_path(pctx *p, config *c, const char *path);
+
+/* include_dir DIR: every *.conf in DIR in byte order (config_include.c). */
+int cfg_include_dir(pctx *p, config *c, const char *dir);
+/* The keys kept for Mosquitto compatibility (config_compat.c): NOT_MINE, BK_OK or an error. */
+int cfg_compat_key(pctx *p, config *c, const char *key, const char *v);
+/* A key secbroker does not have: refused by name, with what to do instead. */
+int cfg_refuse_key(pctx *p, const char *key);
+/* Record allow_anonymous / password_file / acl_file per block; NOT_MINE
+ * always (config.c applies them too), or an error when out of memory. */
+int cfg_security_key(pctx *p, config *c, const char *key, const char *v);
+void cfg_security_free(pctx *p);
+/* per_listener_settings true: the listeners must agree (BK_OK), and the
+ * global values become theirs. After cfg_compat_finish. */
+int cfg_per_listener_check(pctx *p, config *c);
+/* A listener key before any listener line: it configures the default
+ * listener (remembers the first such line for the error without `port`). */
+void cfg_note_default(pctx *p);
+/* After all lines: the default listener of port/bind_address (BK_OK or an error). */
+int cfg_compat_finish(pctx *p, config *c);
+/* Duration like Mosquitto's persistent_client_expiration (1h, 2d, 1w, 1m, 1y). */
+int cfg_duration(pctx *p, const char *key, const char *v, uint32_t *seconds);
+
+#endif
