@@ -2,23 +2,41 @@
  * router.c -- one PUBLISH to every matching subscriber (see router.h).
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/log.h"
 #include "broker/router.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 #include "broker/tree.h"
 
 /* First size of the reused matched-sessions array. */
 #define MATCH_FIRST_CAP 64
 
+typedef struct {
+    broker *b;
+    const char *from_id; /* publisher, for No Local */
+} match_ctx;
+
 static void collect(void *ud, sub_entry *e)
 {
-    broker *b = ud;
+    match_ctx *mc = ud;
+    broker *b = mc->b;
     session *s = e->s;
+    if (!s) {
+        shared_collect(b, e); /* a shared subscription group */
+        return;
+    }
+    if ((e->qos & SUBOPT_NO_LOCAL) && mc->from_id && strcmp(s->client_id, mc->from_id) == 0)
+        return; /* [MQTT-3.8.3-3] */
+    uint8_t q = e->qos & (SUBOPT_QOS_MASK | SUBOPT_RAP);
     if (s->match_stamp == b->match_seq) {
-        if (e->qos > s->match_qos) s->match_qos = e->qos;
+        uint8_t mq = s->match_qos;
+        if ((q & SUBOPT_QOS_MASK) > (mq & SUBOPT_QOS_MASK))
+            mq = (uint8_t)((mq & ~SUBOPT_QOS_MASK) | (q & SUBOPT_QOS_MASK));
+        s->match_qos = (uint8_t)(mq | (q & SUBOPT_RAP));
         return;
     }
     if (b->match_cap == 0 || (size_t)b->match_cap <= (size_t)b->match_cap_used) {
@@ -29,7 +47,7 @@ static void collect(void *ud, sub_entry *e)
         b->match_cap = ncap;
     }
     s->match_stamp = b->match_seq;
-    s->match_qos = e->qos;
+    s->match_qos = q;
     b->match_sessions[b->match_cap_used++] = s;
 }
 
@@ -46,14 +64,17 @@ void router_publish(broker *b, const char *from_id, msg *m)
         log_msg(LL_WARNING, "Out of memory: retained message on '%s' not stored", msg_topic(m));
     b->match_seq++;
     b->match_cap_used = 0;
-    tree_match(b->root, msg_topic(m), m->topic_len, collect, b);
+    match_ctx mc = {b, from_id};
+    tree_match(b->root, msg_topic(m), m->topic_len, collect, &mc);
     size_t n = b->match_cap_used;
     for (size_t i = 0; i < n; i++) {
         session *s = b->match_sessions[i];
         if (!auth_may_read(b, s, msg_topic(m), m->topic_len)) continue;
         /* a full queue or a dropped QoS 0 copy is counted and logged by the
          * session and the connection; the other subscribers still get theirs */
-        (void)session_deliver(s, m, s->match_qos, false);
+        (void)session_deliver(s, m, s->match_qos & SUBOPT_QOS_MASK,
+                              (s->match_qos & SUBOPT_RAP) && m->retain);
     }
     b->match_cap_used = 0;
+    shared_deliver_matched(b, m);
 }

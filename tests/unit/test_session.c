@@ -478,6 +478,70 @@ START_TEST(registry)
 }
 END_TEST
 
+/* ---- MQTT 5: flow control, expiry, packet size ------------------------------------ */
+START_TEST(receive_maximum_caps_window)
+{
+    /* the client's Receive Maximum (3) is below max_inflight (10): never more
+     * than 3 unacknowledged QoS 1/2 PUBLISHes [MQTT-3.3.4-9]; QoS 0 passes */
+    session *s = new_session(10, 0);
+    s->send_max = 3;
+    session_attach(s, &fake_outbox, &out);
+    deliver_n(s, 6, 1);
+    ck_assert_uint_eq(out.n, 3);
+    ck_assert_uint_eq(s->queue.count, 3);
+    ck_assert_int_eq(session_deliver(s, m2, 0, false), BK_OK);
+    ck_assert_uint_eq(out.n, 4); /* QoS 0 is not counted */
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, 2), BK_OK);
+    ck_assert_uint_eq(out.n, 5); /* one ack, one more */
+    ck_assert_uint_eq(s->inflight_live, 3);
+    /* a Receive Maximum above max_inflight leaves max_inflight in charge */
+    s->send_max = 50;
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, 1), BK_OK);
+    ck_assert_uint_eq(s->queue.count, 0); /* both queued ones went out */
+    ck_assert_uint_eq(s->inflight_live, 4);
+}
+END_TEST
+
+START_TEST(expired_messages_not_delivered)
+{
+    /* queued messages whose Message Expiry Interval ran out are dropped when
+     * their turn comes (spec 3.3.2.3.3); the others go out */
+    double now = 100;
+    session *s = new_session(1, 0);
+    reg.clock = &now;
+    session_attach(s, &fake_outbox, &out);
+    m1->expire_at = 105;
+    deliver_n(s, 1, 1);                                        /* in flight */
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_OK); /* queued */
+    ck_assert_int_eq(session_deliver(s, m2, 1, false), BK_OK); /* queued, no expiry */
+    ck_assert_uint_eq(out.n, 1);
+    now = 106;
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_OK); /* expired: not even queued */
+    ck_assert_uint_eq(s->queue.count, 2);
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, 1), BK_OK);
+    ck_assert_uint_eq(out.n, 2);
+    ck_assert_ptr_eq(out.p[1].m, m2); /* the expired copy was skipped */
+    ck_assert_uint_eq(s->queue.count, 0);
+    m1->expire_at = 0;
+}
+END_TEST
+
+START_TEST(too_large_for_client_dropped)
+{
+    /* the client's Maximum Packet Size: a message that cannot fit is dropped
+     * as if delivered [MQTT-3.1.2-25]; one that fits goes out */
+    session *s = new_session(10, 0);
+    s->max_packet = 30; /* "t/1" + "one" + 21 bytes of headers = 27 */
+    session_attach(s, &fake_outbox, &out);
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_OK);
+    ck_assert_uint_eq(out.n, 1);
+    s->max_packet = 26;
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_OK);
+    ck_assert_uint_eq(out.n, 1);
+    ck_assert_uint_eq(s->queue.count, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("session");
@@ -501,6 +565,9 @@ int main(void)
     tcase_add_test(tc, qos2_incoming_exactly_once);
     tcase_add_test(tc, subscriptions);
     tcase_add_test(tc, registry);
+    tcase_add_test(tc, receive_maximum_caps_window);
+    tcase_add_test(tc, expired_messages_not_delivered);
+    tcase_add_test(tc, too_large_for_client_dropped);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
