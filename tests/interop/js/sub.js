@@ -8,7 +8,8 @@ main((opts) => {
   const client = connect(opts);
   let got = 0;
   client.on('connect', (connack) => {
-    emit({ event: 'connect', sessionPresent: connack.sessionPresent, returnCode: connack.returnCode });
+    emit({ event: 'connect', sessionPresent: connack.sessionPresent, returnCode: connack.returnCode,
+           reasonCode: connack.reasonCode, properties: connack.properties || null });
     client.subscribe(opts.topic, { qos: opts.qos }, (err, granted) => {
       if (err) {
         emit({ event: 'error', message: String(err.message) });
@@ -20,7 +21,7 @@ main((opts) => {
   client.on('message', (topic, payload, packet) => {
     got += 1;
     emit({ event: 'message', topic, payload: payload.toString('utf8'), qos: packet.qos,
-           retain: packet.retain });
+           retain: packet.retain, properties: packet.properties || null });
     if (got >= opts.count) finish(client);
   });
 });
