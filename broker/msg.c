@@ -21,6 +21,7 @@ msg *msg_new_props(const uint8_t *topic, uint16_t tlen, const uint8_t *props, si
     m->qos = qos;
     m->retain = retain;
     m->props_len = (uint32_t)props_len;
+    m->payload_off = (uint32_t)(tlen + 1 + props_len);
     m->expire_at = 0;
     memcpy(m->data, topic, tlen);
     m->data[tlen] = 0;

@@ -23,8 +23,9 @@ typedef struct msg {
      * Subscription Identifier or Message Expiry Interval: those are written
      * per delivery), stored once with the message; 0 for 3.1.1 publishers */
     uint32_t props_len;
-    double expire_at; /* monotonic seconds when it expires; 0 = never */
-    char data[];      /* topic, NUL, properties, payload */
+    uint32_t payload_off; /* payload at data + payload_off (after topic, NUL, properties) */
+    double expire_at;     /* monotonic seconds when it expires; 0 = never */
+    char data[];          /* topic, NUL, properties, payload */
 } msg;
 
 /* A new message with one reference, or NULL when out of memory. */
@@ -47,7 +48,7 @@ static inline const char *msg_topic(const msg *m)
 }
 static inline const uint8_t *msg_payload(const msg *m)
 {
-    return (const uint8_t *)m->data + m->topic_len + 1 + m->props_len;
+    return (const uint8_t *)m->data + m->payload_off;
 }
 static inline const uint8_t *msg_props(const msg *m)
 {

@@ -29,8 +29,11 @@
 
 uint8_t p5_connack_reason(uint8_t v3rc)
 {
-    static const uint8_t map[] = {0x00, MQTT5_RC_UNSUPPORTED_VERSION, MQTT5_RC_CLIENT_ID_INVALID,
-                                  MQTT5_RC_SERVER_UNAVAILABLE, MQTT5_RC_BAD_CREDENTIALS,
+    static const uint8_t map[] = {0x00,
+                                  MQTT5_RC_UNSUPPORTED_VERSION,
+                                  MQTT5_RC_CLIENT_ID_INVALID,
+                                  MQTT5_RC_SERVER_UNAVAILABLE,
+                                  MQTT5_RC_BAD_CREDENTIALS,
                                   MQTT5_RC_NOT_AUTHORIZED};
     return v3rc < sizeof map ? map[v3rc] : v3rc;
 }
@@ -55,12 +58,18 @@ static mqtt_bytes reason_props(client *cl, const char *why, uint8_t *buf, size_t
     mqtt_props_writer w;
     mqtt_props_writer_init(&w, buf, cap);
     if (why && (always || cl->v5->problem_info))
-        (void)mqtt_props_add_str(&w, MQTT_PROP_REASON_STRING, why, strlen(why)); /* too long: none */
+        (void)mqtt_props_add_str(&w, MQTT_PROP_REASON_STRING, why,
+                                 strlen(why)); /* too long: none */
     return mqtt_props_writer_bytes(&w);
 }
 
 int p5_send_ack(client *cl, enum mqtt_type type, uint16_t pid, uint8_t rc, const char *why)
 {
+    if (rc == MQTT5_RC_SUCCESS) { /* the shortest form is the 3.1.1 packet (spec 3.4.2.1) */
+        uint8_t small[4] = {(uint8_t)(type << 4 | (type == MQTT_PUBREL ? 2 : 0)), 2,
+                            (uint8_t)(pid >> 8), (uint8_t)pid};
+        return conn_write(cl->b, cl->conn, small, sizeof small);
+    }
     uint8_t pbuf[200], buf[240];
     mqtt5_ack a = {.type = (uint8_t)type, .packet_id = pid, .reason = rc};
     a.props.raw = reason_props(cl, rc >= 0x80 ? why : NULL, pbuf, sizeof pbuf, false);
@@ -183,9 +192,13 @@ int p5_send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool dup
 {
     client5 *v = cl->v5;
     uint8_t small[8 + 5 * MAX_SUB_IDS_OUT];
-    bool send_topic;
-    uint16_t alias = alias_out(v, m, &send_topic);
-    size_t plen = delivery_props(cl, m, alias, small, sizeof small);
+    bool send_topic = true;
+    uint16_t alias = 0;
+    size_t plen = 0;
+    if (v->alias_max_out || m->expire_at > 0 || (cl->session && cl->session->nsub_ids)) {
+        alias = alias_out(v, m, &send_topic);
+        plen = delivery_props(cl, m, alias, small, sizeof small);
+    }
     size_t props = plen + m->props_len;
     size_t tlen = send_topic ? m->topic_len : 0;
     uint64_t rem = 2 + tlen + (qos ? 2 : 0) + (size_t)mqtt_varint_size((uint32_t)props) + props +
@@ -194,7 +207,8 @@ int p5_send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool dup
     uint64_t total = 1 + (uint64_t)rl + rem;
     if (rem > MQTT_MAX_REMAINING_LENGTH || (v->max_packet && total > v->max_packet)) {
         /* [MQTT-3.1.2-24]: never more than the client allows: dropped */
-        log_msg(LL_INFO, "Client %s: dropped a %llu-byte PUBLISH on '%s' (its maximum packet size %u)",
+        log_msg(LL_INFO,
+                "Client %s: dropped a %llu-byte PUBLISH on '%s' (its maximum packet size %u)",
                 cl->client_id, (unsigned long long)total, msg_topic(m), v->max_packet);
         if (alias && send_topic) { /* the binding never reached the client */
             free(v->alias_out[alias]);
@@ -392,8 +406,8 @@ static uint8_t subscribe_shared(client *cl, mqtt_str f, mqtt5_subopts o, uint32_
     if (shared_join(cl->b, cl->session, g, glen, filter, flen, granted, sub_id) != BK_OK)
         return MQTT5_RC_UNSPECIFIED;
     if (log_enabled(LL_SUBSCRIBE))
-        log_msg(LL_SUBSCRIBE, "%s subscribed to '%.*s' (QoS %u, shared)", cl->client_id,
-                (int)f.len, f.ptr, granted);
+        log_msg(LL_SUBSCRIBE, "%s subscribed to '%.*s' (QoS %u, shared)", cl->client_id, (int)f.len,
+                f.ptr, granted);
     return granted;
 }
 
@@ -410,8 +424,8 @@ static uint8_t subscribe_one5(client *cl, mqtt_str f, uint8_t optbyte, uint32_t 
         return subscribe_shared(cl, f, o, sub_id); /* never retained [MQTT-3.8.4-?] */
     session *s = cl->session;
     bool existed = dict_get(&s->subs_by_filter, (const char *)f.ptr, f.len) != NULL;
-    uint8_t opts = (uint8_t)((o.no_local ? SUBOPT_NO_LOCAL : 0) |
-                             (o.retain_as_published ? SUBOPT_RAP : 0));
+    uint8_t opts =
+        (uint8_t)((o.no_local ? SUBOPT_NO_LOCAL : 0) | (o.retain_as_published ? SUBOPT_RAP : 0));
     sub_rec *r;
     uint8_t code = proto_subscribe_one(cl, f, o.qos, opts, &r);
     if (code >= 0x80) return code;
@@ -439,18 +453,15 @@ void p5_handle_subscribe(client *cl, const mqtt_header *h)
     if (!codes || !recs || !buf) {
         conn_close(cl->b, cl->conn, "out of memory for a SUBSCRIBE of %u filters", count);
     } else {
-        uint32_t sub_id = mqtt_props_has(&sl.props, MQTT_PROP_SUBSCRIPTION_ID)
-                              ? sl.props.subscription_id
-                              : 0;
+        uint32_t sub_id =
+            mqtt_props_has(&sl.props, MQTT_PROP_SUBSCRIPTION_ID) ? sl.props.subscription_id : 0;
         mqtt_sublist it = sl.list;
         mqtt_str f;
         uint8_t q;
         for (unsigned i = 0; mqtt_sublist_next(&it, &f, &q); i++)
             codes[i] = subscribe_one5(cl, f, q, sub_id, &recs[i]);
-        mqtt5_suback sa = {.type = MQTT_SUBACK,
-                           .packet_id = sl.list.packet_id,
-                           .codes = codes,
-                           .count = count};
+        mqtt5_suback sa = {
+            .type = MQTT_SUBACK, .packet_id = sl.list.packet_id, .codes = codes, .count = count};
         size_t n;
         if (mqtt5_encode_suback(buf, need, &sa, &n) != MQTT_OK)
             conn_close(cl->b, cl->conn, "internal error: cannot encode a SUBACK of %u codes",
@@ -500,10 +511,8 @@ void p5_handle_unsubscribe(client *cl, const mqtt_header *h)
         uint8_t q;
         for (unsigned i = 0; mqtt_sublist_next(&it, &f, &q); i++)
             codes[i] = unsubscribe_one5(cl, f);
-        mqtt5_suback sa = {.type = MQTT_UNSUBACK,
-                           .packet_id = sl.list.packet_id,
-                           .codes = codes,
-                           .count = count};
+        mqtt5_suback sa = {
+            .type = MQTT_UNSUBACK, .packet_id = sl.list.packet_id, .codes = codes, .count = count};
         size_t n;
         if (mqtt5_encode_suback(buf, 16 + (size_t)count, &sa, &n) == MQTT_OK)
             (void)conn_write(cl->b, cl->conn, buf, n); /* a failed write closes */
@@ -538,6 +547,13 @@ static void handle_disconnect(client *cl, const mqtt5_ack *a)
 
 void p5_handle_ack(client *cl, const mqtt_header *h)
 {
+    if (h->type == MQTT_PUBACK && h->remaining == 2) { /* the common case: success, no properties */
+        uint16_t pid = (uint16_t)(h->body[0] << 8 | h->body[1]);
+        if (pid) {
+            (void)session_ack(cl->session, MQTT_PUBACK, pid);
+            return;
+        }
+    }
     mqtt5_ack a;
     int r = mqtt5_decode_ack(h, &a);
     if (r < 0) {
@@ -549,8 +565,9 @@ void p5_handle_ack(client *cl, const mqtt_header *h)
         handle_disconnect(cl, &a);
         return;
     case MQTT_AUTH: /* no enhanced authentication was started [MQTT-4.12.0-1] */
-        proto_close(cl, MQTT5_RC_PROTOCOL_ERROR, "protocol error: AUTH without an authentication "
-                                                 "method in CONNECT");
+        proto_close(cl, MQTT5_RC_PROTOCOL_ERROR,
+                    "protocol error: AUTH without an authentication "
+                    "method in CONNECT");
         return;
     case MQTT_PUBREL: {
         bool known = session_qos2_in_del(cl->session, a.packet_id);

@@ -33,12 +33,12 @@ typedef struct client5 {
     uint32_t will_delay;     /* Will Delay Interval, seconds */
     uint32_t will_expiry;    /* the will's Message Expiry Interval (has_will_expiry) */
     bool has_will_expiry;
-    uint16_t recv_max;       /* the client's Receive Maximum */
-    uint16_t alias_max_out;  /* aliases the broker may use towards the client */
-    uint16_t alias_next_out; /* round robin once the table is full */
-    uint16_t server_keepalive; /* 0 = the client's own keepalive stands */
-    bool problem_info;       /* Request Problem Information (default 1) */
-    bool id_assigned;        /* Assigned Client Identifier goes into CONNACK */
+    uint16_t recv_max;                     /* the client's Receive Maximum */
+    uint16_t alias_max_out;                /* aliases the broker may use towards the client */
+    uint16_t alias_next_out;               /* round robin once the table is full */
+    uint16_t server_keepalive;             /* 0 = the client's own keepalive stands */
+    bool problem_info;                     /* Request Problem Information (default 1) */
+    bool id_assigned;                      /* Assigned Client Identifier goes into CONNACK */
     char *alias_in[P5_ALIAS_MAX_IN + 1];   /* the client's aliases (1..) */
     char *alias_out[P5_ALIAS_MAX_OUT + 1]; /* ours (1..) */
 } client5;
@@ -47,7 +47,8 @@ typedef struct client5 {
 bool proto_client_ready(const client *cl);
 /* Close cl with reason code rc (v5: a DISCONNECT first, rc >= 0x80) and a
  * log line. */
-void proto_close(client *cl, uint8_t rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void proto_close(client *cl, uint8_t rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* The rest of a PUBLISH once decoded (alias resolved): QoS 2 resend, retain,
  * ACL, store and route, acknowledge. props: the block to forward. */
 void proto_publish(client *cl, const mqtt_publish *p, const uint8_t *props, size_t props_len,

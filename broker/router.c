@@ -20,9 +20,24 @@ typedef struct {
     const char *from_id; /* publisher, for No Local */
 } match_ctx;
 
-static void collect(void *ud, sub_entry *e)
+/* First match of s in this PUBLISH. */
+static void collect_new(broker *b, session *s, uint8_t q)
 {
-    match_ctx *mc = ud;
+    if (b->match_cap == 0 || (size_t)b->match_cap <= (size_t)b->match_cap_used) {
+        size_t ncap = b->match_cap ? b->match_cap * 2 : MATCH_FIRST_CAP;
+        session **n = realloc(b->match_sessions, ncap * sizeof *n);
+        if (!n) return; /* this subscriber misses the message; nothing else breaks */
+        b->match_sessions = n;
+        b->match_cap = ncap;
+    }
+    s->match_stamp = b->match_seq;
+    s->match_qos = q;
+    b->match_sessions[b->match_cap_used++] = s;
+}
+
+/* The rarer entries: shared groups, No Local, Retain As Published. */
+static void collect_options(match_ctx *mc, sub_entry *e)
+{
     broker *b = mc->b;
     session *s = e->s;
     if (!s) {
@@ -39,15 +54,31 @@ static void collect(void *ud, sub_entry *e)
         s->match_qos = (uint8_t)(mq | (q & SUBOPT_RAP));
         return;
     }
+    collect_new(b, s, q);
+}
+
+static void collect(void *ud, sub_entry *e)
+{
+    match_ctx *mc = ud;
+    if (e->qos > SUBOPT_QOS_MASK) { /* options or a group: never a plain 3.1.1 entry */
+        collect_options(mc, e);
+        return;
+    }
+    broker *b = mc->b;
+    session *s = e->s;
+    if (s->match_stamp == b->match_seq) {
+        /* keeps any option bits an earlier entry set */
+        if (e->qos > (s->match_qos & SUBOPT_QOS_MASK))
+            s->match_qos = (uint8_t)((s->match_qos & ~SUBOPT_QOS_MASK) | e->qos);
+        return;
+    }
+    /* collect_new, written out: this is the hot path of every delivery */
     if (b->match_cap == 0 || (size_t)b->match_cap <= (size_t)b->match_cap_used) {
-        size_t ncap = b->match_cap ? b->match_cap * 2 : MATCH_FIRST_CAP;
-        session **n = realloc(b->match_sessions, ncap * sizeof *n);
-        if (!n) return; /* this subscriber misses the message; nothing else breaks */
-        b->match_sessions = n;
-        b->match_cap = ncap;
+        collect_new(b, s, e->qos);
+        return;
     }
     s->match_stamp = b->match_seq;
-    s->match_qos = q;
+    s->match_qos = e->qos;
     b->match_sessions[b->match_cap_used++] = s;
 }
 
@@ -72,8 +103,11 @@ void router_publish(broker *b, const char *from_id, msg *m)
         if (!auth_may_read(b, s, msg_topic(m), m->topic_len)) continue;
         /* a full queue or a dropped QoS 0 copy is counted and logged by the
          * session and the connection; the other subscribers still get theirs */
-        (void)session_deliver(s, m, s->match_qos & SUBOPT_QOS_MASK,
-                              (s->match_qos & SUBOPT_RAP) && m->retain);
+        uint8_t q = s->match_qos;
+        if (q <= SUBOPT_QOS_MASK)
+            (void)session_deliver(s, m, q, false);
+        else /* Retain As Published [MQTT-3.3.1-12] */
+            (void)session_deliver(s, m, q & SUBOPT_QOS_MASK, (q & SUBOPT_RAP) && m->retain);
     }
     b->match_cap_used = 0;
     shared_deliver_matched(b, m);

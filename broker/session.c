@@ -230,7 +230,7 @@ static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
 
 /* MQTT 5: expired (3.3.2.3.3) or larger than the client allows
  * [MQTT-3.1.2-25]: dropped as if delivered. */
-static bool undeliverable(const session *s, const msg *m)
+static bool undeliverable_slow(const session *s, const msg *m)
 {
     if (m->expire_at > 0 && s->reg->clock && msg_expired(m, *s->reg->clock)) return true;
     /* fixed header 5, topic 2, id 2, properties: length 4, expiry 5,
@@ -240,16 +240,23 @@ static bool undeliverable(const session *s, const msg *m)
                s->max_packet;
 }
 
+static inline bool undeliverable(const session *s, const msg *m)
+{
+    return (s->max_packet || m->expire_at > 0) && undeliverable_slow(s, m);
+}
+
 int session_deliver(session *s, msg *m, uint8_t max_qos, bool retain)
 {
     uint8_t qos = m->qos < max_qos ? m->qos : max_qos;
-    if (undeliverable(s, m)) return BK_OK;
     if (qos == 0) {
         /* QoS 0 is never queued for an offline client (Mosquitto's default);
          * a closing connection's publish refuses it (BK_ERR_CLOSED) */
         if (!s->out) return BK_OK;
         return s->out->publish(s->out_ctx, m, 0, retain, false, 0);
     }
+    /* (QoS 0 goes out now: the outbox drops what is too large; only retained
+     * messages can be old, and the retained walk skips expired ones) */
+    if (undeliverable(s, m)) return BK_OK;
     if (session_online(s) && s->queue.count == 0 && window_open(s))
         return send_inflight(s, msg_ref(m), qos, retain);
     return queue_push(s, m, qos, retain);

@@ -32,14 +32,14 @@ typedef struct shared_group {
 } shared_group;
 
 typedef struct shared_registry {
-    dict groups; /* key -> shared_group */
+    dict groups;            /* key -> shared_group */
     shared_group **matched; /* reused per PUBLISH */
     size_t nmatched, cap_matched;
     uint64_t delivered;
 } shared_registry;
 
-bool shared_parse(const char *f, size_t flen, const char **group, size_t *glen,
-                  const char **filter, size_t *filt_len, bool *valid)
+bool shared_parse(const char *f, size_t flen, const char **group, size_t *glen, const char **filter,
+                  size_t *filt_len, bool *valid)
 {
     *valid = false;
     if (flen < SHARE_PREFIX_LEN || memcmp(f, SHARE_PREFIX, SHARE_PREFIX_LEN) != 0) return false;
@@ -86,7 +86,7 @@ static shared_group *group_find(broker *b, const char *group, size_t glen, const
         free(g);
         return NULL;
     }
-    if (tree_add(b->root, filter, flen, NULL, &g->where, 0) != BK_OK) {
+    if (tree_add(b->root, filter, flen, NULL, &g->where, SUBOPT_SHARED) != BK_OK) {
         dict_del(&r->groups, g->key, klen);
         free(g);
         return NULL;

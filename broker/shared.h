@@ -30,8 +30,8 @@ struct session;
 /* "$share/G/F": *group = G, *filter = F. true when f is a shared filter
  * at all ("$share/" prefix); *valid says whether G is a non-empty level
  * without wildcards and F a non-empty filter [MQTT-4.8.2-1/2]. */
-bool shared_parse(const char *f, size_t flen, const char **group, size_t *glen,
-                  const char **filter, size_t *filt_len, bool *valid);
+bool shared_parse(const char *f, size_t flen, const char **group, size_t *glen, const char **filter,
+                  size_t *filt_len, bool *valid);
 
 /* Join (or update: QoS, Subscription Identifier) s to group G on filter F.
  * BK_OK or BK_ERR_NOMEM. */

@@ -86,6 +86,7 @@ static struct {
     int scenario;
     long n, m; /* 0 = scenario default */
     int qos;
+    bool v5; /* -V 5: MQTT 5.0 instead of 3.1.1 */
     long size;
     double rate; /* total messages/s over all publishers, 0 = max */
     double duration;
@@ -137,6 +138,7 @@ static void usage(FILE *out)
             "                     attempts in flight (storm); default 10, 1000, 16\n"
             "  -m M               subscribers (fan-out); default 10\n"
             "  -q 0|1             QoS of publishes and subscriptions (default 0)\n"
+            "  -V 311|5           MQTT version of every connection (default 311)\n"
             "  -s BYTES           payload size (default 64, at least %d)\n"
             "  --rate R           total publish rate in messages/s over all publishers\n"
             "                     (0 = as fast as the flow control allows; default 0)\n"
@@ -549,7 +551,11 @@ static void send_packet_connect(conn *c)
     }
     size_t w = 0;
     out_reserve(c, 512);
-    if (mqtt_encode_connect(c->out + c->out_len, c->out_cap - c->out_len, &m, &w) != MQTT_OK) {
+    m.protocol_level = opt.v5 ? 5 : 4;
+    mqtt5_connect m5 = {.c = m};
+    if ((opt.v5 ? mqtt5_encode_connect(c->out + c->out_len, c->out_cap - c->out_len, &m5, &w)
+                : mqtt_encode_connect(c->out + c->out_len, c->out_cap - c->out_len, &m, &w)) !=
+        MQTT_OK) {
         conn_fail(c, "cannot encode CONNECT");
         return;
     }
@@ -664,8 +670,10 @@ static void send_subscribe(conn *c)
     uint8_t q = (uint8_t)opt.qos;
     size_t w = 0;
     out_reserve(c, 16 + f.len);
-    if (mqtt_encode_subscribe(c->out + c->out_len, c->out_cap - c->out_len, 1, &f, &q, 1, &w) !=
-        MQTT_OK) {
+    if ((opt.v5 ? mqtt5_encode_subscribe(c->out + c->out_len, c->out_cap - c->out_len, 1, NULL, &f,
+                                         &q, 1, &w)
+                : mqtt_encode_subscribe(c->out + c->out_len, c->out_cap - c->out_len, 1, &f, &q, 1,
+                                        &w)) != MQTT_OK) {
         conn_fail(c, "cannot encode SUBSCRIBE");
         return;
     }
@@ -674,12 +682,52 @@ static void send_subscribe(conn *c)
     mark_dirty(c);
 }
 
+/* The broker's packets at the version in use (-V). */
+static int decode_connack(const mqtt_header *h, mqtt_connack *ca)
+{
+    if (!opt.v5) return mqtt_decode_connack(h, ca);
+    mqtt5_connack c5;
+    int r = mqtt5_decode_connack(h, &c5);
+    ca->session_present = c5.session_present;
+    ca->return_code = c5.reason;
+    return r;
+}
+
+static int decode_suback(const mqtt_header *h, mqtt_suback *sa)
+{
+    if (!opt.v5) return mqtt_decode_suback(h, sa);
+    mqtt5_suback s5;
+    int r = mqtt5_decode_suback(h, &s5);
+    sa->packet_id = s5.packet_id;
+    sa->codes = s5.codes;
+    sa->count = s5.count;
+    return r;
+}
+
+static int decode_publish(const mqtt_header *h, mqtt_publish *p)
+{
+    if (!opt.v5) return mqtt_decode_publish(h, p);
+    mqtt5_publish p5;
+    int r = mqtt5_decode_publish(h, &p5);
+    *p = p5.p;
+    return r;
+}
+
+static int decode_ack(const mqtt_header *h, uint16_t *pid)
+{
+    if (!opt.v5) return mqtt_decode_ack(h, pid);
+    mqtt5_ack a;
+    int r = mqtt5_decode_ack(h, &a);
+    *pid = a.packet_id;
+    return r;
+}
+
 static void handle_packet(conn *c, const mqtt_header *h, int64_t now)
 {
     switch (c->state) {
     case CS_CONNACK: {
         mqtt_connack ca;
-        if (h->type != MQTT_CONNACK || mqtt_decode_connack(h, &ca) != MQTT_OK) {
+        if (h->type != MQTT_CONNACK || decode_connack(h, &ca) != MQTT_OK) {
             conn_fail(c, "expected CONNACK, got %s", mqtt_type_name(h->type));
             return;
         }
@@ -698,7 +746,7 @@ static void handle_packet(conn *c, const mqtt_header *h, int64_t now)
     }
     case CS_SUBACK: {
         mqtt_suback sa;
-        if (h->type != MQTT_SUBACK || mqtt_decode_suback(h, &sa) != MQTT_OK || sa.count != 1) {
+        if (h->type != MQTT_SUBACK || decode_suback(h, &sa) != MQTT_OK || sa.count != 1) {
             conn_fail(c, "expected SUBACK, got %s", mqtt_type_name(h->type));
             return;
         }
@@ -719,7 +767,7 @@ static void handle_packet(conn *c, const mqtt_header *h, int64_t now)
     switch (h->type) {
     case MQTT_PUBLISH: {
         mqtt_publish p;
-        if (mqtt_decode_publish(h, &p) != MQTT_OK) {
+        if (decode_publish(h, &p) != MQTT_OK) {
             conn_fail(c, "malformed PUBLISH from the broker");
             return;
         }
@@ -729,7 +777,7 @@ static void handle_packet(conn *c, const mqtt_header *h, int64_t now)
     }
     case MQTT_PUBACK: {
         uint16_t pid;
-        if (mqtt_decode_ack(h, &pid) != MQTT_OK) return;
+        if (decode_ack(h, &pid) != MQTT_OK) return;
         if (c->inflight > 0) {
             c->inflight--;
             S.acked++;
@@ -752,7 +800,7 @@ static size_t process_input(conn *c, const uint8_t *buf, size_t len, int64_t now
     while (used < len && !c->closing) {
         mqtt_header h;
         size_t plen = 0;
-        int r = mqtt_frame(buf + used, len - used, 0, &h, &plen);
+        int r = mqtt_frame_level(buf + used, len - used, 0, opt.v5 ? 5 : 4, &h, &plen);
         if (r == MQTT_NEED_MORE) break;
         if (r != MQTT_OK) {
             conn_fail(c, "malformed packet from the broker: %s", mqtt_strerror(r));
@@ -844,7 +892,8 @@ static void conn_event(conn *c, uint32_t ev)
 
 static void publish_one(conn *c, int64_t now)
 {
-    size_t hl = mqtt_publish_header_size((uint8_t)opt.qos, c->topic_len, S.plen);
+    /* v5: one more byte, the empty property block (size 0) */
+    size_t hl = mqtt_publish_header_size((uint8_t)opt.qos, c->topic_len, S.plen + opt.v5) + opt.v5;
     out_reserve(c, hl + S.plen);
     uint16_t pid = 0;
     if (opt.qos > 0) {
@@ -852,9 +901,17 @@ static void publish_one(conn *c, int64_t now)
         pid = c->next_pid;
     }
     size_t w = 0;
-    mqtt_encode_publish_header(c->out + c->out_len, c->out_cap - c->out_len, (uint8_t)opt.qos,
-                               false, false, (const uint8_t *)c->topic, c->topic_len, pid, S.plen,
-                               &w);
+    if (opt.v5) {
+        mqtt5_publish p5 = {.p = {.qos = (uint8_t)opt.qos,
+                                  .topic = {(const uint8_t *)c->topic, c->topic_len},
+                                  .packet_id = pid,
+                                  .payload_len = S.plen}};
+        mqtt5_encode_publish_header(c->out + c->out_len, c->out_cap - c->out_len, &p5, &w);
+    } else {
+        mqtt_encode_publish_header(c->out + c->out_len, c->out_cap - c->out_len, (uint8_t)opt.qos,
+                                   false, false, (const uint8_t *)c->topic, c->topic_len, pid,
+                                   S.plen, &w);
+    }
     uint8_t *p = c->out + c->out_len + w;
     memcpy(p, S.payload, S.plen);
     uint32_t seq = c->seq;
@@ -1701,7 +1758,7 @@ int main(int argc, char **argv)
     long v;
     int ch;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":h:p:n:m:q:s:d:c:t:u:P:", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":h:p:n:m:q:s:d:c:t:u:P:V:", longs, NULL)) != -1) {
         switch (ch) {
         case 'h':
             opt.host = optarg;
@@ -1719,6 +1776,12 @@ int main(int argc, char **argv)
         case 'q':
             if (!parse_long(optarg, 0, 1, &v)) goto bad;
             opt.qos = (int)v;
+            break;
+        case 'V':
+            if (strcmp(optarg, "5") && strcmp(optarg, "mqttv5") && strcmp(optarg, "311") &&
+                strcmp(optarg, "mqttv311"))
+                goto bad;
+            opt.v5 = strchr(optarg, '5') != NULL;
             break;
         case 's':
             if (!parse_long(optarg, 0, 200 * 1024, &opt.size)) goto bad;
