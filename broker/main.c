@@ -222,6 +222,7 @@ static void broker_free(broker *b)
     conn_flush_all(b);
     conn_free_closed(b);
     shared_free(b);
+    proto_drop_delayed_wills(b);
     session_registry_free(&b->sessions);
     tree_free(b->root);
     for (size_t i = 0; i < b->nlisteners; i++) {

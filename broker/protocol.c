@@ -308,6 +308,8 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
                     cl->conn->peer);
         old->session = NULL;
         session_detach(s);
+        /* MQTT 5: a delayed will is not sent when the session is resumed at once */
+        if (old->v5 && old->v5->will_delay && !ck->clean_session) old->send_will = false;
     }
     *present = false;
     if (s && (ck->clean_session || s->clean)) {
@@ -324,6 +326,7 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
     free(s->username);
     s->username = cl->username ? strdup(cl->username) : NULL;
     s->expires_at = 0;
+    p5_will_cancel(b, cl->client_id);
     if (cl->v5) {
         p5_session_setup(cl, s);
     } else {
@@ -816,7 +819,7 @@ static void proto_on_close(conn *c, const char *reason)
     if (s) session_detach(s);
     if (cl->will && cl->send_will) { /* [MQTT-3.1.2-8]: error, keepalive, takeover */
         if (cl->v5 && cl->v5->has_will_expiry) cl->will->expire_at = b->now + cl->v5->will_expiry;
-        router_publish(b, NULL, cl->will);
+        if (!p5_will_defer(cl)) router_publish(b, NULL, cl->will);
     }
     if (s && s->clean) {
         shared_leave_all(b, s, true); /* its unacknowledged messages go to other members */
@@ -857,8 +860,14 @@ void proto_shutdown(broker *b)
             proto_close(c->ud, MQTT5_RC_SERVER_SHUTTING_DOWN, "broker shutting down");
 }
 
+void proto_drop_delayed_wills(broker *b)
+{
+    p5_wills_due(b, true);
+}
+
 void proto_expire_sessions(broker *b)
 {
+    p5_wills_due(b, false);
     uint32_t it = 0;
     dict_entry *e;
     session *gone[64];

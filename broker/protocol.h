@@ -59,7 +59,10 @@ uint32_t proto_count_active(struct broker *b);
 uint32_t proto_count_level(struct broker *b, uint8_t level);
 /* Every MQTT 5 client gets DISCONNECT 0x8B (server shutting down). */
 void proto_shutdown(struct broker *b);
-/* Offline sessions whose expiry interval has run out are destroyed. */
+/* Delayed wills (MQTT 5 Will Delay Interval) freed unpublished at shutdown. */
+void proto_drop_delayed_wills(struct broker *b);
+/* Offline sessions whose expiry interval has run out are destroyed (and due
+ * delayed wills published); called once a second. */
 void proto_expire_sessions(struct broker *b);
 
 #endif

@@ -588,3 +588,60 @@ void p5_handle_ack(client *cl, const mqtt_header *h)
     }
     (void)session_ack(cl->session, h->type, a.packet_id); /* unknown ids are ignored */
 }
+
+/* ---- Will Delay Interval ------------------------------------------------------------ */
+
+typedef struct delayed_will {
+    struct delayed_will *next;
+    msg *will;
+    double due;
+    char client_id[]; /* NUL-terminated */
+} delayed_will;
+
+bool p5_will_defer(client *cl)
+{
+    client5 *v = cl->v5;
+    session *s = cl->session;
+    if (!v || !v->will_delay || !s || s->clean) return false; /* the session ends now */
+    uint32_t wait = v->will_delay < s->expiry_interval ? v->will_delay : s->expiry_interval;
+    size_t idlen = strlen(cl->client_id);
+    delayed_will *d = malloc(sizeof *d + idlen + 1);
+    if (!d) return false; /* published at once rather than lost */
+    memcpy(d->client_id, cl->client_id, idlen + 1);
+    d->will = msg_ref(cl->will);
+    d->due = cl->b->now + wait;
+    d->next = cl->b->delayed_wills;
+    cl->b->delayed_wills = d;
+    log_msg(LL_INFO, "Will of %s delayed by %u s", cl->client_id, wait);
+    return true;
+}
+
+void p5_will_cancel(broker *b, const char *client_id)
+{
+    for (delayed_will **p = &b->delayed_wills; *p;) {
+        delayed_will *d = *p;
+        if (strcmp(d->client_id, client_id) == 0) {
+            *p = d->next;
+            log_msg(LL_INFO, "Will of %s cancelled: the client reconnected", client_id);
+            msg_unref(d->will);
+            free(d);
+        } else {
+            p = &d->next;
+        }
+    }
+}
+
+void p5_wills_due(broker *b, bool all)
+{
+    for (delayed_will **p = &b->delayed_wills; *p;) {
+        delayed_will *d = *p;
+        if (all || b->now >= d->due) {
+            *p = d->next;
+            if (!all) router_publish(b, NULL, d->will);
+            msg_unref(d->will);
+            free(d);
+        } else {
+            p = &d->next;
+        }
+    }
+}

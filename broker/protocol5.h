@@ -82,5 +82,14 @@ void p5_handle_ack(client *cl, const mqtt_header *h);
 /* v3 CONNACK code -> v5 reason code. */
 uint8_t p5_connack_reason(uint8_t v3rc);
 void p5_free(client *cl);
+/* Will Delay Interval (spec 3.1.3.2.2): keep cl's will back until the
+ * earlier of its delay and its session's end. true when kept (the will's
+ * reference is taken over). */
+bool p5_will_defer(client *cl);
+/* A client of that id connected again: its delayed will is dropped
+ * [MQTT-3.1.3-9]. */
+void p5_will_cancel(struct broker *b, const char *client_id);
+/* Publish the delayed wills that are due (all of them when all is true). */
+void p5_wills_due(struct broker *b, bool all);
 
 #endif

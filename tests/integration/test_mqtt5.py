@@ -581,6 +581,38 @@ class TestWillAndSys(V5):
         self.closed(c)
         marker5(self, [sub], self.c5(), t)
 
+    def test_will_delay(self):
+        """The will waits for its Will Delay Interval (spec 3.1.3.2.2): not sent at once,
+        sent after the delay; a reconnect within the delay cancels it [MQTT-3.1.3-9]."""
+        t, cid = uid("wd"), uid("wd")
+        sub = self.c5()
+        sub.subscribe([(t, opts(1))])
+        c = self.c5(cid, properties=props((SESSION_EXPIRY, 60)),
+                    will=(t, b"late", 1, False, props((WILL_DELAY, 2))))
+        off = log_offset(self.broker)
+        c.close()  # no DISCONNECT: the will is due
+        wait_log_line(self, self.broker, "Will of %s delayed by 2 s" % cid, offset=off)
+        marker5(self, [sub], self.c5(), t)  # nothing before the marker
+        self.assertEqual(sub.recv().payload, b"late")
+        # a reconnect within the delay: no will
+        c = self.c5(cid, properties=props((SESSION_EXPIRY, 60)),
+                    will=(t, b"never", 1, False, props((WILL_DELAY, 30))))
+        off = log_offset(self.broker)
+        c.close()
+        wait_log_line(self, self.broker, "Will of %s delayed by 30 s" % cid, offset=off)
+        self.c5(cid, clean=False, properties=props((SESSION_EXPIRY, 60)))
+        wait_log_line(self, self.broker, "Will of %s cancelled" % cid, offset=off)
+
+    def test_will_delay_session_ends_first(self):
+        """Session expiry 0: the session ends at disconnect, so the will goes at once
+        whatever its delay."""
+        t = uid("wd0")
+        sub = self.c5()
+        sub.subscribe([(t, opts(1))])
+        c = self.c5(will=(t, b"now", 1, False, props((WILL_DELAY, 300))))
+        c.close()
+        self.assertEqual(sub.recv().payload, b"now")
+
     def test_sys_counts_by_version(self):
         """$SYS/broker/clients/mqtt5, mqtt311, mqtt31 count connected clients."""
         b = start_broker(self, "sys_interval 1\n")
