@@ -168,7 +168,7 @@ static int sub_handle(sub_ctx *s, const mqtt_header *h)
     switch (h->type) {
     case MQTT_PUBLISH: {
         mqtt_publish m;
-        if ((rc = mqtt_decode_publish(h, &m)) != MQTT_OK)
+        if ((rc = cli_decode_publish(&s->o, h, &m, NULL)) != MQTT_OK)
             return cli_conn_fail(s->c, CLI_ERR_PROTOCOL, "malformed PUBLISH from the broker: %s",
                                  mqtt_strerror(rc));
         /* past -C, leave QoS 1/2 messages unacknowledged: a persistent
@@ -185,14 +185,14 @@ static int sub_handle(sub_ctx *s, const mqtt_header *h)
         return m.qos == 1 ? cli_send_ack(s->c, MQTT_PUBACK, m.packet_id) : CLI_OK;
     }
     case MQTT_PUBREL:
-        if (mqtt_decode_ack(h, &id) != MQTT_OK)
+        if (cli_decode_ack(&s->o, h, &id) != MQTT_OK)
             return cli_conn_fail(s->c, CLI_ERR_PROTOCOL, "malformed PUBREL from the broker");
         qos2_set(s, id, false);
         return cli_send_ack(s->c, MQTT_PUBCOMP, id);
     case MQTT_SUBACK: {
         mqtt_suback a;
         unsigned i, denied = 0;
-        if ((rc = mqtt_decode_suback(h, &a)) != MQTT_OK)
+        if ((rc = cli_decode_suback(&s->o, h, &a)) != MQTT_OK)
             return cli_conn_fail(s->c, CLI_ERR_PROTOCOL, "malformed SUBACK from the broker: %s",
                                  mqtt_strerror(rc));
         if (a.packet_id != s->sub_id || s->subscribed) return CLI_OK;
@@ -202,7 +202,7 @@ static int sub_handle(sub_ctx *s, const mqtt_header *h)
                                  "SUBACK has %u return codes for %u topic filters", a.count,
                                  s->ntopics);
         for (i = 0; i < a.count; i++) {
-            if (a.codes[i] == MQTT_SUBACK_FAILURE) {
+            if (a.codes[i] >= MQTT_SUBACK_FAILURE) { /* v5: any reason >= 0x80 */
                 denied++;
                 if (denied < a.count)
                     fprintf(stderr, "secsub: warning: the broker denied the subscription to '%s'\n",

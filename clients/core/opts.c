@@ -122,6 +122,20 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
         o->will_retain = true;
         return 1;
     }
+    if (opt_is(a, "-D", "--property"))
+        return cli_opts_parse_property(o, argc, argv, i, err, errlen);
+    if (opt_is(a, "-x", "--session-expiry-interval")) {
+        const char *v = opt_value(argc, argv, i, err, errlen);
+        long n;
+        if (v == NULL) return CLI_ERR_ARG;
+        if (!cli_parse_int(v, 0, 4294967295L, &n)) {
+            snprintf(err, errlen, "-x needs seconds 0..4294967295, not '%s'", v);
+            return CLI_ERR_ARG;
+        }
+        o->session_expiry = (uint32_t)n;
+        o->session_expiry_set = true;
+        return 1;
+    }
     if (opt_is(a, "-d", "--debug")) {
         o->debug = true;
         return 1;
@@ -139,10 +153,10 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
         } else if (strcasecmp(v, "31") == 0 || strcasecmp(v, "mqttv31") == 0) {
             o->protocol_level = 3;
         } else if (strcasecmp(v, "5") == 0 || strcasecmp(v, "mqttv5") == 0) {
-            snprintf(err, errlen, "-V %s: MQTT 5 is not supported (use 311 or 31)", v);
-            return CLI_ERR_ARG;
+            o->protocol_level = 5;
         } else {
-            snprintf(err, errlen, "-V needs 311 (mqttv311) or 31 (mqttv31), not '%s'", v);
+            snprintf(err, errlen, "-V needs 5 (mqttv5), 311 (mqttv311) or 31 (mqttv31), not '%s'",
+                     v);
             return CLI_ERR_ARG;
         }
         return 1;
@@ -153,11 +167,15 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
 int cli_opts_finish(cli_opts *o, char *err, size_t errlen)
 {
     if (o->port == 0) o->port = o->tls ? 8883 : 1883;
+    if ((o->nprops || o->session_expiry_set) && o->protocol_level != 5) {
+        snprintf(err, errlen, "-D and -x need -V 5 (MQTT 5 properties)");
+        return CLI_ERR_ARG;
+    }
     if ((o->certfile == NULL) != (o->keyfile == NULL)) {
         snprintf(err, errlen, "--cert and --key must be given together");
         return CLI_ERR_ARG;
     }
-    if (o->password != NULL && o->username == NULL) {
+    if (o->password != NULL && o->username == NULL && o->protocol_level != 5) {
         snprintf(err, errlen, "-P needs -u: MQTT sends no password without a user name");
         return CLI_ERR_ARG;
     }
@@ -213,7 +231,12 @@ void cli_opts_usage_common(FILE *out)
           "  -P, --pw PASSWORD        password (needs -u)\n"
           "  -k, --keepalive SECONDS  keepalive interval, 0 = off (default 60)\n"
           "  -q, --qos 0|1|2          quality of service (default 0)\n"
-          "  -V, --protocol-version V 311 or mqttv311 (default), 31 or mqttv31 (MQIsdp)\n"
+          "  -V, --protocol-version V 311 or mqttv311 (default), 31 or mqttv31 (MQIsdp),\n"
+          "                           5 or mqttv5\n"
+          "  -D, --property CMD PROP VALUE  MQTT 5 property (mosquitto's names) for CMD:\n"
+          "                           connect, publish, subscribe, unsubscribe, disconnect,\n"
+          "                           will; user-property takes NAME VALUE (needs -V 5)\n"
+          "  -x SECONDS               MQTT 5 session expiry interval (needs -V 5)\n"
           "  -d, --debug              print every packet sent and received\n"
           "Will:\n"
           "  --will-topic TOPIC       publish a will message on TOPIC if we vanish\n"

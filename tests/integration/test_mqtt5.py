@@ -14,8 +14,8 @@ import time
 import unittest
 import uuid
 
-from mqttlib import (WAIT, connect, log_offset, publish, recv_publish, start_broker,
-                     start_class_broker, subscribe, uid, wait_log_line)
+from mqttlib import (SECPUB, SECSUB, WAIT, Sub, connect, log_offset, need, publish, recv_publish,
+                     run, start_broker, start_class_broker, subscribe, uid, wait_log_line)
 from mqtt5lib import (ASSIGNED_CLIENT_ID, AUTH_METHOD, CONTENT_TYPE, CORRELATION_DATA, DISCONNECT,
                       MAXIMUM_PACKET_SIZE, MESSAGE_EXPIRY, PAYLOAD_FORMAT, PUBACK, PUBLISH,
                       PUBREC, PUBREL, REASON_STRING, RECEIVE_MAXIMUM, RESPONSE_TOPIC,
@@ -622,6 +622,55 @@ class TestWillAndSys(V5):
         c.subscribe([("$SYS/broker/clients/mqtt5", 0)])
         m = c.recv()
         self.assertEqual(m.payload, b"1")
+
+
+class TestClients5(V5):
+    """secpub/secsub -V 5, -D COMMAND PROPERTY VALUE, -x (as mosquitto_pub/sub)."""
+
+    def test_secpub_properties_reach_v5_subscriber(self):
+        """secpub -V 5 -D publish ...: the properties arrive unchanged."""
+        t = uid("cp")
+        sub = self.c5()
+        sub.subscribe([(t, opts(1))])
+        rc, _, err = run([need(SECPUB), "-V", "5", "-p", str(self.broker.port), "-t", t, "-m", "hi",
+                          "-q", "1", "-D", "publish", "content-type", "text/x", "-D", "publish",
+                          "user-property", "a", "b", "-D", "publish", "response-topic", "r/1",
+                          "-D", "connect", "session-expiry-interval", "10"])
+        self.assertEqual(rc, 0, err)
+        m = sub.recv()
+        self.assertEqual(m.payload, b"hi")
+        self.assertEqual(m.props, [(CONTENT_TYPE, b"text/x"), (USER, (b"a", b"b")),
+                                   (RESPONSE_TOPIC, b"r/1")])
+
+    def test_secsub_session_expiry_and_subscription_id(self):
+        """secsub -V 5 -x 300 -c keeps its session: a message published while it is away
+        is delivered on its next run; its subscription identifier travels with it."""
+        t, cid = uid("cs"), uid("cs")
+        argv = [need(SECSUB), "-V", "5", "-p", str(self.broker.port), "-t", t, "-q", "1", "-c",
+                "-i", cid, "-x", "300", "-D", "subscribe", "subscription-identifier", "5"]
+        first = Sub(argv + ["-C", "1"])
+        self.addCleanup(first.close)
+        first.wait_subscribed()
+        self.c5().publish(t, b"one", qos=1)
+        self.assertEqual(first.wait()[:2], (0, [b"one"]))
+        self.c5().publish(t, b"while away", qos=1)
+        second = Sub(argv + ["-C", "1"])
+        self.addCleanup(second.close)
+        self.assertEqual(second.wait()[:2], (0, [b"while away"]))
+
+    def test_bad_property_arguments(self):
+        """-D without -V 5, an unknown property, a property the packet may not carry:
+        usage errors (exit 64) naming the problem."""
+        base = [need(SECPUB), "-p", str(self.broker.port), "-t", "x", "-m", "y"]
+        for extra, words in ((["-D", "publish", "content-type", "a"], "need -V 5"),
+                             (["-V", "5", "-D", "publish", "no-such", "1"], "unknown property"),
+                             (["-V", "5", "-D", "publish", "session-expiry-interval", "1"],
+                              "not allowed in publish"),
+                             (["-V", "5", "-D", "connect", "receive-maximum", "x"], "number")):
+            with self.subTest(extra=extra):
+                rc, _, err = run(base + extra)
+                self.assertEqual(rc, 64, err)
+                self.assertIn(words, err)
 
 
 if __name__ == "__main__":
