@@ -116,6 +116,12 @@ static mqtt_bytes connack_props(client *cl, uint8_t rc, const char *why, uint8_t
         if (v->id_assigned && cl->client_id)
             (void)mqtt_props_add_str(&w, MQTT_PROP_ASSIGNED_CLIENT_ID, cl->client_id,
                                      strlen(cl->client_id));
+        if (v->response_info && cl->client_id) { /* spec 4.10.2: a topic prefix for replies */
+            char ri[300];
+            int n = snprintf(ri, sizeof ri, "%s%s/", P5_RESPONSE_PREFIX, cl->client_id);
+            if (n > 0 && (size_t)n < sizeof ri)
+                (void)mqtt_props_add_str(&w, MQTT_PROP_RESPONSE_INFO, ri, (size_t)n);
+        }
     } else if (why) {
         (void)mqtt_props_add_str(&w, MQTT_PROP_REASON_STRING, why, strlen(why));
     }
@@ -255,6 +261,7 @@ int p5_connect_begin(client *cl, const mqtt5_connect *ck)
     v->recv_max = mqtt_props_has(p, MQTT_PROP_RECEIVE_MAXIMUM) ? p->receive_maximum : 65535;
     v->max_packet = mqtt_props_has(p, MQTT_PROP_MAXIMUM_PACKET_SIZE) ? p->maximum_packet_size : 0;
     v->alias_max_out = p->topic_alias_maximum;
+    v->response_info = p->request_response_info;
     v->session_expiry = p->session_expiry;
     v->will_delay = ck->will_props.will_delay;
     if (mqtt_props_has(p, MQTT_PROP_AUTH_METHOD)) {

@@ -26,6 +26,10 @@
  * assigns towards a client. */
 #define P5_ALIAS_MAX_IN 10
 #define P5_ALIAS_MAX_OUT 16
+/* Response Information for a client that requests it: this prefix, its
+ * client id and "/" (a convention, as the spec leaves it to the server; the
+ * ACL still decides who may use the topics). */
+#define P5_RESPONSE_PREFIX "response/"
 
 typedef struct client5 {
     uint32_t session_expiry; /* seconds, from CONNECT (DISCONNECT may change it) */
@@ -39,6 +43,7 @@ typedef struct client5 {
     uint16_t server_keepalive;             /* 0 = the client's own keepalive stands */
     bool problem_info;                     /* Request Problem Information (default 1) */
     bool id_assigned;                      /* Assigned Client Identifier goes into CONNACK */
+    bool response_info;                    /* Request Response Information: CONNACK answers it */
     char *alias_in[P5_ALIAS_MAX_IN + 1];   /* the client's aliases (1..) */
     char *alias_out[P5_ALIAS_MAX_OUT + 1]; /* ours (1..) */
 } client5;

@@ -19,6 +19,7 @@ from mqttlib import (SECPUB, SECSUB, WAIT, Sub, connect, log_offset, need, publi
 from mqtt5lib import (ASSIGNED_CLIENT_ID, AUTH_METHOD, CONTENT_TYPE, CORRELATION_DATA, DISCONNECT,
                       MAXIMUM_PACKET_SIZE, MESSAGE_EXPIRY, PAYLOAD_FORMAT, PUBACK, PUBLISH,
                       PUBREC, PUBREL, REASON_STRING, RECEIVE_MAXIMUM, RESPONSE_TOPIC,
+                      REQUEST_PROBLEM_INFO, REQUEST_RESPONSE_INFO, RESPONSE_INFO,
                       RETAIN_AVAILABLE, SERVER_KEEP_ALIVE, SESSION_EXPIRY, SHARED_SUB_AVAILABLE,
                       SUB_ID_AVAILABLE, SUBSCRIPTION_ID, TOPIC_ALIAS, TOPIC_ALIAS_MAXIMUM, USER,
                       WILDCARD_SUB_AVAILABLE, WILL_DELAY, Client5, ack5, disconnect5, opts,
@@ -80,6 +81,30 @@ class TestConnect(V5):
         c = self.c5("", clean=False)
         cid = prop(c.connack.props, ASSIGNED_CLIENT_ID)
         self.assertTrue(cid and cid.startswith(b"auto-"), cid)
+
+    def test_response_information(self):
+        """Request Response Information 1: CONNACK carries Response Information (4.10.2);
+        without the request it does not [MQTT-3.1.2-28]."""
+        cid = uid("ri")
+        c = self.c5(cid, properties=props((REQUEST_RESPONSE_INFO, 1)))
+        self.assertEqual(prop(c.connack.props, RESPONSE_INFO), ("response/%s/" % cid).encode())
+        self.assertIsNone(prop(self.c5().connack.props, RESPONSE_INFO))
+
+    def test_request_problem_information_0(self):
+        """Request Problem Information 0: no Reason String on a PUBACK [MQTT-3.1.2-29];
+        with the default (1) the refusal says why."""
+        b = start_broker(self, "allow_anonymous true\nacl_file {dir}/acl\n",
+                         files={"acl": "topic readwrite open/#\n"})
+        for pi, has_reason in ((0, False), (1, True)):
+            c = Client5(b.port, uid("pi"))
+            self.addCleanup(c.close)
+            c.connect(properties=props((REQUEST_PROBLEM_INFO, pi)))
+            pid = c.pid()
+            c.send(publish5("closed/x", b"", qos=1, pid=pid))
+            f, body = c.wait_for(PUBACK, pid=pid)
+            a = parse_ack(f, body)
+            self.assertEqual(a.reason, 0x87)
+            self.assertEqual(prop(a.props, REASON_STRING) is not None, has_reason, a.props)
 
     def test_unsupported_auth_method(self):
         """An Authentication Method the broker does not support: CONNACK 0x8C, closed
