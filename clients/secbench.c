@@ -86,7 +86,8 @@ static struct {
     int scenario;
     long n, m; /* 0 = scenario default */
     int qos;
-    bool v5; /* -V 5: MQTT 5.0 instead of 3.1.1 */
+    bool v5;     /* -V 5: MQTT 5.0 instead of 3.1.1 */
+    long shared; /* fan-in: this many subscribers in one shared subscription group */
     long size;
     double rate; /* total messages/s over all publishers, 0 = max */
     double duration;
@@ -154,6 +155,8 @@ static void usage(FILE *out)
             "  --resume-mode M    ticket (default) or session-id\n"
             "  -t PREFIX          topic prefix (default secbench)\n"
             "  --filter F         fan-in subscriber filter (default '#')\n"
+            "  --shared K         fan-in: K subscribers in one shared subscription\n"
+            "                     ($share/secbench/FILTER), each message to one of them\n"
             "  --drain S          stop waiting for deliveries after S s without\n"
             "                     progress (default 2)\n"
             "  --quiet            only the SECBENCH summary line\n"
@@ -980,6 +983,13 @@ static void on_publish(conn *c, const mqtt_publish *p, int64_t now)
     conn *pc = S.pubs[pub];
     S.t_last_recv = now;
     S.t_last_progress = now;
+    if (opt.shared) { /* each member sees a part of every stream: no gap accounting */
+        S.delivered++;
+        pc->e2e--;
+        h_add(&S.lat, now - ts);
+        if (opt.rate == 0 && S.phase == 1) wake(pc);
+        return;
+    }
     if (seq >= *next) {
         uint32_t gap = seq - *next;
         S.gaps += gap;
@@ -1184,7 +1194,7 @@ static int run_messaging(void)
     switch (opt.scenario) {
     case SC_FANIN:
         S.npubs = n;
-        S.nsubs = 1;
+        S.nsubs = opt.shared ? opt.shared : 1;
         S.fanout = 1;
         break;
     case SC_FANOUT:
@@ -1219,6 +1229,11 @@ static int run_messaging(void)
             c->tr_base = 0;
             c->ntr = (uint32_t)S.npubs;
             c->sub_filter = opt.filter;
+            if (opt.shared) {
+                static char shared_filter[512];
+                snprintf(shared_filter, sizeof shared_filter, "$share/secbench/%s", opt.filter);
+                c->sub_filter = shared_filter;
+            }
         } else if (opt.scenario == SC_FANOUT) {
             c->tr_base = 0;
             c->ntr = 1;
@@ -1720,6 +1735,7 @@ enum {
     O_WINDOW,
     O_CONC,
     O_FILTER,
+    O_SHARED,
     O_DRAIN,
     O_CRYPTO,
     O_QUIET,
@@ -1749,6 +1765,7 @@ int main(int argc, char **argv)
         {"e2e-window", required_argument, NULL, O_E2E},
         {"concurrency", required_argument, NULL, O_CONC},
         {"filter", required_argument, NULL, O_FILTER},
+        {"shared", required_argument, NULL, O_SHARED},
         {"drain", required_argument, NULL, O_DRAIN},
         {"crypto-bound", no_argument, NULL, O_CRYPTO},
         {"quiet", no_argument, NULL, O_QUIET},
@@ -1864,6 +1881,9 @@ int main(int argc, char **argv)
             break;
         case O_CONC:
             if (!parse_long(optarg, 1, 100000, &opt.concurrency)) goto bad;
+            break;
+        case O_SHARED:
+            if (!parse_long(optarg, 1, 1000, &opt.shared)) goto bad;
             break;
         case O_FILTER:
             opt.filter = optarg;

@@ -37,9 +37,9 @@ static const struct {
     const char *name;
     int where; /* packet type or MQTT_PROPS_WILL */
 } commands[] = {
-    {"connect", MQTT_CONNECT},         {"publish", MQTT_PUBLISH},
-    {"subscribe", MQTT_SUBSCRIBE},     {"unsubscribe", MQTT_UNSUBSCRIBE},
-    {"disconnect", MQTT_DISCONNECT},   {"will", MQTT_PROPS_WILL},
+    {"connect", MQTT_CONNECT},       {"publish", MQTT_PUBLISH},
+    {"subscribe", MQTT_SUBSCRIBE},   {"unsubscribe", MQTT_UNSUBSCRIBE},
+    {"disconnect", MQTT_DISCONNECT}, {"will", MQTT_PROPS_WILL},
 };
 
 /* -D COMMAND PROPERTY VALUE [VALUE2]: argv[*i] is "-D". */
@@ -55,8 +55,10 @@ int cli_opts_parse_property(cli_opts *o, int argc, char **argv, int *i, char *er
     for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
         if (strcmp(cmd, commands[k].name) == 0) p.where = commands[k].where;
     if (p.where < 0) {
-        snprintf(err, errlen, "-D: unknown command '%s' (connect, publish, subscribe, "
-                              "unsubscribe, disconnect, will)", cmd);
+        snprintf(err, errlen,
+                 "-D: unknown command '%s' (connect, publish, subscribe, "
+                 "unsubscribe, disconnect, will)",
+                 cmd);
         return CLI_ERR_ARG;
     }
     for (size_t k = 0; k < sizeof prop_names / sizeof prop_names[0]; k++)
@@ -71,15 +73,18 @@ int cli_opts_parse_property(cli_opts *o, int argc, char **argv, int *i, char *er
     }
     int words = p.id == MQTT_PROP_USER ? 2 : 1;
     if (*i + 2 + words >= argc) {
-        snprintf(err, errlen, "-D %s %s needs %s", cmd, name, words == 2 ? "NAME VALUE" : "a value");
+        snprintf(err, errlen, "-D %s %s needs %s", cmd, name,
+                 words == 2 ? "NAME VALUE" : "a value");
         return CLI_ERR_ARG;
     }
     p.value = argv[*i + 3];
     p.value2 = words == 2 ? argv[*i + 4] : NULL;
     int type = mqtt_prop_type_of(p.id);
     if (type != MQTT_PTYPE_UTF8 && type != MQTT_PTYPE_BINARY && type != MQTT_PTYPE_PAIR) {
-        long max = type == MQTT_PTYPE_BYTE ? 255 : type == MQTT_PTYPE_U16 ? 65535
-                   : type == MQTT_PTYPE_VARINT ? 268435455 : 4294967295L;
+        long max = type == MQTT_PTYPE_BYTE     ? 255
+                   : type == MQTT_PTYPE_U16    ? 65535
+                   : type == MQTT_PTYPE_VARINT ? 268435455
+                                               : 4294967295L;
         long v;
         if (!cli_parse_int(p.value, 0, max, &v)) {
             snprintf(err, errlen, "-D %s %s needs a number 0..%ld, not '%s'", cmd, name, max,
