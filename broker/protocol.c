@@ -332,7 +332,7 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
     } else {
         s->send_max = 0;
         s->max_packet = 0;
-        if (!*present) s->expiry_interval = ck->clean_session ? 0 : 0xFFFFFFFFu;
+        s->expiry_interval = ck->clean_session ? 0 : 0xFFFFFFFFu; /* 3.1.1: never expires */
     }
     session_attach(s, &client_outbox, cl);
     cl->session = s;
