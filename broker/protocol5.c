@@ -170,6 +170,11 @@ static uint16_t alias_out(client5 *v, const msg *m, bool *send_topic)
     return a;
 }
 
+static void add_sub_id(void *ud, uint32_t id)
+{
+    (void)mqtt_props_add_int(ud, MQTT_PROP_SUBSCRIPTION_ID, id);
+}
+
 /* Per-delivery properties: remaining expiry, topic alias, subscription ids. */
 static size_t delivery_props(client *cl, const msg *m, uint16_t alias, uint8_t *buf, size_t cap)
 {
@@ -190,6 +195,7 @@ static size_t delivery_props(client *cl, const msg *m, uint16_t alias, uint8_t *
                 (void)mqtt_props_add_int(&w, MQTT_PROP_SUBSCRIPTION_ID, r->sub_id);
                 n++;
             }
+        shared_sub_ids(cl->b, s, msg_topic(m), m->topic_len, MAX_SUB_IDS_OUT - n, add_sub_id, &w);
     }
     return w.len;
 }

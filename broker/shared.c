@@ -118,6 +118,8 @@ int shared_join(broker *b, session *s, const char *group, size_t glen, const cha
     int i = member_index(g, s);
     if (i >= 0) { /* [MQTT-3.8.4-3]: replace */
         g->members[i].qos = qos;
+        if (g->members[i].sub_id && !sub_id) s->nsub_ids--;
+        if (!g->members[i].sub_id && sub_id) s->nsub_ids++;
         g->members[i].sub_id = sub_id;
         return BK_OK;
     }
@@ -132,11 +134,13 @@ int shared_join(broker *b, session *s, const char *group, size_t glen, const cha
         g->cap = ncap;
     }
     g->members[g->n++] = (shared_member){s, sub_id, qos};
+    if (sub_id) s->nsub_ids++;
     return BK_OK;
 }
 
 static void member_remove(broker *b, shared_group *g, int i)
 {
+    if (g->members[i].sub_id) g->members[i].s->nsub_ids--;
     g->members[i] = g->members[--g->n]; /* order does not matter for round robin */
     if (g->next >= g->n) g->next = 0;
     group_drop_if_empty(b, g);
@@ -150,6 +154,24 @@ int shared_leave(broker *b, session *s, const char *group, size_t glen, const ch
     if (i < 0) return BK_ERR_UNKNOWN;
     member_remove(b, g, i);
     return BK_OK;
+}
+
+void shared_sub_ids(broker *b, const session *s, const char *topic, size_t tlen, unsigned max,
+                    void (*fn)(void *ud, uint32_t id), void *ud)
+{
+    shared_registry *r = b->shared;
+    uint32_t it = 0;
+    dict_entry *e;
+    while (r && max && (e = dict_next(&r->groups, &it))) {
+        shared_group *g = e->val;
+        int i = member_index(g, s);
+        if (i < 0 || !g->members[i].sub_id) continue;
+        if (mqtt_topic_matches((const uint8_t *)g->key + g->glen + 1, g->key_len - g->glen - 1U,
+                               (const uint8_t *)topic, tlen)) {
+            fn(ud, g->members[i].sub_id);
+            max--;
+        }
+    }
 }
 
 bool shared_is_member(broker *b, const session *s)

@@ -43,6 +43,10 @@ int shared_leave(struct broker *b, struct session *s, const char *group, size_t 
 /* s leaves every group; its unacknowledged QoS 1/2 messages and queued ones
  * of those groups go to another member. Call before destroying s. */
 void shared_leave_all(struct broker *b, struct session *s, bool redeliver);
+/* fn(ud, id) for the Subscription Identifier of every group s belongs to
+ * whose filter matches topic (at most max calls). */
+void shared_sub_ids(struct broker *b, const struct session *s, const char *topic, size_t tlen,
+                    unsigned max, void (*fn)(void *ud, uint32_t id), void *ud);
 /* Does s take part in any group? */
 bool shared_is_member(struct broker *b, const struct session *s);
 

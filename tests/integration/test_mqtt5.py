@@ -569,6 +569,15 @@ class TestShared(V5):
             p.publish(t, b"%d" % i, qos=1)
         self.assertEqual([b.recv().payload for _ in range(3)], [b"0", b"1", b"2"])
 
+    def test_shared_subscription_identifier(self):
+        """A shared subscription's Subscription Identifier comes with the messages it
+        delivers [MQTT-3.3.4-3]; leaving the group stops it."""
+        t, g = uid("shid"), uid("g")
+        c = self.c5()
+        c.subscribe([("$share/%s/%s" % (g, t), opts(1))], properties=props((SUBSCRIPTION_ID, 77)))
+        self.c5().publish(t, b"m", qos=1)
+        self.assertEqual(prop(c.recv().props, SUBSCRIPTION_ID), 77)
+
     def test_acl_sees_real_filter(self):
         """The ACL checks the filter after $share/G/."""
         br = start_broker(self, "allow_anonymous true\nacl_file {dir}/acl\n",
