@@ -1188,6 +1188,15 @@ static void report_broker(FILE *out, const pstat *a, const pstat *b, double wall
             b->rss_kb, a->rss_kb, cpu, wall > 0 ? 100.0 * cpu / wall : 0.0);
 }
 
+/* The fan-in subscribers' filter: --filter, in a $share group with --shared. */
+static const char *fanin_filter(void)
+{
+    static char shared_filter[512];
+    if (!opt.shared) return opt.filter;
+    snprintf(shared_filter, sizeof shared_filter, "$share/secbench/%s", opt.filter);
+    return shared_filter;
+}
+
 static int run_messaging(void)
 {
     long n = opt.n ? opt.n : 10, m = opt.m ? opt.m : 10;
@@ -1228,12 +1237,7 @@ static int run_messaging(void)
         if (opt.scenario == SC_FANIN) {
             c->tr_base = 0;
             c->ntr = (uint32_t)S.npubs;
-            c->sub_filter = opt.filter;
-            if (opt.shared) {
-                static char shared_filter[512];
-                snprintf(shared_filter, sizeof shared_filter, "$share/secbench/%s", opt.filter);
-                c->sub_filter = shared_filter;
-            }
+            c->sub_filter = fanin_filter();
         } else if (opt.scenario == SC_FANOUT) {
             c->tr_base = 0;
             c->ntr = 1;

@@ -616,6 +616,12 @@ static int conn_closed(cli_conn *c)
     return conn_fail(c, CLI_ERR_CLOSED, "%s: the broker closed the connection", c->peer);
 }
 
+/* The next packet in the input, framed at the connection's version. */
+static int conn_frame(cli_conn *c, mqtt_header *hdr, size_t *plen)
+{
+    return mqtt_frame_level(c->in, c->in_len, 0, (uint8_t)c->opts->protocol_level, hdr, plen);
+}
+
 int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
 {
     const int64_t ka = (int64_t)c->opts->keepalive * 1000;
@@ -629,8 +635,7 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
     }
     for (;;) {
         size_t plen = 0;
-        int rc =
-            mqtt_frame_level(c->in, c->in_len, 0, (uint8_t)c->opts->protocol_level, hdr, &plen);
+        int rc = conn_frame(c, hdr, &plen);
         int64_t now, wait;
         struct pollfd pfd[2];
         int nfds = 1, n;
@@ -715,9 +720,7 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
         }
         if (nfds == 2 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             /* hand over the extra fd only when no packet is already waiting */
-            if (mqtt_frame_level(c->in, c->in_len, 0, (uint8_t)c->opts->protocol_level, hdr,
-                                 &plen) == MQTT_NEED_MORE)
-                return CLI_EXTRA;
+            if (conn_frame(c, hdr, &plen) == MQTT_NEED_MORE) return CLI_EXTRA;
         }
     }
 }
