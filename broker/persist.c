@@ -230,6 +230,8 @@ static int load_session(void *ud, const store_session *ss)
     if (!s) return BK_ERR_NOMEM;
     s->durable = true;
     s->expiry_interval = ss->expiry_interval;
+    /* MQTT 5: offline since the restart, so its expiry counts from now */
+    if (s->expiry_interval != 0xFFFFFFFFu) s->expires_at = l->b->now + s->expiry_interval;
     if (ss->username && !(s->username = strdup(ss->username))) return BK_ERR_NOMEM;
     l->sessions++;
     return 0;
@@ -601,7 +603,14 @@ void persist_retain(broker *b, msg *m)
 void persist_session_attached(broker *b, session *s)
 {
     persist *p = P(b);
-    if (!p || s->clean) return;
+    if (!p) return;
+    if (s->clean) {
+        /* MQTT 5: a stored session resumed (or ended by DISCONNECT) with
+         * session expiry 0 ends with its connection: it is durable no more */
+        if (s->durable) j_destroyed(p, s);
+        s->durable = false;
+        return;
+    }
     s->durable = true;
     int rc = store_session_put(p->st, s->client_id, s->username, s->expiry_interval);
     if (rc != STORE_OK) store_failed(p, "a session", rc);

@@ -135,6 +135,7 @@ static bool window_open(const session *s)
 {
     uint32_t max = s->reg->limits.max_inflight; /* 0 means "unlimited" */
     if (max == 0 || max > PID_MAX) max = PID_MAX;
+    if (s->send_max && s->send_max < max) max = s->send_max; /* MQTT 5 flow control */
     return s->inflight_live < max;
 }
 
@@ -257,6 +258,23 @@ static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
     return BK_OK;
 }
 
+/* MQTT 5: expired (3.3.2.3.3) or larger than the client allows
+ * [MQTT-3.1.2-25]: dropped as if delivered. */
+static bool undeliverable_slow(const session *s, const msg *m)
+{
+    if (m->expire_at > 0 && s->reg->clock && msg_expired(m, *s->reg->clock)) return true;
+    /* fixed header 5, topic 2, id 2, properties: length 4, expiry 5,
+     * alias 3, subscription ids 5 each */
+    return s->max_packet &&
+           (uint64_t)m->topic_len + m->props_len + m->payload_len + 21 + 5ull * s->nsub_ids >
+               s->max_packet;
+}
+
+static inline bool undeliverable(const session *s, const msg *m)
+{
+    return (s->max_packet || m->expire_at > 0) && undeliverable_slow(s, m);
+}
+
 int session_deliver(session *s, msg *m, uint8_t max_qos, bool retain)
 {
     uint8_t qos = m->qos < max_qos ? m->qos : max_qos;
@@ -266,6 +284,9 @@ int session_deliver(session *s, msg *m, uint8_t max_qos, bool retain)
         if (!s->out) return BK_OK;
         return s->out->publish(s->out_ctx, m, 0, retain, false, 0);
     }
+    /* (QoS 0 goes out now: the outbox drops what is too large; only retained
+     * messages can be old, and the retained walk skips expired ones) */
+    if (undeliverable(s, m)) return BK_OK;
     if (session_online(s) && s->queue.count == 0 && window_open(s))
         return send_inflight(s, msg_ref(m), qos, retain, 0);
     return queue_push(s, m, qos, retain);
@@ -278,6 +299,11 @@ void session_pump(session *s)
         outmsg o = *queue_at(q, 0);
         q->head = (q->head + 1) % q->cap;
         q->count--;
+        if (undeliverable(s, o.m)) {
+            journal_delivery(s, &o, JD_DONE); /* journaled when it was queued */
+            msg_unref(o.m);
+            continue;
+        }
         if (send_inflight(s, o.m, o.qos, o.retain, o.seq) != BK_OK) break;
     }
     if (q->count == 0 && q->cap > QUEUE_KEEP_CAP) {
