@@ -4,7 +4,8 @@
  * when they must be durable.
  *
  * What is stored (docs/ARCHITECTURE.md, "Durable state"):
- *   messages       each message body once (topic, payload, qos, retain), with
+ *   messages       each message body once (topic, payload, qos, retain, MQTT 5
+ *                  properties, expiry as wall-clock seconds, 0 = never), with
  *                  a reference count kept by triggers: a row lives while a
  *                  retained slot or a delivery points at it, or while the
  *                  broker still holds the message (store_msg_gc lets go).
@@ -56,6 +57,7 @@ enum store_dstate {
 };
 
 typedef struct store store;
+struct store_msg;
 
 typedef struct {
     bool strict;     /* true: synchronous=FULL (every commit synced); false: NORMAL */
@@ -96,10 +98,11 @@ void store_set_release(store *st, store_release_fn fn);
 
 /* ---- writes: journaled, applied by store_commit ------------------------- */
 
-/* A new message body. Returns its id (> 0) in *id: ids are assigned here and
- * never reused. topic/payload must stay valid until release(owner). */
-int store_msg_add(store *st, uint64_t *id, const char *topic, size_t tlen, const uint8_t *payload,
-                  size_t plen, uint8_t qos, bool retain, void *owner);
+/* A new message body (m->id is not read). Returns its id (> 0) in *id: ids
+ * are assigned here and never reused. topic/payload/props must stay valid
+ * until release(owner). STORE_ERR_ARG for a topic over 65535 bytes or a
+ * negative expires. */
+int store_msg_add(store *st, uint64_t *id, const struct store_msg *m, void *owner);
 /* The broker no longer holds message id in memory: its row goes once no
  * delivery or retained slot points at it. */
 int store_msg_gc(store *st, uint64_t id);
@@ -142,7 +145,7 @@ int store_commit(store *st);
 
 /* ---- reads (startup, reconnect) ------------------------------------------ */
 
-typedef struct {
+typedef struct store_msg {
     uint64_t id;
     const char *topic;
     size_t topic_len;
@@ -150,6 +153,9 @@ typedef struct {
     size_t payload_len;
     uint8_t qos;
     bool retain;
+    const uint8_t *props; /* MQTT 5 property block (NULL, 0 = none) */
+    size_t props_len;
+    int64_t expires; /* wall-clock seconds (time()) when it expires, 0 = never */
 } store_msg;
 
 typedef struct {
