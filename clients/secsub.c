@@ -44,6 +44,7 @@ typedef struct {
     bool subscribed, unsubscribed;
     uint8_t *qos2; /* bitmap: packet ids awaiting PUBREL */
     unsigned nqos2;
+    mqtt_props props; /* of the message being handled (-F %A .. %S; empty below 5) */
 } sub_ctx;
 
 static void sub_usage(FILE *out)
@@ -246,7 +247,8 @@ static int sub_print(sub_ctx *s, const mqtt_publish *m)
     char err[512];
 
     if (s->format != NULL) {
-        if (cli_format_print(stdout, s->format, m, s->pretty, err, sizeof(err)) != 0 && !s->o.quiet)
+        if (cli_format_print(stdout, s->format, m, &s->props, s->pretty, err, sizeof(err)) != 0 &&
+            !s->o.quiet)
             fprintf(stderr, "secsub: %s\n", err);
     } else {
         if (s->verbose) {
@@ -292,7 +294,7 @@ static int sub_handle_publish(sub_ctx *s, const mqtt_header *h)
     mqtt_publish m;
     int rc;
 
-    if ((rc = cli_decode_publish(&s->o, h, &m, NULL)) != MQTT_OK)
+    if ((rc = cli_decode_publish(&s->o, h, &m, &s->props)) != MQTT_OK)
         return cli_conn_fail(s->c, CLI_ERR_PROTOCOL, "malformed PUBLISH from the broker: %s",
                              mqtt_strerror(rc));
     /* --retained-only: the first fresh message ends the run, unprinted */

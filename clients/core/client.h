@@ -235,10 +235,11 @@ void cli_debug_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Check a -F format string before connecting: CLI_OK, or CLI_ERR_ARG with
  * the reason in err (an unknown %X, an incomplete or unknown escape). */
 int cli_format_check(const char *fmt, char *err, size_t errlen);
-/* Print message m as fmt says (mosquitto_sub's -F). 0 printed; 1 when %J
- * met a payload that is not JSON (err says so; the output stops there). */
-int cli_format_print(FILE *out, const char *fmt, const mqtt_publish *m, bool pretty, char *err,
-                     size_t errlen);
+/* Print message m with its MQTT 5 properties (NULL = none) as fmt says
+ * (mosquitto_sub's -F). 0 printed; 1 when %J met a payload that is not
+ * JSON (err says so; the output stops there). */
+int cli_format_print(FILE *out, const char *fmt, const mqtt_publish *m, const mqtt_props *props,
+                     bool pretty, char *err, size_t errlen);
 /* Check JSON text[0..len) and, when out is not NULL, print it again compact
  * or pretty (tabs, depth = current nesting). 0 or -1 if it is not JSON. */
 int cli_json_value(FILE *out, const uint8_t *text, size_t len, bool pretty, int depth);

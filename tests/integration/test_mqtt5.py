@@ -692,6 +692,29 @@ class TestClients5(V5):
         self.addCleanup(second.close)
         self.assertEqual(second.wait()[:2], (0, [b"while away"]))
 
+    def test_secsub_format_prints_properties_as_mosquitto_sub(self):
+        """secsub -V 5 -F %A..%S prints the message's properties the way mosquitto_sub
+        does (both subscribed to the same message); absent ones print nothing."""
+        t = uid("cf")
+        fmt = "%t|%p|%C|%R|%D|%P|%F|%S|%A|"
+        subs = []
+        for exe in (need(SECSUB), "mosquitto_sub"):
+            sub = Sub([need("stdbuf"), "-oL", exe, "-V", "5", "-p", str(self.broker.port), "-t", t,
+                       "-C", "2", "-q", "1", "-F", fmt, "-D", "subscribe",
+                       "subscription-identifier", "7"])
+            self.addCleanup(sub.close)
+            sub.wait_subscribed()
+            subs.append(sub)
+        self.c5().publish(t, b"hello", qos=1, properties=props(
+            (CONTENT_TYPE, "text/plain"), (RESPONSE_TOPIC, "r/t"), (CORRELATION_DATA, "abc"),
+            (USER, ("k", "v")), (USER, ("k2", "v2")), (PAYLOAD_FORMAT, 1)))
+        self.c5().publish(t, b"bare", qos=1)
+        ours, theirs = (sub.wait() for sub in subs)
+        self.assertEqual(ours[0], 0, ours[2])
+        self.assertEqual(ours[1], [("%s|hello|text/plain|r/t|abc|k:v k2:v2|1|7||" % t).encode(),
+                                   ("%s|bare||||||7||" % t).encode()])
+        self.assertEqual(ours[1], theirs[1])
+
     def test_bad_property_arguments(self):
         """-D without -V 5, an unknown property, a property the packet may not carry:
         usage errors (exit 64) naming the problem."""
