@@ -226,7 +226,7 @@ bool cli_interrupted(void);
 /* ---- debug lines (-d), mosquitto-style, on stdout ---------------------- */
 
 /* "Client ID sending PUBLISH (d0, q1, r0, m1, 'topic', ... (5 bytes))" */
-void cli_debug_packet(const char *client_id, const char *dir, const uint8_t *pkt, size_t len);
+void cli_debug_packet(const cli_opts *o, const char *dir, const uint8_t *pkt, size_t len);
 /* Free-form debug line, prefixed by nothing. */
 void cli_debug_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -491,7 +491,7 @@ static uint8_t *conn_out_reserve(cli_conn *c, size_t n)
 /* The packet at out_len..out_len+len has been encoded: queue it. */
 static int conn_out_commit(cli_conn *c, size_t len)
 {
-    if (c->opts->debug) cli_debug_packet(c->opts->id, "sending", c->out + c->out_len, len);
+    if (c->opts->debug) cli_debug_packet(c->opts, "sending", c->out + c->out_len, len);
     c->out_len += len;
     c->last_send_ms = cli_now_ms();
     if (c->write_dead)
@@ -765,7 +765,7 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
             if ((prc = conn_send_empty(c, MQTT_PINGREQ)) < 0) return prc;
         }
         if (rc == MQTT_OK) {
-            if (c->opts->debug) cli_debug_packet(c->opts->id, "received", c->in, plen);
+            if (c->opts->debug) cli_debug_packet(c->opts, "received", c->in, plen);
             if (hdr->type == MQTT_PINGRESP && c->connected) {
                 c->ping_outstanding = false;
                 memmove(c->in, c->in + plen, c->in_len - plen);

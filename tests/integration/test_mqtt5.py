@@ -715,6 +715,28 @@ class TestClients5(V5):
                                    ("%s|bare||||||7||" % t).encode()])
         self.assertEqual(ours[1], theirs[1])
 
+    def test_debug_lines_decode_v5_packets(self):
+        """-d with -V 5: the lines read the v5 packets (properties are not payload)."""
+        t = uid("cd")
+        sub = Sub([need(SECSUB), "-V", "5", "-d", "-p", str(self.broker.port), "-t", t, "-q", "1",
+                   "-C", "1", "-D", "subscribe", "subscription-identifier", "3"])
+        self.addCleanup(sub.close)
+        sub.wait_subscribed()
+        rc, out, err = run([need(SECPUB), "-V", "5", "-d", "-p", str(self.broker.port), "-t", t,
+                            "-m", "hi", "-q", "1", "-i", "dbg5", "-D", "publish", "content-type",
+                            "text/plain"])
+        self.assertEqual(rc, 0, err)
+        self.assertIn(b"Client dbg5 received CONNACK (0)", out)
+        self.assertIn(b"Client dbg5 sending PUBLISH (d0, q1, r0, m1, '" + t.encode() +
+                      b"', ... (2 bytes))", out)
+        self.assertIn(b"Client dbg5 received PUBACK (Mid: 1)", out)
+        rc, lines, err = sub.wait()
+        self.assertEqual((rc, lines), (0, [b"hi"]), err)
+        text = b"\n".join(sub.stdout_lines())
+        self.assertIn(b"SUBSCRIBE (Mid: 1, Topic: " + t.encode() + b", QoS: 1)", text)
+        self.assertIn(b"received PUBLISH (d0, q1, r0, m1, '" + t.encode() + b"', ... (2 bytes))",
+                      text)
+
     def test_bad_property_arguments(self):
         """-D without -V 5, an unknown property, a property the packet may not carry:
         usage errors (exit 64) naming the problem."""
