@@ -20,6 +20,7 @@
 #include "broker/conn.h"
 #include "broker/log.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 #include "broker/tree.h"
 #include "store/store.h"
 
@@ -287,9 +288,16 @@ static int load_sub(void *ud, const char *client_id, const char *filter, uint8_t
     loader *l = ud;
     session *s = loaded_session(l, client_id);
     sub_rec *rec;
+    const char *g, *f;
+    size_t glen, flen;
+    bool valid;
     if (!s) return 0;
-    if (session_subscribe(s, l->b->root, filter, strlen(filter), qos, &rec) != BK_OK)
+    if (shared_parse(filter, strlen(filter), &g, &glen, &f, &flen, &valid)) {
+        /* a shared subscription: the membership lives in shared.c */
+        if (valid && shared_join(l->b, s, g, glen, f, flen, qos, 0) != BK_OK) return BK_ERR_NOMEM;
+    } else if (session_subscribe(s, l->b->root, filter, strlen(filter), qos, &rec) != BK_OK) {
         return BK_ERR_NOMEM;
+    }
     l->subs++;
     return 0;
 }

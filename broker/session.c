@@ -487,6 +487,12 @@ int session_unsubscribe(session *s, const char *filter, size_t flen)
     return BK_OK;
 }
 
+void session_journal_subscription(session *s, const char *filter, size_t flen, uint8_t qos,
+                                  bool add)
+{
+    journal_sub(s, filter, flen, qos, add);
+}
+
 void session_unsubscribe_all(session *s)
 {
     while (s->subs) {

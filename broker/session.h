@@ -183,5 +183,10 @@ int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, 
 /* BK_OK, or BK_ERR_UNKNOWN when s has no such subscription. */
 int session_unsubscribe(session *s, const char *filter, size_t flen);
 void session_unsubscribe_all(session *s);
+/* Journal a subscription the session does not keep itself (a shared
+ * subscription "$share/G/F": shared.c keeps the membership): added with its
+ * QoS byte, or removed. Nothing for a session that is not durable. */
+void session_journal_subscription(session *s, const char *filter, size_t flen, uint8_t qos,
+                                  bool add);
 
 #endif

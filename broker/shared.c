@@ -110,6 +110,27 @@ static int member_index(const shared_group *g, const session *s)
     return -1;
 }
 
+#define SHARE_PREFIX "$share/"
+
+/* The membership as the session's journal sees it: "$share/G/F". */
+static void journal_member(session *s, const char *group, size_t glen, const char *filter,
+                           size_t flen, uint8_t qos, bool add)
+{
+    size_t plen = sizeof SHARE_PREFIX - 1, n = plen + glen + 1 + flen;
+    char *full = malloc(n);
+    if (!full) {
+        log_msg(LL_ERROR, "Client %s: out of memory: the shared subscription is not durable",
+                s->client_id);
+        return;
+    }
+    memcpy(full, SHARE_PREFIX, plen);
+    memcpy(full + plen, group, glen);
+    full[plen + glen] = '/';
+    memcpy(full + plen + glen + 1, filter, flen);
+    session_journal_subscription(s, full, n, qos, add);
+    free(full);
+}
+
 int shared_join(broker *b, session *s, const char *group, size_t glen, const char *filter,
                 size_t flen, uint8_t qos, uint32_t sub_id)
 {
@@ -121,6 +142,7 @@ int shared_join(broker *b, session *s, const char *group, size_t glen, const cha
         if (g->members[i].sub_id && !sub_id) s->nsub_ids--;
         if (!g->members[i].sub_id && sub_id) s->nsub_ids++;
         g->members[i].sub_id = sub_id;
+        if (s->durable) journal_member(s, group, glen, filter, flen, qos, true);
         return BK_OK;
     }
     if (g->n == g->cap) {
@@ -135,6 +157,7 @@ int shared_join(broker *b, session *s, const char *group, size_t glen, const cha
     }
     g->members[g->n++] = (shared_member){s, sub_id, qos};
     if (sub_id) s->nsub_ids++;
+    if (s->durable) journal_member(s, group, glen, filter, flen, qos, true);
     return BK_OK;
 }
 
@@ -153,6 +176,7 @@ int shared_leave(broker *b, session *s, const char *group, size_t glen, const ch
     int i = g ? member_index(g, s) : -1;
     if (i < 0) return BK_ERR_UNKNOWN;
     member_remove(b, g, i);
+    if (s->durable) journal_member(s, group, glen, filter, flen, 0, false);
     return BK_OK;
 }
 

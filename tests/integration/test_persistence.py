@@ -186,6 +186,27 @@ class TestMqtt5State(unittest.TestCase):
         self.v5(b, "v5drop", expect_sp=0)
 
 
+class TestSharedSubscription(unittest.TestCase):
+    def test_membership_survives_restart_and_unsubscribe_is_durable(self):
+        b = start(self)
+        s = sub_connect(self, b, "sharer", expect_sp=0)
+        self.assertEqual(subscribe(s, [("$share/g/sh/#", 1)]), [1])
+        s.close()
+        self.assertEqual(sql(b, "SELECT filter, qos FROM subscriptions"), ["$share/g/sh/#|1"])
+        p = connect(self, b, keepalive=0)
+        publish(p, "sh/away", b"queued", qos=1)  # the only member, offline: queued for it
+        kill9(b)
+        b.start()
+        s = sub_connect(self, b, "sharer", expect_sp=1)
+        m = recv_publish(s)
+        self.assertEqual((m.topic, m.payload), ("sh/away", b"queued"))
+        p = connect(self, b, keepalive=0)
+        marker(self, s, p, "sh/after")  # still a member of the group after the restart
+        s.send(b"\xa2\x11\x00\x07" + struct.pack("!H", 13) + b"$share/g/sh/#")
+        s.wait_for(11, pid=7)
+        self.assertEqual(sql(b, "SELECT count(*) FROM subscriptions"), ["0"])
+
+
 class TestExactlyOnce(unittest.TestCase):
     def test_qos2_interrupted_after_pubrec(self):
         """PUBREC promised the message: after kill -9, a resent PUBLISH (DUP) is
