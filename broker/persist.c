@@ -134,10 +134,11 @@ static void j_qos2_in(void *ctx, session *s, uint16_t pid, bool add)
     if (rc != STORE_OK) store_failed(p, "a QoS 2 packet id", rc);
 }
 
-static void j_sub(void *ctx, session *s, const char *filter, size_t flen, uint8_t qos, bool add)
+static void j_sub(void *ctx, session *s, const char *filter, size_t flen, uint8_t qos,
+                  uint32_t sub_id, bool add)
 {
     persist *p = ctx;
-    int rc = add ? store_sub_put(p->st, s->client_id, filter, flen, qos)
+    int rc = add ? store_sub_put(p->st, s->client_id, filter, flen, qos, sub_id)
                  : store_sub_del(p->st, s->client_id, filter, flen);
     if (rc != STORE_OK) store_failed(p, "a subscription", rc);
 }
@@ -283,7 +284,8 @@ static session *loaded_session(loader *l, const char *client_id)
     return s;
 }
 
-static int load_sub(void *ud, const char *client_id, const char *filter, uint8_t qos)
+static int load_sub(void *ud, const char *client_id, const char *filter, uint8_t qos,
+                    uint32_t sub_id)
 {
     loader *l = ud;
     session *s = loaded_session(l, client_id);
@@ -294,9 +296,12 @@ static int load_sub(void *ud, const char *client_id, const char *filter, uint8_t
     if (!s) return 0;
     if (shared_parse(filter, strlen(filter), &g, &glen, &f, &flen, &valid)) {
         /* a shared subscription: the membership lives in shared.c */
-        if (valid && shared_join(l->b, s, g, glen, f, flen, qos, 0) != BK_OK) return BK_ERR_NOMEM;
+        if (valid && shared_join(l->b, s, g, glen, f, flen, qos, sub_id) != BK_OK)
+            return BK_ERR_NOMEM;
     } else if (session_subscribe(s, l->b->root, filter, strlen(filter), qos, &rec) != BK_OK) {
         return BK_ERR_NOMEM;
+    } else {
+        session_set_sub_id(s, rec, sub_id);
     }
     l->subs++;
     return 0;

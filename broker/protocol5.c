@@ -443,9 +443,7 @@ static uint8_t subscribe_one5(client *cl, mqtt_str f, uint8_t optbyte, uint32_t 
     sub_rec *r;
     uint8_t code = proto_subscribe_one(cl, f, o.qos, opts, &r);
     if (code >= 0x80) return code;
-    if (r->sub_id && !sub_id) s->nsub_ids--;
-    if (!r->sub_id && sub_id) s->nsub_ids++;
-    r->sub_id = sub_id;
+    session_set_sub_id(s, r, sub_id);
     /* retain handling: 0 always, 1 only for a new subscription, 2 never */
     if (o.retain_handling == 0 || (o.retain_handling == 1 && !existed)) *rec = r;
     return code;

@@ -35,9 +35,11 @@ static void journal_qos2_in(session *s, uint16_t pid, bool add)
     if (journaled(s)) s->reg->journal->qos2_in(s->reg->journal_ctx, s, pid, add);
 }
 
-static void journal_sub(session *s, const char *filter, size_t flen, uint8_t qos, bool add)
+static void journal_sub(session *s, const char *filter, size_t flen, uint8_t qos, uint32_t sub_id,
+                        bool add)
 {
-    if (journaled(s)) s->reg->journal->subscription(s->reg->journal_ctx, s, filter, flen, qos, add);
+    if (journaled(s))
+        s->reg->journal->subscription(s->reg->journal_ctx, s, filter, flen, qos, sub_id, add);
 }
 
 void session_registry_init(session_registry *r, session_limits limits)
@@ -441,7 +443,7 @@ int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, 
     sub_rec *r = dict_get(&s->subs_by_filter, filter, flen);
     if (r) {
         /* [MQTT-3.8.4-3]: replace the existing subscription's QoS */
-        if (r->qos != qos) journal_sub(s, filter, flen, qos, true);
+        if (r->qos != qos) journal_sub(s, filter, flen, qos, r->sub_id, true);
         r->qos = qos;
         tree_set_qos(&r->where, qos);
         *rec = r;
@@ -467,7 +469,7 @@ int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, 
     s->subs = r;
     s->nsubs++;
     *rec = r;
-    journal_sub(s, filter, flen, qos, true);
+    journal_sub(s, filter, flen, qos, 0, true);
     return BK_OK;
 }
 
@@ -482,15 +484,24 @@ int session_unsubscribe(session *s, const char *filter, size_t flen)
     if (r->next) r->next->prev = r->prev;
     s->nsubs--;
     tree_remove(&r->where);
-    journal_sub(s, filter, flen, 0, false);
+    journal_sub(s, filter, flen, 0, 0, false);
     free(r);
     return BK_OK;
 }
 
 void session_journal_subscription(session *s, const char *filter, size_t flen, uint8_t qos,
-                                  bool add)
+                                  uint32_t sub_id, bool add)
 {
-    journal_sub(s, filter, flen, qos, add);
+    journal_sub(s, filter, flen, qos, sub_id, add);
+}
+
+void session_set_sub_id(session *s, sub_rec *r, uint32_t sub_id)
+{
+    if (r->sub_id == sub_id) return;
+    if (r->sub_id && !sub_id) s->nsub_ids--;
+    if (!r->sub_id && sub_id) s->nsub_ids++;
+    r->sub_id = sub_id;
+    journal_sub(s, r->filter, r->filter_len, r->qos, sub_id, true);
 }
 
 void session_unsubscribe_all(session *s)

@@ -61,7 +61,7 @@ typedef struct session_journal {
                      enum journal_delivery what);
     void (*qos2_in)(void *ctx, struct session *s, uint16_t pid, bool add);
     void (*subscription)(void *ctx, struct session *s, const char *filter, size_t flen, uint8_t qos,
-                         bool add);
+                         uint32_t sub_id, bool add);
     /* the session is going away (destroyed, not merely offline) */
     void (*destroyed)(void *ctx, struct session *s);
 } session_journal;
@@ -180,6 +180,8 @@ bool session_qos2_in_del(session *s, uint16_t pid);
  * BK_OK or BK_ERR_NOMEM. */
 int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, uint8_t qos,
                       sub_rec **rec) BK_MUST_CHECK;
+/* MQTT 5: set r's Subscription Identifier (0 = none), keeping nsub_ids. */
+void session_set_sub_id(session *s, sub_rec *r, uint32_t sub_id);
 /* BK_OK, or BK_ERR_UNKNOWN when s has no such subscription. */
 int session_unsubscribe(session *s, const char *filter, size_t flen);
 void session_unsubscribe_all(session *s);
@@ -187,6 +189,6 @@ void session_unsubscribe_all(session *s);
  * subscription "$share/G/F": shared.c keeps the membership): added with its
  * QoS byte, or removed. Nothing for a session that is not durable. */
 void session_journal_subscription(session *s, const char *filter, size_t flen, uint8_t qos,
-                                  bool add);
+                                  uint32_t sub_id, bool add);
 
 #endif

@@ -114,7 +114,7 @@ static int member_index(const shared_group *g, const session *s)
 
 /* The membership as the session's journal sees it: "$share/G/F". */
 static void journal_member(session *s, const char *group, size_t glen, const char *filter,
-                           size_t flen, uint8_t qos, bool add)
+                           size_t flen, uint8_t qos, uint32_t sub_id, bool add)
 {
     size_t plen = sizeof SHARE_PREFIX - 1, n = plen + glen + 1 + flen;
     char *full = malloc(n);
@@ -127,7 +127,7 @@ static void journal_member(session *s, const char *group, size_t glen, const cha
     memcpy(full + plen, group, glen);
     full[plen + glen] = '/';
     memcpy(full + plen + glen + 1, filter, flen);
-    session_journal_subscription(s, full, n, qos, add);
+    session_journal_subscription(s, full, n, qos, sub_id, add);
     free(full);
 }
 
@@ -142,7 +142,7 @@ int shared_join(broker *b, session *s, const char *group, size_t glen, const cha
         if (g->members[i].sub_id && !sub_id) s->nsub_ids--;
         if (!g->members[i].sub_id && sub_id) s->nsub_ids++;
         g->members[i].sub_id = sub_id;
-        if (s->durable) journal_member(s, group, glen, filter, flen, qos, true);
+        if (s->durable) journal_member(s, group, glen, filter, flen, qos, sub_id, true);
         return BK_OK;
     }
     if (g->n == g->cap) {
@@ -157,7 +157,7 @@ int shared_join(broker *b, session *s, const char *group, size_t glen, const cha
     }
     g->members[g->n++] = (shared_member){s, sub_id, qos};
     if (sub_id) s->nsub_ids++;
-    if (s->durable) journal_member(s, group, glen, filter, flen, qos, true);
+    if (s->durable) journal_member(s, group, glen, filter, flen, qos, sub_id, true);
     return BK_OK;
 }
 
@@ -176,7 +176,7 @@ int shared_leave(broker *b, session *s, const char *group, size_t glen, const ch
     int i = g ? member_index(g, s) : -1;
     if (i < 0) return BK_ERR_UNKNOWN;
     member_remove(b, g, i);
-    if (s->durable) journal_member(s, group, glen, filter, flen, 0, false);
+    if (s->durable) journal_member(s, group, glen, filter, flen, 0, 0, false);
     return BK_OK;
 }
 

@@ -92,8 +92,9 @@ static const char *const stmt_sql[ST__N] = {
     [ST_SESSION_DEL_S] = "DELETE FROM subscriptions WHERE client_id=?",
     [ST_SESSION_DEL_Q] = "DELETE FROM qos2_in WHERE client_id=?",
     [ST_SESSION_DEL] = "DELETE FROM sessions WHERE client_id=?",
-    [ST_SUB_PUT] = "INSERT INTO subscriptions(client_id,filter,qos) VALUES(?,?,?) "
-                   "ON CONFLICT(client_id,filter) DO UPDATE SET qos=excluded.qos",
+    [ST_SUB_PUT] = "INSERT INTO subscriptions(client_id,filter,qos,sub_id) VALUES(?,?,?,?) "
+                   "ON CONFLICT(client_id,filter) DO UPDATE SET qos=excluded.qos,"
+                   "sub_id=excluded.sub_id",
     [ST_SUB_DEL] = "DELETE FROM subscriptions WHERE client_id=? AND filter=?",
     [ST_DELIV_ADD] = "INSERT INTO deliveries(client_id,seq,msg_id,qos,retain,state,pid) "
                      "VALUES(?,?,?,?,?,?,?)",
@@ -119,7 +120,8 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS sessions(client_id TEXT PRIMARY KEY, username TEXT,"
     " expiry INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS subscriptions(client_id TEXT NOT NULL, filter TEXT NOT NULL,"
-    " qos INTEGER NOT NULL, PRIMARY KEY(client_id,filter)) WITHOUT ROWID;"
+    " qos INTEGER NOT NULL, sub_id INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(client_id,filter))"
+    " WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS deliveries(client_id TEXT NOT NULL, seq INTEGER NOT NULL,"
     " msg_id INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
     " state INTEGER NOT NULL, pid INTEGER NOT NULL, PRIMARY KEY(client_id,seq)) WITHOUT ROWID;"
@@ -505,11 +507,13 @@ int store_session_del(store *st, const char *client_id)
     return STORE_OK;
 }
 
-int store_sub_put(store *st, const char *client_id, const char *filter, size_t flen, uint8_t qos)
+int store_sub_put(store *st, const char *client_id, const char *filter, size_t flen, uint8_t qos,
+                  uint32_t sub_id)
 {
     struct op *o = op_strings(st, OP_SUB_PUT, client_id, strlen(client_id), filter, flen);
     OP_OR_FAIL(o);
     o->qos = qos;
+    o->expiry = sub_id; /* (the field of a session's expiry) */
     return STORE_OK;
 }
 
@@ -682,6 +686,7 @@ static int apply_simple(store *st, const struct op *o)
         s = st->st[ST_SUB_PUT];
         bind_s2(st, s, 2, o);
         sqlite3_bind_int(s, 3, o->qos);
+        sqlite3_bind_int64(s, 4, o->expiry);
         break;
     case OP_SUB_DEL:
         s = st->st[ST_SUB_DEL];
@@ -791,7 +796,7 @@ static int row_session(store *st, sqlite3_stmt *s, const store_load_cbs *cbs, vo
 static int row_sub(store *st, sqlite3_stmt *s, const store_load_cbs *cbs, void *ud)
 {
     return cbs->sub(ud, col_text(s, 0, NULL), col_text(s, 1, NULL),
-                    (uint8_t)sqlite3_column_int(s, 2));
+                    (uint8_t)sqlite3_column_int(s, 2), (uint32_t)sqlite3_column_int64(s, 3));
 }
 
 static int row_q2(store *st, sqlite3_stmt *s, const store_load_cbs *cbs, void *ud)
@@ -832,7 +837,8 @@ int store_load(store *st, const store_load_cbs *cbs, void *ud)
          row_retained},
         {offsetof(store_load_cbs, session), "SELECT client_id,username,expiry FROM sessions",
          row_session},
-        {offsetof(store_load_cbs, sub), "SELECT client_id,filter,qos FROM subscriptions", row_sub},
+        {offsetof(store_load_cbs, sub), "SELECT client_id,filter,qos,sub_id FROM subscriptions",
+         row_sub},
         {offsetof(store_load_cbs, qos2_in), "SELECT client_id,pid FROM qos2_in", row_q2},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {

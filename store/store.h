@@ -11,7 +11,8 @@
  *                  broker still holds the message (store_msg_gc lets go).
  *   retained       topic -> message.
  *   sessions       persistent sessions: client id, username, expiry.
- *   subscriptions  (client id, filter) -> granted QoS.
+ *   subscriptions  (client id, filter) -> granted QoS (with the MQTT 5 option
+ *                  bits), Subscription Identifier.
  *   deliveries     per session, in order (seq): queued or inflight QoS 1/2
  *                  messages with packet id and state.
  *   qos2_in        incoming QoS 2 packet ids awaiting PUBREL, per session.
@@ -114,7 +115,10 @@ int store_retain_clear(store *st, const char *topic, size_t tlen);
 int store_session_put(store *st, const char *client_id, const char *username,
                       uint32_t expiry_interval);
 int store_session_del(store *st, const char *client_id);
-int store_sub_put(store *st, const char *client_id, const char *filter, size_t flen, uint8_t qos);
+/* qos: the QoS byte as the broker keeps it (MQTT 5 option bits included);
+ * sub_id: the MQTT 5 Subscription Identifier, 0 = none. */
+int store_sub_put(store *st, const char *client_id, const char *filter, size_t flen, uint8_t qos,
+                  uint32_t sub_id);
 int store_sub_del(store *st, const char *client_id, const char *filter, size_t flen);
 /* Deliveries: seq orders them within a session (the caller's counter). */
 int store_delivery_add(store *st, const char *client_id, uint64_t seq, uint64_t msg_id, uint8_t qos,
@@ -179,7 +183,7 @@ typedef struct {
 typedef struct {
     int (*retained)(void *ud, const store_msg *m);
     int (*session)(void *ud, const store_session *s);
-    int (*sub)(void *ud, const char *client_id, const char *filter, uint8_t qos);
+    int (*sub)(void *ud, const char *client_id, const char *filter, uint8_t qos, uint32_t sub_id);
     int (*qos2_in)(void *ud, const char *client_id, uint16_t pid);
 } store_load_cbs;
 

@@ -17,8 +17,8 @@ import threading
 import time
 import unittest
 
-from mqtt5lib import (CONTENT_TYPE, MESSAGE_EXPIRY, SESSION_EXPIRY, USER, Client5, opts,
-                      prop, props)
+from mqtt5lib import (CONTENT_TYPE, MESSAGE_EXPIRY, SESSION_EXPIRY, SUBSCRIPTION_ID, USER, Client5,
+                      opts, prop, props)
 from mqttlib import (PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, WAIT, Client, ack_packet,
                      connect, connect_packet, make_broker, marker, need, publish,
                      publish_packet, recv_publish, subscribe)
@@ -148,9 +148,12 @@ class TestMqtt5State(unittest.TestCase):
     def test_expiry_properties_survive_and_expired_dropped(self):
         b = start(self)
         s = self.v5(b, "v5keep", expiry=3600)
-        self.assertEqual(s.subscribe([("v5/#", opts(qos=1))]), [1])
+        self.assertEqual(s.subscribe([("v5/#", opts(qos=1, no_local=True))],
+                                     properties=props((SUBSCRIPTION_ID, 9))), [1])
         s.close()
         self.assertEqual(sql(b, "SELECT expiry FROM sessions WHERE client_id='v5keep'"), ["3600"])
+        # the QoS byte keeps the option bits (no local: 0x04); the identifier its own column
+        self.assertEqual(sql(b, "SELECT qos, sub_id FROM subscriptions"), ["5|9"])
         p = self.v5(b, "v5pub", clean=True)
         p.publish("v5/a", b"kept", qos=1, properties=props(
             (CONTENT_TYPE, "text/x"), (USER, ("k", "v")), (MESSAGE_EXPIRY, 3600)))
@@ -168,9 +171,15 @@ class TestMqtt5State(unittest.TestCase):
         self.assertEqual(prop(m.props, CONTENT_TYPE), b"text/x")
         self.assertEqual(prop(m.props, USER), (b"k", b"v"))
         self.assertTrue(0 < prop(m.props, MESSAGE_EXPIRY) <= 3600, m.props)
+        self.assertEqual(prop(m.props, SUBSCRIPTION_ID), 9)
         p = self.v5(b, "v5pub2", clean=True)
         p.publish("v5/after", b"marker", qos=1)
-        self.assertEqual(s.recv().topic, "v5/after")  # nothing expired came back
+        m = s.recv()
+        self.assertEqual(m.topic, "v5/after")  # nothing expired came back
+        self.assertEqual(prop(m.props, SUBSCRIPTION_ID), 9)  # the subscription, as restored
+        s.publish("v5/own", b"not to me", qos=1)  # no local came back too
+        p.publish("v5/after2", b"marker", qos=1)
+        self.assertEqual(s.recv().topic, "v5/after2")
         self.assertEqual(sql(b, "SELECT count(*) FROM retained"), ["0"])
 
     def test_session_expiry_zero_is_not_durable(self):

@@ -506,7 +506,8 @@ static void jr_qos2(void *ctx, session *s, uint16_t pid, bool add)
     jl_add(add ? "q2 add %u%.0u%.0u" : "q2 del %u%.0u%.0u", pid, 0, 0);
 }
 
-static void jr_sub(void *ctx, session *s, const char *f, size_t flen, uint8_t qos, bool add)
+static void jr_sub(void *ctx, session *s, const char *f, size_t flen, uint8_t qos, uint32_t sub_id,
+                   bool add)
 {
     jl_add(add ? "sub add qos=%u%.0u%.0u" : "sub del%.0u%.0u%.0u", qos, 0, 0);
 }

@@ -228,8 +228,9 @@ static int on_session(void *ud, const store_session *s)
     return 0;
 }
 
-static int on_sub(void *ud, const char *cid, const char *filter, uint8_t qos)
+static int on_sub(void *ud, const char *cid, const char *filter, uint8_t qos, uint32_t sub_id)
 {
+    ck_assert_uint_eq(sub_id, strcmp(filter, "lab/+/x") == 0 ? 77 : 0);
     struct load_all *l = ud;
     ck_assert_int_lt(l->subs, 4);
     ck_assert_str_eq(cid, "dev1");
@@ -269,9 +270,9 @@ static int on_delivery(void *ud, const store_delivery *d)
 static void make_session(store *st)
 {
     ck_assert_int_eq(store_session_put(st, "dev1", "alice", 0xFFFFFFFFu), STORE_OK);
-    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 1), STORE_OK);
-    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/+/x", 7, 2), STORE_OK);
-    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 2), STORE_OK); /* upgrade */
+    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 1, 0), STORE_OK);
+    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/+/x", 7, 2, 77), STORE_OK);
+    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 2, 0), STORE_OK); /* upgrade */
     ck_assert_int_eq(store_qos2_in_add(st, "dev1", 7), STORE_OK);
     ck_assert_int_eq(store_qos2_in_add(st, "dev1", 7), STORE_OK); /* twice is once */
     ck_assert_int_eq(store_qos2_in_add(st, "dev1", 65535), STORE_OK);
@@ -500,7 +501,7 @@ START_TEST(long_strings_refused)
     memset(big, 'a', sizeof big - 1);
     uint64_t id;
     ck_assert_int_eq(msg_add(st, &id, big, 65536, NULL, 0, 1, false, NULL), STORE_ERR_ARG);
-    ck_assert_int_eq(store_sub_put(st, "c", big, 65536, 1), STORE_ERR_ALLOC);
+    ck_assert_int_eq(store_sub_put(st, "c", big, 65536, 1, 0), STORE_ERR_ALLOC);
     ck_assert_uint_eq(store_pending(st), 0);
     store_close(st);
 }
