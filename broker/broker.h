@@ -54,6 +54,8 @@ typedef struct broker {
     size_t rbuf_cap;
     session **match_sessions; /* reused per publish: matched sessions */
     size_t match_cap, match_cap_used;
+    struct bridge *bridges; /* bridge.h: one per `connection` block */
+    size_t nbridges;
 } broker;
 
 /* Monotonic seconds. */

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker/bridge_cfg.h"
+
 typedef struct {
     int line; /* where the block starts, for messages */
     int port;
@@ -48,6 +50,8 @@ typedef struct {
     uint32_t handshake_timeout; /* seconds */
     bool tls_trace;             /* log_type tls */
     char *user;                 /* drop privileges to this user when root */
+    bridge_cfg *bridges;        /* `connection` blocks (broker/bridge.c runs them) */
+    size_t nbridges;
 } config;
 
 /* Parse path. On error returns NULL and err holds "FILE:LINE: reason". */

@@ -30,9 +30,10 @@
 struct broker;
 struct conn;
 struct tls_server;
+struct tls_client;
 struct tls_conn;
 
-/* What a connection calls up into. Every member is required. */
+/* What a connection calls up into. Every member but on_open is required. */
 typedef struct conn_handler {
     /* Size of the handler's per-connection object: allocated zeroed together
      * with the connection (one allocation), c->ud points at it. */
@@ -50,9 +51,13 @@ typedef struct conn_handler {
     /* The connection is going away (reason says why): release what ud
      * holds (ud itself goes with the connection). */
     void (*on_close)(struct conn *c, const char *reason);
+    /* Outgoing connections only (conn_connect): connected and, over TLS,
+     * handshake done; the handler may write now. NULL for listeners. */
+    void (*on_open)(struct conn *c);
 } conn_handler;
 
 enum conn_state {
+    CS_CONNECTING,    /* outgoing: TCP connect in progress */
     CS_TLS_HANDSHAKE, /* TLS listener, handshake in progress */
     CS_OPEN,          /* bytes flow */
     CS_CLOSING,       /* marked; freed before the loop sleeps */
@@ -84,18 +89,19 @@ typedef struct conn {
     int fd;
     enum conn_state state;
     listener *listener;
-    struct tls_conn *tls; /* NULL on plain listeners */
-    char peer[64];        /* "1.2.3.4:5678" or "[::1]:5678" */
-    bbuf in;              /* partial message only; empty most of the time */
-    bbuf out;             /* coalesced output, flushed before sleep */
-    bool write_pending;   /* on broker->write_pending */
-    bool want_write;      /* EPOLLOUT registered */
-    bool read_pending;    /* TLS: decrypted data left inside mbedTLS */
-    double last_rx;       /* monotonic seconds of the last read */
-    double last_tx;       /* monotonic seconds of the last write */
-    double over_since;    /* output over the soft limit since (0 = not) */
-    double deadline;      /* TLS handshake deadline */
-    char *close_reason;   /* set by conn_close (allocated then) */
+    struct tls_conn *tls;          /* NULL on plain listeners */
+    char peer[64];                 /* "1.2.3.4:5678" or "[::1]:5678" */
+    bbuf in;                       /* partial message only; empty most of the time */
+    bbuf out;                      /* coalesced output, flushed before sleep */
+    bool write_pending;            /* on broker->write_pending */
+    bool want_write;               /* EPOLLOUT registered */
+    bool read_pending;             /* TLS: decrypted data left inside mbedTLS */
+    double last_rx;                /* monotonic seconds of the last read */
+    double last_tx;                /* monotonic seconds of the last write */
+    double over_since;             /* output over the soft limit since (0 = not) */
+    double deadline;               /* TLS handshake deadline */
+    char *close_reason;            /* set by conn_close (allocated then) */
+    struct tls_client *tls_client; /* outgoing over TLS: set up at connect */
 } conn;
 
 /* Output over the soft limit (conn_output_check): messages that may be lost
@@ -153,6 +159,15 @@ static inline int conn_output_check(struct broker *b, conn *c, size_t adding)
     if (!c->over_since && bbuf_used(&c->out) + adding <= c->listener->limits->soft) return BK_OK;
     return conn_output_check_slow(b, c, adding);
 }
+
+/* An outgoing connection to sa (a bridge): non-blocking connect, then over
+ * TLS (cli not NULL) the client handshake, then the handler's on_open.
+ * l is the bridge's own listener record (fd -1: handler, limits, cfg).
+ * Connect and handshake together must finish within handshake_timeout.
+ * On BK_OK *out is the connection (on_accept was called, ud is ready);
+ * BK_ERR_IO (errno-based reason in err) or BK_ERR_NOMEM otherwise. */
+int conn_connect(struct broker *b, listener *l, const void *sa, unsigned salen,
+                 struct tls_client *cli, conn **out, char *err, size_t errlen) BK_MUST_CHECK;
 
 /* Offer the buffered input to the handler again: after on_data consumed
  * less than it could (it held a message back) and can now go on. */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "broker/auth.h"
+#include "broker/bridge.h"
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/err.h"
@@ -207,6 +208,7 @@ static void publish_sys(broker *b, time_t started)
         b->msgs_received = rx; /* $SYS is not traffic */
         msg_unref(m);
     }
+    bridges_publish_sys(b);
 }
 
 static void broker_free(broker *b)
@@ -215,6 +217,7 @@ static void broker_free(broker *b)
         if (c->state != CS_CLOSING) conn_close(b, c, "broker shutting down");
     conn_flush_all(b);
     conn_free_closed(b);
+    bridges_free(b);
     session_registry_free(&b->sessions);
     tree_free(b->root);
     for (size_t i = 0; i < b->nlisteners; i++) {
@@ -364,6 +367,7 @@ static void loop_periodic(broker *b, loop_timers *t)
 {
     if (b->now >= t->next_tick) {
         conn_tick(b);
+        bridges_tick(b);
         t->next_tick = b->now + TICK_SECONDS;
     }
     if (b->now >= t->next_tls_tick) {
@@ -442,6 +446,7 @@ int main(int argc, char **argv)
         return fail_start(b, err, true);
     }
     if (drop_privileges(b, err, sizeof err) != BK_OK) return fail_start(b, err, true);
+    if (bridges_start(b, err, sizeof err) != BK_OK) return fail_start(b, err, true);
     startup_warnings(b);
     install_signals();
     log_msg(LL_NOTICE, "secbroker %s running (%s)", SECBROKER_VERSION, tls_library_version());

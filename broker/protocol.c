@@ -96,7 +96,9 @@ static bool out_ready(void *ctx)
 
 static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
 {
-    return send_publish(ctx, m, qos, retain, dup, pid);
+    const client *cl = ctx;
+    /* a bridge gets the retain flag as published, as Mosquitto sends it */
+    return send_publish(ctx, m, qos, retain || (cl->bridge && m->retain), dup, pid);
 }
 
 static int out_ack(void *ctx, enum mqtt_type type, uint16_t pid)
@@ -257,6 +259,8 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
     broker *b = cl->b;
     size_t idlen = strlen(cl->client_id);
     session *s = session_find(&b->sessions, cl->client_id, idlen);
+    if (s && s->pinned)
+        return refuse(cl, MQTT_CONNACK_IDENTIFIER, "the client id is a bridge's local_clientid");
     if (s && s->out) {
         client *old = s->out_ctx;
         conn_close(b, old->conn, "taken over by a new connection from %s", cl->conn->peer);
@@ -278,6 +282,8 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
     s->username = cl->username ? strdup(cl->username) : NULL;
     session_attach(s, &client_outbox, cl);
     cl->session = s;
+    cl->bridge = ck->bridge;
+    s->no_local = ck->bridge;
     return BK_OK;
 }
 
@@ -290,12 +296,12 @@ static void connect_answer(client *cl, const mqtt_connect *ck, bool present)
     if (send_connack(cl, present, MQTT_CONNACK_ACCEPTED) != BK_OK) return;
     if (b->cfg->connection_messages)
         log_msg(LL_NOTICE,
-                "New client connected from %s as %s (%s, clean session %d, keepalive "
+                "New client connected from %s as %s (%s%s, clean session %d, keepalive "
                 "%u%s%s%s, %s)",
                 cl->conn->peer, cl->client_id, ck->protocol_level == 3 ? "MQTT 3.1" : "MQTT 3.1.1",
-                ck->clean_session, ck->keepalive, cl->username ? ", username '" : "",
-                cl->username ? cl->username : "", cl->username ? "'" : "",
-                cl->conn->tls ? "TLS" : "plain");
+                ck->bridge ? " bridge" : "", ck->clean_session, ck->keepalive,
+                cl->username ? ", username '" : "", cl->username ? cl->username : "",
+                cl->username ? "'" : "", cl->conn->tls ? "TLS" : "plain");
     if (present) session_resend(cl->session);
 }
 
@@ -676,6 +682,7 @@ uint32_t proto_count_active(broker *b)
 {
     uint32_t n = 0;
     for (conn *c = b->conns; c; c = c->next)
-        n += c->state == CS_OPEN && ((client *)c->ud)->state == CL_ACTIVE;
+        n += c->state == CS_OPEN && c->h == &proto_conn_handler &&
+             ((client *)c->ud)->state == CL_ACTIVE;
     return n;
 }

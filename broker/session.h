@@ -84,6 +84,8 @@ typedef struct session {
     void *out_ctx;             /* the protocol's client while attached */
     char *username;            /* owned; for ACL checks while offline */
     bool clean;
+    bool no_local; /* a bridge's session: what it published is not sent back to it */
+    bool pinned;   /* held by one of our bridges: clients may not take it over */
     sub_rec *subs;
     uint32_t nsubs;
     dict subs_by_filter; /* filter -> sub_rec (keys point into the rec) */
