@@ -47,14 +47,14 @@ typedef struct bridge {
     conn *c;          /* current connection or NULL */
     session *s;       /* the local side (the registry owns it) */
     br_state state;
-    size_t addr;      /* the address tried or in use */
-    bool private_ok;  /* the next CONNECT announces a bridge (level | 0x80) */
-    bool was_active;  /* the current connection got CONNACK 0 */
-    bool no_retry;    /* this close schedules no retry (idle stop, once) */
-    bool retry_now;   /* ... or an immediate one (try_private refused) */
-    bool ping_out;    /* PINGREQ sent, no packet since */
-    bool dropping;    /* a queue-drop episode is going on */
-    bool gai_busy;    /* gai holds a request */
+    size_t addr;                  /* the address tried or in use */
+    bool private_ok;              /* the next CONNECT announces a bridge (level | 0x80) */
+    bool was_active;              /* the current connection got CONNACK 0 */
+    bool no_retry;                /* this close schedules no retry (idle stop, once) */
+    bool retry_now;               /* ... or an immediate one (try_private refused) */
+    bool ping_out;                /* PINGREQ sent, no packet since */
+    bool dropping;                /* a queue-drop episode is going on */
+    bool gai_busy;                /* gai holds a request */
     struct addrinfo *ai, *ai_cur; /* the resolved addresses (owned), the one tried */
     double next_try, connack_deadline, ping_at, last_rx, last_activity;
     uint64_t delay_ms; /* the last retry delay, 0 after a success */
@@ -64,6 +64,14 @@ typedef struct bridge {
     struct addrinfo hints;
     char port[8];
     char *topic_buf; /* TOPIC_BUF bytes: the mapped topic */
+    /* over bridge_max_packet_size: QoS 1/2 ids the bridge acknowledges itself
+     * at the next tick (the session must not wait for the remote) */
+    struct {
+        uint16_t pid;
+        uint8_t qos;
+    } * skipped;
+    size_t nskipped, cap_skipped;
+    uint64_t too_big;
 } bridge;
 
 static const conn_handler bridge_conn_handler;
@@ -100,9 +108,9 @@ static void notify_local(bridge *br, bool up)
 {
     const bridge_cfg *cfg = br->cfg;
     if (!cfg->notifications) return;
-    msg *m = msg_new((const uint8_t *)cfg->notification_topic,
-                     (uint16_t)strlen(cfg->notification_topic), (const uint8_t *)(up ? "1" : "0"),
-                     1, 1, true);
+    msg *m =
+        msg_new((const uint8_t *)cfg->notification_topic, (uint16_t)strlen(cfg->notification_topic),
+                (const uint8_t *)(up ? "1" : "0"), 1, 1, true);
     if (!m) return;
     router_publish(br->b, NULL, m);
     msg_unref(m);
@@ -187,7 +195,7 @@ static void send_filters(bridge *br, bool subscribe)
     uint8_t *buf = n ? malloc(cap) : NULL;
     size_t len;
     /* packet id 1: SUBACK/UNSUBACK are matched by type, never by the session */
-    int r = !buf                        ? MQTT_ERR_BUFFER
+    int r = !buf        ? MQTT_ERR_BUFFER
             : subscribe ? mqtt_encode_subscribe(buf, cap, 1, f, q, n, &len)
                         : mqtt_encode_unsubscribe(buf, cap, 1, f, n, &len);
     if (r == MQTT_OK) (void)br_send(br, buf, len);
@@ -210,8 +218,9 @@ static void on_connack(bridge *br, const mqtt_header *h)
         /* a remote that does not know bridges (try_private): plain CONNECT */
         br->private_ok = false;
         br->retry_now = true;
-        conn_close(b, br->c, "remote refused the bridge protocol level (try_private); retrying "
-                             "without it");
+        conn_close(b, br->c,
+                   "remote refused the bridge protocol level (try_private); retrying "
+                   "without it");
         return;
     }
     if (ca.return_code != MQTT_CONNACK_ACCEPTED) {
@@ -291,8 +300,8 @@ static void on_suback(bridge *br, const mqtt_header *h)
     }
     for (unsigned i = 0; i < sa.count; i++)
         if (sa.codes[i] == MQTT_SUBACK_FAILURE)
-            log_msg(LL_WARNING, "Bridge %s: the remote refused subscription %u of %u", br->cfg->name,
-                    i + 1, sa.count);
+            log_msg(LL_WARNING, "Bridge %s: the remote refused subscription %u of %u",
+                    br->cfg->name, i + 1, sa.count);
 }
 
 static int on_ack(bridge *br, const mqtt_header *h)
@@ -375,7 +384,7 @@ static size_t br_on_data(conn *c, const uint8_t *data, size_t len)
     bridge *br = br_of(c);
     broker *b = br->b;
     size_t off = 0;
-    size_t max = br->cfg->max_packet_size ? br->cfg->max_packet_size : b->cfg->max_packet_size;
+    size_t max = b->cfg->max_packet_size;
     while (off < len && c->state != CS_CLOSING) {
         mqtt_header h;
         size_t plen;
@@ -498,8 +507,8 @@ static void br_on_close(conn *c, const char *reason)
         notify_local(br, false);
         log_msg(LL_NOTICE, "Bridge %s disconnected from %s: %s", br->cfg->name, c->peer, reason);
     } else {
-        log_msg(LL_NOTICE, "Bridge %s: connection to %s (%s) failed: %s", br->cfg->name,
-                host_of(br), c->peer, reason);
+        log_msg(LL_NOTICE, "Bridge %s: connection to %s:%u failed: %s (%s)", br->cfg->name,
+                host_of(br), br->cfg->addrs[br->addr].port, reason, c->peer);
     }
     br->c = NULL;
     br->ping_out = false;
@@ -525,6 +534,43 @@ static bool out_ready(void *ctx)
     return br->state == BR_ACTIVE && br->c && br->c->state == CS_OPEN;
 }
 
+/* A message over bridge_max_packet_size is not sent: counted, logged, and
+ * (QoS 1/2) acknowledged by the bridge itself at the next tick. */
+static int skip_too_big(bridge *br, const msg *m, uint8_t qos, uint16_t pid, size_t size)
+{
+    if (br->too_big++ % 1000 == 0)
+        log_msg(LL_WARNING,
+                "Bridge %s: '%s' (%zu bytes) is over bridge_max_packet_size %u, not sent "
+                "(%llu so far)",
+                br->cfg->name, msg_topic(m), size, br->cfg->max_packet_size,
+                (unsigned long long)br->too_big);
+    if (qos == 0) return BK_OK;
+    if (br->nskipped == br->cap_skipped) {
+        size_t ncap = br->cap_skipped ? 2 * br->cap_skipped : 16;
+        void *n = realloc(br->skipped, ncap * sizeof *br->skipped);
+        if (!n) return BK_ERR_NOMEM;
+        br->skipped = n;
+        br->cap_skipped = ncap;
+    }
+    br->skipped[br->nskipped].pid = pid;
+    br->skipped[br->nskipped++].qos = qos;
+    return BK_OK;
+}
+
+/* The acknowledgements skip_too_big promised (outside the session's own
+ * call, which must not be re-entered). */
+static void ack_skipped(bridge *br)
+{
+    for (size_t i = 0; i < br->nskipped; i++) {
+        if (br->skipped[i].qos == 1) {
+            (void)session_ack(br->s, MQTT_PUBACK, br->skipped[i].pid);
+        } else if (session_ack(br->s, MQTT_PUBREC, br->skipped[i].pid) == BK_OK) {
+            (void)session_ack(br->s, MQTT_PUBCOMP, br->skipped[i].pid);
+        }
+    }
+    br->nskipped = 0;
+}
+
 static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
 {
     bridge *br = ctx;
@@ -547,6 +593,8 @@ static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool d
      * bridge_outgoing_retain is false */
     bool ret = br->cfg->outgoing_retain && (retain || m->retain);
     size_t hsz = mqtt_publish_header_size(qos, (uint16_t)tlen, m->payload_len);
+    if (br->cfg->max_packet_size && hsz + m->payload_len > br->cfg->max_packet_size)
+        return skip_too_big(br, m, qos, pid, hsz + m->payload_len);
     uint8_t *p = hsz ? conn_reserve(b, br->c, hsz + m->payload_len) : NULL;
     if (!p) return BK_ERR_NOMEM;
     size_t n;
@@ -668,6 +716,7 @@ void bridges_tick(broker *b)
     for (size_t i = 0; i < b->nbridges; i++) {
         bridge *br = &b->bridges[i];
         watch_drops(br);
+        if (br->nskipped) ack_skipped(br);
         if (br->state == BR_WAIT && b->now >= br->next_try)
             attempt(br);
         else if (br->state == BR_RESOLVING)
@@ -737,10 +786,8 @@ static int start_one(broker *b, bridge *br, const bridge_cfg *cfg, char *err, si
     br->b = b;
     br->cfg = cfg;
     br->lcfg = (listener_cfg){.port = cfg->addrs[0].port, .max_connections = -1};
-    br->lst = (listener){.fd = -1,
-                         .cfg = &br->lcfg,
-                         .handler = &bridge_conn_handler,
-                         .limits = &b->out_limits};
+    br->lst = (listener){
+        .fd = -1, .cfg = &br->lcfg, .handler = &bridge_conn_handler, .limits = &b->out_limits};
     br->private_ok = cfg->try_private;
     br->rng = b->random_base ^ (uint64_t)(uintptr_t)br ^ (uint64_t)time(NULL);
     br->rng |= 1;
@@ -753,8 +800,8 @@ static int start_one(broker *b, bridge *br, const bridge_cfg *cfg, char *err, si
     notify_local(br, false);
     br->state = cfg->start_type == BRIDGE_START_LAZY ? BR_IDLE : BR_WAIT;
     br->next_try = b->now;
-    log_msg(LL_NOTICE, "Bridge %s: %zu topic line%s, local client id %s, start_type %s",
-            cfg->name, cfg->ntopics, cfg->ntopics == 1 ? "" : "s", cfg->local_clientid,
+    log_msg(LL_NOTICE, "Bridge %s: %zu topic line%s, local client id %s, start_type %s", cfg->name,
+            cfg->ntopics, cfg->ntopics == 1 ? "" : "s", cfg->local_clientid,
             cfg->start_type == BRIDGE_START_LAZY   ? "lazy"
             : cfg->start_type == BRIDGE_START_ONCE ? "once"
                                                    : "automatic");
@@ -783,8 +830,8 @@ static void sys_one(broker *b, const char *name, const char *what, uint64_t v)
     int tl = snprintf(topic, sizeof topic, "$SYS/broker/bridge/%s/%s", name, what);
     if (tl <= 0 || (size_t)tl >= sizeof topic) return;
     snprintf(val, sizeof val, "%llu", (unsigned long long)v);
-    msg *m = msg_new((const uint8_t *)topic, (uint16_t)tl, (const uint8_t *)val, strlen(val), 0,
-                     true);
+    msg *m =
+        msg_new((const uint8_t *)topic, (uint16_t)tl, (const uint8_t *)val, strlen(val), 0, true);
     if (!m) return;
     uint64_t rx = b->msgs_received;
     router_publish(b, NULL, m);
@@ -803,6 +850,7 @@ void bridges_publish_sys(broker *b)
         sys_one(b, n, "messages/received", br->received);
         sys_one(b, n, "messages/queued", (uint64_t)br->s->queue.count + br->s->inflight_live);
         sys_one(b, n, "messages/dropped", br->s->dropped);
+        sys_one(b, n, "messages/too_big", br->too_big);
     }
 }
 
@@ -829,6 +877,7 @@ void bridges_free(broker *b)
             tls_client_free(br->tls[j]);
         free(br->tls);
         free(br->topic_buf);
+        free(br->skipped);
     }
     free(b->bridges);
     b->bridges = NULL;
