@@ -317,7 +317,7 @@ static ssize_t conn_recv(broker *b, conn *c, uint8_t *buf, size_t len)
         }
         if (n > 0) return n;
         if (n == TLS_ERR_CLOSED || n == 0)
-            conn_close(b, c, "connection closed by client");
+            conn_close(b, c, "connection closed by %s", c->outgoing ? "the remote" : "client");
         else
             conn_close(b, c, "TLS error: %s", tls_conn_error(c->tls));
         return BK_ERR_IO;
@@ -326,7 +326,7 @@ static ssize_t conn_recv(broker *b, conn *c, uint8_t *buf, size_t len)
         ssize_t n = recv(c->fd, buf, len, 0);
         if (n > 0) return n;
         if (n == 0) {
-            conn_close(b, c, "connection closed by client");
+            conn_close(b, c, "connection closed by %s", c->outgoing ? "the remote" : "client");
             return BK_ERR_IO;
         }
         if (errno == EINTR) continue;
@@ -418,7 +418,7 @@ static void conn_handshake(broker *b, conn *c)
         return;
     }
     if (r != TLS_OK) {
-        if (c->tls_client) { /* outgoing: the handler logs the reason with its close */
+        if (c->outgoing) { /* the handler logs the reason with its close */
             conn_close(b, c, "%s", tls_conn_error(c->tls));
             return;
         }
@@ -482,6 +482,7 @@ int conn_connect(broker *b, listener *l, const void *sa, unsigned salen, struct 
     c->h = l->handler;
     c->ud = c->h->ud_size ? (void *)(c + 1) : NULL;
     c->tls_client = cli;
+    c->outgoing = true;
     struct sockaddr_storage ss = {0};
     memcpy(&ss, sa, salen < sizeof ss ? salen : sizeof ss);
     format_peer(&ss, c->peer, sizeof c->peer);

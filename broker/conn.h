@@ -96,6 +96,7 @@ typedef struct conn {
     bool write_pending;            /* on broker->write_pending */
     bool want_write;               /* EPOLLOUT registered */
     bool read_pending;             /* TLS: decrypted data left inside mbedTLS */
+    bool outgoing;                 /* made by conn_connect (a bridge), not accepted */
     double last_rx;                /* monotonic seconds of the last read */
     double last_tx;                /* monotonic seconds of the last write */
     double over_since;             /* output over the soft limit since (0 = not) */
