@@ -14,7 +14,7 @@ import tempfile
 import time
 import unittest
 
-from mqttlib import (MOSQUITTO, WAIT, assert_closed, connect, free_port, log_offset, make_broker, need, publish,
+from mqttlib import (MOSQUITTO, WAIT, StubBroker, assert_closed, connect, free_port, log_offset, make_broker, need, publish,
                      recv_publish, start_broker, subscribe, uid, wait_log_line)
 from tlslib import make_certs, tls_block
 
@@ -38,6 +38,19 @@ def wait_remote_suback(remote, rcid, offset=0):
             time.sleep(0.05)
     else:
         wait_log_line(None, remote, "%s subscribed to" % rcid, offset=offset)
+
+
+class PrivateRefusingStub(StubBroker):
+    """A remote that does not know bridges: CONNACK 1 to a CONNECT whose
+    protocol level has bit 0x80, CONNACK 0 otherwise."""
+
+    @property
+    def rc(self):
+        return 1 if self.connects and self.connects[-1][6] & 0x80 else 0
+
+    @rc.setter
+    def rc(self, value):
+        pass
 
 
 class BridgeCase(unittest.TestCase):
@@ -351,6 +364,41 @@ class TestBridgeSecbroker(BridgeCase):
         publish(lp, "m/small", b"s", qos=1)
         self.expect(rs, "m/small", b"s", 1)
         wait_log_line(self, local, "'m/big'", "over bridge_max_packet_size 100")
+
+    def test_try_private_falls_back_on_connack_1(self):
+        """try_private: level 4 | 0x80 first; after CONNACK 1 at once level 4.
+        The CONNECT carries cleansession false, keepalive 60 and the
+        notification will (retained "0", QoS 1)."""
+        stub = PrivateRefusingStub()
+        self.addCleanup(stub.stop)
+        local = self.local(bridge_conf(stub.port, ["x/# out 1"], rcid="rc-stub"))
+        wait_log_line(self, local, "Bridge b1: connection to 127.0.0.1", "remote refused the "
+                      "bridge protocol level (try_private); retrying without it")
+        line = wait_log_line(self, local, "Bridge b1 connected")
+        self.assertNotIn("announced as bridge", line)
+        self.assertNotIn("next attempt", local.log(), "the fallback waits for no delay")
+        levels = [c[6] for c in stub.connects[:2]]
+        self.assertEqual(levels, [0x84, 0x04])
+        body = stub.connects[1]
+        self.assertEqual(body[:6], b"\x00\x04MQTT")
+        self.assertEqual(body[7], 0x04 | 0x08 | 0x20, "will, will QoS 1, will retain, not clean")
+        self.assertEqual(body[8:10], b"\x00\x3c")
+        will_topic = b"$SYS/broker/connection/rc-stub/state"
+        self.assertEqual(body[10:12 + 7], b"\x00\x07rc-stub")
+        self.assertEqual(body[19:21 + len(will_topic)], bytes([0, len(will_topic)]) + will_topic)
+        self.assertEqual(body[21 + len(will_topic):], b"\x00\x010")
+
+    def test_connack_refusal_is_logged_and_retried(self):
+        stub = StubBroker(rc=5)
+        self.addCleanup(stub.stop)
+        local = self.local(bridge_conf(stub.port, ["x/# out 1"], extra=["try_private false"]))
+        wait_log_line(self, local, "Bridge b1: connection to 127.0.0.1",
+                      "CONNECT refused: CONNACK 5 (")
+        wait_log_line(self, local, "Bridge b1: next attempt in 1.0 s")
+        deadline = time.time() + WAIT
+        while len(stub.connects) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertGreaterEqual(len(stub.connects), 2, "retried")
 
     def test_local_clientid_is_reserved(self):
         remote = start_broker(self, "")
