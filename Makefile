@@ -41,7 +41,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration run certs install deps-build deps-test bench lab-% format format-check
+.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy run certs install deps-build deps-test bench lab-% format format-check
 
 all: $(BINS)
 
@@ -93,6 +93,12 @@ test-asan:
 
 test-integration: all
 	@sh scripts/run-integration.sh
+
+# Peers that take long to install or start (RabbitMQ: about 10-20 s per node
+# start, the suite about 20 s): run by .ci/run after make test.
+test-interop-heavy: all
+	@sh scripts/deps.sh heavy
+	@/usr/bin/python3 tests/heavy/test_rabbitmq.py
 
 test: deps-test
 	@$(MAKE) --no-print-directory format-check

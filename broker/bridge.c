@@ -50,6 +50,7 @@ typedef struct bridge {
     size_t addr;                  /* the address tried or in use */
     bool private_ok;              /* the next CONNECT announces a bridge (level | 0x80) */
     bool was_active;              /* the current connection got CONNACK 0 */
+    bool connect_sent;            /* the current connection sent CONNECT */
     bool no_retry;                /* this close schedules no retry (idle stop, once) */
     bool retry_now;               /* ... or an immediate one (try_private refused) */
     bool ping_out;                /* PINGREQ sent, no packet since */
@@ -172,6 +173,7 @@ static void send_connect(bridge *br)
     }
     (void)br_send(br, buf, n); /* a failed write closes */
     free(buf);
+    br->connect_sent = true;
     br->connack_deadline = br->b->now + br->b->cfg->handshake_timeout;
 }
 
@@ -210,6 +212,7 @@ static void on_connack(bridge *br, const mqtt_header *h)
 {
     broker *b = br->b;
     mqtt_connack ca;
+    br->connect_sent = false; /* answered: a close from now on is no try_private refusal */
     if (mqtt_decode_connack(h, &ca) != MQTT_OK) {
         conn_close(b, br->c, "protocol error: malformed CONNACK");
         return;
@@ -509,6 +512,15 @@ static void br_on_close(conn *c, const char *reason)
     } else {
         log_msg(LL_NOTICE, "Bridge %s: connection to %s:%u failed: %s (%s)", br->cfg->name,
                 host_of(br), br->cfg->addrs[br->addr].port, reason, c->peer);
+        if (br->connect_sent && br->private_ok) {
+            /* some remotes (RabbitMQ) close instead of answering CONNACK 1 */
+            log_msg(LL_NOTICE,
+                    "Bridge %s: the remote closed the connection instead of answering the "
+                    "bridge CONNECT (try_private); retrying without it",
+                    br->cfg->name);
+            br->private_ok = false;
+            br->retry_now = true;
+        }
     }
     br->c = NULL;
     br->ping_out = false;
@@ -643,6 +655,7 @@ static void connect_to(bridge *br, const struct sockaddr *sa, socklen_t salen)
     br->c = c;
     br->state = BR_CONNECTING;
     br->was_active = false;
+    br->connect_sent = false;
     log_msg(LL_INFO, "Bridge %s: connecting to %s:%u (%s)", br->cfg->name, host_of(br),
             br->cfg->addrs[br->addr].port, c->peer);
 }

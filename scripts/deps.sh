@@ -1,14 +1,17 @@
 #!/bin/sh
-# deps.sh build|test -- install the Debian packages a target needs.
+# deps.sh build|test|heavy -- install the Debian packages a target needs.
 # As root: apt-get update once, then install what is missing.
 # Otherwise: print the one command to run and fail.
 set -e
 BUILD_PKGS="make gcc pkg-config libmbedtls-dev libsqlite3-dev openssl"
 TEST_PKGS="$BUILD_PKGS clang-format check libsubunit-dev sqlite3 mosquitto mosquitto-clients python3 python3-paho-mqtt tshark"
+# make test-interop-heavy: peers too big or too slow for make test
+HEAVY_PKGS="$TEST_PKGS rabbitmq-server"
 case "$1" in
     build) want="$BUILD_PKGS" ;;
     test)  want="$TEST_PKGS" ;;
-    *) echo "usage: $0 build|test" >&2; exit 2 ;;
+    heavy) want="$HEAVY_PKGS" ;;
+    *) echo "usage: $0 build|test|heavy" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do
@@ -18,7 +21,7 @@ for p in $want; do
 done
 # Node.js for MQTT.js: any node and npm on PATH will do (some machines carry a
 # nodejs package that bundles npm and conflicts with Debian's npm package).
-if [ "$1" = test ]; then
+if [ "$1" != build ]; then
     command -v node >/dev/null 2>&1 || missing="$missing nodejs"
     command -v npm >/dev/null 2>&1 || missing="$missing npm"
 fi

@@ -10,11 +10,12 @@ packets are handled in order).
 """
 import os
 import shutil
+import socket
 import tempfile
 import time
 import unittest
 
-from mqttlib import (MOSQUITTO, WAIT, StubBroker, assert_closed, connect, free_port, log_offset, make_broker, need, publish,
+from mqttlib import (MOSQUITTO, WAIT, RawClient, StubBroker, assert_closed, connect, free_port, log_offset, make_broker, need, publish,
                      recv_publish, start_broker, subscribe, uid, wait_log_line)
 from tlslib import make_certs, tls_block
 
@@ -51,6 +52,32 @@ class PrivateRefusingStub(StubBroker):
     @rc.setter
     def rc(self, value):
         pass
+
+
+class PrivateClosingStub(StubBroker):
+    """A remote that closes the connection on a CONNECT whose protocol level
+    has bit 0x80 (what RabbitMQ does) and accepts it otherwise."""
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            raw = RawClient(0, sock=conn, timeout=10)
+            try:
+                first, body = raw.read_packet()
+                self.connects.append(body)
+                if body[6] & 0x80:
+                    raise EOFError
+                raw.send(bytes([0x20, 2, 0, 0]))
+                while True:
+                    raw.read_packet()
+            except (EOFError, OSError):
+                pass
+            raw.close()
 
 
 class BridgeCase(unittest.TestCase):
@@ -387,6 +414,15 @@ class TestBridgeSecbroker(BridgeCase):
         self.assertEqual(body[10:12 + 7], b"\x00\x07rc-stub")
         self.assertEqual(body[19:21 + len(will_topic)], bytes([0, len(will_topic)]) + will_topic)
         self.assertEqual(body[21 + len(will_topic):], b"\x00\x010")
+
+    def test_try_private_falls_back_when_the_remote_closes(self):
+        stub = PrivateClosingStub()
+        self.addCleanup(stub.stop)
+        local = self.local(bridge_conf(stub.port, ["x/# out 1"]))
+        wait_log_line(self, local, "Bridge b1: the remote closed the connection instead of "
+                      "answering the bridge CONNECT (try_private); retrying without it")
+        wait_log_line(self, local, "Bridge b1 connected")
+        self.assertEqual([c[6] for c in stub.connects[:2]], [0x84, 0x04])
 
     def test_connack_refusal_is_logged_and_retried(self):
         stub = StubBroker(rc=5)
