@@ -41,7 +41,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy run certs install deps-build deps-test bench lab-% format format-check
+.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy run certs install deps-build deps-test bench bench-bridge lab-% format format-check
 
 all: $(BINS)
 
@@ -128,6 +128,11 @@ run: deps-build
 
 bench: all
 	@sh scripts/bench.sh
+
+# Forwarded msg/s over a TLS bridge (secbroker and mosquitto as the local
+# broker) and the local round trip while bridges reconnect (docs/bridge.md).
+bench-bridge: all
+	@sh scripts/bench-bridge.sh
 
 lab-%: all
 	@sh scripts/mkcerts.sh certs $(KEY)
