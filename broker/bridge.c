@@ -712,9 +712,13 @@ static void watch_drops(bridge *br)
     if (s->dropped > br->drops_seen) {
         if (!br->dropping)
             log_msg(LL_WARNING,
-                    "Bridge %s: queue full (max_queued_messages %u), dropping QoS 1/2 messages "
-                    "for the remote",
-                    br->cfg->name, s->reg->limits.max_queued);
+                    "Bridge %s: queue full (%u messages, %llu bytes queued; limits "
+                    "%s %u, bridge_max_queued_bytes %llu), dropping QoS 1/2 messages for the "
+                    "remote",
+                    br->cfg->name, s->queue.count, (unsigned long long)s->queued_bytes,
+                    s->own_max_queued ? "bridge_max_queued_messages" : "max_queued_messages",
+                    s->own_max_queued ? s->own_max_queued : s->reg->limits.max_queued,
+                    (unsigned long long)s->own_max_bytes);
         br->dropping = true;
         br->drops_seen = s->dropped;
     } else if (br->dropping && s->queue.count == 0) {
@@ -782,6 +786,8 @@ static int setup_session(bridge *br)
     if (!s) return BK_ERR_NOMEM;
     s->no_local = true;
     s->pinned = true;
+    s->own_max_queued = cfg->max_queued_messages;
+    s->own_max_bytes = cfg->max_queued_bytes;
     br->s = s;
     for (size_t i = 0; i < cfg->ntopics; i++) {
         const bridge_topic *t = &cfg->topics[i];

@@ -207,8 +207,9 @@ static int queue_grow(outqueue *q)
 
 bool session_queue_full(const session *s, uint8_t qos)
 {
-    uint32_t max = s->reg->limits.max_queued;
-    return qos == 0 || (max && s->queue.count >= max);
+    uint32_t max = s->own_max_queued ? s->own_max_queued : s->reg->limits.max_queued;
+    return qos == 0 || (max && s->queue.count >= max) ||
+           (s->own_max_bytes && s->queued_bytes >= s->own_max_bytes);
 }
 
 static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
@@ -224,6 +225,7 @@ static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
     }
     if (q->count == q->cap && queue_grow(q) != BK_OK) return BK_ERR_NOMEM;
     *queue_at(q, q->count++) = (outmsg){.m = msg_ref(m), .qos = qos, .retain = retain};
+    s->queued_bytes += (uint64_t)m->topic_len + m->payload_len;
     return BK_OK;
 }
 
@@ -248,6 +250,7 @@ void session_pump(session *s)
         outmsg o = *queue_at(q, 0);
         q->head = (q->head + 1) % q->cap;
         q->count--;
+        s->queued_bytes -= (uint64_t)o.m->topic_len + o.m->payload_len;
         if (send_inflight(s, o.m, o.qos, o.retain) != BK_OK) break;
     }
     if (q->count == 0 && q->cap > QUEUE_KEEP_CAP) {

@@ -100,6 +100,10 @@ typedef struct session {
     uint64_t match_stamp; /* router: dedup of overlapping subscriptions */
     uint8_t match_qos;
     uint64_t dropped; /* messages dropped because the queue was full */
+    /* a bridge's own queue limits (0 = the registry's max_queued / no byte
+     * limit) and the topic + payload bytes queued */
+    uint32_t own_max_queued;
+    uint64_t own_max_bytes, queued_bytes;
 } session;
 
 void session_registry_init(session_registry *r, session_limits limits);

@@ -365,7 +365,7 @@ class TestBridgeSecbroker(BridgeCase):
         lp = connect(self, local)
         for i in range(8):
             publish(lp, "q/%d" % i, b"x", qos=1)
-        wait_log_line(self, local, "Bridge b1: queue full (max_queued_messages 5)")
+        wait_log_line(self, local, "Bridge b1: queue full (5 messages", "max_queued_messages 5,")
         sys = connect(self, local)
         subscribe(sys, [("$SYS/broker/bridge/b1/messages/dropped", 0),
                         ("$SYS/broker/bridge/b1/messages/queued", 0)])
@@ -376,6 +376,31 @@ class TestBridgeSecbroker(BridgeCase):
             seen[m.topic.rsplit("/", 1)[1]] = m.payload
         self.assertEqual(seen, {"dropped": b"3", "queued": b"5"})
         self.assertEqual(local.log().count("Bridge b1: queue full"), 1, "one line per episode")
+
+    def test_bridge_own_queue_limits(self):
+        """bridge_max_queued_messages replaces max_queued_messages for the
+        bridge; bridge_max_queued_bytes bounds topic + payload bytes."""
+        local = self.local("sys_interval 1\n" +
+                           bridge_conf(free_port(), ["m/# out 1"], name="bym",
+                                       extra=["bridge_max_queued_messages 2"]) +
+                           bridge_conf(free_port(), ["b/# out 1"], name="byb",
+                                       extra=["bridge_max_queued_bytes 100"]))
+        lp = connect(self, local)
+        for i in range(4):
+            publish(lp, "m/%d" % i, b"x", qos=1)
+            publish(lp, "b/%d" % i, b"y" * 40, qos=1)  # 43 bytes each: the 4th is over
+        wait_log_line(self, local, "Bridge bym: queue full (2 messages",
+                      "bridge_max_queued_messages 2")
+        wait_log_line(self, local, "Bridge byb: queue full (3 messages, 129 bytes",
+                      "bridge_max_queued_bytes 100")
+        sys = connect(self, local)
+        subscribe(sys, [("$SYS/broker/bridge/+/messages/queued", 0)])
+        seen = {}
+        deadline = time.time() + WAIT
+        while seen != {"bym": b"2", "byb": b"3"} and time.time() < deadline:
+            m = recv_publish(sys)
+            seen[m.topic.split("/")[3]] = m.payload
+        self.assertEqual(seen, {"bym": b"2", "byb": b"3"})
 
     def test_bridge_max_packet_size(self):
         """A message over bridge_max_packet_size is not sent (logged); a QoS 1
