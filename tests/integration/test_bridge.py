@@ -292,7 +292,8 @@ class TestBridgeTLS(BridgeCase):
 
     def test_mutual_tls_with_bridge_certfile_and_resumption(self):
         remote = self.remote_tls()
-        local = self.local(self.tls_conf(remote))
+        keylog = os.path.join(self.tmp, uid("keylog"))
+        local = self.local(self.tls_conf(remote, extra=["bridge_keylog_file " + keylog]))
         self.up(local, remote)
         line = wait_log_line(self, local, "TLS handshake with")
         self.assertIn("full handshake", line)
@@ -310,6 +311,8 @@ class TestBridgeTLS(BridgeCase):
         self.assertIn("resumed", line)
         publish(lc, "t/again", b"2", qos=1)
         self.expect(rs, "t/again", b"2", 1)
+        with open(keylog) as f:  # the lab decrypts the bridge too
+            self.assertIn("CLIENT_RANDOM ", f.read())
 
     def test_missing_client_certificate_is_logged(self):
         remote = self.remote_tls()
@@ -334,6 +337,30 @@ class TestBridgeSecbroker(BridgeCase):
         local = self.local(bridge_conf(remote.port, ["x/# out 1"], extra=["try_private false"]))
         self.up(local, remote, subscribes=False)
         wait_log_line(self, remote, "as rc-b1 (MQTT 3.1.1, clean session 0")
+
+    def test_start_type_once(self):
+        local = self.local(bridge_conf(free_port(), ["x/# out 1"], extra=["start_type once"]))
+        wait_log_line(self, local, "Bridge b1: start_type once, not reconnecting")
+        self.assertNotIn("Bridge b1: next attempt", local.log())
+
+    def test_attempt_unsubscribe_and_local_only_notifications(self):
+        """cleansession false: UNSUBSCRIBE for out-only topics (a topic that
+        was `in` before stops arriving); notifications_local_only: the remote
+        gets neither the state nor a will."""
+        remote = start_broker(self, "")
+        local = self.local(bridge_conf(remote.port, ["x/# out 1", "y/# in 1"],
+                                       extra=["notifications_local_only true",
+                                              "notification_topic bridges/b1/up"]))
+        self.up(local, remote)
+        wait_log_line(self, remote, "rc-b1 unsubscribed from 'x/#'")
+        wait_log_line(self, remote, "as rc-b1 (MQTT 3.1.1 bridge, clean session 0, keepalive 60, ")
+        ls = connect(self, local)
+        subscribe(ls, [("bridges/b1/up", 1)])
+        self.expect(ls, "bridges/b1/up", b"1", 1, retain=True)
+        rs = connect(self, remote)
+        subscribe(rs, [("bridges/#", 1), ("x/#", 1)])
+        publish(connect(self, local), "x/mark", b"m", qos=1)
+        self.expect(rs, "x/mark", b"m", 1)  # no retained state arrived before it
 
     def test_mosquitto_bridges_into_secbroker(self):
         """Mosquitto's bridge announces itself (try_private, level | 0x80):
