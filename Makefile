@@ -13,7 +13,7 @@ WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parame
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. $(CFLAGS) $(SAN) -MMD -MP
 LDFLAGS_ALL = $(LDFLAGS) $(SAN)
 TLS_LIBS = -lmbedtls -lmbedx509 -lmbedcrypto
-STORE_LIBS = -lsqlite3
+STORE_LIBS = -lsqlite3 -lpthread
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 MQTT_SRC   := $(wildcard mqtt/*.c)
@@ -41,9 +41,15 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy run certs install deps-build deps-test bench bench-bridge lab-% format format-check
+.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy run certs install uninstall deps-build deps-test bench bench-bridge lab-% format format-check
 
-all: $(BINS)
+# The lab dashboard (web/) loads MQTT.js' browser build, copied from npm's
+# node_modules (package-lock.json pins it; `make deps-test` runs npm ci).
+MQTTJS_DIST = node_modules/mqtt/dist/mqtt.min.js
+all: $(BINS) $(if $(wildcard $(MQTTJS_DIST)),web/mqtt.min.js)
+
+web/mqtt.min.js: $(MQTTJS_DIST)
+	cp $< $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -124,9 +130,13 @@ run: deps-build
 	@sh scripts/mkcerts.sh certs $(KEY)
 	@mkdir -p lab
 	@echo "starting build/secbroker -c $(CONF)"
+	@if [ -f web/mqtt.min.js ]; then \
+	    echo "lab dashboard: http://127.0.0.1:8080/ (or http://[::1]:8080/)"; \
+	else echo "lab dashboard: web/mqtt.min.js is missing: run npm ci, then make"; fi
 	exec ./build/secbroker -c $(CONF)
 
 bench: all
+	@sh scripts/bench-persist.sh
 	@sh scripts/bench.sh
 
 # Forwarded msg/s over a TLS bridge (secbroker and mosquitto as the local
@@ -138,9 +148,48 @@ lab-%: all
 	@sh scripts/mkcerts.sh certs $(KEY)
 	@sh scripts/lab.sh $*
 
+# ---- install ------------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: the broker into sbin, the
+# clients into bin, man pages, a systemd unit and sysusers.d entry, and the
+# configuration under SYSCONFDIR/secbroker (/etc/secbroker for PREFIX=/usr). An
+# existing secbroker.conf is kept; make uninstall removes what install put
+# there (secbroker.conf only while it is unchanged).
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+CLIENT_BINS = $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
+MAN_PAGES  := $(wildcard man/*.[158])
+CONFDIR     = $(DESTDIR)$(SYSCONFDIR)/secbroker
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(SYSUSERSDIR) $(CONFDIR)/examples \
+	    $(foreach s,1 5 8,$(DESTDIR)$(MANDIR)/man$(s))
+	install -m 755 $(BUILD)/secbroker $(DESTDIR)$(SBINDIR)/secbroker
+	install -m 755 $(CLIENT_BINS) $(DESTDIR)$(BINDIR)
+	for m in $(MAN_PAGES); do install -m 644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}; done
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    dist/secbroker.service.in > $(BUILD)/secbroker.service
+	install -m 644 $(BUILD)/secbroker.service $(DESTDIR)$(UNITDIR)/secbroker.service
+	install -m 644 dist/secbroker.sysusers $(DESTDIR)$(SYSUSERSDIR)/secbroker.conf
+	install -m 644 etc/broker.conf etc/acl.example $(CONFDIR)/examples
+	@if [ -e $(CONFDIR)/secbroker.conf ]; then \
+	    echo "keeping the existing $(CONFDIR)/secbroker.conf"; \
+	else install -m 644 dist/secbroker.conf $(CONFDIR)/secbroker.conf; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/secbroker $(patsubst $(BUILD)/%,$(DESTDIR)$(BINDIR)/%,$(CLIENT_BINS))
+	rm -f $(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+	rm -f $(DESTDIR)$(UNITDIR)/secbroker.service $(DESTDIR)$(SYSUSERSDIR)/secbroker.conf
+	rm -f $(CONFDIR)/examples/broker.conf $(CONFDIR)/examples/acl.example
+	@if cmp -s dist/secbroker.conf $(CONFDIR)/secbroker.conf; then \
+	    rm -f $(CONFDIR)/secbroker.conf; \
+	elif [ -e $(CONFDIR)/secbroker.conf ]; then \
+	    echo "keeping $(CONFDIR)/secbroker.conf: it was changed after install"; fi
+	-rmdir $(CONFDIR)/examples $(CONFDIR) 2>/dev/null
 
 clean:
 	rm -rf build build-asan

@@ -53,6 +53,12 @@ void pw_file_stats(const pw_file *pf, uint64_t *cache_hits, uint64_t *hash_runs)
  * salt; iterations 0 = default (see docs). out must hold 256 bytes. */
 int pw_hash_make(const uint8_t *password, size_t pwlen, unsigned iterations, char *out,
                  size_t outlen);
+/* Like pw_hash_make with the hash chosen: type 7 = "$7$ITER$SALT$HASH"
+ * (PBKDF2-HMAC-SHA512), type 6 = "$6$SALT$HASH" (one SHA-512 of password
+ * and salt, for Mosquitto 1.6 and older; iterations unused). ACL_ERR_ARG
+ * for another type. */
+int pw_hash_make_type(int type, const uint8_t *password, size_t pwlen, unsigned iterations,
+                      char *out, size_t outlen);
 /* Verify password against a "$7$..." or "$6$..." string. */
 int pw_hash_verify(const char *hash, const uint8_t *password, size_t pwlen);
 

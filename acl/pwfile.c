@@ -397,12 +397,18 @@ void pw_file_stats(const pw_file *pf, uint64_t *cache_hits, uint64_t *hash_runs)
 int pw_hash_make(const uint8_t *password, size_t pwlen, unsigned iterations, char *out,
                  size_t outlen)
 {
-    if (!out || (!password && pwlen)) return ACL_ERR_ARG;
+    return pw_hash_make_type(7, password, pwlen, iterations, out, outlen);
+}
+
+int pw_hash_make_type(int type, const uint8_t *password, size_t pwlen, unsigned iterations,
+                      char *out, size_t outlen)
+{
+    if (!out || (!password && pwlen) || (type != 6 && type != 7)) return ACL_ERR_ARG;
     if (iterations == 0) iterations = PW_DEFAULT_ITERATIONS;
     if (iterations > PW_MAX_ITERATIONS) return ACL_ERR_ARG;
     struct pw_entry e;
     memset(&e, 0, sizeof e);
-    e.type = 7;
+    e.type = type;
     e.iterations = iterations;
     e.salt_len = PW_SALT_LEN;
     if (acl_random(e.salt, PW_SALT_LEN) != ACL_OK) return ACL_ERR_CRYPTO;
@@ -414,7 +420,8 @@ int pw_hash_make(const uint8_t *password, size_t pwlen, unsigned iterations, cha
          mbedtls_base64_encode((unsigned char *)hash64, sizeof hash64, &hl, e.hash, PW_HASH_LEN)))
         rc = ACL_ERR_CRYPTO;
     if (rc == ACL_OK) {
-        int n = snprintf(out, outlen, "$7$%u$%s$%s", iterations, salt64, hash64);
+        int n = type == 7 ? snprintf(out, outlen, "$7$%u$%s$%s", iterations, salt64, hash64)
+                          : snprintf(out, outlen, "$6$%s$%s", salt64, hash64);
         if (n < 0 || (size_t)n >= outlen) rc = ACL_ERR_ARG;
     }
     mbedtls_platform_zeroize(&e, sizeof e);

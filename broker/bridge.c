@@ -18,6 +18,7 @@
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/session.h"
 #include "mqtt/mqtt.h"
@@ -786,6 +787,9 @@ static int setup_session(bridge *br)
     if (!s) return BK_ERR_NOMEM;
     s->no_local = true;
     s->pinned = true;
+    /* durable like a client's persistent session (persistence on, not clean) */
+    s->expiry_interval = s->clean ? 0 : UINT32_MAX;
+    persist_session_attached(b, s);
     s->own_max_queued = cfg->max_queued_messages;
     s->own_max_bytes = cfg->max_queued_bytes;
     br->s = s;

@@ -35,6 +35,9 @@ typedef struct broker {
     uint32_t nconns;
     conn *write_pending;       /* have output to flush this iteration */
     conn *closing;             /* marked for close */
+    conn *held;                /* output held until a commit (conn_hold) */
+    struct persist *persist;   /* durable state (NULL: persistence false) */
+    bool buffer_connack;       /* never write a CONNACK through (persistence strict) */
     uint32_t read_pending;     /* count of conns with read_pending set */
     session_registry sessions; /* client id -> session */
     tnode *root;
@@ -47,6 +50,7 @@ typedef struct broker {
     double now;          /* monotonic, updated each iteration */
     volatile int stop;   /* set by signals */
     volatile int reload; /* SIGHUP */
+    volatile int save;   /* SIGUSR1 */
     uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent;
     uint64_t retained_count;
     conn_limits out_limits; /* the output-buffer policy, from cfg */

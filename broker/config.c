@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker/err.h"
@@ -94,6 +95,10 @@ static void listener_free(listener_cfg *l)
     free(l->ciphers);
     free(l->tls_version);
     free(l->tls_keylog_file);
+    free(l->http_dir);
+    for (size_t i = 0; i < l->n_ws_origins; i++)
+        free(l->ws_origins[i]);
+    free(l->ws_origins);
 }
 
 void config_free(config *c)
@@ -110,6 +115,8 @@ void config_free(config *c)
     for (size_t i = 0; i < c->nbridges; i++)
         bridge_cfg_free(&c->bridges[i]);
     free(c->bridges);
+    free(c->persistence_location);
+    free(c->persistence_file);
     free(c);
 }
 
@@ -178,6 +185,46 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
     return NOT_MINE;
 }
 
+/* The WebSockets keys of a listener block (protocol, http_dir,
+ * websockets_origin, websockets_headers_size). NOT_MINE for other keys. */
+static int ws_listener_key(pctx *p, config *c, const char *key, const char *v)
+{
+    bool proto = strcmp(key, "protocol") == 0, dir = strcmp(key, "http_dir") == 0;
+    bool origin = strcmp(key, "websockets_origin") == 0;
+    bool hsize = strcmp(key, "websockets_headers_size") == 0;
+    if (!proto && !dir && !origin && !hsize) return NOT_MINE;
+    listener_cfg *l = cur_listener(c);
+    if (!l) return fail(p, "%s must follow a 'listener' line", key);
+    if (proto) {
+        if (strcmp(v, "websockets") && strcmp(v, "mqtt"))
+            return fail(p, "protocol: expected mqtt or websockets, got '%s'", v);
+        l->websockets = strcmp(v, "websockets") == 0;
+        return BK_OK;
+    }
+    if (dir) {
+        if (need_file(p, key, v, true) != BK_OK) return BK_ERR_CONFIG;
+        return set_str(&l->http_dir, v);
+    }
+    if (hsize) {
+        uint64_t n;
+        if (parse_uint(p, key, v, 256, 1024 * 1024, &n) != BK_OK) return BK_ERR_CONFIG;
+        l->ws_headers_size = (uint32_t)n;
+        return BK_OK;
+    }
+    if (!*v || strchr(v, ' ') || strchr(v, '\t'))
+        return fail(p,
+                    "websockets_origin: expected one origin such as http://127.0.0.1:8080, "
+                    "got '%s'",
+                    v);
+    char **no = realloc(l->ws_origins, (l->n_ws_origins + 1) * sizeof *no);
+    if (!no) return fail(p, "out of memory");
+    l->ws_origins = no;
+    l->ws_origins[l->n_ws_origins] = NULL;
+    if (set_str(&l->ws_origins[l->n_ws_origins], v) != BK_OK) return BK_ERR_CONFIG;
+    l->n_ws_origins++;
+    return BK_OK;
+}
+
 /* Defaults of the output-buffer policy (see conn_output_check): the hard
  * limit is this many times max_output_buffer unless configured, and a
  * client may stay over max_output_buffer this long. */
@@ -207,6 +254,7 @@ static const num_key num_keys[] = {
     NUM_KEY(output_buffer_soft_seconds, 1, 86400),
     NUM_KEY(sys_interval, 0, 86400),
     NUM_KEY(handshake_timeout, 1, 3600),
+    NUM_KEY(autosave_interval, 1, 86400 * 365),
 };
 
 /* 1 when key is not numeric, else 0 / -1 as handle_line. */
@@ -292,14 +340,36 @@ static int log_type_line(pctx *p, config *c, const char *v, bool *seen)
     return BK_OK;
 }
 
-static int persistence_line(pctx *p, const char *v)
+/* persistence, persistence_location, persistence_file, persistence_sync,
+ * autosave_on_changes; NOT_MINE for other keys. */
+static int persistence_line(pctx *p, config *c, const char *key, const char *v)
 {
-    bool on = false;
-    if (parse_bool(p, "persistence", v, &on) != BK_OK) return BK_ERR_CONFIG;
-    if (on)
-        return fail(p, "persistence true is not supported yet: sessions and retained "
-                       "messages are kept in memory only");
-    return BK_OK;
+    if (strcmp(key, "persistence") == 0) return parse_bool(p, key, v, &c->persistence);
+    if (strcmp(key, "autosave_on_changes") == 0)
+        return parse_bool(p, key, v, &c->autosave_on_changes);
+    if (strcmp(key, "persistence_location") == 0) {
+        struct stat sb;
+        if (stat(v, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            return fail(p, "persistence_location: %s is not a directory", v);
+        if (access(v, W_OK | X_OK) != 0)
+            return fail(p, "persistence_location: cannot write in %s: %s", v, strerror(errno));
+        return set_str(&c->persistence_location, v);
+    }
+    if (strcmp(key, "persistence_file") == 0) {
+        if (strchr(v, '/'))
+            return fail(p,
+                        "persistence_file: '%s' must be a file name; the directory is "
+                        "persistence_location",
+                        v);
+        return set_str(&c->persistence_file, v);
+    }
+    if (strcmp(key, "persistence_sync") == 0) {
+        if (strcmp(v, "strict") && strcmp(v, "interval"))
+            return fail(p, "persistence_sync: expected strict or interval, got '%s'", v);
+        c->persistence_strict = strcmp(v, "strict") == 0;
+        return BK_OK;
+    }
+    return NOT_MINE;
 }
 
 static int bridge_fail(pctx *p, int r, const char *berr)
@@ -358,6 +428,7 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
     if (strcmp(key, "listener") == 0) return listener_line(p, c, v);
     if (strcmp(key, "connection") == 0 || bridge_cfg_is_key(key)) return bridge_line(p, c, key, v);
     int r = listener_key(p, c, key, v);
+    if (r == NOT_MINE) r = ws_listener_key(p, c, key, v);
     if (r <= 0) return r;
     if ((r = num_key_line(p, c, key, v)) <= 0) return r;
     if (strcmp(key, "allow_anonymous") == 0) return parse_bool(p, key, v, &c->allow_anonymous);
@@ -371,24 +442,19 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
     if (strcmp(key, "user") == 0) return set_str(&c->user, v);
     if (strcmp(key, "log_dest") == 0) return log_dest_line(p, c, v, log_dest_seen);
     if (strcmp(key, "log_type") == 0) return log_type_line(p, c, v, log_type_seen);
-    if (strcmp(key, "persistence") == 0) return persistence_line(p, v);
+    if ((r = persistence_line(p, c, key, v)) <= 0) return r;
     return unknown_key(p, key);
 }
 
 static int unknown_key(pctx *p, const char *key)
 {
     static const char *const mosquitto_only[] = {
-        "persistence_location",
-        "persistence_file",
-        "autosave_interval",
         "include_dir",
         "plugin",
         "auth_plugin",
         "psk_file",
         "psk_hint",
-        "protocol",
         "socket_domain",
-        "http_dir",
         "websockets_log_level",
         "bind_interface",
         "mount_point",
@@ -432,6 +498,8 @@ static void set_defaults(config *c)
     c->connection_messages = true;
     c->sys_interval = 10;
     c->handshake_timeout = 10;
+    c->persistence_strict = true;
+    c->autosave_interval = 1800; /* Mosquitto's default */
 }
 
 /* Split one line into key and value and apply it. 0, or -1 with err set. */
@@ -478,6 +546,11 @@ static int check_listener(pctx *p, const listener_cfg *l)
     if (!tls && (l->cafile || l->capath || l->require_certificate || l->crlfile ||
                  l->use_identity_as_username || l->ciphers || l->tls_keylog_file))
         return fail(p, "listener %d: TLS options need certfile and keyfile", l->port);
+    if (!l->websockets && (l->http_dir || l->n_ws_origins || l->ws_headers_size))
+        return fail(p,
+                    "listener %d: http_dir, websockets_origin and websockets_headers_size need "
+                    "'protocol websockets'",
+                    l->port);
     if ((l->require_certificate || l->use_identity_as_username) && !l->cafile && !l->capath)
         return fail(p,
                     "listener %d: require_certificate/use_identity_as_username need cafile or "

@@ -21,6 +21,12 @@ typedef struct {
     char *tls_keylog_file;
     bool require_certificate;
     bool use_identity_as_username;
+    /* WebSockets (protocol websockets): MQTT over RFC 6455, ws or wss */
+    bool websockets;
+    char *http_dir;    /* static files on this listener, NULL = none */
+    char **ws_origins; /* websockets_origin allow-list (empty = any) */
+    size_t n_ws_origins;
+    uint32_t ws_headers_size; /* websockets_headers_size, 0 = default (4096) */
 } listener_cfg;
 
 typedef struct {
@@ -50,6 +56,13 @@ typedef struct {
     uint32_t handshake_timeout; /* seconds */
     bool tls_trace;             /* log_type tls */
     char *user;                 /* drop privileges to this user when root */
+    /* Durable state (persist.c): persistence on, where, and when commits happen. */
+    bool persistence;
+    char *persistence_location; /* directory (NULL: the current one) */
+    char *persistence_file;     /* file name in it (default secbroker.db) */
+    bool persistence_strict;    /* persistence_sync strict (default) | interval */
+    uint32_t autosave_interval; /* interval mode: seconds (or changes) between commits */
+    bool autosave_on_changes;   /* autosave_interval counts changes, not seconds */
     bridge_cfg *bridges;        /* `connection` blocks (broker/bridge.c runs them) */
     size_t nbridges;
 } config;

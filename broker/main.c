@@ -24,10 +24,13 @@
 #include "broker/conn.h"
 #include "broker/err.h"
 #include "broker/log.h"
+#include "broker/persist.h"
 #include "broker/protocol.h"
 #include "broker/router.h"
 #include "broker/session.h"
+#include "broker/sys.h"
 #include "broker/tree.h"
+#include "broker/ws_transport.h"
 #include "tls/tls.h"
 
 broker *g_broker;
@@ -53,6 +56,8 @@ static void on_signal(int sig)
     if (!g_broker) return;
     if (sig == SIGHUP)
         g_broker->reload = 1;
+    else if (sig == SIGUSR1)
+        g_broker->save = 1;
     else
         g_broker->stop = 1;
 }
@@ -153,14 +158,19 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
         return BK_ERR_IO;
     }
     if (lc->certfile && listener_tls(b, l, err, errlen) != BK_OK) return BK_ERR_IO;
+    if (lc->websockets && ws_transport_setup(b, l, err, errlen) != BK_OK) return BK_ERR_IO;
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
     int port_now = lc->port;
     if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
         port_now = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                      : ((struct sockaddr_in *)&bound)->sin_port);
-    log_msg(LL_NOTICE, "Opened %s listener on %s port %d", lc->certfile ? "TLS" : "plain",
-            lc->address ? lc->address : "all addresses", port_now);
+    log_msg(LL_NOTICE, "Opened %s listener on %s port %d%s%s",
+            lc->websockets ? (lc->certfile ? "WebSocket (wss)" : "WebSocket (ws)")
+            : lc->certfile ? "TLS"
+                           : "plain",
+            lc->address ? lc->address : "all addresses", port_now,
+            lc->http_dir ? ", http_dir " : "", lc->http_dir ? lc->http_dir : "");
     return BK_OK;
 }
 
@@ -218,11 +228,13 @@ static void broker_free(broker *b)
     conn_flush_all(b);
     conn_free_closed(b);
     bridges_free(b);
+    persist_close(b); /* commits; freeing sessions below is not journaled */
     session_registry_free(&b->sessions);
     tree_free(b->root);
     for (size_t i = 0; i < b->nlisteners; i++) {
         if (b->listeners[i].fd > 0) close(b->listeners[i].fd);
         tls_server_free(b->listeners[i].tls);
+        ws_transport_free(&b->listeners[i]);
     }
     free(b->listeners);
     auth_free(b);
@@ -353,12 +365,13 @@ static void install_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
 typedef struct {
     time_t started;
-    double next_tick, next_sys, next_tls_tick;
+    double next_tick, next_sys, next_tls_tick, last_sys;
 } loop_timers;
 
 /* The periodic work of one iteration: deadlines, TLS session cache, $SYS,
@@ -374,10 +387,18 @@ static void loop_periodic(broker *b, loop_timers *t)
         for (size_t i = 0; i < b->nlisteners; i++)
             if (b->listeners[i].tls) tls_server_tick(b->listeners[i].tls, time(NULL));
         t->next_tls_tick = b->now + 1;
+        if (b->cfg->sys_interval) sys_tick(b); /* the dashboard's lists, on change */
     }
     if (b->cfg->sys_interval && b->now >= t->next_sys) {
         publish_sys(b, t->started);
+        sys_publish_rates(b, b->now - t->last_sys);
+        t->last_sys = b->now;
         t->next_sys = b->now + b->cfg->sys_interval;
+    }
+    if (b->save) {
+        b->save = 0;
+        log_msg(LL_NOTICE, "SIGUSR1: saving persistent state");
+        persist_request_save(b);
     }
     if (b->reload) {
         b->reload = 0;
@@ -388,7 +409,7 @@ static void loop_periodic(broker *b, loop_timers *t)
 
 static void run_loop(broker *b)
 {
-    loop_timers t = {time(NULL), b->now, b->now + 1, b->now + 1};
+    loop_timers t = {time(NULL), b->now, b->now + 1, b->now + 1, b->now};
     struct epoll_event evs[EPOLL_BATCH];
     while (!b->stop) {
         int n = epoll_wait(b->epfd, evs, EPOLL_BATCH, b->read_pending ? 0 : LOOP_SLEEP_MS);
@@ -399,17 +420,22 @@ static void run_loop(broker *b)
         }
         for (int i = 0; i < n; i++) {
             uint64_t u = evs[i].data.u64;
-            if (u & LISTENER_TAG)
+            if (u == PERSIST_EVENT)
+                persist_on_synced(b);
+            else if (u & LISTENER_TAG)
                 conn_accept(b, &b->listeners[u & ~LISTENER_TAG]);
             else
                 conn_on_event(b, evs[i].data.ptr, evs[i].events);
         }
         conn_service_read_pending(b);
         loop_periodic(b, &t);
-        /* before sleeping: output first (a refusal's CONNACK must leave before
-         * its close), then closes (which may publish wills), then their output */
+        /* before sleeping: commit what acknowledgements wait for, output
+         * (a refusal's CONNACK must leave before its close), then closes
+         * (which may publish wills), then their commit and output */
+        persist_before_flush(b);
         conn_flush_all(b);
         conn_free_closed(b);
+        persist_before_flush(b);
         conn_flush_all(b);
     }
 }
@@ -429,6 +455,9 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &conf, &verbose);
     if (rc >= 0) return rc;
     log_init();
+    /* a file size limit makes writes fail with EFBIG (persistence reports it
+     * and holds acknowledgements) instead of killing the broker */
+    signal(SIGXFSZ, SIG_IGN);
     char err[1024];
     static broker br;
     broker *b = &br;
@@ -446,6 +475,12 @@ int main(int argc, char **argv)
         return fail_start(b, err, true);
     }
     if (drop_privileges(b, err, sizeof err) != BK_OK) return fail_start(b, err, true);
+    /* after dropping privileges: the database belongs to the user that writes it */
+    b->buffer_connack = b->cfg->persistence && b->cfg->persistence_strict;
+    if (persist_open(b, err, sizeof err) != BK_OK) {
+        log_msg(LL_ERROR, "%s", err);
+        return fail_start(b, err, true);
+    }
     if (bridges_start(b, err, sizeof err) != BK_OK) return fail_start(b, err, true);
     startup_warnings(b);
     install_signals();

@@ -9,6 +9,7 @@ msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t
 {
     msg *m = malloc(sizeof *m + tlen + 1 + plen);
     if (!m) return NULL;
+    m->store_id = 0;
     m->refs = 1;
     m->payload_len = (uint32_t)plen;
     m->topic_len = tlen;
@@ -20,7 +21,19 @@ msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t
     return m;
 }
 
+static void (*free_hook)(void *ctx, msg *m);
+static void *free_hook_ctx;
+
+void msg_set_free_hook(void (*fn)(void *ctx, msg *m), void *ctx)
+{
+    free_hook = fn;
+    free_hook_ctx = ctx;
+}
+
 void msg_unref(msg *m)
 {
-    if (m && --m->refs == 0) free(m);
+    if (m && --m->refs == 0) {
+        if (m->store_id && free_hook) free_hook(free_hook_ctx, m);
+        free(m);
+    }
 }

@@ -14,6 +14,7 @@
 #include "broker/err.h"
 
 typedef struct msg {
+    uint64_t store_id; /* row in the durable store (persistence), 0 = not stored */
     uint32_t refs;
     uint32_t payload_len;
     uint16_t topic_len;
@@ -32,6 +33,9 @@ static inline msg *msg_ref(msg *m)
 }
 /* Drop one reference (NULL is ignored); the last one frees. */
 void msg_unref(msg *m);
+/* fn(ctx, m) is called with each message that has a store_id just before
+ * it is freed (persistence lets go of its row); NULL to stop. */
+void msg_set_free_hook(void (*fn)(void *ctx, msg *m), void *ctx);
 static inline const char *msg_topic(const msg *m)
 {
     return m->data;

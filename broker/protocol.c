@@ -12,6 +12,7 @@
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/persist.h"
 #include "broker/protocol.h"
 #include "broker/router.h"
 #include "broker/session.h"
@@ -94,15 +95,27 @@ static bool out_ready(void *ctx)
     return client_ready(ctx);
 }
 
+/* A QoS 2 PUBLISH or a PUBREL to a durable session leaves only after the
+ * commit that records its packet id (persist.h): after a crash the same id
+ * is resent, so the receiver's exactly-once state still applies. A QoS 1
+ * PUBLISH may go at once: at worst it is delivered again (at least once). */
+static void hold_for_durable(client *cl)
+{
+    uint64_t epoch = cl->session && cl->session->durable ? persist_hold_epoch(cl->b) : 0;
+    if (epoch) conn_hold(cl->b, cl->conn, bbuf_used(&cl->conn->out), epoch);
+}
+
 static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
 {
     const client *cl = ctx;
+    if (qos == 2) hold_for_durable(ctx);
     /* a bridge gets the retain flag as published, as Mosquitto sends it */
     return send_publish(ctx, m, qos, retain || (cl->bridge && m->retain), dup, pid);
 }
 
 static int out_ack(void *ctx, enum mqtt_type type, uint16_t pid)
 {
+    hold_for_durable(ctx);
     return send_ack(ctx, type, pid);
 }
 
@@ -280,10 +293,13 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
     }
     free(s->username);
     s->username = cl->username ? strdup(cl->username) : NULL;
+    /* MQTT 3.1.1: a persistent session never expires by itself */
+    s->expiry_interval = s->clean ? 0 : UINT32_MAX;
     session_attach(s, &client_outbox, cl);
     cl->session = s;
     cl->bridge = ck->bridge;
     s->no_local = ck->bridge;
+    persist_session_attached(b, s);
     return BK_OK;
 }
 
@@ -317,6 +333,15 @@ static void handle_connect(client *cl, const mqtt_header *h, bool after_delay)
     connect_answer(cl, &ck, present);
 }
 
+/* Output that answers a packet which changed durable state waits for the
+ * commit (strict persistence): hold cl's output from `keep` bytes on when
+ * the journal grew from `pending`. */
+static void hold_if_journaled(client *cl, size_t keep, size_t pending)
+{
+    if (persist_pending(cl->b) > pending)
+        conn_hold(cl->b, cl->conn, keep, persist_gathering_epoch(cl->b));
+}
+
 /* The auth delay is over: check the held CONNECT now. */
 static void finish_connect(client *cl)
 {
@@ -326,7 +351,9 @@ static void finish_connect(client *cl)
                      .body = cl->held_connect};
     cl->state = CL_AWAIT_CONNECT;
     cl->last_rx = cl->b->now; /* the hold was ours, not the client's silence */
+    size_t keep = bbuf_used(&cl->conn->out), pending = persist_pending(cl->b);
     handle_connect(cl, &h, true);
+    hold_if_journaled(cl, keep, pending);
     free(cl->held_connect);
     cl->held_connect = NULL;
     cl->held_connect_len = 0;
@@ -529,7 +556,23 @@ static int handle_empty(client *cl, const mqtt_header *h)
     return MQTT_OK;
 }
 
+static void dispatch(client *cl, const mqtt_header *h);
+
 void proto_handle_packet(client *cl, const mqtt_header *h)
+{
+    /* The answers that promise something: CONNACK (a durable session
+     * exists), PUBACK/PUBREC (the message is stored), PUBCOMP (the id is
+     * forgotten, so the client may reuse it), SUBACK/UNSUBACK. The acks a
+     * client sends us answer nothing; what they let out (the next PUBLISH)
+     * is held, when it must be, by the session's outbox. */
+    bool promises = h->type == MQTT_CONNECT || h->type == MQTT_PUBLISH || h->type == MQTT_PUBREL ||
+                    h->type == MQTT_SUBSCRIBE || h->type == MQTT_UNSUBSCRIBE;
+    size_t keep = bbuf_used(&cl->conn->out), pending = persist_pending(cl->b);
+    dispatch(cl, h);
+    if (promises) hold_if_journaled(cl, keep, pending);
+}
+
+static void dispatch(client *cl, const mqtt_header *h)
 {
     conn *c = cl->conn;
     if (cl->state == CL_AWAIT_CONNECT) {

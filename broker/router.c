@@ -7,6 +7,7 @@
 #include "broker/auth.h"
 #include "broker/broker.h"
 #include "broker/log.h"
+#include "broker/persist.h"
 #include "broker/router.h"
 #include "broker/session.h"
 #include "broker/tree.h"
@@ -42,9 +43,12 @@ void router_publish(broker *b, const char *from_id, msg *m)
                 from_id ? from_id : "(will)", TOPIC_MAX_LEVELS);
         return;
     }
-    if (m->retain && b->cfg->retain_available &&
-        tree_retain(b->root, m, &b->retained_count) != BK_OK)
-        log_msg(LL_WARNING, "Out of memory: retained message on '%s' not stored", msg_topic(m));
+    if (m->retain && b->cfg->retain_available) {
+        if (tree_retain(b->root, m, &b->retained_count) != BK_OK)
+            log_msg(LL_WARNING, "Out of memory: retained message on '%s' not stored", msg_topic(m));
+        else
+            persist_retain(b, m);
+    }
     b->match_seq++;
     b->match_cap_used = 0;
     tree_match(b->root, msg_topic(m), m->topic_len, collect, b);

@@ -18,6 +18,28 @@
 /* Log a queue-full drop once per this many. */
 #define DROP_LOG_EVERY 1000
 
+/* ---- the journal of durable sessions ---------------------------------------- */
+
+static bool journaled(const session *s)
+{
+    return s->durable && s->reg && s->reg->journal;
+}
+
+static void journal_delivery(session *s, const outmsg *o, enum journal_delivery what)
+{
+    if (journaled(s)) s->reg->journal->delivery(s->reg->journal_ctx, s, o, what);
+}
+
+static void journal_qos2_in(session *s, uint16_t pid, bool add)
+{
+    if (journaled(s)) s->reg->journal->qos2_in(s->reg->journal_ctx, s, pid, add);
+}
+
+static void journal_sub(session *s, const char *filter, size_t flen, uint8_t qos, bool add)
+{
+    if (journaled(s)) s->reg->journal->subscription(s->reg->journal_ctx, s, filter, flen, qos, add);
+}
+
 void session_registry_init(session_registry *r, session_limits limits)
 {
     dict_init(&r->ids);
@@ -59,6 +81,7 @@ session *session_create(session_registry *r, const char *id, size_t len, bool cl
     s->reg = r;
     s->clean = clean;
     s->next_pid = 1;
+    s->next_seq = 1;
     if (dict_put(&r->ids, s->client_id, len, s) < 0) {
         free(s->client_id);
         free(s);
@@ -75,6 +98,7 @@ static outmsg *queue_at(outqueue *q, uint32_t i)
 void session_destroy(session *s)
 {
     if (!s) return;
+    if (journaled(s)) s->reg->journal->destroyed(s->reg->journal_ctx, s);
     session_unsubscribe_all(s);
     for (uint32_t i = s->inflight_head; i < s->ninflight; i++)
         msg_unref(s->inflight[i].m);
@@ -169,16 +193,19 @@ static int inflight_room(session *s)
 }
 
 /* Put a delivery into the inflight window (taking the caller's reference)
- * and send it. */
-static int send_inflight(session *s, msg *m, uint8_t qos, bool retain)
+ * and send it. seq 0: a new delivery (journaled as added), else one that
+ * waited in the queue (journaled as sent). */
+static int send_inflight(session *s, msg *m, uint8_t qos, bool retain, uint64_t seq)
 {
     if (inflight_room(s) != BK_OK) {
         msg_unref(m);
         return BK_ERR_NOMEM;
     }
     uint16_t pid = next_pid(s); /* before the new slot exists: the scans see only live ones */
-    s->inflight[s->ninflight++] = (outmsg){
+    outmsg *o = &s->inflight[s->ninflight++];
+    *o = (outmsg){
         .m = m,
+        .seq = seq ? seq : s->next_seq++,
         .pid = pid,
         .qos = qos,
         .state = qos == 1 ? OUT_WAIT_PUBACK : OUT_WAIT_PUBREC,
@@ -186,6 +213,7 @@ static int send_inflight(session *s, msg *m, uint8_t qos, bool retain)
     };
     s->inflight_live++;
     pid_mark(s, pid, true);
+    journal_delivery(s, o, seq ? JD_UPDATE : JD_ADD);
     /* a failed send closes the connection; the slot stays for redelivery */
     (void)s->out->publish(s->out_ctx, m, qos, retain, false, pid);
     return BK_OK;
@@ -224,7 +252,9 @@ static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
         return BK_ERR_FULL;
     }
     if (q->count == q->cap && queue_grow(q) != BK_OK) return BK_ERR_NOMEM;
-    *queue_at(q, q->count++) = (outmsg){.m = msg_ref(m), .qos = qos, .retain = retain};
+    outmsg *o = queue_at(q, q->count++);
+    *o = (outmsg){.m = msg_ref(m), .seq = s->next_seq++, .qos = qos, .retain = retain};
+    journal_delivery(s, o, JD_ADD);
     s->queued_bytes += (uint64_t)m->topic_len + m->payload_len;
     return BK_OK;
 }
@@ -239,7 +269,7 @@ int session_deliver(session *s, msg *m, uint8_t max_qos, bool retain)
         return s->out->publish(s->out_ctx, m, 0, retain, false, 0);
     }
     if (session_online(s) && s->queue.count == 0 && window_open(s))
-        return send_inflight(s, msg_ref(m), qos, retain);
+        return send_inflight(s, msg_ref(m), qos, retain, 0);
     return queue_push(s, m, qos, retain);
 }
 
@@ -251,7 +281,7 @@ void session_pump(session *s)
         q->head = (q->head + 1) % q->cap;
         q->count--;
         s->queued_bytes -= (uint64_t)o.m->topic_len + o.m->payload_len;
-        if (send_inflight(s, o.m, o.qos, o.retain) != BK_OK) break;
+        if (send_inflight(s, o.m, o.qos, o.retain, o.seq) != BK_OK) break;
     }
     if (q->count == 0 && q->cap > QUEUE_KEEP_CAP) {
         free(q->items);
@@ -307,6 +337,7 @@ int session_ack(session *s, enum mqtt_type type, uint16_t pid)
     case MQTT_PUBCOMP:
         if (state != (type == MQTT_PUBACK ? OUT_WAIT_PUBACK : OUT_WAIT_PUBCOMP))
             return BK_ERR_STATE;
+        journal_delivery(s, &s->inflight[i], JD_DONE);
         remove_inflight(s, i);
         session_pump(s);
         return BK_OK;
@@ -314,6 +345,7 @@ int session_ack(session *s, enum mqtt_type type, uint16_t pid)
         if (state == OUT_WAIT_PUBREC) {
             /* the message itself is no longer needed: only its id is */
             s->inflight[i].state = OUT_WAIT_PUBCOMP;
+            journal_delivery(s, &s->inflight[i], JD_UPDATE);
         } else if (state != OUT_WAIT_PUBCOMP) {
             return BK_ERR_STATE;
         }
@@ -322,6 +354,27 @@ int session_ack(session *s, enum mqtt_type type, uint16_t pid)
     default:
         return BK_ERR_STATE;
     }
+}
+
+int session_restore_delivery(session *s, msg *m, uint64_t seq, uint8_t qos, bool retain,
+                             uint8_t state, uint16_t pid)
+{
+    if (seq >= s->next_seq) s->next_seq = seq + 1;
+    if (state == 0) {
+        outqueue *q = &s->queue;
+        if (q->count == q->cap && queue_grow(q) != BK_OK) return BK_ERR_NOMEM;
+        *queue_at(q, q->count++) =
+            (outmsg){.m = msg_ref(m), .seq = seq, .qos = qos, .retain = retain};
+        s->queued_bytes += (uint64_t)m->topic_len + m->payload_len;
+        return BK_OK;
+    }
+    if (inflight_room(s) != BK_OK) return BK_ERR_NOMEM;
+    s->inflight[s->ninflight++] = (outmsg){
+        .m = msg_ref(m), .seq = seq, .pid = pid, .qos = qos, .state = state, .retain = retain};
+    s->inflight_live++;
+    pid_mark(s, pid, true);
+    if (pid >= s->next_pid) s->next_pid = pid == PID_MAX ? 1 : (uint16_t)(pid + 1);
+    return BK_OK;
 }
 
 bool session_qos2_in_has(const session *s, uint16_t pid)
@@ -342,6 +395,7 @@ int session_qos2_in_add(session *s, uint16_t pid)
         s->cap_qos2_in = ncap;
     }
     s->qos2_in[s->nqos2_in++] = pid;
+    journal_qos2_in(s, pid, true);
     return BK_OK;
 }
 
@@ -350,6 +404,7 @@ bool session_qos2_in_del(session *s, uint16_t pid)
     for (uint32_t i = 0; i < s->nqos2_in; i++) {
         if (s->qos2_in[i] == pid) {
             s->qos2_in[i] = s->qos2_in[--s->nqos2_in];
+            journal_qos2_in(s, pid, false);
             return true;
         }
     }
@@ -364,6 +419,7 @@ int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, 
     sub_rec *r = dict_get(&s->subs_by_filter, filter, flen);
     if (r) {
         /* [MQTT-3.8.4-3]: replace the existing subscription's QoS */
+        if (r->qos != qos) journal_sub(s, filter, flen, qos, true);
         r->qos = qos;
         tree_set_qos(&r->where, qos);
         *rec = r;
@@ -389,6 +445,7 @@ int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, 
     s->subs = r;
     s->nsubs++;
     *rec = r;
+    journal_sub(s, filter, flen, qos, true);
     return BK_OK;
 }
 
@@ -403,6 +460,7 @@ int session_unsubscribe(session *s, const char *filter, size_t flen)
     if (r->next) r->next->prev = r->prev;
     s->nsubs--;
     tree_remove(&r->where);
+    journal_sub(s, filter, flen, 0, false);
     free(r);
     return BK_OK;
 }

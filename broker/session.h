@@ -43,9 +43,34 @@ typedef struct {
     uint32_t max_queued;   /* 0 = unlimited */
 } session_limits;
 
+struct session;
+struct outmsg;
+
+/* What happens to a QoS 1/2 delivery of a durable session. */
+enum journal_delivery {
+    JD_ADD,    /* accepted: queued (pid 0) or sent at once */
+    JD_UPDATE, /* sent (pid assigned) or PUBREL sent: o->state says which */
+    JD_DONE,   /* acknowledged (PUBACK / PUBCOMP): forget it */
+};
+
+/* Where a durable session records its changes (persistence; NULL when off).
+ * Called right after the in-memory change, only for sessions marked
+ * durable; ctx is the registry's journal_ctx. */
+typedef struct session_journal {
+    void (*delivery)(void *ctx, struct session *s, const struct outmsg *o,
+                     enum journal_delivery what);
+    void (*qos2_in)(void *ctx, struct session *s, uint16_t pid, bool add);
+    void (*subscription)(void *ctx, struct session *s, const char *filter, size_t flen, uint8_t qos,
+                         bool add);
+    /* the session is going away (destroyed, not merely offline) */
+    void (*destroyed)(void *ctx, struct session *s);
+} session_journal;
+
 typedef struct session_registry {
     dict ids; /* client id -> session */
     session_limits limits;
+    const session_journal *journal; /* NULL: nothing is durable */
+    void *journal_ctx;
 } session_registry;
 
 typedef struct sub_rec {
@@ -63,8 +88,9 @@ enum out_state {
     OUT_WAIT_PUBCOMP,    /* QoS 2 PUBREL sent */
 };
 
-typedef struct {
+typedef struct outmsg {
     msg *m;
+    uint64_t seq; /* order within the session (durable sessions: the store's key) */
     uint16_t pid;
     uint8_t qos;
     uint8_t state; /* enum out_state; 0 = acked (or queued) */
@@ -84,8 +110,11 @@ typedef struct session {
     void *out_ctx;             /* the protocol's client while attached */
     char *username;            /* owned; for ACL checks while offline */
     bool clean;
-    bool no_local; /* a bridge's session: what it published is not sent back to it */
-    bool pinned;   /* held by one of our bridges: clients may not take it over */
+    bool no_local;            /* a bridge's session: what it published is not sent back to it */
+    bool pinned;              /* held by one of our bridges: clients may not take it over */
+    bool durable;             /* its state is journaled (persistence on, not clean) */
+    uint32_t expiry_interval; /* seconds after disconnect (0xFFFFFFFF: never) */
+    uint64_t next_seq;        /* seq of the next delivery */
     sub_rec *subs;
     uint32_t nsubs;
     dict subs_by_filter; /* filter -> sub_rec (keys point into the rec) */
@@ -135,6 +164,12 @@ int session_ack(session *s, enum mqtt_type type, uint16_t pid);
 /* Would every further QoS qos delivery be dropped while the output is over
  * its soft limit? (true for QoS 0, and for QoS 1/2 when the queue is full) */
 bool session_queue_full(const session *s, uint8_t qos);
+
+/* Put back a delivery read from the durable store (no journaling): with
+ * state 0 it waits in the queue, else it is in flight with pid. Takes a
+ * reference of m. Deliveries must come in seq order. BK_OK / BK_ERR_NOMEM. */
+int session_restore_delivery(session *s, msg *m, uint64_t seq, uint8_t qos, bool retain,
+                             uint8_t state, uint16_t pid) BK_MUST_CHECK;
 
 /* Incoming QoS 2: has/remember/forget an id awaiting PUBREL. */
 bool session_qos2_in_has(const session *s, uint16_t pid);

@@ -57,6 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clients/core/wsc.h"
 #include "mqtt/mqtt.h"
 #include "tls/tls.h"
 
@@ -101,6 +102,8 @@ static struct {
     double drain;       /* s without progress before giving up */
     bool crypto_bound;
     bool quiet;
+    bool persistent; /* subscribers keep persistent sessions (clean session 0) */
+    bool ws;         /* MQTT over WebSockets (ws://, wss:// with --tls) on path /mqtt */
 } opt = {
     .host = "127.0.0.1",
     .qos = 0,
@@ -123,6 +126,8 @@ static void usage(FILE *out)
             "  -h HOST            broker host (default 127.0.0.1)\n"
             "  -p PORT            broker port (default 1883, 8883 with --tls)\n"
             "  --tls              use TLS (also implied by --cafile/--cert/--key)\n"
+            "  --ws               MQTT over WebSockets (ws, or wss with TLS) on path /mqtt,\n"
+            "                     masked frames, one frame per flush\n"
             "  --cafile FILE      CA that signed the broker's certificate\n"
             "  --cert FILE --key FILE  client certificate (mutual TLS)\n"
             "  --ciphers LIST     e.g. ECDHE-ECDSA-AES128-GCM-SHA256\n"
@@ -155,6 +160,8 @@ static void usage(FILE *out)
             "  --drain S          stop waiting for deliveries after S s without\n"
             "                     progress (default 2)\n"
             "  --quiet            only the SECBENCH summary line\n"
+            "  --persistent       subscribers use persistent sessions (clean session 0):\n"
+            "                     with persistence on, their deliveries are durable\n"
             "  --crypto-bound     measure tls/'s server-side handshake cost in-process\n"
             "  --help\n"
             "\n"
@@ -288,7 +295,7 @@ static double self_cpu_s(void)
 
 /* ---- connections ------------------------------------------------------------------ */
 
-enum cstate { CS_NEW, CS_TCP, CS_TLS, CS_CONNACK, CS_SUBACK, CS_READY, CS_DONE };
+enum cstate { CS_NEW, CS_TCP, CS_TLS, CS_WS, CS_CONNACK, CS_SUBACK, CS_READY, CS_DONE };
 enum role { R_SUB, R_PUB, R_IDLE, R_STORM };
 
 typedef struct conn conn;
@@ -320,6 +327,10 @@ struct conn {
     uint32_t tr_base, ntr;
     uint32_t *tr_next;
     const char *sub_filter;
+    /* --ws: out[ws_framed .. out_len) is MQTT not yet wrapped in a frame */
+    size_t ws_framed;
+    wsc_in ws_in;
+    char ws_key[25];
 };
 
 static struct {
@@ -379,11 +390,13 @@ static void out_reserve(conn *c, size_t more)
 {
     if (c->out_off > 0 && c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
+        c->ws_framed = 0;
     }
     if (c->out_len + more <= c->out_cap) return;
     if (c->out_off > 0) {
         memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
         c->out_len -= c->out_off;
+        c->ws_framed -= c->ws_framed >= c->out_off ? c->out_off : c->ws_framed;
         c->out_off = 0;
         if (c->out_len + more <= c->out_cap) return;
     }
@@ -474,10 +487,41 @@ static void conn_fail(conn *c, const char *fmt, ...)
 }
 
 /* Writes as much queued output as the socket takes. */
+static uint32_t ws_mask_key(void)
+{
+    static uint32_t x = 2463534242u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+}
+
+/* --ws: wrap the MQTT bytes queued since the last flush in one masked binary
+ * frame (a client must mask, RFC 6455 5.3), as a browser's MQTT.js does per
+ * write; the masking is part of the client's cost being measured. */
+static void ws_wrap_out(conn *c)
+{
+    if (c->ws_framed < c->out_off) c->ws_framed = c->out_off;
+    size_t n = c->out_len - c->ws_framed;
+    if (n == 0) return;
+    uint8_t hdr[WSC_HEADER_MAX];
+    uint32_t mask = ws_mask_key();
+    size_t hl = wsc_frame_header(hdr, n, mask);
+    size_t start_rel = c->ws_framed - c->out_off;
+    out_reserve(c, hl); /* may move the buffer's contents to the front */
+    uint8_t *start = c->out + c->out_off + start_rel;
+    memmove(start + hl, start, n);
+    memcpy(start, hdr, hl);
+    wsc_mask(start + hl, n, mask);
+    c->out_len += hl;
+    c->ws_framed = c->out_len;
+}
+
 static void conn_flush(conn *c)
 {
     if (c->closing || c->state == CS_TCP) return;
     if (c->tls && !tls_conn_handshake_done(c->tls)) return;
+    if (opt.ws && c->state != CS_WS) ws_wrap_out(c);
     while (c->out_off < c->out_len || c->tls_unflushed) {
         ssize_t n;
         size_t len = c->out_len - c->out_off;
@@ -511,6 +555,7 @@ static void conn_flush(conn *c)
     }
     if (c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
+        c->ws_framed = 0;
         /* idle and storm connections give their buffer back; busy ones keep
          * it (a large buffer freed and reallocated on every flush costs an
          * mmap, page faults and zeroing each time) */
@@ -533,7 +578,7 @@ static void send_packet_connect(conn *c)
     m.protocol_name.ptr = (const uint8_t *)"MQTT";
     m.protocol_name.len = 4;
     m.protocol_level = 4;
-    m.clean_session = true;
+    m.clean_session = !(opt.persistent && c->role == R_SUB);
     m.keepalive = KEEPALIVE;
     m.client_id.ptr = (const uint8_t *)id;
     m.client_id.len = (uint16_t)strlen(id);
@@ -572,6 +617,38 @@ static void send_simple(conn *c, enum mqtt_type type, uint16_t pid, bool later)
     if (later) mark_dirty(c);
 }
 
+/* --ws: the HTTP Upgrade request goes first, unframed; CONNECT follows the 101. */
+static void send_ws_upgrade(conn *c)
+{
+    uint8_t nonce[16];
+    for (int i = 0; i < 16; i += 4) {
+        uint32_t r = ws_mask_key();
+        memcpy(nonce + i, &r, 4);
+    }
+    char req[WSC_REQUEST_MAX];
+    size_t n = wsc_request(req, sizeof req, opt.host, opt.port, "/mqtt", nonce, c->ws_key);
+    if (n == 0) {
+        conn_fail(c, "WebSocket request too long");
+        return;
+    }
+    out_reserve(c, n);
+    memcpy(c->out + c->out_len, req, n);
+    c->out_len += n;
+    c->ws_framed = c->out_len;
+    memset(&c->ws_in, 0, sizeof c->ws_in);
+    c->state = CS_WS;
+    conn_flush(c);
+}
+
+/* The transport is up: MQTT's CONNECT, or first the WebSocket upgrade. */
+static void send_first(conn *c)
+{
+    if (opt.ws)
+        send_ws_upgrade(c);
+    else
+        send_packet_connect(c);
+}
+
 static void conn_start_tls(conn *c)
 {
     int r = tls_conn_connect(&c->tls, g.tcli, c->fd, g.peer);
@@ -588,7 +665,7 @@ static void conn_handshake(conn *c)
     if (r == TLS_OK) {
         c->io_wants_write = false;
         if (c->role == R_STORM && tls_conn_resumed(c->tls)) S.hs_resumed++;
-        send_packet_connect(c);
+        send_first(c);
         return;
     }
     if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
@@ -625,7 +702,7 @@ static void conn_start(conn *c)
         if (opt.tls)
             conn_handshake(c);
         else
-            send_packet_connect(c);
+            send_first(c);
         return;
     }
     if (errno != EINPROGRESS) {
@@ -649,7 +726,7 @@ static void on_tcp_connected(conn *c)
         if (!c->closing) conn_handshake(c);
     } else {
         c->state = CS_CONNACK;
-        send_packet_connect(c);
+        send_first(c);
     }
 }
 
@@ -749,6 +826,7 @@ static void handle_packet(conn *c, const mqtt_header *h, int64_t now)
 static size_t process_input(conn *c, const uint8_t *buf, size_t len, int64_t now)
 {
     size_t used = 0;
+    if (c->state == CS_WS) return 0; /* still the HTTP response: no MQTT yet */
     while (used < len && !c->closing) {
         mqtt_header h;
         size_t plen = 0;
@@ -762,6 +840,35 @@ static size_t process_input(conn *c, const uint8_t *buf, size_t len, int64_t now
         used += plen;
     }
     return used;
+}
+
+/* --ws: g.rbuf[raw_from .. *have) arrived from the socket: the 101 while
+ * upgrading, then frames, decoded in place so that g.rbuf[0 .. *have) is
+ * MQTT. 0, or -1 when the connection failed. */
+static int ws_input(conn *c, size_t raw_from, size_t *have)
+{
+    char err[256];
+    if (c->state == CS_WS) {
+        size_t used = 0;
+        int r = wsc_response(g.rbuf, *have, c->ws_key, &used, err, sizeof err);
+        if (r > 0) return 0; /* the rest of the response is still to come */
+        if (r < 0) {
+            conn_fail(c, "%s", err);
+            return -1;
+        }
+        memmove(g.rbuf, g.rbuf + used, *have - used);
+        *have -= used;
+        raw_from = 0;
+        send_packet_connect(c);
+        if (c->closing) return -1;
+    }
+    long m = wsc_unframe(&c->ws_in, g.rbuf + raw_from, *have - raw_from, err, sizeof err);
+    if (m < 0) {
+        conn_fail(c, "%s", err);
+        return -1;
+    }
+    *have = raw_from + (size_t)m;
+    return 0;
 }
 
 static void conn_read(conn *c)
@@ -804,7 +911,9 @@ static void conn_read(conn *c)
                 return;
             }
         }
+        size_t raw_from = have;
         have += (size_t)n;
+        if (opt.ws && ws_input(c, raw_from, &have) != 0) return;
         size_t used = process_input(c, g.rbuf, have, now_ns());
         if (c->closing) return;
         if (used > 0 && used < have) memmove(g.rbuf, g.rbuf + used, have - used);
@@ -1121,7 +1230,9 @@ static void report_broker(FILE *out, const pstat *a, const pstat *b, double wall
             b->rss_kb, a->rss_kb, cpu, wall > 0 ? 100.0 * cpu / wall : 0.0);
 }
 
-static int run_messaging(void)
+/* The connections of a messaging scenario: who publishes where, who
+ * subscribes to what. 0 or 1 when out of memory. */
+static int messaging_plan(void)
 {
     long n = opt.n ? opt.n : 10, m = opt.m ? opt.m : 10;
     switch (opt.scenario) {
@@ -1175,7 +1286,12 @@ static int run_messaging(void)
         if (c->tr_next == NULL) return 1;
     }
     S.rate_pp = opt.rate / (double)S.npubs;
+    return 0;
+}
 
+/* Connect and subscribe everyone; the seconds it took, or -1. */
+static double messaging_connect(void)
+{
     int64_t t_setup = now_ns();
     start_more();
     while (!g.stop && (S.ready_subs < S.nsubs || S.ready_pubs < S.npubs)) {
@@ -1190,19 +1306,23 @@ static int run_messaging(void)
     if (g.stop) {
         fprintf(stderr, "secbench: setup failed: %s\n",
                 g.first_error[0] ? g.first_error : "interrupted");
-        return 1;
+        return -1;
     }
-    double setup_s = (double)(now_ns() - t_setup) / 1e9;
+    return (double)(now_ns() - t_setup) / 1e9;
+}
 
-    pstat b0 = proc_read(opt.pid);
-    double self0 = self_cpu_s();
+/* Publish for the duration (phase 1), then wait for the deliveries
+ * (phase 2). Returns when the drain began (0 if it never did). */
+static int64_t messaging_loop(void)
+{
+    int64_t t_drain = 0;
+
     S.t0 = now_ns();
     S.t_pub_end = S.t0 + (int64_t)(opt.duration * 1e9);
     S.t_last_progress = S.t0;
     S.phase = 1;
     for (long i = 0; i < S.npubs; i++)
         wake(S.pubs[i]);
-    int64_t t_drain = 0;
     for (;;) {
         int64_t now = now_ns();
         if (S.phase == 1) {
@@ -1229,64 +1349,92 @@ static int run_messaging(void)
         loop_once(S.phase == 1 && opt.rate > 0 ? 1 : 10);
     }
     S.t_end = now_ns();
-    pstat b1 = proc_read(opt.pid);
-    double self1 = self_cpu_s();
-    S.phase = 3;
+    return t_drain;
+}
 
-    uint64_t expected = S.sent * (uint64_t)(opt.scenario == SC_FANOUT ? S.nsubs : 1);
-    uint64_t lost = expected > S.delivered ? expected - S.delivered : 0;
-    int64_t t_pub = t_drain ? t_drain - S.t0 : S.t_end - S.t0;
-    int64_t t_deliv = S.t_last_recv > S.t0 ? S.t_last_recv - S.t0 : 1;
-    double pub_s = (double)t_pub / 1e9, deliv_s = (double)t_deliv / 1e9;
-    double wall = (double)(S.t_end - S.t0) / 1e9;
-    double rate = S.delivered / deliv_s;
-    if (!opt.quiet) {
-        printf("scenario %s, %s, QoS %d, payload %zu bytes, %ld publisher(s), %ld subscriber(s)\n",
-               scenario_names[opt.scenario], opt.tls ? "TLS" : "plain TCP", opt.qos, S.plen,
-               S.npubs, S.nsubs);
-        printf("  setup         %.2f s (connect + CONNACK + SUBACK of %ld connections)\n", setup_s,
-               S.npubs + S.nsubs);
-        if (opt.rate > 0)
-            printf("  target rate   %.0f msg/s in total\n", opt.rate);
-        else if (opt.qos)
-            printf("  flow control  PUBACK window %ld, end-to-end window %ld per publisher\n",
-                   S.window, S.e2e);
-        else
-            printf("  flow control  end-to-end window %ld per publisher\n", S.e2e);
-        printf("  published     %" PRIu64 " in %.2f s (%.0f msg/s)\n", S.sent, pub_s,
-               S.sent / pub_s);
-        if (opt.qos) printf("  acknowledged  %" PRIu64 " PUBACKs\n", S.acked);
-        printf("  delivered     %" PRIu64 " of %" PRIu64
-               " expected: %.0f msg/s (%.2f s to the last)\n",
-               S.delivered, expected, rate, deliv_s);
-        printf("  lost          %" PRIu64 " (%.3f%%), duplicates %" PRIu64 ", foreign %" PRIu64
-               "\n",
-               lost, expected ? 100.0 * (double)lost / (double)expected : 0.0, S.dups, S.foreign);
-        printf("  latency       p50 %.1f us, p99 %.1f us, max %.1f us, mean %.1f us\n",
-               h_pct(&S.lat, 0.50) / 1e3, h_pct(&S.lat, 0.99) / 1e3, S.lat.max / 1e3,
-               S.lat.count ? S.lat.sum / (double)S.lat.count / 1e3 : 0.0);
-        if (b0.ok && b1.ok)
-            printf("  broker        pid %d: CPU %.2f s (%.0f%% of one core), RSS %ld kB (was %ld "
-                   "kB)\n",
-                   opt.pid, b1.cpu_s - b0.cpu_s, 100.0 * (b1.cpu_s - b0.cpu_s) / wall, b1.rss_kb,
-                   b0.rss_kb);
-        printf("  secbench      CPU %.0f%% of one core\n", 100.0 * (self1 - self0) / wall);
-        if (g.errors)
-            printf("  errors        %ld connection(s) failed; first: %s\n", g.errors,
-                   g.first_error);
-    }
+/* The figures of one messaging run, as the report prints them. */
+typedef struct {
+    double setup_s, pub_s, deliv_s, wall, rate, self_cpu;
+    uint64_t expected, lost;
+    pstat b0, b1;
+} msg_figures;
+
+static void messaging_print_text(const msg_figures *f)
+{
+    printf("scenario %s, %s, QoS %d, payload %zu bytes, %ld publisher(s), %ld subscriber(s)\n",
+           scenario_names[opt.scenario], opt.tls ? "TLS" : "plain TCP", opt.qos, S.plen, S.npubs,
+           S.nsubs);
+    printf("  setup         %.2f s (connect + CONNACK + SUBACK of %ld connections)\n", f->setup_s,
+           S.npubs + S.nsubs);
+    if (opt.rate > 0)
+        printf("  target rate   %.0f msg/s in total\n", opt.rate);
+    else if (opt.qos)
+        printf("  flow control  PUBACK window %ld, end-to-end window %ld per publisher\n", S.window,
+               S.e2e);
+    else
+        printf("  flow control  end-to-end window %ld per publisher\n", S.e2e);
+    printf("  published     %" PRIu64 " in %.2f s (%.0f msg/s)\n", S.sent, f->pub_s,
+           S.sent / f->pub_s);
+    if (opt.qos) printf("  acknowledged  %" PRIu64 " PUBACKs\n", S.acked);
+    printf("  delivered     %" PRIu64 " of %" PRIu64 " expected: %.0f msg/s (%.2f s to the last)\n",
+           S.delivered, f->expected, f->rate, f->deliv_s);
+    printf("  lost          %" PRIu64 " (%.3f%%), duplicates %" PRIu64 ", foreign %" PRIu64 "\n",
+           f->lost, f->expected ? 100.0 * (double)f->lost / (double)f->expected : 0.0, S.dups,
+           S.foreign);
+    printf("  latency       p50 %.1f us, p99 %.1f us, max %.1f us, mean %.1f us\n",
+           h_pct(&S.lat, 0.50) / 1e3, h_pct(&S.lat, 0.99) / 1e3, S.lat.max / 1e3,
+           S.lat.count ? S.lat.sum / (double)S.lat.count / 1e3 : 0.0);
+    if (f->b0.ok && f->b1.ok)
+        printf("  broker        pid %d: CPU %.2f s (%.0f%% of one core), RSS %ld kB (was %ld "
+               "kB)\n",
+               opt.pid, f->b1.cpu_s - f->b0.cpu_s, 100.0 * (f->b1.cpu_s - f->b0.cpu_s) / f->wall,
+               f->b1.rss_kb, f->b0.rss_kb);
+    printf("  secbench      CPU %.0f%% of one core\n", 100.0 * f->self_cpu / f->wall);
+    if (g.errors)
+        printf("  errors        %ld connection(s) failed; first: %s\n", g.errors, g.first_error);
+}
+
+static void messaging_print_kv(const msg_figures *f)
+{
     print_kv_common(stdout);
     printf(" qos=%d size=%zu pubs=%ld subs=%ld rate=%.0f window=%ld e2e_window=%ld duration_s=%.3f "
            "sent=%" PRIu64 " acked=%" PRIu64 " expected=%" PRIu64 " delivered=%" PRIu64
            " lost=%" PRIu64 " dup=%" PRIu64 " foreign=%" PRIu64
            " msgs_per_s=%.0f pub_per_s=%.0f lat_p50_us=%.1f lat_p99_us=%.1f"
            " lat_max_us=%.1f",
-           opt.qos, S.plen, S.npubs, S.nsubs, opt.rate, S.window, S.e2e, deliv_s, S.sent, S.acked,
-           expected, S.delivered, lost, S.dups, S.foreign, rate, S.sent / pub_s,
-           h_pct(&S.lat, 0.50) / 1e3, h_pct(&S.lat, 0.99) / 1e3, S.lat.max / 1e3);
-    report_broker(stdout, &b0, &b1, wall);
-    printf(" bench_cpu_pct=%.1f errors=%ld\n", 100.0 * (self1 - self0) / wall, g.errors);
+           opt.qos, S.plen, S.npubs, S.nsubs, opt.rate, S.window, S.e2e, f->deliv_s, S.sent,
+           S.acked, f->expected, S.delivered, f->lost, S.dups, S.foreign, f->rate,
+           S.sent / f->pub_s, h_pct(&S.lat, 0.50) / 1e3, h_pct(&S.lat, 0.99) / 1e3,
+           S.lat.max / 1e3);
+    report_broker(stdout, &f->b0, &f->b1, f->wall);
+    printf(" bench_cpu_pct=%.1f errors=%ld\n", 100.0 * f->self_cpu / f->wall, g.errors);
     fflush(stdout);
+}
+
+static int run_messaging(void)
+{
+    msg_figures f;
+
+    memset(&f, 0, sizeof f);
+    if (messaging_plan() != 0) return 1;
+    if ((f.setup_s = messaging_connect()) < 0) return 1;
+    f.b0 = proc_read(opt.pid);
+    double self0 = self_cpu_s();
+    int64_t t_drain = messaging_loop();
+    f.b1 = proc_read(opt.pid);
+    f.self_cpu = self_cpu_s() - self0;
+    S.phase = 3;
+
+    f.expected = S.sent * (uint64_t)(opt.scenario == SC_FANOUT ? S.nsubs : 1);
+    f.lost = f.expected > S.delivered ? f.expected - S.delivered : 0;
+    int64_t t_pub = t_drain ? t_drain - S.t0 : S.t_end - S.t0;
+    int64_t t_deliv = S.t_last_recv > S.t0 ? S.t_last_recv - S.t0 : 1;
+    f.pub_s = (double)t_pub / 1e9;
+    f.deliv_s = (double)t_deliv / 1e9;
+    f.wall = (double)(S.t_end - S.t0) / 1e9;
+    f.rate = S.delivered / f.deliv_s;
+    if (!opt.quiet) messaging_print_text(&f);
+    messaging_print_kv(&f);
     return 0;
 }
 
@@ -1304,13 +1452,10 @@ static void storm_fill(int64_t now)
     }
 }
 
-static int run_storm(void)
+/* One connection before the storm, so a resumed storm has a session to
+ * offer; the counters start again from zero. 0 or 1 if it failed. */
+static int storm_warmup(void)
 {
-    if (opt.n == 0) opt.n = 16;
-    if (opt.tls)
-        tls_client_set_resume(g.tcli,
-                              opt.resumed ? (enum tls_resume)opt.resume_mode : TLS_RESUME_OFF);
-    /* warm-up: one connection so a resumed storm has a session to offer */
     storm_end = now_ns() + 10LL * 1000000000LL;
     long keep_n = opt.n;
     opt.n = 1;
@@ -1328,6 +1473,16 @@ static int run_storm(void)
     S.hs_ok = S.hs_resumed = S.hs_fail = 0;
     g.errors = 0;
     g.first_error[0] = '\0';
+    return 0;
+}
+
+static int run_storm(void)
+{
+    if (opt.n == 0) opt.n = 16;
+    if (opt.tls)
+        tls_client_set_resume(g.tcli,
+                              opt.resumed ? (enum tls_resume)opt.resume_mode : TLS_RESUME_OFF);
+    if (storm_warmup() != 0) return 1;
 
     pstat b0 = proc_read(opt.pid);
     double self0 = self_cpu_s();
@@ -1390,6 +1545,34 @@ static int run_storm(void)
 
 /* ---- idle --------------------------------------------------------------------------- */
 
+static void idle_report(double setup_s, long held, long still, const pstat *b0, const pstat *b1,
+                        const pstat *b2)
+{
+    double per =
+        (b0->ok && b1->ok && held) ? (double)(b1->rss_kb - b0->rss_kb) * 1024.0 / held : -1;
+    if (!opt.quiet) {
+        printf("scenario idle: %ld %s connections, held %.1f s\n", S.nidle,
+               opt.tls ? "TLS" : "plain TCP", opt.duration);
+        printf("  connected     %ld in %.2f s (%.0f/s), failed %ld, still open at the end %ld\n",
+               held, setup_s, held / setup_s, g.errors, still);
+        if (b0->ok && b1->ok)
+            printf("  broker RSS    %ld kB before, %ld kB with %ld connections, %ld kB at the end: "
+                   "%.0f bytes per connection\n",
+                   b0->rss_kb, b1->rss_kb, held, b2->rss_kb, per);
+        if (g.errors) printf("  errors        first: %s\n", g.first_error);
+    }
+    print_kv_common(stdout);
+    printf(" conns=%ld held=%ld still=%ld failed=%ld setup_s=%.3f conn_per_s=%.1f", S.nidle, held,
+           still, g.errors, setup_s, held / setup_s);
+    if (b0->ok && b1->ok)
+        printf(" rss_before_kb=%ld rss_after_kb=%ld rss_end_kb=%ld bytes_per_conn=%.0f", b0->rss_kb,
+               b1->rss_kb, b2->rss_kb, per);
+    else
+        printf(" rss_before_kb=- rss_after_kb=- rss_end_kb=- bytes_per_conn=-");
+    printf(" errors=%ld\n", g.errors);
+    fflush(stdout);
+}
+
 static int run_idle(void)
 {
     S.nidle = opt.n ? opt.n : 1000;
@@ -1446,29 +1629,7 @@ static int run_idle(void)
     for (long i = 0; i < S.nidle; i++)
         if (S.idles[i]->state == CS_READY && !S.idles[i]->closing) still++;
     pstat b2 = proc_read(opt.pid);
-    double setup_s = (double)(t_conn - t0) / 1e9;
-    double per = (b0.ok && b1.ok && held) ? (double)(b1.rss_kb - b0.rss_kb) * 1024.0 / held : -1;
-    if (!opt.quiet) {
-        printf("scenario idle: %ld %s connections, held %.1f s\n", S.nidle,
-               opt.tls ? "TLS" : "plain TCP", opt.duration);
-        printf("  connected     %ld in %.2f s (%.0f/s), failed %ld, still open at the end %ld\n",
-               held, setup_s, held / setup_s, g.errors, still);
-        if (b0.ok && b1.ok)
-            printf("  broker RSS    %ld kB before, %ld kB with %ld connections, %ld kB at the end: "
-                   "%.0f bytes per connection\n",
-                   b0.rss_kb, b1.rss_kb, held, b2.rss_kb, per);
-        if (g.errors) printf("  errors        first: %s\n", g.first_error);
-    }
-    print_kv_common(stdout);
-    printf(" conns=%ld held=%ld still=%ld failed=%ld setup_s=%.3f conn_per_s=%.1f", S.nidle, held,
-           still, g.errors, setup_s, held / setup_s);
-    if (b0.ok && b1.ok)
-        printf(" rss_before_kb=%ld rss_after_kb=%ld rss_end_kb=%ld bytes_per_conn=%.0f", b0.rss_kb,
-               b1.rss_kb, b2.rss_kb, per);
-    else
-        printf(" rss_before_kb=- rss_after_kb=- rss_end_kb=- bytes_per_conn=-");
-    printf(" errors=%ld\n", g.errors);
-    fflush(stdout);
+    idle_report((double)(t_conn - t0) / 1e9, held, still, &b0, &b1, &b2);
     for (long i = 0; i < S.nidle; i++) {
         conn *c = S.idles[i];
         if (c->state == CS_READY && !c->closing) {
@@ -1666,11 +1827,141 @@ enum {
     O_DRAIN,
     O_CRYPTO,
     O_QUIET,
+    O_PERSISTENT,
     O_HELP,
-    O_E2E
+    O_E2E,
+    O_WS
 };
 
-int main(int argc, char **argv)
+/* The value of a flag that sets a string, a number or a switch of a
+ * scenario's run. 0 done, 1 bad value, 2 not one of these flags. */
+static int parse_run_opt(int ch, const char *arg)
+{
+    long v;
+
+    switch (ch) {
+    case 'h':
+        opt.host = arg;
+        return 0;
+    case 'p':
+        if (!parse_long(arg, 1, 65535, &v)) return 1;
+        opt.port = (int)v;
+        return 0;
+    case 'n':
+        return parse_long(arg, 1, 1000000, &opt.n) ? 0 : 1;
+    case 'm':
+        return parse_long(arg, 1, 1000000, &opt.m) ? 0 : 1;
+    case 'q':
+        if (!parse_long(arg, 0, 1, &v)) return 1;
+        opt.qos = (int)v;
+        return 0;
+    case 's':
+        return parse_long(arg, 0, 200 * 1024, &opt.size) ? 0 : 1;
+    case 'd':
+        return parse_double(arg, 0, 86400, &opt.duration) ? 0 : 1;
+    case 'c':
+        return parse_long(arg, 1, 2000000000L, &opt.count) ? 0 : 1;
+    case 't':
+        opt.prefix = arg;
+        return 0;
+    case 'u':
+        opt.username = arg;
+        return 0;
+    case 'P':
+        opt.password = arg;
+        return 0;
+    case O_RATE:
+        return parse_double(arg, 0, 1e9, &opt.rate) ? 0 : 1;
+    case O_WINDOW:
+        return parse_long(arg, 1, 65535, &opt.window) ? 0 : 1;
+    case O_E2E:
+        return parse_long(arg, 0, 1000000, &opt.e2e_window) ? 0 : 1;
+    case O_CONC:
+        return parse_long(arg, 1, 100000, &opt.concurrency) ? 0 : 1;
+    case O_FILTER:
+        opt.filter = arg;
+        return 0;
+    case O_DRAIN:
+        return parse_double(arg, 0, 3600, &opt.drain) ? 0 : 1;
+    case O_QUIET:
+        opt.quiet = true;
+        return 0;
+    case O_PERSISTENT:
+        opt.persistent = true;
+        return 0;
+    case O_WS:
+        opt.ws = true;
+        return 0;
+    default:
+        return 2;
+    }
+}
+
+/* The TLS flags and the ones that pick what to measure; same returns. */
+static int parse_mode_opt(int ch, const char *arg)
+{
+    long v;
+
+    switch (ch) {
+    case O_TLS:
+        opt.tls = true;
+        return 0;
+    case O_CAFILE:
+        opt.cafile = arg;
+        opt.tls = true;
+        return 0;
+    case O_CERT:
+        opt.certfile = arg;
+        opt.tls = true;
+        return 0;
+    case O_KEY:
+        opt.keyfile = arg;
+        opt.tls = true;
+        return 0;
+    case O_CIPHERS:
+        opt.ciphers = arg;
+        return 0;
+    case O_TLSVER:
+        opt.tls_version = arg;
+        return 0;
+    case O_INSECURE:
+        opt.insecure = true;
+        return 0;
+    case O_NOVERIFY:
+        opt.no_verify = true;
+        opt.tls = true;
+        return 0;
+    case O_SCENARIO:
+        opt.scenario = SC_NONE;
+        for (int i = 1; i < (int)(sizeof scenario_names / sizeof *scenario_names); i++)
+            if (strcmp(arg, scenario_names[i]) == 0) opt.scenario = i;
+        return opt.scenario == SC_NONE ? 1 : 0;
+    case O_PID:
+        if (!parse_long(arg, 1, 1L << 30, &v)) return 1;
+        opt.pid = (int)v;
+        return 0;
+    case O_FULL:
+    case O_RESUMED:
+        opt.resumed = ch == O_RESUMED;
+        return 0;
+    case O_RESUME_MODE:
+        if (strcmp(arg, "ticket") == 0)
+            opt.resume_mode = TLS_RESUME_TICKET;
+        else if (strcmp(arg, "session-id") == 0)
+            opt.resume_mode = TLS_RESUME_SESSION_ID;
+        else
+            return 1;
+        return 0;
+    case O_CRYPTO:
+        opt.crypto_bound = true;
+        return 0;
+    default:
+        return 2;
+    }
+}
+
+/* Parse the command line into opt: -1 to go on, otherwise the exit status. */
+static int parse_args(int argc, char **argv)
 {
     static const struct option longs[] = {
         {"tls", no_argument, NULL, O_TLS},
@@ -1695,135 +1986,31 @@ int main(int argc, char **argv)
         {"drain", required_argument, NULL, O_DRAIN},
         {"crypto-bound", no_argument, NULL, O_CRYPTO},
         {"quiet", no_argument, NULL, O_QUIET},
+        {"persistent", no_argument, NULL, O_PERSISTENT},
         {"help", no_argument, NULL, O_HELP},
+        {"ws", no_argument, NULL, O_WS},
         {NULL, 0, NULL, 0},
     };
-    long v;
     int ch;
+
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":h:p:n:m:q:s:d:c:t:u:P:", longs, NULL)) != -1) {
-        switch (ch) {
-        case 'h':
-            opt.host = optarg;
-            break;
-        case 'p':
-            if (!parse_long(optarg, 1, 65535, &v)) goto bad;
-            opt.port = (int)v;
-            break;
-        case 'n':
-            if (!parse_long(optarg, 1, 1000000, &opt.n)) goto bad;
-            break;
-        case 'm':
-            if (!parse_long(optarg, 1, 1000000, &opt.m)) goto bad;
-            break;
-        case 'q':
-            if (!parse_long(optarg, 0, 1, &v)) goto bad;
-            opt.qos = (int)v;
-            break;
-        case 's':
-            if (!parse_long(optarg, 0, 200 * 1024, &opt.size)) goto bad;
-            break;
-        case 'd':
-            if (!parse_double(optarg, 0, 86400, &opt.duration)) goto bad;
-            break;
-        case 'c':
-            if (!parse_long(optarg, 1, 2000000000L, &opt.count)) goto bad;
-            break;
-        case 't':
-            opt.prefix = optarg;
-            break;
-        case 'u':
-            opt.username = optarg;
-            break;
-        case 'P':
-            opt.password = optarg;
-            break;
-        case O_TLS:
-            opt.tls = true;
-            break;
-        case O_CAFILE:
-            opt.cafile = optarg;
-            opt.tls = true;
-            break;
-        case O_CERT:
-            opt.certfile = optarg;
-            opt.tls = true;
-            break;
-        case O_KEY:
-            opt.keyfile = optarg;
-            opt.tls = true;
-            break;
-        case O_CIPHERS:
-            opt.ciphers = optarg;
-            break;
-        case O_TLSVER:
-            opt.tls_version = optarg;
-            break;
-        case O_INSECURE:
-            opt.insecure = true;
-            break;
-        case O_NOVERIFY:
-            opt.no_verify = true;
-            opt.tls = true;
-            break;
-        case O_SCENARIO:
-            opt.scenario = SC_NONE;
-            for (int i = 1; i < (int)(sizeof scenario_names / sizeof *scenario_names); i++)
-                if (strcmp(optarg, scenario_names[i]) == 0) opt.scenario = i;
-            if (opt.scenario == SC_NONE) goto bad;
-            break;
-        case O_RATE:
-            if (!parse_double(optarg, 0, 1e9, &opt.rate)) goto bad;
-            break;
-        case O_PID:
-            if (!parse_long(optarg, 1, 1L << 30, &v)) goto bad;
-            opt.pid = (int)v;
-            break;
-        case O_FULL:
-            opt.resumed = false;
-            break;
-        case O_RESUMED:
-            opt.resumed = true;
-            break;
-        case O_RESUME_MODE:
-            if (strcmp(optarg, "ticket") == 0)
-                opt.resume_mode = TLS_RESUME_TICKET;
-            else if (strcmp(optarg, "session-id") == 0)
-                opt.resume_mode = TLS_RESUME_SESSION_ID;
-            else
-                goto bad;
-            break;
-        case O_WINDOW:
-            if (!parse_long(optarg, 1, 65535, &opt.window)) goto bad;
-            break;
-        case O_E2E:
-            if (!parse_long(optarg, 0, 1000000, &opt.e2e_window)) goto bad;
-            break;
-        case O_CONC:
-            if (!parse_long(optarg, 1, 100000, &opt.concurrency)) goto bad;
-            break;
-        case O_FILTER:
-            opt.filter = optarg;
-            break;
-        case O_DRAIN:
-            if (!parse_double(optarg, 0, 3600, &opt.drain)) goto bad;
-            break;
-        case O_CRYPTO:
-            opt.crypto_bound = true;
-            break;
-        case O_QUIET:
-            opt.quiet = true;
-            break;
-        case O_HELP:
+        int r;
+        if (ch == O_HELP) {
             usage(stdout);
             return 0;
-        case ':':
+        }
+        if (ch == ':') {
             fprintf(stderr, "secbench: option %s needs a value (see --help)\n", argv[optind - 1]);
             return EXIT_USAGE;
-        default:
+        }
+        r = parse_run_opt(ch, optarg);
+        if (r == 2) r = parse_mode_opt(ch, optarg);
+        if (r == 2) {
             fprintf(stderr, "secbench: unknown option %s (see --help)\n", argv[optind - 1]);
             return EXIT_USAGE;
-        bad:
+        }
+        if (r == 1) {
             fprintf(stderr, "secbench: bad value '%s' for %s (see --help)\n", optarg,
                     argv[optind - 1]);
             return EXIT_USAGE;
@@ -1833,15 +2020,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "secbench: unexpected argument '%s' (see --help)\n", argv[optind]);
         return EXIT_USAGE;
     }
+    return -1;
+}
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    if (opt.crypto_bound) return run_crypto_bound();
+/* Checks that need every flag, and the defaults that depend on others. */
+static int check_args(void)
+{
     if (opt.scenario == SC_NONE) {
         fprintf(stderr,
                 "secbench: --scenario fan-in|fan-out|pairs|storm|idle is required (see --help)\n");
@@ -1854,9 +2038,12 @@ int main(int argc, char **argv)
     }
     if (opt.port == 0) opt.port = opt.tls ? 8883 : 1883;
     if (opt.concurrency == 0) opt.concurrency = 64;
-    raise_nofile();
-    if (resolve() != 0) return 1;
+    return -1;
+}
 
+/* The epoll set, the read buffer and (with TLS) the client configuration. */
+static int setup_run(void)
+{
     g.run_id = (uint32_t)(now_ns() ^ ((int64_t)getpid() << 16));
     g.rbuf = malloc(READ_BUF);
     g.ep = epoll_create1(EPOLL_CLOEXEC);
@@ -1884,7 +2071,26 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    int rc;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = parse_args(argc, argv);
+
+    if (rc >= 0) return rc;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (opt.crypto_bound) return run_crypto_bound();
+    if ((rc = check_args()) >= 0) return rc;
+    raise_nofile();
+    if (resolve() != 0) return 1;
+    if (setup_run() != 0) return 1;
     switch (opt.scenario) {
     case SC_STORM:
         rc = run_storm();

@@ -1,7 +1,8 @@
 /*
  * secpasswd -- manage Mosquitto-compatible password files.
  *
- *   secpasswd [-c] [-b] [-D] [-I iterations] FILE USER [PASSWORD]
+ *   secpasswd [-H hash] [-c] [-b] [-D] [-I iterations] FILE USER [PASSWORD]
+ *   secpasswd [-H hash] [-I iterations] -U FILE
  *
  * Writes "USER:$7$ITER$SALT$HASH" lines (PBKDF2-HMAC-SHA512, 12-byte salt),
  * never clear text, so Mosquitto and secbroker read the same file. The file
@@ -29,13 +30,18 @@
 #define MAX_FIELD 65535
 
 static const char usage_text[] =
-    "usage: secpasswd [-c] [-b] [-D] [-I iterations] FILE USER [PASSWORD]\n"
+    "usage: secpasswd [-H hash] [-c] [-b] [-D] [-I iterations] FILE USER [PASSWORD]\n"
+    "       secpasswd [-H hash] [-I iterations] -U FILE\n"
     "Add or update USER in the Mosquitto-format password FILE, or delete USER.\n"
     "  -c             create FILE (overwrite it if it exists) with just this user\n"
     "  -b             take PASSWORD from the command line (visible to other users\n"
     "                 through ps and shell history); otherwise prompt twice on the terminal\n"
     "  -D             delete USER from FILE\n"
     "  -I iterations  PBKDF2 iterations (default %u, what mosquitto_passwd writes)\n"
+    "  -H hash        sha512-pbkdf2 ($7$, the default) or sha512 ($6$, for Mosquitto\n"
+    "                 1.6 and older)\n"
+    "  -U             hash every clear-text USER:PASSWORD line of FILE in place (lines\n"
+    "                 already hashed are kept and named on stderr)\n"
     "  --help         show this text\n"
     "Lines are written as USER:$7$ITERATIONS$SALT$HASH (PBKDF2-HMAC-SHA512), never\n"
     "in clear text. FILE is replaced atomically and keeps its mode; a new FILE is\n"
@@ -332,95 +338,210 @@ static void usage_error(const char *fmt, const char *arg)
     exit(1);
 }
 
-/* The file a symlink points to (in resolved), or file itself. */
-static const char *resolve_link(const char *file, char resolved[PATH_MAX])
-{
-    struct stat lst;
-    if (lstat(file, &lst) != 0 || !S_ISLNK(lst.st_mode)) return file;
-    if (!realpath(file, resolved)) die("cannot resolve the link %s: %s", file, strerror(errno));
-    return resolved;
-}
+typedef struct {
+    bool create, batch, del, upgrade;
+    int hash_type; /* 7 = sha512-pbkdf2 (default), 6 = sha512 */
+    unsigned iterations;
+    const char *file, *user, *cmdline_pw;
+} pw_args;
 
-/* "USER:HASH\n" into entry: the password from the command line (cmdline_pw)
- * or prompted twice, hashed, then wiped. */
-static void make_entry(const char *user, const char *cmdline_pw, unsigned iterations, char *entry,
-                       size_t entrylen)
+/* One option at argv[*i]; exits on a bad one. */
+static void parse_option(pw_args *o, int argc, char **argv, int *i)
 {
-    char *pw = malloc(MAX_FIELD + 2);
-    if (!pw) die("out of memory");
-    size_t pwlen;
-    if (cmdline_pw) {
-        pwlen = strlen(cmdline_pw);
-        if (pwlen > MAX_FIELD) die("the password is longer than %d bytes", MAX_FIELD);
-        memcpy(pw, cmdline_pw, pwlen);
+    const char *a = argv[*i];
+
+    if (strcmp(a, "-c") == 0) {
+        o->create = true;
+    } else if (strcmp(a, "-b") == 0) {
+        o->batch = true;
+    } else if (strcmp(a, "-D") == 0) {
+        o->del = true;
+    } else if (strcmp(a, "-U") == 0) {
+        o->upgrade = true;
+    } else if (strcmp(a, "-H") == 0) {
+        if (++*i >= argc) usage_error("%s needs sha512-pbkdf2 or sha512", "-H");
+        if (strcmp(argv[*i], "sha512-pbkdf2") == 0)
+            o->hash_type = 7;
+        else if (strcmp(argv[*i], "sha512") == 0)
+            o->hash_type = 6;
+        else
+            usage_error("-H wants sha512-pbkdf2 or sha512, not '%s'", argv[*i]);
+    } else if (strcmp(a, "-I") == 0) {
+        if (++*i >= argc) usage_error("%s needs a number", "-I");
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(argv[*i], &end, 10);
+        if (errno || *end || end == argv[*i] || argv[*i][0] == '-' || v < 1 || v > 10000000)
+            usage_error("-I wants an iteration count from 1 to 10000000, not '%s'", argv[*i]);
+        o->iterations = (unsigned)v;
     } else {
-        pwlen = prompt_password(pw, MAX_FIELD + 2);
+        usage_error("unknown option '%s'", a);
     }
-    if (pwlen == 0) die("the password is empty");
-    char hash[256];
-    int rc = pw_hash_make((const uint8_t *)pw, pwlen, iterations, hash, sizeof hash);
-    wipe(pw, MAX_FIELD + 2);
-    free(pw);
-    if (rc != ACL_OK) die("cannot hash the password: %s", acl_strerror(rc));
-    snprintf(entry, entrylen, "%s:%s\n", user, hash);
-    wipe(hash, sizeof hash);
 }
 
-int main(int argc, char **argv)
+/* Parse argv into o; exits on --help and on bad usage. */
+static void parse_args(pw_args *o, int argc, char **argv)
 {
-    bool create = false, batch = false, del = false;
-    unsigned iterations = 0;
     int i = 1;
+
+    memset(o, 0, sizeof *o);
+    o->hash_type = 7;
     for (; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             printf(usage_text, PW_DEFAULT_ITERATIONS);
-            return 0;
+            exit(0);
         }
         if (strcmp(a, "--") == 0) {
             i++;
             break;
         }
         if (a[0] != '-' || a[1] == '\0') break;
-        if (strcmp(a, "-c") == 0) {
-            create = true;
-        } else if (strcmp(a, "-b") == 0) {
-            batch = true;
-        } else if (strcmp(a, "-D") == 0) {
-            del = true;
-        } else if (strcmp(a, "-I") == 0) {
-            if (++i >= argc) usage_error("%s needs a number", "-I");
-            char *end;
-            errno = 0;
-            unsigned long v = strtoul(argv[i], &end, 10);
-            if (errno || *end || end == argv[i] || argv[i][0] == '-' || v < 1 || v > 10000000)
-                usage_error("-I wants an iteration count from 1 to 10000000, not '%s'", argv[i]);
-            iterations = (unsigned)v;
-        } else {
-            usage_error("unknown option '%s'", a);
-        }
+        parse_option(o, argc, argv, &i);
     }
     int npos = argc - i;
+    if (o->upgrade) {
+        if (o->create || o->del || o->batch)
+            usage_error("%s", "-U converts a whole file and cannot be combined with -c, -b or -D");
+        if (npos != 1) usage_error("%s", "-U takes just the FILE to convert");
+        o->file = argv[i];
+        return;
+    }
     if (npos < 2) usage_error("%s", "FILE and USER are required");
     if (npos > 3) usage_error("too many arguments starting at '%s'", argv[i + 3]);
-    const char *file = argv[i], *user = argv[i + 1];
-    const char *cmdline_pw = npos == 3 ? argv[i + 2] : NULL;
-    if (create && del) usage_error("%s", "-c and -D cannot be combined");
-    if (del && (batch || cmdline_pw)) usage_error("%s", "-D deletes a user and takes no password");
-    if (batch && !cmdline_pw) usage_error("%s", "-b needs the password as the last argument");
-    if (!batch && cmdline_pw) usage_error("%s", "a password on the command line needs -b");
-    const char *why = user_problem(user);
-    if (why) die("%s", why);
+    o->file = argv[i];
+    o->user = argv[i + 1];
+    o->cmdline_pw = npos == 3 ? argv[i + 2] : NULL;
+    if (o->create && o->del) usage_error("%s", "-c and -D cannot be combined");
+    if (o->del && (o->batch || o->cmdline_pw))
+        usage_error("%s", "-D deletes a user and takes no password");
+    if (o->batch && !o->cmdline_pw) usage_error("%s", "-b needs the password as the last argument");
+    if (!o->batch && o->cmdline_pw) usage_error("%s", "a password on the command line needs -b");
+}
+
+/* "USER:HASH\n" for password pw[0..pwlen) into entry (cap bytes). */
+static void make_entry(const pw_args *o, const char *user, const char *pw, size_t pwlen,
+                       char *entry, size_t cap)
+{
+    char hash[256];
+    int rc;
+
+    if (pwlen == 0) die("the password of '%s' is empty", user);
+    rc = pw_hash_make_type(o->hash_type, (const uint8_t *)pw, pwlen, o->iterations, hash,
+                           sizeof hash);
+    if (rc != ACL_OK) die("cannot hash the password: %s", acl_strerror(rc));
+    snprintf(entry, cap, "%s:%s\n", user, hash);
+    wipe(hash, sizeof hash);
+}
+
+/* Is this password field already a hash secbroker and Mosquitto read? */
+static bool already_hashed(const char *pw)
+{
+    return (strncmp(pw, "$6$", 3) == 0 || strncmp(pw, "$7$", 3) == 0) &&
+           pw_hash_verify(pw, (const uint8_t *)"", 0) != ACL_ERR_SYNTAX;
+}
+
+/* One line of a clear-text file, hashed into out (comments, blank lines and
+ * lines already hashed are kept as they are). */
+static void upgrade_line(const pw_args *o, char *line, size_t n, size_t lineno, struct text *out)
+{
+    char entry[MAX_FIELD + 300];
+    size_t b = 0;
+
+    while (b < n && blank(line[b]))
+        b++;
+    char *colon = memchr(line, ':', n);
+    if (b == n || line[b] == '#' || colon == NULL) {
+        if (b < n && line[b] != '#')
+            die("%s line %zu: no ':' between user name and password", o->file, lineno);
+        text_add(out, line, n);
+        text_add(out, "\n", 1);
+        return;
+    }
+    size_t pwlen = n - (size_t)(colon + 1 - line);
+    if (pwlen > 0 && colon[pwlen] == '\r') pwlen--;
+    *colon = '\0';
+    colon[1 + pwlen] = '\0';
+    const char *why = user_problem(line);
+    if (why) die("%s line %zu: %s", o->file, lineno, why);
+    if (already_hashed(colon + 1)) {
+        fprintf(stderr, "secpasswd: %s line %zu: '%s' is already hashed, kept as it is\n", o->file,
+                lineno, line);
+        snprintf(entry, sizeof entry, "%s:%s\n", line, colon + 1);
+    } else {
+        make_entry(o, line, colon + 1, pwlen, entry, sizeof entry);
+    }
+    text_add(out, entry, strlen(entry));
+    wipe(entry, sizeof entry);
+}
+
+/* -U: hash every clear-text password of the file in place. */
+static void upgrade_file(const pw_args *o, const char *file)
+{
+    struct stat st;
+    size_t len, pos = 0, lineno = 0;
+    char *old = read_all(file, &len, &st);
+    struct text out = {0};
+
+    while (pos < len) {
+        char *nl = memchr(old + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - old) : len;
+        upgrade_line(o, old + pos, end - pos, ++lineno, &out);
+        pos = nl ? end + 1 : end;
+    }
+    wipe(old, len);
+    free(old);
+    if (!out.p) text_add(&out, "", 0);
+    replace_file(file, out.p, out.len, &st);
+    wipe(out.p, out.cap);
+    free(out.p);
+}
+
+/* The password of -b or from the terminal, hashed into entry. */
+static void user_entry(const pw_args *o, char *entry, size_t cap)
+{
+    char *pw = malloc(MAX_FIELD + 2);
+    size_t pwlen;
+
+    if (!pw) die("out of memory");
+    if (o->batch) {
+        pwlen = strlen(o->cmdline_pw);
+        if (pwlen > MAX_FIELD) die("the password is longer than %d bytes", MAX_FIELD);
+        memcpy(pw, o->cmdline_pw, pwlen);
+    } else {
+        pwlen = prompt_password(pw, MAX_FIELD + 2);
+    }
+    if (pwlen == 0) die("the password is empty");
+    make_entry(o, o->user, pw, pwlen, entry, cap);
+    wipe(pw, MAX_FIELD + 2);
+    free(pw);
+}
+
+int main(int argc, char **argv)
+{
+    pw_args o;
+    parse_args(&o, argc, argv);
+    const char *file = o.file;
 
     /* rewrite the file a symlink points to, not the link itself */
     char resolved[PATH_MAX];
-    file = resolve_link(file, resolved);
+    struct stat lst;
+    if (lstat(file, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        if (!realpath(file, resolved)) die("cannot resolve the link %s: %s", file, strerror(errno));
+        file = resolved;
+    }
+    if (o.upgrade) {
+        upgrade_file(&o, file);
+        return 0;
+    }
+    const char *why = user_problem(o.user);
+    if (why) die("%s", why);
 
     struct stat st;
     bool have_orig = false;
     char *old = NULL;
     size_t oldlen = 0;
-    if (!create) {
+    if (!o.create) {
         old = read_all(file, &oldlen, &st);
         have_orig = true;
     } else if (stat(file, &st) == 0) {
@@ -429,14 +550,14 @@ int main(int argc, char **argv)
     }
 
     char entry[MAX_FIELD + 300];
-    if (!del) make_entry(user, batch ? cmdline_pw : NULL, iterations, entry, sizeof entry);
+    if (!o.del) user_entry(&o, entry, sizeof entry);
 
     struct text out = {0};
-    if (create) {
+    if (o.create) {
         text_add(&out, entry, strlen(entry));
     } else {
-        size_t found = rewrite(old, oldlen, user, del ? NULL : entry, &out);
-        if (del && !found) die("user '%s' is not in %s", user, file);
+        size_t found = rewrite(old, oldlen, o.user, o.del ? NULL : entry, &out);
+        if (o.del && !found) die("user '%s' is not in %s", o.user, file);
         free(old);
     }
     if (!out.p) text_add(&out, "", 0);

@@ -14,7 +14,7 @@
 
 #include "clients/core/client.h"
 
-#define PUB_MAX_INFLIGHT 20
+#define PUB_MAX_INFLIGHT 20 /* -M default, as mosquitto_pub */
 
 enum pub_mode { MODE_NONE, MODE_MESSAGE, MODE_FILE, MODE_LINES, MODE_STDIN, MODE_NULL };
 enum flight_state { WAIT_PUBACK, WAIT_PUBREC, WAIT_PUBCOMP };
@@ -31,11 +31,12 @@ typedef struct {
     double repeat_delay;
     uint8_t *payload;
     size_t payload_len;
-    struct {
+    struct pub_flight {
         uint16_t id;
         uint8_t state;
-    } flight[PUB_MAX_INFLIGHT];
+    } * flight;
     unsigned nflight;
+    long max_inflight; /* -M */
     /* -l: bytes read from stdin not yet published */
     uint8_t *lb;
     size_t lb_len, lb_cap;
@@ -56,7 +57,8 @@ static void pub_usage(FILE *out)
           "  -n, --null-message       send an empty message\n"
           "  -r, --retain             ask the broker to retain the message\n"
           "  --repeat N               publish the message N times (-m, -f, -s, -n)\n"
-          "  --repeat-delay SECONDS   wait this long between repeats (decimals allowed)\n",
+          "  --repeat-delay SECONDS   wait this long between repeats (decimals allowed)\n"
+          "  -M N                     at most N QoS 1/2 messages in flight (default 20)\n",
           out);
     cli_opts_usage_common(out);
     fputs("Exit status: 0 success; 1..5 the broker's CONNACK refusal code; 64 bad usage;\n"
@@ -77,6 +79,88 @@ static int pub_set_mode(pub_ctx *p, enum pub_mode m)
     return 0;
 }
 
+/* A flag with a value (argv[*i] is the flag): 1 taken, 0 not secpub's,
+ * or -(exit status + 1) on a bad value. */
+static int pub_parse_valued(pub_ctx *p, int argc, char **argv, int *i, enum pub_mode *m)
+{
+    static const char *const flags[] = {"-t",     "--topic", "-m",       "--message",      "-f",
+                                        "--file", "-M",      "--repeat", "--repeat-delay", NULL};
+    const char *a = argv[*i], *v;
+    char err[128], *end;
+    unsigned k;
+
+    for (k = 0; flags[k] && strcmp(a, flags[k]) != 0; k++)
+        ;
+    if (flags[k] == NULL) return 0;
+    if (*i + 1 >= argc) {
+        snprintf(err, sizeof(err), "%s needs a value", a);
+        return -(pub_usage_error(err) + 1);
+    }
+    v = argv[++*i];
+    if (k <= 1) {
+        p->topic = v;
+    } else if (k <= 3) {
+        p->message = v;
+        *m = MODE_MESSAGE;
+    } else if (k <= 5) {
+        p->file = v;
+        *m = MODE_FILE;
+    } else if (k == 6) {
+        if (!cli_parse_int(v, 1, 65535, &p->max_inflight))
+            return -(pub_usage_error("-M needs a message count 1..65535") + 1);
+    } else if (k == 7) {
+        if (!cli_parse_int(v, 1, 1000000000, &p->repeat))
+            return -(pub_usage_error("--repeat needs a count >= 1") + 1);
+    } else {
+        errno = 0;
+        p->repeat_delay = strtod(v, &end);
+        if (errno || *end || end == v || !(p->repeat_delay >= 0) || p->repeat_delay > 86400.0 * 365)
+            return -(pub_usage_error("--repeat-delay needs seconds >= 0") + 1);
+    }
+    return 1;
+}
+
+/* A flag without a value: 1 when it was one of secpub's, 0 otherwise. */
+static int pub_parse_switch(pub_ctx *p, const char *a, enum pub_mode *m)
+{
+    if (strcmp(a, "-l") == 0 || strcmp(a, "--stdin-line") == 0)
+        *m = MODE_LINES;
+    else if (strcmp(a, "-s") == 0 || strcmp(a, "--stdin-file") == 0)
+        *m = MODE_STDIN;
+    else if (strcmp(a, "-n") == 0 || strcmp(a, "--null-message") == 0)
+        *m = MODE_NULL;
+    else if (strcmp(a, "-r") == 0 || strcmp(a, "--retain") == 0)
+        p->retain = true;
+    else
+        return 0;
+    return 1;
+}
+
+/* Checks that need every flag. -1 to go on, or the exit status. */
+static int pub_check(pub_ctx *p)
+{
+    char err[512];
+
+    if (p->topic == NULL) p->topic = p->o.url_topic;
+    if (p->topic == NULL) return pub_usage_error("-t TOPIC is required");
+    if (mqtt_topic_name_validate((const uint8_t *)p->topic, strlen(p->topic)) != MQTT_OK) {
+        snprintf(err, sizeof(err), "-t '%s' is not a valid topic name (no + or #, not empty)",
+                 p->topic);
+        return pub_usage_error(err);
+    }
+    if (p->mode == MODE_NONE) return pub_usage_error("give a message: -m, -f, -l, -s or -n");
+    if (p->repeat > 1 && p->mode == MODE_LINES)
+        return pub_usage_error("--repeat works with -m, -f, -s and -n, not -l");
+    if (p->repeat_delay > 0 && p->repeat == 0)
+        return pub_usage_error("--repeat-delay needs --repeat");
+    if (cli_opts_finish(&p->o, err, sizeof(err)) != CLI_OK) return pub_usage_error(err);
+    if (p->repeat == 0) p->repeat = 1;
+    if (p->max_inflight == 0) p->max_inflight = PUB_MAX_INFLIGHT;
+    p->flight = calloc((size_t)p->max_inflight, sizeof(*p->flight));
+    if (p->flight == NULL) return pub_usage_error("out of memory");
+    return -1;
+}
+
 /* Parse argv; returns -1 to continue, otherwise the exit status. */
 static int pub_parse(pub_ctx *p, int argc, char **argv)
 {
@@ -92,65 +176,23 @@ static int pub_parse(pub_ctx *p, int argc, char **argv)
             pub_usage(stdout);
             return 0;
         }
+        if (strcmp(a, "--version") == 0) {
+            cli_print_version(stdout, "secpub");
+            return 0;
+        }
         rc = cli_opts_parse_common(&p->o, argc, argv, &i, err, sizeof(err));
         if (rc < 0) return pub_usage_error(err);
         if (rc == 1) continue;
-        if (strcmp(a, "-t") == 0 || strcmp(a, "--topic") == 0 || strcmp(a, "-m") == 0 ||
-            strcmp(a, "--message") == 0 || strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0 ||
-            strcmp(a, "--repeat") == 0 || strcmp(a, "--repeat-delay") == 0) {
-            if (i + 1 >= argc) {
-                snprintf(err, sizeof(err), "%s needs a value", a);
-                return pub_usage_error(err);
-            }
-            const char *v = argv[++i];
-            if (a[1] == 't' || strcmp(a, "--topic") == 0) {
-                p->topic = v;
-            } else if (a[1] == 'm' || strcmp(a, "--message") == 0) {
-                p->message = v;
-                m = MODE_MESSAGE;
-            } else if (a[1] == 'f' || strcmp(a, "--file") == 0) {
-                p->file = v;
-                m = MODE_FILE;
-            } else if (strcmp(a, "--repeat") == 0) {
-                if (!cli_parse_int(v, 1, 1000000000, &p->repeat))
-                    return pub_usage_error("--repeat needs a count >= 1");
-            } else {
-                char *end;
-                errno = 0;
-                p->repeat_delay = strtod(v, &end);
-                if (errno || *end || end == v || !(p->repeat_delay >= 0) ||
-                    p->repeat_delay > 86400.0 * 365)
-                    return pub_usage_error("--repeat-delay needs seconds >= 0");
-            }
-        } else if (strcmp(a, "-l") == 0 || strcmp(a, "--stdin-line") == 0) {
-            m = MODE_LINES;
-        } else if (strcmp(a, "-s") == 0 || strcmp(a, "--stdin-file") == 0) {
-            m = MODE_STDIN;
-        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--null-message") == 0) {
-            m = MODE_NULL;
-        } else if (strcmp(a, "-r") == 0 || strcmp(a, "--retain") == 0) {
-            p->retain = true;
-        } else {
+        rc = pub_parse_valued(p, argc, argv, &i, &m);
+        if (rc < 0) return -rc - 1;
+        if (rc == 0 && !pub_parse_switch(p, a, &m)) {
             snprintf(err, sizeof(err), "unknown option '%s'", a);
             return pub_usage_error(err);
         }
         if (m != MODE_NONE && pub_set_mode(p, m) != 0)
             return pub_usage_error("give only one of -m, -f, -l, -s, -n");
     }
-    if (p->topic == NULL) return pub_usage_error("-t TOPIC is required");
-    if (mqtt_topic_name_validate((const uint8_t *)p->topic, strlen(p->topic)) != MQTT_OK) {
-        snprintf(err, sizeof(err), "-t '%s' is not a valid topic name (no + or #, not empty)",
-                 p->topic);
-        return pub_usage_error(err);
-    }
-    if (p->mode == MODE_NONE) return pub_usage_error("give a message: -m, -f, -l, -s or -n");
-    if (p->repeat > 1 && p->mode == MODE_LINES)
-        return pub_usage_error("--repeat works with -m, -f, -s and -n, not -l");
-    if (p->repeat_delay > 0 && p->repeat == 0)
-        return pub_usage_error("--repeat-delay needs --repeat");
-    if (cli_opts_finish(&p->o, err, sizeof(err)) != CLI_OK) return pub_usage_error(err);
-    if (p->repeat == 0) p->repeat = 1;
-    return -1;
+    return pub_check(p);
 }
 
 /* Read all of fd into p->payload. */
@@ -277,7 +319,7 @@ static int pub_one(pub_ctx *p, const uint8_t *payload, size_t len)
     uint16_t id = 0;
     int rc;
 
-    while (p->o.qos > 0 && p->nflight >= PUB_MAX_INFLIGHT)
+    while (p->o.qos > 0 && p->nflight >= (unsigned)p->max_inflight)
         if ((rc = pub_service(p, -1)) < 0) return rc;
     if (p->o.qos > 0) {
         do
@@ -315,7 +357,7 @@ static int pub_lines_flush(pub_ctx *p)
     size_t start = 0;
     int rc = CLI_OK;
 
-    while (start < p->lb_len && (p->o.qos == 0 || p->nflight < PUB_MAX_INFLIGHT)) {
+    while (start < p->lb_len && (p->o.qos == 0 || p->nflight < (unsigned)p->max_inflight)) {
         uint8_t *nl = memchr(p->lb + start, '\n', p->lb_len - start);
         size_t end;
         if (nl == NULL && !p->stdin_eof) break;
@@ -339,7 +381,7 @@ static int pub_lines(pub_ctx *p)
     int rc;
 
     for (;;) {
-        bool room = p->o.qos == 0 || p->nflight < PUB_MAX_INFLIGHT;
+        bool room = p->o.qos == 0 || p->nflight < (unsigned)p->max_inflight;
         int extra;
 
         if (room && pub_lines_ready(p)) {
@@ -379,9 +421,13 @@ int main(int argc, char **argv)
 
     memset(&p, 0, sizeof(p));
     cli_opts_init(&p.o, "secpub");
-    if ((status = pub_parse(&p, argc, argv)) >= 0) return status;
+    if ((status = pub_parse(&p, argc, argv)) >= 0) {
+        free(p.flight);
+        return status;
+    }
     if ((status = pub_load(&p)) >= 0) {
         free(p.payload);
+        free(p.flight);
         return status;
     }
     cli_signals_install();
@@ -395,12 +441,14 @@ int main(int argc, char **argv)
         if (rc >= 0) rc = cli_flush(p.c, cli_stall_ms(p.c));
     }
     status = cli_exit_code(p.c, rc);
-    if (rc < 0 && rc != CLI_ERR_INTR) fprintf(stderr, "secpub: %s\n", cli_conn_error(p.c));
+    if (rc < 0 && rc != CLI_ERR_INTR && !p.o.quiet)
+        fprintf(stderr, "secpub: %s\n", cli_conn_error(p.c));
     if (rc >= 0 || rc == CLI_ERR_INTR)
         cli_conn_close(p.c);
     else
         cli_conn_free(p.c);
     free(p.payload);
     free(p.lb);
+    free(p.flight);
     return status;
 }

@@ -26,6 +26,8 @@ CERTS=${CERTS:-certs}
 BUILD=${BUILD:-build}
 
 SCENARIOS="plain tls mutual resume bad-version no-shared-cipher bad-client-cert no-client-cert plain-on-tls"
+# refused client certificates (mkcerts.sh makes them; the CRL is the lab config's crlfile)
+SCENARIOS="$SCENARIOS expired-client-cert revoked-client-cert"
 
 list() {
     cat <<'EOF'
@@ -44,6 +46,10 @@ Lab scenarios (make lab-SCENARIO, or sh scripts/lab.sh SCENARIO); see docs/lab.m
   no-client-cert    no client certificate where one is required: alert
                     handshake_failure (40)
   plain-on-tls      plain MQTT sent to the TLS port: no TLS at all, no alert
+  expired-client-cert  a client certificate that expired in 2020: alert
+                    certificate_expired (45)
+  revoked-client-cert  openssl s_client with a certificate the CA revoked
+                    (crlfile certs/ca.crl): alert certificate_revoked (44)
   all               every scenario above, one after the other
 EOF
 }
@@ -86,16 +92,37 @@ OUT=$(abspath "$LAB_DIR")/$SCENARIO
 for b in secbroker secpub secsub; do
     [ -x "$BUILD/$b" ] || die "$BUILD/$b is missing: run make first (make lab-$SCENARIO does)"
 done
-for f in ca.crt server.crt server.key client.crt client.key untrusted-client.crt untrusted-client.key; do
-    [ -r "$CERTS/$f" ] || die "$CERTS/$f is missing: run make certs first (make lab-$SCENARIO does)"
+for f in ca.crt ca.crl server.crt server.key client.crt client.key untrusted-client.crt untrusted-client.key \
+         expired-client.crt expired-client.key revoked-client.crt revoked-client.key; do
+    [ -e "$CERTS/$f" ] || die "$CERTS/$f is missing: run make certs first (make lab-$SCENARIO does)"
+    [ -r "$CERTS/$f" ] || die "$CERTS/$f is not readable by $(id -un) (made by another user? rm -r $CERTS; make certs)"
 done
 TSHARK=$(command -v tshark || true)
-[ -n "$TSHARK" ] || die "tshark is not installed (apt-get install tshark)"
-command -v openssl >/dev/null 2>&1 || die "openssl is not installed (apt-get install openssl)"
+[ -n "$TSHARK" ] || die "tshark is not installed (sudo sh scripts/deps.sh lab)"
+command -v openssl >/dev/null 2>&1 || die "openssl is not installed (sudo sh scripts/deps.sh lab)"
+
+# Capturing on lo needs root or a dumpcap that lets the wireshark group
+# capture (sudo sh scripts/deps.sh lab). Find out now, before anything starts.
+capture_check() {
+    why=$("$TSHARK" -L -i lo 2>&1 >/dev/null) && return 0
+    why=$(printf '%s\n' "$why" | grep -v '^Running as user' | sed -n '/./{p;q;}')
+    me=$(id -un)
+    if [ "$(stat -c %G /usr/bin/dumpcap 2>/dev/null)" != wireshark ]; then
+        fix="let the wireshark group capture (once, as root): sudo sh scripts/deps.sh lab
+  then: sudo usermod -aG wireshark $me, and log out and in again"
+    elif id -Gn "$me" | tr ' ' '\n' | grep -qx wireshark; then
+        fix="$me is in the wireshark group, but not in this login session: log out and in again (or: newgrp wireshark)"
+    else
+        fix="join the wireshark group: sudo usermod -aG wireshark $me, then log out and in again"
+    fi
+    die "you ($me) may not capture packets on the loopback interface lo: $why
+  $fix"
+}
+capture_check
 
 mkdir -p "$OUT"
 rm -f "$OUT/capture.pcapng" "$OUT/raw.pcapng" "$OUT/keylog.txt" "$OUT/broker.log" "$OUT/broker.conf" \
-      "$OUT/clients.txt" "$OUT/tshark.txt" "$OUT/README.txt" "$OUT"/session*.pem
+      "$OUT/clients.txt" "$OUT/tshark.txt" "$OUT/README.txt" "$OUT"/session*.pem "$OUT/mqtt-packets.bin"
 
 BROKER_PID=
 TSHARK_PID=
@@ -163,8 +190,9 @@ conf=$OUT/broker.conf
             echo "tls_version tlsv1.2"
             echo "tls_keylog_file $OUT/keylog.txt"
             case $SCENARIO in
-                mutual|bad-client-cert|no-client-cert)
+                mutual|bad-client-cert|no-client-cert|expired-client-cert|revoked-client-cert)
                     echo "cafile $ca"
+                    echo "crlfile $CERTS/ca.crl"
                     echo "require_certificate true" ;;
             esac ;;
     esac
@@ -193,8 +221,11 @@ probed() { probe; sleep 0.2; in_capture "tcp.port==$PROBE && tcp.flags.syn==1"; 
 
 "$TSHARK" -i lo -f "tcp port $PORT or tcp port $PROBE" -w "$OUT/raw.pcapng" > /dev/null 2> "$OUT/tshark.txt" &
 TSHARK_PID=$!
+# tshark prints "Capturing on" even when dumpcap then fails: watch it live.
+capturing() { ! kill -0 "$TSHARK_PID" 2>/dev/null || probed; }
 wait_for "tshark to start capturing" 30 grep -q "Capturing on" "$OUT/tshark.txt"
-wait_for "tshark to capture a probe connection" 30 probed
+wait_for "tshark to capture a probe connection" 30 capturing
+kill -0 "$TSHARK_PID" 2>/dev/null || die "tshark stopped: $(grep -v '^Running as user' "$OUT/tshark.txt")"
 
 # ---- the clients ----------------------------------------------------------------
 
@@ -205,7 +236,19 @@ CLIENT_CERT="--cert $CERTS/client.crt --key $CERTS/client.key"
 TOPIC=lab/$SCENARIO
 CONNS=0        # TCP connections the broker will have closed when we are done
 
-say() { echo "\$ $*" >> "$OUT/clients.txt"; }
+# say COMMAND ARGS...: the command as a student would paste it (arguments
+# with spaces or shell characters quoted; a lone & or < stays an operator).
+say() {
+    line='$'
+    for a in "$@"; do
+        case $a in
+            '&'|'<') ;;
+            ''|*[!A-Za-z0-9_./:=,@%+#-]*) a="'$a'" ;;
+        esac
+        line="$line $a"
+    done
+    echo "$line" >> "$OUT/clients.txt"
+}
 run() {
     say "$@"
     set +e
@@ -219,7 +262,7 @@ subscribed() { grep -q "subscribed to '$TOPIC'" "$OUT/broker.log"; }
 
 # A subscriber and a publisher: the broker forwards one message.
 pubsub() {
-    say "$SUB" "$@" -t "$TOPIC" -C 1 -v -q 1 -i lab-sub "&"
+    say "$SUB" "$@" -t "$TOPIC" -C 1 -v -q 1 -i lab-sub '&'
     "$SUB" "$@" -t "$TOPIC" -C 1 -v -q 1 -i lab-sub >> "$OUT/clients.txt" 2>&1 &
     SUB_PID=$!
     wait_for "the subscriber's SUBSCRIBE" 15 subscribed
@@ -240,13 +283,16 @@ mqtt_bytes() {
     printf '\340\000'
 }
 s_client() {
-    say "openssl s_client -connect 127.0.0.1:$PORT -servername localhost -CAfile $ca -ign_eof $* < mqtt-packets"
+    mqtt_bytes > "$OUT/mqtt-packets.bin"
+    say openssl s_client -connect "127.0.0.1:$PORT" -servername localhost -CAfile "$ca" -ign_eof "$@" \
+        '<' "$OUT/mqtt-packets.bin"
     set +e
-    mqtt_bytes | openssl s_client -connect "127.0.0.1:$PORT" -servername localhost -CAfile "$ca" \
-        -ign_eof "$@" > "$OUT/s_client.tmp" 2>&1
+    openssl s_client -connect "127.0.0.1:$PORT" -servername localhost -CAfile "$ca" \
+        -ign_eof "$@" < "$OUT/mqtt-packets.bin" > "$OUT/s_client.tmp" 2>&1
     rc=$?
     set -e
-    grep -a -E "^(New|Reused), |Verify return code|alert" "$OUT/s_client.tmp" >> "$OUT/clients.txt" || true
+    grep -a -E "^(New|Reused), |^Verif|alert|^Acceptable client certificate CA names" "$OUT/s_client.tmp" \
+        >> "$OUT/clients.txt" || true
     echo "(exit status $rc)" >> "$OUT/clients.txt"
     rm -f "$OUT/s_client.tmp"
     CONNS=$((CONNS + 1))
@@ -268,6 +314,11 @@ case $SCENARIO in
                           --key "$CERTS/untrusted-client.key" -t "$TOPIC" -m "$MESSAGE" ;;
     no-client-cert)   run "$PUB" -h localhost -p "$PORT" $TLS_OPTS -t "$TOPIC" -m "$MESSAGE" ;;
     plain-on-tls)     run "$PUB" -h 127.0.0.1 -p "$PORT" -t "$TOPIC" -m "$MESSAGE" ;;
+    expired-client-cert)
+        run "$PUB" -h localhost -p "$PORT" $TLS_OPTS --cert "$CERTS/expired-client.crt" \
+            --key "$CERTS/expired-client.key" -t "$TOPIC" -m "$MESSAGE" ;;
+    revoked-client-cert)
+        s_client -cert "$CERTS/revoked-client.crt" -key "$CERTS/revoked-client.key" ;;
 esac
 
 # ---- stop, keep only the lab port's packets ----------------------------------------
@@ -325,6 +376,8 @@ case $SCENARIO in
     bad-client-cert)  look="the client's Certificate (issuer CN=untrusted lab CA), then Alert (Fatal, Unknown CA) = 48" ;;
     no-client-cert)   look="an empty client Certificate (Certificates Length: 0), then Alert (Fatal, Handshake Failure) = 40" ;;
     plain-on-tls)     look="an MQTT CONNECT on the TLS port, no TLS record, no alert: the broker just closes" ;;
+    expired-client-cert) look="the client's Certificate (CN=expiredclient, Not After 2020), then Alert (Fatal, Certificate Expired) = 45" ;;
+    revoked-client-cert) look="the client's Certificate (CN=revokedclient), then Alert (Fatal, Certificate Revoked) = 44; s_client's view in clients.txt" ;;
 esac
 failure=$(grep -E "TLS handshake failed" "$OUT/broker.log" | grep -v " tls: " | head -n 1 | cut -d' ' -f2- || true)
 {

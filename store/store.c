@@ -13,6 +13,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
 
 #define STORE_APP_ID 0x53454342 /* "SECB" */
 #define STORE_SCHEMA_VERSION 1
@@ -30,6 +33,7 @@ enum op_kind {
     OP_DELIV_DEL,
     OP_Q2_ADD,
     OP_Q2_DEL,
+    OP_MSG_GC,
 };
 
 /* One journaled change. Strings the caller does not keep alive are copied
@@ -93,14 +97,14 @@ static const char *const stmt_sql[ST__N] = {
     [ST_DELIV_DEL] = "DELETE FROM deliveries WHERE client_id=? AND seq=?",
     [ST_Q2_ADD] = "INSERT OR IGNORE INTO qos2_in(client_id,pid) VALUES(?,?)",
     [ST_Q2_DEL] = "DELETE FROM qos2_in WHERE client_id=? AND pid=?",
-    [ST_GC] = "DELETE FROM messages WHERE refs<=0",
+    [ST_GC] = "DELETE FROM messages WHERE id=? AND refs<=0",
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
 };
 
-/* Message rows are reference-counted by triggers, so a body stored once for
- * many sessions disappears with its last delivery or retained slot; the
- * partial index makes the garbage collection at each commit cheap. */
+/* Message rows are reference-counted by triggers (deliveries and retained
+ * slots pointing at them); a row goes when its count is 0 and the broker has
+ * let go of the message (store_msg_gc), and at open (leftovers). */
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS messages(id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
     " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
@@ -138,6 +142,7 @@ struct store {
     size_t alen, acap;
     uint64_t next_msg_id;
     store_release_fn release;
+    int wal_fd; /* external_sync: the write-ahead log, for store_sync */
     char err[320];
 };
 
@@ -298,6 +303,11 @@ static int prepare_all(store *st)
         max = sqlite3_column_int64(s, 0);
     sqlite3_finalize(s);
     st->next_msg_id = (uint64_t)max + 1;
+    /* bodies nothing points at any more (the broker stopped before it let go) */
+    if (sqlite3_exec(st->db, "DELETE FROM messages WHERE refs<=0", NULL, NULL, NULL) != SQLITE_OK) {
+        set_err(st, "cleanup: %s", sqlite3_errmsg(st->db));
+        return -1;
+    }
     return 0;
 }
 
@@ -309,14 +319,19 @@ int store_open(store **out, const char *path, const store_opts *opts, store_open
     memset(info, 0, sizeof *info);
     struct stat sb;
     info->created = stat(path, &sb) < 0;
+    if (!info->created && !S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "%s is not a regular file", path);
+        return STORE_ERR_OPEN;
+    }
     sqlite3 *db = NULL;
-    if (open_checked(path, opts->strict, &db, err, errlen) < 0) {
+    bool full = opts->strict && !opts->external_sync;
+    if (open_checked(path, full, &db, err, errlen) < 0) {
         if (!opts->quarantine || info->created) return STORE_ERR_CORRUPT;
         snprintf(info->reason, sizeof info->reason, "%s", err);
         if (quarantine(path, info->moved_to, sizeof info->moved_to, err, errlen) < 0)
             return STORE_ERR_OPEN;
         info->quarantined = true;
-        if (open_checked(path, opts->strict, &db, err, errlen) < 0) return STORE_ERR_OPEN;
+        if (open_checked(path, full, &db, err, errlen) < 0) return STORE_ERR_OPEN;
     }
     store *st = calloc(1, sizeof *st);
     if (!st) {
@@ -325,6 +340,19 @@ int store_open(store **out, const char *path, const store_opts *opts, store_open
         return STORE_ERR_ALLOC;
     }
     st->db = db;
+    st->wal_fd = -1;
+    if (opts->external_sync) {
+        /* the schema transaction above created the log; SQLite never removes
+         * or truncates it while the database is open, so the fd stays valid */
+        char wal[PATH_MAX];
+        snprintf(wal, sizeof wal, "%s-wal", path);
+        st->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+        if (st->wal_fd < 0) {
+            snprintf(err, errlen, "cannot open %s: %s", wal, strerror(errno));
+            store_close(st);
+            return STORE_ERR_OPEN;
+        }
+    }
     if (prepare_all(st) < 0) {
         snprintf(err, errlen, "%s", st->err);
         store_close(st);
@@ -334,12 +362,16 @@ int store_open(store **out, const char *path, const store_opts *opts, store_open
     return STORE_OK;
 }
 
+/* Releases the bodies of the ops applied (the first n at entry). A release
+ * hook may journal new ops (store_msg_gc); those stay for the next commit. */
 static void release_all(store *st)
 {
-    for (size_t i = 0; i < st->nops; i++)
+    size_t n = st->nops;
+    for (size_t i = 0; i < n; i++)
         if (st->ops[i].kind == OP_MSG_ADD && st->release) st->release(st->ops[i].owner);
-    st->nops = 0;
-    st->alen = 0;
+    if (st->nops > n) memmove(st->ops, st->ops + n, (st->nops - n) * sizeof *st->ops);
+    st->nops -= n;
+    if (st->nops == 0) st->alen = 0;
 }
 
 void store_close(store *st)
@@ -350,6 +382,7 @@ void store_close(store *st)
     for (int i = 0; i < ST__N; i++)
         sqlite3_finalize(st->st[i]);
     sqlite3_close(st->db);
+    if (st->wal_fd >= 0) close(st->wal_fd);
     free(st->ops);
     free(st->arena);
     free(st);
@@ -519,6 +552,15 @@ int store_qos2_in_add(store *st, const char *client_id, uint16_t pid)
     return STORE_OK;
 }
 
+int store_msg_gc(store *st, uint64_t id)
+{
+    struct op *o = op_new(st, OP_MSG_GC);
+    if (!o) return STORE_ERR_ALLOC;
+    o->id = id;
+    st->nops++;
+    return STORE_OK;
+}
+
 int store_qos2_in_del(store *st, const char *client_id, uint16_t pid)
 {
     struct op *o = op_strings(st, OP_Q2_DEL, client_id, strlen(client_id), NULL, 0);
@@ -528,6 +570,12 @@ int store_qos2_in_del(store *st, const char *client_id, uint16_t pid)
 }
 
 /* ---- commit --------------------------------------------------------------- */
+
+int store_sync(store *st)
+{
+    if (st->wal_fd < 0) return STORE_OK; /* FULL: every commit was synced */
+    return fdatasync(st->wal_fd) == 0 ? STORE_OK : STORE_ERR_IO;
+}
 
 /* Runs a prepared statement to completion; SQLite result code. */
 static int run(sqlite3_stmt *s)
@@ -649,6 +697,9 @@ static int apply_op(store *st, const struct op *o)
     case OP_DELIV_UPDATE:
     case OP_DELIV_DEL:
         return apply_delivery(st, o);
+    case OP_MSG_GC:
+        sqlite3_bind_int64(st->st[ST_GC], 1, (sqlite3_int64)o->id);
+        return run(st->st[ST_GC]);
     default:
         return apply_simple(st, o);
     }
@@ -670,8 +721,6 @@ int store_commit(store *st)
         rc = apply_op(st, &st->ops[i]);
         if (rc != SQLITE_OK) return commit_fail(st, "write", rc);
     }
-    rc = run(st->st[ST_GC]);
-    if (rc != SQLITE_OK) return commit_fail(st, "write", rc);
     rc = run(st->st[ST_COMMIT]);
     if (rc != SQLITE_OK) return commit_fail(st, "commit", rc);
     st->err[0] = 0;

@@ -6,7 +6,8 @@
  * What is stored (docs/ARCHITECTURE.md, "Durable state"):
  *   messages       each message body once (topic, payload, qos, retain), with
  *                  a reference count kept by triggers: a row lives while a
- *                  retained slot or a delivery points at it.
+ *                  retained slot or a delivery points at it, or while the
+ *                  broker still holds the message (store_msg_gc lets go).
  *   retained       topic -> message.
  *   sessions       persistent sessions: client id, username, expiry.
  *   subscriptions  (client id, filter) -> granted QoS.
@@ -59,6 +60,10 @@ typedef struct store store;
 typedef struct {
     bool strict;     /* true: synchronous=FULL (every commit synced); false: NORMAL */
     bool quarantine; /* a damaged database is moved aside and a new one created */
+    /* strict, but the caller syncs: store_commit writes without waiting for
+     * the disk (synchronous=NORMAL) and store_sync() makes every commit so
+     * far durable, from any thread, so a loop need not block in fsync */
+    bool external_sync;
 } store_opts;
 
 /* What store_open found, for the startup log. */
@@ -95,6 +100,9 @@ void store_set_release(store *st, store_release_fn fn);
  * never reused. topic/payload must stay valid until release(owner). */
 int store_msg_add(store *st, uint64_t *id, const char *topic, size_t tlen, const uint8_t *payload,
                   size_t plen, uint8_t qos, bool retain, void *owner);
+/* The broker no longer holds message id in memory: its row goes once no
+ * delivery or retained slot points at it. */
+int store_msg_gc(store *st, uint64_t id);
 /* Retained message for topic (replaces), or none. */
 int store_retain_set(store *st, const char *topic, size_t tlen, uint64_t msg_id);
 int store_retain_clear(store *st, const char *topic, size_t tlen);
@@ -113,6 +121,13 @@ int store_delivery_update(store *st, const char *client_id, uint64_t seq, enum s
 int store_delivery_del(store *st, const char *client_id, uint64_t seq);
 int store_qos2_in_add(store *st, const char *client_id, uint16_t pid);
 int store_qos2_in_del(store *st, const char *client_id, uint16_t pid);
+
+/* external_sync: make every commit returned so far durable (fdatasync of
+ * the write-ahead log; checkpoints into the main file are synced by SQLite
+ * itself). Touches only a file descriptor, never the database handle, so
+ * it may run in another thread while the owner goes on. STORE_OK or
+ * STORE_ERR_IO (errno is kept). */
+int store_sync(store *st);
 
 /* Operations waiting for store_commit. */
 size_t store_pending(const store *st);

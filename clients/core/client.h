@@ -32,6 +32,10 @@
 
 #define CLI_CONNECT_TIMEOUT_MS 30000 /* TCP connect + TLS handshake + CONNACK */
 
+/* --version of the tools; the same number as secbroker's SECBROKER_VERSION
+ * (tests/integration/test_clients.py compares them). */
+#define CLI_VERSION "0.1.0"
+
 enum cli_err {
     CLI_OK = 0,
     CLI_PACKET = 1,        /* cli_wait: a packet is ready */
@@ -73,7 +77,15 @@ typedef struct {
     const char *will_topic, *will_payload;
     int will_qos;
     bool will_retain;
-    char id_buf[128]; /* storage for the generated id */
+    /* mosquitto flags of its own */
+    const char *bind_address; /* -A: local address of the socket */
+    bool quiet;               /* --quiet: no runtime error lines */
+    bool nodelay;             /* --nodelay (Nagle is off in any case) */
+    long session_expiry;      /* -x: MQTT 5 only; 3.1.1 sends nothing */
+    bool session_expiry_set;
+    const char *url_topic; /* the topic of -L mqtt://host/TOPIC */
+    char id_buf[128];      /* storage for the generated id */
+    char url_buf[1024];    /* storage for the parts of -L */
 } cli_opts;
 
 /* Set the defaults (cannot fail). prog names the tool in messages. */
@@ -93,6 +105,9 @@ int cli_opts_finish(cli_opts *o, char *err, size_t errlen);
 
 /* Help text of the common flags, for the tools' --help. */
 void cli_opts_usage_common(FILE *out);
+
+/* "PROG version X (MQTT 3.1.1 and 3.1, TLS library)" on out, for --version. */
+void cli_print_version(FILE *out, const char *prog);
 
 /* Parse a non-negative integer option value in [min, max]; false if invalid. */
 bool cli_parse_int(const char *s, long min, long max, long *out);
@@ -142,6 +157,8 @@ int cli_send_publish(cli_conn *c, const char *topic, const uint8_t *payload, siz
 int cli_send_ack(cli_conn *c, enum mqtt_type type, uint16_t packet_id);
 int cli_send_subscribe(cli_conn *c, uint16_t packet_id, const char *const *filters, unsigned count,
                        int qos);
+int cli_send_unsubscribe(cli_conn *c, uint16_t packet_id, const char *const *filters,
+                         unsigned count);
 
 /* Bytes queued but not yet written to the socket. */
 size_t cli_pending_output(const cli_conn *c);
@@ -183,5 +200,20 @@ bool cli_interrupted(void);
 void cli_debug_packet(const char *client_id, const char *dir, const uint8_t *pkt, size_t len);
 /* Free-form debug line, prefixed by nothing. */
 void cli_debug_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- secsub -F (format.c, json.c) ------------------------------------ */
+
+/* Check a -F format string before connecting: CLI_OK, or CLI_ERR_ARG with
+ * the reason in err (an unknown %X, an incomplete or unknown escape). */
+int cli_format_check(const char *fmt, char *err, size_t errlen);
+/* Print message m as fmt says (mosquitto_sub's -F). 0 printed; 1 when %J
+ * met a payload that is not JSON (err says so; the output stops there). */
+int cli_format_print(FILE *out, const char *fmt, const mqtt_publish *m, bool pretty, char *err,
+                     size_t errlen);
+/* Check JSON text[0..len) and, when out is not NULL, print it again compact
+ * or pretty (tabs, depth = current nesting). 0 or -1 if it is not JSON. */
+int cli_json_value(FILE *out, const uint8_t *text, size_t len, bool pretty, int depth);
+/* s[0..n) as a quoted, escaped JSON string. */
+void cli_json_string(FILE *out, const uint8_t *s, size_t n);
 
 #endif

@@ -189,13 +189,81 @@ static int wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
-/* Try each resolved address in turn (IPv6 and IPv4 alike). */
+/* -A: bind fd to the local address of the same family as the broker's.
+ * 0, or -1 with the reason in why. */
+static int tcp_bind(const cli_opts *o, int fd, int family, char *why, size_t whylen)
+{
+    struct addrinfo hints, *res = NULL;
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    rc = getaddrinfo(o->bind_address, NULL, &hints, &res);
+    if (rc != 0) {
+        snprintf(why, whylen, "cannot bind to -A %s: %s", o->bind_address,
+                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return -1;
+    }
+    rc = bind(fd, res->ai_addr, res->ai_addrlen);
+    if (rc != 0)
+        snprintf(why, whylen, "cannot bind to -A %s: %s", o->bind_address, strerror(errno));
+    freeaddrinfo(res);
+    return rc == 0 ? 0 : -1;
+}
+
+/* Connect to one address before the deadline: CLI_OK (c->fd set), 1 when
+ * this address failed (why says how; try the next), or a negative error
+ * that ends the attempt (timeout, interrupted). */
+static int tcp_try(cli_conn *c, const struct addrinfo *ai, int64_t deadline, char *why,
+                   size_t whylen)
+{
+    const cli_opts *o = c->opts;
+    int fd, rc, soerr = 0, one = 1;
+    socklen_t slen = sizeof(soerr);
+
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        return 1;
+    }
+    if (o->bind_address != NULL && tcp_bind(o, fd, ai->ai_family, why, whylen) != 0) {
+        close(fd);
+        return 1;
+    }
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS) {
+            snprintf(why, whylen, "%s", strerror(errno));
+            close(fd);
+            return 1;
+        }
+        rc = wait_fd(fd, POLLOUT, deadline);
+        if (rc == 0 || rc == -2) {
+            close(fd);
+            if (rc == -2) return conn_fail(c, CLI_ERR_INTR, "interrupted");
+            return conn_fail(c, CLI_ERR_TIMEOUT, "cannot connect to %s port %d: timed out", o->host,
+                             o->port);
+        }
+        if (rc < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0 || soerr != 0) {
+            snprintf(why, whylen, "%s", strerror(soerr ? soerr : errno));
+            close(fd);
+            return 1;
+        }
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* always, --nodelay or not */
+    addr_format(ai->ai_addr, c->peer, sizeof(c->peer), true);
+    c->fd = fd;
+    return CLI_OK;
+}
+
+/* Try each resolved address in turn (IPv6 and IPv4 alike): one that
+ * refuses or cannot be reached passes the turn to the next. */
 static int conn_tcp(cli_conn *c, int64_t deadline)
 {
     const cli_opts *o = c->opts;
     struct addrinfo hints, *res = NULL, *ai;
-    char port[16], tried[512] = "";
-    const char *last_err = "no address";
+    char port[16], tried[512] = "", why[256] = "no address";
     int rc;
 
     memset(&hints, 0, sizeof(hints));
@@ -205,65 +273,29 @@ static int conn_tcp(cli_conn *c, int64_t deadline)
     snprintf(port, sizeof(port), "%d", o->port);
     rc = getaddrinfo(o->host, port, &hints, &res);
     if (rc != 0) {
-        const char *why = rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc);
-        return conn_fail(c, CLI_ERR_DNS, "cannot resolve host '%s': %s", o->host, why);
+        const char *e = rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc);
+        return conn_fail(c, CLI_ERR_DNS, "cannot resolve host '%s': %s", o->host, e);
     }
     for (ai = res; ai != NULL; ai = ai->ai_next) {
         char addr[INET6_ADDRSTRLEN + 16];
-        int fd, soerr = 0;
-        socklen_t slen = sizeof(soerr);
-
         addr_format(ai->ai_addr, addr, sizeof(addr), false);
         if (strlen(tried) + strlen(addr) + 3 < sizeof(tried)) {
             if (tried[0] != '\0') strcat(tried, ", ");
             strcat(tried, addr);
         }
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            last_err = strerror(errno);
-            continue;
+        rc = tcp_try(c, ai, deadline, why, sizeof(why));
+        if (rc != 1) {
+            freeaddrinfo(res);
+            return rc;
         }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            if (errno != EINPROGRESS) {
-                last_err = strerror(errno);
-                close(fd);
-                continue;
-            }
-            rc = wait_fd(fd, POLLOUT, deadline);
-            if (rc == 0) {
-                close(fd);
-                freeaddrinfo(res);
-                return conn_fail(c, CLI_ERR_TIMEOUT, "cannot connect to %s port %d: timed out",
-                                 o->host, o->port);
-            }
-            if (rc == -2) {
-                close(fd);
-                freeaddrinfo(res);
-                return conn_fail(c, CLI_ERR_INTR, "interrupted");
-            }
-            if (rc < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0 || soerr != 0) {
-                last_err = strerror(soerr ? soerr : errno);
-                close(fd);
-                continue;
-            }
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        addr_format(ai->ai_addr, c->peer, sizeof(c->peer), true);
-        c->fd = fd;
-        freeaddrinfo(res);
-        return CLI_OK;
+        if (o->debug) cli_debug_line("Client %s: %s port %d: %s", o->id, addr, o->port, why);
     }
     freeaddrinfo(res);
-    {
-        char low[128];
-        size_t i;
-        snprintf(low, sizeof(low), "%s", last_err);
-        for (i = 0; low[i]; i++)
-            if (low[i] >= 'A' && low[i] <= 'Z') low[i] = (char)(low[i] - 'A' + 'a');
-        return conn_fail(c, CLI_ERR_CONNECT, "cannot connect to %s port %d: %s (tried %s)", o->host,
-                         o->port, low, tried);
-    }
+    /* "Connection refused" -> "connection refused", in the middle of a sentence */
+    if (strncmp(why, "cannot bind", 11) != 0 && why[0] >= 'A' && why[0] <= 'Z')
+        why[0] = (char)(why[0] - 'A' + 'a');
+    return conn_fail(c, CLI_ERR_CONNECT, "cannot connect to %s port %d: %s (tried %s)", o->host,
+                     o->port, why, tried);
 }
 
 /* ---- TLS ----------------------------------------------------------------- */
@@ -559,6 +591,34 @@ int cli_send_subscribe(cli_conn *c, uint16_t packet_id, const char *const *filte
     return rc;
 }
 
+int cli_send_unsubscribe(cli_conn *c, uint16_t packet_id, const char *const *filters,
+                         unsigned count)
+{
+    mqtt_str *fs = calloc(count ? count : 1, sizeof(*fs));
+    size_t need = 5 + 2, written = 0;
+    uint8_t *dst;
+    int rc;
+
+    if (fs == NULL) return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
+    for (unsigned i = 0; i < count; i++) {
+        fs[i].ptr = (const uint8_t *)filters[i];
+        fs[i].len = (uint16_t)strlen(filters[i]);
+        need += 2 + strlen(filters[i]);
+    }
+    dst = conn_out_reserve(c, need);
+    if (dst == NULL) {
+        rc = conn_fail(c, CLI_ERR_ALLOC, "out of memory");
+    } else {
+        rc = mqtt_encode_unsubscribe(dst, need, packet_id, fs, count, &written);
+        if (rc != MQTT_OK)
+            rc = conn_fail(c, CLI_ERR_ARG, "cannot encode UNSUBSCRIBE: %s", mqtt_strerror(rc));
+        else
+            rc = conn_out_commit(c, written);
+    }
+    free(fs);
+    return rc;
+}
+
 /* ---- the wait ------------------------------------------------------------ */
 
 /* Words for bytes that do not frame as MQTT. */
@@ -582,6 +642,63 @@ static int conn_closed(cli_conn *c)
     return conn_fail(c, CLI_ERR_CLOSED, "%s: the broker closed the connection", c->peer);
 }
 
+/* How long cli_wait may sleep: until its deadline (-1 = none) or the next
+ * keepalive event, whichever is first, and never more than a day. */
+static int conn_wait_ms(const cli_conn *c, int64_t deadline, int64_t now)
+{
+    const int64_t ka = (int64_t)c->opts->keepalive * 1000;
+    int64_t wait = -1;
+
+    if (deadline >= 0) wait = deadline > now ? deadline - now : 0;
+    if (c->connected && ka > 0) {
+        int64_t next = (c->ping_outstanding ? c->ping_sent_ms : c->last_send_ms) + ka - now;
+        if (next < 0) next = 0;
+        if (wait < 0 || next < wait) wait = next;
+    }
+    if (wait > 24 * 3600 * 1000) wait = 24 * 3600 * 1000;
+    return (int)wait;
+}
+
+/* One poll() of the socket (and extra_fd): read and write what it allows.
+ * CLI_OK to look again, CLI_EXTRA when extra_fd is readable and no packet
+ * is waiting, or a negative error. */
+static int conn_poll(cli_conn *c, int wait, int extra_fd, mqtt_header *hdr)
+{
+    struct pollfd pfd[2];
+    int nfds = 1, n, rc;
+    size_t plen = 0;
+
+    pfd[0].fd = c->fd;
+    pfd[0].events = POLLIN;
+    pfd[0].revents = 0;
+    if ((cli_pending_output(c) > 0 && !c->write_wants_read) || c->read_wants_write)
+        pfd[0].events |= POLLOUT;
+    if (extra_fd >= 0 && cli_pending_output(c) < OUT_HIGH_WATER) {
+        pfd[1].fd = extra_fd;
+        pfd[1].events = POLLIN;
+        pfd[1].revents = 0;
+        nfds = 2;
+    }
+    n = poll(pfd, (nfds_t)nfds, wait);
+    if (n < 0) {
+        if (errno == EINTR) return CLI_OK;
+        return conn_fail(c, CLI_ERR_IO, "poll failed: %s", strerror(errno));
+    }
+    if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+        rc = conn_fill(c);
+        if (rc < 0) return rc;
+    }
+    if (pfd[0].revents & POLLOUT) {
+        rc = conn_flush_some(c);
+        if (rc < 0) return rc;
+    }
+    if (nfds == 2 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+        /* hand over the extra fd only when no packet is already waiting */
+        if (mqtt_frame(c->in, c->in_len, 0, hdr, &plen) == MQTT_NEED_MORE) return CLI_EXTRA;
+    }
+    return CLI_OK;
+}
+
 int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
 {
     const int64_t ka = (int64_t)c->opts->keepalive * 1000;
@@ -596,9 +713,7 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
     for (;;) {
         size_t plen = 0;
         int rc = mqtt_frame(c->in, c->in_len, 0, hdr, &plen);
-        int64_t now, wait;
-        struct pollfd pfd[2];
-        int nfds = 1, n;
+        int64_t now;
 
         /* a PINGREQ is due even while packets keep coming in (a busy QoS 0
          * subscriber sends nothing else) */
@@ -644,44 +759,9 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
         }
         if (deadline >= 0 && now >= deadline && polled) return CLI_TIMEOUT;
 
-        wait = -1;
-        if (deadline >= 0) wait = deadline > now ? deadline - now : 0;
-        if (c->connected && ka > 0) {
-            int64_t next = (c->ping_outstanding ? c->ping_sent_ms : c->last_send_ms) + ka - now;
-            if (next < 0) next = 0;
-            if (wait < 0 || next < wait) wait = next;
-        }
-        if (wait > 24 * 3600 * 1000) wait = 24 * 3600 * 1000;
-
-        pfd[0].fd = c->fd;
-        pfd[0].events = POLLIN;
-        pfd[0].revents = 0;
-        if ((cli_pending_output(c) > 0 && !c->write_wants_read) || c->read_wants_write)
-            pfd[0].events |= POLLOUT;
-        if (extra_fd >= 0 && cli_pending_output(c) < OUT_HIGH_WATER) {
-            pfd[1].fd = extra_fd;
-            pfd[1].events = POLLIN;
-            pfd[1].revents = 0;
-            nfds = 2;
-        }
-        n = poll(pfd, (nfds_t)nfds, (int)wait);
+        rc = conn_poll(c, conn_wait_ms(c, deadline, now), extra_fd, hdr);
         polled = true;
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return conn_fail(c, CLI_ERR_IO, "poll failed: %s", strerror(errno));
-        }
-        if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            rc = conn_fill(c);
-            if (rc < 0) return rc;
-        }
-        if (pfd[0].revents & POLLOUT) {
-            rc = conn_flush_some(c);
-            if (rc < 0) return rc;
-        }
-        if (nfds == 2 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-            /* hand over the extra fd only when no packet is already waiting */
-            if (mqtt_frame(c->in, c->in_len, 0, hdr, &plen) == MQTT_NEED_MORE) return CLI_EXTRA;
-        }
+        if (rc != CLI_OK) return rc;
     }
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "clients/core/client.h"
+#include "tls/tls.h"
 
 void cli_opts_init(cli_opts *o, const char *prog)
 {
@@ -68,6 +69,120 @@ static int opt_int(int argc, char **argv, int *i, long min, long max, const char
     return 1;
 }
 
+/* The common flags without a value: true when a was one. */
+static bool opt_switch(cli_opts *o, const char *a)
+{
+    bool *flag = NULL;
+
+    if (opt_is(a, NULL, "--will-retain"))
+        flag = &o->will_retain;
+    else if (opt_is(a, "-d", "--debug"))
+        flag = &o->debug;
+    else if (opt_is(a, NULL, "--insecure"))
+        flag = &o->insecure, o->tls = true;
+    else if (opt_is(a, NULL, "--quiet"))
+        flag = &o->quiet;
+    else if (opt_is(a, NULL, "--nodelay"))
+        flag = &o->nodelay;
+    if (flag == NULL) return false;
+    *flag = true;
+    return true;
+}
+
+/* -V 311 | mqttv311 | 31 | mqttv31; MQTT 5 is refused by name. */
+static int opt_protocol_version(cli_opts *o, int argc, char **argv, int *i, char *err,
+                                size_t errlen)
+{
+    const char *v = opt_value(argc, argv, i, err, errlen);
+
+    if (v == NULL) return CLI_ERR_ARG;
+    if (strcasecmp(v, "311") == 0 || strcasecmp(v, "mqttv311") == 0) {
+        o->protocol_level = 4;
+    } else if (strcasecmp(v, "31") == 0 || strcasecmp(v, "mqttv31") == 0) {
+        o->protocol_level = 3;
+    } else if (strcasecmp(v, "5") == 0 || strcasecmp(v, "mqttv5") == 0) {
+        snprintf(err, errlen, "-V %s: MQTT 5 is not supported (use 311 or 31)", v);
+        return CLI_ERR_ARG;
+    } else {
+        snprintf(err, errlen, "-V needs 311 (mqttv311) or 31 (mqttv31), not '%s'", v);
+        return CLI_ERR_ARG;
+    }
+    return 1;
+}
+
+/* host[:port] or [v6]:port of -L, in place; 0 or -1. */
+static int url_host_port(cli_opts *o, char *s, char *err, size_t errlen)
+{
+    char *port = NULL;
+
+    if (*s == '[') {
+        char *close = strchr(s, ']');
+        if (close == NULL || (close[1] != '\0' && close[1] != ':')) return -1;
+        *close = '\0';
+        if (close[1] == ':') port = close + 2;
+        s++;
+    } else if ((port = strrchr(s, ':')) != NULL) {
+        *port++ = '\0';
+    }
+    if (*s == '\0') return -1;
+    o->host = s;
+    if (port != NULL) {
+        long n;
+        if (!cli_parse_int(port, 1, 65535, &n)) {
+            snprintf(err, errlen, "-L: '%s' is not a port number 1..65535", port);
+            return -2;
+        }
+        o->port = (int)n;
+    }
+    return 0;
+}
+
+/* -L mqtt(s)://[user[:password]@]host[:port]/topic, as mosquitto reads it. */
+static int opt_url(cli_opts *o, const char *v, char *err, size_t errlen)
+{
+    char *s = o->url_buf, *slash, *at;
+    int rc;
+
+    if (strlen(v) >= sizeof(o->url_buf)) {
+        snprintf(err, errlen, "-L: the URL is longer than %zu bytes", sizeof(o->url_buf) - 1);
+        return CLI_ERR_ARG;
+    }
+    strcpy(s, v);
+    if (strncmp(s, "mqtt://", 7) == 0) {
+        s += 7;
+        o->port = 1883;
+    } else if (strncmp(s, "mqtts://", 8) == 0) {
+        s += 8;
+        o->port = 8883;
+        o->tls = true;
+    } else {
+        snprintf(err, errlen,
+                 "-L needs mqtt://[user[:password]@]host[:port]/topic or mqtts://..., "
+                 "not '%s'",
+                 v);
+        return CLI_ERR_ARG;
+    }
+    if ((slash = strchr(s, '/')) == NULL || slash[1] == '\0') {
+        snprintf(err, errlen, "-L '%s': the topic is missing (mqtt://host/topic)", v);
+        return CLI_ERR_ARG;
+    }
+    *slash = '\0';
+    o->url_topic = slash + 1;
+    if ((at = strrchr(s, '@')) != NULL) {
+        char *colon;
+        *at = '\0';
+        if ((colon = strchr(s, ':')) != NULL) {
+            *colon = '\0';
+            o->password = colon + 1;
+        }
+        o->username = s;
+        s = at + 1;
+    }
+    rc = url_host_port(o, s, err, errlen);
+    if (rc == -1) snprintf(err, errlen, "-L '%s': no host name", v);
+    return rc == 0 ? 1 : CLI_ERR_ARG;
+}
+
 int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err, size_t errlen)
 {
     const char *a = argv[*i];
@@ -102,6 +217,8 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
         str = &o->will_topic;
     else if (opt_is(a, NULL, "--will-payload"))
         str = &o->will_payload;
+    else if (opt_is(a, "-A", NULL))
+        str = &o->bind_address;
 
     if (str != NULL) {
         const char *v = opt_value(argc, argv, i, err, errlen);
@@ -118,35 +235,23 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
         return opt_int(argc, argv, i, 0, 2, "a QoS of 0, 1 or 2", &o->qos, err, errlen);
     if (opt_is(a, NULL, "--will-qos"))
         return opt_int(argc, argv, i, 0, 2, "a QoS of 0, 1 or 2", &o->will_qos, err, errlen);
-    if (opt_is(a, NULL, "--will-retain")) {
-        o->will_retain = true;
-        return 1;
-    }
-    if (opt_is(a, "-d", "--debug")) {
-        o->debug = true;
-        return 1;
-    }
-    if (opt_is(a, NULL, "--insecure")) {
-        o->insecure = true;
-        o->tls = true;
-        return 1;
-    }
-    if (opt_is(a, "-V", "--protocol-version")) {
+    if (opt_switch(o, a)) return 1;
+    if (opt_is(a, "-x", "--session-expiry-interval")) {
         const char *v = opt_value(argc, argv, i, err, errlen);
         if (v == NULL) return CLI_ERR_ARG;
-        if (strcasecmp(v, "311") == 0 || strcasecmp(v, "mqttv311") == 0) {
-            o->protocol_level = 4;
-        } else if (strcasecmp(v, "31") == 0 || strcasecmp(v, "mqttv31") == 0) {
-            o->protocol_level = 3;
-        } else if (strcasecmp(v, "5") == 0 || strcasecmp(v, "mqttv5") == 0) {
-            snprintf(err, errlen, "-V %s: MQTT 5 is not supported (use 311 or 31)", v);
-            return CLI_ERR_ARG;
-        } else {
-            snprintf(err, errlen, "-V needs 311 (mqttv311) or 31 (mqttv31), not '%s'", v);
+        if (!cli_parse_int(v, -1, 4294967295L, &o->session_expiry)) {
+            snprintf(err, errlen, "-x needs seconds 0..4294967295 or -1 (never), not '%s'", v);
             return CLI_ERR_ARG;
         }
+        o->session_expiry_set = true;
         return 1;
     }
+    if (opt_is(a, "-L", "--url")) {
+        const char *v = opt_value(argc, argv, i, err, errlen);
+        return v == NULL ? CLI_ERR_ARG : opt_url(o, v, err, errlen);
+    }
+    if (opt_is(a, "-V", "--protocol-version"))
+        return opt_protocol_version(o, argc, argv, i, err, errlen);
     return 0;
 }
 
@@ -202,6 +307,12 @@ int cli_opts_finish(cli_opts *o, char *err, size_t errlen)
     return CLI_OK;
 }
 
+void cli_print_version(FILE *out, const char *prog)
+{
+    fprintf(out, "%s version %s (MQTT 3.1.1 and 3.1, %s)\n", prog, CLI_VERSION,
+            tls_library_version());
+}
+
 void cli_opts_usage_common(FILE *out)
 {
     fputs("Connection:\n"
@@ -215,6 +326,13 @@ void cli_opts_usage_common(FILE *out)
           "  -q, --qos 0|1|2          quality of service (default 0)\n"
           "  -V, --protocol-version V 311 or mqttv311 (default), 31 or mqttv31 (MQIsdp)\n"
           "  -d, --debug              print every packet sent and received\n"
+          "  -L, --url URL            mqtt://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC, or mqtts://\n"
+          "                           for TLS (port 8883): host, port, user and topic at once\n"
+          "  -A ADDRESS               bind the socket to this local address\n"
+          "  -x SECONDS               session expiry (MQTT 5): accepted and not sent, as\n"
+          "                           mosquitto does with MQTT 3.1.1\n"
+          "  --nodelay                disable Nagle's algorithm (always off here)\n"
+          "  --quiet                  print no runtime errors (usage errors still)\n"
           "Will:\n"
           "  --will-topic TOPIC       publish a will message on TOPIC if we vanish\n"
           "  --will-payload TEXT      payload of the will (default empty)\n"
@@ -233,6 +351,7 @@ void cli_opts_usage_common(FILE *out)
           "  --keylog FILE            append TLS secrets in NSS key log format for\n"
           "                           Wireshark (the SSLKEYLOGFILE variable works too)\n"
           "Other:\n"
-          "  --help                   this text\n",
+          "  --help                   this text\n"
+          "  --version                the version and the TLS library\n",
           out);
 }

@@ -4,6 +4,7 @@
  * wraparound at 65535, redelivery with DUP on reconnect, queue limits,
  * QoS downgrade, exactly-once for incoming QoS 2, takeover, subscriptions. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -501,6 +502,129 @@ START_TEST(registry)
 }
 END_TEST
 
+/* ---- the journal of a durable session (persistence) ------------------------------ */
+typedef struct {
+    char ev[64][48];
+    int n;
+} journal_log;
+
+static journal_log jl;
+
+static void jl_add(const char *fmt, unsigned a, unsigned b, unsigned c)
+{
+    ck_assert_int_lt(jl.n, 64);
+    snprintf(jl.ev[jl.n++], sizeof jl.ev[0], fmt, a, b, c);
+}
+
+static void jr_delivery(void *ctx, session *s, const outmsg *o, enum journal_delivery what)
+{
+    static const char *const names[] = {"add", "update", "done"};
+    char fmt[48];
+    snprintf(fmt, sizeof fmt, "%s seq=%%u state=%%u pid=%%u", names[what]);
+    jl_add(fmt, (unsigned)o->seq, o->state, o->pid);
+}
+
+static void jr_qos2(void *ctx, session *s, uint16_t pid, bool add)
+{
+    jl_add(add ? "q2 add %u%.0u%.0u" : "q2 del %u%.0u%.0u", pid, 0, 0);
+}
+
+static void jr_sub(void *ctx, session *s, const char *f, size_t flen, uint8_t qos, bool add)
+{
+    jl_add(add ? "sub add qos=%u%.0u%.0u" : "sub del%.0u%.0u%.0u", qos, 0, 0);
+}
+
+static void jr_destroyed(void *ctx, session *s)
+{
+    jl_add("destroyed%.0u%.0u%.0u", 0, 0, 0);
+}
+
+static const session_journal recording_journal = {jr_delivery, jr_qos2, jr_sub, jr_destroyed};
+
+static void expect_journal(const char *const *want, int n)
+{
+    ck_assert_int_eq(jl.n, n);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(strcmp(jl.ev[i], want[i]) == 0, "event %d: '%s', expected '%s'", i, jl.ev[i],
+                      want[i]);
+    jl.n = 0;
+}
+
+/* Every change of a durable session's state is journaled, in order, with
+ * the seq that orders its deliveries; a clean session journals nothing. */
+START_TEST(journal_of_durable_session)
+{
+    session *s = new_session(1, 10);
+    reg.journal = &recording_journal;
+    memset(&jl, 0, sizeof jl);
+    session *clean = session_create(&reg, "clean", 5, true);
+    session_attach(clean, &fake_outbox, &out2);
+    ck_assert_int_eq(session_deliver(clean, m1, 1, false), BK_OK);
+    ck_assert_int_eq(jl.n, 0);
+    session_destroy(clean);
+    ck_assert_int_eq(jl.n, 0);
+
+    s->durable = true;
+    sub_rec *r;
+    tnode *root = tree_new_root();
+    ck_assert_int_eq(session_subscribe(s, root, "t/#", 3, 1, &r), BK_OK);
+    ck_assert_int_eq(session_subscribe(s, root, "t/#", 3, 1, &r), BK_OK); /* same QoS: nothing */
+    ck_assert_int_eq(session_subscribe(s, root, "t/#", 3, 2, &r), BK_OK);
+    static const char *const subs[] = {"sub add qos=1", "sub add qos=2"};
+    expect_journal(subs, 2);
+
+    session_attach(s, &fake_outbox, &out);
+    ck_assert_int_eq(session_deliver(s, m1, 2, false), BK_OK); /* sent at once: window 1 */
+    ck_assert_int_eq(session_deliver(s, m2, 1, false), BK_OK); /* queued behind it */
+    ck_assert_int_eq(session_ack(s, MQTT_PUBREC, out.p[0].pid), BK_OK);
+    ck_assert_int_eq(session_ack(s, MQTT_PUBCOMP, out.p[0].pid), BK_OK); /* pumps m2 */
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, out.p[2].pid), BK_OK);
+    static const char *const flow[] = {
+        "add seq=1 state=2 pid=1",    /* QoS 2 PUBLISH sent: waits for PUBREC */
+        "add seq=2 state=0 pid=0",    /* queued */
+        "update seq=1 state=3 pid=1", /* PUBREL sent */
+        "done seq=1 state=3 pid=1",   /* PUBCOMP */
+        "update seq=2 state=1 pid=2", /* sent from the queue */
+        "done seq=2 state=1 pid=2",   /* PUBACK */
+    };
+    expect_journal(flow, 6);
+
+    ck_assert_int_eq(session_qos2_in_add(s, 9), BK_OK);
+    ck_assert_int_eq(session_qos2_in_add(s, 9), BK_OK); /* known: nothing */
+    ck_assert(session_qos2_in_del(s, 9));
+    ck_assert(!session_qos2_in_del(s, 9));
+    ck_assert_int_eq(session_unsubscribe(s, "t/#", 3), BK_OK);
+    session_destroy(s);
+    static const char *const rest[] = {"q2 add 9", "q2 del 9", "sub del", "destroyed"};
+    expect_journal(rest, 4);
+    tree_free(root);
+    reg.journal = NULL;
+}
+END_TEST
+
+/* Deliveries read back from the store resume where they were: queued ones
+ * wait, in-flight ones are resent with DUP (PUBREL for those past PUBREC),
+ * and new deliveries continue the seq and packet ids. */
+START_TEST(restore_deliveries)
+{
+    session *s = new_session(10, 10);
+    ck_assert_int_eq(session_restore_delivery(s, m1, 4, 1, false, OUT_WAIT_PUBACK, 7), BK_OK);
+    ck_assert_int_eq(session_restore_delivery(s, m2, 5, 2, true, OUT_WAIT_PUBCOMP, 8), BK_OK);
+    ck_assert_int_eq(session_restore_delivery(s, m1, 6, 1, false, 0, 0), BK_OK);
+    session_attach(s, &fake_outbox, &out);
+    session_resend(s);
+    ck_assert_uint_eq(out.n, 3);
+    ck_assert(out.p[0].type == MQTT_PUBLISH && out.p[0].pid == 7 && out.p[0].dup);
+    ck_assert(out.p[1].type == MQTT_PUBREL && out.p[1].pid == 8);
+    ck_assert(out.p[2].type == MQTT_PUBLISH && !out.p[2].dup && out.p[2].pid == 9);
+    ck_assert_uint_eq(s->next_seq, 7);
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, 7), BK_OK);
+    ck_assert_int_eq(session_ack(s, MQTT_PUBCOMP, 8), BK_OK);
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, 9), BK_OK);
+    ck_assert_uint_eq(s->inflight_live, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("session");
@@ -525,6 +649,8 @@ int main(void)
     tcase_add_test(tc, qos2_incoming_exactly_once);
     tcase_add_test(tc, subscriptions);
     tcase_add_test(tc, registry);
+    tcase_add_test(tc, journal_of_durable_session);
+    tcase_add_test(tc, restore_deliveries);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

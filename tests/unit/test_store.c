@@ -111,6 +111,7 @@ START_TEST(retained_round_trip_and_replace)
     uint64_t b = add_msg(st, "lab/temp", "22.0", 0);
     ck_assert_uint_gt(b, a);
     ck_assert_int_eq(store_retain_set(st, "lab/temp", 8, b), STORE_OK);
+    ck_assert_int_eq(store_msg_gc(st, a), STORE_OK); /* the broker dropped the old one */
     ck_assert_int_eq(store_commit(st), STORE_OK);
     store_counts c = counts(st);
     ck_assert_uint_eq(c.retained, 1);
@@ -126,11 +127,16 @@ START_TEST(retained_round_trip_and_replace)
     ck_assert_str_eq(s.payload[0], "22.0");
     /* clearing removes the slot and its body; ids keep growing after reopen */
     ck_assert_int_eq(store_retain_clear(st, "lab/temp", 8), STORE_OK);
-    ck_assert_uint_gt(add_msg(st, "x", "unreferenced", 1), b);
+    uint64_t u = add_msg(st, "x", "unreferenced", 1);
+    ck_assert_uint_gt(u, b);
     ck_assert_int_eq(store_commit(st), STORE_OK);
     store_counts c2 = counts(st);
     ck_assert_uint_eq(c2.retained, 0);
-    ck_assert_uint_eq(c2.messages, 0); /* the unreferenced body was collected too */
+    ck_assert_uint_eq(c2.messages, 2); /* kept while the broker holds them */
+    ck_assert_int_eq(store_msg_gc(st, b), STORE_OK);
+    ck_assert_int_eq(store_msg_gc(st, u), STORE_OK);
+    ck_assert_int_eq(store_commit(st), STORE_OK);
+    ck_assert_uint_eq(counts(st).messages, 0);
     store_close(st);
 }
 END_TEST
@@ -254,9 +260,12 @@ START_TEST(bodies_collected_with_last_reference)
     store *st = open_ok(NULL);
     make_session(st);
     ck_assert_int_eq(store_delivery_del(st, "dev1", 1), STORE_OK);
+    for (uint64_t id = 1; id <= 2; id++) /* the broker lets go of both bodies */
+        ck_assert_int_eq(store_msg_gc(st, id), STORE_OK);
     ck_assert_int_eq(store_commit(st), STORE_OK);
-    ck_assert_uint_eq(counts(st).messages, 2); /* seq 3 still holds "one" */
+    ck_assert_uint_eq(counts(st).messages, 2); /* seq 3 still holds "one", seq 2 "two" */
     ck_assert_int_eq(store_delivery_del(st, "dev1", 3), STORE_OK);
+    ck_assert_int_eq(store_msg_gc(st, 1), STORE_OK);
     ck_assert_int_eq(store_qos2_in_del(st, "dev1", 7), STORE_OK);
     ck_assert_int_eq(store_sub_del(st, "dev1", "lab/+/x", 7), STORE_OK);
     ck_assert_int_eq(store_commit(st), STORE_OK);
@@ -267,6 +276,7 @@ START_TEST(bodies_collected_with_last_reference)
     ck_assert_uint_eq(c.subscriptions, 1);
     /* the session goes, and everything hanging off it */
     ck_assert_int_eq(store_session_del(st, "dev1"), STORE_OK);
+    ck_assert_int_eq(store_msg_gc(st, 2), STORE_OK);
     ck_assert_int_eq(store_commit(st), STORE_OK);
     c = counts(st);
     ck_assert_uint_eq(c.sessions + c.subscriptions + c.deliveries + c.qos2_in + c.messages, 0);
