@@ -19,6 +19,7 @@
 #include "broker/conn.h"
 #include "broker/log.h"
 #include "broker/persist.h"
+#include "broker/rng.h"
 #include "broker/router.h"
 #include "broker/session.h"
 #include "mqtt/mqtt.h"
@@ -272,8 +273,8 @@ static void on_publish(bridge *br, const mqtt_header *h)
     if (r == BRIDGE_CFG_OK) topic = br->topic_buf;
     if (r == BRIDGE_TOPIC_NO_MATCH) tlen = p.topic.len; /* Mosquitto: published unchanged */
     if (r < 0) {
-        log_msg(LL_WARNING, "Bridge %s: dropped incoming '%.*s': the mapped topic is invalid",
-                br->cfg->name, (int)p.topic.len, p.topic.ptr);
+        log_msg(LL_WARNING, "Bridge %s: dropped incoming '%s': the mapped topic is invalid",
+                br->cfg->name, log_escape(p.topic.ptr, p.topic.len));
     } else {
         msg *m = msg_new((const uint8_t *)topic, (uint16_t)tlen, p.payload, p.payload_len, p.qos,
                          p.retain);
@@ -401,7 +402,12 @@ static size_t br_on_data(conn *c, const uint8_t *data, size_t len)
         br->last_rx = b->now;
         br->ping_out = false;
         b->bytes_received += plen;
+        /* an answer to a packet that changed durable state (a message queued
+         * for a durable session) leaves after the commit, as for clients */
+        size_t pending = persist_pending(b), keep = bbuf_used(&c->out);
         handle_packet(br, &h);
+        if (c->state != CS_CLOSING && persist_pending(b) > pending)
+            conn_hold(b, c, keep, persist_gathering_epoch(b));
         off += plen;
     }
     return off;
@@ -555,7 +561,7 @@ static int skip_too_big(bridge *br, const msg *m, uint8_t qos, uint16_t pid, siz
         log_msg(LL_WARNING,
                 "Bridge %s: '%s' (%zu bytes) is over bridge_max_packet_size %u, not sent "
                 "(%llu so far)",
-                br->cfg->name, msg_topic(m), size, br->cfg->max_packet_size,
+                br->cfg->name, log_esc(msg_topic(m)), size, br->cfg->max_packet_size,
                 (unsigned long long)br->too_big);
     if (qos == 0) return BK_OK;
     if (br->nskipped == br->cap_skipped) {
@@ -584,6 +590,14 @@ static void ack_skipped(bridge *br)
     br->nskipped = 0;
 }
 
+/* A QoS 2 PUBLISH or a PUBREL from a durable bridge session waits for the
+ * commit that records its packet id (as protocol.c does for clients). */
+static void hold_for_durable(bridge *br)
+{
+    uint64_t epoch = br->s->durable ? persist_hold_epoch(br->b) : 0;
+    if (epoch) conn_hold(br->b, br->c, bbuf_used(&br->c->out), epoch);
+}
+
 static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
 {
     bridge *br = ctx;
@@ -599,12 +613,13 @@ static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool d
     if (r == BRIDGE_TOPIC_NO_MATCH) tlen = m->topic_len;
     if (r < 0) {
         log_msg(LL_WARNING, "Bridge %s: cannot map '%s' for the remote", br->cfg->name,
-                msg_topic(m));
+                log_esc(msg_topic(m)));
         return BK_OK;
     }
     /* retained: as published (a bridge is not a fresh subscriber) unless
      * bridge_outgoing_retain is false */
     bool ret = br->cfg->outgoing_retain && (retain || m->retain);
+    if (qos == 2) hold_for_durable(br);
     size_t hsz = mqtt_publish_header_size(qos, (uint16_t)tlen, m->payload_len);
     if (br->cfg->max_packet_size && hsz + m->payload_len > br->cfg->max_packet_size)
         return skip_too_big(br, m, qos, pid, hsz + m->payload_len);
@@ -628,6 +643,7 @@ static int out_ack(void *ctx, enum mqtt_type type, uint16_t pid)
     uint8_t buf[4];
     size_t n;
     if (!out_ready(br)) return BK_ERR_CLOSED;
+    hold_for_durable(br);
     if (mqtt_encode_ack(buf, sizeof buf, type, pid, &n) != MQTT_OK) return BK_ERR_ENCODE;
     return br_send(br, buf, n);
 }
@@ -812,7 +828,9 @@ static int start_one(broker *b, bridge *br, const bridge_cfg *cfg, char *err, si
     br->lst = (listener){
         .fd = -1, .cfg = &br->lcfg, .handler = &bridge_conn_handler, .limits = &b->out_limits};
     br->private_ok = cfg->try_private;
-    br->rng = b->random_base ^ (uint64_t)(uintptr_t)br ^ (uint64_t)time(NULL);
+    /* the retry jitter only needs to differ between brokers and bridges */
+    if (rng_bytes(&br->rng, sizeof br->rng) != 0)
+        br->rng = (uint64_t)(uintptr_t)br ^ (uint64_t)time(NULL);
     br->rng |= 1;
     br->topic_buf = malloc(TOPIC_BUF);
     if (!br->topic_buf || setup_session(br) != BK_OK) {

@@ -8,7 +8,7 @@ set -e
 BUILD_PKGS="make gcc pkg-config libmbedtls-dev libsqlite3-dev openssl"
 # make lab-SCENARIO (docs/lab.md): tshark brings wireshark-common's dumpcap.
 LAB_PKGS="$BUILD_PKGS tshark"
-TEST_PKGS="$BUILD_PKGS clang-format check libsubunit-dev sqlite3 mosquitto mosquitto-clients python3 python3-paho-mqtt tshark man-db groff-base chromium"
+TEST_PKGS="$BUILD_PKGS clang libclang-rt-dev clang-format check libsubunit-dev sqlite3 mosquitto mosquitto-clients python3 python3-paho-mqtt tshark man-db groff-base chromium"
 # make test-interop-heavy: peers too big or too slow for make test
 HEAVY_PKGS="$TEST_PKGS rabbitmq-server"
 case "$1" in
