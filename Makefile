@@ -120,7 +120,7 @@ FUZZ_BINS     = $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
 
 $(FUZZ_BUILD)/fuzz_codec: tests/fuzz/fuzz_codec.c $(MQTT_SRC)
 $(FUZZ_BUILD)/fuzz_acl: tests/fuzz/fuzz_acl.c $(ACL_SRC) $(MQTT_SRC)
-$(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c broker/config.c broker/log.c
+$(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c broker/config.c broker/log.c broker/bridge_cfg.c $(MQTT_SRC)
 $(FUZZ_BUILD)/fuzz_%:
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(TLS_LIBS)
