@@ -59,6 +59,8 @@ typedef struct broker {
     struct delayed_will *delayed_wills; /* MQTT 5 wills waiting for their Will Delay Interval */
     session **match_sessions;           /* reused per publish: matched sessions */
     size_t match_cap, match_cap_used;
+    struct bridge *bridges; /* bridge.h: one per `connection` block */
+    size_t nbridges;
 } broker;
 
 /* Monotonic seconds. */

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker/bridge_cfg.h"
+
 typedef struct {
     int line; /* where the block starts, for messages */
     int port;
@@ -63,6 +65,8 @@ typedef struct {
     bool persistence_strict;    /* persistence_sync strict (default) | interval */
     uint32_t autosave_interval; /* interval mode: seconds (or changes) between commits */
     bool autosave_on_changes;   /* autosave_interval counts changes, not seconds */
+    bridge_cfg *bridges;        /* `connection` blocks (broker/bridge.c runs them) */
+    size_t nbridges;
 } config;
 
 /* Parse path. On error returns NULL and err holds "FILE:LINE: reason". */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "broker/auth.h"
+#include "broker/bridge.h"
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/err.h"
@@ -222,6 +223,7 @@ static void publish_sys(broker *b, time_t started)
         b->msgs_received = rx; /* $SYS is not traffic */
         msg_unref(m);
     }
+    bridges_publish_sys(b);
 }
 
 static void broker_free(broker *b)
@@ -231,6 +233,7 @@ static void broker_free(broker *b)
         if (c->state != CS_CLOSING) conn_close(b, c, "broker shutting down");
     conn_flush_all(b);
     conn_free_closed(b);
+    bridges_free(b);
     persist_close(b); /* commits; freeing sessions below is not journaled */
     shared_free(b);
     proto_drop_delayed_wills(b);
@@ -380,6 +383,7 @@ static void loop_periodic(broker *b, loop_timers *t)
 {
     if (b->now >= t->next_tick) {
         conn_tick(b);
+        bridges_tick(b);
         t->next_tick = b->now + TICK_SECONDS;
     }
     if (b->now >= t->next_tls_tick) {
@@ -481,6 +485,7 @@ int main(int argc, char **argv)
         log_msg(LL_ERROR, "%s", err);
         return fail_start(b, err, true);
     }
+    if (bridges_start(b, err, sizeof err) != BK_OK) return fail_start(b, err, true);
     startup_warnings(b);
     install_signals();
     log_msg(LL_NOTICE, "secbroker %s running (%s)", SECBROKER_VERSION, tls_library_version());

@@ -137,8 +137,10 @@ static void hold_for_durable(client *cl)
 
 static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
 {
+    const client *cl = ctx;
     if (qos == 2) hold_for_durable(ctx);
-    return send_publish(ctx, m, qos, retain, dup, pid);
+    /* a bridge gets the retain flag as published, as Mosquitto sends it */
+    return send_publish(ctx, m, qos, retain || (cl->bridge && m->retain), dup, pid);
 }
 
 static int out_ack(void *ctx, enum mqtt_type type, uint16_t pid)
@@ -322,6 +324,8 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
     broker *b = cl->b;
     size_t idlen = strlen(cl->client_id);
     session *s = session_find(&b->sessions, cl->client_id, idlen);
+    if (s && s->pinned)
+        return refuse(cl, MQTT_CONNACK_IDENTIFIER, "the client id is a bridge's local_clientid");
     if (s && s->out) {
         client *old = s->out_ctx;
         proto_close(old, MQTT5_RC_SESSION_TAKEN_OVER, "taken over by a new connection from %s",
@@ -356,6 +360,8 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
     }
     session_attach(s, &client_outbox, cl);
     cl->session = s;
+    cl->bridge = ck->bridge;
+    s->no_local = ck->bridge;
     persist_session_attached(b, s);
     return BK_OK;
 }
@@ -369,15 +375,15 @@ static void connect_answer(client *cl, const mqtt_connect *ck, bool present)
     if (send_connack(cl, present, MQTT_CONNACK_ACCEPTED) != BK_OK) return;
     if (b->cfg->connection_messages)
         log_msg(LL_NOTICE,
-                "New client connected from %s as %s (%s, clean session %d, keepalive "
+                "New client connected from %s as %s (%s%s, clean session %d, keepalive "
                 "%u%s%s%s, %s)",
                 cl->conn->peer, log_esc(cl->client_id),
                 ck->protocol_level == 3   ? "MQTT 3.1"
                 : ck->protocol_level == 4 ? "MQTT 3.1.1"
                                           : "MQTT 5.0",
-                ck->clean_session, ck->keepalive, cl->username ? ", username '" : "",
-                cl->username ? log_esc(cl->username) : "", cl->username ? "'" : "",
-                cl->conn->tls ? "TLS" : "plain");
+                ck->bridge ? " bridge" : "", ck->clean_session, ck->keepalive,
+                cl->username ? ", username '" : "", cl->username ? log_esc(cl->username) : "",
+                cl->username ? "'" : "", cl->conn->tls ? "TLS" : "plain");
     if (present) session_resend(cl->session);
 }
 
@@ -981,6 +987,7 @@ uint32_t proto_count_active(broker *b)
 {
     uint32_t n = 0;
     for (conn *c = b->conns; c; c = c->next)
-        n += c->state == CS_OPEN && ((client *)c->ud)->state == CL_ACTIVE;
+        n += c->state == CS_OPEN && c->h == &proto_conn_handler &&
+             ((client *)c->ud)->state == CL_ACTIVE;
     return n;
 }

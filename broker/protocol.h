@@ -47,6 +47,7 @@ typedef struct client { /* allocated with its conn (conn_handler.ud_size) */
     uint8_t state; /* enum client_state */
     uint8_t protocol_level;
     bool send_will; /* cleared by DISCONNECT */
+    bool bridge;    /* CONNECT level had bit 0x80: a bridge (no echo, retain as published) */
 } client;
 
 /* The handler listeners give their connections. */

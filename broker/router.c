@@ -105,6 +105,8 @@ void router_publish(broker *b, const char *from_id, msg *m)
     size_t n = b->match_cap_used;
     for (size_t i = 0; i < n; i++) {
         session *s = b->match_sessions[i];
+        /* No-Local for bridges (ours and incoming ones): no echo, no loop */
+        if (s->no_local && from_id && strcmp(from_id, s->client_id) == 0) continue;
         if (!auth_may_read(b, s, msg_topic(m), m->topic_len)) continue;
         /* a full queue or a dropped QoS 0 copy is counted and logged by the
          * session and the connection; the other subscribers still get theirs */

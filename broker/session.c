@@ -238,8 +238,9 @@ static int queue_grow(outqueue *q)
 
 bool session_queue_full(const session *s, uint8_t qos)
 {
-    uint32_t max = s->reg->limits.max_queued;
-    return qos == 0 || (max && s->queue.count >= max);
+    uint32_t max = s->own_max_queued ? s->own_max_queued : s->reg->limits.max_queued;
+    return qos == 0 || (max && s->queue.count >= max) ||
+           (s->own_max_bytes && s->queued_bytes >= s->own_max_bytes);
 }
 
 static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
@@ -258,6 +259,7 @@ static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
     outmsg *o = queue_at(q, q->count++);
     *o = (outmsg){.m = msg_ref(m), .seq = s->next_seq++, .qos = qos, .retain = retain};
     journal_delivery(s, o, JD_ADD);
+    s->queued_bytes += (uint64_t)m->topic_len + m->payload_len;
     return BK_OK;
 }
 
@@ -302,6 +304,7 @@ void session_pump(session *s)
         outmsg o = *queue_at(q, 0);
         q->head = (q->head + 1) % q->cap;
         q->count--;
+        s->queued_bytes -= (uint64_t)o.m->topic_len + o.m->payload_len;
         if (undeliverable(s, o.m)) {
             journal_delivery(s, &o, JD_DONE); /* journaled when it was queued */
             msg_unref(o.m);
@@ -391,6 +394,7 @@ int session_restore_delivery(session *s, msg *m, uint64_t seq, uint8_t qos, bool
         if (q->count == q->cap && queue_grow(q) != BK_OK) return BK_ERR_NOMEM;
         *queue_at(q, q->count++) =
             (outmsg){.m = msg_ref(m), .seq = seq, .qos = qos, .retain = retain};
+        s->queued_bytes += (uint64_t)m->topic_len + m->payload_len;
         return BK_OK;
     }
     if (inflight_room(s) != BK_OK) return BK_ERR_NOMEM;

@@ -119,6 +119,8 @@ typedef struct session {
     uint16_t send_max;         /* the client's Receive Maximum, 0 = none (MQTT 5) */
     uint32_t max_packet;       /* the client's Maximum Packet Size, 0 = none (MQTT 5) */
     uint32_t nsub_ids;         /* subscriptions with a Subscription Identifier */
+    bool no_local;             /* a bridge's session: what it published is not sent back to it */
+    bool pinned;               /* held by one of our bridges: clients may not take it over */
     sub_rec *subs;
     uint32_t nsubs;
     dict subs_by_filter; /* filter -> sub_rec (keys point into the rec) */
@@ -133,6 +135,10 @@ typedef struct session {
     uint64_t match_stamp; /* router: dedup of overlapping subscriptions */
     uint8_t match_qos;
     uint64_t dropped; /* messages dropped because the queue was full */
+    /* a bridge's own queue limits (0 = the registry's max_queued / no byte
+     * limit) and the topic + payload bytes queued */
+    uint32_t own_max_queued;
+    uint64_t own_max_bytes, queued_bytes;
 } session;
 
 void session_registry_init(session_registry *r, session_limits limits);

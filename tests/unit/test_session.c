@@ -353,6 +353,29 @@ START_TEST(queue_limit_exact)
 }
 END_TEST
 
+/* A bridge's own limits: messages instead of the registry's, and bytes
+ * (topic + payload, 6 per message here), freed again as the queue drains. */
+START_TEST(own_queue_limits)
+{
+    session *s = new_session(2, 1000);
+    s->own_max_queued = 4;
+    deliver_n(s, 4, 1);
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_ERR_FULL);
+    ck_assert_uint_eq(s->queue.count, 4);
+    ck_assert_uint_eq(s->queued_bytes, 24);
+    s->own_max_queued = 0;
+    s->own_max_bytes = 30; /* the 5th fits (24 < 30), the 6th does not */
+    deliver_n(s, 1, 1);
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_ERR_FULL);
+    ck_assert_uint_eq(s->dropped, 2);
+    session_attach(s, &fake_outbox, &out);
+    session_pump(s); /* two go into the window of 2 */
+    ck_assert_uint_eq(s->queue.count, 3);
+    ck_assert_uint_eq(s->queued_bytes, 18);
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_OK);
+}
+END_TEST
+
 START_TEST(queue_unlimited)
 {
     session *s = new_session(1, 0);
@@ -717,6 +740,7 @@ int main(void)
     tcase_add_test(tc, takeover);
     tcase_add_loop_test(tc, queue_limit_exact, 0, sizeof queue_table / sizeof queue_table[0]);
     tcase_add_test(tc, queue_unlimited);
+    tcase_add_test(tc, own_queue_limits);
     tcase_add_loop_test(tc, qos_downgrade, 0, sizeof downgrade_table / sizeof downgrade_table[0]);
     tcase_add_test(tc, qos0_dropped_by_transport);
     tcase_add_test(tc, qos0_to_closing_client);
