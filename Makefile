@@ -41,7 +41,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration test-fuzz fuzz run certs install uninstall deps-build deps-test bench lab-% format format-check
+.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy test-fuzz fuzz run certs install uninstall deps-build deps-test bench bench-bridge lab-% format format-check
 
 # The lab dashboard (web/) loads MQTT.js' browser build, copied from npm's
 # node_modules (package-lock.json pins it; `make deps-test` runs npm ci).
@@ -100,6 +100,12 @@ test-asan:
 test-integration: all
 	@sh scripts/run-integration.sh
 
+# Peers that take long to install or start (RabbitMQ: about 10-20 s per node
+# start, the suite about 20 s): run by .ci/run after make test.
+test-interop-heavy: all
+	@sh scripts/deps.sh heavy
+	@/usr/bin/python3 tests/heavy/test_rabbitmq.py
+
 # ---- fuzzing (libFuzzer, clang; see docs/fuzzing.md) ----------------------
 # Each target is one clang link of its harness and the sources it exercises,
 # all instrumented with ASan+UBSan. make test-fuzz runs each for FUZZ_TIME
@@ -115,7 +121,8 @@ FUZZ_BINS     = $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
 $(FUZZ_BUILD)/fuzz_codec: tests/fuzz/fuzz_codec.c $(MQTT_SRC)
 $(FUZZ_BUILD)/fuzz_acl: tests/fuzz/fuzz_acl.c $(ACL_SRC) $(MQTT_SRC)
 $(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c broker/config.c broker/config_compat.c \
-                            broker/config_include.c broker/config_perlistener.c broker/log.c
+                            broker/config_include.c broker/config_perlistener.c broker/log.c \
+                            broker/bridge_cfg.c $(MQTT_SRC)
 $(FUZZ_BUILD)/fuzz_%:
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(TLS_LIBS)
@@ -157,6 +164,11 @@ run: deps-build
 bench: all
 	@sh scripts/bench-persist.sh
 	@sh scripts/bench.sh
+
+# Forwarded msg/s over a TLS bridge (secbroker and mosquitto as the local
+# broker) and the local round trip while bridges reconnect (docs/bridge.md).
+bench-bridge: all
+	@sh scripts/bench-bridge.sh
 
 lab-%: all
 	@sh scripts/mkcerts.sh certs $(KEY)

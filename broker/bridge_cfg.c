@@ -94,6 +94,7 @@ int bridge_cfg_init(bridge_cfg *b, const char *name, char *err, size_t errlen)
     b->start_type = BRIDGE_START_AUTOMATIC;
     b->threshold = 10;
     b->idle_timeout = 60;
+    b->max_queued_bytes = 256u * 1024 * 1024;
     b->try_private = true;
     b->notifications = true;
     b->protocol_version = 4;
@@ -191,6 +192,8 @@ static const struct {
     {"start_type", K_SPECIAL, 0},
     {"threshold", K_SPECIAL, 0},
     {"idle_timeout", K_SPECIAL, 0},
+    {"bridge_max_queued_messages", K_SPECIAL, 0},
+    {"bridge_max_queued_bytes", K_SPECIAL, 0},
     {"notification_topic", K_SPECIAL, 0},
     {"bridge_protocol_version", K_SPECIAL, 0},
     {"bridge_max_packet_size", K_SPECIAL, 0},
@@ -507,6 +510,10 @@ static int key_special(bridge_cfg *b, const char *key, const char *v, char *err,
         return parse_u32(key, v, 1, 100000000, &b->threshold, err, errlen);
     if (strcmp(key, "idle_timeout") == 0)
         return parse_u32(key, v, 1, 31536000, &b->idle_timeout, err, errlen);
+    if (strcmp(key, "bridge_max_queued_messages") == 0)
+        return parse_u32(key, v, 0, 100000000, &b->max_queued_messages, err, errlen);
+    if (strcmp(key, "bridge_max_queued_bytes") == 0)
+        return parse_u32(key, v, 0, UINT32_MAX, &b->max_queued_bytes, err, errlen);
     if (strcmp(key, "bridge_max_packet_size") == 0)
         return parse_u32(key, v, 0, 268435460u, &b->max_packet_size, err, errlen);
     return key_enum(b, key, v, err, errlen);

@@ -73,6 +73,9 @@ typedef struct {
     bool outgoing_retain;          /* default true */
     bool attempt_unsubscribe;      /* default true */
     uint32_t max_packet_size;      /* bytes, 0 = unlimited (default) */
+    uint32_t
+        max_queued_messages;   /* ours: the bridge's queue; 0 = the broker's max_queued_messages */
+    uint32_t max_queued_bytes; /* ours: topic + payload bytes queued; default 256 MiB, 0 = none */
     char *cafile, *capath, *certfile, *keyfile, *tls_version, *ciphers, *keylog_file;
     bool insecure; /* default false: the remote's name is checked */
     /* parser state */

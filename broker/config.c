@@ -136,6 +136,9 @@ void config_free(config *c)
     free(c->acl_file);
     free(c->log_file);
     free(c->user);
+    for (size_t i = 0; i < c->nbridges; i++)
+        bridge_cfg_free(&c->bridges[i]);
+    free(c->bridges);
     free(c->persistence_location);
     free(c->persistence_file);
     free(c->pid_file);
@@ -407,11 +410,59 @@ static int persistence_line(pctx *p, config *c, const char *key, const char *v)
     return NOT_MINE;
 }
 
+static int bridge_fail(pctx *p, int r, const char *berr)
+{
+    if (r == BRIDGE_CFG_NOMEM) return fail(p, "out of memory");
+    return fail(p, "%s", berr);
+}
+
+/* The open bridge block ended (next `connection` or end of file): check it
+ * as a whole and fill its derived defaults. */
+static int bridge_close_block(pctx *p, config *c)
+{
+    if (!p->in_bridge) return BK_OK;
+    p->in_bridge = false;
+    p->line = p->bridge_start;
+    char host[256] = "localhost", berr[256];
+    if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = 0;
+    int r = bridge_cfg_finish(&c->bridges[c->nbridges - 1], host, berr, sizeof berr);
+    return r == BRIDGE_CFG_OK ? BK_OK : bridge_fail(p, r, berr);
+}
+
+/* `connection NAME` opens a bridge block; bridge keys go to the open one. */
+static int bridge_line(pctx *p, config *c, const char *key, const char *v)
+{
+    char berr[256];
+    int r;
+    if (strcmp(key, "connection") == 0) {
+        int line = p->line;
+        if (bridge_close_block(p, c) != BK_OK) return BK_ERR_CONFIG;
+        p->line = line;
+        bridge_cfg *nb = realloc(c->bridges, (c->nbridges + 1) * sizeof *nb);
+        if (!nb) return fail(p, "out of memory");
+        c->bridges = nb;
+        r = bridge_cfg_init(&nb[c->nbridges], v, berr, sizeof berr);
+        if (r != BRIDGE_CFG_OK) {
+            bridge_cfg_free(&nb[c->nbridges]);
+            return bridge_fail(p, r, berr);
+        }
+        c->nbridges++;
+        p->in_bridge = true;
+        p->bridge_start = line;
+        return BK_OK;
+    }
+    if (!p->in_bridge) return fail(p, "%s must follow a 'connection' line", key);
+    r = bridge_cfg_line(&c->bridges[c->nbridges - 1], key, v, berr, sizeof berr);
+    return r == BRIDGE_CFG_OK ? BK_OK : bridge_fail(p, r, berr);
+}
+
 /* One "key value" line. 0 or -1 (err set). */
 static int handle_line(pctx *p, config *c, char *key, char *v)
 {
     bool *log_dest_seen = &p->log_dest_seen, *log_type_seen = &p->log_type_seen;
     if (strcmp(key, "listener") == 0) return listener_line(p, c, v);
+    if (strcmp(key, "connection") == 0 || bridge_cfg_is_key(key)) return bridge_line(p, c, key, v);
     int r = cfg_security_key(p, c, key, v);
     if (r <= 0) return r;
     r = listener_key(p, c, key, v);
@@ -513,6 +564,7 @@ static int parse_file(pctx *p, config *c, FILE *f)
         (void)parse_line(p, c, line);
     }
     if (ferror(f)) return fail(p, "read error: %s", strerror(errno));
+    (void)bridge_close_block(p, c); /* a bridge block ends with its file */
     return p->nerr ? BK_ERR_CONFIG : BK_OK;
 }
 
@@ -568,6 +620,9 @@ static int finish(pctx *p, config *c)
     p->path = main_path;
     if (p->nerr) return BK_ERR_CONFIG;
     p->line = 0;
+    char berr[256];
+    if (bridge_cfg_check_set(c->bridges, c->nbridges, berr, sizeof berr) != BRIDGE_CFG_OK)
+        return fail(p, "%s", berr);
     if (c->output_buffer_hard_limit == 0)
         c->output_buffer_hard_limit = OUTPUT_HARD_FACTOR_DEFAULT * c->max_output_buffer;
     if (c->output_buffer_hard_limit < c->max_output_buffer)

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker/bridge_cfg.h"
+
 typedef struct {
     int line;   /* where the block starts, for messages */
     char *file; /* the file of that line (an include_dir file or the main one) */
@@ -80,6 +82,8 @@ typedef struct {
     uint32_t persistent_client_expiration; /* seconds offline before a session goes; 0 = never */
     uint64_t max_inflight_bytes;           /* payload bytes in flight per client, 0 = unlimited */
     uint64_t max_queued_bytes;             /* payload bytes queued per client, 0 = unlimited */
+    bridge_cfg *bridges;                   /* `connection` blocks (broker/bridge.c runs them) */
+    size_t nbridges;
 } config;
 
 /* Parse path (and the include_dir files it names). On error returns NULL and

@@ -161,12 +161,12 @@ int cfg_compat_finish(pctx *p, config *c)
     return BK_OK;
 }
 
-/* Mosquitto keys secbroker does not have, and what to do instead. */
+/* Mosquitto keys secbroker does not have, and what to do instead (bridge
+ * keys are config.c's: bridge_cfg.c knows them). */
 static const struct {
     const char *key;
     const char *instead;
 } refused[] = {
-    {"connection", "this build has no bridges; run a Mosquitto bridge beside secbroker"},
     {"auth_opt_", "secbroker has no plugins; use password_file and acl_file"},
     {"max_qos", "secbroker grants up to QoS 2; restrict topics with acl_file instead"},
     {"max_topic_alias", "an MQTT 5 option: secbroker speaks MQTT 3.1.1 and 3.1"},
@@ -219,33 +219,6 @@ int cfg_refuse_key(pctx *p, const char *key)
             return cfg_fail(p, "'%s' is a Mosquitto option that secbroker does not support: %s",
                             key, refused[i].instead);
     }
-    static const char *const bridge_keys[] = {
-        "address",
-        "addresses",
-        "topic",
-        "start_type",
-        "restart_timeout",
-        "idle_timeout",
-        "threshold",
-        "cleansession",
-        "local_clientid",
-        "local_password",
-        "local_username",
-        "notifications",
-        "notifications_local_only",
-        "notification_topic",
-        "round_robin",
-        "try_private",
-        "keepalive_interval",
-    };
-    bool bridge = strncmp(key, "bridge_", 7) == 0 || strncmp(key, "remote_", 7) == 0;
-    for (size_t i = 0; i < sizeof bridge_keys / sizeof bridge_keys[0]; i++)
-        bridge |= strcmp(key, bridge_keys[i]) == 0;
-    if (bridge)
-        return cfg_fail(p,
-                        "'%s' is a Mosquitto bridge option: this build has no bridges; run "
-                        "a Mosquitto bridge beside secbroker",
-                        key);
     return cfg_fail(p, "unknown option '%s'", key);
 }
 

@@ -25,6 +25,8 @@ typedef struct pctx {
     int nerr;
     int depth; /* include_dir nesting */
     bool log_dest_seen, log_type_seen;
+    bool in_bridge;   /* the last bridge block is still open (not finished) */
+    int bridge_start; /* its `connection` line, for its whole-block errors */
     /* Mosquitto's `port` and `bind_address` make the default listener, which
      * takes the listener keys written before any `listener` line. */
     listener_cfg *deflt;

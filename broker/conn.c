@@ -404,7 +404,7 @@ static ssize_t conn_recv(broker *b, conn *c, uint8_t *buf, size_t len)
         }
         if (n > 0) return n;
         if (n == TLS_ERR_CLOSED || n == 0)
-            conn_close(b, c, "connection closed by client");
+            conn_close(b, c, "connection closed by %s", c->outgoing ? "the remote" : "client");
         else
             conn_close(b, c, "TLS error: %s", tls_conn_error(c->tls));
         return BK_ERR_IO;
@@ -413,7 +413,7 @@ static ssize_t conn_recv(broker *b, conn *c, uint8_t *buf, size_t len)
         ssize_t n = recv(c->fd, buf, len, 0);
         if (n > 0) return n;
         if (n == 0) {
-            conn_close(b, c, "connection closed by client");
+            conn_close(b, c, "connection closed by %s", c->outgoing ? "the remote" : "client");
             return BK_ERR_IO;
         }
         if (errno == EINTR) continue;
@@ -510,6 +510,10 @@ static void conn_handshake(broker *b, conn *c)
         return;
     }
     if (r != TLS_OK) {
+        if (c->outgoing) { /* the handler logs the reason with its close */
+            conn_close(b, c, "%s", tls_conn_error(c->tls));
+            return;
+        }
         log_msg(LL_NOTICE, "%s", tls_conn_error(c->tls)); /* the one line of this failure */
         sys_note_failure(b, c, "tls", tls_conn_error(c->tls), 0);
         c->close_logged = true;
@@ -521,12 +525,88 @@ static void conn_handshake(broker *b, conn *c)
     tls_conn_describe(c->tls, desc, sizeof desc);
     log_msg(LL_INFO, "TLS handshake with %s: %s", c->peer, desc);
     c->state = CS_OPEN;
+    if (c->h->on_open) c->h->on_open(c);
     conn_read(b, c); /* the first message may already be inside mbedTLS' buffer */
+}
+
+/* Outgoing: the non-blocking connect finished (or failed). */
+static void conn_connected(broker *b, conn *c)
+{
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) soerr = errno;
+    if (soerr) {
+        conn_close(b, c, "connect failed: %s", strerror(soerr));
+        return;
+    }
+    if (!c->tls_client) {
+        c->state = CS_OPEN;
+        epoll_set(b, c, false);
+        c->h->on_open(c);
+        return;
+    }
+    if (tls_conn_connect(&c->tls, c->tls_client, c->fd, c->peer) != TLS_OK) {
+        conn_close(b, c, "cannot set up TLS state (out of memory)");
+        return;
+    }
+    c->state = CS_TLS_HANDSHAKE;
+    conn_handshake(b, c);
+}
+
+int conn_connect(broker *b, listener *l, const void *sa, unsigned salen, struct tls_client *cli,
+                 conn **out, char *err, size_t errlen)
+{
+    const struct sockaddr *addr = sa;
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || (connect(fd, addr, salen) < 0 && errno != EINPROGRESS)) {
+        snprintf(err, errlen, "connect failed: %s", strerror(errno));
+        if (fd >= 0) close(fd);
+        return BK_ERR_IO;
+    }
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
+    conn *c = calloc(1, sizeof *c + l->handler->ud_size);
+    if (!c) {
+        close(fd);
+        snprintf(err, errlen, "out of memory");
+        return BK_ERR_NOMEM;
+    }
+    c->fd = fd;
+    c->listener = l;
+    c->h = l->handler;
+    c->ud = c->h->ud_size ? (void *)(c + 1) : NULL;
+    c->tls_client = cli;
+    c->outgoing = true;
+    struct sockaddr_storage ss = {0};
+    memcpy(&ss, sa, salen < sizeof ss ? salen : sizeof ss);
+    format_peer(&ss, c->peer, sizeof c->peer);
+    c->state = CS_CONNECTING;
+    c->deadline = b->now + b->cfg->handshake_timeout;
+    c->last_rx = c->last_tx = b->now;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 || c->h->on_accept(b, c) != BK_OK) {
+        snprintf(err, errlen, "cannot register the connection: %s", strerror(errno));
+        (void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL); /* the fd closes next */
+        accept_undo(c);
+        return BK_ERR_IO;
+    }
+    c->want_write = true;
+    c->next = b->conns;
+    if (b->conns) b->conns->prev = c;
+    b->conns = c;
+    b->nconns++;
+    l->nconns++;
+    *out = c;
+    return BK_OK;
 }
 
 void conn_on_event(broker *b, conn *c, uint32_t events)
 {
     if (c->state == CS_CLOSING) return;
+    if (c->state == CS_CONNECTING) {
+        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) conn_connected(b, c);
+        return;
+    }
     if (c->state == CS_TLS_HANDSHAKE) {
         if (events & (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP)) conn_handshake(b, c);
         return;
@@ -607,8 +687,19 @@ void conn_tick(broker *b)
                 conn_close(b, c, "%s", c->close_reason ? c->close_reason : "");
             continue;
         }
+        if (c->state == CS_CONNECTING) {
+            if (b->now >= c->deadline)
+                conn_close(b, c, "connect timeout (handshake_timeout %u s)",
+                           b->cfg->handshake_timeout);
+            continue;
+        }
         if (c->state == CS_TLS_HANDSHAKE) {
             if (b->now >= c->deadline) {
+                if (c->outgoing) {
+                    conn_close(b, c, "TLS handshake timeout (handshake_timeout %u s)",
+                               b->cfg->handshake_timeout);
+                    continue;
+                }
                 /* what an attacker repeats at will is rate-limited per address */
                 log_limited_key(LL_NOTICE, c->peer,
                                 "%s: TLS handshake not finished within handshake_timeout %u s",

@@ -30,9 +30,10 @@
 struct broker;
 struct conn;
 struct tls_server;
+struct tls_client;
 struct tls_conn;
 
-/* What a connection calls up into. Every member is required. */
+/* What a connection calls up into. Every member but on_open is required. */
 typedef struct conn_handler {
     /* Size of the handler's per-connection object: allocated zeroed together
      * with the connection (one allocation), c->ud points at it. */
@@ -50,6 +51,9 @@ typedef struct conn_handler {
     /* The connection is going away (reason says why): release what ud
      * holds (ud itself goes with the connection). */
     void (*on_close)(struct conn *c, const char *reason);
+    /* Outgoing connections only (conn_connect): connected and, over TLS,
+     * handshake done; the handler may write now. NULL for listeners. */
+    void (*on_open)(struct conn *c);
 } conn_handler;
 
 /* An optional transport filter between the socket (after TLS) and the
@@ -86,6 +90,7 @@ enum conn_state {
     CS_OPEN,          /* bytes flow */
     CS_CLOSING,       /* marked; freed before the loop sleeps */
     CS_LINGER,        /* handler closed, the filter waits for the peer's goodbye */
+    CS_CONNECTING,    /* outgoing (conn_connect): TCP connect in progress */
 };
 
 /* Upper bound of CS_LINGER. */
@@ -127,6 +132,7 @@ typedef struct conn {
     bool want_write;        /* EPOLLOUT registered */
     bool read_pending;      /* TLS: decrypted data left inside mbedTLS */
     bool lingered;          /* the handler's on_close ran (CS_LINGER) */
+    bool outgoing;          /* made by conn_connect (a bridge), not accepted */
     double last_rx;         /* monotonic seconds of the last read */
     double last_tx;         /* monotonic seconds of the last write */
     double over_since;      /* output over the soft limit since (0 = not) */
@@ -141,6 +147,7 @@ typedef struct conn {
      * once (one being made durable, one gathering). */
     uint64_t hold_pos[2], hold_epoch[2];
     uint8_t nholds;
+    struct tls_client *tls_client; /* outgoing over TLS: set up at connect */
 } conn;
 
 /* The listener's transport filter, NULL if none. */
@@ -211,6 +218,15 @@ static inline int conn_output_check(struct broker *b, conn *c, size_t adding)
     if (!c->over_since && bbuf_used(&c->out) + adding <= c->listener->limits->soft) return BK_OK;
     return conn_output_check_slow(b, c, adding);
 }
+
+/* An outgoing connection to sa (a bridge): non-blocking connect, then over
+ * TLS (cli not NULL) the client handshake, then the handler's on_open.
+ * l is the bridge's own listener record (fd -1: handler, limits, cfg).
+ * Connect and handshake together must finish within handshake_timeout.
+ * On BK_OK *out is the connection (on_accept was called, ud is ready);
+ * BK_ERR_IO (errno-based reason in err) or BK_ERR_NOMEM otherwise. */
+int conn_connect(struct broker *b, listener *l, const void *sa, unsigned salen,
+                 struct tls_client *cli, conn **out, char *err, size_t errlen) BK_MUST_CHECK;
 
 /* Hold back c's output from here on until `epoch` is released: the first
  * `keep` bytes of its buffer may still be written (for acknowledgements

@@ -6,6 +6,7 @@
 #include "broker/broker.h"
 #include "broker/log.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 
 /* Sessions destroyed per call at most (the rest wait for the next second). */
 #define EXPIRE_BATCH 1024
@@ -18,7 +19,7 @@ uint32_t expire_sessions(broker *b)
     dict_entry *e;
     while ((e = dict_next(&b->sessions.ids, &it))) {
         session *s = e->val;
-        if (s->out || s->clean) {
+        if (s->out || s->clean || s->pinned) { /* pinned: a bridge's own session */
             s->offline_since = 0;
             continue;
         }
@@ -30,6 +31,7 @@ uint32_t expire_sessions(broker *b)
                 "Expiring client %s: offline for more than %u s "
                 "(persistent_client_expiration)",
                 log_esc(doomed[i]->client_id), limit);
+        shared_leave_all(b, doomed[i], true);
         session_destroy(doomed[i]);
     }
     b->clients_expired += n;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "broker/auth.h"
+#include "broker/bridge.h"
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/daemon.h"
@@ -31,6 +32,7 @@
 #include "broker/reload.h"
 #include "broker/router.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 #include "broker/sys.h"
 #include "broker/tree.h"
 #include "broker/ws_transport.h"
@@ -205,11 +207,15 @@ static int drop_privileges(broker *b, char *err, size_t errlen)
 
 static void broker_free(broker *b)
 {
+    proto_shutdown(b); /* MQTT 5 clients learn why (DISCONNECT 0x8B) */
     for (conn *c = b->conns; c; c = c->next)
         if (c->state != CS_CLOSING) conn_close(b, c, "broker shutting down");
     conn_flush_all(b);
     conn_free_closed(b);
+    bridges_free(b);
     persist_close(b); /* commits; freeing sessions below is not journaled */
+    shared_free(b);
+    proto_drop_delayed_wills(b);
     session_registry_free(&b->sessions);
     tree_free(b->root);
     for (size_t i = 0; i < b->nlisteners; i++) {
@@ -330,6 +336,7 @@ static int broker_init(broker *b)
                                            .max_queued = b->cfg->max_queued_messages,
                                            .max_inflight_bytes = b->cfg->max_inflight_bytes,
                                            .max_queued_bytes = b->cfg->max_queued_bytes});
+    b->sessions.clock = &b->now; /* message expiry */
     dict_init(&b->auth_fails);
     b->out_limits = (conn_limits){.soft = b->cfg->max_output_buffer,
                                   .hard = b->cfg->output_buffer_hard_limit,
@@ -401,17 +408,20 @@ static void loop_periodic(broker *b, loop_timers *t)
 {
     if (b->now >= t->next_tick) {
         conn_tick(b);
+        bridges_tick(b);
         t->next_tick = b->now + TICK_SECONDS;
     }
     if (b->now >= t->next_tls_tick) {
         for (size_t i = 0; i < b->nlisteners; i++)
             if (b->listeners[i].tls) tls_server_tick(b->listeners[i].tls, time(NULL));
-        (void)expire_sessions(b);
+        proto_expire_sessions(b);
+        (void)expire_sessions(b); /* persistent_client_expiration */
         t->next_tls_tick = b->now + 1;
         if (b->cfg->sys_interval) sys_tick(b); /* the dashboard's lists, on change */
     }
     if (b->cfg->sys_interval && b->now >= t->next_sys) {
         sys_publish(b);
+        bridges_publish_sys(b);
         sys_publish_rates(b, b->now - t->last_sys);
         t->last_sys = b->now;
         t->next_sys = b->now + b->cfg->sys_interval;
@@ -541,6 +551,7 @@ int main(int argc, char **argv)
         log_msg(LL_ERROR, "%s", err);
         return fail_start(b, err, true);
     }
+    if (bridges_start(b, err, sizeof err) != BK_OK) return fail_start(b, err, true);
     startup_warnings(b);
     install_signals();
     sys_init(b);

@@ -35,9 +35,11 @@ static void journal_qos2_in(session *s, uint16_t pid, bool add)
     if (journaled(s)) s->reg->journal->qos2_in(s->reg->journal_ctx, s, pid, add);
 }
 
-static void journal_sub(session *s, const char *filter, size_t flen, uint8_t qos, bool add)
+static void journal_sub(session *s, const char *filter, size_t flen, uint8_t qos, uint32_t sub_id,
+                        bool add)
 {
-    if (journaled(s)) s->reg->journal->subscription(s->reg->journal_ctx, s, filter, flen, qos, add);
+    if (journaled(s))
+        s->reg->journal->subscription(s->reg->journal_ctx, s, filter, flen, qos, sub_id, add);
 }
 
 void session_registry_init(session_registry *r, session_limits limits)
@@ -135,7 +137,8 @@ static bool window_open(const session *s)
 {
     uint32_t max = s->reg->limits.max_inflight; /* 0 means "unlimited" */
     if (max == 0 || max > PID_MAX) max = PID_MAX;
-    uint64_t maxb = s->reg->limits.max_inflight_bytes; /* 0 means "unlimited" */
+    if (s->send_max && s->send_max < max) max = s->send_max; /* MQTT 5 flow control */
+    uint64_t maxb = s->reg->limits.max_inflight_bytes;       /* 0 means "unlimited" */
     return s->inflight_live < max && (maxb == 0 || s->inflight_bytes < maxb);
 }
 
@@ -237,16 +240,17 @@ static int queue_grow(outqueue *q)
 
 bool session_queue_full(const session *s, uint8_t qos)
 {
-    uint32_t max = s->reg->limits.max_queued;
+    uint32_t max = s->own_max_queued ? s->own_max_queued : s->reg->limits.max_queued;
     uint64_t maxb = s->reg->limits.max_queued_bytes;
-    return qos == 0 || (max && s->queue.count >= max) || (maxb && s->queued_bytes >= maxb);
+    return qos == 0 || (max && s->queue.count >= max) || (maxb && s->queued_payload >= maxb) ||
+           (s->own_max_bytes && s->queued_bytes >= s->own_max_bytes);
 }
 
 static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
 {
     outqueue *q = &s->queue;
     uint64_t maxb = s->reg->limits.max_queued_bytes;
-    if (session_queue_full(s, qos) || (maxb && s->queued_bytes + m->payload_len > maxb)) {
+    if (session_queue_full(s, qos) || (maxb && s->queued_payload + m->payload_len > maxb)) {
         s->reg->dropped++;
         if (s->dropped++ % DROP_LOG_EVERY == 0)
             log_limited(LL_WARNING,
@@ -259,9 +263,27 @@ static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
     if (q->count == q->cap && queue_grow(q) != BK_OK) return BK_ERR_NOMEM;
     outmsg *o = queue_at(q, q->count++);
     *o = (outmsg){.m = msg_ref(m), .seq = s->next_seq++, .qos = qos, .retain = retain};
-    s->queued_bytes += m->payload_len;
+    s->queued_payload += m->payload_len;
     journal_delivery(s, o, JD_ADD);
+    s->queued_bytes += (uint64_t)m->topic_len + m->payload_len;
     return BK_OK;
+}
+
+/* MQTT 5: expired (3.3.2.3.3) or larger than the client allows
+ * [MQTT-3.1.2-25]: dropped as if delivered. */
+static bool undeliverable_slow(const session *s, const msg *m)
+{
+    if (m->expire_at > 0 && s->reg->clock && msg_expired(m, *s->reg->clock)) return true;
+    /* fixed header 5, topic 2, id 2, properties: length 4, expiry 5,
+     * alias 3, subscription ids 5 each */
+    return s->max_packet &&
+           (uint64_t)m->topic_len + m->props_len + m->payload_len + 21 + 5ull * s->nsub_ids >
+               s->max_packet;
+}
+
+static inline bool undeliverable(const session *s, const msg *m)
+{
+    return (s->max_packet || m->expire_at > 0) && undeliverable_slow(s, m);
 }
 
 int session_deliver(session *s, msg *m, uint8_t max_qos, bool retain)
@@ -273,6 +295,9 @@ int session_deliver(session *s, msg *m, uint8_t max_qos, bool retain)
         if (!s->out) return BK_OK;
         return s->out->publish(s->out_ctx, m, 0, retain, false, 0);
     }
+    /* (QoS 0 goes out now: the outbox drops what is too large; only retained
+     * messages can be old, and the retained walk skips expired ones) */
+    if (undeliverable(s, m)) return BK_OK;
     if (session_online(s) && s->queue.count == 0 && window_open(s))
         return send_inflight(s, msg_ref(m), qos, retain, 0);
     return queue_push(s, m, qos, retain);
@@ -285,7 +310,13 @@ void session_pump(session *s)
         outmsg o = *queue_at(q, 0);
         q->head = (q->head + 1) % q->cap;
         q->count--;
-        s->queued_bytes -= o.m->payload_len;
+        s->queued_payload -= o.m->payload_len;
+        s->queued_bytes -= (uint64_t)o.m->topic_len + o.m->payload_len;
+        if (undeliverable(s, o.m)) {
+            journal_delivery(s, &o, JD_DONE); /* journaled when it was queued */
+            msg_unref(o.m);
+            continue;
+        }
         if (send_inflight(s, o.m, o.qos, o.retain, o.seq) != BK_OK) break;
     }
     if (q->count == 0 && q->cap > QUEUE_KEEP_CAP) {
@@ -371,7 +402,8 @@ int session_restore_delivery(session *s, msg *m, uint64_t seq, uint8_t qos, bool
         if (q->count == q->cap && queue_grow(q) != BK_OK) return BK_ERR_NOMEM;
         *queue_at(q, q->count++) =
             (outmsg){.m = msg_ref(m), .seq = seq, .qos = qos, .retain = retain};
-        s->queued_bytes += m->payload_len;
+        s->queued_payload += m->payload_len;
+        s->queued_bytes += (uint64_t)m->topic_len + m->payload_len;
         return BK_OK;
     }
     if (inflight_room(s) != BK_OK) return BK_ERR_NOMEM;
@@ -426,7 +458,7 @@ int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, 
     sub_rec *r = dict_get(&s->subs_by_filter, filter, flen);
     if (r) {
         /* [MQTT-3.8.4-3]: replace the existing subscription's QoS */
-        if (r->qos != qos) journal_sub(s, filter, flen, qos, true);
+        if (r->qos != qos) journal_sub(s, filter, flen, qos, r->sub_id, true);
         r->qos = qos;
         tree_set_qos(&r->where, qos);
         *rec = r;
@@ -452,7 +484,7 @@ int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, 
     s->subs = r;
     s->nsubs++;
     *rec = r;
-    journal_sub(s, filter, flen, qos, true);
+    journal_sub(s, filter, flen, qos, 0, true);
     return BK_OK;
 }
 
@@ -467,9 +499,24 @@ int session_unsubscribe(session *s, const char *filter, size_t flen)
     if (r->next) r->next->prev = r->prev;
     s->nsubs--;
     tree_remove(&r->where);
-    journal_sub(s, filter, flen, 0, false);
+    journal_sub(s, filter, flen, 0, 0, false);
     free(r);
     return BK_OK;
+}
+
+void session_journal_subscription(session *s, const char *filter, size_t flen, uint8_t qos,
+                                  uint32_t sub_id, bool add)
+{
+    journal_sub(s, filter, flen, qos, sub_id, add);
+}
+
+void session_set_sub_id(session *s, sub_rec *r, uint32_t sub_id)
+{
+    if (r->sub_id == sub_id) return;
+    if (r->sub_id && !sub_id) s->nsub_ids--;
+    if (!r->sub_id && sub_id) s->nsub_ids++;
+    r->sub_id = sub_id;
+    journal_sub(s, r->filter, r->filter_len, r->qos, sub_id, true);
 }
 
 void session_unsubscribe_all(session *s)

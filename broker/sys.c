@@ -17,6 +17,7 @@
 #include "broker/protocol.h"
 #include "broker/router.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 #include "tls/tls.h"
 
 /* One counter's load averages and its value at the last update. */
@@ -125,7 +126,11 @@ static void publish_clients(broker *b)
     pub(b, "clients/maximum", "%u", st.clients_max);
     pub(b, "clients/expired", "%llu", (unsigned long long)b->clients_expired);
     pub(b, "subscriptions/count", "%u", subs);
-    pub(b, "shared_subscriptions/count", "0");
+    pub(b, "shared_subscriptions/count", "%u", shared_count(b));
+    /* secbroker's: connected clients per protocol level (5, 4 = 3.1.1, 3 = 3.1) */
+    pub(b, "clients/mqtt5", "%u", proto_count_level(b, 5));
+    pub(b, "clients/mqtt311", "%u", proto_count_level(b, 4));
+    pub(b, "clients/mqtt31", "%u", proto_count_level(b, 3));
 }
 
 static void publish_totals(broker *b)

@@ -54,6 +54,9 @@ int mqtt_decode_connect(const mqtt_header *h, mqtt_connect *out)
 
     if ((rc = mqtt_cursor_str(&c, &out->protocol_name)) != MQTT_OK) return rc;
     if ((rc = mqtt_cursor_u8(&c, &out->protocol_level)) != MQTT_OK) return rc;
+    /* bit 0x80: a bridge announcing itself (Mosquitto's try_private) */
+    out->bridge = out->protocol_level & 0x80;
+    out->protocol_level &= 0x7f;
     uint8_t want_level;
     if (str_is(&out->protocol_name, "MQTT"))
         want_level = 4;

@@ -310,6 +310,7 @@ typedef struct {
     mqtt_str will_payload; /* binary */
     mqtt_str username;
     mqtt_str password; /* binary */
+    bool bridge;       /* decoded: level had bit 0x80 (a Mosquitto-style bridge; stripped) */
 } mqtt_connect;
 
 typedef struct {

@@ -1,5 +1,5 @@
 #!/bin/sh
-# deps.sh build|test|lab -- install the Debian packages a target needs.
+# deps.sh build|test|lab|heavy -- install the Debian packages a target needs.
 # As root: apt-get update once, then install what is missing.
 # Otherwise: print the one command to run and fail.
 # test and lab also let members of the wireshark group capture packets (the
@@ -9,11 +9,14 @@ BUILD_PKGS="make gcc pkg-config libmbedtls-dev libsqlite3-dev openssl"
 # make lab-SCENARIO (docs/lab.md): tshark brings wireshark-common's dumpcap.
 LAB_PKGS="$BUILD_PKGS tshark"
 TEST_PKGS="$BUILD_PKGS clang libclang-rt-dev clang-format check libsubunit-dev sqlite3 mosquitto mosquitto-clients python3 python3-paho-mqtt tshark man-db groff-base chromium"
+# make test-interop-heavy: peers too big or too slow for make test
+HEAVY_PKGS="$TEST_PKGS rabbitmq-server"
 case "$1" in
     build) want="$BUILD_PKGS" ;;
     test)  want="$TEST_PKGS" ;;
     lab)   want="$LAB_PKGS" ;;
-    *) echo "usage: $0 build|test|lab" >&2; exit 2 ;;
+    heavy) want="$HEAVY_PKGS" ;;
+    *) echo "usage: $0 build|test|lab|heavy" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do
@@ -23,7 +26,7 @@ for p in $want; do
 done
 # Node.js for MQTT.js: any node and npm on PATH will do (some machines carry a
 # nodejs package that bundles npm and conflicts with Debian's npm package).
-if [ "$1" = test ]; then
+if [ "$1" = test ] || [ "$1" = heavy ]; then
     command -v node >/dev/null 2>&1 || missing="$missing nodejs"
     command -v npm >/dev/null 2>&1 || missing="$missing npm"
 fi

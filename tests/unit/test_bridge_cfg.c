@@ -244,6 +244,9 @@ static const struct {
     {"bridge_protocol_version mqttv50", "MQTT 5.0 bridges are not supported yet"},
     {"bridge_protocol_version mqttv5", "expected mqttv311 or mqttv31"},
     {"bridge_max_packet_size 268435461", "out of range"},
+    {"bridge_max_queued_messages 100000001", "out of range"},
+    {"bridge_max_queued_bytes 4294967296", "out of range"},
+    {"bridge_max_queued_bytes -1", "not a number"},
     {"bridge_tls_version tlsv1.0", "expected tlsv1.1, tlsv1.2 or tlsv1.3"},
     {"bridge_cafile /nonexistent/ca.pem", "cannot read /nonexistent/ca.pem"},
     {"bridge_capath /nonexistent", "cannot read"},
@@ -256,6 +259,23 @@ static const struct {
     {"local_password p", "does not support"},
     {"remote_clientid \xc3\x28", "not valid UTF-8"},
 };
+
+/* ours: the bridge's own queue limits, with their defaults */
+START_TEST(queue_limit_keys)
+{
+    bridge_cfg b;
+    const char *none[] = {NULL};
+    cfg_lines(&b, none);
+    ck_assert_uint_eq(b.max_queued_messages, 0); /* the broker's max_queued_messages */
+    ck_assert_uint_eq(b.max_queued_bytes, 256u * 1024 * 1024);
+    bridge_cfg_free(&b);
+    const char *lines[] = {"bridge_max_queued_messages 5000", "bridge_max_queued_bytes 0", NULL};
+    cfg_lines(&b, lines);
+    ck_assert_uint_eq(b.max_queued_messages, 5000);
+    ck_assert_uint_eq(b.max_queued_bytes, 0);
+    bridge_cfg_free(&b);
+}
+END_TEST
 
 START_TEST(bad_line_table)
 {
@@ -586,6 +606,7 @@ static Suite *suite(void)
     Suite *s = suite_create("bridge_cfg");
     TCase *tc = tcase_create("config");
     tcase_add_test(tc, defaults_follow_mosquitto);
+    tcase_add_test(tc, queue_limit_keys);
     tcase_add_test(tc, every_key_sets_its_field);
     tcase_add_test(tc, local_cleansession_follows_cleansession);
     tcase_add_test(tc, good_line_table);

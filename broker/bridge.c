@@ -1,0 +1,926 @@
+/*
+ * bridge.c -- bridges (see bridge.h): the MQTT client on an outgoing
+ * connection, the local session's outbox, reconnects with the configured
+ * delay, resolution off the loop, notifications and counters.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "broker/bridge.h"
+#include "broker/bridge_cfg.h"
+#include "broker/broker.h"
+#include "broker/conn.h"
+#include "broker/log.h"
+#include "broker/persist.h"
+#include "broker/rng.h"
+#include "broker/router.h"
+#include "broker/session.h"
+#include "mqtt/mqtt.h"
+#include "tls/tls.h"
+
+/* The remote is gone when a PINGREQ stays unanswered this many keepalives. */
+#define PING_ANSWER_KEEPALIVES 1.0
+/* Bytes of a mapped topic (a topic is at most 65535 bytes, plus NUL). */
+#define TOPIC_BUF (65535 + 1)
+/* Waiting for a resolver that cannot be cancelled, at shutdown. */
+#define RESOLVER_WAIT_SECONDS 5
+
+typedef enum {
+    BR_IDLE,       /* not running: lazy below threshold, once after its try */
+    BR_WAIT,       /* waiting for next_try */
+    BR_RESOLVING,  /* getaddrinfo_a running */
+    BR_CONNECTING, /* conn exists: TCP, TLS, CONNECT, until CONNACK */
+    BR_ACTIVE,     /* CONNACK 0: the session's outbox is attached */
+} br_state;
+
+typedef struct bridge {
+    broker *b;
+    const bridge_cfg *cfg;
+    listener lst; /* the transport's view: handler, limits (fd -1) */
+    listener_cfg lcfg;
+    tls_client **tls; /* one per address (name check, SNI, saved session); NULL: plain */
+    conn *c;          /* current connection or NULL */
+    session *s;       /* the local side (the registry owns it) */
+    br_state state;
+    size_t addr;                  /* the address tried or in use */
+    bool private_ok;              /* the next CONNECT announces a bridge (level | 0x80) */
+    bool was_active;              /* the current connection got CONNACK 0 */
+    bool connect_sent;            /* the current connection sent CONNECT */
+    bool no_retry;                /* this close schedules no retry (idle stop, once) */
+    bool retry_now;               /* ... or an immediate one (try_private refused) */
+    bool ping_out;                /* PINGREQ sent, no packet since */
+    bool dropping;                /* a queue-drop episode is going on */
+    bool gai_busy;                /* gai holds a request */
+    struct addrinfo *ai, *ai_cur; /* the resolved addresses (owned), the one tried */
+    double next_try, connack_deadline, ping_at, last_rx, last_activity;
+    uint64_t delay_ms; /* the last retry delay, 0 after a success */
+    uint64_t rng;
+    uint64_t sent, received, connects, drops_seen;
+    struct gaicb gai;
+    struct addrinfo hints;
+    char port[8];
+    char *topic_buf; /* TOPIC_BUF bytes: the mapped topic */
+    /* over bridge_max_packet_size: QoS 1/2 ids the bridge acknowledges itself
+     * at the next tick (the session must not wait for the remote) */
+    struct {
+        uint16_t pid;
+        uint8_t qos;
+    } * skipped;
+    size_t nskipped, cap_skipped;
+    uint64_t too_big;
+} bridge;
+
+static const conn_handler bridge_conn_handler;
+static const session_outbox bridge_outbox;
+
+static uint32_t br_rand(void *ctx)
+{
+    uint64_t *x = ctx; /* xorshift64* */
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    return (uint32_t)((*x * 0x2545f4914f6cdd1dULL) >> 32);
+}
+
+static const char *host_of(const bridge *br)
+{
+    return br->cfg->addrs[br->addr].host;
+}
+
+static int br_send(bridge *br, const uint8_t *p, size_t n)
+{
+    return conn_write(br->b, br->c, p, n);
+}
+
+static void free_resolved(bridge *br)
+{
+    if (br->ai) freeaddrinfo(br->ai);
+    br->ai = br->ai_cur = NULL;
+}
+
+/* ---- notifications: $SYS/broker/connection/<remote_clientid>/state ------------ */
+
+static void notify_local(bridge *br, bool up)
+{
+    const bridge_cfg *cfg = br->cfg;
+    if (!cfg->notifications) return;
+    msg *m =
+        msg_new((const uint8_t *)cfg->notification_topic, (uint16_t)strlen(cfg->notification_topic),
+                (const uint8_t *)(up ? "1" : "0"), 1, 1, true);
+    if (!m) return;
+    router_publish(br->b, NULL, m);
+    msg_unref(m);
+}
+
+/* On the remote: "1" now, "0" through the will. QoS 0: a QoS 1 packet id of
+ * ours could collide with the session's ids, whose acks the session takes. */
+static void notify_remote(bridge *br)
+{
+    const bridge_cfg *cfg = br->cfg;
+    if (!cfg->notifications || cfg->notifications_local_only) return;
+    mqtt_publish p = {.qos = 0,
+                      .retain = true,
+                      .topic = {(const uint8_t *)cfg->notification_topic,
+                                (uint16_t)strlen(cfg->notification_topic)},
+                      .payload = (const uint8_t *)"1",
+                      .payload_len = 1};
+    size_t cap = 16 + p.topic.len, n;
+    uint8_t *buf = malloc(cap);
+    if (buf && mqtt_encode_publish(buf, cap, &p, &n) == MQTT_OK) (void)br_send(br, buf, n);
+    free(buf);
+}
+
+/* ---- CONNECT ------------------------------------------------------------------ */
+
+static mqtt_str mstr(const char *s)
+{
+    return (mqtt_str){(const uint8_t *)(s ? s : ""), (uint16_t)(s ? strlen(s) : 0)};
+}
+
+static void send_connect(bridge *br)
+{
+    const bridge_cfg *cfg = br->cfg;
+    uint8_t level = cfg->protocol_version;
+    mqtt_connect ck = {
+        .protocol_name = mstr(level == 3 ? "MQIsdp" : "MQTT"),
+        .protocol_level = (uint8_t)(level | (br->private_ok ? 0x80 : 0)),
+        .clean_session = cfg->cleansession,
+        .keepalive = cfg->keepalive_interval,
+        .client_id = mstr(cfg->remote_clientid),
+        .username_flag = cfg->remote_username != NULL,
+        .username = mstr(cfg->remote_username),
+        .password_flag = cfg->remote_password != NULL,
+        .password = mstr(cfg->remote_password),
+    };
+    if (cfg->notifications && !cfg->notifications_local_only) {
+        ck.will_flag = true;
+        ck.will_qos = 1;
+        ck.will_retain = true;
+        ck.will_topic = mstr(cfg->notification_topic);
+        ck.will_payload = mstr("0");
+    }
+    size_t cap = 64 + ck.client_id.len + ck.username.len + ck.password.len + ck.will_topic.len, n;
+    uint8_t *buf = malloc(cap);
+    if (!buf || mqtt_encode_connect(buf, cap, &ck, &n) != MQTT_OK) {
+        free(buf);
+        conn_close(br->b, br->c, "cannot encode CONNECT (out of memory)");
+        return;
+    }
+    (void)br_send(br, buf, n); /* a failed write closes */
+    free(buf);
+    br->connect_sent = true;
+    br->connack_deadline = br->b->now + br->b->cfg->handshake_timeout;
+}
+
+/* SUBSCRIBE (in/both topics' remote filters) or UNSUBSCRIBE (out-only
+ * topics' remote filters, bridge_attempt_unsubscribe: stale subscriptions
+ * of an earlier configuration on a persistent remote session). */
+static void send_filters(bridge *br, bool subscribe)
+{
+    const bridge_cfg *cfg = br->cfg;
+    mqtt_str *f = calloc(cfg->ntopics ? cfg->ntopics : 1, sizeof *f);
+    uint8_t *q = calloc(cfg->ntopics ? cfg->ntopics : 1, 1);
+    unsigned n = 0;
+    size_t cap = 16;
+    for (size_t i = 0; f && q && i < cfg->ntopics; i++) {
+        const bridge_topic *t = &cfg->topics[i];
+        if (subscribe ? !(t->dir & BRIDGE_IN) : t->dir != BRIDGE_OUT) continue;
+        f[n] = mstr(t->remote_filter);
+        q[n] = t->qos;
+        cap += 3u + f[n++].len;
+    }
+    uint8_t *buf = n ? malloc(cap) : NULL;
+    size_t len;
+    /* packet id 1: SUBACK/UNSUBACK are matched by type, never by the session */
+    int r = !buf        ? MQTT_ERR_BUFFER
+            : subscribe ? mqtt_encode_subscribe(buf, cap, 1, f, q, n, &len)
+                        : mqtt_encode_unsubscribe(buf, cap, 1, f, n, &len);
+    if (r == MQTT_OK) (void)br_send(br, buf, len);
+    free(buf);
+    free(f);
+    free(q);
+}
+
+/* ---- packets from the remote ---------------------------------------------------- */
+
+static void on_connack(bridge *br, const mqtt_header *h)
+{
+    broker *b = br->b;
+    mqtt_connack ca;
+    br->connect_sent = false; /* answered: a close from now on is no try_private refusal */
+    if (mqtt_decode_connack(h, &ca) != MQTT_OK) {
+        conn_close(b, br->c, "protocol error: malformed CONNACK");
+        return;
+    }
+    if (ca.return_code == MQTT_CONNACK_PROTOCOL && br->private_ok) {
+        /* a remote that does not know bridges (try_private): plain CONNECT */
+        br->private_ok = false;
+        br->retry_now = true;
+        conn_close(b, br->c,
+                   "remote refused the bridge protocol level (try_private); retrying "
+                   "without it");
+        return;
+    }
+    if (ca.return_code != MQTT_CONNACK_ACCEPTED) {
+        conn_close(b, br->c, "CONNECT refused: CONNACK %u (%s)", ca.return_code,
+                   mqtt_connack_string(ca.return_code));
+        return;
+    }
+    br->state = BR_ACTIVE;
+    br->was_active = true;
+    free_resolved(br);
+    br->delay_ms = 0;
+    br->connects++;
+    br->last_activity = b->now;
+    log_msg(LL_NOTICE, "Bridge %s connected to %s (%s:%u) as %s (%s%s, session present %d)",
+            br->cfg->name, br->c->peer, host_of(br), br->cfg->addrs[br->addr].port,
+            br->cfg->remote_clientid, br->c->tls ? "TLS" : "plain",
+            br->private_ok ? ", announced as bridge" : "", ca.session_present);
+    notify_local(br, true);
+    notify_remote(br);
+    if (br->cfg->attempt_unsubscribe && !br->cfg->cleansession) send_filters(br, false);
+    send_filters(br, true);
+    session_attach(br->s, &bridge_outbox, br);
+    session_resend(br->s); /* unacknowledged first, in order, then the queue */
+}
+
+static void on_publish(bridge *br, const mqtt_header *h)
+{
+    broker *b = br->b;
+    mqtt_publish p;
+    int r = mqtt_decode_publish(h, &p);
+    if (r < 0) {
+        conn_close(b, br->c, "protocol error from the remote: %s", mqtt_strerror(r));
+        return;
+    }
+    uint8_t ackbuf[4];
+    size_t an;
+    if (p.qos == 2 && session_qos2_in_has(br->s, p.packet_id)) {
+        if (mqtt_encode_ack(ackbuf, sizeof ackbuf, MQTT_PUBREC, p.packet_id, &an) == MQTT_OK)
+            (void)br_send(br, ackbuf, an);
+        return;
+    }
+    const char *topic = (const char *)p.topic.ptr;
+    size_t tlen = p.topic.len;
+    r = bridge_topic_in(br->cfg, topic, tlen, br->topic_buf, TOPIC_BUF, &tlen, NULL);
+    if (r == BRIDGE_CFG_OK) topic = br->topic_buf;
+    if (r == BRIDGE_TOPIC_NO_MATCH) tlen = p.topic.len; /* Mosquitto: published unchanged */
+    if (r < 0) {
+        log_msg(LL_WARNING, "Bridge %s: dropped incoming '%s': the mapped topic is invalid",
+                br->cfg->name, log_escape(p.topic.ptr, p.topic.len));
+    } else {
+        msg *m = msg_new((const uint8_t *)topic, (uint16_t)tlen, p.payload, p.payload_len, p.qos,
+                         p.retain);
+        if (!m) {
+            conn_close(b, br->c, "out of memory for a %zu-byte message", p.payload_len);
+            return;
+        }
+        br->received++;
+        br->last_activity = b->now;
+        router_publish(b, br->s->client_id, m); /* No-Local: not back to this bridge */
+        msg_unref(m);
+    }
+    if (p.qos == 2 && session_qos2_in_add(br->s, p.packet_id) != BK_OK) {
+        conn_close(b, br->c, "out of memory");
+        return;
+    }
+    if (p.qos && mqtt_encode_ack(ackbuf, sizeof ackbuf, p.qos == 1 ? MQTT_PUBACK : MQTT_PUBREC,
+                                 p.packet_id, &an) == MQTT_OK)
+        (void)br_send(br, ackbuf, an);
+}
+
+static void on_suback(bridge *br, const mqtt_header *h)
+{
+    mqtt_suback sa;
+    if (mqtt_decode_suback(h, &sa) != MQTT_OK) {
+        conn_close(br->b, br->c, "protocol error: malformed SUBACK");
+        return;
+    }
+    for (unsigned i = 0; i < sa.count; i++)
+        if (sa.codes[i] == MQTT_SUBACK_FAILURE)
+            log_msg(LL_WARNING, "Bridge %s: the remote refused subscription %u of %u",
+                    br->cfg->name, i + 1, sa.count);
+}
+
+static int on_ack(bridge *br, const mqtt_header *h)
+{
+    uint16_t pid;
+    int r = mqtt_decode_ack(h, &pid);
+    if (r < 0) return r;
+    if (h->type == MQTT_PUBREL) {
+        uint8_t buf[4];
+        size_t n;
+        (void)session_qos2_in_del(br->s, pid);
+        if (mqtt_encode_ack(buf, sizeof buf, MQTT_PUBCOMP, pid, &n) == MQTT_OK)
+            (void)br_send(br, buf, n);
+    } else if (h->type != MQTT_UNSUBACK) {
+        (void)session_ack(br->s, h->type, pid); /* an unknown id is ignored */
+        br->last_activity = br->b->now;
+    }
+    return MQTT_OK;
+}
+
+static void handle_packet(bridge *br, const mqtt_header *h)
+{
+    conn *c = br->c;
+    if (br->state != BR_ACTIVE) {
+        if (h->type == MQTT_CONNACK)
+            on_connack(br, h);
+        else
+            conn_close(br->b, c, "protocol error: the remote sent %s before CONNACK",
+                       mqtt_type_name(h->type));
+        return;
+    }
+    int r = MQTT_OK;
+    switch (h->type) {
+    case MQTT_PUBLISH:
+        on_publish(br, h);
+        return;
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP:
+    case MQTT_UNSUBACK:
+        r = on_ack(br, h);
+        break;
+    case MQTT_SUBACK:
+        on_suback(br, h);
+        return;
+    case MQTT_PINGRESP:
+        r = mqtt_decode_empty(h);
+        break;
+    default:
+        conn_close(br->b, c, "protocol error: the remote sent %s", mqtt_type_name(h->type));
+        return;
+    }
+    if (r < 0) conn_close(br->b, c, "protocol error from the remote: %s", mqtt_strerror(r));
+}
+
+/* ---- the conn_handler ------------------------------------------------------------ */
+
+static bridge *br_of(conn *c)
+{
+    return *(bridge **)c->ud;
+}
+
+static int br_on_accept(broker *b, conn *c)
+{
+    (void)b;
+    *(bridge **)c->ud = NULL; /* set by the bridge once conn_connect returns */
+    return BK_OK;
+}
+
+static void br_on_open(conn *c)
+{
+    bridge *br = br_of(c);
+    br->last_rx = br->b->now;
+    send_connect(br);
+}
+
+static size_t br_on_data(conn *c, const uint8_t *data, size_t len)
+{
+    bridge *br = br_of(c);
+    broker *b = br->b;
+    size_t off = 0;
+    size_t max = b->cfg->max_packet_size;
+    while (off < len && c->state != CS_CLOSING) {
+        mqtt_header h;
+        size_t plen;
+        int r = mqtt_frame(data + off, len - off, max, &h, &plen);
+        if (r == MQTT_NEED_MORE) break;
+        if (r < 0) {
+            conn_close(b, c, "protocol error from the remote: %s", mqtt_strerror(r));
+            return len;
+        }
+        br->last_rx = b->now;
+        br->ping_out = false;
+        b->bytes_received += plen;
+        /* an answer to a packet that changed durable state (a message queued
+         * for a durable session) leaves after the commit, as for clients */
+        size_t pending = persist_pending(b), keep = bbuf_used(&c->out);
+        handle_packet(br, &h);
+        if (c->state != CS_CLOSING && persist_pending(b) > pending)
+            conn_hold(b, c, keep, persist_gathering_epoch(b));
+        off += plen;
+    }
+    return off;
+}
+
+static size_t br_frame_need(const uint8_t *data, size_t len)
+{
+    mqtt_header h;
+    size_t need = 0;
+    (void)mqtt_frame(data, len, 0, &h, &need); /* only the length is wanted */
+    return need;
+}
+
+static void br_ping(bridge *br)
+{
+    uint8_t buf[2];
+    size_t n;
+    if (mqtt_encode_empty(buf, sizeof buf, MQTT_PINGREQ, &n) != MQTT_OK) return;
+    (void)br_send(br, buf, n);
+    br->ping_out = true;
+    br->ping_at = br->b->now;
+}
+
+static void br_disconnect(bridge *br, const char *why)
+{
+    uint8_t buf[2];
+    size_t n;
+    if (mqtt_encode_empty(buf, sizeof buf, MQTT_DISCONNECT, &n) == MQTT_OK)
+        (void)br_send(br, buf, n); /* flushed before the close */
+    br->no_retry = true;
+    conn_close(br->b, br->c, "%s", why);
+}
+
+static void br_on_tick(conn *c)
+{
+    bridge *br = br_of(c);
+    broker *b = br->b;
+    double ka = br->cfg->keepalive_interval;
+    if (br->state != BR_ACTIVE) {
+        if (c->state == CS_OPEN && b->now >= br->connack_deadline)
+            conn_close(b, c, "no CONNACK within handshake_timeout %u s", b->cfg->handshake_timeout);
+        return;
+    }
+    if (br->ping_out && b->now - br->ping_at > PING_ANSWER_KEEPALIVES * ka) {
+        conn_close(b, c, "the remote did not answer PINGREQ within keepalive_interval %u s",
+                   br->cfg->keepalive_interval);
+        return;
+    }
+    if (!br->ping_out && (b->now - br->last_rx >= ka || b->now - c->last_tx >= ka)) br_ping(br);
+    if (br->cfg->start_type == BRIDGE_START_LAZY &&
+        b->now - br->last_activity > br->cfg->idle_timeout && br->s->queue.count == 0 &&
+        br->s->inflight_live == 0)
+        br_disconnect(br, "idle for idle_timeout (start_type lazy)");
+}
+
+static void connect_to(bridge *br, const struct sockaddr *sa, socklen_t salen);
+
+/* A name resolved to several addresses (localhost: ::1 and 127.0.0.1):
+ * after a failed attempt the next one is tried at once. */
+static bool try_next_resolved(bridge *br)
+{
+    if (!br->ai_cur || !br->ai_cur->ai_next) {
+        free_resolved(br);
+        return false;
+    }
+    br->ai_cur = br->ai_cur->ai_next;
+    connect_to(br, br->ai_cur->ai_addr, br->ai_cur->ai_addrlen);
+    return true;
+}
+
+/* The retry schedule after a connection or an attempt ended. */
+static void schedule_retry(bridge *br)
+{
+    const bridge_cfg *cfg = br->cfg;
+    broker *b = br->b;
+    if (b->stop) return;
+    if (!br->was_active && !br->no_retry && !br->retry_now && try_next_resolved(br)) return;
+    if (br->no_retry || (cfg->start_type == BRIDGE_START_ONCE && !br->retry_now)) {
+        if (cfg->start_type == BRIDGE_START_ONCE && !br->no_retry)
+            log_msg(LL_NOTICE, "Bridge %s: start_type once, not reconnecting", cfg->name);
+        br->state = BR_IDLE;
+        br->no_retry = false;
+        return;
+    }
+    if (!br->was_active && cfg->naddrs > 1) /* a failed attempt: the next address */
+        br->addr = (br->addr + 1) % cfg->naddrs;
+    else if (br->was_active && !cfg->round_robin)
+        br->addr = 0; /* the main address first again */
+    br->state = BR_WAIT;
+    if (br->retry_now) {
+        br->retry_now = false;
+        br->next_try = b->now;
+        return;
+    }
+    br->delay_ms = bridge_restart_delay_ms(cfg, br->delay_ms, br_rand, &br->rng);
+    br->next_try = b->now + (double)br->delay_ms / 1000.0;
+    log_msg(LL_NOTICE, "Bridge %s: next attempt in %.1f s (%s:%u)", cfg->name,
+            (double)br->delay_ms / 1000.0, host_of(br), cfg->addrs[br->addr].port);
+}
+
+static void br_on_close(conn *c, const char *reason)
+{
+    bridge *br = br_of(c);
+    if (!br) return;
+    if (br->state == BR_ACTIVE) {
+        session_detach(br->s);
+        notify_local(br, false);
+        log_msg(LL_NOTICE, "Bridge %s disconnected from %s: %s", br->cfg->name, c->peer, reason);
+    } else {
+        log_msg(LL_NOTICE, "Bridge %s: connection to %s:%u failed: %s (%s)", br->cfg->name,
+                host_of(br), br->cfg->addrs[br->addr].port, reason, c->peer);
+        if (br->connect_sent && br->private_ok) {
+            /* some remotes (RabbitMQ) close instead of answering CONNACK 1 */
+            log_msg(LL_NOTICE,
+                    "Bridge %s: the remote closed the connection instead of answering the "
+                    "bridge CONNECT (try_private); retrying without it",
+                    br->cfg->name);
+            br->private_ok = false;
+            br->retry_now = true;
+        }
+    }
+    br->c = NULL;
+    br->ping_out = false;
+    schedule_retry(br);
+    br->was_active = false;
+}
+
+static const conn_handler bridge_conn_handler = {
+    .ud_size = sizeof(bridge *),
+    .on_accept = br_on_accept,
+    .on_data = br_on_data,
+    .frame_need = br_frame_need,
+    .on_tick = br_on_tick,
+    .on_close = br_on_close,
+    .on_open = br_on_open,
+};
+
+/* ---- the local session's outbox ---------------------------------------------------- */
+
+static bool out_ready(void *ctx)
+{
+    const bridge *br = ctx;
+    return br->state == BR_ACTIVE && br->c && br->c->state == CS_OPEN;
+}
+
+/* A message over bridge_max_packet_size is not sent: counted, logged, and
+ * (QoS 1/2) acknowledged by the bridge itself at the next tick. */
+static int skip_too_big(bridge *br, const msg *m, uint8_t qos, uint16_t pid, size_t size)
+{
+    if (br->too_big++ % 1000 == 0)
+        log_msg(LL_WARNING,
+                "Bridge %s: '%s' (%zu bytes) is over bridge_max_packet_size %u, not sent "
+                "(%llu so far)",
+                br->cfg->name, log_esc(msg_topic(m)), size, br->cfg->max_packet_size,
+                (unsigned long long)br->too_big);
+    if (qos == 0) return BK_OK;
+    if (br->nskipped == br->cap_skipped) {
+        size_t ncap = br->cap_skipped ? 2 * br->cap_skipped : 16;
+        void *n = realloc(br->skipped, ncap * sizeof *br->skipped);
+        if (!n) return BK_ERR_NOMEM;
+        br->skipped = n;
+        br->cap_skipped = ncap;
+    }
+    br->skipped[br->nskipped].pid = pid;
+    br->skipped[br->nskipped++].qos = qos;
+    return BK_OK;
+}
+
+/* The acknowledgements skip_too_big promised (outside the session's own
+ * call, which must not be re-entered). */
+static void ack_skipped(bridge *br)
+{
+    for (size_t i = 0; i < br->nskipped; i++) {
+        if (br->skipped[i].qos == 1) {
+            (void)session_ack(br->s, MQTT_PUBACK, br->skipped[i].pid);
+        } else if (session_ack(br->s, MQTT_PUBREC, br->skipped[i].pid) == BK_OK) {
+            (void)session_ack(br->s, MQTT_PUBCOMP, br->skipped[i].pid);
+        }
+    }
+    br->nskipped = 0;
+}
+
+/* A QoS 2 PUBLISH or a PUBREL from a durable bridge session waits for the
+ * commit that records its packet id (as protocol.c does for clients). */
+static void hold_for_durable(bridge *br)
+{
+    uint64_t epoch = br->s->durable ? persist_hold_epoch(br->b) : 0;
+    if (epoch) conn_hold(br->b, br->c, bbuf_used(&br->c->out), epoch);
+}
+
+static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
+{
+    bridge *br = ctx;
+    broker *b = br->b;
+    if (!out_ready(br)) return BK_ERR_CLOSED;
+    int level = conn_output_check(b, br->c, 0);
+    if (level < 0) return level;
+    if (qos == 0 && level == CONN_OUT_SOFT) return BK_ERR_FULL;
+    size_t tlen;
+    int r = bridge_topic_out(br->cfg, msg_topic(m), m->topic_len, br->topic_buf, TOPIC_BUF, &tlen,
+                             NULL);
+    const char *topic = r == BRIDGE_CFG_OK ? br->topic_buf : msg_topic(m);
+    if (r == BRIDGE_TOPIC_NO_MATCH) tlen = m->topic_len;
+    if (r < 0) {
+        log_msg(LL_WARNING, "Bridge %s: cannot map '%s' for the remote", br->cfg->name,
+                log_esc(msg_topic(m)));
+        return BK_OK;
+    }
+    /* retained: as published (a bridge is not a fresh subscriber) unless
+     * bridge_outgoing_retain is false */
+    bool ret = br->cfg->outgoing_retain && (retain || m->retain);
+    if (qos == 2) hold_for_durable(br);
+    size_t hsz = mqtt_publish_header_size(qos, (uint16_t)tlen, m->payload_len);
+    if (br->cfg->max_packet_size && hsz + m->payload_len > br->cfg->max_packet_size)
+        return skip_too_big(br, m, qos, pid, hsz + m->payload_len);
+    uint8_t *p = hsz ? conn_reserve(b, br->c, hsz + m->payload_len) : NULL;
+    if (!p) return BK_ERR_NOMEM;
+    size_t n;
+    if (mqtt_encode_publish_header(p, hsz + m->payload_len, qos, dup, ret, (const uint8_t *)topic,
+                                   (uint16_t)tlen, pid, m->payload_len, &n) != MQTT_OK)
+        return BK_ERR_ENCODE;
+    if (m->payload_len) memcpy(p + n, msg_payload(m), m->payload_len);
+    conn_commit(b, br->c, n + m->payload_len);
+    b->msgs_sent++;
+    br->sent++;
+    br->last_activity = b->now;
+    return BK_OK;
+}
+
+static int out_ack(void *ctx, enum mqtt_type type, uint16_t pid)
+{
+    bridge *br = ctx;
+    uint8_t buf[4];
+    size_t n;
+    if (!out_ready(br)) return BK_ERR_CLOSED;
+    hold_for_durable(br);
+    if (mqtt_encode_ack(buf, sizeof buf, type, pid, &n) != MQTT_OK) return BK_ERR_ENCODE;
+    return br_send(br, buf, n);
+}
+
+static const session_outbox bridge_outbox = {out_ready, out_publish, out_ack};
+
+/* ---- attempts: resolve, connect --------------------------------------------------- */
+
+static void attempt_failed(bridge *br, const char *why)
+{
+    log_msg(LL_NOTICE, "Bridge %s: connection to %s:%u failed: %s", br->cfg->name, host_of(br),
+            br->cfg->addrs[br->addr].port, why);
+    schedule_retry(br);
+}
+
+static void connect_to(bridge *br, const struct sockaddr *sa, socklen_t salen)
+{
+    char err[256];
+    conn *c;
+    if (conn_connect(br->b, &br->lst, sa, salen, br->tls ? br->tls[br->addr] : NULL, &c, err,
+                     sizeof err) != BK_OK) {
+        attempt_failed(br, err);
+        return;
+    }
+    *(bridge **)c->ud = br;
+    br->c = c;
+    br->state = BR_CONNECTING;
+    br->was_active = false;
+    br->connect_sent = false;
+    log_msg(LL_INFO, "Bridge %s: connecting to %s:%u (%s)", br->cfg->name, host_of(br),
+            br->cfg->addrs[br->addr].port, c->peer);
+}
+
+/* A numeric address is used at once; a name goes to the resolver thread. */
+static void attempt(bridge *br)
+{
+    const bridge_addr *a = &br->cfg->addrs[br->addr];
+    struct sockaddr_in s4 = {.sin_family = AF_INET, .sin_port = htons(a->port)};
+    struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_port = htons(a->port)};
+    if (inet_pton(AF_INET, a->host, &s4.sin_addr) == 1) {
+        connect_to(br, (struct sockaddr *)&s4, sizeof s4);
+        return;
+    }
+    if (inet_pton(AF_INET6, a->host, &s6.sin6_addr) == 1) {
+        connect_to(br, (struct sockaddr *)&s6, sizeof s6);
+        return;
+    }
+    snprintf(br->port, sizeof br->port, "%u", a->port);
+    br->hints = (struct addrinfo){.ai_family = AF_UNSPEC,
+                                  .ai_socktype = SOCK_STREAM,
+                                  .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG};
+    br->gai = (struct gaicb){.ar_name = a->host, .ar_service = br->port, .ar_request = &br->hints};
+    struct gaicb *list[1] = {&br->gai};
+    int r = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
+    if (r != 0) {
+        attempt_failed(br, gai_strerror(r));
+        return;
+    }
+    br->gai_busy = true;
+    br->state = BR_RESOLVING;
+}
+
+static void resolver_poll(bridge *br)
+{
+    int r = gai_error(&br->gai);
+    if (r == EAI_INPROGRESS) return;
+    br->gai_busy = false;
+    if (r != 0) {
+        char why[256];
+        snprintf(why, sizeof why, "cannot resolve %s: %s", host_of(br), gai_strerror(r));
+        attempt_failed(br, why);
+        return;
+    }
+    br->ai = br->ai_cur = br->gai.ar_result;
+    br->gai.ar_result = NULL;
+    connect_to(br, br->ai->ai_addr, br->ai->ai_addrlen);
+}
+
+/* A queue-drop episode: logged once when it starts and once when it ends. */
+static void watch_drops(bridge *br)
+{
+    session *s = br->s;
+    if (s->dropped > br->drops_seen) {
+        if (!br->dropping)
+            log_msg(LL_WARNING,
+                    "Bridge %s: queue full (%u messages, %llu bytes queued; limits "
+                    "%s %u, bridge_max_queued_bytes %llu), dropping QoS 1/2 messages for the "
+                    "remote",
+                    br->cfg->name, s->queue.count, (unsigned long long)s->queued_bytes,
+                    s->own_max_queued ? "bridge_max_queued_messages" : "max_queued_messages",
+                    s->own_max_queued ? s->own_max_queued : s->reg->limits.max_queued,
+                    (unsigned long long)s->own_max_bytes);
+        br->dropping = true;
+        br->drops_seen = s->dropped;
+    } else if (br->dropping && s->queue.count == 0) {
+        log_msg(LL_NOTICE, "Bridge %s: queue drained; %llu messages dropped in all so far",
+                br->cfg->name, (unsigned long long)s->dropped);
+        br->dropping = false;
+    }
+}
+
+void bridges_tick(broker *b)
+{
+    for (size_t i = 0; i < b->nbridges; i++) {
+        bridge *br = &b->bridges[i];
+        watch_drops(br);
+        if (br->nskipped) ack_skipped(br);
+        if (br->state == BR_WAIT && b->now >= br->next_try)
+            attempt(br);
+        else if (br->state == BR_RESOLVING)
+            resolver_poll(br);
+        else if (br->state == BR_IDLE && br->cfg->start_type == BRIDGE_START_LAZY &&
+                 br->s->queue.count + br->s->inflight_live >= br->cfg->threshold)
+            attempt(br);
+    }
+}
+
+/* ---- start, $SYS, free ------------------------------------------------------------ */
+
+static int setup_tls(bridge *br, char *err, size_t errlen)
+{
+    const bridge_cfg *cfg = br->cfg;
+    if (!cfg->cafile && !cfg->capath && !cfg->certfile) return BK_OK;
+    br->tls = calloc(cfg->naddrs, sizeof *br->tls);
+    if (!br->tls) return BK_ERR_NOMEM;
+    for (size_t i = 0; i < cfg->naddrs; i++) {
+        tls_client_opts o = {.cafile = cfg->cafile,
+                             .capath = cfg->capath,
+                             .certfile = cfg->certfile,
+                             .keyfile = cfg->keyfile,
+                             .ciphers = cfg->ciphers,
+                             .tls_version = cfg->tls_version,
+                             .keylog_file = cfg->keylog_file,
+                             .server_name = cfg->addrs[i].host,
+                             .insecure = cfg->insecure};
+        char terr[512];
+        if (tls_client_setup(&br->tls[i], &o, terr, sizeof terr) != TLS_OK) {
+            snprintf(err, errlen, "connection %s: %s", cfg->name, terr);
+            return BK_ERR_CONFIG;
+        }
+    }
+    return BK_OK;
+}
+
+/* The local side: a session under local_clientid (kept when it exists and
+ * local_cleansession is false, e.g. restored by persistence), subscribed to
+ * the local filter of every out/both topic. */
+static int setup_session(bridge *br)
+{
+    const bridge_cfg *cfg = br->cfg;
+    broker *b = br->b;
+    size_t idlen = strlen(cfg->local_clientid);
+    session *s = session_find(&b->sessions, cfg->local_clientid, idlen);
+    if (s && cfg->local_cleansession) session_destroy(s);
+    if (!s || cfg->local_cleansession)
+        s = session_create(&b->sessions, cfg->local_clientid, idlen, cfg->local_cleansession);
+    if (!s) return BK_ERR_NOMEM;
+    s->no_local = true;
+    s->pinned = true;
+    /* durable like a client's persistent session (persistence on, not clean) */
+    s->expiry_interval = s->clean ? 0 : UINT32_MAX;
+    persist_session_attached(b, s);
+    s->own_max_queued = cfg->max_queued_messages;
+    s->own_max_bytes = cfg->max_queued_bytes;
+    br->s = s;
+    for (size_t i = 0; i < cfg->ntopics; i++) {
+        const bridge_topic *t = &cfg->topics[i];
+        sub_rec *rec;
+        if (!(t->dir & BRIDGE_OUT)) continue;
+        if (session_subscribe(s, b->root, t->local_filter, strlen(t->local_filter), t->qos, &rec) !=
+            BK_OK)
+            return BK_ERR_NOMEM;
+    }
+    return BK_OK;
+}
+
+static int start_one(broker *b, bridge *br, const bridge_cfg *cfg, char *err, size_t errlen)
+{
+    br->b = b;
+    br->cfg = cfg;
+    br->lcfg = (listener_cfg){.port = cfg->addrs[0].port, .max_connections = -1};
+    br->lst = (listener){
+        .fd = -1, .cfg = &br->lcfg, .handler = &bridge_conn_handler, .limits = &b->out_limits};
+    br->private_ok = cfg->try_private;
+    /* the retry jitter only needs to differ between brokers and bridges */
+    if (rng_bytes(&br->rng, sizeof br->rng) != 0)
+        br->rng = (uint64_t)(uintptr_t)br ^ (uint64_t)time(NULL);
+    br->rng |= 1;
+    br->topic_buf = malloc(TOPIC_BUF);
+    if (!br->topic_buf || setup_session(br) != BK_OK) {
+        snprintf(err, errlen, "connection %s: out of memory", cfg->name);
+        return BK_ERR_NOMEM;
+    }
+    if (setup_tls(br, err, errlen) != BK_OK) return BK_ERR_CONFIG;
+    notify_local(br, false);
+    br->state = cfg->start_type == BRIDGE_START_LAZY ? BR_IDLE : BR_WAIT;
+    br->next_try = b->now;
+    log_msg(LL_NOTICE, "Bridge %s: %zu topic line%s, local client id %s, start_type %s", cfg->name,
+            cfg->ntopics, cfg->ntopics == 1 ? "" : "s", cfg->local_clientid,
+            cfg->start_type == BRIDGE_START_LAZY   ? "lazy"
+            : cfg->start_type == BRIDGE_START_ONCE ? "once"
+                                                   : "automatic");
+    return BK_OK;
+}
+
+int bridges_start(broker *b, char *err, size_t errlen)
+{
+    if (!b->cfg->nbridges) return BK_OK;
+    b->bridges = calloc(b->cfg->nbridges, sizeof *b->bridges);
+    if (!b->bridges) {
+        snprintf(err, errlen, "out of memory for %zu bridges", b->cfg->nbridges);
+        return BK_ERR_NOMEM;
+    }
+    b->nbridges = b->cfg->nbridges;
+    for (size_t i = 0; i < b->nbridges; i++) {
+        int r = start_one(b, &b->bridges[i], &b->cfg->bridges[i], err, errlen);
+        if (r != BK_OK) return r;
+    }
+    return BK_OK;
+}
+
+static void sys_one(broker *b, const char *name, const char *what, uint64_t v)
+{
+    char topic[512], val[32];
+    int tl = snprintf(topic, sizeof topic, "$SYS/broker/bridge/%s/%s", name, what);
+    if (tl <= 0 || (size_t)tl >= sizeof topic) return;
+    snprintf(val, sizeof val, "%llu", (unsigned long long)v);
+    msg *m =
+        msg_new((const uint8_t *)topic, (uint16_t)tl, (const uint8_t *)val, strlen(val), 0, true);
+    if (!m) return;
+    uint64_t rx = b->msgs_received;
+    router_publish(b, NULL, m);
+    b->msgs_received = rx; /* $SYS is not traffic */
+    msg_unref(m);
+}
+
+void bridges_publish_sys(broker *b)
+{
+    for (size_t i = 0; i < b->nbridges; i++) {
+        bridge *br = &b->bridges[i];
+        const char *n = br->cfg->name;
+        sys_one(b, n, "connected", br->state == BR_ACTIVE);
+        sys_one(b, n, "connects", br->connects);
+        sys_one(b, n, "messages/sent", br->sent);
+        sys_one(b, n, "messages/received", br->received);
+        sys_one(b, n, "messages/queued", (uint64_t)br->s->queue.count + br->s->inflight_live);
+        sys_one(b, n, "messages/dropped", br->s->dropped);
+        sys_one(b, n, "messages/too_big", br->too_big);
+    }
+}
+
+static void resolver_cancel(bridge *br)
+{
+    if (!br->gai_busy) return;
+    if (gai_cancel(&br->gai) == EAI_NOTCANCELED) {
+        const struct gaicb *list[1] = {&br->gai};
+        struct timespec ts = {RESOLVER_WAIT_SECONDS, 0};
+        (void)gai_suspend(list, 1, &ts); /* best effort: the thread owns gai until done */
+    }
+    if (gai_error(&br->gai) == 0 && br->gai.ar_result) freeaddrinfo(br->gai.ar_result);
+    br->gai_busy = false;
+}
+
+void bridges_free(broker *b)
+{
+    for (size_t i = 0; i < b->nbridges; i++) {
+        bridge *br = &b->bridges[i];
+        resolver_cancel(br);
+        free_resolved(br);
+        if (br->s) br->s->pinned = false;
+        for (size_t j = 0; br->tls && j < br->cfg->naddrs; j++)
+            tls_client_free(br->tls[j]);
+        free(br->tls);
+        free(br->topic_buf);
+        free(br->skipped);
+    }
+    free(b->bridges);
+    b->bridges = NULL;
+    b->nbridges = 0;
+}

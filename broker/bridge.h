@@ -1,0 +1,40 @@
+/*
+ * bridge.h -- bridges to other brokers (`connection` blocks, bridge_cfg.h):
+ * an outgoing connection on the same transport as the listeners (conn.h,
+ * conn_connect) with an MQTT client on it, and a local side that is an
+ * ordinary session in the registry: subscribed to the local filters of the
+ * out/both topics, its outbox is the remote connection. While the remote is
+ * away, QoS 1/2 messages wait in that session (max_queued_messages) and go
+ * out in order after the next CONNACK; incoming messages are published
+ * locally, never back over the bridge they came from (No-Local).
+ *
+ * Name resolution runs off the loop (getaddrinfo_a, polled each tick);
+ * numeric addresses are used directly. Connect, TLS handshake and CONNECT
+ * are non-blocking; the TLS session is kept per address for cheap
+ * reconnects.
+ *
+ * Ownership: the broker owns the bridge array (b->bridges); a bridge owns
+ * its TLS client contexts, its resolver request and points at (does not
+ * own) its session (the registry's) and its current conn (the broker's).
+ */
+#ifndef SECBROKER_BRIDGE_H
+#define SECBROKER_BRIDGE_H
+
+#include <stddef.h>
+
+struct broker;
+
+/* Set up every configured bridge: TLS client contexts, the local session
+ * and its subscriptions, the first attempt for automatic/once. BK_OK or an
+ * error with a sentence in err (a TLS file that does not load, out of
+ * memory). */
+int bridges_start(struct broker *b, char *err, size_t errlen);
+/* Each loop tick (about 10 times a second): resolver results, retries,
+ * lazy start and stop, queue-drop episodes. */
+void bridges_tick(struct broker *b);
+/* Per-bridge counters under $SYS/broker/bridge/NAME/. */
+void bridges_publish_sys(struct broker *b);
+/* After every connection is closed and freed: release the bridges. */
+void bridges_free(struct broker *b);
+
+#endif
