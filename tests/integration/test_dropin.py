@@ -413,6 +413,25 @@ class TestCompatKeys(unittest.TestCase):
         wait_log_line(self, b, "Expiring client %s" % cid)
         connect(self, b, cid, clean=False, expect_sp=0)
 
+    @unittest.skipIf(REFERENCE, "secbroker's s unit and bridge log lines")
+    def test_persistent_client_expiration_spares_a_bridge_session(self):
+        """A bridge's own local session (its remote down, so offline since startup) is
+        not a client's: persistent_client_expiration expires the client's session
+        but never the bridge's, which keeps queueing what its topics match."""
+        b = start_broker(self, "persistent_client_expiration 2s\n"
+                               "connection down\naddress 127.0.0.1:%d\n"
+                               "remote_clientid rc-down\nlocal_clientid lc-down\n"
+                               "restart_timeout 1\ntopic spare/# out 1\n" % free_port())
+        cid = uid("exp")
+        c = connect(self, b, cid, clean=False)
+        subscribe(c, [(uid("t"), 1)])
+        c.close()
+        wait_log_line(self, b, "Expiring client %s" % cid)
+        self.assertNotIn("Expiring client lc-down", b.log())
+        publish(connect(self, b), "spare/x", b"queued for the bridge", qos=1)
+        connect(self, b, cid, clean=False, expect_sp=0)  # the broker still serves
+        self.assertNotIn("Expiring client lc-down", b.log())
+
     @unittest.skipIf(REFERENCE, "secbroker's s unit")
     def test_persistent_client_expiration_is_journaled(self):
         """With persistence, an expired session is gone from the database too: after a
