@@ -23,6 +23,7 @@
 
 #include "broker/broker.h"
 #include "broker/log.h"
+#include "broker/tls_words.h"
 #include "mqtt/mqtt.h"
 #include "tls/tls.h"
 
@@ -221,7 +222,7 @@ static ssize_t conn_send_some(broker *b, conn *c, const uint8_t *p, size_t len)
         }
         if (n < 0) {
             if (c->state != CS_CLOSING)
-                conn_close(b, c, "TLS write failed: %s", tls_conn_error(c->tls));
+                conn_close(b, c, "TLS write failed: %s", tls_words_server_error(c->tls));
             return -1;
         }
         return n;
@@ -335,7 +336,7 @@ static ssize_t conn_recv(broker *b, conn *c, uint8_t *buf, size_t len)
         if (n == TLS_ERR_CLOSED || n == 0)
             conn_close(b, c, "connection closed by client");
         else
-            conn_close(b, c, "TLS error: %s", tls_conn_error(c->tls));
+            conn_close(b, c, "TLS error: %s", tls_words_server_error(c->tls));
         return -1;
     }
     for (;;) {
@@ -432,7 +433,7 @@ static void conn_handshake(broker *b, conn *c)
         return;
     }
     if (r != TLS_OK) {
-        log_msg(LL_NOTICE, "%s", tls_conn_error(c->tls));
+        log_msg(LL_NOTICE, "%s", tls_words_server_error(c->tls));
         conn_close(b, c, "TLS handshake failed");
         return;
     }

@@ -20,6 +20,7 @@
 
 #include "broker/broker.h"
 #include "broker/log.h"
+#include "broker/tls_words.h"
 #include "mqtt/mqtt.h"
 #include "tls/tls.h"
 
@@ -127,6 +128,7 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
             .require_certificate = lc->require_certificate,
             .request_certificate = lc->cafile || lc->capath,
             .trace = b->cfg->tls_trace,
+            .opt_names = tls_words_server_opts,
         };
         char terr[512];
         if (tls_server_setup(&l->tls, &o, tls_log, b, terr, sizeof terr) != TLS_OK) {

@@ -82,11 +82,12 @@ int tls_load_key(mbedtls_pk_context *pk, const mbedtls_x509_crt *crt, const char
     return TLS_OK;
 }
 
-int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath, char *err,
-                size_t errlen)
+int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath,
+                const char *const *names, char *err, size_t errlen)
 {
     if (cafile && *cafile) {
-        if (check_readable("cafile", cafile, err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
+        if (check_readable(tls_opt_name(names, TLS_OPT_CAFILE), cafile, err, errlen) != TLS_OK)
+            return TLS_ERR_CONFIG;
         int ret = mbedtls_x509_crt_parse_file(ca, cafile);
         if (ret < 0 || ca->version == 0) {
             char why[200];
@@ -94,14 +95,16 @@ int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath, ch
                 tls_strerror(ret, why, sizeof why);
             else
                 snprintf(why, sizeof why, "no PEM or DER certificate in it");
-            snprintf(err, errlen, "cafile %s: no CA certificate found: %s", cafile, why);
+            snprintf(err, errlen, "%s %s: no CA certificate found: %s",
+                     tls_opt_name(names, TLS_OPT_CAFILE), cafile, why);
             return TLS_ERR_CONFIG;
         }
     }
     if (capath && *capath) {
         DIR *d = opendir(capath);
         if (d == NULL) {
-            snprintf(err, errlen, "capath %s: cannot open directory: %s", capath, strerror(errno));
+            snprintf(err, errlen, "%s %s: cannot open directory: %s",
+                     tls_opt_name(names, TLS_OPT_CAPATH), capath, strerror(errno));
             return TLS_ERR_CONFIG;
         }
         closedir(d);
@@ -109,7 +112,8 @@ int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath, ch
          * in /etc/ssl/certs-like directories, so only "nothing at all" fails. */
         int ret = mbedtls_x509_crt_parse_path(ca, capath);
         if (ret < 0 || ca->version == 0) {
-            snprintf(err, errlen, "capath %s: no CA certificate found in the directory", capath);
+            snprintf(err, errlen, "%s %s: no CA certificate found in the directory",
+                     tls_opt_name(names, TLS_OPT_CAPATH), capath);
             return TLS_ERR_CONFIG;
         }
     }
@@ -187,7 +191,7 @@ static int keylog_cb(void *p, const unsigned char *ms, const unsigned char *kb, 
 }
 #endif
 
-int tls_keylog_open(tls_keylog *kl, const char *path, char *err, size_t errlen)
+int tls_keylog_open(tls_keylog *kl, const char *path, const char *key, char *err, size_t errlen)
 {
     kl->f = NULL;
     kl->path = NULL;
@@ -195,8 +199,7 @@ int tls_keylog_open(tls_keylog *kl, const char *path, char *err, size_t errlen)
     /* 0600: the file decrypts every session it lists. */
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(err, errlen, "tls_keylog_file %s: cannot open for appending: %s", path,
-                 strerror(errno));
+        snprintf(err, errlen, "%s %s: cannot open for appending: %s", key, path, strerror(errno));
         return TLS_ERR_CONFIG;
     }
     kl->f = fdopen(fd, "a");
@@ -282,7 +285,7 @@ char *tls_dn_cn(const mbedtls_x509_name *dn)
     if (cn == NULL || cn->val.len == 0) return NULL;
     for (size_t i = 0; i < cn->val.len; i++)
         if (cn->val.p[i] < 0x20 || cn->val.p[i] == 0x7f) return NULL;
-    char *s = malloc(cn->val.len + 1);
+    char *s = tls_mem_calloc(1, cn->val.len + 1); /* tls_mem_free() it */
     if (s) {
         memcpy(s, cn->val.p, cn->val.len);
         s[cn->val.len] = '\0';
@@ -370,7 +373,7 @@ void tls_crt_names(const mbedtls_x509_crt *crt, char *buf, size_t len)
     if (nc.pos == 0) {
         char *cn = tls_dn_cn(&crt->subject);
         snprintf(buf, len, "no subjectAltName, CN=%s", cn ? cn : "(none)");
-        free(cn);
+        tls_mem_free(cn);
     }
 }
 

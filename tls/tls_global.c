@@ -20,6 +20,7 @@ int tls_global_setup(char *err, size_t errlen)
 {
     static const unsigned char pers[] = "secbroker-tls";
     if (g_ready) return TLS_OK;
+    tls_mem_init();
     mbedtls_entropy_init(&g_entropy);
     mbedtls_ctr_drbg_init(&g_drbg);
     int ret =
@@ -133,6 +134,24 @@ const char *tls_alert_name(int desc)
     default:
         return "unknown alert";
     }
+}
+
+const char *tls_opt_name(const char *const *names, enum tls_opt o)
+{
+    static const char *const neutral[TLS_OPT_COUNT] = {
+        [TLS_OPT_CERTFILE] = "certificate file",
+        [TLS_OPT_KEYFILE] = "key file",
+        [TLS_OPT_CAFILE] = "CA file",
+        [TLS_OPT_CAPATH] = "CA directory",
+        [TLS_OPT_CRLFILE] = "CRL file",
+        [TLS_OPT_CIPHERS] = "cipher list",
+        [TLS_OPT_CIPHERS13] = "TLS 1.3 cipher list",
+        [TLS_OPT_VERSION] = "TLS version",
+        [TLS_OPT_KEYLOG] = "key log file",
+        [TLS_OPT_REQUIRE_CERT] = "requiring client certificates",
+    };
+    if ((unsigned)o >= TLS_OPT_COUNT) return "?";
+    return names && names[o] ? names[o] : neutral[o];
 }
 
 void tls_strerror(int ret, char *buf, size_t len)

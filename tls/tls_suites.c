@@ -180,7 +180,8 @@ static int add_suite(int **arr, size_t *n, size_t *cap, int id)
 }
 
 /* Builds the 0-terminated id list for mbedtls_ssl_conf_ciphersuites(). */
-int tls_suites_parse(const char *list, int min_minor, int **out, char *err, size_t errlen)
+int tls_suites_parse(const char *list, const char *key, int min_minor, int **out, char *err,
+                     size_t errlen)
 {
     int *arr = NULL;
     size_t n = 0, cap = 0;
@@ -221,7 +222,7 @@ int tls_suites_parse(const char *list, int min_minor, int **out, char *err, size
         free(copy);
     }
     if (n == 0) {
-        snprintf(err, errlen, "ciphers: the list is empty");
+        snprintf(err, errlen, "%s: the list is empty", key);
         free(arr);
         return TLS_ERR_CONFIG;
     }

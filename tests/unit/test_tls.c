@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "broker/tls_words.h"
+#include "clients/core/tls_words.h"
 #include "tls/tls.h"
 
 static char certdir[256];
@@ -51,6 +53,7 @@ static tls_server_opts server_opts(void)
     o.keyfile = cert("server.key");
     o.cafile = cert("ca.crt");
     o.request_certificate = true;
+    o.opt_names = tls_words_server_opts;
     return o;
 }
 
@@ -60,6 +63,7 @@ static tls_client_opts client_opts(bool with_cert)
     memset(&o, 0, sizeof o);
     o.cafile = cert("ca.crt");
     o.server_name = "localhost";
+    o.opt_names = tls_words_client_opts;
     if (with_cert) {
         o.certfile = cert("client.crt");
         o.keyfile = cert("client.key");
@@ -385,6 +389,11 @@ START_TEST(client_cert_untrusted)
         ck_assert_contains(
             e, "not signed by a trusted CA (issuer CN=untrusted lab CA,O=secbroker lab)");
         ck_assert_contains(e, "(sent alert unknown_ca)");
+        const tls_failure *f = tls_conn_failure(p.s);
+        ck_assert_int_eq(f->reason, TLS_REASON_CERT_REJECTED);
+        ck_assert_str_eq(f->issuer, "CN=untrusted lab CA,O=secbroker lab");
+        ck_assert_str_eq(f->subject, "CN=labclient,O=secbroker lab");
+        ck_assert_int_eq(f->alert_sent, 48);
         ck_assert_int_eq(p.rc, TLS_ERR_HANDSHAKE);
         ck_assert_contains(tls_conn_error(p.c), "server sent alert unknown_ca (48)");
         pair_close(&p);
@@ -407,6 +416,17 @@ START_TEST(client_cert_missing)
                        "client sent no certificate, but this listener requires one");
     ck_assert_contains(tls_conn_error(p.s), "(sent alert handshake_failure)");
     ck_assert_contains(tls_conn_error(p.c), "server sent alert handshake_failure (40)");
+    ck_assert_int_eq(tls_conn_failure(p.s)->reason, TLS_REASON_CERT_MISSING);
+    /* tls/ names no config key or flag; the broker and the clients do */
+    ck_assert_ptr_null(strstr(tls_conn_error(p.s), "require_certificate"));
+    ck_assert_ptr_null(strstr(tls_conn_error(p.c), "--cert"));
+    ck_assert_contains(tls_words_server_error(p.s),
+                       "127.0.0.1:5555: TLS handshake failed: client sent no certificate, but "
+                       "this listener requires one (require_certificate true) "
+                       "(sent alert handshake_failure)");
+    ck_assert_contains(tls_words_client_error(p.c),
+                       "server sent alert handshake_failure (40): no cipher suite in common, or "
+                       "the server requires a client certificate (--cert/--key)");
     pair_close(&p);
     tls_client_free(cli);
     tls_server_free(srv);
@@ -500,6 +520,16 @@ START_TEST(cipher_mismatch)
     ck_assert_contains(tls_conn_error(p.s), "this listener accepts ECDHE-ECDSA-AES256-GCM-SHA384");
     ck_assert_contains(tls_conn_error(p.s), "(sent alert handshake_failure)");
     ck_assert_contains(tls_conn_error(p.c), "server sent alert handshake_failure (40)");
+    /* the same as data: what the client offered, the alert on each side */
+    const tls_failure *f = tls_conn_failure(p.s);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(f->reason, TLS_REASON_NO_COMMON_SUITE);
+    ck_assert_uint_eq(f->offered_nsuites, 2);
+    ck_assert_int_eq(f->offered_suites[0], 0xc02b); /* ECDHE-ECDSA-AES128-GCM-SHA256 */
+    ck_assert_int_eq(f->offered_suites[1], 0xcca9); /* ECDHE-ECDSA-CHACHA20-POLY1305 */
+    ck_assert_int_eq(f->alert_sent, 40);
+    ck_assert_int_eq(tls_conn_failure(p.c)->reason, TLS_REASON_PEER_ALERT);
+    ck_assert_int_eq(tls_conn_failure(p.c)->alert_received, 40);
     pair_close(&p);
     tls_client_free(cli);
 
@@ -533,6 +563,16 @@ START_TEST(version_too_old)
                        "client offered only TLS 1.1 while the minimum is TLS 1.2 "
                        "(sent alert protocol_version)");
     ck_assert_contains(tls_conn_error(p.c), "server sent alert protocol_version (70)");
+    const tls_failure *f = tls_conn_failure(p.s);
+    ck_assert_int_eq(f->reason, TLS_REASON_VERSION);
+    ck_assert_int_eq(f->offered_max, 2); /* minor 2: TLS 1.1 */
+    ck_assert_int_eq(f->our_min, 3);
+    ck_assert_int_eq(f->alert_sent, 70);
+    /* advice in each side's own vocabulary */
+    ck_assert_contains(tls_words_server_error(p.s),
+                       "(see tls_version) (sent alert protocol_version)");
+    ck_assert_contains(tls_words_client_error(p.c),
+                       "the server does not accept the TLS version we offered (see --tls-version)");
     pair_close(&p);
     tls_client_free(cli);
     tls_server_free(srv);
@@ -632,7 +672,7 @@ static void client_verify_case(const char *cafile, const char *name, bool insecu
         }
     } else {
         ck_assert_msg(p.rc == TLS_ERR_HANDSHAKE, "client (%s) returned %d", name, p.rc);
-        ck_assert_contains(tls_conn_error(p.c), words);
+        ck_assert_contains(tls_words_client_error(p.c), words);
         ck_assert_msg(p.rs != TLS_OK, "server finished anyway");
     }
     pair_close(&p);
@@ -654,7 +694,8 @@ START_TEST(client_verify)
     client_verify_case(cert("ca.crt"), "broker.example.com", false, false,
                        "it is for localhost, 127.0.0.1, ::1");
     client_verify_case(cert("ca.crt"), "broker.example.com", false, false,
-                       "not for broker.example.com");
+                       "not for broker.example.com (use -h with one of those names, or --insecure "
+                       "to skip the name check)");
     client_verify_case(cert("ca.crt"), "10.1.2.3", false, false, "not for 10.1.2.3");
     client_verify_case(cert("ca.crt"), "broker.example.com", true, true, "(host name not checked)");
     client_verify_case(cert("ca.crt"), "10.1.2.3", true, true, NULL);
@@ -781,6 +822,9 @@ START_TEST(config_errors)
     o = server_opts();
     o.tls_version = "sslv3";
     server_config_error(&o, "tls_version sslv3: unknown version");
+    o.opt_names = NULL; /* tls/'s own neutral words */
+    server_config_error(&o, "TLS version sslv3: unknown version");
+    o.opt_names = tls_words_server_opts;
     o = server_opts();
     o.cafile = NULL;
     o.require_certificate = true;
@@ -797,7 +841,8 @@ START_TEST(config_errors)
     tls_client_opts co = client_opts(false);
     co.certfile = cert("client.crt");
     ck_assert_int_eq(tls_client_setup(&c, &co, err, sizeof err), TLS_ERR_CONFIG);
-    ck_assert_contains(err, "needs its key");
+    ck_assert_contains(err, "--cert /");
+    ck_assert_contains(err, "needs its key (--key)");
     co = client_opts(false);
     co.ciphers = "RC5-MD2";
     ck_assert_int_eq(tls_client_setup(&c, &co, err, sizeof err), TLS_ERR_CONFIG);
