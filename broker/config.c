@@ -85,6 +85,7 @@ static void listener_free(listener_cfg *l)
     free(l->capath);
     free(l->crlfile);
     free(l->ciphers);
+    free(l->ciphers13);
     free(l->tls_version);
     free(l->tls_keylog_file);
 }
@@ -116,6 +117,7 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
         "use_identity_as_username",
         "tls_version",
         "ciphers",
+        "ciphers_tls1.3",
         "tls_keylog_file",
         "certfile",
         "keyfile",
@@ -149,6 +151,7 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
         return set_str(&l->tls_version, v);
     }
     if (strcmp(key, "ciphers") == 0) return set_str(&l->ciphers, v);
+    if (strcmp(key, "ciphers_tls1.3") == 0) return set_str(&l->ciphers13, v);
     if (strcmp(key, "tls_keylog_file") == 0) return set_str(&l->tls_keylog_file, v);
     struct {
         const char *name;

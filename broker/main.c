@@ -123,6 +123,7 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
             .capath = lc->capath,
             .crlfile = lc->crlfile,
             .ciphers = lc->ciphers,
+            .ciphers13 = lc->ciphers13,
             .tls_version = lc->tls_version,
             .keylog_file = lc->tls_keylog_file,
             .require_certificate = lc->require_certificate,

@@ -2,8 +2,10 @@
 # deps.sh build|test -- install the Debian packages a target needs.
 # As root: apt-get update once, then install what is missing.
 # Otherwise: print the one command to run and fail.
+# debian-archive-keyring + bzip2: make fetches and unpacks the mbedTLS 3.6 source
+# package (scripts/mbedtls.sh) where the system has an older mbedTLS.
 set -e
-BUILD_PKGS="make gcc pkg-config libmbedtls-dev openssl"
+BUILD_PKGS="make gcc pkg-config libmbedtls-dev openssl apt debian-archive-keyring bzip2"
 TEST_PKGS="$BUILD_PKGS clang-format check libsubunit-dev mosquitto mosquitto-clients python3 python3-paho-mqtt tshark"
 case "$1" in
     build) want="$BUILD_PKGS" ;;

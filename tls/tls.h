@@ -52,6 +52,7 @@ typedef struct {
     const char *crlfile;          /* optional CRL (PEM) */
     const char *ciphers;          /* NULL = secure default; ':'-separated
                                      OpenSSL-style or IANA names */
+    const char *ciphers13;        /* TLS 1.3 suites (IANA names), NULL = default */
     const char *tls_version;      /* minimum: "tlsv1.1", "tlsv1.2" (default), "tlsv1.3" */
     const char *keylog_file;      /* NSS key log, appended, flushed per line */
     bool require_certificate;     /* mutual authentication */
@@ -72,6 +73,10 @@ int tls_global_setup(char *err, size_t errlen);
 void tls_global_free(void);
 /* "mbed TLS 2.28.3" */
 const char *tls_library_version(void);
+/* Does this mbedTLS build speak `tls_version` ("tlsv1.1", "tlsv1.3", ...)? */
+bool tls_version_supported(const char *tls_version);
+/* Does it know the cipher suite `name` (OpenSSL or IANA spelling)? */
+bool tls_suite_supported(const char *name);
 
 /* Loads every file. On failure returns TLS_ERR_CONFIG with a plain-words
  * reason ("certfile /x/y.pem: no certificate found") in err. */
@@ -86,6 +91,7 @@ typedef struct {
     const char *cafile, *capath;    /* trust anchors (none = system default if insecure==false) */
     const char *certfile, *keyfile; /* client certificate for mutual auth */
     const char *ciphers;
+    const char *ciphers13;        /* TLS 1.3 suites (IANA names), NULL = default */
     const char *tls_version;      /* minimum and maximum are both this if set */
     const char *keylog_file;      /* NSS key log (the caller resolves SSLKEYLOGFILE) */
     const char *server_name;      /* for SNI and hostname verification */

@@ -40,6 +40,9 @@ static void scan_out(tls_hs *hs, const unsigned char *p, size_t n)
         }
         size_t take = hs->orem < n ? hs->orem : n;
         size_t total = (size_t)hs->ohdr[3] << 8 | hs->ohdr[4];
+        if (hs->otype == MBEDTLS_SSL_MSG_HANDSHAKE && hs->opos == 0 && take > 0 &&
+            p[0] == MBEDTLS_SSL_HS_NEW_SESSION_TICKET)
+            hs->nst_sent = true;
         if (hs->otype == MBEDTLS_SSL_MSG_ALERT && total == 2)
             for (size_t i = 0; i < take && hs->opos + i < 2; i++)
                 hs->alert_body[hs->opos + i] = p[i];
@@ -241,17 +244,29 @@ static void drop_peer_chain(tls_conn *c)
     tls_ad_drop_peer_chain(&c->ssl);
 }
 
+/* Keeps the session for the client's next connect. */
+static void save_session(tls_conn *c)
+{
+    if (c->cli == NULL || c->cli->resume == TLS_RESUME_OFF) return;
+    /* the saved session belongs to the tls_client, not to this connection */
+    tls_mem_account *prev = tls_mem_scope(NULL);
+    mbedtls_ssl_session_free(&c->cli->saved);
+    mbedtls_ssl_session_init(&c->cli->saved);
+    c->cli->have_saved = mbedtls_ssl_get_session(&c->ssl, &c->cli->saved) == 0;
+    tls_mem_scope(prev);
+}
+
 static void handshake_finished(tls_conn *c)
 {
     tls_hs *hs = c->hs;
     c->done = true;
-    /* A full handshake always runs the server-Certificate state; an
-     * abbreviated one jumps from ServerHello to ChangeCipherSpec. */
+    /* A full handshake always runs the server-Certificate state; a resumed
+     * one (TLS 1.2 abbreviated, TLS 1.3 PSK) goes around it. */
     if (!(hs->states_seen & (1u << MBEDTLS_SSL_SERVER_CERTIFICATE))) {
         bool ticket;
         if (c->srv) {
             tls_hello h;
-            ticket = tls_hello_parse(hs->first, hs->first_len, &h) && h.ticket_len > 0;
+            ticket = tls_hello_parse(hs->first, hs->first_len, &h) && (h.ticket_len > 0 || h.psk);
         } else {
             ticket = hs->offered_ticket;
         }
@@ -265,14 +280,7 @@ static void handshake_finished(tls_conn *c)
         c->peer_cn = tls_dn_cn(&peer->subject);
     }
     drop_peer_chain(c);
-    if (c->cli && c->cli->resume != TLS_RESUME_OFF) {
-        /* the saved session belongs to the tls_client, not to this connection */
-        tls_mem_account *prev = tls_mem_scope(NULL);
-        mbedtls_ssl_session_free(&c->cli->saved);
-        mbedtls_ssl_session_init(&c->cli->saved);
-        c->cli->have_saved = mbedtls_ssl_get_session(&c->ssl, &c->cli->saved) == 0;
-        tls_mem_scope(prev);
-    }
+    if (tls_ad_minor(&c->ssl) < TLS_V13) save_session(c);
     if ((c->srv && c->srv->trace) || (c->cli && c->cli->trace)) {
         char d[300];
         tls_conn_describe(c, d, sizeof d);
@@ -287,7 +295,11 @@ static void handshake_finished(tls_conn *c)
  * a certificate we cannot trust is refused, like OpenSSL's SSL_VERIFY_PEER. */
 static int check_optional_cert(tls_conn *c)
 {
-    if (c->srv == NULL || !c->srv->have_ca || c->srv->require_cert || !c->hs->cert_seen) return 0;
+    if (c->srv == NULL || !c->srv->have_ca) return 0;
+    /* mbedTLS 3.6 answers a missing certificate in TLS 1.3 with the SSL 3.0
+     * alert no_certificate (41); we verify optionally and refuse it here,
+     * with certificate_required (116) as RFC 8446 says (tls_diag.c). */
+    if (!c->hs->cert_seen) return c->srv->require_cert ? TLS_E_CERT_REQUIRED : 0;
     uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
     if (flags == 0 || flags == (uint32_t)-1) return 0;
     return MBEDTLS_ERR_X509_CERT_VERIFY_FAILED;
@@ -297,6 +309,7 @@ static int check_optional_cert(tls_conn *c)
  * tells us when it went by. */
 static bool ticket_pending(const tls_conn *c)
 {
+    if (c->srv) return !c->hs->nst_sent; /* "pending" until it is on the wire */
     return tls_ad_ticket_pending(&c->ssl);
 }
 
@@ -334,6 +347,11 @@ static int handshake_run(tls_conn *c)
             tls_diag_trace_step(c, prev, nst_before && !ticket_pending(c));
         if (ret == 0 && prev == MBEDTLS_SSL_CLIENT_CERTIFICATE && ssl_state(c) != prev)
             ret = check_optional_cert(c);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+        if (ret == 0 && c->srv && prev == MBEDTLS_SSL_SERVER_FINISHED && ssl_state(c) != prev &&
+            tls_ad_minor(&c->ssl) == TLS_V13)
+            tls_ad_tls13_server_app_keys(&c->ssl);
+#endif
         if (ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_READ;
         if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) return TLS_WANT_WRITE;
         if (ret != 0) {
@@ -407,7 +425,10 @@ static ssize_t conn_read(tls_conn *c, uint8_t *buf, size_t len)
         if (ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_READ;
         if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) return TLS_WANT_WRITE;
 #if defined(MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
-        if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) continue;
+        if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
+            save_session(c); /* TLS 1.3: the ticket comes after the handshake */
+            continue;
+        }
 #endif
         return io_failure(c, ret, "read");
     }

@@ -124,6 +124,8 @@ bool tls_hello_parse(const uint8_t *buf, size_t len, tls_hello *h)
                     h->sni[i] = (e[5 + i] < 0x20 || e[5 + i] >= 0x7f) ? '?' : (char)e[5 + i];
                 h->sni[nl] = '\0';
             }
+        } else if (type == 41) { /* pre_shared_key (TLS 1.3 resumption) */
+            h->psk = true;
         } else if (type == 35) { /* session_ticket */
             h->ticket_ext = true;
             h->ticket_len = el;
@@ -468,7 +470,7 @@ static void trace_key_flight(tls_conn *c, int prev, char *line, size_t len)
                  "the key log)",
                  in);
         break;
-    case MBEDTLS_SSL_SERVER_NEW_SESSION_TICKET:
+    case TLS_ST_NEW_SESSION_TICKET:
         snprintf(line, len, "%s NewSessionTicket", out);
         break;
     case MBEDTLS_SSL_SERVER_CHANGE_CIPHER_SPEC:
@@ -757,9 +759,24 @@ static const char *peer_alert_hint(const tls_conn *c, int desc)
  * accepts X, Y". mbedTLS 2.28 says NO_USABLE_CIPHERSUITE instead when names
  * match but the suite cannot be used with our key (ECDHE-RSA with an EC
  * certificate): then we name the overlap and the key type. */
+/* Our suites for the versions the client offered (all when unknown). */
+static void suites_for_hello(const int *all, const tls_hello *h, int out[33])
+{
+    size_t n = 0;
+    for (size_t i = 0; all[i] && n < 32; i++) {
+        bool is13 = (all[i] >> 8) == 0x13;
+        if (h && h->nsuites &&
+            ((is13 && h->max_minor < TLS_V13) || (!is13 && h->min_minor > TLS_V12)))
+            continue;
+        out[n++] = all[i];
+    }
+    out[n] = 0;
+}
+
 static enum tls_reason no_common_suite(const tls_conn *c, const tls_hello *h, char *why, size_t len)
 {
-    const int *ours = c->srv->suites;
+    int ours[33];
+    suites_for_hello(c->srv->suites, h, ours);
     const char *keytype = mbedtls_pk_can_do(&c->srv->key, MBEDTLS_PK_ECDSA) ? "EC" : "RSA";
     char ol[300], tl[300];
     tls_suites_format(ours, 6, ol, sizeof ol);
@@ -782,7 +799,7 @@ static enum tls_reason no_common_suite(const tls_conn *c, const tls_hello *h, ch
     bool key_fits = false;
     for (size_t i = 0; i < nb; i++) {
         const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(both[i]);
-        if (info && mbedtls_pk_can_do(&c->srv->key, mbedtls_ssl_get_ciphersuite_sig_pk_alg(info)))
+        if (info && mbedtls_pk_can_do(&c->srv->key, (mbedtls_pk_type_t)tls_ad_suite_sig_pk(info)))
             key_fits = true;
     }
     enum tls_reason r = TLS_REASON_NO_COMMON_SUITE;
@@ -944,15 +961,27 @@ static void fail_cert(tls_conn *c, int ret, int *alert)
                                MBEDTLS_X509_BADCRL_NOT_TRUSTED)) != 0;
 }
 
+/* 3.x says "handshake failure" for more than a missing suite: count it as
+ * one only while the server was choosing (ClientHello / ServerHello). */
+static bool no_suite_state(const tls_conn *c)
+{
+#if MBEDTLS_VERSION_MAJOR >= 3
+    int st = tls_ad_state(&c->ssl);
+    return c->srv && (st == MBEDTLS_SSL_CLIENT_HELLO || st == MBEDTLS_SSL_SERVER_HELLO);
+#else
+    (void)c;
+    return true;
+#endif
+}
+
 /* Reasons inside TLS: versions, suites, certificates, Finished. */
 static void fail_tls(tls_conn *c, int ret, int *alert)
 {
     tls_hello h;
     bool have_hello = c->srv && tls_hello_parse(c->hs->first, c->hs->first_len, &h);
-    bool no_suite =
-        ret == MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN || ret == MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE;
+    bool no_suite = (ret == TLS_E_NO_SUITE_A || ret == TLS_E_NO_SUITE_B) && no_suite_state(c);
     char why[700];
-    if (ret == MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION) {
+    if (ret == TLS_E_VERSION) {
         *alert = MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION;
         fail_version(c, ret, have_hello ? &h : NULL);
     } else if (no_suite && have_hello && h.min_minor > TLS_MAX_MINOR) {
@@ -964,11 +993,11 @@ static void fail_tls(tls_conn *c, int ret, int *alert)
         tls_conn_fail(c, ret, r, TLS_ERR_HANDSHAKE, "%s", why);
     } else if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
         fail_cert(c, ret, alert);
-    } else if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE ||
-               ret == MBEDTLS_ERR_SSL_CERTIFICATE_REQUIRED) {
+    } else if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE || ret == TLS_E_CERT_REQUIRED) {
+        if (tls_ad_minor(&c->ssl) == TLS_V13) *alert = 116; /* certificate_required */
         tls_conn_fail(c, ret, TLS_REASON_CERT_MISSING, TLS_ERR_HANDSHAKE,
                       "client sent no certificate, but this listener requires one");
-    } else if (ret == MBEDTLS_ERR_SSL_BAD_HS_FINISHED) {
+    } else if (ret == TLS_E_BAD_FINISHED) {
         *alert = MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR;
         tls_conn_fail(c, ret, TLS_REASON_FINISHED, TLS_ERR_HANDSHAKE,
                       "the Finished check failed (keys differ: tampering, or a broken peer)");
@@ -984,13 +1013,18 @@ void tls_diag_failure(tls_conn *c, int ret)
 {
     tls_hs *hs = c->hs;
     int alert;
+    bool tls13 = tls_ad_minor(&c->ssl) == TLS_V13;
     if (!fail_transport(c, ret, &alert)) fail_tls(c, ret, &alert);
+    /* TLS 1.3 alerts are encrypted: ask mbedTLS which one it sent */
+    if (tls13 && hs->alert_sent < 0 && tls_ad_alert_pended(&c->ssl) > 0)
+        hs->alert_sent = tls_ad_alert_pended(&c->ssl);
     /* Make sure a live TLS peer learns why, even where mbedTLS stays silent. */
     if (alert >= 0 && hs->alert_sent == -1) {
         mbedtls_ssl_send_alert_message(&c->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
                                        (unsigned char)alert);
         if (tls_ad_out_left(&c->ssl) && tls_ad_flush(&c->ssl) != 0)
             c->last_errno = errno; /* best effort: the peer may be gone */
+        if (tls13) hs->alert_sent = alert;
     }
     /* the alert we sent is part of the verdict: record it again */
     if (c->fail && c->fail->alert_sent != hs->alert_sent) {

@@ -30,6 +30,23 @@ enum { TLS_V10 = 1, TLS_V11 = 2, TLS_V12 = 3, TLS_V13 = 4 };
 #define TLS_MAX_MINOR TLS_V12
 #endif
 
+/* Error codes and states 3.x renamed or merged. */
+#if MBEDTLS_VERSION_MAJOR >= 3
+#define TLS_E_NO_SUITE_A MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE /* + state check, tls_diag.c */
+#define TLS_E_NO_SUITE_B MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE
+#define TLS_E_VERSION MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION
+#define TLS_E_CERT_REQUIRED MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE
+#define TLS_E_BAD_FINISHED (-0x7fff) /* 3.x: HANDSHAKE_FAILURE, with a decrypt_error alert */
+#define TLS_ST_NEW_SESSION_TICKET MBEDTLS_SSL_NEW_SESSION_TICKET
+#else
+#define TLS_E_NO_SUITE_A MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN
+#define TLS_E_NO_SUITE_B MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE
+#define TLS_E_VERSION MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION
+#define TLS_E_CERT_REQUIRED MBEDTLS_ERR_SSL_CERTIFICATE_REQUIRED
+#define TLS_E_BAD_FINISHED MBEDTLS_ERR_SSL_BAD_HS_FINISHED
+#define TLS_ST_NEW_SESSION_TICKET MBEDTLS_SSL_SERVER_NEW_SESSION_TICKET
+#endif
+
 /* The first bytes the peer sends, kept during the handshake only: enough for
  * any ClientHello we want to explain (suites come early in it). */
 #define TLS_FIRST_MAX 4096
@@ -108,6 +125,7 @@ typedef struct {
     uint8_t ip[16];       /* client: server_name as an IP address */
     size_t iplen;
     bool offered_ticket; /* client: resumption offered with a ticket */
+    bool nst_sent;       /* server: a plaintext NewSessionTicket went out (TLS 1.2) */
 } tls_hs;
 
 struct tls_conn {
@@ -142,6 +160,9 @@ void tls_ad_drop_peer_chain(mbedtls_ssl_context *ssl);
 bool tls_ad_cert_requested(const mbedtls_ssl_context *ssl);
 bool tls_ad_ticket_pending(const mbedtls_ssl_context *ssl);
 bool tls_ad_session_has_ticket(const mbedtls_ssl_session *s);
+int tls_ad_suite_sig_pk(const mbedtls_ssl_ciphersuite_t *info);
+bool tls_ad_tls13_server_app_keys(mbedtls_ssl_context *ssl);
+int tls_ad_alert_pended(const mbedtls_ssl_context *ssl);
 
 /* tls_mem.c: per-connection memory accounting (see the file's comment) */
 void tls_mem_init(void); /* before the first mbedTLS allocation */
@@ -170,6 +191,8 @@ int tls_parse_version(const char *s, const char *key, int *minor, char *err, siz
 void tls_suite_openssl_name(int id, char *buf, size_t len);
 int tls_suites_parse(const char *list, const char *key, int min_minor, int **out, char *err,
                      size_t errlen);
+int tls_suites13_parse(const char *list, const char *key, int **out, char *err, size_t errlen);
+int *tls_suites_join(const int *a, const int *b);
 void tls_suites_format(const int *suites, size_t max, char *buf, size_t len);
 
 /* tls_files.c */
@@ -199,6 +222,7 @@ typedef struct {
     size_t sid_len;
     bool ticket_ext;
     size_t ticket_len;
+    bool psk; /* TLS 1.3 pre_shared_key: offers a ticket */
 } tls_hello;
 
 /* tls_diag.c */

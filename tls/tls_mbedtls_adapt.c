@@ -18,6 +18,11 @@
  * libmbedtls 3.x: the only way to push out a record mbedTLS buffered after a
  * WANT_WRITE without handing it new data. */
 int mbedtls_ssl_flush_output(mbedtls_ssl_context *ssl);
+/* library/ssl_ciphersuites_internal.h in 3.x (public in 2.28): the
+ * signature algorithm a suite needs from the server's key. */
+mbedtls_pk_type_t mbedtls_ssl_get_ciphersuite_sig_pk_alg(const mbedtls_ssl_ciphersuite_t *info);
+/* library/ssl_misc.h, exported: selects the keys outgoing records use. */
+void mbedtls_ssl_set_outbound_transform(mbedtls_ssl_context *ssl, mbedtls_ssl_transform *transform);
 #endif
 
 /* The handshake state machine's current state: we drive the handshake one
@@ -140,6 +145,44 @@ bool tls_ad_ticket_pending(const mbedtls_ssl_context *ssl)
 #else
     (void)ssl;
     return false;
+#endif
+}
+
+/* The key type a TLS 1.2 suite needs (ECDSA, RSA), to tell "no suite fits
+ * this key" from "no suite in common"; MBEDTLS_PK_NONE for TLS 1.3 suites. */
+int tls_ad_suite_sig_pk(const mbedtls_ssl_ciphersuite_t *info)
+{
+    return (int)mbedtls_ssl_get_ciphersuite_sig_pk_alg(info);
+}
+
+/* TLS 1.3 server, right after it sent its Finished: encrypt what follows
+ * with the application traffic keys, as RFC 8446 4.4.4 / 7.2 expect. mbedTLS
+ * 3.6 keeps the handshake keys until the client's Finished, so a fatal
+ * alert about the client's certificate reaches OpenSSL, Python and Node
+ * encrypted with keys they no longer use ("bad record mac" instead of
+ * unknown_ca). No public call does this. Returns true when it switched. */
+bool tls_ad_tls13_server_app_keys(mbedtls_ssl_context *ssl)
+{
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_SRV_C)
+    if (ssl->PRIV(transform_application) == NULL) return false;
+    mbedtls_ssl_set_outbound_transform(ssl, ssl->PRIV(transform_application));
+    return true;
+#else
+    (void)ssl;
+    return false;
+#endif
+}
+
+/* The fatal alert mbedTLS itself queued and sent on a failed handshake step
+ * (3.x), 0 when none: TLS 1.3 alerts are encrypted, so our record scanner
+ * cannot read them off the wire. */
+int tls_ad_alert_pended(const mbedtls_ssl_context *ssl)
+{
+#if MBEDTLS_VERSION_MAJOR >= 3
+    return ssl->PRIV(alert_type);
+#else
+    (void)ssl;
+    return 0;
 #endif
 }
 

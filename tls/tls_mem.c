@@ -89,17 +89,13 @@ void tls_mem_init(void)
     mbedtls_platform_set_calloc_free(hook_calloc, hook_free);
 }
 
-static void checkpoint(void)
-{
-}
+static void checkpoint(void) {}
 #else
 #define TLS_MEM_HOOKED 0
 
 static size_t g_mark;
 
-void tls_mem_init(void)
-{
-}
+void tls_mem_init(void) {}
 
 static size_t heap_in_use(void)
 {

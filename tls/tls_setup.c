@@ -62,7 +62,7 @@ static int check_suites_fit_key(const int *suites, const mbedtls_pk_context *key
     for (const int *id = suites; *id; id++) {
         const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(*id);
         if (info == NULL) continue;
-        mbedtls_pk_type_t alg = mbedtls_ssl_get_ciphersuite_sig_pk_alg(info);
+        mbedtls_pk_type_t alg = (mbedtls_pk_type_t)tls_ad_suite_sig_pk(info);
         if (alg != MBEDTLS_PK_NONE && mbedtls_pk_can_do(key, alg)) return TLS_OK;
     }
     char list[256];
@@ -116,24 +116,57 @@ static int cache_set(void *data, const unsigned char *id, size_t id_len,
 }
 #endif
 
+/* The suite list for versions min..max: the TLS 1.3 suites (ciphers13)
+ * first, then the TLS 1.2 ones (ciphers). *only12 gets the latter alone. */
+static int suites_for(const char *ciphers, const char *ciphers13, const char *const *nm, int min,
+                      int max, int **out, int **only12, char *err, size_t errlen)
+{
+    int *l12 = NULL, *l13 = NULL, ret = TLS_OK;
+    *out = *only12 = NULL;
+    if (min <= TLS_V12)
+        ret = tls_suites_parse(ciphers, tls_opt_name(nm, TLS_OPT_CIPHERS), min, &l12, err, errlen);
+    if (ret == TLS_OK && max >= TLS_V13)
+        ret = tls_suites13_parse(ciphers13, tls_opt_name(nm, TLS_OPT_CIPHERS13), &l13, err, errlen);
+    if (ret == TLS_OK && (*out = tls_suites_join(l13, l12)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        ret = TLS_ERR_ALLOC;
+    }
+    free(l13);
+    if (ret == TLS_OK)
+        *only12 = l12;
+    else
+        free(l12);
+    return ret;
+}
+
 static int server_suites(tls_server *s, const tls_server_opts *o, char *err, size_t errlen)
 {
-    int ret = tls_suites_parse(o->ciphers, tls_opt_name(o->opt_names, TLS_OPT_CIPHERS),
-                               s->min_minor, &s->suites, err, errlen);
+    int *l12 = NULL;
+    int ret = suites_for(o->ciphers, o->ciphers13, o->opt_names, s->min_minor, TLS_MAX_MINOR,
+                         &s->suites, &l12, err, errlen);
+    if (ret == TLS_OK && l12 && check_suites_fit_key(l12, &s->key, o->opt_names, err, errlen))
+        ret = TLS_ERR_CONFIG;
+    free(l12);
     if (ret != TLS_OK) return ret;
-    if (check_suites_fit_key(s->suites, &s->key, o->opt_names, err, errlen) != TLS_OK)
-        return TLS_ERR_CONFIG;
     mbedtls_ssl_conf_ciphersuites(&s->conf, s->suites);
     return TLS_OK;
 }
 
 static int client_suites(tls_client *c, const tls_client_opts *o, char *err, size_t errlen)
 {
+    int *l12 = NULL;
     tls_set_versions(&c->conf, c->minor, c->minor);
-    int ret = tls_suites_parse(o->ciphers, tls_opt_name(o->opt_names, TLS_OPT_CIPHERS), c->minor,
-                               &c->suites, err, errlen);
+    int ret = suites_for(o->ciphers, o->ciphers13, o->opt_names, c->minor, c->minor, &c->suites,
+                         &l12, err, errlen);
+    free(l12);
     if (ret != TLS_OK) return ret;
     mbedtls_ssl_conf_ciphersuites(&c->conf, c->suites);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_SESSION_TICKETS)
+    /* TLS 1.3 tickets arrive after the handshake: have mbedtls_ssl_read
+     * report them so tls_conn_read saves the session for resumption */
+    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
+        &c->conf, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+#endif
     return TLS_OK;
 }
 
@@ -144,7 +177,9 @@ static int conf_base(mbedtls_ssl_config *conf, int endpoint)
                                           MBEDTLS_SSL_PRESET_DEFAULT);
     if (ret != 0) return TLS_ERR_ALLOC;
     mbedtls_ssl_conf_rng(conf, tls_rng, NULL);
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
     mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
     conf_curves(conf);
     return TLS_OK;
 }
@@ -239,8 +274,12 @@ static int server_trust(tls_server *s, const tls_server_opts *o, char *err, size
      * certificate fatal. A presented but invalid certificate is refused
      * either way (see tls_conn.c), as OpenSSL-based brokers do. */
     if (s->have_ca) {
-        mbedtls_ssl_conf_authmode(&s->conf, o->require_certificate ? MBEDTLS_SSL_VERIFY_REQUIRED
-                                                                   : MBEDTLS_SSL_VERIFY_OPTIONAL);
+        int mode =
+            o->require_certificate ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_OPTIONAL;
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+        mode = MBEDTLS_SSL_VERIFY_OPTIONAL; /* a missing certificate is refused in tls_conn.c */
+#endif
+        mbedtls_ssl_conf_authmode(&s->conf, mode);
         mbedtls_ssl_conf_ca_chain(&s->conf, &s->ca, s->have_crl ? &s->crl : NULL);
     } else {
         mbedtls_ssl_conf_authmode(&s->conf, MBEDTLS_SSL_VERIFY_NONE);

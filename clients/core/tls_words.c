@@ -5,16 +5,11 @@
 #include "clients/core/tls_words.h"
 
 const char *const tls_words_client_opts[TLS_OPT_COUNT] = {
-    [TLS_OPT_CERTFILE] = "--cert",
-    [TLS_OPT_KEYFILE] = "--key",
-    [TLS_OPT_CAFILE] = "--cafile",
-    [TLS_OPT_CAPATH] = "--capath",
-    [TLS_OPT_CRLFILE] = "--crlfile",
-    [TLS_OPT_CIPHERS] = "--ciphers",
-    [TLS_OPT_CIPHERS13] = "--ciphers",
-    [TLS_OPT_VERSION] = "--tls-version",
-    [TLS_OPT_KEYLOG] = "--keylog",
-    [TLS_OPT_REQUIRE_CERT] = "--cert",
+    [TLS_OPT_CERTFILE] = "--cert",     [TLS_OPT_KEYFILE] = "--key",
+    [TLS_OPT_CAFILE] = "--cafile",     [TLS_OPT_CAPATH] = "--capath",
+    [TLS_OPT_CRLFILE] = "--crlfile",   [TLS_OPT_CIPHERS] = "--ciphers",
+    [TLS_OPT_CIPHERS13] = "--ciphers", [TLS_OPT_VERSION] = "--tls-version",
+    [TLS_OPT_KEYLOG] = "--keylog",     [TLS_OPT_REQUIRE_CERT] = "--cert",
 };
 
 static const char *alert_advice(const tls_failure *f)

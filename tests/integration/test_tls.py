@@ -10,6 +10,7 @@ handshake is checked twice: the TLS alert the peer received on the wire
 Timeouts are generous upper bounds for waiting, never pass/fail timing.
 """
 import os
+import re
 import shutil
 import tempfile
 import unittest
@@ -18,7 +19,8 @@ from brokerlib import connect_packet
 from clientlib import Sub, run
 from corelib import (CONNACK, WAIT, Client, connect, log_offset, make_broker, publish,
                      recv_publish, subscribe, uid, wait_log_line)
-from tlslib import (HEX64, Capture, PahoWaiter, TLSClient, client_context, handshake_failure,
+from tlslib import (BROKER_MAX_TLS, BROKER_TLS13, KEYLOG_LINE, TLS13_LABELS, Capture, PahoWaiter,
+                    TLSClient, client_context, handshake_failure,
                     make_certs, paho_client, s_client, tls_block, tshark_mqtt)
 
 CERTS = None
@@ -103,7 +105,8 @@ class TestServerTLS(unittest.TestCase):
     def test_paho_round_trip(self):
         """paho-mqtt over TLS, the server verified against ca.crt (no client
         certificate): subscribe and publish QoS 1, the message arrives; the log
-        names TLS 1.2, a full handshake and no client certificate."""
+        names the newest TLS version of this build, a full handshake and no client
+        certificate."""
         off = log_offset(self.broker)
         topic = uid("paho/t")
         sub, ws = paho_start(self, self.tls, uid("psub"))
@@ -116,9 +119,10 @@ class TestServerTLS(unittest.TestCase):
         wp.wait(lambda: info.mid in wp.published, "PUBACK")
         ws.wait(lambda: ws.messages, "message")
         self.assertEqual(ws.messages, [(topic, b"over TLS")])
-        line = wait_log_line(self, self.broker, "TLS handshake with 127.0.0.1:", "TLS 1.2",
+        line = wait_log_line(self, self.broker, "TLS handshake with 127.0.0.1:", BROKER_MAX_TLS,
                              "full handshake", "no client certificate", offset=off)
-        self.assertRegex(line, r"TLS handshake with 127\.0\.0\.1:\d+: TLS 1\.2, \S+")
+        self.assertRegex(line, r"TLS handshake with 127\.0\.0\.1:\d+: %s, \S+" %
+                         re.escape(BROKER_MAX_TLS))
 
     def test_optional_client_certificate_shown(self):
         """With cafile but without require_certificate, a client that shows a good
@@ -237,14 +241,26 @@ class TestServerTLS(unittest.TestCase):
 
     def _resume(self, *extra):
         sess = os.path.join(self.tmp, uid("sess"))
+        version = "TLSv1.3" if "-tls1_3" in extra else "TLSv1.2"
         base = ["-CAfile", CERTS["ca.crt"]] + list(extra)
+        if version == "TLSv1.2":
+            base.append("-tls1_2")
         rc, out = s_client(self.tls, "-sess_out", sess, *base)
-        self.assertIn("New, TLSv1.2", out)
+        self.assertIn("New, " + version, out)
         self.assertTrue(os.path.exists(sess), "s_client wrote no session: %s" % out)
         off = log_offset(self.broker)
         rc, out = s_client(self.tls, "-sess_in", sess, *base)
-        self.assertIn("Reused, TLSv1.2", out)
+        self.assertIn("Reused, " + version, out)
         return off
+
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_handshake_and_resumption(self):
+        """openssl s_client -tls1_3: a full TLS 1.3 handshake (X25519), then the
+        NewSessionTicket resumes the next connection (PSK): "Reused, TLSv1.3", and
+        the log says resumed."""
+        off = self._resume("-tls1_3")
+        wait_log_line(self, self.broker, "TLS handshake with", "TLS 1.3",
+                      "resumed session (ticket)", offset=off)
 
     def test_resumption_ticket(self):
         """A session ticket (RFC 5077) from one connection resumes the next: s_client
@@ -272,8 +288,8 @@ class TestMutualTLS(unittest.TestCase):
             tls_block(CERTS, cafile=True, require=True, extra=["crlfile %s" % CERTS["ca.crl"]])])
         cls.mutual, cls.crl = cls.broker.ports
 
-    def refused(self, port, cert, alert, *log_words):
-        err, peer = handshake_failure(port, client_context(CERTS, cert))
+    def refused(self, port, cert, alert, *log_words, version="1.2"):
+        err, peer = handshake_failure(port, client_context(CERTS, cert, version=version))
         self.assertIsNotNone(err, "handshake with %s succeeded" % (cert or "no certificate"))
         self.assertIn(alert, alert_of(err))
         return wait_log_line(self, self.broker, peer, "TLS handshake failed", *log_words)
@@ -284,6 +300,36 @@ class TestMutualTLS(unittest.TestCase):
         self.refused(self.mutual, None, "ALERT_HANDSHAKE_FAILURE",
                      "client sent no certificate, but this listener requires one",
                      "(sent alert handshake_failure)")
+
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_no_certificate_certificate_required(self):
+        """TLS 1.3 without a client certificate: alert certificate_required (116, RFC
+        8446), not mbedTLS 3.6's own SSL 3.0 no_certificate; the log says why."""
+        self.refused(self.mutual, None, "CERTIFICATE_REQUIRED",
+                     "client sent no certificate, but this listener requires one",
+                     "(sent alert certificate_required)", version="1.3")
+
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_untrusted_ca_refused(self):
+        """TLS 1.3 with a certificate from an unknown CA: the client reads alert
+        unknown_ca (encrypted with the keys it expects), the log names the issuer."""
+        self.refused(self.mutual, "untrusted-client", "ALERT_UNKNOWN_CA",
+                     "not signed by a trusted CA", "untrusted lab CA",
+                     "(sent alert unknown_ca)", version="1.3")
+
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_good_certificate_accepted(self):
+        """TLS 1.3 mutual authentication with the lab client certificate: CONNACK 0,
+        the log names TLS 1.3 and the certificate."""
+        off = log_offset(self.broker)
+        cid = uid("m13")
+        c = TLSClient(self.mutual, client_context(CERTS, "client", version="1.3"), client_id=cid)
+        self.addCleanup(c.close)
+        c.send(connect_packet(client_id=cid))
+        first, body = c.wait_for(CONNACK)
+        self.assertEqual((first, body[1]), (0x20, 0), "CONNACK 0")
+        wait_log_line(self, self.broker, "TLS handshake with", "TLS 1.3", "full handshake",
+                      "client certificate CN=labclient", offset=off)
 
     def test_untrusted_ca_refused(self):
         """A certificate from a CA the listener does not trust: alert unknown_ca; the
@@ -376,14 +422,18 @@ class TestKeylogAndTshark(unittest.TestCase):
 
     def test_keylog_lines(self):
         """paho over TLS publishes a message; the key log holds CLIENT_RANDOM <64 hex>
-        <96 hex> lines (and only such lines); the broker warned about the file."""
+        <96 hex> lines with TLS 1.2, the four TLS 1.3 traffic secrets with TLS 1.3 (and only
+        such lines); the broker warned about the file."""
         pub, w = paho_start(self, self.broker.port, uid("klog"))
         info = pub.publish("keylog/t", b"secret", qos=1)
         w.wait(lambda: info.mid in w.published, "PUBACK")
         lines = self.keylog_lines()
         self.assertTrue(lines, "key log is empty")
         for line in lines:
-            self.assertRegex(line, HEX64)
+            self.assertRegex(line, KEYLOG_LINE)
+        if BROKER_TLS13:  # paho offers TLS 1.3: the four traffic secrets
+            for label in TLS13_LABELS:
+                self.assertTrue(any(x.startswith(label + " ") for x in lines), label)
         wait_log_line(self, self.broker, "tls_keylog_file", "anyone who can read this file can "
                       "decrypt the TLS traffic")
 

@@ -62,10 +62,31 @@ def tls_block(certs, cafile=False, require=False, identity=False, extra=()):
 
 # ---- a raw MQTT client over Python's ssl --------------------------------------
 
-def client_context(certs, cert=None, ca="ca.crt"):
+def broker_tls13():
+    """True when build/secbroker speaks TLS 1.3 (built with mbedTLS 3.x)."""
+    out = subprocess.run([os.path.join(ROOT, "build", "secbroker"), "--version"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30).stdout
+    return b"mbed TLS 3." in out
+
+
+BROKER_TLS13 = broker_tls13()
+# the version a client offering everything gets from our listeners
+BROKER_MAX_TLS = "TLS 1.3" if BROKER_TLS13 else "TLS 1.2"
+# NSS key-log lines: TLS 1.2 CLIENT_RANDOM, TLS 1.3 traffic secrets (SHA-256/384)
+KEYLOG_LINE = (r"^(CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}|"
+               r"(CLIENT|SERVER)_(HANDSHAKE_TRAFFIC_SECRET|TRAFFIC_SECRET_0) "
+               r"[0-9a-f]{64} [0-9a-f]{64}([0-9a-f]{32})?)$")
+TLS13_LABELS = ["CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"]
+
+
+def client_context(certs, cert=None, ca="ca.crt", version=None):
     """An ssl client context trusting certs[ca]; cert="client" presents
-    client.crt/client.key."""
+    client.crt/client.key; version "1.2" or "1.3" pins the TLS version."""
     ctx = ssl.create_default_context(cafile=certs[ca])
+    if version:
+        v = ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2
+        ctx.minimum_version = ctx.maximum_version = v
     if cert:
         ctx.load_cert_chain(certs[cert + ".crt"], certs[cert + ".key"])
     return ctx
