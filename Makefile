@@ -66,12 +66,11 @@ UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 all: $(BINS)
 
-$(BUILD)/obj/%.o: %.c
+# every object waits for the mbedTLS headers (tls/ and acl/ include them; with
+# the bundled build the system's older headers must never be picked up)
+$(BUILD)/obj/%.o: %.c | $(MBEDTLS_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
-
-# tls/ needs the mbedTLS headers first
-$(call obj,$(TLS_SRC)): | $(MBEDTLS_HDR)
 
 $(MBEDTLS_DIR)/src/include/mbedtls/build_info.h:
 	@sh scripts/mbedtls.sh $(MBEDTLS_DIR)
