@@ -181,7 +181,7 @@ static tls_conn *conn_new(int fd, const char *peer, const mbedtls_ssl_config *co
     } else {
         mbedtls_ssl_set_bio(&c->ssl, c, conn_send, conn_recv, NULL);
         mbedtls_ssl_set_verify(&c->ssl, verify_cb, c);
-        tls_keylog_attach(NULL, &c->ssl, keylog);
+        tls_keylog_attach(NULL, c, keylog);
     }
     tls_mem_scope(prev);
     return c;
@@ -422,6 +422,13 @@ static ssize_t conn_read(tls_conn *c, uint8_t *buf, size_t len)
     for (;;) {
         int ret = mbedtls_ssl_read(&c->ssl, buf, len);
         if (ret > 0) return ret;
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_CLI_C)
+        /* TLS 1.3 client: a NewSessionTicket record was taken in and waits
+         * to be parsed on the next call; the socket will not wake us for it */
+        if (ret == MBEDTLS_ERR_SSL_WANT_READ && c->cli &&
+            tls_ad_state(&c->ssl) == MBEDTLS_SSL_TLS1_3_NEW_SESSION_TICKET)
+            continue;
+#endif
         if (ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_READ;
         if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) return TLS_WANT_WRITE;
 #if defined(MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)

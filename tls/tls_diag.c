@@ -192,7 +192,8 @@ static void client_hello_line(const tls_conn *c, char *line, size_t len)
                  wire);
     snprintf(line, len, "<- ClientHello: %s, %zu cipher suite%s%s%s%s%s%s", ver, h.nsuites,
              h.nsuites == 1 ? "" : "s", h.sni[0] ? ", SNI " : ", no SNI", h.sni,
-             h.ticket_len   ? ", offers a session ticket"
+             h.psk          ? ", offers a session ticket (pre_shared_key)"
+             : h.ticket_len ? ", offers a session ticket"
              : h.ticket_ext ? ", asks for a ticket"
                             : "",
              h.sid_len && !h.ticket_len ? ", offers a session id" : "", extra);
@@ -263,6 +264,10 @@ static void suite_names(int id, char *ossl, size_t olen, char *iana, size_t ilen
 {
     const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(id);
     tls_suite_openssl_name(id, ossl, olen);
+    if ((id >> 8) == 0x13) { /* TLS 1.3: OpenSSL and IANA agree */
+        snprintf(iana, ilen, "%s", ossl);
+        return;
+    }
     snprintf(iana, ilen, "%s", info ? mbedtls_ssl_get_ciphersuite_name(id) : "?");
     for (char *q = iana; *q; q++)
         if (*q == '-') *q = '_';
@@ -352,6 +357,69 @@ static void trace_ticket(tls_conn *c, bool srv)
 }
 
 /* ClientHello to ServerHelloDone. */
+/* TLS 1.3: does the ServerHello (plaintext: out_msg on the server, in_msg
+ * on the client) carry pre_shared_key, i.e. accept the client's ticket? */
+static bool server_hello_psk(const tls_conn *c, bool srv)
+{
+    size_t n = 0;
+    const uint8_t *m = hs_msg(c, srv, MBEDTLS_SSL_HS_SERVER_HELLO, 4 + 2 + 32 + 1, &n);
+    if (m == NULL) return false;
+    size_t at = 4 + 2 + 32;
+    at += 1 + m[at]; /* legacy_session_id */
+    at += 2 + 1;     /* cipher_suite, legacy_compression_method */
+    if (at + 2 > n) return false;
+    size_t end = at + 2 + ((size_t)m[at] << 8 | m[at + 1]);
+    for (at += 2; at + 4 <= end && at + 4 <= n;) {
+        if ((m[at] << 8 | m[at + 1]) == 41) return true;
+        at += 4 + ((size_t)m[at + 2] << 8 | m[at + 3]);
+    }
+    return false;
+}
+
+/* TLS 1.3 messages with a state of their own (mbedTLS 3.x). */
+static void trace_tls13(tls_conn *c, int prev, char *line, size_t len)
+{
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    bool srv = c->srv != NULL;
+    const char *in = srv ? "<-" : "->", *out = srv ? "->" : "<-";
+    switch (prev) {
+    case MBEDTLS_SSL_ENCRYPTED_EXTENSIONS:
+        snprintf(line, len,
+                 "%s EncryptedExtensions (encrypted from here on: without the key log "
+                 "Wireshark shows only Application Data, the certificate too)",
+                 out);
+        break;
+    case MBEDTLS_SSL_CERTIFICATE_VERIFY:
+        snprintf(line, len,
+                 "%s CertificateVerify (the server signs the handshake with its certificate's "
+                 "key)",
+                 out);
+        break;
+    case MBEDTLS_SSL_CLIENT_CERTIFICATE_VERIFY:
+        if ((srv && negotiating_peer_cert(c)) || (!srv && c->cli->have_cert))
+            snprintf(line, len,
+                     "%s CertificateVerify (proves the client holds the certificate's key)", in);
+        break;
+    case MBEDTLS_SSL_SERVER_CCS_AFTER_SERVER_HELLO:
+    case MBEDTLS_SSL_CLIENT_CCS_AFTER_SERVER_FINISHED:
+    case MBEDTLS_SSL_CLIENT_CCS_AFTER_CLIENT_HELLO:
+        snprintf(line, len, "%s ChangeCipherSpec (middlebox compatibility only, RFC 8446 D.4)",
+                 prev == MBEDTLS_SSL_SERVER_CCS_AFTER_SERVER_HELLO ? out : in);
+        break;
+    case MBEDTLS_SSL_TLS1_3_NEW_SESSION_TICKET:
+        snprintf(line, len, "%s NewSessionTicket (encrypted; the next connection can resume)", out);
+        break;
+    default:
+        break;
+    }
+#else
+    (void)c;
+    (void)prev;
+    (void)line;
+    (void)len;
+#endif
+}
+
 static void trace_hello_flight(tls_conn *c, int prev, int now, char *line, size_t len)
 {
     bool srv = c->srv != NULL;
@@ -373,9 +441,12 @@ static void trace_hello_flight(tls_conn *c, int prev, int now, char *line, size_
     case MBEDTLS_SSL_SERVER_HELLO: {
         int sid_len;
         int id = server_hello_suite(c, srv, &sid_len);
-        bool resuming = now != MBEDTLS_SSL_SERVER_CERTIFICATE;
+        bool tls13 = tls_ad_minor(&c->ssl) == TLS_V13;
+        bool resuming = tls13 ? server_hello_psk(c, srv) : now != MBEDTLS_SSL_SERVER_CERTIFICATE;
         const char *how = "resuming the session";
-        if (resuming && srv) {
+        if (tls13)
+            how = "resuming the session (ticket accepted: pre_shared_key)";
+        else if (resuming && srv) {
             tls_hello h;
             how = tls_hello_parse(c->hs->first, c->hs->first_len, &h) && h.ticket_len
                       ? "resuming the session (ticket accepted)"
@@ -498,8 +569,11 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
     line[0] = '\0';
     if (ticket_went) trace_ticket(c, c->srv != NULL);
     if (now == prev) return;
-    trace_hello_flight(c, prev, now, line, sizeof line);
-    if (!line[0]) trace_key_flight(c, prev, line, sizeof line);
+    if (tls_ad_minor(&c->ssl) == TLS_V13) trace_tls13(c, prev, line, sizeof line);
+    if (!line[0] && !(tls_ad_minor(&c->ssl) == TLS_V13 && prev == MBEDTLS_SSL_CERTIFICATE_VERIFY))
+        trace_hello_flight(c, prev, now, line, sizeof line);
+    if (!line[0] && !(tls_ad_minor(&c->ssl) == TLS_V13 && prev == MBEDTLS_SSL_CERTIFICATE_VERIFY))
+        trace_key_flight(c, prev, line, sizeof line);
     if (line[0]) tls_conn_log(c, 4, "%s", line);
 }
 

@@ -145,12 +145,16 @@ static void keylog_line(tls_keylog *kl, const char *label, const unsigned char *
 }
 
 #if MBEDTLS_VERSION_MAJOR >= 3
+/* 3.x: per connection (p is the tls_conn). With the application secrets
+ * comes the exporter secret, which mbedTLS derives but does not export. */
 static void keylog_cb(void *p, mbedtls_ssl_key_export_type type, const unsigned char *secret,
                       size_t secret_len, const unsigned char client_random[32],
                       const unsigned char server_random[32], mbedtls_tls_prf_types prf)
 {
     (void)server_random;
     (void)prf;
+    tls_conn *c = p;
+    tls_keylog *kl = c->srv ? &c->srv->keylog : &c->cli->keylog;
     const char *label = NULL;
     switch (type) {
     case MBEDTLS_SSL_KEY_EXPORT_TLS12_MASTER_SECRET:
@@ -173,7 +177,12 @@ static void keylog_cb(void *p, mbedtls_ssl_key_export_type type, const unsigned 
     default:
         break;
     }
-    if (label) keylog_line(p, label, client_random, secret, secret_len);
+    if (label) keylog_line(kl, label, client_random, secret, secret_len);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    const unsigned char *exp = tls_ad_exporter_secret(&c->ssl);
+    if (type == MBEDTLS_SSL_KEY_EXPORT_TLS1_3_SERVER_APPLICATION_TRAFFIC_SECRET && exp)
+        keylog_line(kl, "EXPORTER_SECRET", client_random, exp, secret_len);
+#endif
 }
 #else
 static int keylog_cb(void *p, const unsigned char *ms, const unsigned char *kb, size_t maclen,
@@ -226,17 +235,17 @@ void tls_keylog_close(tls_keylog *kl)
     kl->path = NULL;
 }
 
-/* 2.28 exports keys per config, 3.x per context: call with both and the
- * right one takes effect. */
-void tls_keylog_attach(mbedtls_ssl_config *conf, mbedtls_ssl_context *ssl, tls_keylog *kl)
+/* 2.28 exports keys per config, 3.x per context (the callback gets the
+ * connection c): call with both and the right one takes effect. */
+void tls_keylog_attach(mbedtls_ssl_config *conf, tls_conn *c, tls_keylog *kl)
 {
     if (kl->f == NULL) return;
 #if MBEDTLS_VERSION_MAJOR >= 3
-    if (ssl) mbedtls_ssl_set_export_keys_cb(ssl, keylog_cb, kl);
+    if (c) mbedtls_ssl_set_export_keys_cb(&c->ssl, keylog_cb, c);
     (void)conf;
 #else
     if (conf) mbedtls_ssl_conf_export_keys_ext_cb(conf, keylog_cb, kl);
-    (void)ssl;
+    (void)c;
 #endif
 }
 

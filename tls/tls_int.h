@@ -163,6 +163,7 @@ bool tls_ad_session_has_ticket(const mbedtls_ssl_session *s);
 int tls_ad_suite_sig_pk(const mbedtls_ssl_ciphersuite_t *info);
 bool tls_ad_tls13_server_app_keys(mbedtls_ssl_context *ssl);
 int tls_ad_alert_pended(const mbedtls_ssl_context *ssl);
+const unsigned char *tls_ad_exporter_secret(const mbedtls_ssl_context *ssl);
 
 /* tls_mem.c: per-connection memory accounting (see the file's comment) */
 void tls_mem_init(void); /* before the first mbedTLS allocation */
@@ -204,7 +205,7 @@ int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath,
                 const char *const *names, char *err, size_t errlen);
 int tls_keylog_open(tls_keylog *kl, const char *path, const char *key, char *err, size_t errlen);
 void tls_keylog_close(tls_keylog *kl);
-void tls_keylog_attach(mbedtls_ssl_config *conf, mbedtls_ssl_context *ssl, tls_keylog *kl);
+void tls_keylog_attach(mbedtls_ssl_config *conf, tls_conn *c, tls_keylog *kl);
 void tls_dn_format(const mbedtls_x509_name *dn, char *buf, size_t len);
 char *tls_dn_cn(const mbedtls_x509_name *dn); /* tls_mem_free() the result */
 void tls_crt_names(const mbedtls_x509_crt *crt, char *buf, size_t len);

@@ -186,6 +186,20 @@ int tls_ad_alert_pended(const mbedtls_ssl_context *ssl)
 #endif
 }
 
+/* TLS 1.3 exporter_master_secret of the session being negotiated, for the
+ * key log's EXPORTER_SECRET line: derived with the application secrets but,
+ * unlike them, not handed to the key-export callback. NULL without 1.3. */
+const unsigned char *tls_ad_exporter_secret(const mbedtls_ssl_context *ssl)
+{
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    const mbedtls_ssl_session *s = ssl->PRIV(session_negotiate);
+    return s ? s->PRIV(app_secrets).exporter_master_secret : NULL;
+#else
+    (void)ssl;
+    return NULL;
+#endif
+}
+
 /* Client: does a saved session carry a ticket (the trace and
  * tls_conn_describe tell ticket from session-id resumption)? */
 bool tls_ad_session_has_ticket(const mbedtls_ssl_session *s)

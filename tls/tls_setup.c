@@ -309,6 +309,13 @@ static int server_sessions(tls_server *s, const tls_server_opts *o, char *err, s
     }
     mbedtls_ssl_conf_session_tickets_cb(&s->conf, mbedtls_ssl_ticket_write,
                                         mbedtls_ssl_ticket_parse, &s->ticket);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_SRV_C)
+    /* mbedTLS 3.6's TLS 1.3 tickets do not carry the client certificate: a
+     * resumed client would come back without its identity (CN as username).
+     * Where client certificates are asked for, TLS 1.3 connections get no
+     * ticket and every handshake is a full one; TLS 1.2 tickets keep it. */
+    if (s->have_ca) mbedtls_ssl_conf_new_session_tickets(&s->conf, 0);
+#endif
     return TLS_OK;
 }
 

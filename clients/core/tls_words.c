@@ -35,7 +35,7 @@ static const char *client_advice(const tls_failure *f)
     case TLS_REASON_CLOSED_EARLY:
         return " (is this a TLS port?)";
     case TLS_REASON_PEER_ALERT:
-        return f->handshake ? alert_advice(f) : "";
+        return alert_advice(f); /* TLS 1.3: the refusal comes after our Finished */
     case TLS_REASON_VERSION:
         return " (our --tls-version)";
     case TLS_REASON_CERT_REJECTED:

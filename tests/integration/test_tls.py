@@ -16,7 +16,7 @@ import tempfile
 import unittest
 
 from brokerlib import connect_packet
-from clientlib import Sub, run
+from clientlib import SECPUB, SECSUB, Sub, run
 from corelib import (CONNACK, WAIT, Client, connect, log_offset, make_broker, publish,
                      recv_publish, subscribe, uid, wait_log_line)
 from tlslib import (BROKER_MAX_TLS, BROKER_TLS13, KEYLOG_LINE, TLS13_LABELS, Capture, PahoWaiter,
@@ -97,8 +97,9 @@ class TestServerTLS(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.broker = start(cls, listeners=[tls_block(CERTS, cafile=True)], per_class=True)
-        cls.plain, cls.tls = cls.broker.ports
+        cls.broker = start(cls, listeners=[tls_block(CERTS, cafile=True), tls_block(CERTS)],
+                           per_class=True)
+        cls.plain, cls.tls, cls.tls_nocert = cls.broker.ports
         cls.tmp = tempfile.mkdtemp(prefix="secbroker-tls-")
         cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
 
@@ -184,6 +185,33 @@ class TestServerTLS(unittest.TestCase):
         self.assertEqual(msgs, [b"from mosquitto_pub"])
         wait_log_line(self, self.broker, "TLS handshake with", "CN=labclient", offset=off)
 
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_our_clients_tls13_keylog(self):
+        """secsub and secpub --tls-version tlsv1.3 --keylog: the message arrives over
+        TLS 1.3 (both the clients' -d line and the broker's log say so) and each key
+        log holds the TLS 1.3 secrets and EXPORTER_SECRET, never CLIENT_RANDOM."""
+        topic = uid("s13/t")
+        keylog = os.path.join(self.tmp, uid("keys13"))
+        args = ["-h", "localhost", "-p", str(self.tls), "--cafile", CERTS["ca.crt"],
+                "--tls-version", "tlsv1.3", "--keylog", keylog]
+        off = log_offset(self.broker)
+        sub = Sub([SECSUB] + args + ["-t", topic, "-q", "1", "-C", "1", "-i", uid("s13sub")])
+        self.addCleanup(sub.kill)
+        sub.wait_subscribed()
+        rc, out, err = run([SECPUB] + args + ["-d", "-t", topic, "-m", "over 1.3", "-q", "1"])
+        self.assertEqual(rc, 0, err)
+        said = out.decode(errors="replace") + err
+        self.assertIn("TLS handshake with", said)
+        self.assertIn("TLS 1.3, TLS_AES_", said)
+        rc, msgs, err = sub.wait()
+        self.assertEqual(msgs, [b"over 1.3"])
+        wait_log_line(self, self.broker, "TLS handshake with", "TLS 1.3", offset=off)
+        with open(keylog) as f:
+            labels = [l.split()[0] for l in f if l.strip()]
+        for label in TLS13_LABELS + ["EXPORTER_SECRET"]:
+            self.assertEqual(labels.count(label), 2, "%s in %r" % (label, labels))
+        self.assertNotIn("CLIENT_RANDOM", labels)
+
     def test_plain_mqtt_on_tls_port(self):
         """A plain MQTT CONNECT on the TLS port: the connection is closed without a
         CONNACK, the log says plain MQTT on a TLS port, and the broker keeps
@@ -239,26 +267,35 @@ class TestServerTLS(unittest.TestCase):
                 self.assertIn("client offered %s;" % suite, line)
                 self.assertIn("this listener accepts ECDHE-", line)
 
-    def _resume(self, *extra):
+    def _resume(self, *extra, port=None):
+        port = port or self.tls
         sess = os.path.join(self.tmp, uid("sess"))
         version = "TLSv1.3" if "-tls1_3" in extra else "TLSv1.2"
         base = ["-CAfile", CERTS["ca.crt"]] + list(extra)
+        kw = {}
         if version == "TLSv1.2":
             base.append("-tls1_2")
-        rc, out = s_client(self.tls, "-sess_out", sess, *base)
+        else:
+            # the TLS 1.3 ticket follows the handshake: keep s_client reading
+            # until the broker closes after CONNECT, DISCONNECT
+            base.append("-ign_eof")
+            kw["stdin"] = connect_packet(client_id=uid("s13")) + b"\xe0\x00"
+        rc, out = s_client(port, "-sess_out", sess, *base, **kw)
         self.assertIn("New, " + version, out)
         self.assertTrue(os.path.exists(sess), "s_client wrote no session: %s" % out)
         off = log_offset(self.broker)
-        rc, out = s_client(self.tls, "-sess_in", sess, *base)
+        rc, out = s_client(port, "-sess_in", sess, *base, **kw)
         self.assertIn("Reused, " + version, out)
         return off
 
     @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
     def test_tls13_handshake_and_resumption(self):
-        """openssl s_client -tls1_3: a full TLS 1.3 handshake (X25519), then the
-        NewSessionTicket resumes the next connection (PSK): "Reused, TLSv1.3", and
-        the log says resumed."""
-        off = self._resume("-tls1_3")
+        """openssl s_client -tls1_3 on a listener without client certificates: a
+        full TLS 1.3 handshake (X25519), then the NewSessionTicket resumes the next
+        connection (PSK): "Reused, TLSv1.3", and the log says resumed. (Where client
+        certificates are asked for, TLS 1.3 gets no ticket: mbedTLS 3.6's tickets
+        would lose the certificate, tests/unit/test_tls.c tls13_identity_never_lost.)"""
+        off = self._resume("-tls1_3", port=self.tls_nocert)
         wait_log_line(self, self.broker, "TLS handshake with", "TLS 1.3",
                       "resumed session (ticket)", offset=off)
 

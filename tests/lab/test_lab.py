@@ -295,7 +295,8 @@ class TestTLS13(Scenario):
         with open(self.keylog) as f:
             labels = {l.split()[0] for l in f if l.strip()}
         self.assertEqual(labels, {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
-                                  "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"})
+                                  "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0",
+                                  "EXPORTER_SECRET"})
         self.assert_log("TLS handshake with", "TLS 1.3", "full handshake")
 
 

@@ -940,6 +940,123 @@ START_TEST(idle_memory)
 }
 END_TEST
 
+/* ---- TLS 1.3 (mbedTLS 3.6 builds) -------------------------------------------------------------
+ */
+
+/* One TLS 1.3 connection (with a client certificate when the server asks
+ * for one); the client then reads once so that the NewSessionTicket (sent
+ * after the handshake) is taken in. */
+static void tls13_round(tls_server *srv, tls_client *cli, bool expect_resumed, bool with_cert)
+{
+    pair_t p;
+    pair_open(&p, srv, cli);
+    pair_run(&p);
+    ck_assert_msg(p.rs == TLS_OK, "server: %s", tls_conn_error(p.s));
+    ck_assert_msg(p.rc == TLS_OK, "client: %s", tls_conn_error(p.c));
+    uint8_t buf[16];
+    ck_assert_int_eq(tls_conn_read(p.c, buf, sizeof buf), TLS_WANT_READ);
+    char d[300];
+    tls_conn_describe(p.s, d, sizeof d);
+    ck_assert_contains(d, "TLS 1.3, TLS_AES_");
+    ck_assert_contains(d, expect_resumed ? "resumed session (ticket)" : "full handshake");
+    ck_assert_int_eq(tls_conn_resumed(p.c), expect_resumed);
+    if (with_cert) {
+        ck_assert_ptr_nonnull(tls_conn_peer_cn(p.s));
+        ck_assert_str_eq(tls_conn_peer_cn(p.s), "labclient");
+    }
+    pair_close(&p);
+}
+
+static int count_label(const char *path, const char *label)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, label, strlen(label)) == 0 && line[strlen(label)] == ' ') n++;
+    fclose(f);
+    return n;
+}
+
+START_TEST(tls13_handshake_resume_keylog)
+{
+    if (!tls_version_supported("tlsv1.3")) return; /* make MBEDTLS=system on Debian 12 */
+    char kpath[320];
+    snprintf(kpath, sizeof kpath, "%s/keylog13-%d.txt", certdir, (int)getpid());
+    unlink(kpath);
+    tls_server_opts so = server_opts();
+    so.keylog_file = kpath;
+    so.cafile = NULL; /* no client certificates: TLS 1.3 tickets are issued */
+    so.request_certificate = false;
+    tls_client_opts co = client_opts(false);
+    co.tls_version = "tlsv1.3";
+    tls_server *srv = make_server(&so);
+    tls_client *cli = make_client(&co);
+    tls13_round(srv, cli, false, false);
+    tls13_round(srv, cli, true, false);
+    /* Wireshark's TLS 1.3 labels, one set per connection */
+    static const char *const labels[] = {
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "CLIENT_TRAFFIC_SECRET_0",
+        "SERVER_TRAFFIC_SECRET_0",
+        "EXPORTER_SECRET",
+    };
+    for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++)
+        ck_assert_msg(count_label(kpath, labels[i]) == 2, "%s", labels[i]);
+    tls_client_free(cli);
+    tls_server_free(srv);
+}
+END_TEST
+
+/* mbedTLS 3.6's TLS 1.3 tickets lose the client certificate: where client
+ * certificates are asked for, no TLS 1.3 ticket, every connection keeps its
+ * identity (fails without the new_session_tickets(0) in tls_setup.c). */
+START_TEST(tls13_identity_never_lost)
+{
+    if (!tls_version_supported("tlsv1.3")) return;
+    tls_server_opts so = server_opts();
+    tls_client_opts co = client_opts(true);
+    co.tls_version = "tlsv1.3";
+    tls_server *srv = make_server(&so);
+    tls_client *cli = make_client(&co);
+    tls13_round(srv, cli, false, true);
+    tls13_round(srv, cli, false, true);
+    tls_client_free(cli);
+    tls_server_free(srv);
+}
+END_TEST
+
+START_TEST(tls13_certificate_required)
+{
+    if (!tls_version_supported("tlsv1.3")) return;
+    tls_server_opts so = server_opts();
+    so.require_certificate = true;
+    tls_client_opts co = client_opts(false);
+    co.tls_version = "tlsv1.3";
+    tls_server *srv = make_server(&so);
+    tls_client *cli = make_client(&co);
+    pair_t p;
+    pair_open(&p, srv, cli);
+    pair_run(&p);
+    ck_assert_int_eq(p.rs, TLS_ERR_HANDSHAKE);
+    const tls_failure *f = tls_conn_failure(p.s);
+    ck_assert_int_eq(f->reason, TLS_REASON_CERT_MISSING);
+    ck_assert_int_eq(f->alert_sent, 116);
+    ck_assert_contains(tls_conn_error(p.s), "(sent alert certificate_required)");
+    /* a TLS 1.3 client learns it after its Finished, on its first read */
+    uint8_t buf[16];
+    ssize_t n = p.rc == TLS_OK ? tls_conn_read(p.c, buf, sizeof buf) : p.rc;
+    ck_assert_int_lt(n, 0);
+    ck_assert_contains(tls_words_client_error(p.c), "certificate_required (116)");
+    ck_assert_contains(tls_words_client_error(p.c), "(--cert/--key)");
+    pair_close(&p);
+    tls_client_free(cli);
+    tls_server_free(srv);
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
     Suite *s = suite_create("tls");
@@ -967,6 +1084,9 @@ static Suite *tls_suite(void)
     tcase_add_test(t, config_errors);
     tcase_add_test(t, cipher_names);
     tcase_add_test(t, idle_memory);
+    tcase_add_test(t, tls13_handshake_resume_keylog);
+    tcase_add_test(t, tls13_certificate_required);
+    tcase_add_test(t, tls13_identity_never_lost);
     suite_add_tcase(s, t);
     return s;
 }
