@@ -8,7 +8,9 @@
  *   and free are hooked with mbedtls_platform_set_calloc_free. Each block
  *   carries a small header naming its account and size, so a block freed
  *   later (or by someone else) is credited to the account that paid for it.
- *   The count is the bytes mbedTLS and tls/ asked for.
+ *   The count is the bytes of those blocks (header included); the C
+ *   library's own per-block overhead (8-16 bytes) is not in it. The hook is
+ *   set before main() (a constructor), so every mbedTLS block has a header.
  * - otherwise (Debian 12's 2.28 has no hook): malloc's own figure
  *   (mallinfo2().uordblks, allocator overhead included) is read when a scope
  *   starts and ends, and the difference is charged. The process is
@@ -33,8 +35,10 @@ struct tls_mem_account {
 
 static tls_mem_account *g_current;
 
-#if defined(MBEDTLS_PLATFORM_MEMORY) && !defined(MBEDTLS_PLATFORM_CALLOC_MACRO) &&                 \
-    !defined(MBEDTLS_PLATFORM_STD_CALLOC)
+/* mbedtls_platform_set_calloc_free exists unless both macros fix the
+ * functions at compile time (mbedtls/platform.h). */
+#if defined(MBEDTLS_PLATFORM_MEMORY) &&                                                            \
+    !(defined(MBEDTLS_PLATFORM_CALLOC_MACRO) && defined(MBEDTLS_PLATFORM_FREE_MACRO))
 #define TLS_MEM_HOOKED 1
 
 #define MEM_MAGIC 0x746c736d656d0001ULL
@@ -57,7 +61,7 @@ static void *hook_calloc(size_t n, size_t size)
     if (h == NULL) return NULL;
     h->magic = MEM_MAGIC;
     h->acct = g_current;
-    h->size = n * size;
+    h->size = sizeof *h + n * size; /* what the block really holds, header included */
     if (g_current) {
         g_current->bytes += (long long)h->size;
         g_current->blocks++;
@@ -87,6 +91,13 @@ void tls_mem_init(void)
     if (done) return;
     done = true;
     mbedtls_platform_set_calloc_free(hook_calloc, hook_free);
+}
+
+/* Before main(): no mbedTLS block may be allocated without the hook and
+ * freed with it (acl/ uses mbedTLS before the first TLS setup). */
+__attribute__((constructor)) static void mem_hook_early(void)
+{
+    tls_mem_init();
 }
 
 static void checkpoint(void) {}

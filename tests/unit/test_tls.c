@@ -928,11 +928,13 @@ START_TEST(idle_memory)
             s, c, measured);
     ck_assert_uint_gt(s, 30000);
     ck_assert_uint_lt(s, 40000);
-    /* the estimate and malloc's accounting agree within 10% (ASan replaces
-     * malloc, and mallinfo2 then reports nothing) */
+    /* tls_conn_memory counts blocks (tls/tls_mem.c), it does not estimate:
+     * the heap grew by at least that much, plus the C library's per-block
+     * overhead and the test's own scaffolding, never by a quarter more (ASan
+     * replaces malloc, and mallinfo2 then reports nothing) */
 #if !defined(__SANITIZE_ADDRESS__)
-    ck_assert_uint_lt(measured, (s + c) * 11 / 10);
-    ck_assert_uint_gt(measured, (s + c) * 9 / 10);
+    ck_assert_uint_ge(measured, (s + c) * 95 / 100);
+    ck_assert_uint_lt(measured, (s + c) * 5 / 4);
 #endif
     pair_close(&p);
     tls_client_free(cli);
