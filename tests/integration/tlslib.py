@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 
-from brokerlib import ROOT
+from brokerlib import ROOT, SECBROKER
 from corelib import WAIT, Client
 
 MKCERTS = os.path.join(ROOT, "scripts", "mkcerts.sh")
@@ -63,8 +63,9 @@ def tls_block(certs, cafile=False, require=False, identity=False, extra=()):
 # ---- a raw MQTT client over Python's ssl --------------------------------------
 
 def broker_tls13():
-    """True when build/secbroker speaks TLS 1.3 (built with mbedTLS 3.x)."""
-    out = subprocess.run([os.path.join(ROOT, "build", "secbroker"), "--version"],
+    """True when the broker under test (build/secbroker or SECBROKER_BIN) speaks
+    TLS 1.3 (built with mbedTLS 3.x)."""
+    out = subprocess.run([SECBROKER, "--version"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30).stdout
     return b"mbed TLS 3." in out
 
