@@ -399,6 +399,18 @@ class TestMutualTLS(unittest.TestCase):
                      "CN=revokedclient", "revoked", "(sent alert certificate_revoked)")
         tls_connect(self, self.crl, cert="client")
 
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_revoked_and_expired_refused(self):
+        """TLS 1.3: the CRL and the validity dates are checked the same way; the
+        client reads certificate_revoked / certificate_expired (encrypted with the
+        keys it expects) and the log says why."""
+        self.refused(self.crl, "revoked-client", "ALERT_CERTIFICATE_REVOKED",
+                     "CN=revokedclient", "revoked", "(sent alert certificate_revoked)",
+                     version="1.3")
+        self.refused(self.mutual, "expired-client", "ALERT_CERTIFICATE_EXPIRED",
+                     "CN=expiredclient", "expired on 2020-02-01",
+                     "(sent alert certificate_expired)", version="1.3")
+
     def test_revoked_accepted_without_crl(self):
         """The same revoked certificate passes where no crlfile is set: the CRL is
         what refuses it."""
