@@ -9,11 +9,37 @@ CFLAGS  ?= -O2 -g
 SAN     ?=
 CONF    ?= etc/lab.conf
 
-WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. $(CFLAGS) $(SAN) -MMD -MP
-LDFLAGS_ALL = $(LDFLAGS) $(SAN)
+# ---- mbedTLS ----------------------------------------------------------------
+# MBEDTLS=system   link the system's libmbedtls (Debian 12: 2.28, TLS 1.2 only)
+# MBEDTLS=bundled  build mbedTLS 3.6 from Debian 13's source package (or from
+#                  MBEDTLS_SRC=FILE, a local tarball) into $(BUILD)/mbedtls with
+#                  tls/mbedtls_config.h, linked statically (scripts/mbedtls.sh, .mk)
+# Default: system when it is mbedTLS 3.6, else bundled.
+MBEDTLS_SYS_VER := $(shell printf '\043include <mbedtls/build_info.h>\nMBEDTLS_VERSION_NUMBER\n' | $(CC) -E -P - 2>/dev/null | tail -n 1)
+ifeq ($(MBEDTLS),)
+MBEDTLS := $(if $(filter 0x0306%,$(MBEDTLS_SYS_VER)),system,bundled)
+endif
+MBEDTLS_DIR = $(BUILD)/mbedtls
+ifeq ($(MBEDTLS),bundled)
+MBEDTLS_HDR = $(MBEDTLS_DIR)/src/include/mbedtls/build_info.h
+MBEDTLS_DEP = $(MBEDTLS_DIR)/libmbedtls-all.a
+TLS_CFLAGS = -I$(MBEDTLS_DIR)/src/include -I$(MBEDTLS_DIR)/src/3rdparty/everest/include -DMBEDTLS_CONFIG_FILE='"tls/mbedtls_config.h"'
+TLS_LIBS =
+else
+MBEDTLS_HDR =
+MBEDTLS_DEP =
+TLS_CFLAGS =
 TLS_LIBS = -lmbedtls -lmbedx509 -lmbedcrypto
+endif
 STORE_LIBS = -lsqlite3 -lpthread
+# objects built for one mbedTLS are not mixed with the other's
+ifneq ($(shell cat $(BUILD)/mbedtls-kind 2>/dev/null),$(MBEDTLS))
+$(shell rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/*.a; mkdir -p $(BUILD); echo $(MBEDTLS) >$(BUILD)/mbedtls-kind)
+endif
+
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. $(TLS_CFLAGS) $(CFLAGS) $(SAN) -MMD -MP
+LDFLAGS_ALL = $(LDFLAGS) $(SAN)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 MQTT_SRC   := $(wildcard mqtt/*.c)
@@ -45,9 +71,18 @@ UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 all: $(BINS)
 
-$(BUILD)/obj/%.o: %.c
+# every object waits for the mbedTLS headers (tls/ and acl/ include them; with
+# the bundled build the system's older headers must never be picked up)
+$(BUILD)/obj/%.o: %.c | $(MBEDTLS_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(MBEDTLS_DIR)/src/include/mbedtls/build_info.h:
+	@sh scripts/mbedtls.sh $(MBEDTLS_DIR)
+
+$(MBEDTLS_DIR)/libmbedtls-all.a: $(MBEDTLS_HDR) tls/mbedtls_config.h scripts/mbedtls.mk
+	@echo "building mbedTLS 3.6 (library objects we use) into $(MBEDTLS_DIR)"
+	@$(MAKE) --no-print-directory -f scripts/mbedtls.mk SRC=$(MBEDTLS_DIR)/src OUT=$(MBEDTLS_DIR) CC="$(CC)" MBEDTLS_CFLAGS="-O2 $(SAN)"
 
 $(LIBMQTT): $(call obj,$(MQTT_SRC))
 $(LIBTLS): $(call obj,$(TLS_SRC))
@@ -61,13 +96,13 @@ $(BUILD)/%.a:
 	rm -f $@
 	$(if $^,ar rcs $@ $^,ar rcs $@)
 
-$(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBSTORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+$(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBSTORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT) $(MBEDTLS_DEP)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS)
 
-$(BUILD)/sec%: $(BUILD)/obj/clients/sec%.o $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+$(BUILD)/sec%: $(BUILD)/obj/clients/sec%.o $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT) $(MBEDTLS_DEP)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) -lm
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROKER) $(LIBSTORE) $(LIBCCORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROKER) $(LIBSTORE) $(LIBCCORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT) $(MBEDTLS_DEP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS) $(CHECK_LIBS)
 
@@ -171,6 +206,6 @@ uninstall:
 	-rmdir $(CONFDIR)/examples $(CONFDIR) 2>/dev/null
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-system
 
--include $(shell find $(BUILD) build-asan -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests build-asan/obj build-asan/tests -name '*.d' -type f 2>/dev/null)

@@ -18,6 +18,7 @@
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/tls_words.h"
 #include "tls/tls.h"
 
 /* Connections accepted per listener event, so a storm cannot starve the rest. */
@@ -215,7 +216,7 @@ static ssize_t conn_send_some(broker *b, conn *c, const uint8_t *p, size_t len)
         }
         if (n < 0) {
             if (c->state != CS_CLOSING)
-                conn_close(b, c, "TLS write failed: %s", tls_conn_error(c->tls));
+                conn_close(b, c, "TLS write failed: %s", tls_words_server_error(c->tls));
             return BK_ERR_IO;
         }
         return n;
@@ -382,7 +383,7 @@ static ssize_t conn_recv(broker *b, conn *c, uint8_t *buf, size_t len)
         if (n == TLS_ERR_CLOSED || n == 0)
             conn_close(b, c, "connection closed by client");
         else
-            conn_close(b, c, "TLS error: %s", tls_conn_error(c->tls));
+            conn_close(b, c, "TLS error: %s", tls_words_server_error(c->tls));
         return BK_ERR_IO;
     }
     for (;;) {
@@ -481,7 +482,7 @@ static void conn_handshake(broker *b, conn *c)
         return;
     }
     if (r != TLS_OK) {
-        log_msg(LL_NOTICE, "%s", tls_conn_error(c->tls));
+        log_msg(LL_NOTICE, "%s", tls_words_server_error(c->tls));
         conn_close(b, c, "TLS handshake failed");
         return;
     }
