@@ -69,7 +69,13 @@ UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 .PHONY: all clean test unit test-unit test-asan test-integration run certs install uninstall deps-build deps-test bench lab-% format format-check
 
-all: $(BINS)
+# The lab dashboard (web/) loads MQTT.js' browser build, copied from npm's
+# node_modules (package-lock.json pins it; `make deps-test` runs npm ci).
+MQTTJS_DIST = node_modules/mqtt/dist/mqtt.min.js
+all: $(BINS) $(if $(wildcard $(MQTTJS_DIST)),web/mqtt.min.js)
+
+web/mqtt.min.js: $(MQTTJS_DIST)
+	cp $< $@
 
 # every object waits for the mbedTLS headers (tls/ and acl/ include them; with
 # the bundled build the system's older headers must never be picked up)
@@ -153,9 +159,13 @@ run: deps-build
 	@sh scripts/mkcerts.sh certs $(KEY)
 	@mkdir -p lab
 	@echo "starting build/secbroker -c $(CONF)"
+	@if [ -f web/mqtt.min.js ]; then \
+	    echo "lab dashboard: http://127.0.0.1:8080/ (or http://[::1]:8080/)"; \
+	else echo "lab dashboard: web/mqtt.min.js is missing: run npm ci, then make"; fi
 	exec ./build/secbroker -c $(CONF)
 
 bench: all
+	@sh scripts/bench-persist.sh
 	@sh scripts/bench.sh
 
 lab-%: all

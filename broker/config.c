@@ -94,6 +94,10 @@ static void listener_free(listener_cfg *l)
     free(l->ciphers13);
     free(l->tls_version);
     free(l->tls_keylog_file);
+    free(l->http_dir);
+    for (size_t i = 0; i < l->n_ws_origins; i++)
+        free(l->ws_origins[i]);
+    free(l->ws_origins);
 }
 
 void config_free(config *c)
@@ -177,6 +181,46 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
         }
     }
     return NOT_MINE;
+}
+
+/* The WebSockets keys of a listener block (protocol, http_dir,
+ * websockets_origin, websockets_headers_size). NOT_MINE for other keys. */
+static int ws_listener_key(pctx *p, config *c, const char *key, const char *v)
+{
+    bool proto = strcmp(key, "protocol") == 0, dir = strcmp(key, "http_dir") == 0;
+    bool origin = strcmp(key, "websockets_origin") == 0;
+    bool hsize = strcmp(key, "websockets_headers_size") == 0;
+    if (!proto && !dir && !origin && !hsize) return NOT_MINE;
+    listener_cfg *l = cur_listener(c);
+    if (!l) return fail(p, "%s must follow a 'listener' line", key);
+    if (proto) {
+        if (strcmp(v, "websockets") && strcmp(v, "mqtt"))
+            return fail(p, "protocol: expected mqtt or websockets, got '%s'", v);
+        l->websockets = strcmp(v, "websockets") == 0;
+        return BK_OK;
+    }
+    if (dir) {
+        if (need_file(p, key, v, true) != BK_OK) return BK_ERR_CONFIG;
+        return set_str(&l->http_dir, v);
+    }
+    if (hsize) {
+        uint64_t n;
+        if (parse_uint(p, key, v, 256, 1024 * 1024, &n) != BK_OK) return BK_ERR_CONFIG;
+        l->ws_headers_size = (uint32_t)n;
+        return BK_OK;
+    }
+    if (!*v || strchr(v, ' ') || strchr(v, '\t'))
+        return fail(p,
+                    "websockets_origin: expected one origin such as http://127.0.0.1:8080, "
+                    "got '%s'",
+                    v);
+    char **no = realloc(l->ws_origins, (l->n_ws_origins + 1) * sizeof *no);
+    if (!no) return fail(p, "out of memory");
+    l->ws_origins = no;
+    l->ws_origins[l->n_ws_origins] = NULL;
+    if (set_str(&l->ws_origins[l->n_ws_origins], v) != BK_OK) return BK_ERR_CONFIG;
+    l->n_ws_origins++;
+    return BK_OK;
 }
 
 /* Defaults of the output-buffer policy (see conn_output_check): the hard
@@ -334,6 +378,7 @@ static int handle_line(pctx *p, config *c, char *key, char *v, bool *log_dest_se
 {
     if (strcmp(key, "listener") == 0) return listener_line(p, c, v);
     int r = listener_key(p, c, key, v);
+    if (r == NOT_MINE) r = ws_listener_key(p, c, key, v);
     if (r <= 0) return r;
     if ((r = num_key_line(p, c, key, v)) <= 0) return r;
     if (strcmp(key, "allow_anonymous") == 0) return parse_bool(p, key, v, &c->allow_anonymous);
@@ -361,9 +406,7 @@ static int unknown_key(pctx *p, const char *key)
         "auth_plugin",
         "psk_file",
         "psk_hint",
-        "protocol",
         "socket_domain",
-        "http_dir",
         "websockets_log_level",
         "bind_interface",
         "mount_point",
@@ -455,6 +498,11 @@ static int check_listener(pctx *p, const listener_cfg *l)
     if (!tls && (l->cafile || l->capath || l->require_certificate || l->crlfile ||
                  l->use_identity_as_username || l->ciphers || l->ciphers13 || l->tls_keylog_file))
         return fail(p, "listener %d: TLS options need certfile and keyfile", l->port);
+    if (!l->websockets && (l->http_dir || l->n_ws_origins || l->ws_headers_size))
+        return fail(p,
+                    "listener %d: http_dir, websockets_origin and websockets_headers_size need "
+                    "'protocol websockets'",
+                    l->port);
     if ((l->require_certificate || l->use_identity_as_username) && !l->cafile && !l->capath)
         return fail(p,
                     "listener %d: require_certificate/use_identity_as_username need cafile or "

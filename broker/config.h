@@ -19,6 +19,12 @@ typedef struct {
     char *tls_keylog_file;
     bool require_certificate;
     bool use_identity_as_username;
+    /* WebSockets (protocol websockets): MQTT over RFC 6455, ws or wss */
+    bool websockets;
+    char *http_dir;    /* static files on this listener, NULL = none */
+    char **ws_origins; /* websockets_origin allow-list (empty = any) */
+    size_t n_ws_origins;
+    uint32_t ws_headers_size; /* websockets_headers_size, 0 = default (4096) */
 } listener_cfg;
 
 typedef struct {

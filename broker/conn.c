@@ -18,6 +18,7 @@
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/sys.h"
 #include "broker/tls_words.h"
 #include "tls/tls.h"
 
@@ -92,7 +93,8 @@ void conn_accept(broker *b, listener *l)
         }
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
-        conn *c = calloc(1, sizeof *c + l->handler->ud_size);
+        size_t fsz = l->filter ? l->filter->state_size : 0;
+        conn *c = calloc(1, sizeof *c + l->handler->ud_size + fsz);
         if (!c) {
             close(fd);
             continue;
@@ -140,6 +142,7 @@ void conn_close(broker *b, conn *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
+    free(c->close_reason);            /* a lingering connection had one */
     c->close_reason = strdup(reason); /* NULL is handled where it is logged */
     c->state = CS_CLOSING;
     c->close_next = b->closing;
@@ -248,6 +251,7 @@ static int conn_tls_finish(broker *b, conn *c)
  * is before its hold). */
 static void conn_flush(broker *b, conn *c)
 {
+    if (conn_filter_of(c) && c->out_framed < bbuf_used(&c->out)) conn_filter_of(c)->on_flush(b, c);
     while (bbuf_used(&c->out)) {
         size_t len = bbuf_used(&c->out);
         if (c->nholds && c->hold_pos[0] - c->sent_total < len)
@@ -265,15 +269,19 @@ static void conn_flush(broker *b, conn *c)
             return;
         }
         if (n < 0) {
-            c->out.off = c->out.len = 0;
+            c->out.off = c->out.len = c->out_framed = 0;
             return;
         }
         c->out.off += (size_t)n;
         c->sent_total += (uint64_t)n;
+        c->out_framed -= conn_filter_of(c) ? (size_t)n : 0;
         b->bytes_sent += (uint64_t)n;
         c->last_tx = b->now;
     }
     c->out.off = c->out.len = 0;
+    c->out_framed = 0;
+    if (conn_filter_of(c) && c->out.cap > conn_filter_of(c)->headroom)
+        c->out.off = c->out.len = conn_filter_of(c)->headroom;
     c->over_since = 0; /* nothing buffered */
     if (c->tls && conn_tls_finish(b, c) != BK_OK) return;
     /* a huge buffer goes at once; an ordinary one waits for the idle sweep, so a
@@ -334,9 +342,17 @@ void conn_release_holds(broker *b, uint64_t epoch)
     }
 }
 
+void conn_note_inserted(conn *c, size_t at, size_t added)
+{
+    for (uint8_t i = 0; i < c->nholds; i++)
+        if (c->hold_pos[i] >= c->sent_total + at) c->hold_pos[i] += added;
+}
+
 int conn_write_now(broker *b, conn *c, const uint8_t *data, size_t len)
 {
-    if (c->state == CS_CLOSING || bbuf_used(&c->out) || c->nholds || b->buffer_connack)
+    /* a filter wraps output at flush time: it always goes through the buffer */
+    if (c->state == CS_CLOSING || bbuf_used(&c->out) || c->nholds || b->buffer_connack ||
+        conn_filter_of(c))
         return conn_write(b, c, data, len);
     ssize_t n = conn_send_some(b, c, data, len);
     if (n == SEND_BLOCKED) n = 0;
@@ -360,11 +376,12 @@ void conn_flush_all(broker *b)
     }
 }
 
-/* Offer data[0..len) to the handler; returns bytes consumed. */
-static size_t conn_deliver(broker *b, conn *c, const uint8_t *data, size_t len)
+/* Offer data[0..len) to the filter or the handler; returns bytes consumed. */
+static size_t conn_deliver(broker *b, conn *c, uint8_t *data, size_t len)
 {
     if (c->state == CS_CLOSING) return len;
     c->last_rx = b->now;
+    if (conn_filter_of(c)) return conn_filter_of(c)->on_data(b, c, data, len);
     return c->h->on_data(c, data, len);
 }
 
@@ -421,7 +438,8 @@ static void keep_tail(broker *b, conn *c, const uint8_t *p, size_t n)
  * would block, BK_ERR_NOMEM / BK_ERR_IO when closed (conn marked). */
 static ssize_t read_partial(broker *b, conn *c, size_t *room)
 {
-    size_t need = c->h->frame_need(c->in.data + c->in.off, bbuf_used(&c->in));
+    size_t need =
+        conn_filter_of(c) ? 0 : c->h->frame_need(c->in.data + c->in.off, bbuf_used(&c->in));
     size_t want = need > bbuf_used(&c->in) ? need - bbuf_used(&c->in) : 0;
     if (want < PARTIAL_READ_MIN) want = PARTIAL_READ_MIN;
     if (bbuf_reserve(&c->in, want) != BK_OK) {
@@ -465,6 +483,10 @@ static void conn_read(broker *b, conn *c)
 
 void conn_offer_input(broker *b, conn *c)
 {
+    if (c->state == CS_OPEN && conn_filter_of(c)) {
+        conn_filter_of(c)->offer(b, c);
+        return;
+    }
     if (c->state != CS_OPEN || bbuf_used(&c->in) == 0) return;
     c->in.off += c->h->on_data(c, c->in.data + c->in.off, bbuf_used(&c->in));
     if (bbuf_used(&c->in) == 0) bbuf_free(&c->in);
@@ -482,7 +504,9 @@ static void conn_handshake(broker *b, conn *c)
         return;
     }
     if (r != TLS_OK) {
-        log_msg(LL_NOTICE, "%s", tls_words_server_error(c->tls));
+        const char *why = tls_words_server_error(c->tls);
+        log_msg(LL_NOTICE, "%s", why);
+        sys_note_failure(b, c, "tls", why, 0);
         conn_close(b, c, "TLS handshake failed");
         return;
     }
@@ -529,11 +553,23 @@ void conn_free_closed(broker *b)
                 }
             c->write_pending = false;
         }
-        /* Best effort: a CONNACK refusal or final ack still goes out. */
-        if (bbuf_used(&c->out)) conn_flush(b, c);
-        c->h->on_close(c, c->close_reason ? c->close_reason : "(reason lost: out of memory)");
-        c->ud = NULL;
-        if (c->nholds) unhold(b, c); /* held output was never promised */
+        if (!c->lingered) {
+            /* e.g. a WebSocket Close frame, then waiting for the peer's */
+            bool linger = conn_filter_of(c) && conn_filter_of(c)->on_close(b, c);
+            /* Best effort: a CONNACK refusal or final ack still goes out. */
+            if (bbuf_used(&c->out)) conn_flush(b, c);
+            c->h->on_close(c, c->close_reason ? c->close_reason : "(reason lost: out of memory)");
+            c->ud = NULL;
+            c->lingered = true;
+            if (c->nholds) unhold(b, c); /* held output was never promised */
+            if (linger && c->state == CS_CLOSING && !b->stop) {
+                c->state = CS_LINGER;
+                c->deadline = b->now + CONN_LINGER_SECONDS;
+                continue;
+            }
+        } else if (bbuf_used(&c->out)) {
+            conn_flush(b, c);
+        }
         if (c->tls) {
             if (tls_conn_handshake_done(c->tls)) tls_conn_close_notify(c->tls);
             tls_conn_free(c->tls);
@@ -559,15 +595,25 @@ void conn_tick(broker *b)
 {
     for (conn *c = b->conns; c; c = c->next) {
         if (c->state == CS_CLOSING) continue;
+        if (c->state == CS_LINGER) {
+            if (b->now >= c->deadline)
+                conn_close(b, c, "%s", c->close_reason ? c->close_reason : "");
+            continue;
+        }
         if (c->state == CS_TLS_HANDSHAKE) {
             if (b->now >= c->deadline) {
                 log_msg(LL_NOTICE, "%s: TLS handshake not finished within handshake_timeout %u s",
                         c->peer, b->cfg->handshake_timeout);
+                sys_note_failure(b, c, "tls", "TLS handshake not finished within handshake_timeout",
+                                 0);
                 conn_close(b, c, "TLS handshake timeout");
             }
             continue;
         }
-        c->h->on_tick(c);
+        if (conn_filter_of(c))
+            conn_filter_of(c)->on_tick(b, c);
+        else
+            c->h->on_tick(c);
         if (c->state == CS_CLOSING) continue;
         if (c->over_since && conn_output_check(b, c, 0) < 0) continue;
         if (!bbuf_used(&c->out) && c->out.cap && b->now - c->last_rx > IDLE_FREE_SECONDS &&

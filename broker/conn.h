@@ -52,11 +52,44 @@ typedef struct conn_handler {
     void (*on_close)(struct conn *c, const char *reason);
 } conn_handler;
 
+/* An optional transport filter between the socket (after TLS) and the
+ * handler: WebSockets (broker/ws_transport.c). It sees the raw bytes and
+ * passes what they carry to c->h itself; conn knows nothing of its format.
+ * Its per-connection object is allocated with the connection
+ * (conn_filter_state). */
+typedef struct conn_filter {
+    size_t state_size;
+    /* Bytes kept free in front of a drained output buffer, so on_flush can
+     * put a header there without moving the output. */
+    size_t headroom;
+    /* Raw bytes in data[0..len) (writable: a filter may decode in place).
+     * Returns how many it consumed; the rest is offered again with more. */
+    size_t (*on_data)(struct broker *b, struct conn *c, uint8_t *data, size_t len);
+    /* Before output goes to the socket: wrap the bytes the handler appended
+     * since the last call, c->out[off + out_framed .. len), and set
+     * c->out_framed = bbuf_used(&c->out). */
+    void (*on_flush)(struct broker *b, struct conn *c);
+    /* Replaces c->h->on_tick: the filter's own deadlines, then the handler's. */
+    void (*on_tick)(struct broker *b, struct conn *c);
+    /* conn_offer_input for the filter's own pending bytes. */
+    void (*offer)(struct broker *b, struct conn *c);
+    /* The connection is closing: a last message may still be appended to
+     * c->out (it is flushed next); release what the state holds. Returns
+     * true to linger: the handler is closed (on_close) but the socket stays
+     * open, its input going to on_data, until on_data calls conn_close (the
+     * peer answered, e.g. a WebSocket Close) or CONN_LINGER_SECONDS pass. */
+    bool (*on_close)(struct broker *b, struct conn *c);
+} conn_filter;
+
 enum conn_state {
     CS_TLS_HANDSHAKE, /* TLS listener, handshake in progress */
     CS_OPEN,          /* bytes flow */
     CS_CLOSING,       /* marked; freed before the loop sleeps */
+    CS_LINGER,        /* handler closed, the filter waits for the peer's goodbye */
 };
+
+/* Upper bound of CS_LINGER. */
+#define CONN_LINGER_SECONDS 2.0
 
 /* The numbers of the output-buffer policy (conn_output_check). */
 typedef struct conn_limits {
@@ -72,6 +105,8 @@ typedef struct listener {
     struct tls_server *tls;
     const conn_handler *handler; /* given to every connection it accepts */
     const conn_limits *limits;   /* for every connection it accepts */
+    const conn_filter *filter;   /* NULL: bytes go straight to the handler */
+    void *filter_opts;           /* the filter's per-listener options */
     uint32_t nconns;
 } listener;
 
@@ -91,11 +126,13 @@ typedef struct conn {
     bool write_pending;     /* on broker->write_pending */
     bool want_write;        /* EPOLLOUT registered */
     bool read_pending;      /* TLS: decrypted data left inside mbedTLS */
+    bool lingered;          /* the handler's on_close ran (CS_LINGER) */
     double last_rx;         /* monotonic seconds of the last read */
     double last_tx;         /* monotonic seconds of the last write */
     double over_since;      /* output over the soft limit since (0 = not) */
     double deadline;        /* TLS handshake deadline */
     char *close_reason;     /* set by conn_close (allocated then) */
+    size_t out_framed;      /* filter: output bytes from out.off already wrapped */
     struct conn *held_next; /* broker->held list */
     uint64_t sent_total;    /* output bytes written to the socket so far */
     /* Output from position hold_pos[i] (counted like sent_total) on waits
@@ -104,6 +141,19 @@ typedef struct conn {
     uint64_t hold_pos[2], hold_epoch[2];
     uint8_t nholds;
 } conn;
+
+/* The listener's transport filter, NULL if none. */
+static inline const conn_filter *conn_filter_of(const conn *c)
+{
+    return c->listener->filter;
+}
+
+/* The filter's state: filter->state_size bytes allocated after the handler's
+ * object. */
+static inline void *conn_filter_state(conn *c)
+{
+    return (char *)(c + 1) + c->h->ud_size;
+}
 
 /* Output over the soft limit (conn_output_check): messages that may be lost
  * should be dropped. */
@@ -169,6 +219,9 @@ static inline int conn_output_check(struct broker *b, conn *c, size_t adding)
 void conn_hold(struct broker *b, conn *c, size_t keep, uint64_t epoch);
 /* Let the output held for epochs up to `epoch` go (at the next flush). */
 void conn_release_holds(struct broker *b, uint64_t epoch);
+/* A filter inserted `added` bytes (a frame header) at `at` bytes from the
+ * front of c's unsent output: held positions behind it move with the data. */
+void conn_note_inserted(conn *c, size_t at, size_t added);
 
 /* Offer the buffered input to the handler again: after on_data consumed
  * less than it could (it held a message back) and can now go on. */

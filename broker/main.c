@@ -27,8 +27,10 @@
 #include "broker/protocol.h"
 #include "broker/router.h"
 #include "broker/session.h"
+#include "broker/sys.h"
 #include "broker/tls_words.h"
 #include "broker/tree.h"
+#include "broker/ws_transport.h"
 #include "tls/tls.h"
 
 broker *g_broker;
@@ -158,14 +160,19 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
         return BK_ERR_IO;
     }
     if (lc->certfile && listener_tls(b, l, err, errlen) != BK_OK) return BK_ERR_IO;
+    if (lc->websockets && ws_transport_setup(b, l, err, errlen) != BK_OK) return BK_ERR_IO;
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
     int port_now = lc->port;
     if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
         port_now = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                      : ((struct sockaddr_in *)&bound)->sin_port);
-    log_msg(LL_NOTICE, "Opened %s listener on %s port %d", lc->certfile ? "TLS" : "plain",
-            lc->address ? lc->address : "all addresses", port_now);
+    log_msg(LL_NOTICE, "Opened %s listener on %s port %d%s%s",
+            lc->websockets ? (lc->certfile ? "WebSocket (wss)" : "WebSocket (ws)")
+            : lc->certfile ? "TLS"
+                           : "plain",
+            lc->address ? lc->address : "all addresses", port_now,
+            lc->http_dir ? ", http_dir " : "", lc->http_dir ? lc->http_dir : "");
     return BK_OK;
 }
 
@@ -227,6 +234,7 @@ static void broker_free(broker *b)
     for (size_t i = 0; i < b->nlisteners; i++) {
         if (b->listeners[i].fd > 0) close(b->listeners[i].fd);
         tls_server_free(b->listeners[i].tls);
+        ws_transport_free(&b->listeners[i]);
     }
     free(b->listeners);
     auth_free(b);
@@ -363,7 +371,7 @@ static void install_signals(void)
 
 typedef struct {
     time_t started;
-    double next_tick, next_sys, next_tls_tick;
+    double next_tick, next_sys, next_tls_tick, last_sys;
 } loop_timers;
 
 /* The periodic work of one iteration: deadlines, TLS session cache, $SYS,
@@ -378,9 +386,12 @@ static void loop_periodic(broker *b, loop_timers *t)
         for (size_t i = 0; i < b->nlisteners; i++)
             if (b->listeners[i].tls) tls_server_tick(b->listeners[i].tls, time(NULL));
         t->next_tls_tick = b->now + 1;
+        if (b->cfg->sys_interval) sys_tick(b); /* the dashboard's lists, on change */
     }
     if (b->cfg->sys_interval && b->now >= t->next_sys) {
         publish_sys(b, t->started);
+        sys_publish_rates(b, b->now - t->last_sys);
+        t->last_sys = b->now;
         t->next_sys = b->now + b->cfg->sys_interval;
     }
     if (b->save) {
@@ -397,7 +408,7 @@ static void loop_periodic(broker *b, loop_timers *t)
 
 static void run_loop(broker *b)
 {
-    loop_timers t = {time(NULL), b->now, b->now + 1, b->now + 1};
+    loop_timers t = {time(NULL), b->now, b->now + 1, b->now + 1, b->now};
     struct epoll_event evs[EPOLL_BATCH];
     while (!b->stop) {
         int n = epoll_wait(b->epfd, evs, EPOLL_BATCH, b->read_pending ? 0 : LOOP_SLEEP_MS);

@@ -57,6 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clients/core/wsc.h"
 #include "mqtt/mqtt.h"
 #include "tls/tls.h"
 
@@ -102,6 +103,7 @@ static struct {
     bool crypto_bound;
     bool quiet;
     bool persistent; /* subscribers keep persistent sessions (clean session 0) */
+    bool ws;         /* MQTT over WebSockets (ws://, wss:// with --tls) on path /mqtt */
 } opt = {
     .host = "127.0.0.1",
     .qos = 0,
@@ -124,6 +126,8 @@ static void usage(FILE *out)
             "  -h HOST            broker host (default 127.0.0.1)\n"
             "  -p PORT            broker port (default 1883, 8883 with --tls)\n"
             "  --tls              use TLS (also implied by --cafile/--cert/--key)\n"
+            "  --ws               MQTT over WebSockets (ws, or wss with TLS) on path /mqtt,\n"
+            "                     masked frames, one frame per flush\n"
             "  --cafile FILE      CA that signed the broker's certificate\n"
             "  --cert FILE --key FILE  client certificate (mutual TLS)\n"
             "  --ciphers LIST     e.g. ECDHE-ECDSA-AES128-GCM-SHA256\n"
@@ -291,7 +295,7 @@ static double self_cpu_s(void)
 
 /* ---- connections ------------------------------------------------------------------ */
 
-enum cstate { CS_NEW, CS_TCP, CS_TLS, CS_CONNACK, CS_SUBACK, CS_READY, CS_DONE };
+enum cstate { CS_NEW, CS_TCP, CS_TLS, CS_WS, CS_CONNACK, CS_SUBACK, CS_READY, CS_DONE };
 enum role { R_SUB, R_PUB, R_IDLE, R_STORM };
 
 typedef struct conn conn;
@@ -323,6 +327,10 @@ struct conn {
     uint32_t tr_base, ntr;
     uint32_t *tr_next;
     const char *sub_filter;
+    /* --ws: out[ws_framed .. out_len) is MQTT not yet wrapped in a frame */
+    size_t ws_framed;
+    wsc_in ws_in;
+    char ws_key[25];
 };
 
 static struct {
@@ -382,11 +390,13 @@ static void out_reserve(conn *c, size_t more)
 {
     if (c->out_off > 0 && c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
+        c->ws_framed = 0;
     }
     if (c->out_len + more <= c->out_cap) return;
     if (c->out_off > 0) {
         memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
         c->out_len -= c->out_off;
+        c->ws_framed -= c->ws_framed >= c->out_off ? c->out_off : c->ws_framed;
         c->out_off = 0;
         if (c->out_len + more <= c->out_cap) return;
     }
@@ -477,10 +487,41 @@ static void conn_fail(conn *c, const char *fmt, ...)
 }
 
 /* Writes as much queued output as the socket takes. */
+static uint32_t ws_mask_key(void)
+{
+    static uint32_t x = 2463534242u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+}
+
+/* --ws: wrap the MQTT bytes queued since the last flush in one masked binary
+ * frame (a client must mask, RFC 6455 5.3), as a browser's MQTT.js does per
+ * write; the masking is part of the client's cost being measured. */
+static void ws_wrap_out(conn *c)
+{
+    if (c->ws_framed < c->out_off) c->ws_framed = c->out_off;
+    size_t n = c->out_len - c->ws_framed;
+    if (n == 0) return;
+    uint8_t hdr[WSC_HEADER_MAX];
+    uint32_t mask = ws_mask_key();
+    size_t hl = wsc_frame_header(hdr, n, mask);
+    size_t start_rel = c->ws_framed - c->out_off;
+    out_reserve(c, hl); /* may move the buffer's contents to the front */
+    uint8_t *start = c->out + c->out_off + start_rel;
+    memmove(start + hl, start, n);
+    memcpy(start, hdr, hl);
+    wsc_mask(start + hl, n, mask);
+    c->out_len += hl;
+    c->ws_framed = c->out_len;
+}
+
 static void conn_flush(conn *c)
 {
     if (c->closing || c->state == CS_TCP) return;
     if (c->tls && !tls_conn_handshake_done(c->tls)) return;
+    if (opt.ws && c->state != CS_WS) ws_wrap_out(c);
     while (c->out_off < c->out_len || c->tls_unflushed) {
         ssize_t n;
         size_t len = c->out_len - c->out_off;
@@ -514,6 +555,7 @@ static void conn_flush(conn *c)
     }
     if (c->out_off == c->out_len) {
         c->out_off = c->out_len = 0;
+        c->ws_framed = 0;
         /* idle and storm connections give their buffer back; busy ones keep
          * it (a large buffer freed and reallocated on every flush costs an
          * mmap, page faults and zeroing each time) */
@@ -575,6 +617,38 @@ static void send_simple(conn *c, enum mqtt_type type, uint16_t pid, bool later)
     if (later) mark_dirty(c);
 }
 
+/* --ws: the HTTP Upgrade request goes first, unframed; CONNECT follows the 101. */
+static void send_ws_upgrade(conn *c)
+{
+    uint8_t nonce[16];
+    for (int i = 0; i < 16; i += 4) {
+        uint32_t r = ws_mask_key();
+        memcpy(nonce + i, &r, 4);
+    }
+    char req[WSC_REQUEST_MAX];
+    size_t n = wsc_request(req, sizeof req, opt.host, opt.port, "/mqtt", nonce, c->ws_key);
+    if (n == 0) {
+        conn_fail(c, "WebSocket request too long");
+        return;
+    }
+    out_reserve(c, n);
+    memcpy(c->out + c->out_len, req, n);
+    c->out_len += n;
+    c->ws_framed = c->out_len;
+    memset(&c->ws_in, 0, sizeof c->ws_in);
+    c->state = CS_WS;
+    conn_flush(c);
+}
+
+/* The transport is up: MQTT's CONNECT, or first the WebSocket upgrade. */
+static void send_first(conn *c)
+{
+    if (opt.ws)
+        send_ws_upgrade(c);
+    else
+        send_packet_connect(c);
+}
+
 static void conn_start_tls(conn *c)
 {
     int r = tls_conn_connect(&c->tls, g.tcli, c->fd, g.peer);
@@ -591,7 +665,7 @@ static void conn_handshake(conn *c)
     if (r == TLS_OK) {
         c->io_wants_write = false;
         if (c->role == R_STORM && tls_conn_resumed(c->tls)) S.hs_resumed++;
-        send_packet_connect(c);
+        send_first(c);
         return;
     }
     if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
@@ -628,7 +702,7 @@ static void conn_start(conn *c)
         if (opt.tls)
             conn_handshake(c);
         else
-            send_packet_connect(c);
+            send_first(c);
         return;
     }
     if (errno != EINPROGRESS) {
@@ -652,7 +726,7 @@ static void on_tcp_connected(conn *c)
         if (!c->closing) conn_handshake(c);
     } else {
         c->state = CS_CONNACK;
-        send_packet_connect(c);
+        send_first(c);
     }
 }
 
@@ -752,6 +826,7 @@ static void handle_packet(conn *c, const mqtt_header *h, int64_t now)
 static size_t process_input(conn *c, const uint8_t *buf, size_t len, int64_t now)
 {
     size_t used = 0;
+    if (c->state == CS_WS) return 0; /* still the HTTP response: no MQTT yet */
     while (used < len && !c->closing) {
         mqtt_header h;
         size_t plen = 0;
@@ -765,6 +840,35 @@ static size_t process_input(conn *c, const uint8_t *buf, size_t len, int64_t now
         used += plen;
     }
     return used;
+}
+
+/* --ws: g.rbuf[raw_from .. *have) arrived from the socket: the 101 while
+ * upgrading, then frames, decoded in place so that g.rbuf[0 .. *have) is
+ * MQTT. 0, or -1 when the connection failed. */
+static int ws_input(conn *c, size_t raw_from, size_t *have)
+{
+    char err[256];
+    if (c->state == CS_WS) {
+        size_t used = 0;
+        int r = wsc_response(g.rbuf, *have, c->ws_key, &used, err, sizeof err);
+        if (r > 0) return 0; /* the rest of the response is still to come */
+        if (r < 0) {
+            conn_fail(c, "%s", err);
+            return -1;
+        }
+        memmove(g.rbuf, g.rbuf + used, *have - used);
+        *have -= used;
+        raw_from = 0;
+        send_packet_connect(c);
+        if (c->closing) return -1;
+    }
+    long m = wsc_unframe(&c->ws_in, g.rbuf + raw_from, *have - raw_from, err, sizeof err);
+    if (m < 0) {
+        conn_fail(c, "%s", err);
+        return -1;
+    }
+    *have = raw_from + (size_t)m;
+    return 0;
 }
 
 static void conn_read(conn *c)
@@ -807,7 +911,9 @@ static void conn_read(conn *c)
                 return;
             }
         }
+        size_t raw_from = have;
         have += (size_t)n;
+        if (opt.ws && ws_input(c, raw_from, &have) != 0) return;
         size_t used = process_input(c, g.rbuf, have, now_ns());
         if (c->closing) return;
         if (used > 0 && used < have) memmove(g.rbuf, g.rbuf + used, have - used);
@@ -1723,7 +1829,8 @@ enum {
     O_QUIET,
     O_PERSISTENT,
     O_HELP,
-    O_E2E
+    O_E2E,
+    O_WS
 };
 
 /* The value of a flag that sets a string, a number or a switch of a
@@ -1781,6 +1888,9 @@ static int parse_run_opt(int ch, const char *arg)
         return 0;
     case O_PERSISTENT:
         opt.persistent = true;
+        return 0;
+    case O_WS:
+        opt.ws = true;
         return 0;
     default:
         return 2;
@@ -1878,6 +1988,7 @@ static int parse_args(int argc, char **argv)
         {"quiet", no_argument, NULL, O_QUIET},
         {"persistent", no_argument, NULL, O_PERSISTENT},
         {"help", no_argument, NULL, O_HELP},
+        {"ws", no_argument, NULL, O_WS},
         {NULL, 0, NULL, 0},
     };
     int ch;

@@ -76,16 +76,18 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# listening(PORT): is something listening on 127.0.0.1:PORT (from /proc/net/tcp)?
+# listening(PORT): is something listening on PORT (from /proc/net/tcp and
+# tcp6: Mosquitto's websockets listeners are IPv6 sockets on every address)?
 listening() {
     hex=$(printf '%04X' "$1")
-    awk -v p=":$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' /proc/net/tcp
+    awk -v p=":$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
 # Both brokers: the same limits. max_inflight_messages / max_queued_messages
 # are generous so that QoS 1 throughput is measured, not queue overflow;
 # logging is errors and warnings only, to a file.
-write_conf() { # KIND PLAIN_PORT TLS_PORT
+write_conf() { # KIND PLAIN_PORT TLS_PORT WS_PORT WSS_PORT
     conf=$WORK/$1.conf
     {
         echo "allow_anonymous true"
@@ -110,14 +112,28 @@ write_conf() { # KIND PLAIN_PORT TLS_PORT
         echo "keyfile $WORK/certs/server.key"
         echo "tls_version tlsv1.2"
         echo "ciphers $CIPHER"
+        # MQTT over WebSockets, ws and wss (Mosquitto 2.0.11 binds these to
+        # every address whatever ADDRESS says; it starts beside a plain one)
+        echo "listener $4 127.0.0.1"
+        echo "protocol websockets"
+        echo "listener $5 127.0.0.1"
+        echo "protocol websockets"
+        echo "certfile $WORK/certs/server.crt"
+        echo "keyfile $WORK/certs/server.key"
+        echo "tls_version tlsv1.2"
+        echo "ciphers $CIPHER"
     } > "$conf"
 }
 
-start_broker() { # KIND -> BPID PLAIN TLSP
+start_broker() { # KIND -> BPID PLAIN TLSP WSP WSSP
     PLAIN=$(free_port)
     TLSP=$(free_port)
     while [ "$TLSP" = "$PLAIN" ]; do TLSP=$(free_port); done
-    write_conf "$1" "$PLAIN" "$TLSP"
+    WSP=$(free_port)
+    while [ "$WSP" = "$PLAIN" ] || [ "$WSP" = "$TLSP" ]; do WSP=$(free_port); done
+    WSSP=$(free_port)
+    while [ "$WSSP" = "$PLAIN" ] || [ "$WSSP" = "$TLSP" ] || [ "$WSSP" = "$WSP" ]; do WSSP=$(free_port); done
+    write_conf "$1" "$PLAIN" "$TLSP" "$WSP" "$WSSP"
     if [ "$1" = mosquitto ]; then
         "$MOSQUITTO" -c "$WORK/$1.conf" > "$WORK/$1.out" 2>&1 &
     else
@@ -125,7 +141,7 @@ start_broker() { # KIND -> BPID PLAIN TLSP
     fi
     BPID=$!
     i=0
-    until listening "$PLAIN" && listening "$TLSP"; do
+    until listening "$PLAIN" && listening "$TLSP" && listening "$WSP" && listening "$WSSP"; do
         i=$((i + 1))
         if [ $i -gt 100 ] || ! kill -0 "$BPID" 2>/dev/null; then
             cat "$WORK/$1.out" "$WORK/$1.log" >&2 2>/dev/null || true
@@ -153,6 +169,8 @@ run() {
             @TLS@) args="$args -p $TLSP --cafile $CA" ;;
             @TLSNV@) args="$args -p $TLSP --no-verify" ;;
             @PLAIN@) args="$args -p $PLAIN" ;;
+            @WS@) args="$args -p $WSP --ws" ;;
+            @WSS@) args="$args -p $WSSP --ws --cafile $CA" ;;
             *) args="$args $a" ;;
         esac
     done
@@ -227,6 +245,12 @@ scenario pairs-tls-q1 "$RUNS" --scenario pairs -n 100 -q 1 $D @TLS@
 scenario fanin-plain-q0 "$RUNS" --scenario fan-in -n 50 -q 0 $D @PLAIN@
 scenario fanin-plain-q1 "$RUNS" --scenario fan-in -n 50 -q 1 $D @PLAIN@
 scenario fanin-tls-q0-1k "$RUNS" --scenario fan-in -n 50 -q 0 -s 1024 $D @TLS@
+say "bench: MQTT over WebSockets against TCP (the framing cost per message)"
+scenario fanout-plain-q0 "$RUNS" --scenario fan-out -m 100 -q 0 $D @PLAIN@
+scenario fanin-ws-q0 "$RUNS" --scenario fan-in -n 50 -q 0 $D @WS@
+scenario fanout-ws-q0 "$RUNS" --scenario fan-out -m 100 -q 0 $D @WS@
+scenario fanin-wss-q0 "$RUNS" --scenario fan-in -n 50 -q 0 $D @WSS@
+scenario fanout-wss-q0 "$RUNS" --scenario fan-out -m 100 -q 0 $D @WSS@
 say "bench: latency at a fixed rate"
 scenario rate-tls-q1 "$RUNS" --scenario fan-in -n 50 -q 1 --rate 5000 $D @TLS@
 
@@ -349,6 +373,12 @@ rowf() { # like row, one decimal
     b=$(med mosquitto "$2" "$3")
     printf '| %s | %s | %s | %s |\n' "$1" "$(fmt1 "$a")" "$(fmt1 "$b")" "$(ratio "$a" "$b")"
 }
+wsrow() { # LABEL WS_KEY TCP_KEY: both brokers over WebSockets, and each against its TCP run
+    a=$(med secbroker "$2" msgs_per_s); b=$(med mosquitto "$2" msgs_per_s)
+    ta=$(med secbroker "$3" msgs_per_s); tb=$(med mosquitto "$3" msgs_per_s)
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(fmt "$a")" "$(fmt "$b")" "$(ratio "$a" "$b")" \
+        "$(pct "$a" "$ta")" "$(pct "$b" "$tb")"
+}
 detail() { # LABEL KEY
     for k in secbroker mosquitto; do
         printf '| %s | %s | %s | %s / %s / %s | %s | %s | %s |\n' "$1" "$k" \
@@ -454,6 +484,7 @@ $(row "pairs TLS QoS 0, 100 pairs, msg/s" pairs-tls-q0 msgs_per_s)
 $(row "pairs TLS QoS 1, 100 pairs, msg/s" pairs-tls-q1 msgs_per_s)
 $(row "fan-in plain QoS 0, 50 pubs, msg/s" fanin-plain-q0 msgs_per_s)
 $(row "fan-in plain QoS 1, 50 pubs, msg/s" fanin-plain-q1 msgs_per_s)
+$(row "fan-out plain QoS 0, 1 pub -> 100 subs, msg/s" fanout-plain-q0 msgs_per_s)
 $(row "fan-in TLS QoS 0, 1 KiB payloads, msg/s" fanin-tls-q0-1k msgs_per_s)
 $(rowf "fan-in TLS QoS 1 at 5,000 msg/s: p99 latency, us (lower is better)" rate-tls-q1 lat_p99_us)
 $(row "full TLS handshakes/s (storm, 16 in flight)" storm-full conn_per_s)
@@ -465,6 +496,23 @@ $(row "memory per idle TLS connection, bytes (1,000 conns; lower is better)" idl
 $(row "memory per idle plain connection, bytes (1,000 conns; lower is better)" idle-plain-1k bytes_per_conn)
 $(row "memory per idle TLS connection, bytes ($(fmt "$IDLE_MAX") conns; lower is better)" idle-tls-max bytes_per_conn)
 $(row "TLS clients held of $(fmt "$IDLE_MAX")" idle-tls-max held)
+
+### MQTT over WebSockets
+
+The same fan-in (50 publishers -> 1 subscriber) and fan-out (1 publisher ->
+100 subscribers) at QoS 0 with 64-byte payloads over ws and wss listeners
+(\`protocol websockets\`), against plain TCP and TLS. secbench masks every
+frame it sends, as a browser does, and wraps what it sends in one loop turn
+in one frame; each broker frames its output its own way (secbroker: one frame
+per flush). "of TCP" is the WebSocket rate as a share of the same broker's
+rate over TCP (or TLS, for wss): the framing cost per message.
+
+| scenario | secbroker | mosquitto | ratio | secbroker, of TCP | mosquitto, of TCP |
+|---|---|---|---|---|---|
+$(wsrow "fan-in ws QoS 0, msg/s" fanin-ws-q0 fanin-plain-q0)
+$(wsrow "fan-out ws QoS 0, msg/s" fanout-ws-q0 fanout-plain-q0)
+$(wsrow "fan-in wss QoS 0, msg/s" fanin-wss-q0 fanin-tls-q0)
+$(wsrow "fan-out wss QoS 0, msg/s" fanout-wss-q0 fanout-tls-q0)
 
 ### Targets (measured here, not pass/fail)
 
@@ -592,6 +640,8 @@ $(for m in 1 10 100 1000; do row "$m" "plot-m$m" msgs_per_s; done)
 \`\`\`
 ${PLOT_ASCII:-(gnuplot not available)}
 \`\`\`
+
+$(cat build/bench/persist.md 2>/dev/null || echo "(scripts/bench-persist.sh did not run)")
 
 ## Reproduce
 

@@ -298,6 +298,7 @@ class LabConfBroker:
     def __init__(self, conf_text):
         self.dir = tempfile.mkdtemp(prefix="secbroker-labconf-")
         os.symlink(CERTS["dir"], os.path.join(self.dir, "certs"))
+        os.symlink(os.path.join(ROOT, "web"), os.path.join(self.dir, "web"))  # lab.conf's http_dir
         os.makedirs(os.path.join(self.dir, "lab"))
         self.ports = {}
         for p in re.findall(r"^listener (\d+)", conf_text, re.M):
@@ -495,7 +496,8 @@ class TestGuide(unittest.TestCase):
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="secbroker-guide-")
-        for d in ("build", "scripts"):
+        # web: lab.conf's http_dir for the dashboard listeners
+        for d in ("build", "scripts", "web"):
             os.symlink(os.path.join(ROOT, d), os.path.join(self.dir, d))
         os.makedirs(os.path.join(self.dir, "etc"))
         os.makedirs(os.path.join(self.dir, "lab"))

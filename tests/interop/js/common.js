@@ -1,4 +1,4 @@
-// Shared by the MQTT.js interop scripts (tests/interop/test_mqttjs.py):
+// Shared by the MQTT.js interop scripts (tests/interop/test_mqttjs.py, test_mqttjs_ws.py):
 // command-line options, MQTT.js connect options, one JSON object per stdout line.
 'use strict';
 const fs = require('fs');
@@ -44,6 +44,8 @@ function connect(opts) {
     if (opts.cert) o.cert = fs.readFileSync(opts.cert);
     if (opts.key) o.key = fs.readFileSync(opts.key);
   }
+  // --ws 1: MQTT over WebSockets (ws://, or wss:// with --ca) on path /mqtt
+  if (opts.ws) url = (opts.ca ? 'wss://' : 'ws://') + opts.host + ':' + opts.port + '/mqtt';
   const client = mqtt.connect(url, o);
   // every MQTT packet in and out, so the test can check the QoS 1/2 handshakes
   client.on('packetsend', (p) => emit({ event: 'packet', dir: 'out', cmd: p.cmd, qos: p.qos }));

@@ -7,6 +7,8 @@ const { main, connect, emit, finish } = require('./common');
 main((opts) => {
   const client = connect(opts);
   let got = 0;
+  let lastAck = false; // the last message came: finish once its ack is sent
+  let ending = false;
   client.on('connect', (connack) => {
     emit({ event: 'connect', sessionPresent: connack.sessionPresent, returnCode: connack.returnCode });
     client.subscribe(opts.topic, { qos: opts.qos }, (err, granted) => {
@@ -21,6 +23,20 @@ main((opts) => {
     got += 1;
     emit({ event: 'message', topic, payload: payload.toString('utf8'), qos: packet.qos,
            retain: packet.retain });
-    if (got >= opts.count) finish(client);
+    if (got < opts.count || ending) return;
+    // QoS 1/2: MQTT.js acknowledges after this event; disconnecting now would
+    // put the DISCONNECT before the PUBACK/PUBCOMP and the broker closes on it
+    if (packet.qos === 0) {
+      ending = true;
+      finish(client);
+    } else {
+      lastAck = true;
+    }
+  });
+  client.on('packetsend', (p) => {
+    if (lastAck && !ending && (p.cmd === 'puback' || p.cmd === 'pubcomp')) {
+      ending = true;
+      finish(client);
+    }
   });
 });
