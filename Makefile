@@ -67,7 +67,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration run certs install uninstall deps-build deps-test bench lab-% format format-check
+.PHONY: all clean test unit test-unit test-asan test-integration test-fuzz fuzz run certs install uninstall deps-build deps-test bench lab-% format format-check
 
 # The lab dashboard (web/) loads MQTT.js' browser build, copied from npm's
 # node_modules (package-lock.json pins it; `make deps-test` runs npm ci).
@@ -134,6 +134,31 @@ test-asan:
 
 test-integration: all
 	@sh scripts/run-integration.sh
+
+# ---- fuzzing (libFuzzer, clang; see docs/fuzzing.md) ----------------------
+# Each target is one clang link of its harness and the sources it exercises,
+# all instrumented with ASan+UBSan. make test-fuzz runs each for FUZZ_TIME
+# seconds on the committed corpus in tests/fuzz/corpus/TARGET.
+FUZZ_CC      ?= clang
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_TIME    ?= 20
+FUZZ_TARGETS  = codec acl config
+FUZZ_FLAGS    = -std=c11 -D_GNU_SOURCE $(WARN) -I. -O1 -g -fno-omit-frame-pointer \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(TLS_CFLAGS)
+FUZZ_BINS     = $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
+
+$(FUZZ_BUILD)/fuzz_codec: tests/fuzz/fuzz_codec.c $(MQTT_SRC)
+$(FUZZ_BUILD)/fuzz_acl: tests/fuzz/fuzz_acl.c $(ACL_SRC) $(MQTT_SRC) $(MBEDTLS_DEP)
+$(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c broker/config.c broker/log.c
+# acl/ includes mbedTLS: the bundled 3.6 headers and library, like every object
+$(FUZZ_BUILD)/fuzz_%: | $(MBEDTLS_HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(TLS_LIBS)
+
+fuzz: $(FUZZ_BINS)
+
+test-fuzz: fuzz
+	@sh scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_TIME) $(FUZZ_TARGETS)
 
 test: deps-test
 	@$(MAKE) --no-print-directory format-check
@@ -216,6 +241,6 @@ uninstall:
 	-rmdir $(CONFDIR)/examples $(CONFDIR) 2>/dev/null
 
 clean:
-	rm -rf build build-asan build-system
+	rm -rf build build-asan build-system build-fuzz
 
 -include $(shell find $(BUILD)/obj $(BUILD)/tests build-asan/obj build-asan/tests -name '*.d' -type f 2>/dev/null)

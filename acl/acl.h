@@ -44,10 +44,31 @@ int pw_file_check(pw_file *pf, const char *user, const uint8_t *password, size_t
 /* Iterations pw_hash_make uses for 0: what Debian's mosquitto_passwd 2.0.11
  * writes, so both tools make the same kind of line. */
 #define PW_DEFAULT_ITERATIONS 101u
+/* Largest $7$ iteration count the loader (and pw_hash_make) accepts. The
+ * broker hashes on its event loop, so one check must stay short: 20,000
+ * PBKDF2-SHA512 iterations take about 26 ms on the 2-core development
+ * machine (test_pw COST lines); a file with more is refused at load with
+ * FILE:LINE and this cap. */
+#define PW_MAX_ITERATIONS 20000u
 /* Counters since load: checks answered from the cache, and hash
  * computations run (a miss, a wrong password or an unknown user). For tests
  * and $SYS; either pointer may be NULL. */
 void pw_file_stats(const pw_file *pf, uint64_t *cache_hits, uint64_t *hash_runs);
+/* The work pw_file_check has done since load, for tests that prove every
+ * uncached answer costs the same: PBKDF2 iterations run (a $6$ digest counts
+ * as 1) and digest bytes compared through pw_ct_equal. A wrong password, an
+ * unknown user (checked against a dummy entry) and a missing password each
+ * add one entry's iterations and PW_DIGEST_LEN compared bytes. */
+#define PW_DIGEST_LEN 64
+typedef struct {
+    uint64_t iterations;
+    uint64_t compared_bytes;
+} pw_work;
+void pw_file_work(const pw_file *pf, pw_work *out);
+/* Constant-time equality of a[0..n) and b[0..n): reads every byte of both
+ * and its time depends on n only, never on where they differ (unlike
+ * memcmp). Returns true when equal. */
+bool pw_ct_equal(const uint8_t *a, const uint8_t *b, size_t n);
 
 /* Make one "$7$ITER$SALT$HASH" string (no "user:") with a random 12-byte
  * salt; iterations 0 = default (see docs). out must hold 256 bytes. */

@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include <mbedtls/base64.h>
-#include <mbedtls/constant_time.h>
 #include <mbedtls/md.h>
 #include <mbedtls/pkcs5.h>
 #include <mbedtls/platform_util.h>
@@ -39,10 +38,14 @@
 #endif
 
 #define PW_SALT_LEN 12
-#define PW_HASH_LEN 64
+#define PW_HASH_LEN PW_DIGEST_LEN
 #define PW_MAX_SALT 64
-#define PW_MAX_ITERATIONS 10000000u /* ~10 s per check; more is a typo, not security */
 #define PW_MAX_USER 65535
+/* the cap keeps one check on the event loop short (acl.h) */
+_Static_assert(PW_MAX_ITERATIONS == 20000u, "PW_ITER_RANGE names the cap");
+#define PW_ITER_RANGE                                                                              \
+    "$7$ iteration count out of range (1..20000, the cap that keeps one check under about "        \
+    "50 ms on the event loop; rehash with secpasswd -I)"
 /* direct-mapped cache of recent successful checks; 512 * 64 bytes = 32 KB */
 #define PW_CACHE_SLOTS 512
 
@@ -67,6 +70,7 @@ struct pw_file {
     uint8_t cache_used[PW_CACHE_SLOTS];
     uint64_t cache_hits;
     uint64_t hash_runs;
+    pw_work work;
 };
 
 static bool b64_chars_ok(const char *s, size_t n)
@@ -107,11 +111,11 @@ static const char *pw_parse_hash(const char *s, size_t n, struct pw_entry *e)
         const char *q = p;
         while (q < end && *q >= '0' && *q <= '9') {
             v = v * 10 + (unsigned long)(*q - '0');
-            if (v > PW_MAX_ITERATIONS) return "iteration count out of range (1..10000000)";
+            if (v > PW_MAX_ITERATIONS) return PW_ITER_RANGE;
             q++;
         }
         if (q == p || q == end || *q != '$') return "malformed $7$ hash: bad iteration count";
-        if (v == 0) return "iteration count out of range (1..10000000)";
+        if (v == 0) return PW_ITER_RANGE;
         e->iterations = (unsigned)v;
         p = q + 1;
     }
@@ -127,9 +131,29 @@ static const char *pw_parse_hash(const char *s, size_t n, struct pw_entry *e)
     return NULL;
 }
 
-/* The digest e's scheme gives for password; ACL_OK or ACL_ERR_CRYPTO. */
+/* pw_ct_equal that also counts the bytes it read into *compared (what
+ * pw_file_work reports), so a test sees that a login went through it. */
+static bool ct_equal_counted(const uint8_t *a, const uint8_t *b, size_t n, uint64_t *compared)
+{
+    /* OR of every XOR: no branch and no early exit on a difference */
+    volatile uint8_t acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = (uint8_t)(acc | (a[i] ^ b[i]));
+        (*compared)++;
+    }
+    return acc == 0;
+}
+
+bool pw_ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    uint64_t ignored = 0;
+    return ct_equal_counted(a, b, n, &ignored);
+}
+
+/* The digest e's scheme gives for password; ACL_OK or ACL_ERR_CRYPTO.
+ * Adds the iterations run to *iterations ($6$ counts 1) when not NULL. */
 static int pw_derive(const struct pw_entry *e, const uint8_t *pw, size_t pwlen,
-                     uint8_t out[PW_HASH_LEN])
+                     uint8_t out[PW_HASH_LEN], uint64_t *iterations)
 {
     static const uint8_t empty[1];
     int rc;
@@ -151,6 +175,7 @@ static int pw_derive(const struct pw_entry *e, const uint8_t *pw, size_t pwlen,
         if (rc == 0) rc = sha512_finish(&sha, out);
         mbedtls_sha512_free(&sha);
     }
+    if (rc == 0 && iterations) *iterations += e->type == 7 ? e->iterations : 1;
     return rc == 0 ? ACL_OK : ACL_ERR_CRYPTO;
 }
 
@@ -222,10 +247,12 @@ static int pw_parse_line(const char *path, size_t lineno, char *s, size_t len, s
     return ACL_OK;
 }
 
-/* After sorting by name: ACL_OK, or ACL_ERR_SYNTAX naming the duplicate
- * that appears first in the file. */
-static int pw_check_duplicates(const pw_file *pf, const char *path, char *err, size_t errlen)
+/* Sort pf's entries by user; a user defined twice is an error naming the
+ * later line (the one that appears first in the file among duplicates). */
+static int pw_check_duplicates(pw_file *pf, const char *path, char *err, size_t errlen)
 {
+    if (pf->n < 2) return ACL_OK;
+    qsort(pf->v, pf->n, sizeof *pf->v, entry_cmp);
     size_t bad = 0;
     for (size_t i = 1; i < pf->n; i++)
         if (strcmp(pf->v[i - 1].user, pf->v[i].user) == 0 &&
@@ -241,14 +268,16 @@ static int pw_check_duplicates(const pw_file *pf, const char *path, char *err, s
     return ACL_ERR_SYNTAX;
 }
 
-/* The dummy entry unknown users are checked against (it costs what a real
- * entry of this file costs) and the cache key secret. */
-static int pw_seed(pw_file *pf, const char *path, char *err, size_t errlen)
+/* The dummy entry unknown users are checked against, and the cache secret.
+ * The dummy costs what a real entry of this file costs: the first $7$
+ * entry's iterations, or one SHA-512 in a $6$-only file. */
+static int pw_setup_secrets(pw_file *pf, const char *path, char *err, size_t errlen)
 {
-    pf->dummy.type = 7;
+    pf->dummy.type = pf->n ? 6 : 7;
     pf->dummy.iterations = PW_DEFAULT_ITERATIONS;
     for (size_t i = 0; i < pf->n; i++)
         if (pf->v[i].type == 7) {
+            pf->dummy.type = 7;
             pf->dummy.iterations = pf->v[i].iterations;
             break;
         }
@@ -314,11 +343,8 @@ int pw_file_load(const char *path, pw_file **out, char *err, size_t errlen)
     if (buf) mbedtls_platform_zeroize(buf, cap);
     free(buf);
     fclose(f);
-    if (rc == ACL_OK && pf->n > 1) {
-        qsort(pf->v, pf->n, sizeof *pf->v, entry_cmp);
-        rc = pw_check_duplicates(pf, path, err, errlen);
-    }
-    if (rc == ACL_OK) rc = pw_seed(pf, path, err, errlen);
+    if (rc == ACL_OK) rc = pw_check_duplicates(pf, path, err, errlen);
+    if (rc == ACL_OK) rc = pw_setup_secrets(pf, path, err, errlen);
     if (rc != ACL_OK) {
         pw_file_free(pf);
         return rc;
@@ -375,8 +401,7 @@ int pw_file_check(pw_file *pf, const char *user, const uint8_t *password, size_t
     uint8_t key[PW_HASH_LEN];
     bool have_key = !no_password && pw_cache_key(pf, user, password, pwlen, key) == ACL_OK;
     size_t slot = have_key ? pw_cache_slot(key) : 0;
-    if (have_key && pf->cache_used[slot] &&
-        mbedtls_ct_memcmp(pf->cache_key[slot], key, PW_HASH_LEN) == 0) {
+    if (have_key && pf->cache_used[slot] && pw_ct_equal(pf->cache_key[slot], key, PW_HASH_LEN)) {
         pf->cache_hits++;
         return ACL_OK;
     }
@@ -385,19 +410,30 @@ int pw_file_check(pw_file *pf, const char *user, const uint8_t *password, size_t
     const struct pw_entry *target = e ? e : &pf->dummy;
     uint8_t got[PW_HASH_LEN];
     pf->hash_runs++;
-    if (pw_derive(target, password, pwlen, got) != ACL_OK) {
+    if (pw_derive(target, password, pwlen, got, &pf->work.iterations) != ACL_OK) {
         mbedtls_platform_zeroize(got, sizeof got);
         return e ? ACL_ERR_BAD_PASSWORD : ACL_ERR_UNKNOWN_USER;
     }
-    int diff = mbedtls_ct_memcmp(got, target->hash, PW_HASH_LEN);
+    /* the same work whatever the answer: one entry's iterations (the dummy
+     * costs what a real entry costs) and one full constant-time comparison */
+    bool same = ct_equal_counted(got, target->hash, PW_HASH_LEN, &pf->work.compared_bytes);
     mbedtls_platform_zeroize(got, sizeof got);
     if (!e) return ACL_ERR_UNKNOWN_USER;
-    if (diff != 0 || no_password) return ACL_ERR_BAD_PASSWORD;
+    if (!same || no_password) return ACL_ERR_BAD_PASSWORD;
     if (have_key) {
         memcpy(pf->cache_key[slot], key, PW_HASH_LEN);
         pf->cache_used[slot] = 1;
     }
     return ACL_OK;
+}
+
+void pw_file_work(const pw_file *pf, pw_work *out)
+{
+    if (!out) return;
+    if (pf)
+        *out = pf->work;
+    else
+        memset(out, 0, sizeof *out);
 }
 
 void pw_file_stats(const pw_file *pf, uint64_t *cache_hits, uint64_t *hash_runs)
@@ -424,7 +460,7 @@ int pw_hash_make_type(int type, const uint8_t *password, size_t pwlen, unsigned 
     e.iterations = iterations;
     e.salt_len = PW_SALT_LEN;
     if (acl_random(e.salt, PW_SALT_LEN) != ACL_OK) return ACL_ERR_CRYPTO;
-    int rc = pw_derive(&e, password, pwlen, e.hash);
+    int rc = pw_derive(&e, password, pwlen, e.hash, NULL);
     char salt64[32], hash64[96];
     size_t sl = 0, hl = 0;
     if (rc == ACL_OK &&
@@ -448,8 +484,8 @@ int pw_hash_verify(const char *hash, const uint8_t *password, size_t pwlen)
     memset(&e, 0, sizeof e);
     if (pw_parse_hash(hash, strlen(hash), &e)) return ACL_ERR_SYNTAX;
     uint8_t got[PW_HASH_LEN];
-    int rc = pw_derive(&e, password, pwlen, got);
-    if (rc == ACL_OK && mbedtls_ct_memcmp(got, e.hash, PW_HASH_LEN) != 0) rc = ACL_ERR_BAD_PASSWORD;
+    int rc = pw_derive(&e, password, pwlen, got, NULL);
+    if (rc == ACL_OK && !pw_ct_equal(got, e.hash, PW_HASH_LEN)) rc = ACL_ERR_BAD_PASSWORD;
     mbedtls_platform_zeroize(got, sizeof got);
     mbedtls_platform_zeroize(&e, sizeof e);
     return rc;

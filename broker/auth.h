@@ -1,7 +1,8 @@
 /*
  * auth.h -- the broker side of authentication and authorization: which
  * identity a connection has, the password file and ACL (acl/), reloading
- * them on SIGHUP, and slowing down repeated failed logins per address.
+ * them on SIGHUP, and slowing down repeated failed logins per (address,
+ * user name).
  */
 #ifndef SECBROKER_AUTH_H
 #define SECBROKER_AUTH_H
@@ -11,6 +12,7 @@
 #include <stdint.h>
 
 #include "broker/err.h"
+#include "mqtt/mqtt.h"
 
 struct broker;
 struct client;
@@ -25,11 +27,15 @@ bool auth_may_subscribe(struct broker *b, struct client *c, const char *filter, 
 /* CONNACK code for this CONNECT's credentials (0 = accepted). */
 int auth_login(struct broker *b, struct client *c, const char *username, const uint8_t *pw,
                size_t pwlen, bool has_password);
-/* Brute-force slow-down per remote address: seconds this login attempt must
- * wait before its password is even checked (0 = now), and the bookkeeping of
- * a failure. */
-double auth_attempt_delay(struct broker *b, const char *peer);
-void auth_record_failure(struct broker *b, const char *peer);
+/* Brute-force slow-down per (address, username), see auth.c: seconds this
+ * CONNECT must be held before its password is checked (0 = check now), or
+ * < 0 when a newer attempt for the same key took its turn (answer CONNACK 3).
+ * username NULL (anonymous) and certificate listeners: always 0. Call again
+ * with after_delay when the hold ends. auth_record_failure counts a failed
+ * check of c's (address, username). */
+double auth_attempt_delay(struct broker *b, struct client *c, const mqtt_str *username,
+                          bool after_delay);
+void auth_record_failure(struct broker *b, struct client *c);
 void auth_free(struct broker *b);
 
 #endif

@@ -43,7 +43,6 @@ typedef struct broker {
     tnode *root;
     uint64_t match_seq;
     uint64_t subscribe_seq; /* stamps sub_rec.retained_stamp */
-    uint64_t random_base;   /* read once at startup: hash seed, client ids */
     struct pw_file *pw;
     struct acl_rules *acl;
     dict auth_fails;     /* addr -> auth_fail */

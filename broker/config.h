@@ -45,6 +45,8 @@ typedef struct {
     uint64_t max_output_buffer;          /* bytes, default 16 MiB */
     uint64_t output_buffer_hard_limit;   /* bytes, default 4 x max_output_buffer */
     uint32_t output_buffer_soft_seconds; /* default 60 */
+    /* distinct filters per session (0 = unlimited) */
+    uint32_t max_subscriptions_per_client;
     bool retain_available;
     int log_dests;
     int log_types;

@@ -593,6 +593,7 @@ void conn_free_closed(broker *b)
 
 void conn_tick(broker *b)
 {
+    log_flush_limited();
     for (conn *c = b->conns; c; c = c->next) {
         if (c->state == CS_CLOSING) continue;
         if (c->state == CS_LINGER) {
@@ -602,8 +603,10 @@ void conn_tick(broker *b)
         }
         if (c->state == CS_TLS_HANDSHAKE) {
             if (b->now >= c->deadline) {
-                log_msg(LL_NOTICE, "%s: TLS handshake not finished within handshake_timeout %u s",
-                        c->peer, b->cfg->handshake_timeout);
+                /* what an attacker repeats at will is rate-limited per address */
+                log_limited_key(LL_NOTICE, c->peer,
+                                "%s: TLS handshake not finished within handshake_timeout %u s",
+                                c->peer, b->cfg->handshake_timeout);
                 sys_note_failure(b, c, "tls", "TLS handshake not finished within handshake_timeout",
                                  0);
                 conn_close(b, c, "TLS handshake timeout");

@@ -3,6 +3,12 @@
  * The table does not own keys: a key must stay valid while its entry exists
  * (callers point it at a string inside the value). Linear probing with
  * backward-shift deletion, so there are no tombstones.
+ *
+ * Keys are hashed with SipHash-2-4 under a 128-bit secret of the table's
+ * own, drawn from getrandom(2) when the table first allocates slots: a
+ * client that learns or guesses one table's layout (or a generated client
+ * id) learns nothing about another table, so it cannot choose keys that all
+ * land in one probe run.
  */
 #ifndef SECBROKER_DICT_H
 #define SECBROKER_DICT_H
@@ -21,16 +27,19 @@ typedef struct {
     dict_entry *slots; /* NULL until the first insert */
     uint32_t cap;      /* power of two */
     uint32_t count;
+    uint64_t sip[2]; /* the table's SipHash key, set with the first slots */
 } dict;
 
-uint32_t dict_hash(const char *key, size_t len);
-/* Set once at startup from a random source, so clients cannot choose keys
- * that all collide. */
-void dict_seed(uint32_t seed);
+/* SipHash-2-4 (Aumasson and Bernstein) of msg[0..len) under the 128-bit
+ * key k0 = key[0], k1 = key[1] (the little-endian halves of the 16 key
+ * bytes). Exposed for the reference-vector test. */
+uint64_t dict_siphash(const uint64_t key[2], const void *msg, size_t len);
+/* A zeroed dict is a valid empty table too. */
 void dict_init(dict *d);
 void dict_free(dict *d); /* frees the table, not keys/values */
 void *dict_get(const dict *d, const char *key, size_t len);
-/* Inserts or replaces. Returns 0 or -1 on allocation failure. */
+/* Inserts or replaces. Returns 0, or -1 when memory (or, for a table's
+ * first insert, random bytes for its key) is not available. */
 int dict_put(dict *d, const char *key, size_t len, void *val);
 /* Removes the key if present; returns its value or NULL. */
 void *dict_del(dict *d, const char *key, size_t len);

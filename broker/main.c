@@ -296,17 +296,11 @@ static int load_config(broker *b, const char *conf, bool verbose, char *err, siz
     return BK_OK;
 }
 
-/* Random seed, registries, the tree, the shared read buffer and epoll. */
+/* Registries, the tree, the shared read buffer and epoll. Hash tables key
+ * themselves and client ids come from getrandom (dict.c, rng.c): there is
+ * no process-wide seed. */
 static int broker_init(broker *b)
 {
-    /* one random value for the process: the hash seed and the base of
-     * generated client ids (time and pid if /dev/urandom fails) */
-    FILE *ur = fopen("/dev/urandom", "rb");
-    if (!ur || fread(&b->random_base, sizeof b->random_base, 1, ur) != 1)
-        b->random_base = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
-    if (ur) fclose(ur);
-    b->random_base |= 1;
-    dict_seed((uint32_t)(b->random_base >> 32) ^ (uint32_t)b->random_base);
     session_registry_init(&b->sessions,
                           (session_limits){.max_inflight = b->cfg->max_inflight_messages,
                                            .max_queued = b->cfg->max_queued_messages});

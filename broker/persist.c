@@ -238,7 +238,9 @@ static int load_session(void *ud, const store_session *ss)
 static session *loaded_session(loader *l, const char *client_id)
 {
     session *s = session_find(&l->b->sessions, client_id, strlen(client_id));
-    if (!s) log_msg(LL_WARNING, "persistence: rows for unknown session '%s' ignored", client_id);
+    if (!s)
+        log_msg(LL_WARNING, "persistence: rows for unknown session '%s' ignored",
+                log_esc(client_id));
     return s;
 }
 

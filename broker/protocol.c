@@ -14,6 +14,7 @@
 #include "broker/log.h"
 #include "broker/persist.h"
 #include "broker/protocol.h"
+#include "broker/rng.h"
 #include "broker/router.h"
 #include "broker/session.h"
 #include "broker/tree.h"
@@ -66,12 +67,12 @@ static int send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool
     if (qos == 0 && level == CONN_OUT_SOFT) {
         /* A slow QoS 0 subscriber loses messages, not the broker's memory. */
         if (cl->dropped_qos0++ % QOS0_DROP_LOG_EVERY == 0)
-            log_msg(LL_WARNING,
-                    "Client %s: output buffer over %llu bytes, dropping QoS 0 "
-                    "messages (%llu so far)",
-                    cl->client_id ? cl->client_id : "?",
-                    (unsigned long long)b->cfg->max_output_buffer,
-                    (unsigned long long)cl->dropped_qos0);
+            log_limited(LL_WARNING,
+                        "Client %s: output buffer over %llu bytes, dropping QoS 0 "
+                        "messages (%llu so far)",
+                        cl->client_id ? log_esc(cl->client_id) : "?",
+                        (unsigned long long)b->cfg->max_output_buffer,
+                        (unsigned long long)cl->dropped_qos0);
         return BK_ERR_FULL;
     }
     size_t hsz = mqtt_publish_header_size(qos, m->topic_len, m->payload_len);
@@ -146,14 +147,16 @@ static char *dup_bytes(const void *p, size_t len)
     return s;
 }
 
-static void generate_id(broker *b, char *out, size_t len)
+/* "auto-" and 128 bits from the kernel's CSPRNG as hex: no id says anything
+ * about another. BK_OK, or BK_ERR_IO when no random bytes are available. */
+static int generate_id(char *out, size_t len)
 {
-    /* the process's random base plus a counter: unique, and unguessable enough
-     * without reading /dev/urandom on every connect */
-    static uint64_t counter;
-    uint64_t x = b->random_base + 0x9e3779b97f4a7c15ULL * ++counter;
-    x ^= x >> 31;
-    snprintf(out, len, "auto-%016llx", (unsigned long long)x);
+    uint8_t r[16];
+    if (rng_bytes(r, sizeof r) < 0) return BK_ERR_IO;
+    int n = snprintf(out, len, "auto-");
+    for (size_t i = 0; i < sizeof r && n > 0 && (size_t)n + 2 < len; i++)
+        n += snprintf(out + n, len - (size_t)n, "%02x", r[i]);
+    return BK_OK;
 }
 
 static int connect_decode(client *cl, const mqtt_header *h, mqtt_connect *ck)
@@ -173,16 +176,17 @@ static int connect_decode(client *cl, const mqtt_header *h, mqtt_connect *ck)
     return BK_OK;
 }
 
-/* Recent failed logins from this address: check this attempt later, without
- * blocking the loop. Returns 1 when held, BK_OK to go on, < 0 when refused. */
-static int connect_hold(client *cl, const mqtt_header *h)
+/* Recent failed logins as this user name from this address (auth.h): check
+ * this attempt later, without blocking the loop. after_delay: its hold has
+ * ended. Returns 1 when held, BK_OK to go on, < 0 when refused. */
+static int connect_hold(client *cl, const mqtt_header *h, const mqtt_connect *ck, bool after_delay)
 {
     broker *b = cl->b;
-    double delay = auth_attempt_delay(b, cl->conn->peer);
-    if (delay > b->cfg->handshake_timeout)
-        /* the queue of held attempts from this address is already long */
+    double delay = auth_attempt_delay(b, cl, ck->username_flag ? &ck->username : NULL, after_delay);
+    if (delay < 0)
         return refuse(cl, MQTT_CONNACK_UNAVAILABLE,
-                      "too many recent failed logins from this address; try again later");
+                      "a newer login attempt for this user name from this address took its "
+                      "turn; try again later");
     if (delay <= 0) return BK_OK;
     /* The packet is copied: the read buffer it lives in is reused. */
     cl->held_connect = malloc(h->remaining ? h->remaining : 1);
@@ -191,8 +195,10 @@ static int connect_hold(client *cl, const mqtt_header *h)
     cl->held_connect_len = h->remaining;
     cl->state = CL_AUTH_DELAY;
     cl->deadline = b->now + delay;
-    log_msg(LL_INFO, "%s: recent failed logins from this address, CONNECT held for %.1f s",
-            cl->conn->peer, delay);
+    log_limited_key(LL_INFO, cl->conn->peer,
+                    "%s: recent failed logins as '%s' from this address, CONNECT held for "
+                    "%.1f s",
+                    cl->conn->peer, log_escape(ck->username.ptr, ck->username.len), delay);
     return 1;
 }
 
@@ -208,7 +214,8 @@ static int connect_validate(client *cl, const mqtt_connect *ck)
                           ck->protocol_level == 3
                               ? "empty client id (MQTT 3.1 requires one)"
                               : "empty client id needs clean session [MQTT-3.1.3-8]");
-        generate_id(cl->b, idbuf, sizeof idbuf);
+        if (generate_id(idbuf, sizeof idbuf) != BK_OK)
+            return refuse(cl, MQTT_CONNACK_UNAVAILABLE, "no random bytes for a client id");
         id = idbuf;
         idlen = strlen(idbuf);
     }
@@ -229,9 +236,9 @@ static int refuse_login(client *cl, int rc)
 {
     char why[160];
     if (rc == MQTT_CONNACK_BAD_CREDENTIALS) {
-        auth_record_failure(cl->b, cl->conn->peer);
+        auth_record_failure(cl->b, cl);
         snprintf(why, sizeof why, "wrong username or password for user '%s'",
-                 cl->username ? cl->username : "");
+                 cl->username ? log_esc(cl->username) : "");
     } else if (cl->conn->listener->cfg->use_identity_as_username && !cl->username) {
         snprintf(why, sizeof why,
                  "use_identity_as_username is on and the client sent no certificate");
@@ -255,8 +262,8 @@ static int connect_authenticate(client *cl, const mqtt_connect *ck)
     if (!ck->will_flag) return BK_OK;
     if (!auth_may_write(b, cl, (const char *)ck->will_topic.ptr, ck->will_topic.len)) {
         char why[160];
-        snprintf(why, sizeof why, "will topic '%.*s' is not allowed for writing",
-                 (int)ck->will_topic.len, ck->will_topic.ptr);
+        snprintf(why, sizeof why, "will topic '%s' is not allowed for writing",
+                 log_escape(ck->will_topic.ptr, ck->will_topic.len));
         return refuse(cl, MQTT_CONNACK_NOT_AUTHORIZED, why);
     }
     cl->will = msg_new(ck->will_topic.ptr, ck->will_topic.len, ck->will_payload.ptr,
@@ -308,9 +315,10 @@ static void connect_answer(client *cl, const mqtt_connect *ck, bool present)
         log_msg(LL_NOTICE,
                 "New client connected from %s as %s (%s, clean session %d, keepalive "
                 "%u%s%s%s, %s)",
-                cl->conn->peer, cl->client_id, ck->protocol_level == 3 ? "MQTT 3.1" : "MQTT 3.1.1",
-                ck->clean_session, ck->keepalive, cl->username ? ", username '" : "",
-                cl->username ? cl->username : "", cl->username ? "'" : "",
+                cl->conn->peer, log_esc(cl->client_id),
+                ck->protocol_level == 3 ? "MQTT 3.1" : "MQTT 3.1.1", ck->clean_session,
+                ck->keepalive, cl->username ? ", username '" : "",
+                cl->username ? log_esc(cl->username) : "", cl->username ? "'" : "",
                 cl->conn->tls ? "TLS" : "plain");
     if (present) session_resend(cl->session);
 }
@@ -320,7 +328,7 @@ static void handle_connect(client *cl, const mqtt_header *h, bool after_delay)
     mqtt_connect ck;
     bool present;
     if (connect_decode(cl, h, &ck) != BK_OK) return;
-    if (!after_delay && connect_hold(cl, h) != BK_OK) return;
+    if (connect_hold(cl, h, &ck, after_delay) != BK_OK) return;
     if (connect_validate(cl, &ck) != BK_OK) return;
     if (connect_authenticate(cl, &ck) != BK_OK) return;
     if (connect_attach(cl, &ck, &present) != BK_OK) return;
@@ -387,9 +395,9 @@ static void handle_publish(client *cl, const mqtt_header *h)
         msg_unref(m);
     } else {
         /* Dropped but acknowledged, so the client does not resend forever. */
-        log_msg(LL_NOTICE, "Denied PUBLISH from %s (user %s) to '%.*s': not allowed by the ACL",
-                cl->client_id, cl->username ? cl->username : "anonymous", (int)p.topic.len,
-                p.topic.ptr);
+        log_msg(LL_NOTICE, "Denied PUBLISH from %s (user %s) to '%s': not allowed by the ACL",
+                log_esc(cl->client_id), cl->username ? log_esc(cl->username) : "anonymous",
+                log_escape(p.topic.ptr, p.topic.len));
     }
     if (p.qos == 2 && session_qos2_in_add(cl->session, p.packet_id) != BK_OK) {
         fail_nomem(cl);
@@ -425,19 +433,34 @@ static bool send_retained(void *ud, msg *m)
     return !client_saturated(rc->cl, rc->qos);
 }
 
-/* Granted QoS for one filter of a SUBSCRIBE (MQTT_SUBACK_FAILURE when refused). */
-static uint8_t subscribe_one(client *cl, mqtt_str f, uint8_t q, sub_rec **rec)
+/* A new filter past max_subscriptions_per_client? (Replacing one the
+ * session holds is always allowed.) */
+static bool subscribe_over_limit(const client *cl, mqtt_str f)
+{
+    uint32_t max_subs = cl->b->cfg->max_subscriptions_per_client;
+    return max_subs && cl->session->subs_by_filter.count >= max_subs &&
+           !dict_get(&cl->session->subs_by_filter, (const char *)f.ptr, f.len);
+}
+
+/* Granted QoS for one filter of a SUBSCRIBE (MQTT_SUBACK_FAILURE when refused;
+ * *over counts filters refused by max_subscriptions_per_client). */
+static uint8_t subscribe_one(client *cl, mqtt_str f, uint8_t q, sub_rec **rec, unsigned *over)
 {
     uint8_t granted = q > 2 ? 2 : q;
     *rec = NULL;
+    if (subscribe_over_limit(cl, f)) {
+        (*over)++;
+        return MQTT_SUBACK_FAILURE;
+    }
     if (topic_too_deep((const char *)f.ptr, f.len)) {
         log_msg(LL_NOTICE, "Refused SUBSCRIBE from %s: filter has more than %d levels",
-                cl->client_id, TOPIC_MAX_LEVELS);
+                log_esc(cl->client_id), TOPIC_MAX_LEVELS);
         return MQTT_SUBACK_FAILURE;
     }
     if (!auth_may_subscribe(cl->b, cl, (const char *)f.ptr, f.len)) {
-        log_msg(LL_NOTICE, "Denied SUBSCRIBE from %s (user %s) to '%.*s': not allowed by the ACL",
-                cl->client_id, cl->username ? cl->username : "anonymous", (int)f.len, f.ptr);
+        log_msg(LL_NOTICE, "Denied SUBSCRIBE from %s (user %s) to '%s': not allowed by the ACL",
+                log_esc(cl->client_id), cl->username ? log_esc(cl->username) : "anonymous",
+                log_escape(f.ptr, f.len));
         return MQTT_SUBACK_FAILURE;
     }
     if (session_subscribe(cl->session, cl->b->root, (const char *)f.ptr, f.len, granted, rec) !=
@@ -446,8 +469,8 @@ static uint8_t subscribe_one(client *cl, mqtt_str f, uint8_t q, sub_rec **rec)
         return MQTT_SUBACK_FAILURE;
     }
     if (log_enabled(LL_SUBSCRIBE))
-        log_msg(LL_SUBSCRIBE, "%s subscribed to '%.*s' (QoS %u)", cl->client_id, (int)f.len, f.ptr,
-                granted);
+        log_msg(LL_SUBSCRIBE, "%s subscribed to '%s' (QoS %u)", log_esc(cl->client_id),
+                log_escape(f.ptr, f.len), granted);
     return granted;
 }
 
@@ -488,8 +511,13 @@ static void handle_subscribe(client *cl, const mqtt_header *h)
         mqtt_sublist it = sl;
         mqtt_str f;
         uint8_t q;
+        unsigned over = 0;
         for (unsigned i = 0; mqtt_sublist_next(&it, &f, &q); i++)
-            codes[i] = subscribe_one(cl, f, q, &recs[i]);
+            codes[i] = subscribe_one(cl, f, q, &recs[i], &over);
+        if (over)
+            log_msg(LL_NOTICE,
+                    "Refused %u filters of a SUBSCRIBE from %s: max_subscriptions_per_client %u",
+                    over, log_esc(cl->client_id), cl->b->cfg->max_subscriptions_per_client);
         if (mqtt_encode_suback(buf, need, sl.packet_id, codes, sl.count, &n) != MQTT_OK)
             conn_close(cl->b, cl->conn, "internal error: cannot encode a SUBACK of %u codes",
                        sl.count);
@@ -515,7 +543,8 @@ static void handle_unsubscribe(client *cl, const mqtt_header *h)
         /* an unknown filter is not an error [MQTT-3.10.4-5]: UNSUBACK anyway */
         (void)session_unsubscribe(cl->session, (const char *)f.ptr, f.len);
         if (log_enabled(LL_SUBSCRIBE))
-            log_msg(LL_SUBSCRIBE, "%s unsubscribed from '%.*s'", cl->client_id, (int)f.len, f.ptr);
+            log_msg(LL_SUBSCRIBE, "%s unsubscribed from '%s'", log_esc(cl->client_id),
+                    log_escape(f.ptr, f.len));
     }
     (void)send_ack(cl, MQTT_UNSUBACK, sl.packet_id); /* a failed write closes */
 }
@@ -684,17 +713,33 @@ static void proto_on_tick(conn *c)
     }
 }
 
+/* The close line. What an attacker repeats at will (refused CONNECTs,
+ * handshake and CONNECT timeouts) is rate-limited per address (log.h). */
+static void log_close_line(const client *cl, const char *why)
+{
+    const conn *c = cl->conn;
+    bool repeat = !cl->session && (strncmp(why, "CONNECT refused", 15) == 0 ||
+                                   (strstr(why, "handshake") && strstr(why, "timeout")));
+    bool named = cl->client_id && cl->b->cfg->connection_messages;
+    if (named && !repeat)
+        log_msg(LL_NOTICE, "Client %s (%s) disconnected: %s", log_esc(cl->client_id), c->peer, why);
+    else if (named)
+        log_limited_key(LL_NOTICE, c->peer, "Client %s (%s) disconnected: %s",
+                        log_esc(cl->client_id), c->peer, why);
+    else if (repeat)
+        log_limited_key(cl->client_id ? LL_NOTICE : LL_INFO, c->peer,
+                        "Connection from %s closed: %s", c->peer, why);
+    else
+        log_msg(cl->client_id ? LL_NOTICE : LL_INFO, "Connection from %s closed: %s", c->peer, why);
+}
+
 /* The session goes offline (or away when clean); the will goes out unless
  * the client said DISCONNECT. */
 static void proto_on_close(conn *c, const char *reason)
 {
     client *cl = c->ud;
     broker *b = cl->b;
-    if (cl->client_id && b->cfg->connection_messages)
-        log_msg(LL_NOTICE, "Client %s (%s) disconnected: %s", cl->client_id, c->peer, reason);
-    else
-        log_msg(cl->client_id ? LL_NOTICE : LL_INFO, "Connection from %s closed: %s", c->peer,
-                reason);
+    log_close_line(cl, reason);
     session *s = cl->session;
     if (s) session_detach(s);
     if (cl->will && cl->send_will) /* [MQTT-3.1.2-8]: error, keepalive, takeover */

@@ -40,6 +40,7 @@ typedef struct client { /* allocated with its conn (conn_handler.ud_size) */
     double last_rx;        /* monotonic seconds of the last packet */
     double deadline;       /* CONNECT deadline or auth delay end */
     uint64_t dropped_qos0; /* QoS 0 messages dropped: output buffer full */
+    uint64_t auth_ticket;  /* CL_AUTH_DELAY: this attempt's turn (auth.c) */
     uint32_t held_connect_len;
     uint16_t keepalive;
     uint8_t state; /* enum client_state */

@@ -39,12 +39,13 @@ void router_publish(broker *b, const char *from_id, msg *m)
     b->msgs_received++;
     if (topic_too_deep(msg_topic(m), m->topic_len)) {
         log_msg(LL_NOTICE, "Dropped PUBLISH from %s: topic has more than %d levels",
-                from_id ? from_id : "(will)", TOPIC_MAX_LEVELS);
+                from_id ? log_esc(from_id) : "(will)", TOPIC_MAX_LEVELS);
         return;
     }
     if (m->retain && b->cfg->retain_available) {
         if (tree_retain(b->root, m, &b->retained_count) != BK_OK)
-            log_msg(LL_WARNING, "Out of memory: retained message on '%s' not stored", msg_topic(m));
+            log_msg(LL_WARNING, "Out of memory: retained message on '%s' not stored",
+                    log_esc(msg_topic(m)));
         else
             persist_retain(b, m);
     }

@@ -244,10 +244,11 @@ static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
     outqueue *q = &s->queue;
     if (session_queue_full(s, qos)) {
         if (s->dropped++ % DROP_LOG_EVERY == 0)
-            log_msg(LL_WARNING,
-                    "Client %s: queue full (max_queued_messages %u), dropping "
-                    "messages (%llu so far)",
-                    s->client_id, s->reg->limits.max_queued, (unsigned long long)s->dropped);
+            log_limited(LL_WARNING,
+                        "Client %s: queue full (max_queued_messages %u), dropping "
+                        "messages (%llu so far)",
+                        log_esc(s->client_id), s->reg->limits.max_queued,
+                        (unsigned long long)s->dropped);
         return BK_ERR_FULL;
     }
     if (q->count == q->cap && queue_grow(q) != BK_OK) return BK_ERR_NOMEM;

@@ -371,8 +371,13 @@ static void parse_option(pw_args *o, int argc, char **argv, int *i)
         char *end;
         errno = 0;
         unsigned long v = strtoul(argv[*i], &end, 10);
-        if (errno || *end || end == argv[*i] || argv[*i][0] == '-' || v < 1 || v > 10000000)
-            usage_error("-I wants an iteration count from 1 to 10000000, not '%s'", argv[*i]);
+        if (errno || *end || end == argv[*i] || argv[*i][0] == '-' || v < 1 ||
+            v > PW_MAX_ITERATIONS) {
+            char why[128];
+            snprintf(why, sizeof why, "-I wants an iteration count from 1 to %u, not '%.40s'",
+                     PW_MAX_ITERATIONS, argv[*i]);
+            usage_error("%s", why);
+        }
         o->iterations = (unsigned)v;
     } else {
         usage_error("unknown option '%s'", a);

@@ -10,7 +10,7 @@ set -e
 BUILD_PKGS="make gcc pkg-config libmbedtls-dev libsqlite3-dev openssl apt debian-archive-keyring bzip2"
 # make lab-SCENARIO (docs/lab.md): tshark brings wireshark-common's dumpcap.
 LAB_PKGS="$BUILD_PKGS tshark"
-TEST_PKGS="$BUILD_PKGS clang-format check libsubunit-dev sqlite3 mosquitto mosquitto-clients python3 python3-paho-mqtt tshark man-db groff-base chromium"
+TEST_PKGS="$BUILD_PKGS clang libclang-rt-dev clang-format check libsubunit-dev sqlite3 mosquitto mosquitto-clients python3 python3-paho-mqtt tshark man-db groff-base chromium"
 case "$1" in
     build) want="$BUILD_PKGS" ;;
     test)  want="$TEST_PKGS" ;;

@@ -298,7 +298,7 @@ class LabConfBroker:
     def __init__(self, conf_text):
         self.dir = tempfile.mkdtemp(prefix="secbroker-labconf-")
         os.symlink(CERTS["dir"], os.path.join(self.dir, "certs"))
-        os.symlink(os.path.join(ROOT, "web"), os.path.join(self.dir, "web"))  # lab.conf's http_dir
+        os.symlink(os.path.join(ROOT, "web"), os.path.join(self.dir, "web"))  # http_dir web
         os.makedirs(os.path.join(self.dir, "lab"))
         self.ports = {}
         for p in re.findall(r"^listener (\d+)", conf_text, re.M):
@@ -420,7 +420,7 @@ class TestExampleConfigLogLevels(unittest.TestCase):
                     c.send(connect_packet("lab-bad%d" % attempt, username="alice", password="wrong"))
                     self.assertEqual(c.expect(2)[1][1], 4, "CONNACK: bad user name or password")
                     c.sock.close()
-                b.wait_log("recent failed logins from this address, CONNECT held for")
+                b.wait_log("recent failed logins as 'alice' from this address, CONNECT held for")
                 c = RawClient(port, timeout=60)
                 c.send(connect_packet("lab-v7", username="alice", password="right", level=7))
                 self.assertEqual(c.expect(2)[1][1], 1, "CONNACK: unacceptable protocol version")
@@ -498,12 +498,13 @@ class TestGuide(unittest.TestCase):
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="secbroker-guide-")
-        # web: lab.conf's http_dir for the dashboard listeners
         for d in ("build", "scripts", "web"):
             os.symlink(os.path.join(ROOT, d), os.path.join(self.dir, d))
         os.makedirs(os.path.join(self.dir, "etc"))
         os.makedirs(os.path.join(self.dir, "lab"))
         self.ports = {p: free_port_both() for p in (1883, 8883, 8884)}
+        # the dashboard's WebSocket listeners: free ports too, not waited for
+        self.ws_ports = {p: free_port_both() for p in (8080, 8081)}
         with open(LAB_CONF) as f:
             conf = f.read()
         # log_type subscribe: the test waits for a background subscriber's
@@ -528,7 +529,8 @@ class TestGuide(unittest.TestCase):
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def ported(self, text):
-        return re.sub(r"\b(1883|8883|8884)\b", lambda m: str(self.ports[int(m.group(1))]), text)
+        ports = {**self.ports, **self.ws_ports}
+        return re.sub(r"\b(1883|8883|8884|8080|8081)\b", lambda m: str(ports[int(m.group(1))]), text)
 
     def sh(self, cmd, background=False):
         kw = dict(cwd=self.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

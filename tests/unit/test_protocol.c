@@ -49,7 +49,6 @@ static void setup(void)
     ck_assert_msg(B.cfg != NULL, "%s", err);
     B.epfd = -1;
     B.now = 1000;
-    B.random_base = 1;
     B.root = tree_new_root();
     session_registry_init(
         &B.sessions, (session_limits){B.cfg->max_inflight_messages, B.cfg->max_queued_messages});

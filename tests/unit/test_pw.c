@@ -8,6 +8,8 @@
 #include "acl/acl.h"
 
 #include <check.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +259,155 @@ START_TEST(test_load_nul_byte)
 }
 END_TEST
 
+/* Defect 11: a $7$ line with an absurd iteration count (10 M blocked the
+ * event loop for seconds per login) is refused at load, naming file, line
+ * and the cap; the cap itself still loads. */
+START_TEST(test_load_iteration_cap)
+{
+    char h[256], text[700], err[512], want[600];
+    ck_assert_int_eq(pw_hash_make(P("pw"), PW_MAX_ITERATIONS, h, sizeof h), ACL_OK);
+    ck_assert_int_eq(pw_hash_make(P("pw"), PW_MAX_ITERATIONS + 1, h + 128, 128), ACL_ERR_ARG);
+    snprintf(text, sizeof text, "# c\nok:%s\n", h);
+    const char *path = write_file("cap", text);
+    pw_file *pf = NULL;
+    ck_assert_int_eq(pw_file_load(path, &pf, err, sizeof err), ACL_OK);
+    ck_assert_int_eq(pw_file_check(pf, "ok", P("pw")), ACL_OK);
+    pw_file_free(pf);
+
+    const char *rest = strchr(h + 3, '$'); /* "$SALT$HASH" after the count */
+    static const char *const counts[] = {"20001", "10000000", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        snprintf(text, sizeof text, "ok:%s\nbig:$7$%s%s\n", h, counts[i], rest);
+        path = write_file("cap", text);
+        pf = (pw_file *)1;
+        ck_assert_int_eq(pw_file_load(path, &pf, err, sizeof err), ACL_ERR_SYNTAX);
+        ck_assert_ptr_null(pf);
+        snprintf(want, sizeof want, "%s:2: ", path);
+        ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "err '%s'", err);
+        ck_assert_msg(strstr(err, "1..20000"), "err does not name the cap: '%s'", err);
+    }
+    ck_assert_uint_eq(PW_MAX_ITERATIONS, 20000);
+}
+END_TEST
+
+/* ---- constant time and equal work ---------------------------------------- */
+
+START_TEST(test_ct_equal_answers)
+{
+    uint8_t a[PW_DIGEST_LEN], b[PW_DIGEST_LEN];
+    for (size_t i = 0; i < sizeof a; i++)
+        a[i] = b[i] = (uint8_t)(i * 7 + 1);
+    ck_assert(pw_ct_equal(a, b, sizeof a));
+    ck_assert(pw_ct_equal(a, b, 0));
+    for (size_t i = 0; i < sizeof a; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            b[i] ^= (uint8_t)(1u << bit);
+            ck_assert_msg(!pw_ct_equal(a, b, sizeof a), "byte %zu bit %d", i, bit);
+            ck_assert(pw_ct_equal(a, b, i)); /* the prefix before it still matches */
+            b[i] ^= (uint8_t)(1u << bit);
+        }
+}
+END_TEST
+
+static void segv_exit(int sig)
+{
+    (void)sig;
+    _exit(42);
+}
+
+/* A constant-time compare reads every byte even when the first differs:
+ * the last byte of b sits on an inaccessible page, so reading it faults
+ * (exit 42). memcmp, or any early exit, returns without touching it. */
+START_TEST(test_ct_equal_reads_every_byte)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    uint8_t *m =
+        mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert(m != MAP_FAILED);
+    ck_assert_int_eq(mprotect(m + page, (size_t)page, PROT_NONE), 0);
+    size_t n = PW_DIGEST_LEN;
+    uint8_t *b = m + page - (n - 1); /* b[n - 1] is the first byte of the closed page */
+    uint8_t a[PW_DIGEST_LEN];
+    memset(a, 'x', sizeof a);
+    memset(b, 'y', n - 1); /* differs from the first byte on */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = segv_exit;
+    ck_assert_int_eq(sigaction(SIGSEGV, &sa, NULL), 0);
+    ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
+    bool same = pw_ct_equal(a, b, n);
+    printf("pw_ct_equal returned %d without reading the last byte\n", same);
+    _exit(0);
+}
+END_TEST
+
+static pw_work work_delta(const pw_file *pf, pw_work *before)
+{
+    pw_work now, d;
+    pw_file_work(pf, &now);
+    d.iterations = now.iterations - before->iterations;
+    d.compared_bytes = now.compared_bytes - before->compared_bytes;
+    *before = now;
+    return d;
+}
+
+/* Every uncached answer costs one entry's hash and one full comparison:
+ * a wrong password, an unknown user (the dummy entry), no password and the
+ * right password alike. A memcmp or a skipped dummy hash changes a count. */
+START_TEST(test_hash_work_per_login)
+{
+    char text[600], err[256];
+    snprintf(text, sizeof text, "alice:%s\nbob:%s\n", KAT7K, KAT7);
+    pw_file *pf = NULL;
+    ck_assert_int_eq(pw_file_load(write_file("work", text), &pf, err, sizeof err), ACL_OK);
+    pw_work w;
+    pw_file_work(pf, &w);
+    ck_assert_uint_eq(w.iterations, 0);
+    ck_assert_uint_eq(w.compared_bytes, 0);
+    static const struct {
+        const char *user, *pw;
+        int rc;
+    } cases[] = {
+        {"alice", "wrong", ACL_ERR_BAD_PASSWORD},
+        {"mallory", "correct horse", ACL_ERR_UNKNOWN_USER},
+        {"alice", NULL, ACL_ERR_BAD_PASSWORD},
+        {"", "x", ACL_ERR_UNKNOWN_USER},
+        {"alice", "correct horse", ACL_OK},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *p = cases[i].pw;
+        int rc = pw_file_check(pf, cases[i].user, (const uint8_t *)p, p ? strlen(p) : 0);
+        ck_assert_msg(rc == cases[i].rc, "case %zu: rc %d", i, rc);
+        pw_work d = work_delta(pf, &w);
+        /* alice's entry (first $7$ line) has 1000 iterations; so has the dummy */
+        ck_assert_msg(d.iterations == 1000, "case %zu: %llu iterations", i,
+                      (unsigned long long)d.iterations);
+        ck_assert_msg(d.compared_bytes == PW_DIGEST_LEN, "case %zu: %llu bytes compared", i,
+                      (unsigned long long)d.compared_bytes);
+    }
+    ck_assert_int_eq(pw_file_check(pf, "bob", P("correct horse")), ACL_OK);
+    ck_assert_uint_eq(work_delta(pf, &w).iterations, 101);
+    /* a cache hit does no hash work at all */
+    ck_assert_int_eq(pw_file_check(pf, "alice", P("correct horse")), ACL_OK);
+    pw_work d = work_delta(pf, &w);
+    ck_assert_uint_eq(d.iterations, 0);
+    ck_assert_uint_eq(d.compared_bytes, 0);
+    pw_file_free(pf);
+
+    /* a $6$-only file: an unknown user costs one SHA-512 too, not PBKDF2 */
+    snprintf(text, sizeof text, "carol:%s\n", KAT6);
+    ck_assert_int_eq(pw_file_load(write_file("work6", text), &pf, err, sizeof err), ACL_OK);
+    pw_file_work(pf, &w);
+    ck_assert_int_eq(pw_file_check(pf, "carol", P("nope")), ACL_ERR_BAD_PASSWORD);
+    ck_assert_uint_eq(work_delta(pf, &w).iterations, 1);
+    ck_assert_int_eq(pw_file_check(pf, "dave", P("nope")), ACL_ERR_UNKNOWN_USER);
+    d = work_delta(pf, &w);
+    ck_assert_uint_eq(d.iterations, 1);
+    ck_assert_uint_eq(d.compared_bytes, PW_DIGEST_LEN);
+    pw_file_free(pf);
+}
+END_TEST
+
 /* ---- cache -------------------------------------------------------------- */
 
 START_TEST(test_cache)
@@ -416,7 +567,7 @@ static double now_s(void)
  * the default count (and at a few others) for the docs. */
 START_TEST(test_measure_cost)
 {
-    static const unsigned iters[] = {PW_DEFAULT_ITERATIONS, 1000, 10000, 210000};
+    static const unsigned iters[] = {PW_DEFAULT_ITERATIONS, 1000, 10000, PW_MAX_ITERATIONS};
     for (size_t k = 0; k < sizeof iters / sizeof iters[0]; k++) {
         char h[256];
         ck_assert_int_eq(pw_hash_make(P("measure-me"), iters[k], h, sizeof h), ACL_OK);
@@ -466,6 +617,10 @@ static Suite *pw_suite(void)
     tcase_add_test(tc, test_load_empty_and_missing);
     tcase_add_test(tc, test_load_malformed);
     tcase_add_test(tc, test_load_nul_byte);
+    tcase_add_test(tc, test_load_iteration_cap);
+    tcase_add_test(tc, test_ct_equal_answers);
+    tcase_add_exit_test(tc, test_ct_equal_reads_every_byte, 42);
+    tcase_add_test(tc, test_hash_work_per_login);
     tcase_add_test(tc, test_cache);
     tcase_add_test(tc, test_make_format);
     tcase_add_test(tc, test_mosquitto_passwd_lines);
