@@ -55,7 +55,9 @@ typedef struct broker {
     conn_limits out_limits; /* the output-buffer policy, from cfg */
     uint8_t *rbuf;          /* shared read buffer */
     size_t rbuf_cap;
-    session **match_sessions; /* reused per publish: matched sessions */
+    struct shared_registry *shared;     /* shared subscriptions (shared.h), NULL until used */
+    struct delayed_will *delayed_wills; /* MQTT 5 wills waiting for their Will Delay Interval */
+    session **match_sessions;           /* reused per publish: matched sessions */
     size_t match_cap, match_cap_used;
 } broker;
 

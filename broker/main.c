@@ -27,6 +27,7 @@
 #include "broker/protocol.h"
 #include "broker/router.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 #include "broker/sys.h"
 #include "broker/tls_words.h"
 #include "broker/tree.h"
@@ -200,8 +201,10 @@ static void publish_sys(broker *b, time_t started)
         "$SYS/broker/clients/connected", "$SYS/broker/messages/received",
         "$SYS/broker/messages/sent",     "$SYS/broker/retained messages/count",
         "$SYS/broker/bytes/received",    "$SYS/broker/bytes/sent",
+        "$SYS/broker/clients/mqtt5",     "$SYS/broker/clients/mqtt311",
+        "$SYS/broker/clients/mqtt31",
     };
-    char val[8][64];
+    char val[11][64];
     uint32_t active = proto_count_active(b);
     snprintf(val[0], 64, "secbroker version %s", SECBROKER_VERSION);
     snprintf(val[1], 64, "%lld seconds", (long long)(time(NULL) - started));
@@ -211,7 +214,9 @@ static void publish_sys(broker *b, time_t started)
     snprintf(val[5], 64, "%llu", (unsigned long long)b->retained_count);
     snprintf(val[6], 64, "%llu", (unsigned long long)b->bytes_received);
     snprintf(val[7], 64, "%llu", (unsigned long long)b->bytes_sent);
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 3; i++) /* connected clients per protocol level: 5, 4, 3 */
+        snprintf(val[8 + i], 64, "%u", proto_count_level(b, (uint8_t)(5 - i)));
+    for (int i = 0; i < 11; i++) {
         msg *m = msg_new((const uint8_t *)fmt[i], (uint16_t)strlen(fmt[i]), (const uint8_t *)val[i],
                          strlen(val[i]), 0, true);
         if (!m) continue;
@@ -224,11 +229,14 @@ static void publish_sys(broker *b, time_t started)
 
 static void broker_free(broker *b)
 {
+    proto_shutdown(b); /* MQTT 5 clients learn why (DISCONNECT 0x8B) */
     for (conn *c = b->conns; c; c = c->next)
         if (c->state != CS_CLOSING) conn_close(b, c, "broker shutting down");
     conn_flush_all(b);
     conn_free_closed(b);
     persist_close(b); /* commits; freeing sessions below is not journaled */
+    shared_free(b);
+    proto_drop_delayed_wills(b);
     session_registry_free(&b->sessions);
     tree_free(b->root);
     for (size_t i = 0; i < b->nlisteners; i++) {
@@ -304,6 +312,7 @@ static int broker_init(broker *b)
     session_registry_init(&b->sessions,
                           (session_limits){.max_inflight = b->cfg->max_inflight_messages,
                                            .max_queued = b->cfg->max_queued_messages});
+    b->sessions.clock = &b->now; /* message expiry */
     dict_init(&b->auth_fails);
     b->out_limits = (conn_limits){.soft = b->cfg->max_output_buffer,
                                   .hard = b->cfg->output_buffer_hard_limit,
@@ -379,6 +388,7 @@ static void loop_periodic(broker *b, loop_timers *t)
     if (b->now >= t->next_tls_tick) {
         for (size_t i = 0; i < b->nlisteners; i++)
             if (b->listeners[i].tls) tls_server_tick(b->listeners[i].tls, time(NULL));
+        proto_expire_sessions(b);
         t->next_tls_tick = b->now + 1;
         if (b->cfg->sys_interval) sys_tick(b); /* the dashboard's lists, on change */
     }

@@ -20,7 +20,13 @@ typedef struct msg {
     uint16_t topic_len;
     uint8_t qos; /* QoS it was published with */
     bool retain; /* as published (for the retained store) */
-    char data[]; /* topic, NUL, payload */
+    /* MQTT 5: the PUBLISH's properties forwarded unchanged (no Topic Alias,
+     * Subscription Identifier or Message Expiry Interval: those are written
+     * per delivery), stored once with the message; 0 for 3.1.1 publishers */
+    uint32_t props_len;
+    uint32_t payload_off; /* payload at data + payload_off (after topic, NUL, properties) */
+    double expire_at;     /* monotonic seconds when it expires; 0 = never */
+    char data[];          /* topic, NUL, properties, payload */
 } msg;
 
 /* A new message with one reference, or NULL when out of memory. */
@@ -31,6 +37,10 @@ static inline msg *msg_ref(msg *m)
     m->refs++;
     return m;
 }
+/* The same with a property block (props_len bytes, may be 0) kept between
+ * topic and payload: still one allocation. */
+msg *msg_new_props(const uint8_t *topic, uint16_t tlen, const uint8_t *props, size_t props_len,
+                   const uint8_t *payload, size_t plen, uint8_t qos, bool retain) BK_MUST_CHECK;
 /* Drop one reference (NULL is ignored); the last one frees. */
 void msg_unref(msg *m);
 /* fn(ctx, m) is called with each message that has a store_id just before
@@ -42,7 +52,16 @@ static inline const char *msg_topic(const msg *m)
 }
 static inline const uint8_t *msg_payload(const msg *m)
 {
+    return (const uint8_t *)m->data + m->payload_off;
+}
+static inline const uint8_t *msg_props(const msg *m)
+{
     return (const uint8_t *)m->data + m->topic_len + 1;
+}
+/* Has m expired at monotonic time now? (Message Expiry Interval) */
+static inline bool msg_expired(const msg *m, double now)
+{
+    return m->expire_at > 0 && now >= m->expire_at;
 }
 
 #endif

@@ -20,6 +20,7 @@
 #include "broker/conn.h"
 #include "broker/log.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 #include "broker/tree.h"
 #include "store/store.h"
 
@@ -53,6 +54,7 @@ typedef struct persist {
     int sync_rc;
     bool quit;
     char path[PATH_MAX];
+    const double *now; /* the broker's monotonic clock (message expiry) */
 } persist;
 
 static persist *P(const broker *b)
@@ -68,13 +70,30 @@ static void store_failed(persist *p, const char *what, int rc)
     log_msg(LL_ERROR, "persistence: could not journal %s (%d): it is not durable", what, rc);
 }
 
+/* MQTT 5 message expiry as wall-clock seconds for the store (it outlives
+ * the monotonic clock), 0 = never. */
+static int64_t wall_expiry(const persist *p, const msg *m)
+{
+    if (m->expire_at <= 0) return 0;
+    double left = m->expire_at - *p->now;
+    return (int64_t)time(NULL) + (left > 0 ? (int64_t)(left + 0.999) : 0);
+}
+
 /* The message's row: stored once however many sessions hold it. */
 static uint64_t msg_row(persist *p, msg *m)
 {
     if (m->store_id) return m->store_id;
     uint64_t id = 0;
-    int rc = store_msg_add(p->st, &id, msg_topic(m), m->topic_len, msg_payload(m), m->payload_len,
-                           m->qos, m->retain, msg_ref(m));
+    store_msg sm = {.topic = msg_topic(m),
+                    .topic_len = m->topic_len,
+                    .payload = msg_payload(m),
+                    .payload_len = m->payload_len,
+                    .qos = m->qos,
+                    .retain = m->retain,
+                    .props = msg_props(m),
+                    .props_len = m->props_len,
+                    .expires = wall_expiry(p, m)};
+    int rc = store_msg_add(p->st, &id, &sm, msg_ref(m));
     if (rc != STORE_OK) {
         msg_unref(m);
         store_failed(p, "a message", rc);
@@ -115,10 +134,11 @@ static void j_qos2_in(void *ctx, session *s, uint16_t pid, bool add)
     if (rc != STORE_OK) store_failed(p, "a QoS 2 packet id", rc);
 }
 
-static void j_sub(void *ctx, session *s, const char *filter, size_t flen, uint8_t qos, bool add)
+static void j_sub(void *ctx, session *s, const char *filter, size_t flen, uint8_t qos,
+                  uint32_t sub_id, bool add)
 {
     persist *p = ctx;
-    int rc = add ? store_sub_put(p->st, s->client_id, filter, flen, qos)
+    int rc = add ? store_sub_put(p->st, s->client_id, filter, flen, qos, sub_id)
                  : store_sub_del(p->st, s->client_id, filter, flen);
     if (rc != STORE_OK) store_failed(p, "a subscription", rc);
 }
@@ -184,16 +204,18 @@ static int cache_grow(msg_cache *c)
     return BK_OK;
 }
 
-/* The msg of row sm (the cache keeps a reference), or NULL when out of memory. */
-static msg *cache_get(msg_cache *c, const store_msg *sm)
+/* The msg of row sm (the cache keeps a reference), or NULL when out of
+ * memory. now/wall: the monotonic and wall clocks, to restore its expiry. */
+static msg *cache_get(msg_cache *c, const store_msg *sm, double now, int64_t wall)
 {
     if ((c->count + 1) * 2 > c->cap && cache_grow(c) != BK_OK) return NULL;
     size_t i = cache_slot(c, sm->id);
     if (c->ids[i]) return c->msgs[i];
-    msg *m = msg_new((const uint8_t *)sm->topic, (uint16_t)sm->topic_len, sm->payload,
-                     sm->payload_len, sm->qos, sm->retain);
+    msg *m = msg_new_props((const uint8_t *)sm->topic, (uint16_t)sm->topic_len, sm->props,
+                           sm->props_len, sm->payload, sm->payload_len, sm->qos, sm->retain);
     if (!m) return NULL;
     m->store_id = sm->id;
+    if (sm->expires > 0) m->expire_at = now + (double)(sm->expires - wall);
     c->ids[i] = sm->id;
     c->msgs[i] = m;
     c->count++;
@@ -211,13 +233,31 @@ static void cache_free(msg_cache *c)
 typedef struct {
     broker *b;
     msg_cache cache;
-    uint64_t retained, sessions, subs, deliveries, qos2;
+    int64_t wall; /* time() at load: stored expiries are wall-clock */
+    uint64_t retained, sessions, subs, deliveries, qos2, expired;
 } loader;
+
+/* Has the stored message expired (MQTT 5 Message Expiry Interval)? */
+static bool row_expired(const loader *l, const store_msg *sm)
+{
+    return sm->expires > 0 && sm->expires <= l->wall;
+}
+
+static msg *loaded_msg(loader *l, const store_msg *sm)
+{
+    return cache_get(&l->cache, sm, l->b->now, l->wall);
+}
 
 static int load_retained(void *ud, const store_msg *sm)
 {
     loader *l = ud;
-    msg *m = cache_get(&l->cache, sm);
+    if (row_expired(l, sm)) { /* dropped at load, and from the file */
+        if (store_retain_clear(P(l->b)->st, sm->topic, sm->topic_len) != STORE_OK)
+            return BK_ERR_NOMEM;
+        l->expired++;
+        return 0;
+    }
+    msg *m = loaded_msg(l, sm);
     if (!m || tree_retain(l->b->root, m, &l->b->retained_count) != BK_OK) return BK_ERR_NOMEM;
     l->retained++;
     return 0;
@@ -230,6 +270,8 @@ static int load_session(void *ud, const store_session *ss)
     if (!s) return BK_ERR_NOMEM;
     s->durable = true;
     s->expiry_interval = ss->expiry_interval;
+    /* MQTT 5: offline since the restart, so its expiry counts from now */
+    if (s->expiry_interval != 0xFFFFFFFFu) s->expires_at = l->b->now + s->expiry_interval;
     if (ss->username && !(s->username = strdup(ss->username))) return BK_ERR_NOMEM;
     l->sessions++;
     return 0;
@@ -244,14 +286,25 @@ static session *loaded_session(loader *l, const char *client_id)
     return s;
 }
 
-static int load_sub(void *ud, const char *client_id, const char *filter, uint8_t qos)
+static int load_sub(void *ud, const char *client_id, const char *filter, uint8_t qos,
+                    uint32_t sub_id)
 {
     loader *l = ud;
     session *s = loaded_session(l, client_id);
     sub_rec *rec;
+    const char *g, *f;
+    size_t glen, flen;
+    bool valid;
     if (!s) return 0;
-    if (session_subscribe(s, l->b->root, filter, strlen(filter), qos, &rec) != BK_OK)
+    if (shared_parse(filter, strlen(filter), &g, &glen, &f, &flen, &valid)) {
+        /* a shared subscription: the membership lives in shared.c */
+        if (valid && shared_join(l->b, s, g, glen, f, flen, qos, sub_id) != BK_OK)
+            return BK_ERR_NOMEM;
+    } else if (session_subscribe(s, l->b->root, filter, strlen(filter), qos, &rec) != BK_OK) {
         return BK_ERR_NOMEM;
+    } else {
+        session_set_sub_id(s, rec, sub_id);
+    }
     l->subs++;
     return 0;
 }
@@ -274,7 +327,14 @@ typedef struct {
 static int load_delivery(void *ud, const store_delivery *d)
 {
     delivery_ctx *dc = ud;
-    msg *m = cache_get(&dc->l->cache, &d->msg);
+    if (row_expired(dc->l, &d->msg)) { /* dropped at load, and from the file */
+        if (d->seq >= dc->s->next_seq) dc->s->next_seq = d->seq + 1;
+        if (store_delivery_del(P(dc->l->b)->st, dc->s->client_id, d->seq) != STORE_OK)
+            return BK_ERR_NOMEM;
+        dc->l->expired++;
+        return 0;
+    }
+    msg *m = loaded_msg(dc->l, &d->msg);
     static const uint8_t sent_state[3][3] = {
         /* STORE_QUEUED, STORE_PUBLISH_SENT, STORE_PUBREL_SENT by QoS */
         {0, 0, 0},
@@ -311,7 +371,7 @@ static double mono_seconds(void)
 
 static int load_all(persist *p, broker *b)
 {
-    loader l = {.b = b};
+    loader l = {.b = b, .wall = (int64_t)time(NULL)};
     store_load_cbs cbs = {load_retained, load_session, load_sub, load_qos2};
     double t0 = mono_seconds();
     int rc = store_load(p->st, &cbs, &l);
@@ -324,10 +384,12 @@ static int load_all(persist *p, broker *b)
     }
     log_msg(LL_NOTICE,
             "persistence: loaded %llu retained messages, %llu sessions (%llu subscriptions, "
-            "%llu queued or in-flight messages, %llu QoS 2 ids) from %s in %.0f ms",
+            "%llu queued or in-flight messages, %llu QoS 2 ids; %llu expired messages dropped) "
+            "from %s in %.0f ms",
             (unsigned long long)l.retained, (unsigned long long)l.sessions,
             (unsigned long long)l.subs, (unsigned long long)l.deliveries,
-            (unsigned long long)l.qos2, p->path, (mono_seconds() - t0) * 1000);
+            (unsigned long long)l.qos2, (unsigned long long)l.expired, p->path,
+            (mono_seconds() - t0) * 1000);
     return BK_OK;
 }
 
@@ -370,6 +432,7 @@ int persist_open(broker *b, char *err, size_t errlen)
         return BK_ERR_NOMEM;
     }
     p->strict = b->cfg->persistence_strict;
+    p->now = &b->now;
     if (persist_path(b->cfg, p->path, sizeof p->path, err, errlen) != BK_OK) {
         free(p);
         return BK_ERR_CONFIG;
@@ -603,7 +666,14 @@ void persist_retain(broker *b, msg *m)
 void persist_session_attached(broker *b, session *s)
 {
     persist *p = P(b);
-    if (!p || s->clean) return;
+    if (!p) return;
+    if (s->clean) {
+        /* MQTT 5: a stored session resumed (or ended by DISCONNECT) with
+         * session expiry 0 ends with its connection: it is durable no more */
+        if (s->durable) j_destroyed(p, s);
+        s->durable = false;
+        return;
+    }
     s->durable = true;
     int rc = store_session_put(p->st, s->client_id, s->username, s->expiry_interval);
     if (rc != STORE_OK) store_failed(p, "a session", rc);

@@ -58,8 +58,10 @@ void persist_on_synced(struct broker *b);
 void persist_request_save(struct broker *b);
 /* The retained slot of m's topic changed (an empty payload clears it). */
 void persist_retain(struct broker *b, msg *m);
-/* Make s durable (persistence on and not clean) and record it with its
- * username: at CONNECT, after the session is attached. */
+/* Make s durable (persistence on and not clean: MQTT 5 session expiry
+ * > 0) and record it with its username and expiry interval: at CONNECT,
+ * after the session is attached, and when DISCONNECT changes the expiry.
+ * A durable session that became clean is removed from the store. */
 void persist_session_attached(struct broker *b, struct session *s);
 
 #endif

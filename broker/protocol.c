@@ -4,6 +4,7 @@
  * drives sessions, the router and authorization. Every packet the broker
  * sends is encoded here.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,11 @@
 #include "broker/log.h"
 #include "broker/persist.h"
 #include "broker/protocol.h"
+#include "broker/protocol5.h"
 #include "broker/rng.h"
 #include "broker/router.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 #include "broker/tree.h"
 #include "mqtt/mqtt.h"
 
@@ -35,6 +38,13 @@ static int send_ack(client *cl, enum mqtt_type type, uint16_t pid)
     return conn_write(cl->b, cl->conn, buf, n);
 }
 
+/* An acknowledgement with a reason code (MQTT 5; 3.1.1 has none). */
+static int send_ack_rc(client *cl, enum mqtt_type type, uint16_t pid, uint8_t rc, const char *why)
+{
+    if (cl->v5) return p5_send_ack(cl, type, pid, rc, why);
+    return send_ack(cl, type, pid);
+}
+
 static int send_empty(client *cl, enum mqtt_type type)
 {
     uint8_t buf[2];
@@ -45,6 +55,7 @@ static int send_empty(client *cl, enum mqtt_type type)
 
 static int send_connack(client *cl, bool sp, uint8_t rc)
 {
+    if (cl->v5) return p5_send_connack(cl, sp, p5_connack_reason(rc), NULL);
     uint8_t buf[4];
     size_t n;
     if (mqtt_encode_connack(buf, sizeof buf, sp, rc, &n) != MQTT_OK) return BK_ERR_ENCODE;
@@ -54,6 +65,23 @@ static int send_connack(client *cl, bool sp, uint8_t rc)
 static bool client_ready(const client *cl)
 {
     return cl->state == CL_ACTIVE && cl->conn->state == CS_OPEN;
+}
+
+bool proto_client_ready(const client *cl)
+{
+    return client_ready(cl);
+}
+
+void proto_close(client *cl, uint8_t rc, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (cl->v5 && cl->state == CL_ACTIVE && cl->conn->state == CS_OPEN)
+        p5_send_disconnect(cl, rc, why);
+    conn_close(cl->b, cl->conn, "%s", why);
 }
 
 /* One PUBLISH: header encoded in place, then the payload: the only copy. */
@@ -75,6 +103,7 @@ static int send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool
                         (unsigned long long)cl->dropped_qos0);
         return BK_ERR_FULL;
     }
+    if (cl->v5) return p5_send_publish(cl, m, qos, retain, dup, pid);
     size_t hsz = mqtt_publish_header_size(qos, m->topic_len, m->payload_len);
     uint8_t *p = conn_reserve(b, c, hsz + m->payload_len);
     if (!p) return BK_ERR_NOMEM;
@@ -115,7 +144,7 @@ static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool d
 static int out_ack(void *ctx, enum mqtt_type type, uint16_t pid)
 {
     hold_for_durable(ctx);
-    return send_ack(ctx, type, pid);
+    return send_ack_rc(ctx, type, pid, 0, NULL);
 }
 
 static const session_outbox client_outbox = {out_ready, out_publish, out_ack};
@@ -126,7 +155,10 @@ static const session_outbox client_outbox = {out_ready, out_publish, out_ack};
 static int refuse(client *cl, uint8_t rc, const char *why)
 {
     /* a failed CONNACK write has closed the connection already */
-    (void)send_connack(cl, false, rc);
+    if (cl->v5)
+        (void)p5_send_connack(cl, false, p5_connack_reason(rc), why);
+    else
+        (void)send_connack(cl, false, rc);
     conn_close(cl->b, cl->conn, "CONNECT refused (CONNACK %u, %s): %s", rc, mqtt_connack_string(rc),
                why);
     return BK_ERR_STATE;
@@ -159,17 +191,22 @@ static int generate_id(char *out, size_t len)
     return BK_OK;
 }
 
-static int connect_decode(client *cl, const mqtt_header *h, mqtt_connect *ck)
+static int connect_decode(client *cl, const mqtt_header *h, mqtt5_connect *ck5)
 {
-    memset(ck, 0, sizeof *ck);
-    int r = mqtt_decode_connect(h, ck);
+    mqtt_connect *ck = &ck5->c;
+    memset(ck5, 0, sizeof *ck5);
+    int r = mqtt5_decode_connect(h, ck5);
     if (r == MQTT_ERR_PROTOCOL_LEVEL) {
         char why[128];
         snprintf(why, sizeof why, "unsupported protocol level %u [MQTT-3.1.2-2]",
                  ck->protocol_level);
         return refuse(cl, MQTT_CONNACK_PROTOCOL, why);
     }
+    if (ck->protocol_level == 5 && !cl->v5 && p5_connect_begin(cl, ck5) != BK_OK)
+        return BK_ERR_STATE;
     if (r < 0) {
+        if (cl->v5) /* [MQTT-3.2.2-7]: a CONNACK with the reason, then close */
+            (void)p5_send_connack(cl, false, mqtt5_reason_for_err(r), mqtt_strerror(r));
         conn_close(cl->b, cl->conn, "protocol error: %s", mqtt_strerror(r));
         return BK_ERR_STATE;
     }
@@ -209,7 +246,9 @@ static int connect_validate(client *cl, const mqtt_connect *ck)
     const char *id = (const char *)ck->client_id.ptr;
     size_t idlen = ck->client_id.len;
     if (idlen == 0) {
-        if (!ck->clean_session || ck->protocol_level == 3)
+        if (cl->v5)
+            cl->v5->id_assigned = true; /* any Clean Start (spec 3.1.3.1) */
+        else if (!ck->clean_session || ck->protocol_level == 3)
             return refuse(cl, MQTT_CONNACK_IDENTIFIER,
                           ck->protocol_level == 3
                               ? "empty client id (MQTT 3.1 requires one)"
@@ -224,6 +263,10 @@ static int connect_validate(client *cl, const mqtt_connect *ck)
     if (!cl->client_id) return fail_nomem(cl);
     cl->protocol_level = ck->protocol_level;
     uint32_t maxka = cl->b->cfg->max_keepalive;
+    if (cl->v5) {
+        p5_connect_keepalive(cl, ck->keepalive); /* Server Keep Alive instead of a refusal */
+        return BK_OK;
+    }
     if (maxka < 65535 && (ck->keepalive == 0 || ck->keepalive > maxka)) {
         char why[128];
         snprintf(why, sizeof why, "keepalive %u is over max_keepalive %u", ck->keepalive, maxka);
@@ -250,8 +293,9 @@ static int refuse_login(client *cl, int rc)
 }
 
 /* Credentials, then the will: it must be a topic the client may publish to. */
-static int connect_authenticate(client *cl, const mqtt_connect *ck)
+static int connect_authenticate(client *cl, const mqtt5_connect *ck5)
 {
+    const mqtt_connect *ck = &ck5->c;
     broker *b = cl->b;
     char *user = ck->username_flag ? dup_bytes(ck->username.ptr, ck->username.len) : NULL;
     if (ck->username_flag && !user) return fail_nomem(cl);
@@ -266,8 +310,9 @@ static int connect_authenticate(client *cl, const mqtt_connect *ck)
                  log_escape(ck->will_topic.ptr, ck->will_topic.len));
         return refuse(cl, MQTT_CONNACK_NOT_AUTHORIZED, why);
     }
-    cl->will = msg_new(ck->will_topic.ptr, ck->will_topic.len, ck->will_payload.ptr,
-                       ck->will_payload.len, ck->will_qos, ck->will_retain);
+    cl->will = cl->v5 ? p5_will_new(cl, ck5)
+                      : msg_new(ck->will_topic.ptr, ck->will_topic.len, ck->will_payload.ptr,
+                                ck->will_payload.len, ck->will_qos, ck->will_retain);
     return cl->will ? BK_OK : fail_nomem(cl);
 }
 
@@ -279,12 +324,16 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
     session *s = session_find(&b->sessions, cl->client_id, idlen);
     if (s && s->out) {
         client *old = s->out_ctx;
-        conn_close(b, old->conn, "taken over by a new connection from %s", cl->conn->peer);
+        proto_close(old, MQTT5_RC_SESSION_TAKEN_OVER, "taken over by a new connection from %s",
+                    cl->conn->peer);
         old->session = NULL;
         session_detach(s);
+        /* MQTT 5: a delayed will is not sent when the session is resumed at once */
+        if (old->v5 && old->v5->will_delay && !ck->clean_session) old->send_will = false;
     }
     *present = false;
     if (s && (ck->clean_session || s->clean)) {
+        shared_leave_all(b, s, false);
         session_destroy(s);
         s = NULL;
     }
@@ -296,8 +345,15 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
     }
     free(s->username);
     s->username = cl->username ? strdup(cl->username) : NULL;
-    /* MQTT 3.1.1: a persistent session never expires by itself */
-    s->expiry_interval = s->clean ? 0 : UINT32_MAX;
+    s->expires_at = 0;
+    p5_will_cancel(b, cl->client_id);
+    if (cl->v5) {
+        p5_session_setup(cl, s);
+    } else {
+        s->send_max = 0;
+        s->max_packet = 0;
+        s->expiry_interval = ck->clean_session ? 0 : 0xFFFFFFFFu; /* 3.1.1: never expires */
+    }
     session_attach(s, &client_outbox, cl);
     cl->session = s;
     persist_session_attached(b, s);
@@ -307,7 +363,7 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
 static void connect_answer(client *cl, const mqtt_connect *ck, bool present)
 {
     broker *b = cl->b;
-    cl->keepalive = ck->keepalive;
+    cl->keepalive = cl->v5 && cl->v5->server_keepalive ? cl->v5->server_keepalive : ck->keepalive;
     cl->send_will = ck->will_flag;
     cl->state = CL_ACTIVE;
     if (send_connack(cl, present, MQTT_CONNACK_ACCEPTED) != BK_OK) return;
@@ -316,8 +372,10 @@ static void connect_answer(client *cl, const mqtt_connect *ck, bool present)
                 "New client connected from %s as %s (%s, clean session %d, keepalive "
                 "%u%s%s%s, %s)",
                 cl->conn->peer, log_esc(cl->client_id),
-                ck->protocol_level == 3 ? "MQTT 3.1" : "MQTT 3.1.1", ck->clean_session,
-                ck->keepalive, cl->username ? ", username '" : "",
+                ck->protocol_level == 3   ? "MQTT 3.1"
+                : ck->protocol_level == 4 ? "MQTT 3.1.1"
+                                          : "MQTT 5.0",
+                ck->clean_session, ck->keepalive, cl->username ? ", username '" : "",
                 cl->username ? log_esc(cl->username) : "", cl->username ? "'" : "",
                 cl->conn->tls ? "TLS" : "plain");
     if (present) session_resend(cl->session);
@@ -325,14 +383,14 @@ static void connect_answer(client *cl, const mqtt_connect *ck, bool present)
 
 static void handle_connect(client *cl, const mqtt_header *h, bool after_delay)
 {
-    mqtt_connect ck;
+    mqtt5_connect ck;
     bool present;
     if (connect_decode(cl, h, &ck) != BK_OK) return;
-    if (connect_hold(cl, h, &ck, after_delay) != BK_OK) return;
-    if (connect_validate(cl, &ck) != BK_OK) return;
+    if (connect_hold(cl, h, &ck.c, after_delay) != BK_OK) return;
+    if (connect_validate(cl, &ck.c) != BK_OK) return;
     if (connect_authenticate(cl, &ck) != BK_OK) return;
-    if (connect_attach(cl, &ck, &present) != BK_OK) return;
-    connect_answer(cl, &ck, present);
+    if (connect_attach(cl, &ck.c, &present) != BK_OK) return;
+    connect_answer(cl, &ck.c, present);
 }
 
 /* Output that answers a packet which changed durable state waits for the
@@ -363,47 +421,70 @@ static void finish_connect(client *cl)
 
 /* ---- PUBLISH ------------------------------------------------------------------------- */
 
-static void handle_publish(client *cl, const mqtt_header *h)
+/* Inline into the 3.1.1 handler (one PUBLISH per message: its call costs). */
+static inline __attribute__((always_inline)) void publish_core(client *cl, const mqtt_publish *p,
+                                                               const uint8_t *props,
+                                                               size_t props_len, uint32_t expiry,
+                                                               bool has_expiry)
 {
     broker *b = cl->b;
-    mqtt_publish p;
-    int r = mqtt_decode_publish(h, &p);
-    if (r < 0) {
-        conn_close(b, cl->conn, "protocol error: %s", mqtt_strerror(r));
+    if (p->qos == 0 && p->dup) {
+        proto_close(cl, MQTT5_RC_PROTOCOL_ERROR,
+                    "protocol error: DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]");
         return;
     }
-    if (p.qos == 0 && p.dup) {
-        conn_close(b, cl->conn, "protocol error: DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]");
-        return;
-    }
-    if (p.qos == 2 && session_qos2_in_has(cl->session, p.packet_id)) {
+    if (p->qos == 2 && session_qos2_in_has(cl->session, p->packet_id)) {
         /* A resend before PUBREL: acknowledge, do not deliver twice [MQTT-4.3.3-2] */
-        (void)send_ack(cl, MQTT_PUBREC, p.packet_id); /* a failed write closes */
+        (void)send_ack_rc(cl, MQTT_PUBREC, p->packet_id, 0, NULL); /* a failed write closes */
         return;
     }
-    if (p.retain && !b->cfg->retain_available) {
-        conn_close(b, cl->conn, "retained PUBLISH while retain_available is false");
+    if (p->retain && !b->cfg->retain_available) {
+        proto_close(cl, MQTT5_RC_RETAIN_NOT_SUPPORTED,
+                    "retained PUBLISH while retain_available is false");
         return;
     }
-    if (auth_may_write(b, cl, (const char *)p.topic.ptr, p.topic.len)) {
-        msg *m = msg_new(p.topic.ptr, p.topic.len, p.payload, p.payload_len, p.qos, p.retain);
+    uint8_t rc = MQTT5_RC_SUCCESS;
+    if (auth_may_write(b, cl, (const char *)p->topic.ptr, p->topic.len)) {
+        msg *m = msg_new_props(p->topic.ptr, p->topic.len, props, props_len, p->payload,
+                               p->payload_len, p->qos, p->retain);
         if (!m) {
-            conn_close(b, cl->conn, "out of memory for a %zu-byte message", p.payload_len);
+            conn_close(b, cl->conn, "out of memory for a %zu-byte message", p->payload_len);
             return;
         }
+        if (has_expiry) m->expire_at = b->now + expiry;
         router_publish(b, cl->client_id, m);
         msg_unref(m);
     } else {
         /* Dropped but acknowledged, so the client does not resend forever. */
+        rc = MQTT5_RC_NOT_AUTHORIZED;
         log_msg(LL_NOTICE, "Denied PUBLISH from %s (user %s) to '%s': not allowed by the ACL",
                 log_esc(cl->client_id), cl->username ? log_esc(cl->username) : "anonymous",
-                log_escape(p.topic.ptr, p.topic.len));
+                log_escape(p->topic.ptr, p->topic.len));
     }
-    if (p.qos == 2 && session_qos2_in_add(cl->session, p.packet_id) != BK_OK) {
+    if (p->qos == 2 && rc < 0x80 && session_qos2_in_add(cl->session, p->packet_id) != BK_OK) {
         fail_nomem(cl);
         return;
     }
-    if (p.qos) (void)send_ack(cl, p.qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p.packet_id);
+    if (p->qos)
+        (void)send_ack_rc(cl, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, rc,
+                          "not allowed by the ACL");
+}
+
+void proto_publish(client *cl, const mqtt_publish *p, const uint8_t *props, size_t props_len,
+                   uint32_t expiry, bool has_expiry)
+{
+    publish_core(cl, p, props, props_len, expiry, has_expiry);
+}
+
+static void handle_publish(client *cl, const mqtt_header *h)
+{
+    mqtt_publish p;
+    int r = mqtt_decode_publish(h, &p);
+    if (r < 0) {
+        conn_close(cl->b, cl->conn, "protocol error: %s", mqtt_strerror(r));
+        return;
+    }
+    publish_core(cl, &p, NULL, 0, 0, false);
 }
 
 /* ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------------------------ */
@@ -428,6 +509,7 @@ static bool send_retained(void *ud, msg *m)
 {
     retained_ctx *rc = ud;
     session *s = rc->cl->session;
+    if (msg_expired(m, rc->cl->b->now)) return true;
     if (auth_may_read(rc->cl->b, s, msg_topic(m), m->topic_len))
         (void)session_deliver(s, m, rc->qos, true); /* [MQTT-3.3.1-8]: retain=1; drops counted */
     return !client_saturated(rc->cl, rc->qos);
@@ -442,31 +524,41 @@ static bool subscribe_over_limit(const client *cl, mqtt_str f)
            !dict_get(&cl->session->subs_by_filter, (const char *)f.ptr, f.len);
 }
 
-/* Granted QoS for one filter of a SUBSCRIBE (MQTT_SUBACK_FAILURE when refused;
- * *over counts filters refused by max_subscriptions_per_client). */
-static uint8_t subscribe_one(client *cl, mqtt_str f, uint8_t q, sub_rec **rec, unsigned *over)
+/* Filters of the SUBSCRIBE being handled refused by max_subscriptions_per_client. */
+static unsigned subscribe_over;
+
+static void log_subscribe_over(client *cl)
+{
+    if (subscribe_over)
+        log_msg(LL_NOTICE,
+                "Refused %u filters of a SUBSCRIBE from %s: max_subscriptions_per_client %u",
+                subscribe_over, log_esc(cl->client_id), cl->b->cfg->max_subscriptions_per_client);
+    subscribe_over = 0;
+}
+
+uint8_t proto_subscribe_one(client *cl, mqtt_str f, uint8_t q, uint8_t opts, sub_rec **rec)
 {
     uint8_t granted = q > 2 ? 2 : q;
     *rec = NULL;
     if (subscribe_over_limit(cl, f)) {
-        (*over)++;
-        return MQTT_SUBACK_FAILURE;
+        subscribe_over++; /* one line per SUBSCRIBE, not per filter */
+        return MQTT5_RC_QUOTA_EXCEEDED;
     }
     if (topic_too_deep((const char *)f.ptr, f.len)) {
         log_msg(LL_NOTICE, "Refused SUBSCRIBE from %s: filter has more than %d levels",
                 log_esc(cl->client_id), TOPIC_MAX_LEVELS);
-        return MQTT_SUBACK_FAILURE;
+        return MQTT5_RC_QUOTA_EXCEEDED;
     }
     if (!auth_may_subscribe(cl->b, cl, (const char *)f.ptr, f.len)) {
         log_msg(LL_NOTICE, "Denied SUBSCRIBE from %s (user %s) to '%s': not allowed by the ACL",
                 log_esc(cl->client_id), cl->username ? log_esc(cl->username) : "anonymous",
                 log_escape(f.ptr, f.len));
-        return MQTT_SUBACK_FAILURE;
+        return MQTT5_RC_NOT_AUTHORIZED;
     }
-    if (session_subscribe(cl->session, cl->b->root, (const char *)f.ptr, f.len, granted, rec) !=
-        BK_OK) {
+    if (session_subscribe(cl->session, cl->b->root, (const char *)f.ptr, f.len, granted | opts,
+                          rec) != BK_OK) {
         *rec = NULL;
-        return MQTT_SUBACK_FAILURE;
+        return MQTT5_RC_UNSPECIFIED;
     }
     if (log_enabled(LL_SUBSCRIBE))
         log_msg(LL_SUBSCRIBE, "%s subscribed to '%s' (QoS %u)", log_esc(cl->client_id),
@@ -476,17 +568,37 @@ static uint8_t subscribe_one(client *cl, mqtt_str f, uint8_t q, sub_rec **rec, u
 
 /* Retained messages after the SUBACK [MQTT-3.3.1-6], once per filter even
  * when a packet repeats one. */
-static void subscribe_retained(client *cl, sub_rec **recs, const uint8_t *codes, unsigned count)
+void proto_subscribe_retained(client *cl, sub_rec **recs, const uint8_t *codes, unsigned count)
 {
     uint64_t stamp = ++cl->b->subscribe_seq;
     for (unsigned i = 0; i < count && client_ready(cl); i++) {
         sub_rec *rec = recs[i];
         if (!rec || rec->retained_stamp == stamp) continue;
         rec->retained_stamp = stamp;
+        if (codes[i] >= 0x80) continue;
         if (client_saturated(cl, codes[i])) break;
         retained_ctx rc = {cl, codes[i]};
         tree_retained_match(cl->b->root, rec->filter, rec->filter_len, send_retained, &rc);
     }
+}
+
+/* A 3.1.1 client's $share/G/F (as Mosquitto): a group member, no retained. */
+static uint8_t subscribe_shared3(client *cl, mqtt_str f, uint8_t q, sub_rec **rec)
+{
+    const char *g, *filter;
+    size_t glen, flen;
+    bool valid;
+    *rec = NULL;
+    (void)shared_parse((const char *)f.ptr, f.len, &g, &glen, &filter, &flen, &valid);
+    if (!valid || topic_too_deep(filter, flen)) return MQTT_SUBACK_FAILURE;
+    if (!auth_may_subscribe(cl->b, cl, filter, flen)) { /* the real filter */
+        log_msg(LL_NOTICE, "Denied SUBSCRIBE from %s (user %s) to '%.*s': not allowed by the ACL",
+                cl->client_id, cl->username ? cl->username : "anonymous", (int)f.len, f.ptr);
+        return MQTT_SUBACK_FAILURE;
+    }
+    if (shared_join(cl->b, cl->session, g, glen, filter, flen, q, 0) != BK_OK)
+        return MQTT_SUBACK_FAILURE;
+    return q;
 }
 
 static void handle_subscribe(client *cl, const mqtt_header *h)
@@ -511,18 +623,23 @@ static void handle_subscribe(client *cl, const mqtt_header *h)
         mqtt_sublist it = sl;
         mqtt_str f;
         uint8_t q;
-        unsigned over = 0;
-        for (unsigned i = 0; mqtt_sublist_next(&it, &f, &q); i++)
-            codes[i] = subscribe_one(cl, f, q, &recs[i], &over);
-        if (over)
-            log_msg(LL_NOTICE,
-                    "Refused %u filters of a SUBSCRIBE from %s: max_subscriptions_per_client %u",
-                    over, log_esc(cl->client_id), cl->b->cfg->max_subscriptions_per_client);
+        const char *g, *sf;
+        size_t glen, sflen;
+        bool valid;
+        subscribe_over = 0;
+        for (unsigned i = 0; mqtt_sublist_next(&it, &f, &q); i++) {
+            if (shared_parse((const char *)f.ptr, f.len, &g, &glen, &sf, &sflen, &valid))
+                codes[i] = subscribe_shared3(cl, f, q, &recs[i]);
+            else
+                codes[i] = proto_subscribe_one(cl, f, q, 0, &recs[i]);
+            if (codes[i] >= 0x80) codes[i] = MQTT_SUBACK_FAILURE;
+        }
+        log_subscribe_over(cl);
         if (mqtt_encode_suback(buf, need, sl.packet_id, codes, sl.count, &n) != MQTT_OK)
             conn_close(cl->b, cl->conn, "internal error: cannot encode a SUBACK of %u codes",
                        sl.count);
         else if (conn_write(cl->b, cl->conn, buf, n) == BK_OK)
-            subscribe_retained(cl, recs, codes, sl.count);
+            proto_subscribe_retained(cl, recs, codes, sl.count);
     }
     if (buf != small) free(buf);
     if (codes != codes_small) free(codes);
@@ -541,7 +658,14 @@ static void handle_unsubscribe(client *cl, const mqtt_header *h)
     uint8_t q;
     while (mqtt_sublist_next(&sl, &f, &q)) {
         /* an unknown filter is not an error [MQTT-3.10.4-5]: UNSUBACK anyway */
-        (void)session_unsubscribe(cl->session, (const char *)f.ptr, f.len);
+        const char *g, *sf;
+        size_t glen, sflen;
+        bool valid;
+        if (shared_parse((const char *)f.ptr, f.len, &g, &glen, &sf, &sflen, &valid)) {
+            if (valid) (void)shared_leave(cl->b, cl->session, g, glen, sf, sflen);
+        } else {
+            (void)session_unsubscribe(cl->session, (const char *)f.ptr, f.len);
+        }
         if (log_enabled(LL_SUBSCRIBE))
             log_msg(LL_SUBSCRIBE, "%s unsubscribed from '%s'", log_esc(cl->client_id),
                     log_escape(f.ptr, f.len));
@@ -581,6 +705,44 @@ static int handle_empty(client *cl, const mqtt_header *h)
 
 static void dispatch(client *cl, const mqtt_header *h);
 
+/* A packet from an MQTT 5 client (after CONNECT). */
+static void proto_handle_packet5(client *cl, const mqtt_header *h)
+{
+    switch (h->type) {
+    case MQTT_CONNECT:
+        proto_close(cl, MQTT5_RC_PROTOCOL_ERROR, "protocol error: second CONNECT [MQTT-3.1.0-2]");
+        return;
+    case MQTT_PUBLISH:
+        p5_handle_publish(cl, h);
+        return;
+    case MQTT_SUBSCRIBE:
+        p5_handle_subscribe(cl, h);
+        return;
+    case MQTT_UNSUBSCRIBE:
+        p5_handle_unsubscribe(cl, h);
+        return;
+    case MQTT_PINGREQ:
+        if (mqtt_decode_empty(h) < 0)
+            proto_close(cl, MQTT5_RC_MALFORMED, "protocol error: %s",
+                        mqtt_strerror(MQTT_ERR_LENGTH));
+        else
+            (void)send_empty(cl, MQTT_PINGRESP); /* a failed write closes */
+        return;
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP:
+    case MQTT_DISCONNECT:
+    case MQTT_AUTH:
+        p5_handle_ack(cl, h);
+        return;
+    default:
+        proto_close(cl, MQTT5_RC_PROTOCOL_ERROR, "protocol error: a client may not send %s",
+                    mqtt_type_name(h->type));
+        return;
+    }
+}
+
 void proto_handle_packet(client *cl, const mqtt_header *h)
 {
     /* The answers that promise something: CONNACK (a durable session
@@ -607,6 +769,10 @@ static void dispatch(client *cl, const mqtt_header *h)
         return;
     }
     if (cl->state != CL_ACTIVE) return;
+    if (cl->v5) {
+        proto_handle_packet5(cl, h);
+        return;
+    }
     int r = MQTT_OK;
     switch (h->type) {
     case MQTT_CONNECT:
@@ -666,10 +832,11 @@ static size_t proto_on_data(conn *c, const uint8_t *data, size_t len)
     while (off < len && c->state != CS_CLOSING && cl->state != CL_AUTH_DELAY) {
         mqtt_header h;
         size_t plen;
-        int r = mqtt_frame(data + off, len - off, b->cfg->max_packet_size, &h, &plen);
+        int r = mqtt_frame_level(data + off, len - off, b->cfg->max_packet_size, cl->v5 ? 5 : 4, &h,
+                                 &plen);
         if (r == MQTT_NEED_MORE) break;
         if (r < 0) {
-            conn_close(b, c, "protocol error: %s", mqtt_strerror(r));
+            proto_close(cl, mqtt5_reason_for_err(r), "protocol error: %s", mqtt_strerror(r));
             return len;
         }
         cl->last_rx = b->now;
@@ -707,8 +874,9 @@ static void proto_on_tick(conn *c)
         break;
     case CL_ACTIVE:
         if (cl->keepalive && b->now - cl->last_rx > KEEPALIVE_GRACE * cl->keepalive)
-            conn_close(b, c, "keepalive timeout (no packet for %.1f s, keepalive %u s)",
-                       b->now - cl->last_rx, cl->keepalive);
+            proto_close(cl, MQTT5_RC_KEEP_ALIVE_TIMEOUT,
+                        "keepalive timeout (no packet for %.1f s, keepalive %u s)",
+                        b->now - cl->last_rx, cl->keepalive);
         break;
     }
 }
@@ -742,9 +910,17 @@ static void proto_on_close(conn *c, const char *reason)
     log_close_line(cl, reason);
     session *s = cl->session;
     if (s) session_detach(s);
-    if (cl->will && cl->send_will) /* [MQTT-3.1.2-8]: error, keepalive, takeover */
-        router_publish(b, NULL, cl->will);
-    if (s && s->clean) session_destroy(s);
+    if (cl->will && cl->send_will) { /* [MQTT-3.1.2-8]: error, keepalive, takeover */
+        if (cl->v5 && cl->v5->has_will_expiry) cl->will->expire_at = b->now + cl->v5->will_expiry;
+        if (!p5_will_defer(cl)) router_publish(b, NULL, cl->will);
+    }
+    if (s && s->clean) {
+        shared_leave_all(b, s, true); /* its unacknowledged messages go to other members */
+        session_destroy(s);
+    } else if (s && s->expiry_interval != 0xFFFFFFFFu) {
+        s->expires_at = b->now + s->expiry_interval;
+    }
+    p5_free(cl);
     msg_unref(cl->will);
     free(cl->client_id);
     free(cl->username);
@@ -759,6 +935,47 @@ const conn_handler proto_conn_handler = {
     .on_tick = proto_on_tick,
     .on_close = proto_on_close,
 };
+
+uint32_t proto_count_level(broker *b, uint8_t level)
+{
+    uint32_t n = 0;
+    for (conn *c = b->conns; c; c = c->next) {
+        client *cl = c->ud;
+        n += c->state == CS_OPEN && cl->state == CL_ACTIVE && cl->protocol_level == level;
+    }
+    return n;
+}
+
+void proto_shutdown(broker *b)
+{
+    for (conn *c = b->conns; c; c = c->next)
+        if (c->state == CS_OPEN && ((client *)c->ud)->v5)
+            proto_close(c->ud, MQTT5_RC_SERVER_SHUTTING_DOWN, "broker shutting down");
+}
+
+void proto_drop_delayed_wills(broker *b)
+{
+    p5_wills_due(b, true);
+}
+
+void proto_expire_sessions(broker *b)
+{
+    p5_wills_due(b, false);
+    uint32_t it = 0;
+    dict_entry *e;
+    session *gone[64];
+    size_t n = 0;
+    while (n < 64 && (e = dict_next(&b->sessions.ids, &it))) {
+        session *s = e->val;
+        if (!s->out && s->expires_at > 0 && b->now >= s->expires_at) gone[n++] = s;
+    }
+    for (size_t i = 0; i < n; i++) { /* the rest next second */
+        log_msg(LL_INFO, "Session %s expired (session expiry interval %u s)", gone[i]->client_id,
+                gone[i]->expiry_interval);
+        shared_leave_all(b, gone[i], true);
+        session_destroy(gone[i]);
+    }
+}
 
 uint32_t proto_count_active(broker *b)
 {

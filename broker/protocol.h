@@ -33,6 +33,7 @@ typedef struct client { /* allocated with its conn (conn_handler.ud_size) */
     struct broker *b;
     conn *conn;
     struct session *session;
+    struct client5 *v5;    /* MQTT 5 state (protocol5.h), NULL below level 5 */
     char *client_id;       /* copy for logging after detach */
     char *username;        /* NULL = anonymous */
     msg *will;             /* NULL when none */
@@ -55,5 +56,14 @@ extern const conn_handler proto_conn_handler;
 void proto_handle_packet(client *cl, const mqtt_header *h);
 /* Connected clients (CONNACK sent, not closing), for $SYS. */
 uint32_t proto_count_active(struct broker *b);
+/* The same for one protocol level (3, 4, 5). */
+uint32_t proto_count_level(struct broker *b, uint8_t level);
+/* Every MQTT 5 client gets DISCONNECT 0x8B (server shutting down). */
+void proto_shutdown(struct broker *b);
+/* Delayed wills (MQTT 5 Will Delay Interval) freed unpublished at shutdown. */
+void proto_drop_delayed_wills(struct broker *b);
+/* Offline sessions whose expiry interval has run out are destroyed (and due
+ * delayed wills published); called once a second. */
+void proto_expire_sessions(struct broker *b);
 
 #endif

@@ -35,9 +35,11 @@ static void journal_qos2_in(session *s, uint16_t pid, bool add)
     if (journaled(s)) s->reg->journal->qos2_in(s->reg->journal_ctx, s, pid, add);
 }
 
-static void journal_sub(session *s, const char *filter, size_t flen, uint8_t qos, bool add)
+static void journal_sub(session *s, const char *filter, size_t flen, uint8_t qos, uint32_t sub_id,
+                        bool add)
 {
-    if (journaled(s)) s->reg->journal->subscription(s->reg->journal_ctx, s, filter, flen, qos, add);
+    if (journaled(s))
+        s->reg->journal->subscription(s->reg->journal_ctx, s, filter, flen, qos, sub_id, add);
 }
 
 void session_registry_init(session_registry *r, session_limits limits)
@@ -135,6 +137,7 @@ static bool window_open(const session *s)
 {
     uint32_t max = s->reg->limits.max_inflight; /* 0 means "unlimited" */
     if (max == 0 || max > PID_MAX) max = PID_MAX;
+    if (s->send_max && s->send_max < max) max = s->send_max; /* MQTT 5 flow control */
     return s->inflight_live < max;
 }
 
@@ -258,6 +261,23 @@ static int queue_push(session *s, msg *m, uint8_t qos, bool retain)
     return BK_OK;
 }
 
+/* MQTT 5: expired (3.3.2.3.3) or larger than the client allows
+ * [MQTT-3.1.2-25]: dropped as if delivered. */
+static bool undeliverable_slow(const session *s, const msg *m)
+{
+    if (m->expire_at > 0 && s->reg->clock && msg_expired(m, *s->reg->clock)) return true;
+    /* fixed header 5, topic 2, id 2, properties: length 4, expiry 5,
+     * alias 3, subscription ids 5 each */
+    return s->max_packet &&
+           (uint64_t)m->topic_len + m->props_len + m->payload_len + 21 + 5ull * s->nsub_ids >
+               s->max_packet;
+}
+
+static inline bool undeliverable(const session *s, const msg *m)
+{
+    return (s->max_packet || m->expire_at > 0) && undeliverable_slow(s, m);
+}
+
 int session_deliver(session *s, msg *m, uint8_t max_qos, bool retain)
 {
     uint8_t qos = m->qos < max_qos ? m->qos : max_qos;
@@ -267,6 +287,9 @@ int session_deliver(session *s, msg *m, uint8_t max_qos, bool retain)
         if (!s->out) return BK_OK;
         return s->out->publish(s->out_ctx, m, 0, retain, false, 0);
     }
+    /* (QoS 0 goes out now: the outbox drops what is too large; only retained
+     * messages can be old, and the retained walk skips expired ones) */
+    if (undeliverable(s, m)) return BK_OK;
     if (session_online(s) && s->queue.count == 0 && window_open(s))
         return send_inflight(s, msg_ref(m), qos, retain, 0);
     return queue_push(s, m, qos, retain);
@@ -279,6 +302,11 @@ void session_pump(session *s)
         outmsg o = *queue_at(q, 0);
         q->head = (q->head + 1) % q->cap;
         q->count--;
+        if (undeliverable(s, o.m)) {
+            journal_delivery(s, &o, JD_DONE); /* journaled when it was queued */
+            msg_unref(o.m);
+            continue;
+        }
         if (send_inflight(s, o.m, o.qos, o.retain, o.seq) != BK_OK) break;
     }
     if (q->count == 0 && q->cap > QUEUE_KEEP_CAP) {
@@ -416,7 +444,7 @@ int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, 
     sub_rec *r = dict_get(&s->subs_by_filter, filter, flen);
     if (r) {
         /* [MQTT-3.8.4-3]: replace the existing subscription's QoS */
-        if (r->qos != qos) journal_sub(s, filter, flen, qos, true);
+        if (r->qos != qos) journal_sub(s, filter, flen, qos, r->sub_id, true);
         r->qos = qos;
         tree_set_qos(&r->where, qos);
         *rec = r;
@@ -442,7 +470,7 @@ int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, 
     s->subs = r;
     s->nsubs++;
     *rec = r;
-    journal_sub(s, filter, flen, qos, true);
+    journal_sub(s, filter, flen, qos, 0, true);
     return BK_OK;
 }
 
@@ -457,9 +485,24 @@ int session_unsubscribe(session *s, const char *filter, size_t flen)
     if (r->next) r->next->prev = r->prev;
     s->nsubs--;
     tree_remove(&r->where);
-    journal_sub(s, filter, flen, 0, false);
+    journal_sub(s, filter, flen, 0, 0, false);
     free(r);
     return BK_OK;
+}
+
+void session_journal_subscription(session *s, const char *filter, size_t flen, uint8_t qos,
+                                  uint32_t sub_id, bool add)
+{
+    journal_sub(s, filter, flen, qos, sub_id, add);
+}
+
+void session_set_sub_id(session *s, sub_rec *r, uint32_t sub_id)
+{
+    if (r->sub_id == sub_id) return;
+    if (r->sub_id && !sub_id) s->nsub_ids--;
+    if (!r->sub_id && sub_id) s->nsub_ids++;
+    r->sub_id = sub_id;
+    journal_sub(s, r->filter, r->filter_len, r->qos, sub_id, true);
 }
 
 void session_unsubscribe_all(session *s)

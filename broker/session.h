@@ -61,7 +61,7 @@ typedef struct session_journal {
                      enum journal_delivery what);
     void (*qos2_in)(void *ctx, struct session *s, uint16_t pid, bool add);
     void (*subscription)(void *ctx, struct session *s, const char *filter, size_t flen, uint8_t qos,
-                         bool add);
+                         uint32_t sub_id, bool add);
     /* the session is going away (destroyed, not merely offline) */
     void (*destroyed)(void *ctx, struct session *s);
 } session_journal;
@@ -71,13 +71,15 @@ typedef struct session_registry {
     session_limits limits;
     const session_journal *journal; /* NULL: nothing is durable */
     void *journal_ctx;
+    const double *clock; /* monotonic seconds (broker->now) for message expiry; NULL = none */
 } session_registry;
 
 typedef struct sub_rec {
     struct sub_rec *next, *prev;
     uint64_t retained_stamp; /* SUBSCRIBE that last sent this filter's retained */
     tree_sub where;          /* the tree's entry for it */
-    uint8_t qos;
+    uint32_t sub_id;         /* MQTT 5 Subscription Identifier, 0 = none */
+    uint8_t qos;             /* QoS | SUBOPT_NO_LOCAL | SUBOPT_RAP (tree.h) */
     uint16_t filter_len;
     char filter[]; /* NUL-terminated */
 } sub_rec;
@@ -109,10 +111,14 @@ typedef struct session {
     const session_outbox *out; /* NULL while offline */
     void *out_ctx;             /* the protocol's client while attached */
     char *username;            /* owned; for ACL checks while offline */
-    bool clean;
-    bool durable;             /* its state is journaled (persistence on, not clean) */
-    uint32_t expiry_interval; /* seconds after disconnect (0xFFFFFFFF: never) */
-    uint64_t next_seq;        /* seq of the next delivery */
+    bool clean;                /* ends when its client disconnects (expiry 0) */
+    bool durable;              /* its state is journaled (persistence on, expiry > 0) */
+    uint32_t expiry_interval;  /* seconds after disconnect; 0xFFFFFFFF = never */
+    double expires_at;         /* monotonic; set while offline with an interval */
+    uint64_t next_seq;         /* seq of the next delivery */
+    uint16_t send_max;         /* the client's Receive Maximum, 0 = none (MQTT 5) */
+    uint32_t max_packet;       /* the client's Maximum Packet Size, 0 = none (MQTT 5) */
+    uint32_t nsub_ids;         /* subscriptions with a Subscription Identifier */
     sub_rec *subs;
     uint32_t nsubs;
     dict subs_by_filter; /* filter -> sub_rec (keys point into the rec) */
@@ -174,8 +180,15 @@ bool session_qos2_in_del(session *s, uint16_t pid);
  * BK_OK or BK_ERR_NOMEM. */
 int session_subscribe(session *s, tnode *root, const char *filter, size_t flen, uint8_t qos,
                       sub_rec **rec) BK_MUST_CHECK;
+/* MQTT 5: set r's Subscription Identifier (0 = none), keeping nsub_ids. */
+void session_set_sub_id(session *s, sub_rec *r, uint32_t sub_id);
 /* BK_OK, or BK_ERR_UNKNOWN when s has no such subscription. */
 int session_unsubscribe(session *s, const char *filter, size_t flen);
 void session_unsubscribe_all(session *s);
+/* Journal a subscription the session does not keep itself (a shared
+ * subscription "$share/G/F": shared.c keeps the membership): added with its
+ * QoS byte, or removed. Nothing for a session that is not durable. */
+void session_journal_subscription(session *s, const char *filter, size_t flen, uint8_t qos,
+                                  uint32_t sub_id, bool add);
 
 #endif

@@ -188,7 +188,8 @@ static void publish_subs(broker *b)
             shown++;
             js_str(&o, "client", cl->client_id, true);
             js_str(&o, "filter", r->filter, false);
-            js_fmt(&o, ",\"qos\":%u}", r->qos);
+            js_fmt(&o, ",\"qos\":%u}",
+                   (unsigned)(r->qos & SUBOPT_QOS_MASK)); /* no v5 option bits */
         }
     }
     js_fmt(&o, "],\"total\":%u,\"shown\":%u,\"max\":%u}", total, shown, SYS_SUBS_MAX);

@@ -25,6 +25,13 @@
 struct session;
 struct tnode;
 
+/* An entry's qos byte: the granted QoS in its low bits, and MQTT 5
+ * subscription options above (the bits of the SUBSCRIBE options byte). */
+#define SUBOPT_QOS_MASK 0x03
+#define SUBOPT_NO_LOCAL 0x04 /* not to the publishing client [MQTT-3.8.3-3] */
+#define SUBOPT_RAP 0x08      /* Retain As Published */
+#define SUBOPT_SHARED 0x80   /* a shared subscription group's entry (session NULL) */
+
 /* Where one entry lives. Owned by the subscriber (inside its record); the
  * tree updates index when entries move. */
 typedef struct tree_sub {

@@ -87,6 +87,8 @@ static struct {
     int scenario;
     long n, m; /* 0 = scenario default */
     int qos;
+    bool v5;     /* -V 5: MQTT 5.0 instead of 3.1.1 */
+    long shared; /* fan-in: this many subscribers in one shared subscription group */
     long size;
     double rate; /* total messages/s over all publishers, 0 = max */
     double duration;
@@ -142,6 +144,7 @@ static void usage(FILE *out)
             "                     attempts in flight (storm); default 10, 1000, 16\n"
             "  -m M               subscribers (fan-out); default 10\n"
             "  -q 0|1             QoS of publishes and subscriptions (default 0)\n"
+            "  -V 311|5           MQTT version of every connection (default 311)\n"
             "  -s BYTES           payload size (default 64, at least %d)\n"
             "  --rate R           total publish rate in messages/s over all publishers\n"
             "                     (0 = as fast as the flow control allows; default 0)\n"
@@ -157,6 +160,8 @@ static void usage(FILE *out)
             "  --resume-mode M    ticket (default) or session-id\n"
             "  -t PREFIX          topic prefix (default secbench)\n"
             "  --filter F         fan-in subscriber filter (default '#')\n"
+            "  --shared K         fan-in: K subscribers in one shared subscription\n"
+            "                     ($share/secbench/FILTER), each message to one of them\n"
             "  --drain S          stop waiting for deliveries after S s without\n"
             "                     progress (default 2)\n"
             "  --quiet            only the SECBENCH summary line\n"
@@ -594,7 +599,11 @@ static void send_packet_connect(conn *c)
     }
     size_t w = 0;
     out_reserve(c, 512);
-    if (mqtt_encode_connect(c->out + c->out_len, c->out_cap - c->out_len, &m, &w) != MQTT_OK) {
+    m.protocol_level = opt.v5 ? 5 : 4;
+    mqtt5_connect m5 = {.c = m};
+    if ((opt.v5 ? mqtt5_encode_connect(c->out + c->out_len, c->out_cap - c->out_len, &m5, &w)
+                : mqtt_encode_connect(c->out + c->out_len, c->out_cap - c->out_len, &m, &w)) !=
+        MQTT_OK) {
         conn_fail(c, "cannot encode CONNECT");
         return;
     }
@@ -741,8 +750,10 @@ static void send_subscribe(conn *c)
     uint8_t q = (uint8_t)opt.qos;
     size_t w = 0;
     out_reserve(c, 16 + f.len);
-    if (mqtt_encode_subscribe(c->out + c->out_len, c->out_cap - c->out_len, 1, &f, &q, 1, &w) !=
-        MQTT_OK) {
+    if ((opt.v5 ? mqtt5_encode_subscribe(c->out + c->out_len, c->out_cap - c->out_len, 1, NULL, &f,
+                                         &q, 1, &w)
+                : mqtt_encode_subscribe(c->out + c->out_len, c->out_cap - c->out_len, 1, &f, &q, 1,
+                                        &w)) != MQTT_OK) {
         conn_fail(c, "cannot encode SUBSCRIBE");
         return;
     }
@@ -751,12 +762,52 @@ static void send_subscribe(conn *c)
     mark_dirty(c);
 }
 
+/* The broker's packets at the version in use (-V). */
+static int decode_connack(const mqtt_header *h, mqtt_connack *ca)
+{
+    if (!opt.v5) return mqtt_decode_connack(h, ca);
+    mqtt5_connack c5;
+    int r = mqtt5_decode_connack(h, &c5);
+    ca->session_present = c5.session_present;
+    ca->return_code = c5.reason;
+    return r;
+}
+
+static int decode_suback(const mqtt_header *h, mqtt_suback *sa)
+{
+    if (!opt.v5) return mqtt_decode_suback(h, sa);
+    mqtt5_suback s5;
+    int r = mqtt5_decode_suback(h, &s5);
+    sa->packet_id = s5.packet_id;
+    sa->codes = s5.codes;
+    sa->count = s5.count;
+    return r;
+}
+
+static int decode_publish(const mqtt_header *h, mqtt_publish *p)
+{
+    if (!opt.v5) return mqtt_decode_publish(h, p);
+    mqtt5_publish p5;
+    int r = mqtt5_decode_publish(h, &p5);
+    *p = p5.p;
+    return r;
+}
+
+static int decode_ack(const mqtt_header *h, uint16_t *pid)
+{
+    if (!opt.v5) return mqtt_decode_ack(h, pid);
+    mqtt5_ack a;
+    int r = mqtt5_decode_ack(h, &a);
+    *pid = a.packet_id;
+    return r;
+}
+
 static void handle_packet(conn *c, const mqtt_header *h, int64_t now)
 {
     switch (c->state) {
     case CS_CONNACK: {
         mqtt_connack ca;
-        if (h->type != MQTT_CONNACK || mqtt_decode_connack(h, &ca) != MQTT_OK) {
+        if (h->type != MQTT_CONNACK || decode_connack(h, &ca) != MQTT_OK) {
             conn_fail(c, "expected CONNACK, got %s", mqtt_type_name(h->type));
             return;
         }
@@ -775,7 +826,7 @@ static void handle_packet(conn *c, const mqtt_header *h, int64_t now)
     }
     case CS_SUBACK: {
         mqtt_suback sa;
-        if (h->type != MQTT_SUBACK || mqtt_decode_suback(h, &sa) != MQTT_OK || sa.count != 1) {
+        if (h->type != MQTT_SUBACK || decode_suback(h, &sa) != MQTT_OK || sa.count != 1) {
             conn_fail(c, "expected SUBACK, got %s", mqtt_type_name(h->type));
             return;
         }
@@ -796,7 +847,7 @@ static void handle_packet(conn *c, const mqtt_header *h, int64_t now)
     switch (h->type) {
     case MQTT_PUBLISH: {
         mqtt_publish p;
-        if (mqtt_decode_publish(h, &p) != MQTT_OK) {
+        if (decode_publish(h, &p) != MQTT_OK) {
             conn_fail(c, "malformed PUBLISH from the broker");
             return;
         }
@@ -806,7 +857,7 @@ static void handle_packet(conn *c, const mqtt_header *h, int64_t now)
     }
     case MQTT_PUBACK: {
         uint16_t pid;
-        if (mqtt_decode_ack(h, &pid) != MQTT_OK) return;
+        if (decode_ack(h, &pid) != MQTT_OK) return;
         if (c->inflight > 0) {
             c->inflight--;
             S.acked++;
@@ -830,7 +881,7 @@ static size_t process_input(conn *c, const uint8_t *buf, size_t len, int64_t now
     while (used < len && !c->closing) {
         mqtt_header h;
         size_t plen = 0;
-        int r = mqtt_frame(buf + used, len - used, 0, &h, &plen);
+        int r = mqtt_frame_level(buf + used, len - used, 0, opt.v5 ? 5 : 4, &h, &plen);
         if (r == MQTT_NEED_MORE) break;
         if (r != MQTT_OK) {
             conn_fail(c, "malformed packet from the broker: %s", mqtt_strerror(r));
@@ -953,7 +1004,8 @@ static void conn_event(conn *c, uint32_t ev)
 
 static void publish_one(conn *c, int64_t now)
 {
-    size_t hl = mqtt_publish_header_size((uint8_t)opt.qos, c->topic_len, S.plen);
+    /* v5: one more byte, the empty property block (size 0) */
+    size_t hl = mqtt_publish_header_size((uint8_t)opt.qos, c->topic_len, S.plen + opt.v5) + opt.v5;
     out_reserve(c, hl + S.plen);
     uint16_t pid = 0;
     if (opt.qos > 0) {
@@ -961,9 +1013,17 @@ static void publish_one(conn *c, int64_t now)
         pid = c->next_pid;
     }
     size_t w = 0;
-    mqtt_encode_publish_header(c->out + c->out_len, c->out_cap - c->out_len, (uint8_t)opt.qos,
-                               false, false, (const uint8_t *)c->topic, c->topic_len, pid, S.plen,
-                               &w);
+    if (opt.v5) {
+        mqtt5_publish p5 = {.p = {.qos = (uint8_t)opt.qos,
+                                  .topic = {(const uint8_t *)c->topic, c->topic_len},
+                                  .packet_id = pid,
+                                  .payload_len = S.plen}};
+        mqtt5_encode_publish_header(c->out + c->out_len, c->out_cap - c->out_len, &p5, &w);
+    } else {
+        mqtt_encode_publish_header(c->out + c->out_len, c->out_cap - c->out_len, (uint8_t)opt.qos,
+                                   false, false, (const uint8_t *)c->topic, c->topic_len, pid,
+                                   S.plen, &w);
+    }
     uint8_t *p = c->out + c->out_len + w;
     memcpy(p, S.payload, S.plen);
     uint32_t seq = c->seq;
@@ -1032,6 +1092,13 @@ static void on_publish(conn *c, const mqtt_publish *p, int64_t now)
     conn *pc = S.pubs[pub];
     S.t_last_recv = now;
     S.t_last_progress = now;
+    if (opt.shared) { /* each member sees a part of every stream: no gap accounting */
+        S.delivered++;
+        pc->e2e--;
+        h_add(&S.lat, now - ts);
+        if (opt.rate == 0 && S.phase == 1) wake(pc);
+        return;
+    }
     if (seq >= *next) {
         uint32_t gap = seq - *next;
         S.gaps += gap;
@@ -1230,6 +1297,15 @@ static void report_broker(FILE *out, const pstat *a, const pstat *b, double wall
             b->rss_kb, a->rss_kb, cpu, wall > 0 ? 100.0 * cpu / wall : 0.0);
 }
 
+/* The fan-in subscribers' filter: --filter, in a $share group with --shared. */
+static const char *fanin_filter(void)
+{
+    static char shared_filter[512];
+    if (!opt.shared) return opt.filter;
+    snprintf(shared_filter, sizeof shared_filter, "$share/secbench/%s", opt.filter);
+    return shared_filter;
+}
+
 /* The connections of a messaging scenario: who publishes where, who
  * subscribes to what. 0 or 1 when out of memory. */
 static int messaging_plan(void)
@@ -1238,7 +1314,7 @@ static int messaging_plan(void)
     switch (opt.scenario) {
     case SC_FANIN:
         S.npubs = n;
-        S.nsubs = 1;
+        S.nsubs = opt.shared ? opt.shared : 1;
         S.fanout = 1;
         break;
     case SC_FANOUT:
@@ -1272,7 +1348,7 @@ static int messaging_plan(void)
         if (opt.scenario == SC_FANIN) {
             c->tr_base = 0;
             c->ntr = (uint32_t)S.npubs;
-            c->sub_filter = opt.filter;
+            c->sub_filter = fanin_filter();
         } else if (opt.scenario == SC_FANOUT) {
             c->tr_base = 0;
             c->ntr = 1;
@@ -1824,6 +1900,7 @@ enum {
     O_WINDOW,
     O_CONC,
     O_FILTER,
+    O_SHARED,
     O_DRAIN,
     O_CRYPTO,
     O_QUIET,
@@ -1881,6 +1958,8 @@ static int parse_run_opt(int ch, const char *arg)
     case O_FILTER:
         opt.filter = arg;
         return 0;
+    case O_SHARED:
+        return parse_long(arg, 1, 1000, &opt.shared) ? 0 : 1;
     case O_DRAIN:
         return parse_double(arg, 0, 3600, &opt.drain) ? 0 : 1;
     case O_QUIET:
@@ -1903,6 +1982,12 @@ static int parse_mode_opt(int ch, const char *arg)
     long v;
 
     switch (ch) {
+    case 'V':
+        if (strcmp(arg, "5") && strcmp(arg, "mqttv5") && strcmp(arg, "311") &&
+            strcmp(arg, "mqttv311"))
+            return 1;
+        opt.v5 = strchr(arg, '5') != NULL;
+        return 0;
     case O_TLS:
         opt.tls = true;
         return 0;
@@ -1983,6 +2068,7 @@ static int parse_args(int argc, char **argv)
         {"e2e-window", required_argument, NULL, O_E2E},
         {"concurrency", required_argument, NULL, O_CONC},
         {"filter", required_argument, NULL, O_FILTER},
+        {"shared", required_argument, NULL, O_SHARED},
         {"drain", required_argument, NULL, O_DRAIN},
         {"crypto-bound", no_argument, NULL, O_CRYPTO},
         {"quiet", no_argument, NULL, O_QUIET},
@@ -1994,7 +2080,7 @@ static int parse_args(int argc, char **argv)
     int ch;
 
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":h:p:n:m:q:s:d:c:t:u:P:", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":h:p:n:m:q:s:d:c:t:u:P:V:", longs, NULL)) != -1) {
         int r;
         if (ch == O_HELP) {
             usage(stdout);

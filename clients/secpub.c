@@ -272,14 +272,14 @@ static int pub_handle(pub_ctx *p, const mqtt_header *h)
     case MQTT_PUBREC:
     case MQTT_PUBCOMP:
     case MQTT_PUBREL:
-        if (mqtt_decode_ack(h, &id) != MQTT_OK)
+        if (cli_decode_ack(&p->o, h, &id) != MQTT_OK)
             return cli_conn_fail(p->c, CLI_ERR_PROTOCOL, "malformed %s from the broker",
                                  mqtt_type_name(h->type));
         break;
     case MQTT_PUBLISH: {
         /* we subscribe to nothing, but answer politely */
         mqtt_publish m;
-        if (mqtt_decode_publish(h, &m) != MQTT_OK)
+        if (cli_decode_publish(&p->o, h, &m, NULL) != MQTT_OK)
             return cli_conn_fail(p->c, CLI_ERR_PROTOCOL, "malformed PUBLISH from the broker");
         if (m.qos == 1) return cli_send_ack(p->c, MQTT_PUBACK, m.packet_id);
         if (m.qos == 2) return cli_send_ack(p->c, MQTT_PUBREC, m.packet_id);

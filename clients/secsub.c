@@ -44,6 +44,7 @@ typedef struct {
     bool subscribed, unsubscribed;
     uint8_t *qos2; /* bitmap: packet ids awaiting PUBREL */
     unsigned nqos2;
+    mqtt_props props; /* of the message being handled (-F %A .. %S; empty below 5) */
 } sub_ctx;
 
 static void sub_usage(FILE *out)
@@ -246,7 +247,8 @@ static int sub_print(sub_ctx *s, const mqtt_publish *m)
     char err[512];
 
     if (s->format != NULL) {
-        if (cli_format_print(stdout, s->format, m, s->pretty, err, sizeof(err)) != 0 && !s->o.quiet)
+        if (cli_format_print(stdout, s->format, m, &s->props, s->pretty, err, sizeof(err)) != 0 &&
+            !s->o.quiet)
             fprintf(stderr, "secsub: %s\n", err);
     } else {
         if (s->verbose) {
@@ -292,7 +294,7 @@ static int sub_handle_publish(sub_ctx *s, const mqtt_header *h)
     mqtt_publish m;
     int rc;
 
-    if ((rc = mqtt_decode_publish(h, &m)) != MQTT_OK)
+    if ((rc = cli_decode_publish(&s->o, h, &m, &s->props)) != MQTT_OK)
         return cli_conn_fail(s->c, CLI_ERR_PROTOCOL, "malformed PUBLISH from the broker: %s",
                              mqtt_strerror(rc));
     /* --retained-only: the first fresh message ends the run, unprinted */
@@ -319,7 +321,7 @@ static int sub_handle_suback(sub_ctx *s, const mqtt_header *h)
     unsigned i, denied = 0;
     int rc;
 
-    if ((rc = mqtt_decode_suback(h, &a)) != MQTT_OK)
+    if ((rc = cli_decode_suback(&s->o, h, &a)) != MQTT_OK)
         return cli_conn_fail(s->c, CLI_ERR_PROTOCOL, "malformed SUBACK from the broker: %s",
                              mqtt_strerror(rc));
     if (a.packet_id != s->sub_id || s->subscribed) return CLI_OK;
@@ -329,7 +331,7 @@ static int sub_handle_suback(sub_ctx *s, const mqtt_header *h)
                              "SUBACK has %u return codes for %u topic filters", a.count,
                              s->ntopics);
     for (i = 0; i < a.count; i++) {
-        if (a.codes[i] == MQTT_SUBACK_FAILURE) {
+        if (a.codes[i] >= MQTT_SUBACK_FAILURE) { /* v5: any reason >= 0x80 */
             denied++;
             if (denied < a.count && !s->o.quiet)
                 fprintf(stderr, "secsub: warning: the broker denied the subscription to '%s'\n",
@@ -352,14 +354,14 @@ static int sub_handle(sub_ctx *s, const mqtt_header *h)
     case MQTT_PUBLISH:
         return sub_handle_publish(s, h);
     case MQTT_PUBREL:
-        if (mqtt_decode_ack(h, &id) != MQTT_OK)
+        if (cli_decode_ack(&s->o, h, &id) != MQTT_OK)
             return cli_conn_fail(s->c, CLI_ERR_PROTOCOL, "malformed PUBREL from the broker");
         qos2_set(s, id, false);
         return cli_send_ack(s->c, MQTT_PUBCOMP, id);
     case MQTT_SUBACK:
         return sub_handle_suback(s, h);
     case MQTT_UNSUBACK:
-        if (mqtt_decode_ack(h, &id) != MQTT_OK)
+        if (cli_decode_ack(&s->o, h, &id) != MQTT_OK)
             return cli_conn_fail(s->c, CLI_ERR_PROTOCOL, "malformed UNSUBACK from the broker");
         if (id == s->unsub_id) s->unsubscribed = true;
         return CLI_OK;

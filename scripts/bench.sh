@@ -12,7 +12,8 @@
 # Knobs (environment): BENCH_RUNS=3 BENCH_SECS=3 (seconds per messaging
 # run) BENCH_IDLE_MAX=10000 (the big idle run) BENCH_OUT=docs/performance.md
 # BENCH_REPORT_ONLY=1 (rewrite the report from build/bench/ without running).
-# Takes about 8-15 minutes on 2 cores.
+# Takes about 10-18 minutes on 2 cores (MQTT 5 and shared-subscription rows
+# included).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -242,6 +243,12 @@ scenario fanout-tls-q0 "$RUNS" --scenario fan-out -m 100 -q 0 $D @TLS@
 scenario fanout-tls-q1 "$RUNS" --scenario fan-out -m 100 -q 1 $D @TLS@
 scenario pairs-tls-q0 "$RUNS" --scenario pairs -n 100 -q 0 $D @TLS@
 scenario pairs-tls-q1 "$RUNS" --scenario pairs -n 100 -q 1 $D @TLS@
+scenario fanin-tls-q0-v5 "$RUNS" --scenario fan-in -n 50 -q 0 -V 5 $D @TLS@
+scenario fanin-tls-q1-v5 "$RUNS" --scenario fan-in -n 50 -q 1 -V 5 $D @TLS@
+scenario fanout-tls-q0-v5 "$RUNS" --scenario fan-out -m 100 -q 0 -V 5 $D @TLS@
+scenario fanout-tls-q1-v5 "$RUNS" --scenario fan-out -m 100 -q 1 -V 5 $D @TLS@
+scenario shared-plain-q1 "$RUNS" --scenario fan-in -n 10 --shared 4 -q 1 $D @PLAIN@
+scenario shared-plain-q1-v5 "$RUNS" --scenario fan-in -n 10 --shared 4 -q 1 -V 5 $D @PLAIN@
 scenario fanin-plain-q0 "$RUNS" --scenario fan-in -n 50 -q 0 $D @PLAIN@
 scenario fanin-plain-q1 "$RUNS" --scenario fan-in -n 50 -q 1 $D @PLAIN@
 scenario fanin-tls-q0-1k "$RUNS" --scenario fan-in -n 50 -q 0 -s 1024 $D @TLS@
@@ -482,6 +489,12 @@ $(row "fan-out TLS QoS 0, 1 pub -> 100 subs, msg/s" fanout-tls-q0 msgs_per_s)
 $(row "fan-out TLS QoS 1, 1 pub -> 100 subs, msg/s" fanout-tls-q1 msgs_per_s)
 $(row "pairs TLS QoS 0, 100 pairs, msg/s" pairs-tls-q0 msgs_per_s)
 $(row "pairs TLS QoS 1, 100 pairs, msg/s" pairs-tls-q1 msgs_per_s)
+$(row "MQTT 5: fan-in TLS QoS 0, 50 pubs -> 1 sub, msg/s" fanin-tls-q0-v5 msgs_per_s)
+$(row "MQTT 5: fan-in TLS QoS 1, 50 pubs -> 1 sub, msg/s" fanin-tls-q1-v5 msgs_per_s)
+$(row "MQTT 5: fan-out TLS QoS 0, 1 pub -> 100 subs, msg/s" fanout-tls-q0-v5 msgs_per_s)
+$(row "MQTT 5: fan-out TLS QoS 1, 1 pub -> 100 subs, msg/s" fanout-tls-q1-v5 msgs_per_s)
+$(row "shared subscription, plain QoS 1, 10 pubs -> 4 members, msg/s" shared-plain-q1 msgs_per_s)
+$(row "MQTT 5: shared subscription, plain QoS 1, 10 pubs -> 4 members, msg/s" shared-plain-q1-v5 msgs_per_s)
 $(row "fan-in plain QoS 0, 50 pubs, msg/s" fanin-plain-q0 msgs_per_s)
 $(row "fan-in plain QoS 1, 50 pubs, msg/s" fanin-plain-q1 msgs_per_s)
 $(row "fan-out plain QoS 0, 1 pub -> 100 subs, msg/s" fanout-plain-q0 msgs_per_s)

@@ -51,6 +51,9 @@ struct op {
     size_t tlen;
     const uint8_t *payload;
     size_t plen;
+    const uint8_t *props; /* MQTT 5 property block of a message */
+    size_t prlen;
+    int64_t expires; /* wall-clock seconds, 0 = never */
     void *owner;
 };
 
@@ -77,7 +80,8 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[ST__N] = {
-    [ST_MSG_ADD] = "INSERT INTO messages(id,topic,payload,qos,retain,refs) VALUES(?,?,?,?,?,0)",
+    [ST_MSG_ADD] = "INSERT INTO messages(id,topic,payload,qos,retain,refs,props,expires)"
+                   " VALUES(?,?,?,?,?,0,?,?)",
     [ST_RETAIN_SET] = "INSERT INTO retained(topic,msg_id) VALUES(?,?) "
                       "ON CONFLICT(topic) DO UPDATE SET msg_id=excluded.msg_id",
     [ST_RETAIN_CLEAR] = "DELETE FROM retained WHERE topic=?",
@@ -88,8 +92,9 @@ static const char *const stmt_sql[ST__N] = {
     [ST_SESSION_DEL_S] = "DELETE FROM subscriptions WHERE client_id=?",
     [ST_SESSION_DEL_Q] = "DELETE FROM qos2_in WHERE client_id=?",
     [ST_SESSION_DEL] = "DELETE FROM sessions WHERE client_id=?",
-    [ST_SUB_PUT] = "INSERT INTO subscriptions(client_id,filter,qos) VALUES(?,?,?) "
-                   "ON CONFLICT(client_id,filter) DO UPDATE SET qos=excluded.qos",
+    [ST_SUB_PUT] = "INSERT INTO subscriptions(client_id,filter,qos,sub_id) VALUES(?,?,?,?) "
+                   "ON CONFLICT(client_id,filter) DO UPDATE SET qos=excluded.qos,"
+                   "sub_id=excluded.sub_id",
     [ST_SUB_DEL] = "DELETE FROM subscriptions WHERE client_id=? AND filter=?",
     [ST_DELIV_ADD] = "INSERT INTO deliveries(client_id,seq,msg_id,qos,retain,state,pid) "
                      "VALUES(?,?,?,?,?,?,?)",
@@ -108,14 +113,15 @@ static const char *const stmt_sql[ST__N] = {
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS messages(id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
     " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
-    " refs INTEGER NOT NULL);"
+    " refs INTEGER NOT NULL, props BLOB, expires INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS messages_unref ON messages(refs) WHERE refs<=0;"
     "CREATE TABLE IF NOT EXISTS retained(topic TEXT PRIMARY KEY, msg_id INTEGER NOT NULL)"
     " WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS sessions(client_id TEXT PRIMARY KEY, username TEXT,"
     " expiry INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS subscriptions(client_id TEXT NOT NULL, filter TEXT NOT NULL,"
-    " qos INTEGER NOT NULL, PRIMARY KEY(client_id,filter)) WITHOUT ROWID;"
+    " qos INTEGER NOT NULL, sub_id INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(client_id,filter))"
+    " WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS deliveries(client_id TEXT NOT NULL, seq INTEGER NOT NULL,"
     " msg_id INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
     " state INTEGER NOT NULL, pid INTEGER NOT NULL, PRIMARY KEY(client_id,seq)) WITHOUT ROWID;"
@@ -443,19 +449,23 @@ static struct op *op_strings(store *st, enum op_kind kind, const char *a, size_t
     return o;
 }
 
-int store_msg_add(store *st, uint64_t *id, const char *topic, size_t tlen, const uint8_t *payload,
-                  size_t plen, uint8_t qos, bool retain, void *owner)
+int store_msg_add(store *st, uint64_t *id, const store_msg *m, void *owner)
 {
-    if (tlen > 65535 || plen > INT32_MAX) return STORE_ERR_ARG;
+    if (m->topic_len > 65535 || m->payload_len > INT32_MAX || m->props_len > INT32_MAX ||
+        m->expires < 0)
+        return STORE_ERR_ARG;
     struct op *o = op_new(st, OP_MSG_ADD);
     if (!o) return STORE_ERR_ALLOC;
     o->id = st->next_msg_id++;
-    o->topic = topic;
-    o->tlen = tlen;
-    o->payload = payload;
-    o->plen = plen;
-    o->qos = qos;
-    o->retain = retain;
+    o->topic = m->topic;
+    o->tlen = m->topic_len;
+    o->payload = m->payload;
+    o->plen = m->payload_len;
+    o->props = m->props;
+    o->prlen = m->props_len;
+    o->expires = m->expires;
+    o->qos = m->qos;
+    o->retain = m->retain;
     o->owner = owner;
     st->nops++;
     *id = o->id;
@@ -497,11 +507,13 @@ int store_session_del(store *st, const char *client_id)
     return STORE_OK;
 }
 
-int store_sub_put(store *st, const char *client_id, const char *filter, size_t flen, uint8_t qos)
+int store_sub_put(store *st, const char *client_id, const char *filter, size_t flen, uint8_t qos,
+                  uint32_t sub_id)
 {
     struct op *o = op_strings(st, OP_SUB_PUT, client_id, strlen(client_id), filter, flen);
     OP_OR_FAIL(o);
     o->qos = qos;
+    o->expiry = sub_id; /* (the field of a session's expiry) */
     return STORE_OK;
 }
 
@@ -607,6 +619,11 @@ static int apply_msg(store *st, const struct op *o)
     sqlite3_bind_blob(s, 3, o->plen ? (const void *)o->payload : "", (int)o->plen, SQLITE_STATIC);
     sqlite3_bind_int(s, 4, o->qos);
     sqlite3_bind_int(s, 5, o->retain);
+    if (o->prlen)
+        sqlite3_bind_blob(s, 6, o->props, (int)o->prlen, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 6);
+    sqlite3_bind_int64(s, 7, (sqlite3_int64)o->expires);
     return run(s);
 }
 
@@ -669,6 +686,7 @@ static int apply_simple(store *st, const struct op *o)
         s = st->st[ST_SUB_PUT];
         bind_s2(st, s, 2, o);
         sqlite3_bind_int(s, 3, o->qos);
+        sqlite3_bind_int64(s, 4, o->expiry);
         break;
     case OP_SUB_DEL:
         s = st->st[ST_SUB_DEL];
@@ -744,7 +762,8 @@ static const char *col_text(sqlite3_stmt *s, int col, size_t *len)
     return t;
 }
 
-/* Fills m from columns first.. (id, topic, payload, qos, retain). */
+/* Fills m from columns first.. (id, topic, payload, qos, retain, props,
+ * expires). */
 static void col_msg(sqlite3_stmt *s, int first, store_msg *m)
 {
     m->id = (uint64_t)sqlite3_column_int64(s, first);
@@ -753,6 +772,9 @@ static void col_msg(sqlite3_stmt *s, int first, store_msg *m)
     m->payload_len = (size_t)sqlite3_column_bytes(s, first + 2);
     m->qos = (uint8_t)sqlite3_column_int(s, first + 3);
     m->retain = sqlite3_column_int(s, first + 4) != 0;
+    m->props = sqlite3_column_blob(s, first + 5);
+    m->props_len = m->props ? (size_t)sqlite3_column_bytes(s, first + 5) : 0;
+    m->expires = (int64_t)sqlite3_column_int64(s, first + 6);
 }
 
 typedef int (*row_fn)(store *st, sqlite3_stmt *s, const store_load_cbs *cbs, void *ud);
@@ -774,7 +796,7 @@ static int row_session(store *st, sqlite3_stmt *s, const store_load_cbs *cbs, vo
 static int row_sub(store *st, sqlite3_stmt *s, const store_load_cbs *cbs, void *ud)
 {
     return cbs->sub(ud, col_text(s, 0, NULL), col_text(s, 1, NULL),
-                    (uint8_t)sqlite3_column_int(s, 2));
+                    (uint8_t)sqlite3_column_int(s, 2), (uint32_t)sqlite3_column_int64(s, 3));
 }
 
 static int row_q2(store *st, sqlite3_stmt *s, const store_load_cbs *cbs, void *ud)
@@ -809,12 +831,14 @@ int store_load(store *st, const store_load_cbs *cbs, void *ud)
         row_fn fn;
     } parts[] = {
         {offsetof(store_load_cbs, retained),
-         "SELECT m.id,m.topic,m.payload,m.qos,m.retain FROM retained r JOIN messages m"
+         "SELECT m.id,m.topic,m.payload,m.qos,m.retain,m.props,m.expires FROM retained r"
+         " JOIN messages m"
          " ON m.id=r.msg_id",
          row_retained},
         {offsetof(store_load_cbs, session), "SELECT client_id,username,expiry FROM sessions",
          row_session},
-        {offsetof(store_load_cbs, sub), "SELECT client_id,filter,qos FROM subscriptions", row_sub},
+        {offsetof(store_load_cbs, sub), "SELECT client_id,filter,qos,sub_id FROM subscriptions",
+         row_sub},
         {offsetof(store_load_cbs, qos2_in), "SELECT client_id,pid FROM qos2_in", row_q2},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -832,12 +856,13 @@ int store_deliveries(store *st, const char *client_id, uint64_t after_seq, size_
     int rc = store_commit(st);
     if (rc != STORE_OK) return rc;
     sqlite3_stmt *s = NULL;
-    rc = sqlite3_prepare_v2(st->db,
-                            "SELECT d.seq,d.qos,d.retain,d.state,d.pid,"
-                            "m.id,m.topic,m.payload,m.qos,m.retain FROM deliveries d"
-                            " JOIN messages m ON m.id=d.msg_id"
-                            " WHERE d.client_id=? AND d.seq>? ORDER BY d.seq LIMIT ?",
-                            -1, &s, NULL);
+    rc = sqlite3_prepare_v2(
+        st->db,
+        "SELECT d.seq,d.qos,d.retain,d.state,d.pid,"
+        "m.id,m.topic,m.payload,m.qos,m.retain,m.props,m.expires FROM deliveries d"
+        " JOIN messages m ON m.id=d.msg_id"
+        " WHERE d.client_id=? AND d.seq>? ORDER BY d.seq LIMIT ?",
+        -1, &s, NULL);
     if (rc != SQLITE_OK) return read_fail(st, s, rc);
     sqlite3_bind_text(s, 1, client_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, (sqlite3_int64)after_seq);

@@ -4,13 +4,15 @@
  * when they must be durable.
  *
  * What is stored (docs/ARCHITECTURE.md, "Durable state"):
- *   messages       each message body once (topic, payload, qos, retain), with
+ *   messages       each message body once (topic, payload, qos, retain, MQTT 5
+ *                  properties, expiry as wall-clock seconds, 0 = never), with
  *                  a reference count kept by triggers: a row lives while a
  *                  retained slot or a delivery points at it, or while the
  *                  broker still holds the message (store_msg_gc lets go).
  *   retained       topic -> message.
  *   sessions       persistent sessions: client id, username, expiry.
- *   subscriptions  (client id, filter) -> granted QoS.
+ *   subscriptions  (client id, filter) -> granted QoS (with the MQTT 5 option
+ *                  bits), Subscription Identifier.
  *   deliveries     per session, in order (seq): queued or inflight QoS 1/2
  *                  messages with packet id and state.
  *   qos2_in        incoming QoS 2 packet ids awaiting PUBREL, per session.
@@ -56,6 +58,7 @@ enum store_dstate {
 };
 
 typedef struct store store;
+struct store_msg;
 
 typedef struct {
     bool strict;     /* true: synchronous=FULL (every commit synced); false: NORMAL */
@@ -96,10 +99,11 @@ void store_set_release(store *st, store_release_fn fn);
 
 /* ---- writes: journaled, applied by store_commit ------------------------- */
 
-/* A new message body. Returns its id (> 0) in *id: ids are assigned here and
- * never reused. topic/payload must stay valid until release(owner). */
-int store_msg_add(store *st, uint64_t *id, const char *topic, size_t tlen, const uint8_t *payload,
-                  size_t plen, uint8_t qos, bool retain, void *owner);
+/* A new message body (m->id is not read). Returns its id (> 0) in *id: ids
+ * are assigned here and never reused. topic/payload/props must stay valid
+ * until release(owner). STORE_ERR_ARG for a topic over 65535 bytes or a
+ * negative expires. */
+int store_msg_add(store *st, uint64_t *id, const struct store_msg *m, void *owner);
 /* The broker no longer holds message id in memory: its row goes once no
  * delivery or retained slot points at it. */
 int store_msg_gc(store *st, uint64_t id);
@@ -111,7 +115,10 @@ int store_retain_clear(store *st, const char *topic, size_t tlen);
 int store_session_put(store *st, const char *client_id, const char *username,
                       uint32_t expiry_interval);
 int store_session_del(store *st, const char *client_id);
-int store_sub_put(store *st, const char *client_id, const char *filter, size_t flen, uint8_t qos);
+/* qos: the QoS byte as the broker keeps it (MQTT 5 option bits included);
+ * sub_id: the MQTT 5 Subscription Identifier, 0 = none. */
+int store_sub_put(store *st, const char *client_id, const char *filter, size_t flen, uint8_t qos,
+                  uint32_t sub_id);
 int store_sub_del(store *st, const char *client_id, const char *filter, size_t flen);
 /* Deliveries: seq orders them within a session (the caller's counter). */
 int store_delivery_add(store *st, const char *client_id, uint64_t seq, uint64_t msg_id, uint8_t qos,
@@ -142,7 +149,7 @@ int store_commit(store *st);
 
 /* ---- reads (startup, reconnect) ------------------------------------------ */
 
-typedef struct {
+typedef struct store_msg {
     uint64_t id;
     const char *topic;
     size_t topic_len;
@@ -150,6 +157,9 @@ typedef struct {
     size_t payload_len;
     uint8_t qos;
     bool retain;
+    const uint8_t *props; /* MQTT 5 property block (NULL, 0 = none) */
+    size_t props_len;
+    int64_t expires; /* wall-clock seconds (time()) when it expires, 0 = never */
 } store_msg;
 
 typedef struct {
@@ -173,7 +183,7 @@ typedef struct {
 typedef struct {
     int (*retained)(void *ud, const store_msg *m);
     int (*session)(void *ud, const store_session *s);
-    int (*sub)(void *ud, const char *client_id, const char *filter, uint8_t qos);
+    int (*sub)(void *ud, const char *client_id, const char *filter, uint8_t qos, uint32_t sub_id);
     int (*qos2_in)(void *ud, const char *client_id, uint16_t pid);
 } store_load_cbs;
 

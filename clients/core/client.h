@@ -54,20 +54,37 @@ enum cli_err {
     CLI_ERR_INTR = -11, /* SIGINT / SIGTERM received */
 };
 
+/* One -D COMMAND PROPERTY VALUE (MQTT 5). */
+typedef struct {
+    int where;          /* packet type (MQTT_CONNECT, ...) or MQTT_PROPS_WILL */
+    uint8_t id;         /* enum mqtt_prop_id */
+    uint32_t num;       /* integer properties */
+    const char *value;  /* string properties; a user property's name */
+    const char *value2; /* a user property's value */
+} cli_prop;
+
+#define CLI_MAX_PROPS 32
+#define CLI_PROPS_MAX_BYTES 8192 /* the property block of one packet from -D */
+
 /* Options shared by every tool. Strings point into argv (or are static). */
 typedef struct {
-    const char *prog;      /* "secpub": prefix of error lines */
-    const char *host;      /* -h, default "localhost" */
-    int port;              /* -p, 0 = 1883 or 8883 when TLS */
-    const char *id;        /* -i, NULL = generated */
-    const char *id_prefix; /* -I */
-    const char *username;  /* -u */
-    const char *password;  /* -P */
-    int keepalive;         /* -k, default 60 */
-    int qos;               /* -q, default 0 */
-    bool debug;            /* -d */
-    int protocol_level;    /* -V: 4 (3.1.1, default) or 3 (3.1) */
-    bool clean_session;    /* secsub -c clears it */
+    const char *prog;        /* "secpub": prefix of error lines */
+    const char *host;        /* -h, default "localhost" */
+    int port;                /* -p, 0 = 1883 or 8883 when TLS */
+    const char *id;          /* -i, NULL = generated */
+    const char *id_prefix;   /* -I */
+    const char *username;    /* -u */
+    const char *password;    /* -P */
+    int keepalive;           /* -k, default 60 */
+    int qos;                 /* -q, default 0 */
+    bool debug;              /* -d */
+    int protocol_level;      /* -V: 4 (3.1.1, default), 3 (3.1) or 5 */
+    uint32_t session_expiry; /* -x (MQTT 5 Session Expiry Interval; -1 = 0xFFFFFFFF);
+                              * accepted and not sent below 5 */
+    bool session_expiry_set;
+    cli_prop props[CLI_MAX_PROPS]; /* -D */
+    unsigned nprops;
+    bool clean_session; /* secsub -c clears it */
     /* TLS */
     bool tls; /* any TLS option given */
     const char *cafile, *capath, *certfile, *keyfile;
@@ -81,11 +98,9 @@ typedef struct {
     const char *bind_address; /* -A: local address of the socket */
     bool quiet;               /* --quiet: no runtime error lines */
     bool nodelay;             /* --nodelay (Nagle is off in any case) */
-    long session_expiry;      /* -x: MQTT 5 only; 3.1.1 sends nothing */
-    bool session_expiry_set;
-    const char *url_topic; /* the topic of -L mqtt://host/TOPIC */
-    char id_buf[128];      /* storage for the generated id */
-    char url_buf[1024];    /* storage for the parts of -L */
+    const char *url_topic;    /* the topic of -L mqtt://host/TOPIC */
+    char id_buf[128];         /* storage for the generated id */
+    char url_buf[1024];       /* storage for the parts of -L */
 } cli_opts;
 
 /* Set the defaults (cannot fail). prog names the tool in messages. */
@@ -102,6 +117,20 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
  * will-topic, password without user) and fills the defaults that depend on
  * other flags (port, client id, SSLKEYLOGFILE). CLI_OK or CLI_ERR_ARG. */
 int cli_opts_finish(cli_opts *o, char *err, size_t errlen);
+
+/* -D COMMAND PROPERTY VALUE (argv[*i] is "-D"): 1, or CLI_ERR_ARG with err. */
+int cli_opts_parse_property(cli_opts *o, int argc, char **argv, int *i, char *err, size_t errlen);
+/* The property block of the -D definitions for `where` (and -x for
+ * CONNECT) in buf. MQTT_OK or the writer's error. */
+int cli_props_build(const cli_opts *o, int where, uint8_t *buf, size_t cap, mqtt_bytes *out);
+/* A v5 CONNACK reason as the 3.1.1 code of the same meaning (exit status
+ * 1..5); other reasons unchanged. */
+uint8_t cli_connack_v3_code(uint8_t reason);
+/* The broker's packets at the connection's version (-V); props may be
+ * NULL and is empty below 5. MQTT_OK or the decoder's error. */
+int cli_decode_publish(const cli_opts *o, const mqtt_header *h, mqtt_publish *p, mqtt_props *props);
+int cli_decode_ack(const cli_opts *o, const mqtt_header *h, uint16_t *packet_id);
+int cli_decode_suback(const cli_opts *o, const mqtt_header *h, mqtt_suback *sa);
 
 /* Help text of the common flags, for the tools' --help. */
 void cli_opts_usage_common(FILE *out);
@@ -197,7 +226,7 @@ bool cli_interrupted(void);
 /* ---- debug lines (-d), mosquitto-style, on stdout ---------------------- */
 
 /* "Client ID sending PUBLISH (d0, q1, r0, m1, 'topic', ... (5 bytes))" */
-void cli_debug_packet(const char *client_id, const char *dir, const uint8_t *pkt, size_t len);
+void cli_debug_packet(const cli_opts *o, const char *dir, const uint8_t *pkt, size_t len);
 /* Free-form debug line, prefixed by nothing. */
 void cli_debug_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -206,10 +235,11 @@ void cli_debug_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Check a -F format string before connecting: CLI_OK, or CLI_ERR_ARG with
  * the reason in err (an unknown %X, an incomplete or unknown escape). */
 int cli_format_check(const char *fmt, char *err, size_t errlen);
-/* Print message m as fmt says (mosquitto_sub's -F). 0 printed; 1 when %J
- * met a payload that is not JSON (err says so; the output stops there). */
-int cli_format_print(FILE *out, const char *fmt, const mqtt_publish *m, bool pretty, char *err,
-                     size_t errlen);
+/* Print message m with its MQTT 5 properties (NULL = none) as fmt says
+ * (mosquitto_sub's -F). 0 printed; 1 when %J met a payload that is not
+ * JSON (err says so; the output stops there). */
+int cli_format_print(FILE *out, const char *fmt, const mqtt_publish *m, const mqtt_props *props,
+                     bool pretty, char *err, size_t errlen);
 /* Check JSON text[0..len) and, when out is not NULL, print it again compact
  * or pretty (tabs, depth = current nesting). 0 or -1 if it is not JSON. */
 int cli_json_value(FILE *out, const uint8_t *text, size_t len, bool pretty, int depth);

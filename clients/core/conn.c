@@ -493,7 +493,7 @@ static uint8_t *conn_out_reserve(cli_conn *c, size_t n)
 /* The packet at out_len..out_len+len has been encoded: queue it. */
 static int conn_out_commit(cli_conn *c, size_t len)
 {
-    if (c->opts->debug) cli_debug_packet(c->opts->id, "sending", c->out + c->out_len, len);
+    if (c->opts->debug) cli_debug_packet(c->opts, "sending", c->out + c->out_len, len);
     c->out_len += len;
     c->last_send_ms = cli_now_ms();
     if (c->write_dead)
@@ -507,6 +507,25 @@ int cli_send(cli_conn *c, const uint8_t *pkt, size_t len)
     if (dst == NULL) return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
     memcpy(dst, pkt, len);
     return conn_out_commit(c, len);
+}
+
+/* An MQTT 5 PUBLISH with the -D publish properties. */
+static int conn_send_publish5(cli_conn *c, const mqtt_publish *p)
+{
+    uint8_t pbuf[CLI_PROPS_MAX_BYTES];
+    mqtt5_publish x = {.p = *p};
+    size_t need, written = 0;
+    int rc = cli_props_build(c->opts, MQTT_PUBLISH, pbuf, sizeof pbuf, &x.props.raw);
+    if (rc != MQTT_OK)
+        return conn_fail(c, CLI_ERR_ARG, "cannot build the PUBLISH properties: %s",
+                         mqtt_strerror(rc));
+    need = 5 + 2 + p->topic.len + 2 + 5 + x.props.raw.len + p->payload_len;
+    uint8_t *dst = conn_out_reserve(c, need);
+    if (dst == NULL) return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
+    rc = mqtt5_encode_publish(dst, need, &x, &written);
+    if (rc != MQTT_OK)
+        return conn_fail(c, CLI_ERR_ARG, "cannot encode PUBLISH: %s", mqtt_strerror(rc));
+    return conn_out_commit(c, written);
 }
 
 int cli_send_publish(cli_conn *c, const char *topic, const uint8_t *payload, size_t len, int qos,
@@ -527,6 +546,7 @@ int cli_send_publish(cli_conn *c, const char *topic, const uint8_t *payload, siz
     p.payload = payload;
     p.payload_len = len;
     if (tlen > 65535) return conn_fail(c, CLI_ERR_ARG, "topic longer than 65535 bytes");
+    if (c->opts->protocol_level == 5) return conn_send_publish5(c, &p);
     dst = conn_out_reserve(c, need);
     if (dst == NULL) return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
     rc = mqtt_encode_publish(dst, need, &p, &written);
@@ -557,12 +577,26 @@ static int conn_send_empty(cli_conn *c, enum mqtt_type type)
     return cli_send(c, buf, n);
 }
 
+/* SUBSCRIBE at the connection's version (v5: the -D subscribe properties). */
+static int conn_encode_subscribe(cli_conn *c, uint8_t *dst, size_t need, uint16_t packet_id,
+                                 const mqtt_str *fs, const uint8_t *qs, unsigned count,
+                                 size_t *written)
+{
+    if (c->opts->protocol_level != 5)
+        return mqtt_encode_subscribe(dst, need, packet_id, fs, qs, count, written);
+    uint8_t pbuf[CLI_PROPS_MAX_BYTES];
+    mqtt_bytes props;
+    int rc = cli_props_build(c->opts, MQTT_SUBSCRIBE, pbuf, sizeof pbuf, &props);
+    if (rc != MQTT_OK) return rc;
+    return mqtt5_encode_subscribe(dst, need, packet_id, &props, fs, qs, count, written);
+}
+
 int cli_send_subscribe(cli_conn *c, uint16_t packet_id, const char *const *filters, unsigned count,
                        int qos)
 {
     mqtt_str *fs = calloc(count ? count : 1, sizeof(*fs));
     uint8_t *qs = calloc(count ? count : 1, 1);
-    size_t need = 5 + 2, written = 0;
+    size_t need = 5 + 2 + 5 + CLI_PROPS_MAX_BYTES, written = 0;
     uint8_t *dst;
     int rc;
     unsigned i;
@@ -582,7 +616,7 @@ int cli_send_subscribe(cli_conn *c, uint16_t packet_id, const char *const *filte
     if (dst == NULL) {
         rc = conn_fail(c, CLI_ERR_ALLOC, "out of memory");
     } else {
-        rc = mqtt_encode_subscribe(dst, need, packet_id, fs, qs, count, &written);
+        rc = conn_encode_subscribe(c, dst, need, packet_id, fs, qs, count, &written);
         if (rc != MQTT_OK)
             rc = conn_fail(c, CLI_ERR_ARG, "cannot encode SUBSCRIBE: %s", mqtt_strerror(rc));
         else
@@ -644,6 +678,12 @@ static int conn_closed(cli_conn *c)
     return conn_fail(c, CLI_ERR_CLOSED, "%s: the broker closed the connection", c->peer);
 }
 
+/* The next packet in the input, framed at the connection's version. */
+static int conn_frame(cli_conn *c, mqtt_header *hdr, size_t *plen)
+{
+    return mqtt_frame_level(c->in, c->in_len, 0, (uint8_t)c->opts->protocol_level, hdr, plen);
+}
+
 /* How long cli_wait may sleep: until its deadline (-1 = none) or the next
  * keepalive event, whichever is first, and never more than a day. */
 static int conn_wait_ms(const cli_conn *c, int64_t deadline, int64_t now)
@@ -696,7 +736,7 @@ static int conn_poll(cli_conn *c, int wait, int extra_fd, mqtt_header *hdr)
     }
     if (nfds == 2 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
         /* hand over the extra fd only when no packet is already waiting */
-        if (mqtt_frame(c->in, c->in_len, 0, hdr, &plen) == MQTT_NEED_MORE) return CLI_EXTRA;
+        if (conn_frame(c, hdr, &plen) == MQTT_NEED_MORE) return CLI_EXTRA;
     }
     return CLI_OK;
 }
@@ -714,7 +754,7 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
     }
     for (;;) {
         size_t plen = 0;
-        int rc = mqtt_frame(c->in, c->in_len, 0, hdr, &plen);
+        int rc = conn_frame(c, hdr, &plen);
         int64_t now;
 
         /* a PINGREQ is due even while packets keep coming in (a busy QoS 0
@@ -727,7 +767,7 @@ int cli_wait(cli_conn *c, int timeout_ms, int extra_fd, mqtt_header *hdr)
             if ((prc = conn_send_empty(c, MQTT_PINGREQ)) < 0) return prc;
         }
         if (rc == MQTT_OK) {
-            if (c->opts->debug) cli_debug_packet(c->opts->id, "received", c->in, plen);
+            if (c->opts->debug) cli_debug_packet(c->opts, "received", c->in, plen);
             if (hdr->type == MQTT_PINGRESP && c->connected) {
                 c->ping_outstanding = false;
                 memmove(c->in, c->in + plen, c->in_len - plen);
@@ -809,6 +849,47 @@ int cli_stall_ms(const cli_conn *c)
 
 /* ---- open / close ---------------------------------------------------------- */
 
+/* An MQTT 5 CONNECT with the -D connect / will properties and -x. */
+static int conn_send_connect5(cli_conn *c, const mqtt_connect *m, size_t need)
+{
+    uint8_t pbuf[CLI_PROPS_MAX_BYTES], wbuf[CLI_PROPS_MAX_BYTES];
+    mqtt5_connect x;
+    size_t written = 0;
+    memset(&x, 0, sizeof x);
+    x.c = *m;
+    int rc = cli_props_build(c->opts, MQTT_CONNECT, pbuf, sizeof pbuf, &x.props.raw);
+    if (rc == MQTT_OK && m->will_flag)
+        rc = cli_props_build(c->opts, MQTT_PROPS_WILL, wbuf, sizeof wbuf, &x.will_props.raw);
+    if (rc != MQTT_OK)
+        return conn_fail(c, CLI_ERR_ARG, "cannot build the CONNECT properties: %s",
+                         mqtt_strerror(rc));
+    need += 10 + x.props.raw.len + x.will_props.raw.len;
+    uint8_t *dst = conn_out_reserve(c, need);
+    if (dst == NULL) return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
+    rc = mqtt5_encode_connect(dst, need, &x, &written);
+    if (rc != MQTT_OK)
+        return conn_fail(c, CLI_ERR_ARG, "cannot encode CONNECT: %s", mqtt_strerror(rc));
+    return conn_out_commit(c, written);
+}
+
+/* The CONNACK at the connection's version: *rc is the 3.1.1 code (v5:
+ * the reason mapped where one fits), *reason the v5 reason. */
+static int conn_decode_connack(cli_conn *c, const mqtt_header *h, mqtt_connack *ack,
+                               uint8_t *reason)
+{
+    if (c->opts->protocol_level != 5) {
+        int rc = mqtt_decode_connack(h, ack);
+        *reason = ack->return_code;
+        return rc;
+    }
+    mqtt5_connack a5;
+    int rc = mqtt5_decode_connack(h, &a5);
+    ack->session_present = a5.session_present;
+    ack->return_code = cli_connack_v3_code(a5.reason);
+    *reason = a5.reason;
+    return rc;
+}
+
 static int conn_send_connect(cli_conn *c)
 {
     const cli_opts *o = c->opts;
@@ -854,6 +935,7 @@ static int conn_send_connect(cli_conn *c)
         m.password.len = (uint16_t)strlen(o->password);
         need += 2 + strlen(o->password);
     }
+    if (o->protocol_level == 5) return conn_send_connect5(c, &m, need);
     dst = conn_out_reserve(c, need);
     if (dst == NULL) return conn_fail(c, CLI_ERR_ALLOC, "out of memory");
     rc = mqtt_encode_connect(dst, need, &m, &written);
@@ -879,11 +961,16 @@ static int conn_handshake_mqtt(cli_conn *c, int64_t deadline, bool *session_pres
     if (h.type != MQTT_CONNACK)
         return conn_fail(c, CLI_ERR_PROTOCOL, "%s: expected CONNACK, the broker sent %s", c->peer,
                          mqtt_type_name(h.type));
-    rc = mqtt_decode_connack(&h, &ack);
+    uint8_t reason;
+    rc = conn_decode_connack(c, &h, &ack, &reason);
     if (rc != MQTT_OK)
         return conn_fail(c, CLI_ERR_PROTOCOL, "%s: malformed CONNACK: %s", c->peer,
                          mqtt_strerror(rc));
     c->connack_rc = ack.return_code;
+    if (reason != 0 && c->opts->protocol_level == 5)
+        return conn_fail(c, CLI_ERR_REFUSED,
+                         "the broker refused the connection: %s (CONNACK reason 0x%02x)",
+                         mqtt5_reason_string(MQTT_CONNACK, reason), reason);
     if (ack.return_code != 0)
         return conn_fail(c, CLI_ERR_REFUSED, "the broker refused the connection: %s (CONNACK %d)",
                          mqtt_connack_string(ack.return_code), ack.return_code);
@@ -925,12 +1012,25 @@ static void conn_drain(cli_conn *c)
     }
 }
 
+/* DISCONNECT (v5: with the -D disconnect properties). */
+static int conn_send_disconnect(cli_conn *c)
+{
+    if (c->opts->protocol_level != 5) return conn_send_empty(c, MQTT_DISCONNECT);
+    uint8_t pbuf[CLI_PROPS_MAX_BYTES], buf[CLI_PROPS_MAX_BYTES + 16];
+    mqtt5_ack a = {.type = MQTT_DISCONNECT};
+    size_t n = 0;
+    int rc = cli_props_build(c->opts, MQTT_DISCONNECT, pbuf, sizeof pbuf, &a.props.raw);
+    if (rc == MQTT_OK) rc = mqtt5_encode_ack(buf, sizeof buf, &a, &n);
+    if (rc != MQTT_OK)
+        return conn_fail(c, CLI_ERR_ARG, "cannot encode DISCONNECT: %s", mqtt_strerror(rc));
+    return cli_send(c, buf, n);
+}
+
 void cli_conn_close(cli_conn *c)
 {
     if (c == NULL) return;
     if (c->fd >= 0 && c->connected && !c->eof && !c->write_dead) {
-        if (conn_send_empty(c, MQTT_DISCONNECT) == CLI_OK &&
-            cli_flush(c, cli_stall_ms(c)) == CLI_OK) {
+        if (conn_send_disconnect(c) == CLI_OK && cli_flush(c, cli_stall_ms(c)) == CLI_OK) {
             if (c->tls != NULL) tls_conn_close_notify(c->tls);
             conn_drain(c);
         }

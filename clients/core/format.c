@@ -4,8 +4,11 @@
  *   %t topic  %p payload  %q QoS  %r retain  %m message id  %l payload length
  *   %x / %X payload in hex  %I ISO-8601 time  %U Unix time with nanoseconds
  *   %j / %J the message as JSON (payload quoted / payload as JSON)  %% a %
- *   %A %C %D %E %F %P %R %S  MQTT 5 properties: a 3.1.1 message has none,
- *                            so they print nothing (as mosquitto_sub -V 311)
+ *   %A %C %D %E %F %P %R %S  MQTT 5 properties: topic alias, content type,
+ *                            correlation data, message expiry, payload format,
+ *                            user properties (NAME:VALUE, space between),
+ *                            response topic, subscription identifier; absent
+ *                            ones (all with 3.1.1) print nothing
  *   @X  strftime's %X of the current local time, @N nanoseconds, @@ an @
  *   \\ \0 \a \e \n \r \t \v  the usual characters
  * with printf-like flags (- and 0), field width and, for %t and %I, a
@@ -99,9 +102,62 @@ static int fmt_json(FILE *out, const mqtt_publish *m, const struct timespec *now
     return 0;
 }
 
+/* An MQTT 5 property sequence (%A %C %D %E %F %P %R %S) of props (may be
+ * NULL): nothing when the message does not carry it. */
+static void fmt_prop_field(FILE *out, char c, const fmt_spec *sp, const mqtt_props *props)
+{
+    static const char seq[] = "ACDEFRS";
+    static const uint8_t ids[] = {MQTT_PROP_TOPIC_ALIAS,      MQTT_PROP_CONTENT_TYPE,
+                                  MQTT_PROP_CORRELATION_DATA, MQTT_PROP_MESSAGE_EXPIRY,
+                                  MQTT_PROP_PAYLOAD_FORMAT,   MQTT_PROP_RESPONSE_TOPIC,
+                                  MQTT_PROP_SUBSCRIPTION_ID};
+    const char *at = strchr(seq, c);
+
+    if (props == NULL) return;
+    if (c == 'P') {
+        mqtt_prop_iter it;
+        mqtt_str name, value;
+        bool first = true;
+        mqtt_prop_iter_init(&it, &props->raw);
+        while (mqtt_prop_next_user(&it, &name, &value)) {
+            fprintf(out, "%s%.*s:%.*s", first ? "" : " ", (int)name.len, (const char *)name.ptr,
+                    (int)value.len, (const char *)value.ptr);
+            first = false;
+        }
+        return;
+    }
+    if (at == NULL || !mqtt_props_has(props, ids[at - seq])) return;
+    switch (c) {
+    case 'A':
+        fmt_number(out, sp, props->topic_alias);
+        return;
+    case 'C':
+        fmt_pad(out, sp, (const char *)props->content_type.ptr, props->content_type.len, false,
+                true);
+        return;
+    case 'D':
+        fmt_pad(out, sp, (const char *)props->correlation_data.ptr, props->correlation_data.len,
+                false, false);
+        return;
+    case 'E':
+        fmt_number(out, sp, (long)props->message_expiry);
+        return;
+    case 'F':
+        fmt_number(out, sp, props->payload_format);
+        return;
+    case 'R':
+        fmt_pad(out, sp, (const char *)props->response_topic.ptr, props->response_topic.len, false,
+                true);
+        return;
+    default: /* 'S' */
+        fmt_number(out, sp, (long)props->subscription_id);
+        return;
+    }
+}
+
 /* One %-sequence for message m; fails only for %J with a non-JSON payload. */
 static int fmt_message_field(FILE *out, char c, const fmt_spec *sp, const mqtt_publish *m,
-                             const struct timespec *now, bool pretty)
+                             const mqtt_props *props, const struct timespec *now, bool pretty)
 {
     char buf[64];
     struct tm tm;
@@ -143,7 +199,8 @@ static int fmt_message_field(FILE *out, char c, const fmt_spec *sp, const mqtt_p
     case '%':
         fputc('%', out);
         return 0;
-    default: /* MQTT 5 properties: absent from a 3.1.1 message */
+    default: /* MQTT 5 properties */
+        fmt_prop_field(out, c, sp, props);
         return 0;
     }
 }
@@ -195,8 +252,8 @@ static void fmt_time(FILE *out, char c, const struct timespec *now)
 }
 
 /* Walk fmt: check it (m == NULL, err says what is wrong) or print m. */
-static int fmt_walk(FILE *out, const char *fmt, const mqtt_publish *m, bool pretty, char *err,
-                    size_t errlen)
+static int fmt_walk(FILE *out, const char *fmt, const mqtt_publish *m, const mqtt_props *props,
+                    bool pretty, char *err, size_t errlen)
 {
     static const char known[] = "tpqrmlxXIUjJ%ACDEFPRS";
     struct timespec now = {0, 0};
@@ -211,7 +268,7 @@ static int fmt_walk(FILE *out, const char *fmt, const mqtt_publish *m, bool pret
             if (*s == '\0') return snprintf(err, errlen, "-F: incomplete format specifier"), -1;
             if (strchr(known, *s) == NULL)
                 return snprintf(err, errlen, "-F: invalid format specifier '%%%c'", *s), -1;
-            if (m != NULL && fmt_message_field(out, *s, &sp, m, &now, pretty) != 0) {
+            if (m != NULL && fmt_message_field(out, *s, &sp, m, props, &now, pretty) != 0) {
                 snprintf(err, errlen, "message payload is not valid JSON on topic %.*s",
                          (int)m->topic.len, (const char *)m->topic.ptr);
                 return 1;
@@ -232,11 +289,11 @@ static int fmt_walk(FILE *out, const char *fmt, const mqtt_publish *m, bool pret
 
 int cli_format_check(const char *fmt, char *err, size_t errlen)
 {
-    return fmt_walk(NULL, fmt, NULL, false, err, errlen) == 0 ? CLI_OK : CLI_ERR_ARG;
+    return fmt_walk(NULL, fmt, NULL, NULL, false, err, errlen) == 0 ? CLI_OK : CLI_ERR_ARG;
 }
 
-int cli_format_print(FILE *out, const char *fmt, const mqtt_publish *m, bool pretty, char *err,
-                     size_t errlen)
+int cli_format_print(FILE *out, const char *fmt, const mqtt_publish *m, const mqtt_props *props,
+                     bool pretty, char *err, size_t errlen)
 {
-    return fmt_walk(out, fmt, m, pretty, err, errlen);
+    return fmt_walk(out, fmt, m, props, pretty, err, errlen);
 }

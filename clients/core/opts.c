@@ -101,10 +101,9 @@ static int opt_protocol_version(cli_opts *o, int argc, char **argv, int *i, char
     } else if (strcasecmp(v, "31") == 0 || strcasecmp(v, "mqttv31") == 0) {
         o->protocol_level = 3;
     } else if (strcasecmp(v, "5") == 0 || strcasecmp(v, "mqttv5") == 0) {
-        snprintf(err, errlen, "-V %s: MQTT 5 is not supported (use 311 or 31)", v);
-        return CLI_ERR_ARG;
+        o->protocol_level = 5;
     } else {
-        snprintf(err, errlen, "-V needs 311 (mqttv311) or 31 (mqttv31), not '%s'", v);
+        snprintf(err, errlen, "-V needs 5 (mqttv5), 311 (mqttv311) or 31 (mqttv31), not '%s'", v);
         return CLI_ERR_ARG;
     }
     return 1;
@@ -236,13 +235,17 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
     if (opt_is(a, NULL, "--will-qos"))
         return opt_int(argc, argv, i, 0, 2, "a QoS of 0, 1 or 2", &o->will_qos, err, errlen);
     if (opt_switch(o, a)) return 1;
+    if (opt_is(a, "-D", "--property"))
+        return cli_opts_parse_property(o, argc, argv, i, err, errlen);
     if (opt_is(a, "-x", "--session-expiry-interval")) {
         const char *v = opt_value(argc, argv, i, err, errlen);
+        long n;
         if (v == NULL) return CLI_ERR_ARG;
-        if (!cli_parse_int(v, -1, 4294967295L, &o->session_expiry)) {
+        if (!cli_parse_int(v, -1, 4294967295L, &n)) {
             snprintf(err, errlen, "-x needs seconds 0..4294967295 or -1 (never), not '%s'", v);
             return CLI_ERR_ARG;
         }
+        o->session_expiry = n < 0 ? 0xFFFFFFFFu : (uint32_t)n;
         o->session_expiry_set = true;
         return 1;
     }
@@ -258,11 +261,16 @@ int cli_opts_parse_common(cli_opts *o, int argc, char **argv, int *i, char *err,
 int cli_opts_finish(cli_opts *o, char *err, size_t errlen)
 {
     if (o->port == 0) o->port = o->tls ? 8883 : 1883;
+    if (o->nprops && o->protocol_level != 5) {
+        /* -x alone is accepted and not sent below 5, as mosquitto does */
+        snprintf(err, errlen, "-D: MQTT 5 properties need -V 5");
+        return CLI_ERR_ARG;
+    }
     if ((o->certfile == NULL) != (o->keyfile == NULL)) {
         snprintf(err, errlen, "--cert and --key must be given together");
         return CLI_ERR_ARG;
     }
-    if (o->password != NULL && o->username == NULL) {
+    if (o->password != NULL && o->username == NULL && o->protocol_level != 5) {
         snprintf(err, errlen, "-P needs -u: MQTT sends no password without a user name");
         return CLI_ERR_ARG;
     }
@@ -324,13 +332,17 @@ void cli_opts_usage_common(FILE *out)
           "  -P, --pw PASSWORD        password (needs -u)\n"
           "  -k, --keepalive SECONDS  keepalive interval, 0 = off (default 60)\n"
           "  -q, --qos 0|1|2          quality of service (default 0)\n"
-          "  -V, --protocol-version V 311 or mqttv311 (default), 31 or mqttv31 (MQIsdp)\n"
+          "  -V, --protocol-version V 311 or mqttv311 (default), 31 or mqttv31 (MQIsdp),\n"
+          "                           5 or mqttv5\n"
+          "  -D, --property CMD PROP VALUE  MQTT 5 property (mosquitto's names) for CMD:\n"
+          "                           connect, publish, subscribe, unsubscribe, disconnect,\n"
+          "                           will; user-property takes NAME VALUE (needs -V 5)\n"
           "  -d, --debug              print every packet sent and received\n"
           "  -L, --url URL            mqtt://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC, or mqtts://\n"
           "                           for TLS (port 8883): host, port, user and topic at once\n"
           "  -A ADDRESS               bind the socket to this local address\n"
-          "  -x SECONDS               session expiry (MQTT 5): accepted and not sent, as\n"
-          "                           mosquitto does with MQTT 3.1.1\n"
+          "  -x SECONDS               MQTT 5 session expiry interval, -1 = never; accepted\n"
+          "                           and not sent below -V 5, as mosquitto does\n"
           "  --nodelay                disable Nagle's algorithm (always off here)\n"
           "  --quiet                  print no runtime errors (usage errors still)\n"
           "Will:\n"

@@ -148,6 +148,22 @@ class BenchTests(unittest.TestCase):
     def test_fan_out_tls_qos1(self):
         self.fan_out("tboutt1", 1, True, 0)
 
+    def test_mqtt5_fan_out(self):
+        """-V 5: every connection speaks MQTT 5 (the broker logs them so); counts exact."""
+        m, count = 3, 40
+        s = self.bench("--scenario", "fan-out", "-m", str(m), "--count", str(count), "-q", "1",
+                       "-t", "tbv5", "-V", "5")
+        self.check_counts(s, count, count * m)
+        self.assertIn("(MQTT 5.0,", self.broker.log())
+
+    def test_shared_fan_in(self):
+        """--shared K: K subscribers in one $share group get each message once in all."""
+        n, count, k = 3, 40, 4
+        s = self.bench("--scenario", "fan-in", "-n", str(n), "--count", str(count), "-q", "1",
+                       "-t", "tbsh", "--filter", "tbsh/#", "--shared", str(k))
+        self.assertEqual((s["pubs"], s["subs"]), (str(n), str(k)))
+        self.check_counts(s, n * count, n * count)
+
     def test_fan_out_tls_qos0_rate(self):
         self.fan_out("tboutt0", 0, True, 200)
 

@@ -446,7 +446,7 @@ class TestClientsStandalone(unittest.TestCase):
     def test_usage_errors(self):
         for args in (["-m", "x"], ["-t", "a/#", "-m", "x"], ["-t", "a", "-m", "x", "-q", "3"],
                      ["-t", "a", "-m", "x", "-n"], ["-t", "a", "--bogus"], ["-t", "a", "-m", "x",
-                     "--cert", "c.pem"], ["-t", "a", "-m", "x", "-V", "5"], ["-t", "a", "-m"]):
+                     "--cert", "c.pem"], ["-t", "a", "-m", "x", "-V", "6"], ["-t", "a", "-m"]):
             rc, out, err = self.pub(args)
             self.assertEqual(rc, 64, (args, err))
             self.assertTrue(one_line(err), (args, err))

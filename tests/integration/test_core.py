@@ -53,7 +53,7 @@ class TestConnect(SharedBroker):
     def test_unacceptable_protocol_level(self):
         """An unsupported protocol level gets CONNACK 0x01 and the connection is closed
         [MQTT-3.1.2-2]."""
-        cases = [(b"MQTT", lvl) for lvl in ((2, 0, 255) if REFERENCE else (5, 2, 0, 255))]
+        cases = [(b"MQTT", lvl) for lvl in ((2, 0, 255) if REFERENCE else (6, 2, 0, 255))]
         cases += [(b"MQTT", 3), (b"MQIsdp", 4)]  # name and level that do not belong together
         for proto, level in cases:
             with self.subTest(proto=proto, level=level):

@@ -17,6 +17,8 @@ import threading
 import time
 import unittest
 
+from mqtt5lib import (CONTENT_TYPE, MESSAGE_EXPIRY, SESSION_EXPIRY, SUBSCRIPTION_ID, USER, Client5,
+                      opts, prop, props)
 from mqttlib import (PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, WAIT, Client, ack_packet,
                      connect, connect_packet, make_broker, marker, need, publish,
                      publish_packet, recv_publish, subscribe)
@@ -122,6 +124,96 @@ class TestRestart(unittest.TestCase):
                               "JOIN messages m ON m.id = r.msg_id"], capture_output=True,
                              text=True)
         self.assertEqual(out.stdout.strip(), "lab/temp|21.5", out.stderr)
+
+
+def sql(broker, query):
+    out = subprocess.run([need("sqlite3"), db_path(broker), query], capture_output=True, text=True)
+    return out.stdout.split()
+
+
+class TestMqtt5State(unittest.TestCase):
+    """Issue 14: persistence stores the session expiry interval and the
+    messages' properties and expiry; expired entries are dropped at load."""
+
+    def v5(self, b, cid, expiry=None, clean=False, expect_sp=None):
+        c = Client5(b.port, cid)
+        self.addCleanup(c.close)
+        p = props((SESSION_EXPIRY, expiry)) if expiry is not None else b"\x00"
+        ack = c.connect(clean=clean, properties=p, keepalive=0)
+        self.assertEqual(ack.reason, 0)
+        if expect_sp is not None:
+            self.assertEqual(ack.sp, expect_sp)
+        return c
+
+    def test_expiry_properties_survive_and_expired_dropped(self):
+        b = start(self)
+        s = self.v5(b, "v5keep", expiry=3600)
+        self.assertEqual(s.subscribe([("v5/#", opts(qos=1, no_local=True))],
+                                     properties=props((SUBSCRIPTION_ID, 9))), [1])
+        s.close()
+        self.assertEqual(sql(b, "SELECT expiry FROM sessions WHERE client_id='v5keep'"), ["3600"])
+        # the QoS byte keeps the option bits (no local: 0x04); the identifier its own column
+        self.assertEqual(sql(b, "SELECT qos, sub_id FROM subscriptions"), ["5|9"])
+        p = self.v5(b, "v5pub", clean=True)
+        p.publish("v5/a", b"kept", qos=1, properties=props(
+            (CONTENT_TYPE, "text/x"), (USER, ("k", "v")), (MESSAGE_EXPIRY, 3600)))
+        p.publish("v5/gone", b"old", qos=1, properties=props((MESSAGE_EXPIRY, 1)))
+        p.publish("v5/r", b"old retained", qos=1, retain=True,
+                  properties=props((MESSAGE_EXPIRY, 1)))
+        time.sleep(2.5)  # wall-clock seconds: the 1 s expiries have passed
+        kill9(b)
+        b.start()
+        # the queued v5/gone and v5/r copies and the retained v5/r
+        self.assertIn("3 expired messages dropped", b.wait_log("persistence: loaded"))
+        s = self.v5(b, "v5keep", expiry=3600, expect_sp=1)
+        m = s.recv()
+        self.assertEqual((m.topic, m.payload), ("v5/a", b"kept"))
+        self.assertEqual(prop(m.props, CONTENT_TYPE), b"text/x")
+        self.assertEqual(prop(m.props, USER), (b"k", b"v"))
+        self.assertTrue(0 < prop(m.props, MESSAGE_EXPIRY) <= 3600, m.props)
+        self.assertEqual(prop(m.props, SUBSCRIPTION_ID), 9)
+        p = self.v5(b, "v5pub2", clean=True)
+        p.publish("v5/after", b"marker", qos=1)
+        m = s.recv()
+        self.assertEqual(m.topic, "v5/after")  # nothing expired came back
+        self.assertEqual(prop(m.props, SUBSCRIPTION_ID), 9)  # the subscription, as restored
+        s.publish("v5/own", b"not to me", qos=1)  # no local came back too
+        p.publish("v5/after2", b"marker", qos=1)
+        self.assertEqual(s.recv().topic, "v5/after2")
+        self.assertEqual(sql(b, "SELECT count(*) FROM retained"), ["0"])
+
+    def test_session_expiry_zero_is_not_durable(self):
+        b = start(self)
+        self.v5(b, "v5zero", clean=False).close()  # no Session Expiry: 0
+        self.v5(b, "v5drop", expiry=600).close()
+        self.assertEqual(sql(b, "SELECT client_id FROM sessions"), ["v5drop"])
+        # resumed with expiry 0: it ends with this connection, and leaves the file now
+        c = self.v5(b, "v5drop", expect_sp=1)
+        self.assertEqual(sql(b, "SELECT count(*) FROM sessions"), ["0"])
+        c.close()
+        restart(b)
+        self.v5(b, "v5drop", expect_sp=0)
+
+
+class TestSharedSubscription(unittest.TestCase):
+    def test_membership_survives_restart_and_unsubscribe_is_durable(self):
+        b = start(self)
+        s = sub_connect(self, b, "sharer", expect_sp=0)
+        self.assertEqual(subscribe(s, [("$share/g/sh/#", 1)]), [1])
+        s.close()
+        self.assertEqual(sql(b, "SELECT filter, qos FROM subscriptions"), ["$share/g/sh/#|1"])
+        p = connect(self, b, keepalive=0)
+        publish(p, "sh/away", b"queued", qos=1)  # the only member, offline: queued for it
+        kill9(b)
+        b.start()
+        s = sub_connect(self, b, "sharer", expect_sp=1)
+        m = recv_publish(s)
+        self.assertEqual((m.topic, m.payload), ("sh/away", b"queued"))
+        p = connect(self, b, keepalive=0)
+        marker(self, s, p, "sh/after")  # still a member of the group after the restart
+        s.send(b"\xa2\x11\x00\x07" + struct.pack("!H", 13) + b"$share/g/sh/#")
+        s.wait_for(11, pid=7)
+        self.assertEqual(sql(b, "SELECT count(*) FROM subscriptions"), ["0"])
 
 
 class TestExactlyOnce(unittest.TestCase):

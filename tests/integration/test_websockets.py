@@ -20,6 +20,7 @@ from brokerlib import (WAIT, Broker, connect_packet, free_port, publish_packet, 
                        wait_port)
 from tlslib import BROKER_MAX_TLS, make_certs, tls_block
 from mqttlib import make_password_file, mosq_passwd
+from mqtt5lib import Client5, opts
 from wslib import (OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, PahoClient, RawWS, frame,
                    listening, upgrade_request)
 
@@ -430,7 +431,12 @@ class TestSys(WSCase):
         s = PahoClient(self, wss, "over-wss", transport="websockets", ca=CERTS["ca.crt"])
         s.subscribe("lab/+/temp", 1)
         PahoClient(self, ws, "over-ws", transport="websockets")
-        ids = {"with-cert", "over-wss", "over-ws"}
+        v5 = Client5(tcp, "v5-opts")
+        self.addCleanup(v5.close)
+        v5.connect()
+        # MQTT 5 subscription options are kept beside the QoS: not shown as QoS
+        self.assertEqual(v5.subscribe([("v5/nl", opts(qos=1, no_local=True, rap=True))]), [1])
+        ids = {"with-cert", "over-wss", "over-ws", "v5-opts"}
         doc = self.sys_json(tcp, "$SYS/broker/clients/list",
                             lambda d: ids <= {c["id"] for c in d["clients"]})
         by = {c["id"]: c for c in doc["clients"]}
@@ -444,11 +450,14 @@ class TestSys(WSCase):
         self.assertEqual(by["over-ws"]["transport"], "ws")
         self.assertIsNone(by["over-ws"]["tls"])
         self.assertEqual(by["over-ws"]["protocol"], "MQTT 3.1.1")
+        self.assertEqual(by["v5-opts"]["protocol"], "MQTT 5")
         self.assertLessEqual(doc["shown"], doc["max"])
         doc = self.sys_json(tcp, "$SYS/broker/subscriptions/list",
-                            lambda d: any(x["filter"] == "lab/+/temp" for x in d["subscriptions"]))
+                            lambda d: {"lab/+/temp", "v5/nl"} <= {x["filter"]
+                                                                  for x in d["subscriptions"]})
         self.assertIn({"client": "over-wss", "filter": "lab/+/temp", "qos": 1},
                       doc["subscriptions"])
+        self.assertIn({"client": "v5-opts", "filter": "v5/nl", "qos": 1}, doc["subscriptions"])
         # a refused TLS handshake (a certificate from another CA) and a
         # refused WebSocket upgrade
         ctx = ssl.create_default_context(cafile=CERTS["ca.crt"])

@@ -298,7 +298,7 @@ class LabConfBroker:
     def __init__(self, conf_text):
         self.dir = tempfile.mkdtemp(prefix="secbroker-labconf-")
         os.symlink(CERTS["dir"], os.path.join(self.dir, "certs"))
-        os.symlink(os.path.join(ROOT, "web"), os.path.join(self.dir, "web"))  # http_dir web
+        os.symlink(os.path.join(ROOT, "web"), os.path.join(self.dir, "web"))  # the dashboard's http_dir
         os.makedirs(os.path.join(self.dir, "lab"))
         self.ports = {}
         for p in re.findall(r"^listener (\d+)", conf_text, re.M):
@@ -498,13 +498,11 @@ class TestGuide(unittest.TestCase):
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="secbroker-guide-")
-        for d in ("build", "scripts", "web"):
+        for d in ("build", "scripts", "web"):  # web: the dashboard listeners' http_dir
             os.symlink(os.path.join(ROOT, d), os.path.join(self.dir, d))
         os.makedirs(os.path.join(self.dir, "etc"))
         os.makedirs(os.path.join(self.dir, "lab"))
-        self.ports = {p: free_port_both() for p in (1883, 8883, 8884)}
-        # the dashboard's WebSocket listeners: free ports too, not waited for
-        self.ws_ports = {p: free_port_both() for p in (8080, 8081)}
+        self.ports = {p: free_port_both() for p in (1883, 8883, 8884, 8080, 8081)}
         with open(LAB_CONF) as f:
             conf = f.read()
         # log_type subscribe: the test waits for a background subscriber's
@@ -529,8 +527,8 @@ class TestGuide(unittest.TestCase):
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def ported(self, text):
-        ports = {**self.ports, **self.ws_ports}
-        return re.sub(r"\b(1883|8883|8884|8080|8081)\b", lambda m: str(ports[int(m.group(1))]), text)
+        return re.sub(r"\b(1883|8883|8884|8080|8081)\b", lambda m: str(self.ports[int(m.group(1))]),
+                      text)
 
     def sh(self, cmd, background=False):
         kw = dict(cwd=self.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -587,16 +585,17 @@ class TestGuide(unittest.TestCase):
         with open(self.broker_out, "w") as out:
             self.broker = subprocess.Popen([os.path.join(BUILD, "secbroker"), "-c", "etc/lab.conf"],
                                            cwd=self.dir, stdout=out, stderr=subprocess.STDOUT)
-        for port in self.ports.values():
-            for host in ("127.0.0.1", "::1"):
-                deadline = time.time() + 30
-                while True:
-                    try:
-                        socket.create_connection((host, port), timeout=5).close()
-                        break
-                    except OSError:
-                        self.assertLess(time.time(), deadline, "make run: nothing on %s port %d" % (host, port))
-                        time.sleep(0.1)
+        with open(os.path.join(self.dir, "etc", "lab.conf")) as f:
+            listeners = re.findall(r"^listener (\d+) (\S+)", f.read(), re.M)
+        for port, host in ((int(p), h) for p, h in listeners):  # each address lab.conf names
+            deadline = time.time() + 30
+            while True:
+                try:
+                    socket.create_connection((host, port), timeout=5).close()
+                    break
+                except OSError:
+                    self.assertLess(time.time(), deadline, "make run: nothing on %s port %d" % (host, port))
+                    time.sleep(0.1)
 
     def subscriptions(self):
         if not self.broker:

@@ -106,7 +106,7 @@ static char *capture_format(const char *fmt, const mqtt_publish *m, bool pretty,
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len);
     ck_assert_ptr_nonnull(out);
-    *rc = cli_format_print(out, fmt, m, pretty, err, sizeof err);
+    *rc = cli_format_print(out, fmt, m, NULL, pretty, err, sizeof err);
     fclose(out);
     return buf;
 }

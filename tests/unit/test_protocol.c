@@ -18,6 +18,7 @@
 #include "broker/conn.h"
 #include "broker/protocol.h"
 #include "broker/session.h"
+#include "broker/shared.h"
 #include "broker/tree.h"
 #include "mqtt/mqtt.h"
 
@@ -79,6 +80,7 @@ static void teardown(void)
     reap();
     for (int i = 0; i < 3; i++)
         if (F[i].peer > 0) close(F[i].peer);
+    shared_free(&B);
     session_registry_free(&B.sessions);
     tree_free(B.root);
     free(B.match_sessions);
@@ -288,7 +290,7 @@ static const struct {
     uint8_t rc;
     const char *reason;
 } refusal_table[] = {
-    {"protocol level 5", "x", true, 5, MQTT_CONNACK_PROTOCOL, "unsupported protocol level 5"},
+    {"protocol level 6", "x", true, 6, MQTT_CONNACK_PROTOCOL, "unsupported protocol level 6"},
     {"empty id without clean session", "", false, 4, MQTT_CONNACK_IDENTIFIER, "needs clean"},
     {"empty id on MQTT 3.1", "", true, 3, MQTT_CONNACK_IDENTIFIER, "MQTT 3.1 requires one"},
 };
@@ -610,6 +612,49 @@ START_TEST(output_config_keys)
 }
 END_TEST
 
+/* ---- shared subscriptions --------------------------------------------------------------- */
+static uint16_t expect_pid(fake *f, const char *topic, const char *payload)
+{
+    return expect_publish(f, topic, payload, 1).packet_id;
+}
+
+START_TEST(shared_round_robin_skips_full_and_redelivers)
+{
+    /* window 1, queue 1 per session: a member that does not ack is full after two */
+    B.sessions.limits = (session_limits){1, 1};
+    fake *a = connect_client(0, "a", true, NULL);
+    fake *b = connect_client(1, "b", true, NULL);
+    fake *pub = connect_client(2, "pub", true, NULL);
+    subscribe(a, 1, "$share/g/s/#", 1, 1); /* 3.1.1 clients too, as Mosquitto */
+    subscribe(b, 1, "$share/g/s/#", 1, 1);
+    publish(pub, "s/1", "1", 1, 1, false, false);
+    publish(pub, "s/2", "2", 1, 2, false, false);
+    /* round robin: one each, in turn */
+    uint16_t a1 = expect_pid(a, "s/1", "1");
+    uint16_t b1 = expect_pid(b, "s/2", "2");
+    expect_nothing(a);
+    send_ack(b, MQTT_PUBACK, b1);
+    publish(pub, "s/3", "3", 1, 3, false, false); /* a's turn: queued behind a1 */
+    publish(pub, "s/4", "4", 1, 4, false, false); /* b */
+    publish(pub, "s/5", "5", 1, 5, false, false); /* a is full (1 in flight, 1 queued): b */
+    expect_nothing(a);
+    send_ack(b, MQTT_PUBACK, expect_pid(b, "s/4", "4"));
+    uint16_t b5 = expect_pid(b, "s/5", "5");
+    ck_assert_uint_eq(shared_delivered(&B), 5);
+    (void)a1;
+    /* a goes away (clean session): its unacknowledged s/1 and queued s/3 go
+     * to b (whose queue may now hold them) */
+    B.sessions.limits.max_queued = 10;
+    conn_close(&B, a->c, "test: member leaves");
+    reap();
+    send_ack(b, MQTT_PUBACK, b5);
+    send_ack(b, MQTT_PUBACK, expect_pid(b, "s/1", "1"));
+    send_ack(b, MQTT_PUBACK, expect_pid(b, "s/3", "3"));
+    expect_nothing(b);
+    ck_assert(shared_is_member(&B, ((client *)b->c->ud)->session));
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("protocol");
@@ -631,6 +676,7 @@ int main(void)
     tcase_add_test(tc, output_back_under_soft_limit_resets);
     tcase_add_test(tc, output_hard_limit_closes_at_once);
     tcase_add_test(tc, output_config_keys);
+    tcase_add_test(tc, shared_round_robin_skips_full_and_redelivers);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

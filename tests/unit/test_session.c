@@ -506,7 +506,8 @@ static void jr_qos2(void *ctx, session *s, uint16_t pid, bool add)
     jl_add(add ? "q2 add %u%.0u%.0u" : "q2 del %u%.0u%.0u", pid, 0, 0);
 }
 
-static void jr_sub(void *ctx, session *s, const char *f, size_t flen, uint8_t qos, bool add)
+static void jr_sub(void *ctx, session *s, const char *f, size_t flen, uint8_t qos, uint32_t sub_id,
+                   bool add)
 {
     jl_add(add ? "sub add qos=%u%.0u%.0u" : "sub del%.0u%.0u%.0u", qos, 0, 0);
 }
@@ -602,6 +603,103 @@ START_TEST(restore_deliveries)
 }
 END_TEST
 
+/* ---- MQTT 5: flow control, expiry, packet size ------------------------------------ */
+START_TEST(receive_maximum_caps_window)
+{
+    /* the client's Receive Maximum (3) is below max_inflight (10): never more
+     * than 3 unacknowledged QoS 1/2 PUBLISHes [MQTT-3.3.4-9]; QoS 0 passes */
+    session *s = new_session(10, 0);
+    s->send_max = 3;
+    session_attach(s, &fake_outbox, &out);
+    deliver_n(s, 6, 1);
+    ck_assert_uint_eq(out.n, 3);
+    ck_assert_uint_eq(s->queue.count, 3);
+    ck_assert_int_eq(session_deliver(s, m2, 0, false), BK_OK);
+    ck_assert_uint_eq(out.n, 4); /* QoS 0 is not counted */
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, 2), BK_OK);
+    ck_assert_uint_eq(out.n, 5); /* one ack, one more */
+    ck_assert_uint_eq(s->inflight_live, 3);
+    /* a Receive Maximum above max_inflight leaves max_inflight in charge */
+    s->send_max = 50;
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, 1), BK_OK);
+    ck_assert_uint_eq(s->queue.count, 0); /* both queued ones went out */
+    ck_assert_uint_eq(s->inflight_live, 4);
+}
+END_TEST
+
+START_TEST(expired_messages_not_delivered)
+{
+    /* queued messages whose Message Expiry Interval ran out are dropped when
+     * their turn comes (spec 3.3.2.3.3); the others go out */
+    double now = 100;
+    session *s = new_session(1, 0);
+    reg.clock = &now;
+    session_attach(s, &fake_outbox, &out);
+    m1->expire_at = 105;
+    deliver_n(s, 1, 1);                                        /* in flight */
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_OK); /* queued */
+    ck_assert_int_eq(session_deliver(s, m2, 1, false), BK_OK); /* queued, no expiry */
+    ck_assert_uint_eq(out.n, 1);
+    now = 106;
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_OK); /* expired: not even queued */
+    ck_assert_uint_eq(s->queue.count, 2);
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, 1), BK_OK);
+    ck_assert_uint_eq(out.n, 2);
+    ck_assert_ptr_eq(out.p[1].m, m2); /* the expired copy was skipped */
+    ck_assert_uint_eq(s->queue.count, 0);
+    m1->expire_at = 0;
+}
+END_TEST
+
+START_TEST(too_large_for_client_dropped)
+{
+    /* the client's Maximum Packet Size: a message that cannot fit is dropped
+     * as if delivered [MQTT-3.1.2-25]; one that fits goes out */
+    session *s = new_session(10, 0);
+    s->max_packet = 30; /* "t/1" + "one" + 21 bytes of headers = 27 */
+    session_attach(s, &fake_outbox, &out);
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_OK);
+    ck_assert_uint_eq(out.n, 1);
+    s->max_packet = 26;
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_OK);
+    ck_assert_uint_eq(out.n, 1);
+    ck_assert_uint_eq(s->queue.count, 0);
+}
+END_TEST
+
+/* A durable session's queued delivery that expires before its turn was
+ * journaled as added: dropping it journals it as done, so that a restart
+ * does not bring it back. */
+START_TEST(expired_queued_delivery_journaled_done)
+{
+    double now = 100;
+    session *s = new_session(1, 0);
+    reg.clock = &now;
+    reg.journal = &recording_journal;
+    memset(&jl, 0, sizeof jl);
+    s->durable = true;
+    session_attach(s, &fake_outbox, &out);
+    m1->expire_at = 105;
+    ck_assert_int_eq(session_deliver(s, m2, 1, false), BK_OK); /* in flight */
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_OK); /* queued */
+    now = 106;
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, out.p[0].pid), BK_OK);
+    static const char *const want[] = {
+        "add seq=1 state=1 pid=1",  /* m2 sent */
+        "add seq=2 state=0 pid=0",  /* m1 queued */
+        "done seq=1 state=1 pid=1", /* PUBACK */
+        "done seq=2 state=0 pid=0", /* m1 expired in the queue */
+    };
+    expect_journal(want, 4);
+    ck_assert_uint_eq(s->queue.count, 0);
+    m1->expire_at = 0;
+    session_destroy(s);
+    jl.n = 0;
+    reg.journal = NULL;
+    reg.clock = NULL;
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("session");
@@ -627,6 +725,10 @@ int main(void)
     tcase_add_test(tc, registry);
     tcase_add_test(tc, journal_of_durable_session);
     tcase_add_test(tc, restore_deliveries);
+    tcase_add_test(tc, receive_maximum_caps_window);
+    tcase_add_test(tc, expired_messages_not_delivered);
+    tcase_add_test(tc, too_large_for_client_dropped);
+    tcase_add_test(tc, expired_queued_delivery_journaled_done);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

@@ -58,15 +58,81 @@ static store_counts counts(store *st)
     return c;
 }
 
+/* store_msg_add with the fields as arguments (no properties, no expiry). */
+static int msg_add(store *st, uint64_t *id, const char *topic, size_t tlen, const uint8_t *payload,
+                   size_t plen, uint8_t qos, bool retain, void *owner)
+{
+    store_msg m = {.topic = topic,
+                   .topic_len = tlen,
+                   .payload = payload,
+                   .payload_len = plen,
+                   .qos = qos,
+                   .retain = retain};
+    return store_msg_add(st, id, &m, owner);
+}
+
 static uint64_t add_msg(store *st, const char *topic, const char *payload, uint8_t qos)
 {
     uint64_t id = 0;
-    ck_assert_int_eq(store_msg_add(st, &id, topic, strlen(topic), (const uint8_t *)payload,
-                                   strlen(payload), qos, false, NULL),
+    ck_assert_int_eq(msg_add(st, &id, topic, strlen(topic), (const uint8_t *)payload,
+                             strlen(payload), qos, false, NULL),
                      STORE_OK);
     ck_assert_uint_gt(id, 0);
     return id;
 }
+
+/* MQTT 5: a message's property block and its expiry come back as stored;
+ * a message without them reads back with none. */
+static int on_retained_v5(void *ud, const store_msg *m)
+{
+    store_msg *out = ud;
+    static uint8_t props[16];
+    ck_assert_uint_le(m->props_len, sizeof props);
+    if (m->props_len) memcpy(props, m->props, m->props_len);
+    *out = *m;
+    out->props = m->props_len ? props : NULL;
+    return 0;
+}
+
+START_TEST(message_properties_and_expiry)
+{
+    store *st = open_ok(NULL);
+    static const uint8_t props[] = {0x03, 0x00, 0x02, 't', 'x', 0x01, 0x01};
+    store_msg m = {.topic = "v5/t",
+                   .topic_len = 4,
+                   .payload = (const uint8_t *)"p",
+                   .payload_len = 1,
+                   .qos = 1,
+                   .retain = true,
+                   .props = props,
+                   .props_len = sizeof props,
+                   .expires = 1796073025};
+    uint64_t id = 0;
+    ck_assert_int_eq(store_msg_add(st, &id, &m, NULL), STORE_OK);
+    ck_assert_int_eq(store_retain_set(st, "v5/t", 4, id), STORE_OK);
+    m.expires = -1;
+    ck_assert_int_eq(store_msg_add(st, &id, &m, NULL), STORE_ERR_ARG);
+    ck_assert_int_eq(store_commit(st), STORE_OK);
+    store_close(st);
+
+    st = open_ok(NULL);
+    store_msg got = {0};
+    store_load_cbs cbs = {.retained = on_retained_v5};
+    ck_assert_int_eq(store_load(st, &cbs, &got), STORE_OK);
+    ck_assert_uint_eq(got.props_len, sizeof props);
+    ck_assert_mem_eq(got.props, props, sizeof props);
+    ck_assert_int_eq(got.expires, 1796073025);
+    ck_assert_int_eq(store_retain_clear(st, "v5/t", 4), STORE_OK);
+    uint64_t plain = add_msg(st, "v5/t", "q", 0);
+    ck_assert_int_eq(store_retain_set(st, "v5/t", 4, plain), STORE_OK);
+    ck_assert_int_eq(store_commit(st), STORE_OK);
+    memset(&got, 0xff, sizeof got);
+    ck_assert_int_eq(store_load(st, &cbs, &got), STORE_OK);
+    ck_assert_uint_eq(got.props_len, 0);
+    ck_assert_int_eq(got.expires, 0);
+    store_close(st);
+}
+END_TEST
 
 START_TEST(create_and_empty)
 {
@@ -162,8 +228,9 @@ static int on_session(void *ud, const store_session *s)
     return 0;
 }
 
-static int on_sub(void *ud, const char *cid, const char *filter, uint8_t qos)
+static int on_sub(void *ud, const char *cid, const char *filter, uint8_t qos, uint32_t sub_id)
 {
+    ck_assert_uint_eq(sub_id, strcmp(filter, "lab/+/x") == 0 ? 77 : 0);
     struct load_all *l = ud;
     ck_assert_int_lt(l->subs, 4);
     ck_assert_str_eq(cid, "dev1");
@@ -203,9 +270,9 @@ static int on_delivery(void *ud, const store_delivery *d)
 static void make_session(store *st)
 {
     ck_assert_int_eq(store_session_put(st, "dev1", "alice", 0xFFFFFFFFu), STORE_OK);
-    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 1), STORE_OK);
-    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/+/x", 7, 2), STORE_OK);
-    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 2), STORE_OK); /* upgrade */
+    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 1, 0), STORE_OK);
+    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/+/x", 7, 2, 77), STORE_OK);
+    ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 2, 0), STORE_OK); /* upgrade */
     ck_assert_int_eq(store_qos2_in_add(st, "dev1", 7), STORE_OK);
     ck_assert_int_eq(store_qos2_in_add(st, "dev1", 7), STORE_OK); /* twice is once */
     ck_assert_int_eq(store_qos2_in_add(st, "dev1", 65535), STORE_OK);
@@ -292,9 +359,9 @@ START_TEST(group_commit_and_release)
     for (int i = 0; i < 5000; i++) {
         uint64_t id = 0;
         snprintf(topic, sizeof topic, "bulk/%d", i);
-        ck_assert_int_eq(store_msg_add(st, &id, "bulk/t", 6, (const uint8_t *)"payload", 7, 1,
-                                       false, (void *)topic),
-                         STORE_OK);
+        ck_assert_int_eq(
+            msg_add(st, &id, "bulk/t", 6, (const uint8_t *)"payload", 7, 1, false, (void *)topic),
+            STORE_OK);
         ck_assert_int_eq(
             store_delivery_add(st, "bulk", (uint64_t)i + 1, id, 1, false, STORE_QUEUED, 0),
             STORE_OK);
@@ -307,7 +374,7 @@ START_TEST(group_commit_and_release)
     ck_assert_uint_eq(counts(st).deliveries, 5000);
     /* close commits what is pending and releases it */
     uint64_t id;
-    ck_assert_int_eq(store_msg_add(st, &id, "late", 4, (const uint8_t *)"x", 1, 1, false, NULL),
+    ck_assert_int_eq(msg_add(st, &id, "late", 4, (const uint8_t *)"x", 1, 1, false, NULL),
                      STORE_OK);
     ck_assert_int_eq(store_delivery_add(st, "bulk", 5001, id, 1, false, STORE_QUEUED, 0), STORE_OK);
     store_close(st);
@@ -336,8 +403,7 @@ START_TEST(failed_commit_keeps_journal)
     memset(big, 'x', sizeof big);
     for (int i = 0; i < 16; i++) {
         uint64_t id;
-        ck_assert_int_eq(store_msg_add(st, &id, "big", 3, big, sizeof big, 1, false, NULL),
-                         STORE_OK);
+        ck_assert_int_eq(msg_add(st, &id, "big", 3, big, sizeof big, 1, false, NULL), STORE_OK);
         ck_assert_int_eq(
             store_delivery_add(st, "dev", (uint64_t)i + 1, id, 1, false, STORE_QUEUED, 0),
             STORE_OK);
@@ -434,8 +500,8 @@ START_TEST(long_strings_refused)
     static char big[70000];
     memset(big, 'a', sizeof big - 1);
     uint64_t id;
-    ck_assert_int_eq(store_msg_add(st, &id, big, 65536, NULL, 0, 1, false, NULL), STORE_ERR_ARG);
-    ck_assert_int_eq(store_sub_put(st, "c", big, 65536, 1), STORE_ERR_ALLOC);
+    ck_assert_int_eq(msg_add(st, &id, big, 65536, NULL, 0, 1, false, NULL), STORE_ERR_ARG);
+    ck_assert_int_eq(store_sub_put(st, "c", big, 65536, 1, 0), STORE_ERR_ALLOC);
     ck_assert_uint_eq(store_pending(st), 0);
     store_close(st);
 }
@@ -449,6 +515,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, create_and_empty);
     tcase_add_test(tc, retained_round_trip_and_replace);
+    tcase_add_test(tc, message_properties_and_expiry);
     tcase_add_test(tc, session_round_trip);
     tcase_add_test(tc, bodies_collected_with_last_reference);
     tcase_add_test(tc, group_commit_and_release);

@@ -14,8 +14,12 @@ function parseArgs(argv) {
     const value = argv[i + 1];
     if (value === undefined) throw new Error('missing value for ' + argv[i]);
     if (name === 'message') opts.message.push(value);
-    else if (['port', 'qos', 'count', 'timeout'].includes(name)) opts[name] = Number(value);
-    else opts[name] = value;
+    else if (['port', 'qos', 'count', 'timeout', 'version'].includes(name)) {
+      opts[name] = Number(value);
+    } else if (name === 'user') { // --user k=v: a v5 User Property on PUBLISH
+      const [k, v] = value.split('=');
+      opts.userProperties = Object.assign(opts.userProperties || {}, { [k]: v });
+    } else opts[name] = value;
   }
   if (!opts.port) throw new Error('--port is required');
   return opts;
@@ -28,7 +32,7 @@ function emit(obj) {
 // connect over TLS when --ca is given (server verified; --cert/--key for mutual TLS)
 function connect(opts) {
   const o = {
-    protocolVersion: 4,            // MQTT 3.1.1
+    protocolVersion: opts.version || 4, // MQTT 3.1.1 unless --version 5
     clientId: opts.id || 'mqttjs-' + process.pid,
     clean: true,
     keepalive: 60,

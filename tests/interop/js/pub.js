@@ -10,7 +10,9 @@ main((opts) => {
     emit({ event: 'connect', sessionPresent: connack.sessionPresent, returnCode: connack.returnCode });
     const next = (i) => {
       if (i >= opts.message.length) return finish(client);
-      client.publish(opts.topic, opts.message[i], { qos: opts.qos }, (err) => {
+      const po = { qos: opts.qos };
+      if (opts.userProperties) po.properties = { userProperties: opts.userProperties };
+      client.publish(opts.topic, opts.message[i], po, (err) => {
         if (err) {
           emit({ event: 'error', message: String(err.message) });
           process.exit(2);

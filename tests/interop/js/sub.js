@@ -10,7 +10,8 @@ main((opts) => {
   let lastAck = false; // the last message came: finish once its ack is sent
   let ending = false;
   client.on('connect', (connack) => {
-    emit({ event: 'connect', sessionPresent: connack.sessionPresent, returnCode: connack.returnCode });
+    emit({ event: 'connect', sessionPresent: connack.sessionPresent, returnCode: connack.returnCode,
+           reasonCode: connack.reasonCode, properties: connack.properties || null });
     client.subscribe(opts.topic, { qos: opts.qos }, (err, granted) => {
       if (err) {
         emit({ event: 'error', message: String(err.message) });
@@ -22,7 +23,7 @@ main((opts) => {
   client.on('message', (topic, payload, packet) => {
     got += 1;
     emit({ event: 'message', topic, payload: payload.toString('utf8'), qos: packet.qos,
-           retain: packet.retain });
+           retain: packet.retain, properties: packet.properties || null });
     if (got < opts.count || ending) return;
     // QoS 1/2: MQTT.js acknowledges after this event; disconnecting now would
     // put the DISCONNECT before the PUBACK/PUBCOMP and the broker closes on it
