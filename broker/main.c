@@ -30,6 +30,7 @@
 #include "broker/session.h"
 #include "broker/shared.h"
 #include "broker/sys.h"
+#include "broker/tls_words.h"
 #include "broker/tree.h"
 #include "broker/ws_transport.h"
 #include "tls/tls.h"
@@ -92,11 +93,13 @@ static int listener_tls(broker *b, listener *l, char *err, size_t errlen)
         .capath = lc->capath,
         .crlfile = lc->crlfile,
         .ciphers = lc->ciphers,
+        .ciphers13 = lc->ciphers13,
         .tls_version = lc->tls_version,
         .keylog_file = lc->tls_keylog_file,
         .require_certificate = lc->require_certificate,
         .request_certificate = lc->cafile || lc->capath,
         .trace = b->cfg->tls_trace,
+        .opt_names = tls_words_server_opts,
     };
     char terr[512];
     if (tls_server_setup(&l->tls, &o, tls_log, b, terr, sizeof terr) != TLS_OK) {
