@@ -263,7 +263,7 @@ static int parse_args(int argc, char **argv, const char **conf, bool *verbose)
             usage(stdout);
             return 0;
         } else if (strcmp(argv[i], "--version") == 0) {
-            printf("secbroker %s (MQTT 3.1.1 and 3.1, %s)\n", SECBROKER_VERSION,
+            printf("secbroker %s (MQTT 5.0, 3.1.1 and 3.1, %s)\n", SECBROKER_VERSION,
                    tls_library_version());
             return 0;
         } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
