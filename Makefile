@@ -9,11 +9,37 @@ CFLAGS  ?= -O2 -g
 SAN     ?=
 CONF    ?= etc/lab.conf
 
-WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. $(CFLAGS) $(SAN) -MMD -MP
-LDFLAGS_ALL = $(LDFLAGS) $(SAN)
+# ---- mbedTLS ----------------------------------------------------------------
+# MBEDTLS=system   link the system's libmbedtls (Debian 12: 2.28, TLS 1.2 only)
+# MBEDTLS=bundled  build mbedTLS 3.6 from Debian 13's source package (or from
+#                  MBEDTLS_SRC=FILE, a local tarball) into $(BUILD)/mbedtls with
+#                  tls/mbedtls_config.h, linked statically (scripts/mbedtls.sh, .mk)
+# Default: system when it is mbedTLS 3.6, else bundled.
+MBEDTLS_SYS_VER := $(shell printf '\043include <mbedtls/build_info.h>\nMBEDTLS_VERSION_NUMBER\n' | $(CC) -E -P - 2>/dev/null | tail -n 1)
+ifeq ($(MBEDTLS),)
+MBEDTLS := $(if $(filter 0x0306%,$(MBEDTLS_SYS_VER)),system,bundled)
+endif
+MBEDTLS_DIR = $(BUILD)/mbedtls
+ifeq ($(MBEDTLS),bundled)
+MBEDTLS_HDR = $(MBEDTLS_DIR)/src/include/mbedtls/build_info.h
+MBEDTLS_DEP = $(MBEDTLS_DIR)/libmbedtls-all.a
+TLS_CFLAGS = -I$(MBEDTLS_DIR)/src/include -I$(MBEDTLS_DIR)/src/3rdparty/everest/include -DMBEDTLS_CONFIG_FILE='"tls/mbedtls_config.h"'
+TLS_LIBS =
+else
+MBEDTLS_HDR =
+MBEDTLS_DEP =
+TLS_CFLAGS =
 TLS_LIBS = -lmbedtls -lmbedx509 -lmbedcrypto
+endif
 STORE_LIBS = -lsqlite3 -lpthread
+# objects built for one mbedTLS are not mixed with the other's
+ifneq ($(shell cat $(BUILD)/mbedtls-kind 2>/dev/null),$(MBEDTLS))
+$(shell rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/*.a; mkdir -p $(BUILD); echo $(MBEDTLS) >$(BUILD)/mbedtls-kind)
+endif
+
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. $(TLS_CFLAGS) $(CFLAGS) $(SAN) -MMD -MP
+LDFLAGS_ALL = $(LDFLAGS) $(SAN)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 MQTT_SRC   := $(wildcard mqtt/*.c)
@@ -51,9 +77,18 @@ all: $(BINS) $(if $(wildcard $(MQTTJS_DIST)),web/mqtt.min.js)
 web/mqtt.min.js: $(MQTTJS_DIST)
 	cp $< $@
 
-$(BUILD)/obj/%.o: %.c
+# every object waits for the mbedTLS headers (tls/ and acl/ include them; with
+# the bundled build the system's older headers must never be picked up)
+$(BUILD)/obj/%.o: %.c | $(MBEDTLS_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(MBEDTLS_DIR)/src/include/mbedtls/build_info.h:
+	@sh scripts/mbedtls.sh $(MBEDTLS_DIR)
+
+$(MBEDTLS_DIR)/libmbedtls-all.a: $(MBEDTLS_HDR) tls/mbedtls_config.h scripts/mbedtls.mk
+	@echo "building mbedTLS 3.6 (library objects we use) into $(MBEDTLS_DIR)"
+	@$(MAKE) --no-print-directory -f scripts/mbedtls.mk SRC=$(MBEDTLS_DIR)/src OUT=$(MBEDTLS_DIR) CC="$(CC)" MBEDTLS_CFLAGS="-O2 $(SAN)"
 
 $(LIBMQTT): $(call obj,$(MQTT_SRC))
 $(LIBTLS): $(call obj,$(TLS_SRC))
@@ -67,13 +102,13 @@ $(BUILD)/%.a:
 	rm -f $@
 	$(if $^,ar rcs $@ $^,ar rcs $@)
 
-$(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBSTORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+$(BUILD)/secbroker: $(call obj,broker/main.c) $(LIBBROKER) $(LIBSTORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT) $(MBEDTLS_DEP)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS) -lm
 
-$(BUILD)/sec%: $(BUILD)/obj/clients/sec%.o $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+$(BUILD)/sec%: $(BUILD)/obj/clients/sec%.o $(LIBCCORE) $(LIBACL) $(LIBTLS) $(LIBMQTT) $(MBEDTLS_DEP)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) -lm
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROKER) $(LIBSTORE) $(LIBCCORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROKER) $(LIBSTORE) $(LIBCCORE) $(LIBWS) $(LIBACL) $(LIBTLS) $(LIBMQTT) $(MBEDTLS_DEP)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS) $(CHECK_LIBS)
 
@@ -115,15 +150,16 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_TIME    ?= 20
 FUZZ_TARGETS  = codec acl config
 FUZZ_FLAGS    = -std=c11 -D_GNU_SOURCE $(WARN) -I. -O1 -g -fno-omit-frame-pointer \
-                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(TLS_CFLAGS)
 FUZZ_BINS     = $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
 
 $(FUZZ_BUILD)/fuzz_codec: tests/fuzz/fuzz_codec.c $(MQTT_SRC)
-$(FUZZ_BUILD)/fuzz_acl: tests/fuzz/fuzz_acl.c $(ACL_SRC) $(MQTT_SRC)
+$(FUZZ_BUILD)/fuzz_acl: tests/fuzz/fuzz_acl.c $(ACL_SRC) $(MQTT_SRC) $(MBEDTLS_DEP)
 $(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c broker/config.c broker/config_compat.c \
                             broker/config_include.c broker/config_perlistener.c broker/log.c \
                             broker/bridge_cfg.c $(MQTT_SRC)
-$(FUZZ_BUILD)/fuzz_%:
+# acl/ includes mbedTLS: the bundled 3.6 headers and library, like every object
+$(FUZZ_BUILD)/fuzz_%: | $(MBEDTLS_HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(TLS_LIBS)
 
@@ -218,6 +254,6 @@ uninstall:
 	-rmdir $(CONFDIR)/examples $(CONFDIR) 2>/dev/null
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-system build-fuzz
 
--include $(shell find $(BUILD) build-asan -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests build-asan/obj build-asan/tests -name '*.d' -type f 2>/dev/null)

@@ -24,6 +24,18 @@
 #include <mbedtls/pkcs5.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/sha512.h>
+#include <mbedtls/version.h>
+
+/* mbedTLS 3.x dropped the _ret suffix (2.28 deprecates the plain names). */
+#if MBEDTLS_VERSION_MAJOR >= 3
+#define sha512_starts mbedtls_sha512_starts
+#define sha512_update mbedtls_sha512_update
+#define sha512_finish mbedtls_sha512_finish
+#else
+#define sha512_starts mbedtls_sha512_starts_ret
+#define sha512_update mbedtls_sha512_update_ret
+#define sha512_finish mbedtls_sha512_finish_ret
+#endif
 
 #define PW_SALT_LEN 12
 #define PW_HASH_LEN PW_DIGEST_LEN
@@ -157,10 +169,10 @@ static int pw_derive(const struct pw_entry *e, const uint8_t *pw, size_t pwlen,
     } else {
         mbedtls_sha512_context sha;
         mbedtls_sha512_init(&sha);
-        rc = mbedtls_sha512_starts_ret(&sha, 0);
-        if (rc == 0) rc = mbedtls_sha512_update_ret(&sha, pw, pwlen);
-        if (rc == 0) rc = mbedtls_sha512_update_ret(&sha, e->salt, e->salt_len);
-        if (rc == 0) rc = mbedtls_sha512_finish_ret(&sha, out);
+        rc = sha512_starts(&sha, 0);
+        if (rc == 0) rc = sha512_update(&sha, pw, pwlen);
+        if (rc == 0) rc = sha512_update(&sha, e->salt, e->salt_len);
+        if (rc == 0) rc = sha512_finish(&sha, out);
         mbedtls_sha512_free(&sha);
     }
     if (rc == 0 && iterations) *iterations += e->type == 7 ? e->iterations : 1;
@@ -362,12 +374,12 @@ static int pw_cache_key(const pw_file *pf, const char *user, const uint8_t *pw, 
     static const uint8_t zero[1];
     mbedtls_sha512_context sha;
     mbedtls_sha512_init(&sha);
-    int rc = mbedtls_sha512_starts_ret(&sha, 0);
-    if (rc == 0) rc = mbedtls_sha512_update_ret(&sha, pf->cache_secret, sizeof pf->cache_secret);
-    if (rc == 0) rc = mbedtls_sha512_update_ret(&sha, (const uint8_t *)user, strlen(user));
-    if (rc == 0) rc = mbedtls_sha512_update_ret(&sha, zero, 1);
-    if (rc == 0) rc = mbedtls_sha512_update_ret(&sha, pw, pwlen);
-    if (rc == 0) rc = mbedtls_sha512_finish_ret(&sha, key);
+    int rc = sha512_starts(&sha, 0);
+    if (rc == 0) rc = sha512_update(&sha, pf->cache_secret, sizeof pf->cache_secret);
+    if (rc == 0) rc = sha512_update(&sha, (const uint8_t *)user, strlen(user));
+    if (rc == 0) rc = sha512_update(&sha, zero, 1);
+    if (rc == 0) rc = sha512_update(&sha, pw, pwlen);
+    if (rc == 0) rc = sha512_finish(&sha, key);
     mbedtls_sha512_free(&sha);
     return rc == 0 ? ACL_OK : ACL_ERR_CRYPTO;
 }

@@ -117,6 +117,7 @@ static void listener_free(listener_cfg *l)
     free(l->capath);
     free(l->crlfile);
     free(l->ciphers);
+    free(l->ciphers13);
     free(l->tls_version);
     free(l->tls_keylog_file);
     free(l->http_dir);
@@ -160,6 +161,7 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
         "use_identity_as_username",
         "tls_version",
         "ciphers",
+        "ciphers_tls1.3",
         "tls_keylog_file",
         "certfile",
         "keyfile",
@@ -196,6 +198,7 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
         return set_str(&l->tls_version, v);
     }
     if (strcmp(key, "ciphers") == 0) return set_str(&l->ciphers, v);
+    if (strcmp(key, "ciphers_tls1.3") == 0) return set_str(&l->ciphers13, v);
     if (strcmp(key, "tls_keylog_file") == 0) return set_str(&l->tls_keylog_file, v);
     struct {
         const char *name;
@@ -591,7 +594,7 @@ static int check_listener(pctx *p, const listener_cfg *l)
         return fail(p, "listener %d: certfile and keyfile must be given together", l->port);
     bool tls = l->certfile != NULL;
     if (!tls && (l->cafile || l->capath || l->require_certificate || l->crlfile ||
-                 l->use_identity_as_username || l->ciphers || l->tls_keylog_file))
+                 l->use_identity_as_username || l->ciphers || l->ciphers13 || l->tls_keylog_file))
         return fail(p, "listener %d: TLS options need certfile and keyfile", l->port);
     if (!l->websockets && (l->http_dir || l->n_ws_origins || l->ws_headers_size))
         return fail(p,

@@ -18,7 +18,7 @@ typedef struct {
     int port;
     char *address;       /* NULL = every address (IPv4 and IPv6) */
     int max_connections; /* -1 = unlimited */
-    char *certfile, *keyfile, *cafile, *capath, *crlfile, *ciphers, *tls_version;
+    char *certfile, *keyfile, *cafile, *capath, *crlfile, *ciphers, *ciphers13, *tls_version;
     char *tls_keylog_file;
     bool require_certificate;
     bool request_certificate; /* ask for a client certificate, verify one if sent */

@@ -191,7 +191,6 @@ static const struct {
                      "max_output_buffer"},
     {"keyfile_password", "give an unencrypted keyfile readable only by the broker"},
     {"dhparamfile", "not needed: secbroker uses ECDHE key exchange only"},
-    {"ciphers_tls1.3", "TLS 1.3 suites are fixed; use 'ciphers' for TLS 1.2"},
     {"ocsp_stapling", "revoke certificates with crlfile"},
     {"tls_engine", "give the key in keyfile"},
     {"tls_engine_kpass_sha1", "give the key in keyfile"},

@@ -19,6 +19,7 @@
 #include "broker/conn.h"
 #include "broker/log.h"
 #include "broker/sys.h"
+#include "broker/tls_words.h"
 #include "tls/tls.h"
 
 /* Connections accepted per listener event, so a storm cannot starve the rest. */
@@ -225,7 +226,7 @@ static ssize_t conn_send_some(broker *b, conn *c, const uint8_t *p, size_t len)
         }
         if (n < 0) {
             if (c->state != CS_CLOSING)
-                conn_close(b, c, "TLS write failed: %s", tls_conn_error(c->tls));
+                conn_close(b, c, "TLS write failed: %s", tls_words_server_error(c->tls));
             return BK_ERR_IO;
         }
         return n;
@@ -406,7 +407,7 @@ static ssize_t conn_recv(broker *b, conn *c, uint8_t *buf, size_t len)
         if (n == TLS_ERR_CLOSED || n == 0)
             conn_close(b, c, "connection closed by %s", c->outgoing ? "the remote" : "client");
         else
-            conn_close(b, c, "TLS error: %s", tls_conn_error(c->tls));
+            conn_close(b, c, "TLS error: %s", tls_words_server_error(c->tls));
         return BK_ERR_IO;
     }
     for (;;) {
@@ -514,8 +515,9 @@ static void conn_handshake(broker *b, conn *c)
             conn_close(b, c, "%s", tls_conn_error(c->tls));
             return;
         }
-        log_msg(LL_NOTICE, "%s", tls_conn_error(c->tls)); /* the one line of this failure */
-        sys_note_failure(b, c, "tls", tls_conn_error(c->tls), 0);
+        const char *why = tls_words_server_error(c->tls);
+        log_msg(LL_NOTICE, "%s", why); /* the one line of this failure */
+        sys_note_failure(b, c, "tls", why, 0);
         c->close_logged = true;
         conn_close(b, c, "TLS handshake failed");
         return;

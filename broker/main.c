@@ -34,6 +34,7 @@
 #include "broker/session.h"
 #include "broker/shared.h"
 #include "broker/sys.h"
+#include "broker/tls_words.h"
 #include "broker/tree.h"
 #include "broker/ws_transport.h"
 #include "tls/tls.h"
@@ -102,6 +103,7 @@ static int listener_tls(broker *b, listener *l, char *err, size_t errlen)
         .capath = lc->capath,
         .crlfile = lc->crlfile,
         .ciphers = lc->ciphers,
+        .ciphers13 = lc->ciphers13,
         .tls_version = lc->tls_version,
         .keylog_file = lc->tls_keylog_file,
         .require_certificate = lc->require_certificate,
@@ -109,6 +111,7 @@ static int listener_tls(broker *b, listener *l, char *err, size_t errlen)
         .request_certificate =
             lc->request_certificate || lc->use_identity_as_username || lc->use_subject_as_username,
         .trace = b->cfg->tls_trace,
+        .opt_names = tls_words_server_opts,
     };
     char terr[512];
     if (tls_server_setup(&l->tls, &o, tls_log, b, terr, sizeof terr) != TLS_OK) {
@@ -277,7 +280,7 @@ static int parse_args(int argc, char **argv, options *o)
             usage(stdout);
             return 0;
         } else if (strcmp(argv[i], "--version") == 0) {
-            printf("secbroker %s (MQTT 3.1.1 and 3.1, %s)\n", SECBROKER_VERSION,
+            printf("secbroker %s (MQTT 5.0, 3.1.1 and 3.1, %s)\n", SECBROKER_VERSION,
                    tls_library_version());
             return 0;
         } else if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0) {

@@ -4,8 +4,10 @@
 # Otherwise: print the one command to run and fail.
 # test and lab also let members of the wireshark group capture packets (the
 # lab scripts run tshark on the loopback interface): see lab_capture below.
+# debian-archive-keyring + bzip2: make fetches and unpacks the mbedTLS 3.6 source
+# package (scripts/mbedtls.sh) where the system has an older mbedTLS.
 set -e
-BUILD_PKGS="make gcc pkg-config libmbedtls-dev libsqlite3-dev openssl"
+BUILD_PKGS="make gcc pkg-config libmbedtls-dev libsqlite3-dev openssl apt debian-archive-keyring bzip2"
 # make lab-SCENARIO (docs/lab.md): tshark brings wireshark-common's dumpcap.
 LAB_PKGS="$BUILD_PKGS tshark"
 TEST_PKGS="$BUILD_PKGS clang libclang-rt-dev clang-format check libsubunit-dev sqlite3 mosquitto mosquitto-clients python3 python3-paho-mqtt tshark man-db groff-base chromium"

@@ -28,6 +28,8 @@ BUILD=${BUILD:-build}
 SCENARIOS="plain tls mutual resume bad-version no-shared-cipher bad-client-cert no-client-cert plain-on-tls"
 # refused client certificates (mkcerts.sh makes them; the CRL is the lab config's crlfile)
 SCENARIOS="$SCENARIOS expired-client-cert revoked-client-cert"
+# TLS 1.3 (the default build, mbedTLS 3.6)
+SCENARIOS="$SCENARIOS tls13 tls13-resume tls13-mutual"
 
 list() {
     cat <<'EOF'
@@ -39,7 +41,8 @@ Lab scenarios (make lab-SCENARIO, or sh scripts/lab.sh SCENARIO); see docs/lab.m
                     the client's Certificate and CertificateVerify
   resume            two handshakes with a session ticket, two with a session id:
                     the second of each pair is abbreviated (no Certificate)
-  bad-version       a TLS 1.1 client: alert protocol_version (70)
+  bad-version       a client below the minimum (TLS 1.1; TLS 1.2 against a
+                    tlsv1.3 listener with mbedTLS 3.6): alert protocol_version (70)
   no-shared-cipher  a client offering only DHE-RSA-AES128-SHA256: alert
                     handshake_failure (40)
   bad-client-cert   a client certificate from an untrusted CA: alert unknown_ca (48)
@@ -50,6 +53,12 @@ Lab scenarios (make lab-SCENARIO, or sh scripts/lab.sh SCENARIO); see docs/lab.m
                     certificate_expired (45)
   revoked-client-cert  openssl s_client with a certificate the CA revoked
                     (crlfile certs/ca.crl): alert certificate_revoked (44)
+  tls13             MQTT over TLS 1.3: after ServerHello everything is encrypted,
+                    the server's certificate too (needs the mbedTLS 3.6 build)
+  tls13-resume      two TLS 1.3 connections, the second resumed with the ticket
+                    (pre_shared_key): no Certificate at all
+  tls13-mutual      TLS 1.3 mutual authentication: CertificateRequest, the
+                    client's Certificate and CertificateVerify, all encrypted
   all               every scenario above, one after the other
 EOF
 }
@@ -172,6 +181,21 @@ PROBE=$(free_port "$PORT")
 
 # ---- the broker -----------------------------------------------------------------
 
+# bad-version: a client below the listener's minimum. With TLS 1.3 (mbedTLS
+# 3.6) a TLS 1.2 client against a tlsv1.3 listener; with mbedTLS 2.28 a TLS
+# 1.1 client against the default tlsv1.2.
+MIN_VERSION=tlsv1.2
+OLD_VERSION=tlsv1.1
+if "$BUILD/secbroker" --version 2>&1 | grep -q "mbed TLS 3"; then
+    TLS13=yes
+    [ "$SCENARIO" != bad-version ] || { MIN_VERSION=tlsv1.3; OLD_VERSION=tlsv1.2; }
+else
+    TLS13=no
+    case $SCENARIO in
+        tls13*) die "scenario $SCENARIO needs TLS 1.3: build with mbedTLS 3.6 (plain make)" ;;
+    esac
+fi
+
 ca=$CERTS/ca.crt
 conf=$OUT/broker.conf
 {
@@ -187,10 +211,10 @@ conf=$OUT/broker.conf
         *)
             echo "certfile $CERTS/server.crt"
             echo "keyfile $CERTS/server.key"
-            echo "tls_version tlsv1.2"
+            echo "tls_version $MIN_VERSION"
             echo "tls_keylog_file $OUT/keylog.txt"
             case $SCENARIO in
-                mutual|bad-client-cert|no-client-cert|expired-client-cert|revoked-client-cert)
+                mutual|tls13-mutual|bad-client-cert|no-client-cert|expired-client-cert|revoked-client-cert)
                     echo "cafile $ca"
                     echo "crlfile $CERTS/ca.crl"
                     echo "require_certificate true" ;;
@@ -304,11 +328,16 @@ case $SCENARIO in
     tls)              pubsub -h localhost -p "$PORT" $TLS_OPTS ;;
     mutual)           pubsub -h localhost -p "$PORT" $TLS_OPTS $CLIENT_CERT ;;
     resume)
-        s_client -sess_out "$OUT/session-ticket.pem"
-        s_client -sess_in "$OUT/session-ticket.pem"
-        s_client -no_ticket -sess_out "$OUT/session-id.pem"
-        s_client -no_ticket -sess_in "$OUT/session-id.pem" ;;
-    bad-version)      run "$PUB" -h localhost -p "$PORT" $TLS_OPTS --tls-version tlsv1.1 -t "$TOPIC" -m "$MESSAGE" ;;
+        s_client -tls1_2 -sess_out "$OUT/session-ticket.pem"
+        s_client -tls1_2 -sess_in "$OUT/session-ticket.pem"
+        s_client -tls1_2 -no_ticket -sess_out "$OUT/session-id.pem"
+        s_client -tls1_2 -no_ticket -sess_in "$OUT/session-id.pem" ;;
+    bad-version)      run "$PUB" -h localhost -p "$PORT" $TLS_OPTS --tls-version "$OLD_VERSION" -t "$TOPIC" -m "$MESSAGE" ;;
+    tls13)            pubsub -h localhost -p "$PORT" $TLS_OPTS --tls-version tlsv1.3 ;;
+    tls13-mutual)     pubsub -h localhost -p "$PORT" $TLS_OPTS $CLIENT_CERT --tls-version tlsv1.3 ;;
+    tls13-resume)
+        s_client -tls1_3 -sess_out "$OUT/session-ticket.pem"
+        s_client -tls1_3 -sess_in "$OUT/session-ticket.pem" ;;
     no-shared-cipher) run "$PUB" -h localhost -p "$PORT" $TLS_OPTS --ciphers DHE-RSA-AES128-SHA256 -t "$TOPIC" -m "$MESSAGE" ;;
     bad-client-cert)  run "$PUB" -h localhost -p "$PORT" $TLS_OPTS --cert "$CERTS/untrusted-client.crt" \
                           --key "$CERTS/untrusted-client.key" -t "$TOPIC" -m "$MESSAGE" ;;
@@ -318,7 +347,7 @@ case $SCENARIO in
         run "$PUB" -h localhost -p "$PORT" $TLS_OPTS --cert "$CERTS/expired-client.crt" \
             --key "$CERTS/expired-client.key" -t "$TOPIC" -m "$MESSAGE" ;;
     revoked-client-cert)
-        s_client -cert "$CERTS/revoked-client.crt" -key "$CERTS/revoked-client.key" ;;
+        s_client -tls1_2 -cert "$CERTS/revoked-client.crt" -key "$CERTS/revoked-client.key" ;;
 esac
 
 # ---- stop, keep only the lab port's packets ----------------------------------------
@@ -372,7 +401,10 @@ case $SCENARIO in
     tls)              look="ClientHello .. Finished, NewSessionTicket; MQTT only with the key log" ;;
     mutual)           look="CertificateRequest, the client's Certificate (CN=labclient, readable without keys) and CertificateVerify" ;;
     resume)           look="connections 1 and 3 full; 2 (ticket) and 4 (session id) resumed: no Certificate, no key exchange" ;;
-    bad-version)      look="ClientHello version TLS 1.1, then Alert (Level: Fatal, Description: Protocol Version) = 70" ;;
+    bad-version)      look="ClientHello version $(echo "$OLD_VERSION" | sed 's/tlsv/TLS /'), then Alert (Level: Fatal, Description: Protocol Version) = 70" ;;
+    tls13)            look="ClientHello, ServerHello, then only Application Data records until the key log decrypts EncryptedExtensions, Certificate, CertificateVerify, Finished, NewSessionTicket and MQTT" ;;
+    tls13-resume)     look="connection 2: ClientHello with pre_shared_key, ServerHello, and no Certificate in the decrypted handshake" ;;
+    tls13-mutual)     look="decrypted: CertificateRequest, the client's Certificate (CN=labclient) and CertificateVerify -- without keys nobody sees who connected" ;;
     no-shared-cipher) look="ClientHello with one cipher suite, then Alert (Fatal, Handshake Failure) = 40" ;;
     bad-client-cert)  look="the client's Certificate (issuer CN=untrusted lab CA), then Alert (Fatal, Unknown CA) = 48" ;;
     no-client-cert)   look="an empty client Certificate (Certificates Length: 0), then Alert (Fatal, Handshake Failure) = 40" ;;

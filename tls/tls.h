@@ -11,8 +11,9 @@
  * Return convention: TLS_OK (0) or a count (>= 0) on success,
  * TLS_WANT_READ / TLS_WANT_WRITE (positive sentinels, NOT errors: wait for
  * the fd to become readable/writable and call again), negative TLS_ERR_* on
- * failure. After a failure, tls_conn_error() says why in plain words (peer
- * address included), ready to be logged as one line.
+ * failure. After a failure, tls_conn_failure() says why as data (a reason
+ * and its details) and tls_conn_error() in plain TLS words (peer address
+ * included); callers add advice in their own vocabulary.
  *
  * Lifecycle: init-free pairs follow mbedTLS: *_setup allocates, *_free
  * accepts NULL.
@@ -44,21 +45,23 @@ typedef struct tls_client tls_client;
 typedef struct tls_conn tls_conn;
 
 typedef struct {
-    const char *certfile;        /* required */
-    const char *keyfile;         /* required */
-    const char *cafile;          /* CA(s) used to verify client certificates */
-    const char *capath;          /* directory of CA certificates */
-    const char *crlfile;         /* optional CRL (PEM) */
-    const char *ciphers;         /* NULL = secure default; ':'-separated
-                                    OpenSSL-style or IANA names */
-    const char *tls_version;     /* minimum: "tlsv1.1", "tlsv1.2" (default), "tlsv1.3" */
-    const char *keylog_file;     /* NSS key log, appended, flushed per line */
-    bool require_certificate;    /* mutual authentication */
-    bool request_certificate;    /* ask for (but do not require) a client cert,
-                                    verified when shown (needs cafile/capath) */
-    unsigned session_cache_size; /* 0 = default (10000) */
-    unsigned session_timeout;    /* seconds, 0 = default (86400) */
-    bool trace;                  /* log each handshake step (log_type tls) */
+    const char *certfile;         /* required */
+    const char *keyfile;          /* required */
+    const char *cafile;           /* CA(s) used to verify client certificates */
+    const char *capath;           /* directory of CA certificates */
+    const char *crlfile;          /* optional CRL (PEM) */
+    const char *ciphers;          /* NULL = secure default; ':'-separated
+                                     OpenSSL-style or IANA names */
+    const char *ciphers13;        /* TLS 1.3 suites (IANA names), NULL = default */
+    const char *tls_version;      /* minimum: "tlsv1.1", "tlsv1.2" (default), "tlsv1.3" */
+    const char *keylog_file;      /* NSS key log, appended, flushed per line */
+    bool require_certificate;     /* mutual authentication */
+    bool request_certificate;     /* ask for (but do not require) a client cert,
+                                     verified when shown (needs cafile/capath) */
+    unsigned session_cache_size;  /* 0 = default (10000) */
+    unsigned session_timeout;     /* seconds, 0 = default (86400) */
+    bool trace;                   /* log each handshake step (log_type tls) */
+    const char *const *opt_names; /* [TLS_OPT_COUNT]: how errors name options */
 } tls_server_opts;
 
 /* Log hook: the broker passes its logger so tls/ never prints on its own.
@@ -70,6 +73,10 @@ int tls_global_setup(char *err, size_t errlen);
 void tls_global_free(void);
 /* "mbed TLS 2.28.3" */
 const char *tls_library_version(void);
+/* Does this mbedTLS build speak `tls_version` ("tlsv1.1", "tlsv1.3", ...)? */
+bool tls_version_supported(const char *tls_version);
+/* Does it know the cipher suite `name` (OpenSSL or IANA spelling)? */
+bool tls_suite_supported(const char *name);
 
 /* Loads every file. On failure returns TLS_ERR_CONFIG with a plain-words
  * reason ("certfile /x/y.pem: no certificate found") in err. */
@@ -84,10 +91,12 @@ typedef struct {
     const char *cafile, *capath;    /* trust anchors (none = system default if insecure==false) */
     const char *certfile, *keyfile; /* client certificate for mutual auth */
     const char *ciphers;
-    const char *tls_version; /* minimum and maximum are both this if set */
-    const char *keylog_file; /* NSS key log (the caller resolves SSLKEYLOGFILE) */
-    const char *server_name; /* for SNI and hostname verification */
-    bool insecure;           /* skip hostname verification only */
+    const char *ciphers13;        /* TLS 1.3 suites (IANA names), NULL = default */
+    const char *tls_version;      /* minimum and maximum are both this if set */
+    const char *keylog_file;      /* NSS key log (the caller resolves SSLKEYLOGFILE) */
+    const char *server_name;      /* for SNI and hostname verification */
+    bool insecure;                /* skip hostname verification only */
+    const char *const *opt_names; /* [TLS_OPT_COUNT]: how errors name options */
 } tls_client_opts;
 
 int tls_client_setup(tls_client **out, const tls_client_opts *opts, char *err, size_t errlen);
@@ -119,8 +128,86 @@ void tls_conn_close_notify(tls_conn *c);
 void tls_conn_free(tls_conn *c);
 
 /* After a failure: "127.0.0.1:5555: TLS handshake failed: client offered
- * only TLS 1.1 while the minimum is TLS 1.2 (sent alert protocol_version)". */
+ * only TLS 1.1 while the minimum is TLS 1.2 (sent alert protocol_version)".
+ * In TLS terms only: the caller's advice (which config key or command-line
+ * flag to change) comes from tls_conn_failure() + tls_failure_format(). */
 const char *tls_conn_error(const tls_conn *c);
+
+/* ---- structured failures ----------------------------------------------------
+ * Why a connection failed, as data: the broker and the clients turn it into
+ * advice in their own vocabulary (broker/tls_words.c, clients/core/tls_words.c). */
+enum tls_reason {
+    TLS_REASON_NONE = 0,
+    TLS_REASON_PLAINTEXT,         /* peer spoke plain MQTT (plain_packet) */
+    TLS_REASON_SSL2,              /* SSL 2.0 style ClientHello */
+    TLS_REASON_NOT_TLS,           /* other non-TLS bytes (first_bytes) */
+    TLS_REASON_CLOSED_EARLY,      /* peer hung up before sending anything */
+    TLS_REASON_CLOSED_AFTER_CERT, /* client hung up after our certificate */
+    TLS_REASON_CLOSED,            /* peer hung up (handshake or data) */
+    TLS_REASON_CLOSE_NOTIFY,      /* peer closed the TLS session cleanly */
+    TLS_REASON_PEER_ALERT,        /* peer sent alert_received */
+    TLS_REASON_IO,                /* socket error (sys_errno) */
+    TLS_REASON_VERSION,           /* no TLS version in common */
+    TLS_REASON_NO_TLS13,          /* peer wants TLS 1.3 only, this build has none */
+    TLS_REASON_NO_COMMON_SUITE,   /* offered_suites vs our suites */
+    TLS_REASON_SUITE_KEY,         /* shared suites do not fit our key */
+    TLS_REASON_SUITE_GROUP,       /* shared suites, but no curve/signature in common */
+    TLS_REASON_CERT_REJECTED,     /* verify_flags, subject, issuer ... */
+    TLS_REASON_CERT_MISSING,      /* client showed none, listener requires one */
+    TLS_REASON_FINISHED,          /* Finished check failed */
+    TLS_REASON_BAD_MAC,           /* a record failed authentication */
+    TLS_REASON_ALLOC,
+    TLS_REASON_LIBRARY, /* anything else: lib_code */
+};
+
+typedef struct {
+    enum tls_reason reason;
+    int code;                     /* the TLS_ERR_* returned */
+    bool server;                  /* we were the server side */
+    bool handshake;               /* failed during the handshake */
+    int alert_sent;               /* fatal alert we sent: description, -1 none, -2 encrypted */
+    int alert_received;           /* fatal alert the peer sent, -1 none */
+    int offered_min, offered_max; /* peer's TLS versions (minor: 3 = 1.2), -1 unknown */
+    int our_min, our_max;
+    size_t offered_nsuites; /* the peer's cipher suites (server side) */
+    int offered_suites[33]; /* first 32 IANA ids, 0-terminated */
+    uint32_t verify_flags;  /* mbedTLS X.509 verification flags */
+    bool name_mismatch;     /* certificate not for server_name */
+    bool crl_stale;         /* the CRL is out of date or not from this CA */
+    char subject[160];      /* the rejected certificate */
+    char issuer[160];       /* top of the chain: the unknown CA */
+    char names[160];        /* its SAN names (host name errors) */
+    char not_before[24], not_after[24];
+    char server_name[128]; /* client: the name we checked against */
+    bool have_own_cert;    /* client: we had a certificate to show */
+    char plain_packet[12]; /* "CONNECT" for TLS_REASON_PLAINTEXT */
+    char first_bytes[16];  /* hex of the first bytes, for NOT_TLS/SSL2 */
+    int sys_errno;
+    int lib_code;   /* the mbedTLS error code */
+    char text[700]; /* tls/'s sentence, in TLS terms */
+} tls_failure;
+
+/* NULL while nothing failed. */
+const tls_failure *tls_conn_failure(const tls_conn *c);
+/* The one log line: "<peer>: TLS handshake failed: <text><advice> (sent
+ * alert x)", with the caller's advice (may be "") placed after the text. */
+void tls_failure_format(const tls_conn *c, const char *advice, char *buf, size_t len);
+
+/* Options named in setup errors. Each caller passes its own spelling in
+ * opts.opt_names (config keys, command-line flags); NULL = neutral words. */
+enum tls_opt {
+    TLS_OPT_CERTFILE,
+    TLS_OPT_KEYFILE,
+    TLS_OPT_CAFILE,
+    TLS_OPT_CAPATH,
+    TLS_OPT_CRLFILE,
+    TLS_OPT_CIPHERS,
+    TLS_OPT_CIPHERS13,
+    TLS_OPT_VERSION,
+    TLS_OPT_KEYLOG,
+    TLS_OPT_REQUIRE_CERT,
+    TLS_OPT_COUNT
+};
 /* After the handshake: "TLS 1.2, ECDHE-ECDSA-AES128-GCM-SHA256, full
  * handshake, client certificate CN=labclient,O=Lab" (or "no client certificate"). */
 void tls_conn_describe(const tls_conn *c, char *buf, size_t len);
@@ -129,7 +216,9 @@ bool tls_conn_resumed(const tls_conn *c);
 const char *tls_conn_peer_cn(const tls_conn *c);
 /* Its whole subject, RFC 2253 order ("CN=x,O=y,C=z"), or NULL. */
 const char *tls_conn_peer_subject(const tls_conn *c);
-/* Bytes currently allocated for this connection (for docs/bench). */
+/* Bytes currently allocated for this connection, counted rather than
+ * estimated (tls/tls_mem.c): every allocation tls/ or mbedTLS makes on its
+ * behalf and has not freed yet. */
 size_t tls_conn_memory(const tls_conn *c);
 
 /* ---- additions (tls/ owner) ---------------------------------------------

@@ -12,14 +12,6 @@
 
 #include "mbedtls/net_sockets.h"
 #include "mbedtls/platform.h"
-#if MBEDTLS_VERSION_MAJOR < 3
-#include "mbedtls/aes.h"
-#include "mbedtls/chachapoly.h"
-#include "mbedtls/gcm.h"
-#include "mbedtls/sha1.h"
-#include "mbedtls/sha256.h"
-#include "mbedtls/sha512.h"
-#endif
 
 #include "tls/tls_int.h"
 
@@ -48,6 +40,9 @@ static void scan_out(tls_hs *hs, const unsigned char *p, size_t n)
         }
         size_t take = hs->orem < n ? hs->orem : n;
         size_t total = (size_t)hs->ohdr[3] << 8 | hs->ohdr[4];
+        if (hs->otype == MBEDTLS_SSL_MSG_HANDSHAKE && hs->opos == 0 && take > 0 &&
+            p[0] == MBEDTLS_SSL_HS_NEW_SESSION_TICKET)
+            hs->nst_sent = true;
         if (hs->otype == MBEDTLS_SSL_MSG_ALERT && total == 2)
             for (size_t i = 0; i < take && hs->opos + i < 2; i++)
                 hs->alert_body[hs->opos + i] = p[i];
@@ -146,31 +141,49 @@ static int verify_cb(void *ud, mbedtls_x509_crt *crt, int depth, uint32_t *flags
 
 /* ---- setup ---------------------------------------------------------------- */
 
+/* The struct and its handshake bookkeeping, charged to mem. */
+static tls_conn *conn_alloc(tls_mem_account *mem, int fd, const char *peer)
+{
+    tls_conn *c = tls_mem_calloc(1, sizeof *c);
+    if (c == NULL) return NULL;
+    c->hs = tls_mem_calloc(1, sizeof *c->hs);
+    if (c->hs == NULL) {
+        tls_mem_free(c);
+        return NULL;
+    }
+    c->mem = mem;
+    c->hs->alert_sent = -1;
+    c->hs->pending_fail = -1;
+    mbedtls_ssl_init(&c->ssl);
+    c->fd = fd;
+    snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "?");
+    return c;
+}
+
 /* What a server and a client connection share: the struct, the handshake
  * bookkeeping, the SSL context on conf, our I/O callbacks, the verify hook
  * and the key log. NULL when out of memory. */
 static tls_conn *conn_new(int fd, const char *peer, const mbedtls_ssl_config *conf,
                           tls_keylog *keylog)
 {
-    tls_conn *c = calloc(1, sizeof *c);
-    if (c == NULL) return NULL;
-    c->hs = calloc(1, sizeof *c->hs);
-    if (c->hs == NULL) {
-        free(c);
+    tls_mem_account *mem = tls_mem_account_new();
+    if (mem == NULL) return NULL;
+    tls_mem_account *prev = tls_mem_scope(mem);
+    tls_conn *c = conn_alloc(mem, fd, peer);
+    if (c == NULL) {
+        tls_mem_scope(prev);
+        tls_mem_account_release(mem);
         return NULL;
     }
-    c->hs->alert_sent = -1;
-    c->hs->pending_fail = -1;
-    mbedtls_ssl_init(&c->ssl);
-    c->fd = fd;
-    snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "?");
     if (mbedtls_ssl_setup(&c->ssl, conf) != 0) {
-        tls_conn_free(c);
-        return NULL;
+        tls_conn_free(c); /* releases mem */
+        c = NULL;
+    } else {
+        mbedtls_ssl_set_bio(&c->ssl, c, conn_send, conn_recv, NULL);
+        mbedtls_ssl_set_verify(&c->ssl, verify_cb, c);
+        tls_keylog_attach(NULL, c, keylog);
     }
-    mbedtls_ssl_set_bio(&c->ssl, c, conn_send, conn_recv, NULL);
-    mbedtls_ssl_set_verify(&c->ssl, verify_cb, c);
-    tls_keylog_attach(NULL, &c->ssl, keylog);
+    tls_mem_scope(prev);
     return c;
 }
 
@@ -209,11 +222,8 @@ int tls_conn_connect(tls_conn **out, tls_client *cli, int fd, const char *peer)
         return TLS_ERR_ALLOC;
     }
     if (cli->have_saved && cli->resume != TLS_RESUME_OFF) {
-        if (mbedtls_ssl_set_session(&c->ssl, &cli->saved) == 0) {
-#if MBEDTLS_VERSION_MAJOR < 3
-            c->hs->offered_ticket = cli->saved.ticket_len > 0;
-#endif
-        }
+        if (mbedtls_ssl_set_session(&c->ssl, &cli->saved) == 0)
+            c->hs->offered_ticket = tls_ad_session_has_ticket(&cli->saved);
     }
     *out = c;
     return TLS_OK;
@@ -223,7 +233,7 @@ int tls_conn_connect(tls_conn **out, tls_client *cli, int fd, const char *peer)
 
 static int ssl_state(const tls_conn *c)
 {
-    return c->ssl.TLS_PRIV(state);
+    return tls_ad_state(&c->ssl);
 }
 
 /* The parsed peer chain is 1-3 KB per connection that nothing needs after
@@ -231,29 +241,32 @@ static int ssl_state(const tls_conn *c)
  * has already copied it into the session cache / ticket by now. */
 static void drop_peer_chain(tls_conn *c)
 {
-#if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE) && MBEDTLS_VERSION_MAJOR < 3
-    mbedtls_ssl_session *s = c->ssl.session;
-    if (s && s->peer_cert) {
-        mbedtls_x509_crt_free(s->peer_cert);
-        mbedtls_free(s->peer_cert);
-        s->peer_cert = NULL;
-    }
-#else
-    (void)c;
-#endif
+    tls_ad_drop_peer_chain(&c->ssl);
+}
+
+/* Keeps the session for the client's next connect. */
+static void save_session(tls_conn *c)
+{
+    if (c->cli == NULL || c->cli->resume == TLS_RESUME_OFF) return;
+    /* the saved session belongs to the tls_client, not to this connection */
+    tls_mem_account *prev = tls_mem_scope(NULL);
+    mbedtls_ssl_session_free(&c->cli->saved);
+    mbedtls_ssl_session_init(&c->cli->saved);
+    c->cli->have_saved = mbedtls_ssl_get_session(&c->ssl, &c->cli->saved) == 0;
+    tls_mem_scope(prev);
 }
 
 static void handshake_finished(tls_conn *c)
 {
     tls_hs *hs = c->hs;
     c->done = true;
-    /* A full handshake always runs the server-Certificate state; an
-     * abbreviated one jumps from ServerHello to ChangeCipherSpec. */
+    /* A full handshake always runs the server-Certificate state; a resumed
+     * one (TLS 1.2 abbreviated, TLS 1.3 PSK) goes around it. */
     if (!(hs->states_seen & (1u << MBEDTLS_SSL_SERVER_CERTIFICATE))) {
         bool ticket;
         if (c->srv) {
             tls_hello h;
-            ticket = tls_hello_parse(hs->first, hs->first_len, &h) && h.ticket_len > 0;
+            ticket = tls_hello_parse(hs->first, hs->first_len, &h) && (h.ticket_len > 0 || h.psk);
         } else {
             ticket = hs->offered_ticket;
         }
@@ -263,21 +276,17 @@ static void handshake_finished(tls_conn *c)
     if (peer) {
         char dn[256];
         tls_dn_format(&peer->subject, dn, sizeof dn);
-        c->peer_subject = strdup(dn);
+        c->peer_subject = tls_mem_strdup(dn);
         c->peer_cn = tls_dn_cn(&peer->subject);
     }
     drop_peer_chain(c);
-    if (c->cli && c->cli->resume != TLS_RESUME_OFF) {
-        mbedtls_ssl_session_free(&c->cli->saved);
-        mbedtls_ssl_session_init(&c->cli->saved);
-        c->cli->have_saved = mbedtls_ssl_get_session(&c->ssl, &c->cli->saved) == 0;
-    }
+    if (tls_ad_minor(&c->ssl) < TLS_V13) save_session(c);
     if ((c->srv && c->srv->trace) || (c->cli && c->cli->trace)) {
         char d[300];
         tls_conn_describe(c, d, sizeof d);
         tls_conn_log(c, 4, "handshake complete: %s", d);
     }
-    free(c->hs);
+    tls_mem_free(c->hs);
     c->hs = NULL;
 }
 
@@ -286,7 +295,11 @@ static void handshake_finished(tls_conn *c)
  * a certificate we cannot trust is refused, like OpenSSL's SSL_VERIFY_PEER. */
 static int check_optional_cert(tls_conn *c)
 {
-    if (c->srv == NULL || !c->srv->have_ca || c->srv->require_cert || !c->hs->cert_seen) return 0;
+    if (c->srv == NULL || !c->srv->request_cert) return 0;
+    /* mbedTLS 3.6 answers a missing certificate in TLS 1.3 with the SSL 3.0
+     * alert no_certificate (41); we verify optionally and refuse it here,
+     * with certificate_required (116) as RFC 8446 says (tls_diag.c). */
+    if (!c->hs->cert_seen) return c->srv->require_cert ? TLS_E_CERT_REQUIRED : 0;
     uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
     if (flags == 0 || flags == (uint32_t)-1) return 0;
     return MBEDTLS_ERR_X509_CERT_VERIFY_FAILED;
@@ -296,18 +309,31 @@ static int check_optional_cert(tls_conn *c)
  * tells us when it went by. */
 static bool ticket_pending(const tls_conn *c)
 {
-#if MBEDTLS_VERSION_MAJOR < 3 && defined(MBEDTLS_SSL_SESSION_TICKETS)
-    return c->ssl.handshake && c->ssl.handshake->new_session_ticket;
-#else
-    (void)c;
-    return false;
-#endif
+    if (c->srv) return !c->hs->nst_sent; /* "pending" until it is on the wire */
+    return tls_ad_ticket_pending(&c->ssl);
 }
 
-int tls_conn_handshake(tls_conn *c)
+/* Allocations made while tls/ works for c are charged to c (tls_mem.c).
+ * Without allocator hooks only setup and handshake are metered. */
+typedef struct {
+    tls_mem_account *prev;
+    bool on;
+} mem_guard;
+
+static mem_guard mem_enter(const tls_conn *c)
 {
-    if (c->result) return c->result;
-    if (c->done) return TLS_OK;
+    mem_guard g = {NULL, tls_mem_hooked() || !c->done};
+    if (g.on) g.prev = tls_mem_scope(c->mem);
+    return g;
+}
+
+static void mem_leave(mem_guard g)
+{
+    if (g.on) tls_mem_scope(g.prev);
+}
+
+static int handshake_run(tls_conn *c)
+{
     for (;;) {
         int prev = ssl_state(c);
         if (prev == MBEDTLS_SSL_HANDSHAKE_OVER) {
@@ -321,6 +347,11 @@ int tls_conn_handshake(tls_conn *c)
             tls_diag_trace_step(c, prev, nst_before && !ticket_pending(c));
         if (ret == 0 && prev == MBEDTLS_SSL_CLIENT_CERTIFICATE && ssl_state(c) != prev)
             ret = check_optional_cert(c);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+        if (ret == 0 && c->srv && prev == MBEDTLS_SSL_SERVER_FINISHED && ssl_state(c) != prev &&
+            tls_ad_minor(&c->ssl) == TLS_V13)
+            tls_ad_tls13_server_app_keys(&c->ssl);
+#endif
         if (ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_READ;
         if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) return TLS_WANT_WRITE;
         if (ret != 0) {
@@ -328,6 +359,16 @@ int tls_conn_handshake(tls_conn *c)
             return c->result;
         }
     }
+}
+
+int tls_conn_handshake(tls_conn *c)
+{
+    if (c->result) return c->result;
+    if (c->done) return TLS_OK;
+    mem_guard g = mem_enter(c);
+    int r = handshake_run(c);
+    mem_leave(g);
+    return r;
 }
 
 bool tls_conn_handshake_done(const tls_conn *c)
@@ -340,39 +381,37 @@ bool tls_conn_handshake_done(const tls_conn *c)
 static ssize_t io_failure(tls_conn *c, int ret, const char *what)
 {
     char why[200];
+    int e = c->last_errno ? c->last_errno : ECONNRESET;
     if (ret == 0 || ret == MBEDTLS_ERR_SSL_CONN_EOF) {
-        c->result = TLS_ERR_CLOSED;
-        tls_conn_set_error(c, "peer closed the connection (without close_notify)");
+        tls_conn_fail(c, ret, TLS_REASON_CLOSED, TLS_ERR_CLOSED,
+                      "peer closed the connection (without close_notify)");
     } else if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
-        c->result = TLS_ERR_CLOSED;
-        tls_conn_set_error(c, "peer closed the TLS session (close_notify)");
+        tls_conn_fail(c, ret, TLS_REASON_CLOSE_NOTIFY, TLS_ERR_CLOSED,
+                      "peer closed the TLS session (close_notify)");
     } else if (ret == MBEDTLS_ERR_NET_CONN_RESET || ret == MBEDTLS_ERR_NET_SEND_FAILED ||
                ret == MBEDTLS_ERR_NET_RECV_FAILED) {
-        c->result = TLS_ERR_IO;
-        tls_conn_set_error(c, "TLS %s failed: %s", what,
-                           strerror(c->last_errno ? c->last_errno : ECONNRESET));
+        tls_conn_fail(c, ret, TLS_REASON_IO, TLS_ERR_IO, "TLS %s failed: %s", what, strerror(e));
     } else if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
-        int desc = c->ssl.TLS_PRIV(in_msg) ? c->ssl.TLS_PRIV(in_msg)[1] : -1;
-        c->result = TLS_ERR_PROTOCOL;
-        tls_conn_set_error(c, "peer sent fatal alert %s (%d)", tls_alert_name(desc), desc);
+        int desc = tls_ad_alert_received(&c->ssl);
+        tls_conn_fail(c, ret, TLS_REASON_PEER_ALERT, TLS_ERR_PROTOCOL,
+                      "peer sent fatal alert %s (%d)", tls_alert_name(desc), desc);
+        if (c->fail) c->fail->alert_received = desc;
     } else if (ret == MBEDTLS_ERR_SSL_INVALID_MAC) {
-        c->result = TLS_ERR_PROTOCOL;
-        tls_conn_set_error(c,
-                           "TLS %s failed: a record failed authentication (bad_record_mac): "
-                           "corrupted or tampered with in transit",
-                           what);
+        tls_conn_fail(c, ret, TLS_REASON_BAD_MAC, TLS_ERR_PROTOCOL,
+                      "TLS %s failed: a record failed authentication (bad_record_mac): "
+                      "corrupted or tampered with in transit",
+                      what);
     } else if (ret == MBEDTLS_ERR_SSL_ALLOC_FAILED) {
-        c->result = TLS_ERR_ALLOC;
-        tls_conn_set_error(c, "TLS %s failed: out of memory", what);
+        tls_conn_fail(c, ret, TLS_REASON_ALLOC, TLS_ERR_ALLOC, "TLS %s failed: out of memory",
+                      what);
     } else {
         tls_strerror(ret, why, sizeof why);
-        c->result = TLS_ERR_PROTOCOL;
-        tls_conn_set_error(c, "TLS %s failed: %s", what, why);
+        tls_conn_fail(c, ret, TLS_REASON_LIBRARY, TLS_ERR_PROTOCOL, "TLS %s failed: %s", what, why);
     }
     return c->result;
 }
 
-ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t len)
+static ssize_t conn_read(tls_conn *c, uint8_t *buf, size_t len)
 {
     if (!c->done && !c->result) {
         int r = tls_conn_handshake(c);
@@ -383,33 +422,44 @@ ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t len)
     for (;;) {
         int ret = mbedtls_ssl_read(&c->ssl, buf, len);
         if (ret > 0) return ret;
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_CLI_C)
+        /* TLS 1.3 client: a NewSessionTicket record was taken in and waits
+         * to be parsed on the next call; the socket will not wake us for it */
+        if (ret == MBEDTLS_ERR_SSL_WANT_READ && c->cli &&
+            tls_ad_state(&c->ssl) == MBEDTLS_SSL_TLS1_3_NEW_SESSION_TICKET)
+            continue;
+#endif
         if (ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_READ;
         if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) return TLS_WANT_WRITE;
 #if defined(MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
-        if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) continue;
+        if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
+            save_session(c); /* TLS 1.3: the ticket comes after the handshake */
+            continue;
+        }
 #endif
         return io_failure(c, ret, "read");
     }
 }
 
+ssize_t tls_conn_read(tls_conn *c, uint8_t *buf, size_t len)
+{
+    mem_guard g = mem_enter(c);
+    ssize_t n = conn_read(c, buf, len);
+    mem_leave(g);
+    return n;
+}
+
 /* Flushes a record mbedTLS buffered earlier (out_left > 0). */
 static int flush_pending(tls_conn *c)
 {
-    if (c->ssl.TLS_PRIV(out_left) == 0) return 0;
-#if MBEDTLS_VERSION_MAJOR < 3
-    return mbedtls_ssl_flush_output(&c->ssl);
-#else
-    /* 3.x hides the flush; a write with pending output only flushes. */
-    static const unsigned char dummy[1];
-    int ret = mbedtls_ssl_write(&c->ssl, dummy, 1);
-    return ret > 0 ? 0 : ret;
-#endif
+    if (tls_ad_out_left(&c->ssl) == 0) return 0;
+    return tls_ad_flush(&c->ssl);
 }
 
 /* mbedTLS wants a write that returned WANT_WRITE repeated with the same
  * data. We hide that: once mbedTLS has sealed the bytes into a record they
  * count as written, and the next call first pushes that record out. */
-ssize_t tls_conn_write(tls_conn *c, const uint8_t *buf, size_t len)
+static ssize_t conn_write(tls_conn *c, const uint8_t *buf, size_t len)
 {
     if (!c->done && !c->result) {
         int r = tls_conn_handshake(c);
@@ -426,9 +476,17 @@ ssize_t tls_conn_write(tls_conn *c, const uint8_t *buf, size_t len)
     ret = mbedtls_ssl_write(&c->ssl, buf, n);
     if (ret > 0) return ret;
     if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
-        return c->ssl.TLS_PRIV(out_left) > 0 ? (ssize_t)n : TLS_WANT_WRITE;
+        return tls_ad_out_left(&c->ssl) > 0 ? (ssize_t)n : TLS_WANT_WRITE;
     if (ret == MBEDTLS_ERR_SSL_WANT_READ) return TLS_WANT_READ;
     return io_failure(c, ret, "write");
+}
+
+ssize_t tls_conn_write(tls_conn *c, const uint8_t *buf, size_t len)
+{
+    mem_guard g = mem_enter(c);
+    ssize_t n = conn_write(c, buf, len);
+    mem_leave(g);
+    return n;
 }
 
 size_t tls_conn_pending(const tls_conn *c)
@@ -445,18 +503,24 @@ void tls_conn_close_notify(tls_conn *c)
     if (c == NULL || !c->done || c->close_sent) return;
     if (c->result && c->result != TLS_ERR_CLOSED) return;
     c->close_sent = true;
+    mem_guard g = mem_enter(c);
     (void)mbedtls_ssl_close_notify(&c->ssl);
+    mem_leave(g);
 }
 
 void tls_conn_free(tls_conn *c)
 {
     if (c == NULL) return;
+    tls_mem_account *prev = tls_mem_scope(c->mem), *mem = c->mem;
     mbedtls_ssl_free(&c->ssl);
-    free(c->hs);
-    free(c->err);
-    free(c->peer_subject);
-    free(c->peer_cn);
-    free(c);
+    tls_mem_free(c->hs);
+    tls_mem_free(c->err);
+    tls_mem_free(c->fail);
+    tls_mem_free(c->peer_subject);
+    tls_mem_free(c->peer_cn);
+    tls_mem_free(c);
+    tls_mem_scope(prev);
+    tls_mem_account_release(mem);
 }
 
 /* ---- introspection ---------------------------------------------------------- */
@@ -518,79 +582,8 @@ void tls_conn_describe(const tls_conn *c, char *buf, size_t len)
     snprintf(buf, len, "%s, %s, %s, %s", ver, suite, how, who);
 }
 
-#if MBEDTLS_VERSION_MAJOR < 3
-static size_t cipher_ctx_size(const mbedtls_cipher_context_t *cc)
-{
-    if (cc->cipher_info == NULL) return 0;
-    switch (mbedtls_cipher_get_cipher_mode(cc)) {
-    case MBEDTLS_MODE_GCM:
-        return sizeof(mbedtls_gcm_context) + sizeof(mbedtls_aes_context);
-    case MBEDTLS_MODE_CHACHAPOLY:
-        return sizeof(mbedtls_chachapoly_context);
-    default:
-        return sizeof(mbedtls_aes_context);
-    }
-}
-
-static size_t md_ctx_size(const mbedtls_md_context_t *md)
-{
-    if (md->md_info == NULL) return 0;
-    switch (mbedtls_md_get_type(md->md_info)) {
-    case MBEDTLS_MD_SHA1:
-        return sizeof(mbedtls_sha1_context) + 2 * 64;
-    case MBEDTLS_MD_SHA256:
-        return sizeof(mbedtls_sha256_context) + 2 * 64;
-    default:
-        return sizeof(mbedtls_sha512_context) + 2 * 128;
-    }
-}
-
-static size_t transform_size(const mbedtls_ssl_transform *t)
-{
-    if (t == NULL) return 0;
-    return sizeof *t + cipher_ctx_size(&t->cipher_ctx_enc) + cipher_ctx_size(&t->cipher_ctx_dec) +
-           md_ctx_size(&t->md_ctx_enc) + md_ctx_size(&t->md_ctx_dec);
-}
-
-static size_t session_size(const mbedtls_ssl_session *s)
-{
-    if (s == NULL) return 0;
-    size_t n = sizeof *s;
-#if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE)
-    for (const mbedtls_x509_crt *p = s->peer_cert; p; p = p->next)
-        n += sizeof *p + p->raw.len + 512; /* + parsed names and key, roughly */
-#endif
-#if defined(MBEDTLS_SSL_SESSION_TICKETS) && defined(MBEDTLS_SSL_CLI_C)
-    n += s->ticket_len;
-#endif
-    return n;
-}
-#endif
-
-/* Counts what this connection holds: our struct, mbedTLS's two record
- * buffers (the bulk), session, keys/cipher state, and handshake leftovers.
- * Allocator overhead is not included. tests/unit/test_tls.c compares it
- * with malloc's own accounting. */
+/* Counted, not estimated: see tls_mem.c. */
 size_t tls_conn_memory(const tls_conn *c)
 {
-    if (c == NULL) return 0;
-    size_t n = sizeof *c;
-    if (c->hs) n += sizeof *c->hs;
-    if (c->err) n += strlen(c->err) + 1;
-    if (c->peer_subject) n += strlen(c->peer_subject) + 1;
-    if (c->peer_cn) n += strlen(c->peer_cn) + 1;
-#if MBEDTLS_VERSION_MAJOR < 3
-    const mbedtls_ssl_context *s = &c->ssl;
-    if (s->in_buf) n += MBEDTLS_SSL_IN_BUFFER_LEN;
-    if (s->out_buf) n += MBEDTLS_SSL_OUT_BUFFER_LEN;
-    n += session_size(s->session);
-    if (s->session_negotiate != s->session) n += session_size(s->session_negotiate);
-    n += transform_size(s->transform);
-    if (s->transform_negotiate != s->transform) n += transform_size(s->transform_negotiate);
-    if (s->handshake) n += sizeof *s->handshake;
-    if (s->hostname) n += strlen(s->hostname) + 1;
-#else
-    n += 2 * (16384 + 256) + 2048; /* record buffers + session/transform estimate */
-#endif
-    return n;
+    return c ? tls_mem_account_bytes(c->mem) : 0;
 }

@@ -34,18 +34,6 @@ const char *tls_version_name(int minor)
     }
 }
 
-void tls_conn_set_error(tls_conn *c, const char *fmt, ...)
-{
-    char msg[768], line[900];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    snprintf(line, sizeof line, "%s: %s", c->peer, msg);
-    free(c->err);
-    c->err = strdup(line);
-}
-
 void tls_conn_log(const tls_conn *c, int level, const char *fmt, ...)
 {
     tls_log_fn log = c->srv ? c->srv->log : c->cli->log;
@@ -136,6 +124,8 @@ bool tls_hello_parse(const uint8_t *buf, size_t len, tls_hello *h)
                     h->sni[i] = (e[5 + i] < 0x20 || e[5 + i] >= 0x7f) ? '?' : (char)e[5 + i];
                 h->sni[nl] = '\0';
             }
+        } else if (type == 41) { /* pre_shared_key (TLS 1.3 resumption) */
+            h->psk = true;
         } else if (type == 35) { /* session_ticket */
             h->ticket_ext = true;
             h->ticket_len = el;
@@ -202,7 +192,8 @@ static void client_hello_line(const tls_conn *c, char *line, size_t len)
                  wire);
     snprintf(line, len, "<- ClientHello: %s, %zu cipher suite%s%s%s%s%s%s", ver, h.nsuites,
              h.nsuites == 1 ? "" : "s", h.sni[0] ? ", SNI " : ", no SNI", h.sni,
-             h.ticket_len   ? ", offers a session ticket"
+             h.psk          ? ", offers a session ticket (pre_shared_key)"
+             : h.ticket_len ? ", offers a session ticket"
              : h.ticket_ext ? ", asks for a ticket"
                             : "",
              h.sid_len && !h.ticket_len ? ", offers a session id" : "", extra);
@@ -247,7 +238,7 @@ static void sig_alg_name(int hash, int sig, char *buf, size_t len)
  * filled in yet when a step returns. */
 static const uint8_t *hs_msg(const tls_conn *c, bool sent, int type, size_t need, size_t *mlen)
 {
-    const uint8_t *m = sent ? c->ssl.TLS_PRIV(out_msg) : c->ssl.TLS_PRIV(in_msg);
+    const uint8_t *m = sent ? tls_ad_out_msg(&c->ssl) : tls_ad_in_msg(&c->ssl);
     if (m == NULL || m[0] != type) return NULL;
     size_t n = (size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3];
     if (n + 4 < need) return NULL;
@@ -266,20 +257,17 @@ static int server_hello_suite(const tls_conn *c, bool srv, int *sid_len)
         *sid_len = m[38];
         return m[39 + m[38]] << 8 | m[40 + m[38]];
     }
-#if MBEDTLS_VERSION_MAJOR < 3
-    const mbedtls_ssl_session *s =
-        c->ssl.session_negotiate ? c->ssl.session_negotiate : c->ssl.session;
-    return s ? s->ciphersuite : 0;
-#else
-    const char *name = mbedtls_ssl_get_ciphersuite(&c->ssl);
-    return name ? mbedtls_ssl_get_ciphersuite_id(name) : 0;
-#endif
+    return tls_ad_suite(&c->ssl);
 }
 
 static void suite_names(int id, char *ossl, size_t olen, char *iana, size_t ilen)
 {
     const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(id);
     tls_suite_openssl_name(id, ossl, olen);
+    if ((id >> 8) == 0x13) { /* TLS 1.3: OpenSSL and IANA agree */
+        snprintf(iana, ilen, "%s", ossl);
+        return;
+    }
     snprintf(iana, ilen, "%s", info ? mbedtls_ssl_get_ciphersuite_name(id) : "?");
     for (char *q = iana; *q; q++)
         if (*q == '-') *q = '_';
@@ -287,13 +275,7 @@ static void suite_names(int id, char *ossl, size_t olen, char *iana, size_t ilen
 
 static const mbedtls_x509_crt *negotiating_peer_cert(const tls_conn *c)
 {
-#if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE) && MBEDTLS_VERSION_MAJOR < 3
-    const mbedtls_ssl_session *s = c->ssl.session_negotiate;
-    return s ? s->peer_cert : NULL;
-#else
-    (void)c;
-    return NULL;
-#endif
+    return tls_ad_peer_chain(&c->ssl);
 }
 
 static int chain_len(const mbedtls_x509_crt *crt)
@@ -326,7 +308,7 @@ static void server_key_exchange_line(const tls_conn *c, bool srv, char *line, si
     }
     size_t plen = m[7];
     char sig[64] = "";
-    if (8 + plen + 2 <= n && c->ssl.TLS_PRIV(minor_ver) >= TLS_V12) {
+    if (8 + plen + 2 <= n && tls_ad_minor(&c->ssl) >= TLS_V12) {
         char alg[48];
         sig_alg_name(m[8 + plen], m[9 + plen], alg, sizeof alg);
         snprintf(sig, sizeof sig, ", signed with %s", alg);
@@ -339,13 +321,8 @@ static void server_key_exchange_line(const tls_conn *c, bool srv, char *line, si
 
 static bool kx_is_ecdhe(const tls_conn *c)
 {
-#if MBEDTLS_VERSION_MAJOR < 3
-    const mbedtls_ssl_session *s =
-        c->ssl.session_negotiate ? c->ssl.session_negotiate : c->ssl.session;
-    const char *name = s ? mbedtls_ssl_get_ciphersuite_name(s->ciphersuite) : NULL;
-#else
-    const char *name = mbedtls_ssl_get_ciphersuite(&c->ssl);
-#endif
+    int id = tls_ad_suite(&c->ssl);
+    const char *name = id ? mbedtls_ssl_get_ciphersuite_name(id) : NULL;
     return name && strstr(name, "TLS-ECDHE-") == name;
 }
 
@@ -363,39 +340,97 @@ static void client_cert_line(const tls_conn *c, char *line, size_t len)
     }
 }
 
-/* One line per handshake message, in wire order. Driven by the mbedTLS
- * state that just ran (prev): a state handler reads or writes exactly one
- * message (or skips it), so "the state advanced" means "that message went
- * by". Arrows: "->" we sent it, "<-" we received it. */
-void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
+/* 2.28 sends/reads NewSessionTicket while staying in the
+ * server-ChangeCipherSpec state; the caller watched the flag for us. */
+static void trace_ticket(tls_conn *c, bool srv)
 {
-    int now = c->ssl.TLS_PRIV(state);
-    bool srv = c->srv != NULL;
-    char a[64], b[128], line[400];
-    line[0] = '\0';
-    /* 2.28 sends/reads NewSessionTicket while staying in the
-     * server-ChangeCipherSpec state; the caller watched the flag for us. */
-    if (ticket_went) {
-        size_t n = 0;
-        const uint8_t *m = hs_msg(c, srv, MBEDTLS_SSL_HS_NEW_SESSION_TICKET, 4 + 6, &n);
-        if (m)
-            tls_conn_log(c, 4,
-                         "%s NewSessionTicket: lifetime %lu s, ticket %u bytes (for resumption)",
-                         srv ? "->" : "<-",
-                         (unsigned long)m[4] << 24 | (unsigned long)m[5] << 16 |
-                             (unsigned long)m[6] << 8 | m[7],
-                         (unsigned)(m[8] << 8 | m[9]));
-        else
-            tls_conn_log(c, 4, "%s NewSessionTicket", srv ? "->" : "<-");
+    size_t n = 0;
+    const uint8_t *m = hs_msg(c, srv, MBEDTLS_SSL_HS_NEW_SESSION_TICKET, 4 + 6, &n);
+    if (m)
+        tls_conn_log(c, 4, "%s NewSessionTicket: lifetime %lu s, ticket %u bytes (for resumption)",
+                     srv ? "->" : "<-",
+                     (unsigned long)m[4] << 24 | (unsigned long)m[5] << 16 |
+                         (unsigned long)m[6] << 8 | m[7],
+                     (unsigned)(m[8] << 8 | m[9]));
+    else
+        tls_conn_log(c, 4, "%s NewSessionTicket", srv ? "->" : "<-");
+}
+
+/* ClientHello to ServerHelloDone. */
+/* TLS 1.3: does the ServerHello (plaintext: out_msg on the server, in_msg
+ * on the client) carry pre_shared_key, i.e. accept the client's ticket? */
+static bool server_hello_psk(const tls_conn *c, bool srv)
+{
+    size_t n = 0;
+    const uint8_t *m = hs_msg(c, srv, MBEDTLS_SSL_HS_SERVER_HELLO, 4 + 2 + 32 + 1, &n);
+    if (m == NULL) return false;
+    size_t at = 4 + 2 + 32;
+    at += 1 + m[at]; /* legacy_session_id */
+    at += 2 + 1;     /* cipher_suite, legacy_compression_method */
+    if (at + 2 > n) return false;
+    size_t end = at + 2 + ((size_t)m[at] << 8 | m[at + 1]);
+    for (at += 2; at + 4 <= end && at + 4 <= n;) {
+        if ((m[at] << 8 | m[at + 1]) == 41) return true;
+        at += 4 + ((size_t)m[at + 2] << 8 | m[at + 3]);
     }
-    if (now == prev) return;
+    return false;
+}
+
+/* TLS 1.3 messages with a state of their own (mbedTLS 3.x). */
+static void trace_tls13(tls_conn *c, int prev, char *line, size_t len)
+{
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    bool srv = c->srv != NULL;
     const char *in = srv ? "<-" : "->", *out = srv ? "->" : "<-";
+    switch (prev) {
+    case MBEDTLS_SSL_ENCRYPTED_EXTENSIONS:
+        snprintf(line, len,
+                 "%s EncryptedExtensions (encrypted from here on: without the key log "
+                 "Wireshark shows only Application Data, the certificate too)",
+                 out);
+        break;
+    case MBEDTLS_SSL_CERTIFICATE_VERIFY:
+        snprintf(line, len,
+                 "%s CertificateVerify (the server signs the handshake with its certificate's "
+                 "key)",
+                 out);
+        break;
+    case MBEDTLS_SSL_CLIENT_CERTIFICATE_VERIFY:
+        if ((srv && negotiating_peer_cert(c)) || (!srv && c->cli->have_cert))
+            snprintf(line, len,
+                     "%s CertificateVerify (proves the client holds the certificate's key)", in);
+        break;
+    case MBEDTLS_SSL_SERVER_CCS_AFTER_SERVER_HELLO:
+    case MBEDTLS_SSL_CLIENT_CCS_AFTER_SERVER_FINISHED:
+    case MBEDTLS_SSL_CLIENT_CCS_AFTER_CLIENT_HELLO:
+        snprintf(line, len, "%s ChangeCipherSpec (middlebox compatibility only, RFC 8446 D.4)",
+                 prev == MBEDTLS_SSL_SERVER_CCS_AFTER_SERVER_HELLO ? out : in);
+        break;
+    case MBEDTLS_SSL_TLS1_3_NEW_SESSION_TICKET:
+        snprintf(line, len, "%s NewSessionTicket (encrypted; the next connection can resume)", out);
+        break;
+    default:
+        break;
+    }
+#else
+    (void)c;
+    (void)prev;
+    (void)line;
+    (void)len;
+#endif
+}
+
+static void trace_hello_flight(tls_conn *c, int prev, int now, char *line, size_t len)
+{
+    bool srv = c->srv != NULL;
+    const char *out = srv ? "->" : "<-";
+    char a[64], b[128];
     switch (prev) {
     case MBEDTLS_SSL_CLIENT_HELLO:
         if (srv) {
-            client_hello_line(c, line, sizeof line);
+            client_hello_line(c, line, len);
         } else {
-            snprintf(line, sizeof line, "-> ClientHello: %s, %zu cipher suites%s%s%s",
+            snprintf(line, len, "-> ClientHello: %s, %zu cipher suites%s%s%s",
                      tls_version_name(c->cli->minor), suite_count(c->cli->suites),
                      c->cli->server_name && !c->hs->iplen ? ", SNI " : ", no SNI",
                      c->cli->server_name && !c->hs->iplen ? c->cli->server_name : "",
@@ -406,109 +441,114 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
     case MBEDTLS_SSL_SERVER_HELLO: {
         int sid_len;
         int id = server_hello_suite(c, srv, &sid_len);
-        bool resuming = now != MBEDTLS_SSL_SERVER_CERTIFICATE;
+        bool tls13 = tls_ad_minor(&c->ssl) == TLS_V13;
+        bool resuming = tls13 ? server_hello_psk(c, srv) : now != MBEDTLS_SSL_SERVER_CERTIFICATE;
         const char *how = "resuming the session";
-        if (resuming && srv) {
+        if (tls13)
+            how = "resuming the session (ticket accepted: pre_shared_key)";
+        else if (resuming && srv) {
             tls_hello h;
             how = tls_hello_parse(c->hs->first, c->hs->first_len, &h) && h.ticket_len
                       ? "resuming the session (ticket accepted)"
                       : "resuming the session (session id found in the cache)";
         }
         suite_names(id, a, sizeof a, b, sizeof b);
-        snprintf(line, sizeof line, "%s ServerHello: %s, %s (%s), %s", out,
-                 tls_version_name(c->ssl.TLS_PRIV(minor_ver)), a, b,
-                 resuming ? how : "new session");
+        snprintf(line, len, "%s ServerHello: %s, %s (%s), %s", out,
+                 tls_version_name(tls_ad_minor(&c->ssl)), a, b, resuming ? how : "new session");
         break;
     }
     case MBEDTLS_SSL_SERVER_CERTIFICATE:
         if (srv) {
             char dn[200];
             tls_dn_format(&c->srv->cert.subject, dn, sizeof dn);
-            snprintf(line, sizeof line, "-> Certificate: %s (%d in chain)", dn,
-                     chain_len(&c->srv->cert));
+            snprintf(line, len, "-> Certificate: %s (%d in chain)", dn, chain_len(&c->srv->cert));
         } else {
             const mbedtls_x509_crt *p = negotiating_peer_cert(c);
             char dn[200] = "";
             if (p) tls_dn_format(&p->subject, dn, sizeof dn);
-            snprintf(line, sizeof line, "<- Certificate: %s (%d in chain)", dn, chain_len(p));
+            snprintf(line, len, "<- Certificate: %s (%d in chain)", dn, chain_len(p));
         }
         break;
     case MBEDTLS_SSL_SERVER_KEY_EXCHANGE:
         if (hs_msg(c, srv, MBEDTLS_SSL_HS_SERVER_KEY_EXCHANGE, 4, NULL))
-            server_key_exchange_line(c, srv, line, sizeof line);
+            server_key_exchange_line(c, srv, line, len);
         break;
     case MBEDTLS_SSL_CERTIFICATE_REQUEST:
-        if (srv && c->srv->have_ca) {
+        if (srv && c->srv->request_cert) {
             char dn[200];
             tls_dn_format(&c->srv->ca.subject, dn, sizeof dn);
-            snprintf(line, sizeof line,
-                     "-> CertificateRequest (client certificate %s): signed by %s%s",
+            snprintf(line, len, "-> CertificateRequest (client certificate %s): signed by %s%s",
                      c->srv->require_cert ? "required" : "optional", dn,
-                     c->srv->ca.next && c->srv->ca.next->version ? " or another CA in cafile" : "");
-        }
-#if MBEDTLS_VERSION_MAJOR < 3
-        else if (!srv && c->ssl.client_auth)
-            snprintf(line, sizeof line, "<- CertificateRequest");
-#endif
+                     c->srv->ca.next && c->srv->ca.next->version ? " or another trusted CA" : "");
+        } else if (!srv && tls_ad_cert_requested(&c->ssl))
+            snprintf(line, len, "<- CertificateRequest");
         break;
     case MBEDTLS_SSL_SERVER_HELLO_DONE:
-        snprintf(line, sizeof line, "%s ServerHelloDone", out);
+        snprintf(line, len, "%s ServerHelloDone", out);
         break;
+    default:
+        break;
+    }
+}
+
+/* Client Certificate to the server's Finished. */
+static void trace_key_flight(tls_conn *c, int prev, char *line, size_t len)
+{
+    bool srv = c->srv != NULL;
+    const char *in = srv ? "<-" : "->", *out = srv ? "->" : "<-";
+    char a[64];
+    switch (prev) {
     case MBEDTLS_SSL_CLIENT_CERTIFICATE:
-        if (srv && c->srv->have_ca) client_cert_line(c, line, sizeof line);
-#if MBEDTLS_VERSION_MAJOR < 3
-        else if (!srv && c->ssl.client_auth)
-            snprintf(line, sizeof line, "-> Certificate: %s",
-                     c->cli->have_cert ? "our client certificate" : "empty (no --cert given)");
-#endif
+        if (srv && c->srv->request_cert)
+            client_cert_line(c, line, len);
+        else if (!srv && tls_ad_cert_requested(&c->ssl))
+            snprintf(line, len, "-> Certificate: %s",
+                     c->cli->have_cert ? "our client certificate" : "empty (we have none)");
         break;
     case MBEDTLS_SSL_CLIENT_KEY_EXCHANGE: {
         const uint8_t *m = srv && kx_is_ecdhe(c)
                                ? hs_msg(c, false, MBEDTLS_SSL_HS_CLIENT_KEY_EXCHANGE, 5, NULL)
                                : NULL;
         if (m)
-            snprintf(line, sizeof line, "%s ClientKeyExchange: client's ECDHE public key %u bytes",
-                     in, (unsigned)m[4]);
+            snprintf(line, len, "%s ClientKeyExchange: client's ECDHE public key %u bytes", in,
+                     (unsigned)m[4]);
         else
-            snprintf(line, sizeof line, "%s ClientKeyExchange", in);
+            snprintf(line, len, "%s ClientKeyExchange", in);
         break;
     }
     case MBEDTLS_SSL_CERTIFICATE_VERIFY:
-        if ((srv && negotiating_peer_cert(c))
-#if MBEDTLS_VERSION_MAJOR < 3
-            || (!srv && c->ssl.client_auth && c->cli->have_cert)
-#endif
-        ) {
+        if ((srv && negotiating_peer_cert(c)) ||
+            (!srv && tls_ad_cert_requested(&c->ssl) && c->cli->have_cert)) {
             const uint8_t *m =
                 srv ? hs_msg(c, false, MBEDTLS_SSL_HS_CERTIFICATE_VERIFY, 6, NULL) : NULL;
             if (m) {
                 sig_alg_name(m[4], m[5], a, sizeof a);
-                snprintf(line, sizeof line,
+                snprintf(line, len,
                          "%s CertificateVerify: signed with %s (proves the client "
                          "holds the certificate's key)",
                          in, a);
             } else {
-                snprintf(line, sizeof line, "%s CertificateVerify", in);
+                snprintf(line, len, "%s CertificateVerify", in);
             }
         }
         break;
     case MBEDTLS_SSL_CLIENT_CHANGE_CIPHER_SPEC:
-        snprintf(line, sizeof line, "%s ChangeCipherSpec (the client encrypts from here on)", in);
+        snprintf(line, len, "%s ChangeCipherSpec (the client encrypts from here on)", in);
         break;
     case MBEDTLS_SSL_CLIENT_FINISHED:
-        snprintf(line, sizeof line,
+        snprintf(line, len,
                  "%s Finished (encrypted: \"Encrypted Handshake Message\" without "
                  "the key log)",
                  in);
         break;
-    case MBEDTLS_SSL_SERVER_NEW_SESSION_TICKET:
-        snprintf(line, sizeof line, "%s NewSessionTicket", out);
+    case TLS_ST_NEW_SESSION_TICKET:
+        snprintf(line, len, "%s NewSessionTicket", out);
         break;
     case MBEDTLS_SSL_SERVER_CHANGE_CIPHER_SPEC:
-        snprintf(line, sizeof line, "%s ChangeCipherSpec (the server encrypts from here on)", out);
+        snprintf(line, len, "%s ChangeCipherSpec (the server encrypts from here on)", out);
         break;
     case MBEDTLS_SSL_SERVER_FINISHED:
-        snprintf(line, sizeof line,
+        snprintf(line, len,
                  "%s Finished (encrypted: \"Encrypted Handshake Message\" without "
                  "the key log)",
                  out);
@@ -516,6 +556,24 @@ void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
     default:
         break;
     }
+}
+
+/* One line per handshake message, in wire order. Driven by the mbedTLS
+ * state that just ran (prev): a state handler reads or writes exactly one
+ * message (or skips it), so "the state advanced" means "that message went
+ * by". Arrows: "->" we sent it, "<-" we received it. */
+void tls_diag_trace_step(tls_conn *c, int prev, bool ticket_went)
+{
+    int now = tls_ad_state(&c->ssl);
+    char line[400];
+    line[0] = '\0';
+    if (ticket_went) trace_ticket(c, c->srv != NULL);
+    if (now == prev) return;
+    if (tls_ad_minor(&c->ssl) == TLS_V13) trace_tls13(c, prev, line, sizeof line);
+    if (!line[0] && !(tls_ad_minor(&c->ssl) == TLS_V13 && prev == MBEDTLS_SSL_CERTIFICATE_VERIFY))
+        trace_hello_flight(c, prev, now, line, sizeof line);
+    if (!line[0] && !(tls_ad_minor(&c->ssl) == TLS_V13 && prev == MBEDTLS_SSL_CERTIFICATE_VERIFY))
+        trace_key_flight(c, prev, line, sizeof line);
     if (line[0]) tls_conn_log(c, 4, "%s", line);
 }
 
@@ -526,7 +584,7 @@ static const char *first_bytes_kind(const tls_hs *hs);
 static void trace_failure(tls_conn *c, int alert_in)
 {
     bool srv = c->srv != NULL;
-    int state = c->ssl.TLS_PRIV(state);
+    int state = tls_ad_state(&c->ssl);
     char line[400];
     if (srv && state == MBEDTLS_SSL_CLIENT_HELLO && c->hs->first_len > 0 &&
         !first_bytes_kind(c->hs)) {
@@ -535,7 +593,7 @@ static void trace_failure(tls_conn *c, int alert_in)
             client_hello_line(c, line, sizeof line);
             tls_conn_log(c, 4, "%s", line);
         }
-    } else if (srv && state == MBEDTLS_SSL_CLIENT_CERTIFICATE && c->srv->have_ca) {
+    } else if (srv && state == MBEDTLS_SSL_CLIENT_CERTIFICATE && c->srv->request_cert) {
         client_cert_line(c, line, sizeof line);
         tls_conn_log(c, 4, "%s", line);
     }
@@ -607,10 +665,7 @@ void tls_diag_verify_detail(tls_conn *c, uint32_t f, char *buf, size_t len)
     if (f & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
         const char *want = c->cli && c->cli->server_name ? c->cli->server_name : NULL;
         if (want)
-            pos = cat(buf, len, pos,
-                      "%sit is for %s, not for %s (use -h with one of those names, or "
-                      "--insecure to skip the name check)",
-                      sep, hs->leaf_names, want);
+            pos = cat(buf, len, pos, "%sit is for %s, not for %s", sep, hs->leaf_names, want);
         else
             pos = cat(buf, len, pos, "%sno server name to check it against", sep);
         sep = "; ";
@@ -628,7 +683,7 @@ void tls_diag_verify_detail(tls_conn *c, uint32_t f, char *buf, size_t len)
     }
     if (f & (MBEDTLS_X509_BADCRL_EXPIRED | MBEDTLS_X509_BADCRL_FUTURE |
              MBEDTLS_X509_BADCRL_NOT_TRUSTED)) {
-        pos = cat(buf, len, pos, "%sthe CRL (crlfile) is out of date or not from this CA", sep);
+        pos = cat(buf, len, pos, "%sthe CRL is out of date or not from this CA", sep);
         sep = "; ";
     }
     if (f & MBEDTLS_X509_BADCERT_MISSING) {
@@ -655,18 +710,100 @@ static const char *first_bytes_kind(const tls_hs *hs)
     return "";
 }
 
+/* ---- structured failure ------------------------------------------------------ */
+
+/* Details every failure carries, whatever the reason. */
+static tls_failure *failure_new(tls_conn *c, int ret, bool handshake)
+{
+    tls_failure *f = c->fail;
+    if (f == NULL) f = c->fail = tls_mem_calloc(1, sizeof *f);
+    if (f == NULL) return NULL;
+    memset(f, 0, sizeof *f);
+    f->server = c->srv != NULL;
+    f->handshake = handshake;
+    f->alert_sent = c->hs ? c->hs->alert_sent : -1;
+    f->alert_received = -1;
+    f->offered_min = f->offered_max = -1;
+    f->our_min = c->srv ? c->srv->min_minor : c->cli->minor;
+    f->our_max = c->srv ? TLS_MAX_MINOR : c->cli->minor;
+    f->lib_code = ret;
+    f->sys_errno = c->last_errno;
+    if (c->cli) {
+        f->have_own_cert = c->cli->have_cert;
+        if (c->cli->server_name)
+            snprintf(f->server_name, sizeof f->server_name, "%s", c->cli->server_name);
+    }
+    tls_hs *hs = c->hs;
+    if (hs == NULL) return f;
+    tls_hello h;
+    if (c->srv && tls_hello_parse(hs->first, hs->first_len, &h)) {
+        f->offered_min = h.min_minor;
+        f->offered_max = h.max_minor;
+        f->offered_nsuites = h.nsuites;
+        memcpy(f->offered_suites, h.suites, sizeof f->offered_suites);
+    }
+    snprintf(f->subject, sizeof f->subject, "%s", hs->leaf_subject);
+    snprintf(f->issuer, sizeof f->issuer, "%s", hs->top_issuer);
+    snprintf(f->names, sizeof f->names, "%s", hs->leaf_names);
+    snprintf(f->not_before, sizeof f->not_before, "%s", hs->leaf_from);
+    snprintf(f->not_after, sizeof f->not_after, "%s", hs->leaf_to);
+    return f;
+}
+
+void tls_failure_format(const tls_conn *c, const char *advice, char *buf, size_t len)
+{
+    const tls_failure *f = c->fail;
+    if (len == 0) return;
+    if (f == NULL) {
+        snprintf(buf, len, "%s: no error", c->peer);
+        return;
+    }
+    char alert[64] = "";
+    if (f->handshake && f->alert_sent >= 0)
+        snprintf(alert, sizeof alert, " (sent alert %s)", tls_alert_name(f->alert_sent));
+    else if (f->handshake && f->alert_sent == -2)
+        snprintf(alert, sizeof alert, " (sent an encrypted alert)");
+    snprintf(buf, len, "%s: %s%s%s%s", c->peer, f->handshake ? "TLS handshake failed: " : "",
+             f->text, advice ? advice : "", alert);
+}
+
+const tls_failure *tls_conn_failure(const tls_conn *c)
+{
+    return c ? c->fail : NULL;
+}
+
+/* Records the verdict: reason, code and tls/'s sentence; c->err gets the
+ * line without caller advice (tls_conn_error). */
+void tls_conn_fail(tls_conn *c, int ret, enum tls_reason reason, int code, const char *fmt, ...)
+{
+    tls_failure *f = failure_new(c, ret, !c->done);
+    c->result = code;
+    if (f == NULL) return;
+    f->reason = reason;
+    f->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->text, sizeof f->text, fmt, ap);
+    va_end(ap);
+    char line[1024];
+    tls_failure_format(c, "", line, sizeof line);
+    tls_mem_free(c->err);
+    c->err = tls_mem_strdup(line);
+}
+
+/* ---- failures ------------------------------------------------------------------ */
+
 static const char *peer_alert_hint(const tls_conn *c, int desc)
 {
     bool srv = c->srv != NULL;
     switch (desc) {
     case 40:
         return srv ? ""
-                   : ": no cipher suite in common, or the server requires a client certificate "
-                     "(--cert/--key)";
+                   : ": no cipher suite in common, or the server requires a client certificate";
     case 42:
         return srv                 ? ": the client rejected our certificate (host name mismatch?)"
                : c->cli->have_cert ? ": the server rejected our client certificate"
-                                   : ": the server requires a client certificate (--cert/--key)";
+                                   : ": the server requires a client certificate";
     case 44:
         return srv ? ": the client says our certificate is revoked"
                    : ": the server says our client certificate is revoked";
@@ -682,11 +819,11 @@ static const char *peer_alert_hint(const tls_conn *c, int desc)
                    : ": the server does not trust the CA that signed our client certificate";
     case 70:
         return srv ? ": it does not accept the TLS version we chose"
-                   : ": the server does not accept the TLS version we offered (see --tls-version)";
+                   : ": the server does not accept the TLS version we offered";
     case 112:
         return ": the server does not know the name we sent in SNI";
     case 116:
-        return ": the server requires a client certificate (--cert/--key)";
+        return ": the server requires a client certificate";
     default:
         return "";
     }
@@ -696,9 +833,24 @@ static const char *peer_alert_hint(const tls_conn *c, int desc)
  * accepts X, Y". mbedTLS 2.28 says NO_USABLE_CIPHERSUITE instead when names
  * match but the suite cannot be used with our key (ECDHE-RSA with an EC
  * certificate): then we name the overlap and the key type. */
-static void no_common_suite(const tls_conn *c, const tls_hello *h, char *why, size_t len)
+/* Our suites for the versions the client offered (all when unknown). */
+static void suites_for_hello(const int *all, const tls_hello *h, int out[33])
 {
-    const int *ours = c->srv->suites;
+    size_t n = 0;
+    for (size_t i = 0; all[i] && n < 32; i++) {
+        bool is13 = (all[i] >> 8) == 0x13;
+        if (h && h->nsuites &&
+            ((is13 && h->max_minor < TLS_V13) || (!is13 && h->min_minor > TLS_V12)))
+            continue;
+        out[n++] = all[i];
+    }
+    out[n] = 0;
+}
+
+static enum tls_reason no_common_suite(const tls_conn *c, const tls_hello *h, char *why, size_t len)
+{
+    int ours[33];
+    suites_for_hello(c->srv->suites, h, ours);
     const char *keytype = mbedtls_pk_can_do(&c->srv->key, MBEDTLS_PK_ECDSA) ? "EC" : "RSA";
     char ol[300], tl[300];
     tls_suites_format(ours, 6, ol, sizeof ol);
@@ -707,7 +859,7 @@ static void no_common_suite(const tls_conn *c, const tls_hello *h, char *why, si
             "no cipher suite in common (could not read the client's list); this listener "
             "accepts %s",
             ol);
-        return;
+        return TLS_REASON_NO_COMMON_SUITE;
     }
     int both[33];
     size_t nb = 0;
@@ -721,10 +873,12 @@ static void no_common_suite(const tls_conn *c, const tls_hello *h, char *why, si
     bool key_fits = false;
     for (size_t i = 0; i < nb; i++) {
         const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(both[i]);
-        if (info && mbedtls_pk_can_do(&c->srv->key, mbedtls_ssl_get_ciphersuite_sig_pk_alg(info)))
+        if (info && mbedtls_pk_can_do(&c->srv->key, (mbedtls_pk_type_t)tls_ad_suite_sig_pk(info)))
             key_fits = true;
     }
+    enum tls_reason r = TLS_REASON_NO_COMMON_SUITE;
     if (nb > 0 && key_fits) {
+        r = TLS_REASON_SUITE_GROUP;
         char bl[300];
         tls_suites_format(both, 3, bl, sizeof bl);
         cat(why, len, 0,
@@ -732,6 +886,7 @@ static void no_common_suite(const tls_conn *c, const tls_hello *h, char *why, si
             "signature algorithm in common (client offered %s)",
             bl, tl);
     } else if (nb > 0) {
+        r = TLS_REASON_SUITE_KEY;
         char bl[300];
         tls_suites_format(both, 3, bl, sizeof bl);
         cat(why, len, 0,
@@ -744,6 +899,7 @@ static void no_common_suite(const tls_conn *c, const tls_hello *h, char *why, si
             "%s certificate",
             tl, ol, keytype);
     }
+    return r;
 }
 
 /* After a failed handshake the broker closes the socket; unread input
@@ -771,142 +927,188 @@ static int unread_alert(tls_conn *c)
     return -1;
 }
 
-/* Turns mbedTLS's verdict into one line, makes sure the peer got a fatal
- * alert (unless it is gone or not speaking TLS), and sets c->result. */
-void tls_diag_failure(tls_conn *c, int ret)
+static void fail_peer_alert(tls_conn *c, int ret, int desc)
 {
-    int desc_unread = -1;
+    bool srv = c->srv != NULL;
+    char hint[200];
+    tls_hello h;
+    if (srv && desc == 70 && tls_hello_parse(c->hs->first, c->hs->first_len, &h) &&
+        h.max_minor > TLS_MAX_MINOR)
+        snprintf(hint, sizeof hint, ": it wants %s only and this mbedTLS build speaks %s at most",
+                 tls_version_name(h.min_minor), tls_version_name(TLS_MAX_MINOR));
+    else
+        snprintf(hint, sizeof hint, "%s", peer_alert_hint(c, desc));
+    tls_conn_fail(c, ret, TLS_REASON_PEER_ALERT, TLS_ERR_HANDSHAKE, "%s sent alert %s (%d)%s",
+                  srv ? "client" : "server", tls_alert_name(desc), desc, hint);
+    if (c->fail) c->fail->alert_received = desc;
+}
+
+/* Reasons found before TLS proper: non-TLS bytes, hang-ups, socket errors
+ * and the peer's alerts. Returns false when none applies. *alert: what we
+ * still owe the peer (-1 nothing). */
+static bool fail_transport(tls_conn *c, int ret, int *alert)
+{
     tls_hs *hs = c->hs;
     bool srv = c->srv != NULL;
     const char *them = srv ? "client" : "server";
-    char why[700], tmp[400];
-    int code = TLS_ERR_HANDSHAKE;
-    int alert = MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE; /* what we send if mbedTLS did not */
-    int alert_in = -1;                                   /* what the peer sent us */
     const char *kind = first_bytes_kind(hs);
-    tls_hello h;
-    bool have_hello = srv && tls_hello_parse(hs->first, hs->first_len, &h);
-
-    if (kind) {
-        char hex[64];
-        hex_bytes(hs->first, hs->first_len < 4 ? hs->first_len : 4, hex, sizeof hex);
-        code = TLS_ERR_PLAINTEXT;
-        alert = -1; /* it would not understand a TLS alert */
-        if (*kind)
-            snprintf(why, sizeof why, "%s sent plain MQTT (%s) on a TLS port%s", them, kind,
-                     srv ? " (use the plain-TCP listener, or enable TLS in the client)"
-                         : " (this port does not speak TLS)");
-        else if (srv && (hs->first[0] & 0x80) && hs->first_len > 2 && hs->first[2] == 1)
-            snprintf(why, sizeof why,
-                     "client sent an SSL 2.0 style ClientHello (first bytes %s); "
-                     "SSL 2.0/3.0 clients are not supported",
-                     hex);
-        else
-            snprintf(why, sizeof why, "%s did not start a TLS handshake (first bytes %s)", them,
-                     hex);
+    char hex[64];
+    hex_bytes(hs->first, hs->first_len < 4 ? hs->first_len : 4, hex, sizeof hex);
+    *alert = -1;
+    if (kind && *kind) { /* it would not understand a TLS alert */
+        tls_conn_fail(c, ret, TLS_REASON_PLAINTEXT, TLS_ERR_PLAINTEXT,
+                      "%s sent plain MQTT (%s) on a TLS port", them, kind);
+        snprintf(c->fail->plain_packet, sizeof c->fail->plain_packet, "%s", kind);
+    } else if (kind && srv && (hs->first[0] & 0x80) && hs->first_len > 2 && hs->first[2] == 1) {
+        tls_conn_fail(c, ret, TLS_REASON_SSL2, TLS_ERR_PLAINTEXT,
+                      "client sent an SSL 2.0 style ClientHello (first bytes %s); "
+                      "SSL 2.0/3.0 clients are not supported",
+                      hex);
+    } else if (kind) {
+        tls_conn_fail(c, ret, TLS_REASON_NOT_TLS, TLS_ERR_PLAINTEXT,
+                      "%s did not start a TLS handshake (first bytes %s)", them, hex);
     } else if (ret == MBEDTLS_ERR_SSL_CONN_EOF ||
                (c->eof && ret != MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)) {
-        code = TLS_ERR_CLOSED;
-        alert = -1;
         if (hs->in_total == 0)
-            snprintf(why, sizeof why, "%s closed the connection before sending anything%s", them,
-                     srv ? "" : " (is this a TLS port?)");
+            tls_conn_fail(c, ret, TLS_REASON_CLOSED_EARLY, TLS_ERR_CLOSED,
+                          "%s closed the connection before sending anything", them);
         else if (srv && (hs->states_seen & (1u << MBEDTLS_SSL_SERVER_HELLO_DONE)) &&
                  !(hs->states_seen & (1u << MBEDTLS_SSL_CLIENT_KEY_EXCHANGE)))
-            snprintf(why, sizeof why,
-                     "client closed the connection after receiving our certificate "
-                     "without saying why (it probably does not trust it)");
+            tls_conn_fail(c, ret, TLS_REASON_CLOSED_AFTER_CERT, TLS_ERR_CLOSED,
+                          "client closed the connection after receiving our certificate "
+                          "without saying why (it probably does not trust it)");
         else
-            snprintf(why, sizeof why, "%s closed the connection during the handshake", them);
-    } else if ((ret == MBEDTLS_ERR_NET_CONN_RESET || ret == MBEDTLS_ERR_NET_RECV_FAILED ||
-                ret == MBEDTLS_ERR_NET_SEND_FAILED) &&
-               (desc_unread = unread_alert(c)) >= 0) {
-        /* The peer refused us with an alert and hung up while we were still
-         * sending (e.g. our Certificate): the alert is in the socket unread. */
-        alert = -1;
-        alert_in = desc_unread;
-        snprintf(why, sizeof why, "%s sent alert %s (%d)%s", them, tls_alert_name(desc_unread),
-                 desc_unread, peer_alert_hint(c, desc_unread));
+            tls_conn_fail(c, ret, TLS_REASON_CLOSED, TLS_ERR_CLOSED,
+                          "%s closed the connection during the handshake", them);
     } else if (ret == MBEDTLS_ERR_NET_CONN_RESET || ret == MBEDTLS_ERR_NET_RECV_FAILED ||
                ret == MBEDTLS_ERR_NET_SEND_FAILED) {
-        code = TLS_ERR_IO;
-        alert = -1;
-        snprintf(why, sizeof why, "%s during the handshake",
-                 c->last_errno ? strerror(c->last_errno) : "connection reset");
+        /* The peer may have refused us with an alert and hung up while we
+         * were still sending (e.g. our Certificate): the alert is unread. */
+        int desc = unread_alert(c);
+        if (desc >= 0)
+            fail_peer_alert(c, ret, desc);
+        else
+            tls_conn_fail(c, ret, TLS_REASON_IO, TLS_ERR_IO, "%s during the handshake",
+                          c->last_errno ? strerror(c->last_errno) : "connection reset");
     } else if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
-        int desc = c->ssl.TLS_PRIV(in_msg) ? c->ssl.TLS_PRIV(in_msg)[1] : -1;
-        alert = -1;
-        alert_in = desc;
-        const char *hint = peer_alert_hint(c, desc);
-        if (srv && desc == 70 && have_hello && h.max_minor > TLS_V12)
-            snprintf(tmp, sizeof tmp, ": it wants %s only and this mbedTLS build speaks TLS 1.2",
-                     tls_version_name(h.min_minor));
-        else
-            snprintf(tmp, sizeof tmp, "%s", hint);
-        snprintf(why, sizeof why, "%s sent alert %s (%d)%s", them, tls_alert_name(desc), desc, tmp);
-    } else if (ret == MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION) {
-        alert = MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION;
-        if (srv && have_hello)
-            snprintf(why, sizeof why, "client offered only %s while the minimum is %s",
-                     tls_version_name(h.max_minor), tls_version_name(c->srv->min_minor));
-        else if (srv)
-            snprintf(why, sizeof why, "client offered a TLS version below the minimum %s",
-                     tls_version_name(c->srv->min_minor));
-        else
-            snprintf(why, sizeof why,
-                     "server chose a TLS version other than %s (our --tls-version)",
-                     tls_version_name(c->cli->minor));
-    } else if ((ret == MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN ||
-                ret == MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE) &&
-               have_hello && h.min_minor > TLS_V12) {
-        snprintf(why, sizeof why,
-                 "client offered only %s, and this mbedTLS build speaks TLS 1.2 at most",
-                 tls_version_name(h.min_minor));
-    } else if (ret == MBEDTLS_ERR_SSL_NO_CIPHER_CHOSEN ||
-               ret == MBEDTLS_ERR_SSL_NO_USABLE_CIPHERSUITE) {
-        no_common_suite(c, have_hello ? &h : NULL, why, sizeof why);
-    } else if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-        uint32_t f = mbedtls_ssl_get_verify_result(&c->ssl);
-        if (f == (uint32_t)-1 || f == 0) f = hs->vflags;
-        alert = verify_alert(f);
-        tls_diag_verify_detail(c, f, tmp, sizeof tmp);
-        if (srv)
-            snprintf(why, sizeof why, "client certificate %s rejected: %s",
-                     hs->leaf_subject[0] ? hs->leaf_subject : "(unparsed)", tmp);
-        else
-            snprintf(why, sizeof why, "server certificate %s rejected: %s",
-                     hs->leaf_subject[0] ? hs->leaf_subject : "(unparsed)", tmp);
-    } else if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE ||
-               ret == MBEDTLS_ERR_SSL_CERTIFICATE_REQUIRED) {
-        snprintf(why, sizeof why,
-                 "client sent no certificate, but this listener requires one "
-                 "(require_certificate true)");
-    } else if (ret == MBEDTLS_ERR_SSL_BAD_HS_FINISHED) {
-        alert = MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR;
-        snprintf(why, sizeof why,
-                 "the Finished check failed (keys differ: tampering, or a broken peer)");
+        fail_peer_alert(c, ret, tls_ad_alert_received(&c->ssl));
     } else {
-        tls_strerror(ret, tmp, sizeof tmp);
-        snprintf(why, sizeof why, "%s", tmp);
+        *alert = MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE;
+        return false;
     }
+    if (kind)
+        hex_bytes(hs->first, hs->first_len < 4 ? hs->first_len : 4, c->fail->first_bytes,
+                  sizeof c->fail->first_bytes);
+    return true;
+}
 
+static void fail_version(tls_conn *c, int ret, const tls_hello *h)
+{
+    if (c->srv && h)
+        tls_conn_fail(c, ret, TLS_REASON_VERSION, TLS_ERR_HANDSHAKE,
+                      "client offered only %s while the minimum is %s",
+                      tls_version_name(h->max_minor), tls_version_name(c->srv->min_minor));
+    else if (c->srv)
+        tls_conn_fail(c, ret, TLS_REASON_VERSION, TLS_ERR_HANDSHAKE,
+                      "client offered a TLS version below the minimum %s",
+                      tls_version_name(c->srv->min_minor));
+    else
+        tls_conn_fail(c, ret, TLS_REASON_VERSION, TLS_ERR_HANDSHAKE,
+                      "server chose a TLS version other than %s", tls_version_name(c->cli->minor));
+}
+
+static void fail_cert(tls_conn *c, int ret, int *alert)
+{
+    tls_hs *hs = c->hs;
+    uint32_t f = mbedtls_ssl_get_verify_result(&c->ssl);
+    if (f == (uint32_t)-1 || f == 0) f = hs->vflags;
+    *alert = verify_alert(f);
+    char detail[400];
+    tls_diag_verify_detail(c, f, detail, sizeof detail);
+    tls_conn_fail(c, ret, TLS_REASON_CERT_REJECTED, TLS_ERR_HANDSHAKE,
+                  "%s certificate %s rejected: %s", c->srv ? "client" : "server",
+                  hs->leaf_subject[0] ? hs->leaf_subject : "(unparsed)", detail);
+    if (c->fail == NULL) return;
+    c->fail->verify_flags = f;
+    c->fail->name_mismatch = (f & MBEDTLS_X509_BADCERT_CN_MISMATCH) != 0;
+    c->fail->crl_stale = (f & (MBEDTLS_X509_BADCRL_EXPIRED | MBEDTLS_X509_BADCRL_FUTURE |
+                               MBEDTLS_X509_BADCRL_NOT_TRUSTED)) != 0;
+}
+
+/* 3.x says "handshake failure" for more than a missing suite: count it as
+ * one only while the server was choosing (ClientHello / ServerHello). */
+static bool no_suite_state(const tls_conn *c)
+{
+#if MBEDTLS_VERSION_MAJOR >= 3
+    int st = tls_ad_state(&c->ssl);
+    return c->srv && (st == MBEDTLS_SSL_CLIENT_HELLO || st == MBEDTLS_SSL_SERVER_HELLO);
+#else
+    (void)c;
+    return true;
+#endif
+}
+
+/* Reasons inside TLS: versions, suites, certificates, Finished. */
+static void fail_tls(tls_conn *c, int ret, int *alert)
+{
+    tls_hello h;
+    bool have_hello = c->srv && tls_hello_parse(c->hs->first, c->hs->first_len, &h);
+    bool no_suite = (ret == TLS_E_NO_SUITE_A || ret == TLS_E_NO_SUITE_B) && no_suite_state(c);
+    char why[700];
+    if (ret == TLS_E_VERSION) {
+        *alert = MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION;
+        fail_version(c, ret, have_hello ? &h : NULL);
+    } else if (no_suite && have_hello && h.min_minor > TLS_MAX_MINOR) {
+        tls_conn_fail(c, ret, TLS_REASON_NO_TLS13, TLS_ERR_HANDSHAKE,
+                      "client offered only %s, and this mbedTLS build speaks %s at most",
+                      tls_version_name(h.min_minor), tls_version_name(TLS_MAX_MINOR));
+    } else if (no_suite) {
+        enum tls_reason r = no_common_suite(c, have_hello ? &h : NULL, why, sizeof why);
+        tls_conn_fail(c, ret, r, TLS_ERR_HANDSHAKE, "%s", why);
+    } else if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+        fail_cert(c, ret, alert);
+    } else if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE || ret == TLS_E_CERT_REQUIRED) {
+        if (tls_ad_minor(&c->ssl) == TLS_V13) *alert = 116; /* certificate_required */
+        tls_conn_fail(c, ret, TLS_REASON_CERT_MISSING, TLS_ERR_HANDSHAKE,
+                      "client sent no certificate, but this listener requires one");
+    } else if (ret == TLS_E_BAD_FINISHED) {
+        *alert = MBEDTLS_SSL_ALERT_MSG_DECRYPT_ERROR;
+        tls_conn_fail(c, ret, TLS_REASON_FINISHED, TLS_ERR_HANDSHAKE,
+                      "the Finished check failed (keys differ: tampering, or a broken peer)");
+    } else {
+        tls_strerror(ret, why, sizeof why);
+        tls_conn_fail(c, ret, TLS_REASON_LIBRARY, TLS_ERR_HANDSHAKE, "%s", why);
+    }
+}
+
+/* Turns mbedTLS's verdict into a tls_failure, makes sure the peer got a
+ * fatal alert (unless it is gone or not speaking TLS), sets c->result. */
+void tls_diag_failure(tls_conn *c, int ret)
+{
+    tls_hs *hs = c->hs;
+    int alert;
+    bool tls13 = tls_ad_minor(&c->ssl) == TLS_V13;
+    if (!fail_transport(c, ret, &alert)) fail_tls(c, ret, &alert);
+    /* TLS 1.3 alerts are encrypted: ask mbedTLS which one it sent */
+    if (tls13 && hs->alert_sent < 0 && tls_ad_alert_pended(&c->ssl) > 0)
+        hs->alert_sent = tls_ad_alert_pended(&c->ssl);
     /* Make sure a live TLS peer learns why, even where mbedTLS stays silent. */
     if (alert >= 0 && hs->alert_sent == -1) {
         mbedtls_ssl_send_alert_message(&c->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
                                        (unsigned char)alert);
-#if MBEDTLS_VERSION_MAJOR < 3
-        if (c->ssl.out_left && mbedtls_ssl_flush_output(&c->ssl) != 0)
+        if (tls_ad_out_left(&c->ssl) && tls_ad_flush(&c->ssl) != 0)
             c->last_errno = errno; /* best effort: the peer may be gone */
-#endif
+        if (tls13) hs->alert_sent = alert;
     }
-    if (hs->alert_sent >= 0)
-        snprintf(tmp, sizeof tmp, " (sent alert %s)", tls_alert_name(hs->alert_sent));
-    else if (hs->alert_sent == -2)
-        snprintf(tmp, sizeof tmp, " (sent an encrypted alert)");
-    else
-        tmp[0] = '\0';
-    if (code != TLS_ERR_IO && code != TLS_ERR_CLOSED) drain_input(c);
-    c->result = code;
-    tls_conn_set_error(c, "TLS handshake failed: %s%s", why, tmp);
-    if ((srv && c->srv->trace) || (!srv && c->cli->trace)) trace_failure(c, alert_in);
+    /* the alert we sent is part of the verdict: record it again */
+    if (c->fail && c->fail->alert_sent != hs->alert_sent) {
+        c->fail->alert_sent = hs->alert_sent;
+        char line[1024];
+        tls_failure_format(c, "", line, sizeof line);
+        tls_mem_free(c->err);
+        c->err = tls_mem_strdup(line);
+    }
+    if (c->result != TLS_ERR_IO && c->result != TLS_ERR_CLOSED) drain_input(c);
+    if ((c->srv && c->srv->trace) || (c->cli && c->cli->trace))
+        trace_failure(c, c->fail ? c->fail->alert_received : -1);
 }

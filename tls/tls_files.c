@@ -82,11 +82,12 @@ int tls_load_key(mbedtls_pk_context *pk, const mbedtls_x509_crt *crt, const char
     return TLS_OK;
 }
 
-int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath, char *err,
-                size_t errlen)
+int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath,
+                const char *const *names, char *err, size_t errlen)
 {
     if (cafile && *cafile) {
-        if (check_readable("cafile", cafile, err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
+        if (check_readable(tls_opt_name(names, TLS_OPT_CAFILE), cafile, err, errlen) != TLS_OK)
+            return TLS_ERR_CONFIG;
         int ret = mbedtls_x509_crt_parse_file(ca, cafile);
         if (ret < 0 || ca->version == 0) {
             char why[200];
@@ -94,14 +95,16 @@ int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath, ch
                 tls_strerror(ret, why, sizeof why);
             else
                 snprintf(why, sizeof why, "no PEM or DER certificate in it");
-            snprintf(err, errlen, "cafile %s: no CA certificate found: %s", cafile, why);
+            snprintf(err, errlen, "%s %s: no CA certificate found: %s",
+                     tls_opt_name(names, TLS_OPT_CAFILE), cafile, why);
             return TLS_ERR_CONFIG;
         }
     }
     if (capath && *capath) {
         DIR *d = opendir(capath);
         if (d == NULL) {
-            snprintf(err, errlen, "capath %s: cannot open directory: %s", capath, strerror(errno));
+            snprintf(err, errlen, "%s %s: cannot open directory: %s",
+                     tls_opt_name(names, TLS_OPT_CAPATH), capath, strerror(errno));
             return TLS_ERR_CONFIG;
         }
         closedir(d);
@@ -109,7 +112,8 @@ int tls_load_ca(mbedtls_x509_crt *ca, const char *cafile, const char *capath, ch
          * in /etc/ssl/certs-like directories, so only "nothing at all" fails. */
         int ret = mbedtls_x509_crt_parse_path(ca, capath);
         if (ret < 0 || ca->version == 0) {
-            snprintf(err, errlen, "capath %s: no CA certificate found in the directory", capath);
+            snprintf(err, errlen, "%s %s: no CA certificate found in the directory",
+                     tls_opt_name(names, TLS_OPT_CAPATH), capath);
             return TLS_ERR_CONFIG;
         }
     }
@@ -141,12 +145,16 @@ static void keylog_line(tls_keylog *kl, const char *label, const unsigned char *
 }
 
 #if MBEDTLS_VERSION_MAJOR >= 3
+/* 3.x: per connection (p is the tls_conn). With the application secrets
+ * comes the exporter secret, which mbedTLS derives but does not export. */
 static void keylog_cb(void *p, mbedtls_ssl_key_export_type type, const unsigned char *secret,
                       size_t secret_len, const unsigned char client_random[32],
                       const unsigned char server_random[32], mbedtls_tls_prf_types prf)
 {
     (void)server_random;
     (void)prf;
+    tls_conn *c = p;
+    tls_keylog *kl = c->srv ? &c->srv->keylog : &c->cli->keylog;
     const char *label = NULL;
     switch (type) {
     case MBEDTLS_SSL_KEY_EXPORT_TLS12_MASTER_SECRET:
@@ -169,7 +177,12 @@ static void keylog_cb(void *p, mbedtls_ssl_key_export_type type, const unsigned 
     default:
         break;
     }
-    if (label) keylog_line(p, label, client_random, secret, secret_len);
+    if (label) keylog_line(kl, label, client_random, secret, secret_len);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    const unsigned char *exp = tls_ad_exporter_secret(&c->ssl);
+    if (type == MBEDTLS_SSL_KEY_EXPORT_TLS1_3_SERVER_APPLICATION_TRAFFIC_SECRET && exp)
+        keylog_line(kl, "EXPORTER_SECRET", client_random, exp, secret_len);
+#endif
 }
 #else
 static int keylog_cb(void *p, const unsigned char *ms, const unsigned char *kb, size_t maclen,
@@ -187,7 +200,7 @@ static int keylog_cb(void *p, const unsigned char *ms, const unsigned char *kb, 
 }
 #endif
 
-int tls_keylog_open(tls_keylog *kl, const char *path, char *err, size_t errlen)
+int tls_keylog_open(tls_keylog *kl, const char *path, const char *key, char *err, size_t errlen)
 {
     kl->f = NULL;
     kl->path = NULL;
@@ -195,8 +208,7 @@ int tls_keylog_open(tls_keylog *kl, const char *path, char *err, size_t errlen)
     /* 0600: the file decrypts every session it lists. */
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(err, errlen, "tls_keylog_file %s: cannot open for appending: %s", path,
-                 strerror(errno));
+        snprintf(err, errlen, "%s %s: cannot open for appending: %s", key, path, strerror(errno));
         return TLS_ERR_CONFIG;
     }
     kl->f = fdopen(fd, "a");
@@ -223,17 +235,17 @@ void tls_keylog_close(tls_keylog *kl)
     kl->path = NULL;
 }
 
-/* 2.28 exports keys per config, 3.x per context: call with both and the
- * right one takes effect. */
-void tls_keylog_attach(mbedtls_ssl_config *conf, mbedtls_ssl_context *ssl, tls_keylog *kl)
+/* 2.28 exports keys per config, 3.x per context (the callback gets the
+ * connection c): call with both and the right one takes effect. */
+void tls_keylog_attach(mbedtls_ssl_config *conf, tls_conn *c, tls_keylog *kl)
 {
     if (kl->f == NULL) return;
 #if MBEDTLS_VERSION_MAJOR >= 3
-    if (ssl) mbedtls_ssl_set_export_keys_cb(ssl, keylog_cb, kl);
+    if (c) mbedtls_ssl_set_export_keys_cb(&c->ssl, keylog_cb, c);
     (void)conf;
 #else
     if (conf) mbedtls_ssl_conf_export_keys_ext_cb(conf, keylog_cb, kl);
-    (void)ssl;
+    (void)c;
 #endif
 }
 
@@ -282,7 +294,7 @@ char *tls_dn_cn(const mbedtls_x509_name *dn)
     if (cn == NULL || cn->val.len == 0) return NULL;
     for (size_t i = 0; i < cn->val.len; i++)
         if (cn->val.p[i] < 0x20 || cn->val.p[i] == 0x7f) return NULL;
-    char *s = malloc(cn->val.len + 1);
+    char *s = tls_mem_calloc(1, cn->val.len + 1); /* tls_mem_free() it */
     if (s) {
         memcpy(s, cn->val.p, cn->val.len);
         s[cn->val.len] = '\0';
@@ -370,7 +382,7 @@ void tls_crt_names(const mbedtls_x509_crt *crt, char *buf, size_t len)
     if (nc.pos == 0) {
         char *cn = tls_dn_cn(&crt->subject);
         snprintf(buf, len, "no subjectAltName, CN=%s", cn ? cn : "(none)");
-        free(cn);
+        tls_mem_free(cn);
     }
 }
 

@@ -3,10 +3,14 @@
  * and the small helpers every other tls/ file uses.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "mbedtls/error.h"
+#if defined(MBEDTLS_PSA_CRYPTO_C)
+#include "psa/crypto.h"
+#endif
 
 #include "tls/tls_int.h"
 
@@ -20,6 +24,14 @@ int tls_global_setup(char *err, size_t errlen)
 {
     static const unsigned char pers[] = "secbroker-tls";
     if (g_ready) return TLS_OK;
+    tls_mem_init();
+#if defined(MBEDTLS_PSA_CRYPTO_C)
+    /* TLS 1.3 in mbedTLS 3.x runs its key schedule through PSA */
+    if (psa_crypto_init() != PSA_SUCCESS) {
+        snprintf(err, errlen, "PSA crypto initialisation failed");
+        return TLS_ERR_CONFIG;
+    }
+#endif
     mbedtls_entropy_init(&g_entropy);
     mbedtls_ctr_drbg_init(&g_drbg);
     int ret =
@@ -133,6 +145,42 @@ const char *tls_alert_name(int desc)
     default:
         return "unknown alert";
     }
+}
+
+bool tls_version_supported(const char *tls_version)
+{
+    char err[200];
+    int minor;
+    return tls_version && *tls_version &&
+           tls_parse_version(tls_version, "", &minor, err, sizeof err) == TLS_OK;
+}
+
+bool tls_suite_supported(const char *name)
+{
+    char err[300];
+    int *ids = NULL;
+    if (name == NULL || *name == '\0' || strchr(name, ':')) return false;
+    bool ok = tls_suites_parse(name, "", TLS_V12, &ids, err, sizeof err) == TLS_OK;
+    free(ids);
+    return ok;
+}
+
+const char *tls_opt_name(const char *const *names, enum tls_opt o)
+{
+    static const char *const neutral[TLS_OPT_COUNT] = {
+        [TLS_OPT_CERTFILE] = "certificate file",
+        [TLS_OPT_KEYFILE] = "key file",
+        [TLS_OPT_CAFILE] = "CA file",
+        [TLS_OPT_CAPATH] = "CA directory",
+        [TLS_OPT_CRLFILE] = "CRL file",
+        [TLS_OPT_CIPHERS] = "cipher list",
+        [TLS_OPT_CIPHERS13] = "TLS 1.3 cipher list",
+        [TLS_OPT_VERSION] = "TLS version",
+        [TLS_OPT_KEYLOG] = "key log file",
+        [TLS_OPT_REQUIRE_CERT] = "requiring client certificates",
+    };
+    if ((unsigned)o >= TLS_OPT_COUNT) return "?";
+    return names && names[o] ? names[o] : neutral[o];
 }
 
 void tls_strerror(int ret, char *buf, size_t len)

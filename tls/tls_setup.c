@@ -56,69 +56,138 @@ static const char *key_kind(const mbedtls_pk_context *pk)
 
 /* A suite list that cannot work with the server's key makes every handshake
  * fail with "no cipher suite in common"; say so at startup instead. */
-static int check_suites_fit_key(const int *suites, const mbedtls_pk_context *key, char *err,
-                                size_t errlen)
+static int check_suites_fit_key(const int *suites, const mbedtls_pk_context *key,
+                                const char *const *nm, char *err, size_t errlen)
 {
     for (const int *id = suites; *id; id++) {
         const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(*id);
         if (info == NULL) continue;
-        mbedtls_pk_type_t alg = mbedtls_ssl_get_ciphersuite_sig_pk_alg(info);
+        mbedtls_pk_type_t alg = (mbedtls_pk_type_t)tls_ad_suite_sig_pk(info);
         if (alg != MBEDTLS_PK_NONE && mbedtls_pk_can_do(key, alg)) return TLS_OK;
     }
     char list[256];
     tls_suites_format(suites, 6, list, sizeof list);
     snprintf(err, errlen,
-             "ciphers: none of %s can be used with the %s key in keyfile; "
+             "%s: none of %s can be used with the %s key in %s; "
              "for an %s key list %s suites",
-             list, key_kind(key), key_kind(key),
+             tls_opt_name(nm, TLS_OPT_CIPHERS), list, key_kind(key),
+             tls_opt_name(nm, TLS_OPT_KEYFILE), key_kind(key),
              strcmp(key_kind(key), "EC") == 0 ? "ECDHE-ECDSA-..." : "ECDHE-RSA-...");
     return TLS_ERR_CONFIG;
 }
 
-static void warn_validity(const mbedtls_x509_crt *crt, const char *path, tls_log_fn log, void *ud)
+static void warn_validity(const mbedtls_x509_crt *crt, const char *key, const char *path,
+                          tls_log_fn log, void *ud)
 {
     char when[32], line[512];
     if (mbedtls_x509_time_is_past(&crt->valid_to)) {
         tls_time_format(&crt->valid_to, when, sizeof when);
-        snprintf(line, sizeof line,
-                 "certfile %s: the certificate expired on %s; clients will refuse it", path, when);
+        snprintf(line, sizeof line, "%s %s: the certificate expired on %s; clients will refuse it",
+                 key, path, when);
         say(log, ud, 1, line);
     } else if (mbedtls_x509_time_is_future(&crt->valid_from)) {
         tls_time_format(&crt->valid_from, when, sizeof when);
         snprintf(line, sizeof line,
-                 "certfile %s: the certificate is not valid before %s; "
+                 "%s %s: the certificate is not valid before %s; "
                  "clients will refuse it (is the clock right?)",
-                 path, when);
+                 key, path, when);
         say(log, ud, 1, line);
     }
 }
 
-int tls_server_setup(tls_server **out, const tls_server_opts *o, tls_log_fn log, void *log_ud,
-                     char *err, size_t errlen)
+/* A cache entry belongs to the listener, not to the connection whose
+ * handshake stores it: charge it to nobody (tls_mem.c). */
+#if MBEDTLS_VERSION_MAJOR < 3
+static int cache_set(void *data, const mbedtls_ssl_session *session)
 {
-    char dummy[2];
-    int ret;
-    if (err == NULL || errlen == 0) {
-        err = dummy;
-        errlen = sizeof dummy;
-    }
-    err[0] = '\0';
-    *out = NULL;
-    if (tls_rng_ready(err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
-    if (o->certfile == NULL || *o->certfile == '\0') {
-        snprintf(err, errlen, "certfile is required for a TLS listener");
-        return TLS_ERR_CONFIG;
-    }
-    if (o->keyfile == NULL || *o->keyfile == '\0') {
-        snprintf(err, errlen, "keyfile is required for a TLS listener (certfile %s)", o->certfile);
-        return TLS_ERR_CONFIG;
-    }
+    tls_mem_account *prev = tls_mem_scope(NULL);
+    int ret = mbedtls_ssl_cache_set(data, session);
+    tls_mem_scope(prev);
+    return ret;
+}
+#else
+static int cache_set(void *data, const unsigned char *id, size_t id_len,
+                     const mbedtls_ssl_session *session)
+{
+    tls_mem_account *prev = tls_mem_scope(NULL);
+    int ret = mbedtls_ssl_cache_set(data, id, id_len, session);
+    tls_mem_scope(prev);
+    return ret;
+}
+#endif
 
-    tls_server *s = calloc(1, sizeof *s);
-    if (s == NULL) {
+/* The suite list for versions min..max: the TLS 1.3 suites (ciphers13)
+ * first, then the TLS 1.2 ones (ciphers). *only12 gets the latter alone. */
+static int suites_for(const char *ciphers, const char *ciphers13, const char *const *nm, int min,
+                      int max, int **out, int **only12, char *err, size_t errlen)
+{
+    int *l12 = NULL, *l13 = NULL, ret = TLS_OK;
+    *out = *only12 = NULL;
+    if (min <= TLS_V12)
+        ret = tls_suites_parse(ciphers, tls_opt_name(nm, TLS_OPT_CIPHERS), min, &l12, err, errlen);
+    if (ret == TLS_OK && max >= TLS_V13)
+        ret = tls_suites13_parse(ciphers13, tls_opt_name(nm, TLS_OPT_CIPHERS13), &l13, err, errlen);
+    if (ret == TLS_OK && (*out = tls_suites_join(l13, l12)) == NULL) {
         snprintf(err, errlen, "out of memory");
-        return TLS_ERR_ALLOC;
+        ret = TLS_ERR_ALLOC;
     }
+    free(l13);
+    if (ret == TLS_OK)
+        *only12 = l12;
+    else
+        free(l12);
+    return ret;
+}
+
+static int server_suites(tls_server *s, const tls_server_opts *o, char *err, size_t errlen)
+{
+    int *l12 = NULL;
+    int ret = suites_for(o->ciphers, o->ciphers13, o->opt_names, s->min_minor, TLS_MAX_MINOR,
+                         &s->suites, &l12, err, errlen);
+    if (ret == TLS_OK && l12 && check_suites_fit_key(l12, &s->key, o->opt_names, err, errlen))
+        ret = TLS_ERR_CONFIG;
+    free(l12);
+    if (ret != TLS_OK) return ret;
+    mbedtls_ssl_conf_ciphersuites(&s->conf, s->suites);
+    return TLS_OK;
+}
+
+static int client_suites(tls_client *c, const tls_client_opts *o, char *err, size_t errlen)
+{
+    int *l12 = NULL;
+    tls_set_versions(&c->conf, c->minor, c->minor);
+    int ret = suites_for(o->ciphers, o->ciphers13, o->opt_names, c->minor, c->minor, &c->suites,
+                         &l12, err, errlen);
+    free(l12);
+    if (ret != TLS_OK) return ret;
+    mbedtls_ssl_conf_ciphersuites(&c->conf, c->suites);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_SESSION_TICKETS)
+    /* TLS 1.3 tickets arrive after the handshake: have mbedtls_ssl_read
+     * report them so tls_conn_read saves the session for resumption */
+    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
+        &c->conf, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+#endif
+    return TLS_OK;
+}
+
+/* Defaults every endpoint shares: RNG, no renegotiation, our group order. */
+static int conf_base(mbedtls_ssl_config *conf, int endpoint)
+{
+    int ret = mbedtls_ssl_config_defaults(conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                          MBEDTLS_SSL_PRESET_DEFAULT);
+    if (ret != 0) return TLS_ERR_ALLOC;
+    mbedtls_ssl_conf_rng(conf, tls_rng, NULL);
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+    mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+    conf_curves(conf);
+    return TLS_OK;
+}
+
+static tls_server *server_new(const tls_server_opts *o, tls_log_fn log, void *log_ud)
+{
+    tls_server *s = calloc(1, sizeof *s);
+    if (s == NULL) return NULL;
     mbedtls_ssl_config_init(&s->conf);
     mbedtls_x509_crt_init(&s->cert);
     mbedtls_pk_init(&s->key);
@@ -130,60 +199,75 @@ int tls_server_setup(tls_server **out, const tls_server_opts *o, tls_log_fn log,
     s->log_ud = log_ud;
     s->trace = o->trace;
     s->require_cert = o->require_certificate;
+    s->names = o->opt_names;
+    return s;
+}
 
-    ret = mbedtls_ssl_config_defaults(&s->conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
-                                      MBEDTLS_SSL_PRESET_DEFAULT);
+/* Version range, certificate and key. */
+static int server_identity(tls_server *s, const tls_server_opts *o, char *err, size_t errlen)
+{
+    const char *const *nm = o->opt_names;
+    if (tls_parse_version(o->tls_version, tls_opt_name(nm, TLS_OPT_VERSION), &s->min_minor, err,
+                          errlen) != TLS_OK)
+        return TLS_ERR_CONFIG;
+    tls_set_versions(&s->conf, s->min_minor, TLS_MAX_MINOR);
+    if (tls_load_cert(&s->cert, tls_opt_name(nm, TLS_OPT_CERTFILE), o->certfile, err, errlen) !=
+            TLS_OK ||
+        tls_load_key(&s->key, &s->cert, tls_opt_name(nm, TLS_OPT_KEYFILE), o->keyfile, o->certfile,
+                     err, errlen) != TLS_OK)
+        return TLS_ERR_CONFIG;
+    warn_validity(&s->cert, tls_opt_name(nm, TLS_OPT_CERTFILE), o->certfile, s->log, s->log_ud);
+    if (mbedtls_ssl_conf_own_cert(&s->conf, &s->cert, &s->key) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return TLS_ERR_ALLOC;
+    }
+    return TLS_OK;
+}
+
+static int server_crl(tls_server *s, const tls_server_opts *o, char *err, size_t errlen)
+{
+    const char *const *nm = o->opt_names;
+    const char *key = tls_opt_name(nm, TLS_OPT_CRLFILE);
+    if (!s->have_ca) {
+        snprintf(err, errlen,
+                 "%s %s: needs %s or %s (a CRL only matters when client certificates are "
+                 "verified)",
+                 key, o->crlfile, tls_opt_name(nm, TLS_OPT_CAFILE),
+                 tls_opt_name(nm, TLS_OPT_CAPATH));
+        return TLS_ERR_CONFIG;
+    }
+    FILE *f = fopen(o->crlfile, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s %s: cannot open: %s", key, o->crlfile, strerror(errno));
+        return TLS_ERR_CONFIG;
+    }
+    fclose(f);
+    int ret = mbedtls_x509_crl_parse_file(&s->crl, o->crlfile);
     if (ret != 0) {
-        snprintf(err, errlen, "out of memory");
-        goto fail_alloc;
+        char why[200];
+        tls_strerror(ret, why, sizeof why);
+        snprintf(err, errlen, "%s %s: not a CRL: %s", key, o->crlfile, why);
+        return TLS_ERR_CONFIG;
     }
-    mbedtls_ssl_conf_rng(&s->conf, tls_rng, NULL);
-    mbedtls_ssl_conf_renegotiation(&s->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-    conf_curves(&s->conf);
+    s->have_crl = true;
+    return TLS_OK;
+}
 
-    if (tls_parse_version(o->tls_version, "tls_version", &s->min_minor, err, errlen) != TLS_OK)
-        goto fail;
-    tls_set_versions(&s->conf, s->min_minor, TLS_V12);
-
-    if (tls_load_cert(&s->cert, "certfile", o->certfile, err, errlen) != TLS_OK ||
-        tls_load_key(&s->key, &s->cert, "keyfile", o->keyfile, o->certfile, err, errlen) != TLS_OK)
-        goto fail;
-    warn_validity(&s->cert, o->certfile, log, log_ud);
-    if ((ret = mbedtls_ssl_conf_own_cert(&s->conf, &s->cert, &s->key)) != 0) {
-        snprintf(err, errlen, "out of memory");
-        goto fail_alloc;
-    }
-
+/* CA, CRL and the client-certificate policy. */
+static int server_trust(tls_server *s, const tls_server_opts *o, char *err, size_t errlen)
+{
+    const char *const *nm = o->opt_names;
     if ((o->cafile && *o->cafile) || (o->capath && *o->capath)) {
-        if (tls_load_ca(&s->ca, o->cafile, o->capath, err, errlen) != TLS_OK) goto fail;
+        if (tls_load_ca(&s->ca, o->cafile, o->capath, nm, err, errlen) != TLS_OK)
+            return TLS_ERR_CONFIG;
         s->have_ca = true;
     }
-    if (o->crlfile && *o->crlfile) {
-        if (!s->have_ca) {
-            snprintf(err, errlen,
-                     "crlfile %s: needs cafile or capath (a CRL only matters when "
-                     "client certificates are verified)",
-                     o->crlfile);
-            goto fail;
-        }
-        FILE *f = fopen(o->crlfile, "rb");
-        if (f == NULL) {
-            snprintf(err, errlen, "crlfile %s: cannot open: %s", o->crlfile, strerror(errno));
-            goto fail;
-        }
-        fclose(f);
-        if ((ret = mbedtls_x509_crl_parse_file(&s->crl, o->crlfile)) != 0) {
-            char why[200];
-            tls_strerror(ret, why, sizeof why);
-            snprintf(err, errlen, "crlfile %s: not a CRL: %s", o->crlfile, why);
-            goto fail;
-        }
-        s->have_crl = true;
-    }
+    if (o->crlfile && *o->crlfile && server_crl(s, o, err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
     if (!s->have_ca && o->require_certificate) {
-        snprintf(err, errlen,
-                 "require_certificate true needs cafile or capath to verify client certificates");
-        goto fail;
+        snprintf(err, errlen, "%s needs %s or %s to verify client certificates",
+                 tls_opt_name(nm, TLS_OPT_REQUIRE_CERT), tls_opt_name(nm, TLS_OPT_CAFILE),
+                 tls_opt_name(nm, TLS_OPT_CAPATH));
+        return TLS_ERR_CONFIG;
     }
     s->request_cert = s->have_ca && (o->require_certificate || o->request_certificate);
     /* We ask for a client certificate only when told to (Mosquitto: a CA
@@ -191,26 +275,29 @@ int tls_server_setup(tls_server **out, const tls_server_opts *o, tls_log_fn log,
      * certificate fatal. A presented but invalid certificate is refused
      * either way (see tls_conn.c), as OpenSSL-based brokers do. */
     if (s->request_cert) {
-        mbedtls_ssl_conf_authmode(&s->conf, o->require_certificate ? MBEDTLS_SSL_VERIFY_REQUIRED
-                                                                   : MBEDTLS_SSL_VERIFY_OPTIONAL);
+        int mode =
+            o->require_certificate ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_OPTIONAL;
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+        mode = MBEDTLS_SSL_VERIFY_OPTIONAL; /* a missing certificate is refused in tls_conn.c */
+#endif
+        mbedtls_ssl_conf_authmode(&s->conf, mode);
         mbedtls_ssl_conf_ca_chain(&s->conf, &s->ca, s->have_crl ? &s->crl : NULL);
     } else {
         mbedtls_ssl_conf_authmode(&s->conf, MBEDTLS_SSL_VERIFY_NONE);
     }
+    return TLS_OK;
+}
 
-    if ((ret = tls_suites_parse(o->ciphers, s->min_minor, &s->suites, err, errlen)) != TLS_OK) {
-        if (ret == TLS_ERR_ALLOC) goto fail_alloc;
-        goto fail;
-    }
-    if (check_suites_fit_key(s->suites, &s->key, err, errlen) != TLS_OK) goto fail;
-    mbedtls_ssl_conf_ciphersuites(&s->conf, s->suites);
-
+/* Cipher suites, session cache and tickets. */
+static int server_sessions(tls_server *s, const tls_server_opts *o, char *err, size_t errlen)
+{
+    int ret = server_suites(s, o, err, errlen);
+    if (ret != TLS_OK) return ret;
     unsigned timeout = o->session_timeout ? o->session_timeout : DEFAULT_SESSION_TIMEOUT;
     unsigned cache_size = o->session_cache_size ? o->session_cache_size : DEFAULT_CACHE_SIZE;
     mbedtls_ssl_cache_set_max_entries(&s->cache, (int)cache_size);
     mbedtls_ssl_cache_set_timeout(&s->cache, (int)timeout);
-    mbedtls_ssl_conf_session_cache(&s->conf, &s->cache, mbedtls_ssl_cache_get,
-                                   mbedtls_ssl_cache_set);
+    mbedtls_ssl_conf_session_cache(&s->conf, &s->cache, mbedtls_ssl_cache_get, cache_set);
     /* The ticket module rotates its two keys itself: a key encrypts new
      * tickets for `timeout` seconds, then decrypts only, then is replaced. */
     ret = mbedtls_ssl_ticket_setup(&s->ticket, tls_rng, NULL, MBEDTLS_CIPHER_AES_256_GCM,
@@ -219,29 +306,82 @@ int tls_server_setup(tls_server **out, const tls_server_opts *o, tls_log_fn log,
         char why[200];
         tls_strerror(ret, why, sizeof why);
         snprintf(err, errlen, "session tickets: %s", why);
-        goto fail;
+        return TLS_ERR_CONFIG;
     }
     mbedtls_ssl_conf_session_tickets_cb(&s->conf, mbedtls_ssl_ticket_write,
                                         mbedtls_ssl_ticket_parse, &s->ticket);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_SRV_C)
+    /* mbedTLS 3.6's TLS 1.3 tickets do not carry the client certificate: a
+     * resumed client would come back without its identity (CN as username).
+     * Where client certificates are asked for, TLS 1.3 connections get no
+     * ticket and every handshake is a full one; TLS 1.2 tickets keep it. */
+    if (s->request_cert) mbedtls_ssl_conf_new_session_tickets(&s->conf, 0);
+#endif
+    return TLS_OK;
+}
 
-    if (tls_keylog_open(&s->keylog, o->keylog_file, err, errlen) != TLS_OK) goto fail;
+static int server_keylog(tls_server *s, const tls_server_opts *o, char *err, size_t errlen)
+{
+    const char *key = tls_opt_name(o->opt_names, TLS_OPT_KEYLOG);
+    if (tls_keylog_open(&s->keylog, o->keylog_file, key, err, errlen) != TLS_OK)
+        return TLS_ERR_CONFIG;
     if (s->keylog.f) {
         char line[512];
         snprintf(line, sizeof line,
-                 "tls_keylog_file %s: anyone who can read this file can decrypt the TLS traffic",
+                 "%s %s: anyone who can read this file can decrypt the TLS traffic", key,
                  o->keylog_file);
-        say(log, log_ud, 1, line);
+        say(s->log, s->log_ud, 1, line);
         tls_keylog_attach(&s->conf, NULL, &s->keylog);
+    }
+    return TLS_OK;
+}
+
+static int check_required(const tls_server_opts *o, char *err, size_t errlen)
+{
+    const char *const *nm = o->opt_names;
+    if (o->certfile == NULL || *o->certfile == '\0') {
+        snprintf(err, errlen, "%s is required for a TLS listener",
+                 tls_opt_name(nm, TLS_OPT_CERTFILE));
+        return TLS_ERR_CONFIG;
+    }
+    if (o->keyfile == NULL || *o->keyfile == '\0') {
+        snprintf(err, errlen, "%s is required for a TLS listener (%s %s)",
+                 tls_opt_name(nm, TLS_OPT_KEYFILE), tls_opt_name(nm, TLS_OPT_CERTFILE),
+                 o->certfile);
+        return TLS_ERR_CONFIG;
+    }
+    return TLS_OK;
+}
+
+int tls_server_setup(tls_server **out, const tls_server_opts *o, tls_log_fn log, void *log_ud,
+                     char *err, size_t errlen)
+{
+    char dummy[2];
+    if (err == NULL || errlen == 0) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = '\0';
+    *out = NULL;
+    if (tls_rng_ready(err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
+    if (check_required(o, err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
+    tls_server *s = server_new(o, log, log_ud);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return TLS_ERR_ALLOC;
+    }
+    int ret = conf_base(&s->conf, MBEDTLS_SSL_IS_SERVER);
+    if (ret != TLS_OK) snprintf(err, errlen, "out of memory");
+    if (ret == TLS_OK) ret = server_identity(s, o, err, errlen);
+    if (ret == TLS_OK) ret = server_trust(s, o, err, errlen);
+    if (ret == TLS_OK) ret = server_sessions(s, o, err, errlen);
+    if (ret == TLS_OK) ret = server_keylog(s, o, err, errlen);
+    if (ret != TLS_OK) {
+        tls_server_free(s);
+        return ret == TLS_ERR_ALLOC ? TLS_ERR_ALLOC : TLS_ERR_CONFIG;
     }
     *out = s;
     return TLS_OK;
-
-fail_alloc:
-    tls_server_free(s);
-    return TLS_ERR_ALLOC;
-fail:
-    tls_server_free(s);
-    return TLS_ERR_CONFIG;
 }
 
 void tls_server_free(tls_server *s)
@@ -269,59 +409,35 @@ void tls_server_tick(tls_server *srv, time_t now)
     (void)now;
 }
 
-int tls_client_setup(tls_client **out, const tls_client_opts *o, char *err, size_t errlen)
+static tls_client *client_new(const tls_client_opts *o)
 {
-    char dummy[2];
-    int ret;
-    if (err == NULL || errlen == 0) {
-        err = dummy;
-        errlen = sizeof dummy;
-    }
-    err[0] = '\0';
-    *out = NULL;
-    if (tls_rng_ready(err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
     tls_client *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return TLS_ERR_ALLOC;
-    }
+    if (c == NULL) return NULL;
     mbedtls_ssl_config_init(&c->conf);
     mbedtls_x509_crt_init(&c->ca);
     mbedtls_x509_crt_init(&c->cert);
     mbedtls_pk_init(&c->key);
     mbedtls_ssl_session_init(&c->saved);
     c->insecure = o->insecure;
+    c->names = o->opt_names;
+    return c;
+}
 
-    ret = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
-                                      MBEDTLS_SSL_PRESET_DEFAULT);
-    if (ret != 0) {
-        snprintf(err, errlen, "out of memory");
-        goto fail_alloc;
-    }
-    mbedtls_ssl_conf_rng(&c->conf, tls_rng, NULL);
-    mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-    conf_curves(&c->conf);
-    mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
-
-    if (tls_parse_version(o->tls_version, "tls-version", &c->minor, err, errlen) != TLS_OK)
-        goto fail;
-    tls_set_versions(&c->conf, c->minor, c->minor);
-    if ((ret = tls_suites_parse(o->ciphers, c->minor, &c->suites, err, errlen)) != TLS_OK) {
-        if (ret == TLS_ERR_ALLOC) goto fail_alloc;
-        goto fail;
-    }
-    mbedtls_ssl_conf_ciphersuites(&c->conf, c->suites);
-
+/* Trust anchors: the given CA, else the system bundle (unless --insecure). */
+static int client_trust(tls_client *c, const tls_client_opts *o, char *err, size_t errlen)
+{
+    const char *const *nm = o->opt_names;
     if ((o->cafile && *o->cafile) || (o->capath && *o->capath)) {
-        if (tls_load_ca(&c->ca, o->cafile, o->capath, err, errlen) != TLS_OK) goto fail;
+        if (tls_load_ca(&c->ca, o->cafile, o->capath, nm, err, errlen) != TLS_OK)
+            return TLS_ERR_CONFIG;
         c->have_ca = true;
     } else if (!o->insecure) {
-        if (tls_load_ca(&c->ca, SYSTEM_CA_BUNDLE, NULL, err, errlen) != TLS_OK) {
+        if (tls_load_ca(&c->ca, SYSTEM_CA_BUNDLE, NULL, nm, err, errlen) != TLS_OK) {
             char why[256];
             snprintf(why, sizeof why, "%s", err);
-            snprintf(err, errlen, "no cafile/capath given and the system CA bundle is unusable: %s",
-                     why);
-            goto fail;
+            snprintf(err, errlen, "no %s/%s given and the system CA bundle is unusable: %s",
+                     tls_opt_name(nm, TLS_OPT_CAFILE), tls_opt_name(nm, TLS_OPT_CAPATH), why);
+            return TLS_ERR_CONFIG;
         }
         c->have_ca = true;
     }
@@ -332,40 +448,83 @@ int tls_client_setup(tls_client **out, const tls_client_opts *o, char *err, size
     mbedtls_ssl_conf_authmode(&c->conf,
                               c->verify ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_NONE);
     if (c->have_ca) mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+    return TLS_OK;
+}
 
+/* Our own certificate for mutual authentication, if any. */
+static int client_identity(tls_client *c, const tls_client_opts *o, char *err, size_t errlen)
+{
+    const char *const *nm = o->opt_names;
+    const char *ck = tls_opt_name(nm, TLS_OPT_CERTFILE), *kk = tls_opt_name(nm, TLS_OPT_KEYFILE);
     bool has_cert = o->certfile && *o->certfile, has_key = o->keyfile && *o->keyfile;
     if (has_cert != has_key) {
-        snprintf(err, errlen,
-                 has_cert ? "cert %s: a client certificate needs its key (--key)"
-                          : "key %s: a client key needs its certificate (--cert)",
-                 has_cert ? o->certfile : o->keyfile);
-        goto fail;
+        if (has_cert)
+            snprintf(err, errlen, "%s %s: a client certificate needs its key (%s)", ck, o->certfile,
+                     kk);
+        else
+            snprintf(err, errlen, "%s %s: a client key needs its certificate (%s)", kk, o->keyfile,
+                     ck);
+        return TLS_ERR_CONFIG;
     }
-    if (has_cert) {
-        if (tls_load_cert(&c->cert, "cert", o->certfile, err, errlen) != TLS_OK ||
-            tls_load_key(&c->key, &c->cert, "key", o->keyfile, o->certfile, err, errlen) != TLS_OK)
-            goto fail;
-        if (mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key) != 0) {
-            snprintf(err, errlen, "out of memory");
-            goto fail_alloc;
-        }
-        c->have_cert = true;
+    if (!has_cert) return TLS_OK;
+    if (tls_load_cert(&c->cert, ck, o->certfile, err, errlen) != TLS_OK ||
+        tls_load_key(&c->key, &c->cert, kk, o->keyfile, o->certfile, err, errlen) != TLS_OK)
+        return TLS_ERR_CONFIG;
+    if (mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return TLS_ERR_ALLOC;
     }
+    c->have_cert = true;
+    return TLS_OK;
+}
+
+/* Version, suites, name, key log. */
+static int client_params(tls_client *c, const tls_client_opts *o, char *err, size_t errlen)
+{
+    const char *const *nm = o->opt_names;
+    mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+    if (tls_parse_version(o->tls_version, tls_opt_name(nm, TLS_OPT_VERSION), &c->minor, err,
+                          errlen) != TLS_OK)
+        return TLS_ERR_CONFIG;
+    int ret = client_suites(c, o, err, errlen);
+    if (ret != TLS_OK) return ret;
     if (o->server_name && (c->server_name = strdup(o->server_name)) == NULL) {
         snprintf(err, errlen, "out of memory");
-        goto fail_alloc;
+        return TLS_ERR_ALLOC;
     }
-    if (tls_keylog_open(&c->keylog, o->keylog_file, err, errlen) != TLS_OK) goto fail;
+    if (tls_keylog_open(&c->keylog, o->keylog_file, tls_opt_name(nm, TLS_OPT_KEYLOG), err,
+                        errlen) != TLS_OK)
+        return TLS_ERR_CONFIG;
     tls_keylog_attach(&c->conf, NULL, &c->keylog);
+    return TLS_OK;
+}
+
+int tls_client_setup(tls_client **out, const tls_client_opts *o, char *err, size_t errlen)
+{
+    char dummy[2];
+    if (err == NULL || errlen == 0) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = '\0';
+    *out = NULL;
+    if (tls_rng_ready(err, errlen) != TLS_OK) return TLS_ERR_CONFIG;
+    tls_client *c = client_new(o);
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return TLS_ERR_ALLOC;
+    }
+    int ret = conf_base(&c->conf, MBEDTLS_SSL_IS_CLIENT);
+    if (ret != TLS_OK) snprintf(err, errlen, "out of memory");
+    if (ret == TLS_OK) ret = client_params(c, o, err, errlen);
+    if (ret == TLS_OK) ret = client_trust(c, o, err, errlen);
+    if (ret == TLS_OK) ret = client_identity(c, o, err, errlen);
+    if (ret != TLS_OK) {
+        tls_client_free(c);
+        return ret == TLS_ERR_ALLOC ? TLS_ERR_ALLOC : TLS_ERR_CONFIG;
+    }
     *out = c;
     return TLS_OK;
-
-fail_alloc:
-    tls_client_free(c);
-    return TLS_ERR_ALLOC;
-fail:
-    tls_client_free(c);
-    return TLS_ERR_CONFIG;
 }
 
 void tls_client_free(tls_client *c)

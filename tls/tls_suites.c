@@ -15,8 +15,10 @@
 
 #if MBEDTLS_VERSION_MAJOR >= 3
 #define SUITE_NAME(info) mbedtls_ssl_ciphersuite_get_name(info)
+#define SUITE_ID(info) mbedtls_ssl_ciphersuite_get_id(info)
 #else
 #define SUITE_NAME(info) ((info)->name)
+#define SUITE_ID(info) ((info)->id)
 #endif
 
 /* Forward secrecy + AEAD only. */
@@ -49,6 +51,12 @@ static const struct {
     {0x1302, "TLS_AES_256_GCM_SHA384"},
     {0x1303, "TLS_CHACHA20_POLY1305_SHA256"},
     {0x1304, "TLS_AES_128_CCM_SHA256"},
+    {0x002f, "AES128-SHA"}, /* static-RSA suites: not in our mbedTLS 3.6 build */
+    {0x0035, "AES256-SHA"},
+    {0x003c, "AES128-SHA256"},
+    {0x003d, "AES256-SHA256"},
+    {0x009c, "AES128-GCM-SHA256"},
+    {0x009d, "AES256-GCM-SHA384"},
     {0x00ff, "TLS_EMPTY_RENEGOTIATION_INFO_SCSV"},
     {0x5600, "TLS_FALLBACK_SCSV"},
 };
@@ -132,7 +140,7 @@ static void openssl_from_mbedtls(const char *name, char *buf, size_t len)
 void tls_suite_openssl_name(int id, char *buf, size_t len)
 {
     const mbedtls_ssl_ciphersuite_t *info = mbedtls_ssl_ciphersuite_from_id(id);
-    if (info != NULL) {
+    if (info != NULL && (id >> 8) != 0x13) { /* TLS 1.3 suites: OpenSSL uses the IANA name */
         openssl_from_mbedtls(SUITE_NAME(info), buf, len);
         return;
     }
@@ -145,9 +153,26 @@ void tls_suite_openssl_name(int id, char *buf, size_t len)
     snprintf(buf, len, "0x%04X", (unsigned)id);
 }
 
+static bool is_tls13_suite(int id)
+{
+    return (id >> 8) == 0x13;
+}
+
+/* A TLS 1.3 suite by its IANA / OpenSSL name, if this build has it. */
+static int suite13_lookup(const char *tok)
+{
+    for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++)
+        if (is_tls13_suite(foreign[i].id) && !strcasecmp(foreign[i].name, tok) &&
+            mbedtls_ssl_ciphersuite_from_id(foreign[i].id))
+            return foreign[i].id;
+    return 0;
+}
+
 /* One configured name -> suite id, or 0 when this build has no such suite. */
 static int suite_lookup(const char *tok)
 {
+    int id13 = suite13_lookup(tok);
+    if (id13) return id13;
     char dashed[96];
     snprintf(dashed, sizeof dashed, "%s", tok);
     for (char *p = dashed; *p; p++)
@@ -180,7 +205,8 @@ static int add_suite(int **arr, size_t *n, size_t *cap, int id)
 }
 
 /* Builds the 0-terminated id list for mbedtls_ssl_conf_ciphersuites(). */
-int tls_suites_parse(const char *list, int min_minor, int **out, char *err, size_t errlen)
+int tls_suites_parse(const char *list, const char *key, int min_minor, int **out, char *err,
+                     size_t errlen)
 {
     int *arr = NULL;
     size_t n = 0, cap = 0;
@@ -189,12 +215,12 @@ int tls_suites_parse(const char *list, int min_minor, int **out, char *err, size
         for (int i = 0; default_suites[i]; i++) {
             const mbedtls_ssl_ciphersuite_t *info =
                 mbedtls_ssl_ciphersuite_from_string(default_suites[i]);
-            if (info && add_suite(&arr, &n, &cap, info->id) < 0) goto oom;
+            if (info && add_suite(&arr, &n, &cap, SUITE_ID(info)) < 0) goto oom;
         }
         for (int i = 0; min_minor < TLS_V12 && tls11_suites[i]; i++) {
             const mbedtls_ssl_ciphersuite_t *info =
                 mbedtls_ssl_ciphersuite_from_string(tls11_suites[i]);
-            if (info && add_suite(&arr, &n, &cap, info->id) < 0) goto oom;
+            if (info && add_suite(&arr, &n, &cap, SUITE_ID(info)) < 0) goto oom;
         }
     } else {
         char *copy = strdup(list);
@@ -205,10 +231,10 @@ int tls_suites_parse(const char *list, int min_minor, int **out, char *err, size
             if (id == 0) {
                 snprintf(
                     err, errlen,
-                    "ciphers: unknown cipher suite '%s' (use names like "
+                    "%s: unknown cipher suite '%s' (use names like "
                     "ECDHE-ECDSA-AES128-GCM-SHA256 or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256; "
                     "OpenSSL keywords such as HIGH or !aNULL are not supported)",
-                    t);
+                    key, t);
                 free(copy);
                 free(arr);
                 return TLS_ERR_CONFIG;
@@ -221,7 +247,7 @@ int tls_suites_parse(const char *list, int min_minor, int **out, char *err, size
         free(copy);
     }
     if (n == 0) {
-        snprintf(err, errlen, "ciphers: the list is empty");
+        snprintf(err, errlen, "%s: the list is empty", key);
         free(arr);
         return TLS_ERR_CONFIG;
     }
@@ -231,6 +257,71 @@ oom:
     free(arr);
     snprintf(err, errlen, "out of memory");
     return TLS_ERR_ALLOC;
+}
+
+/* TLS 1.3 suites (ciphers_tls1.3): a ':'-separated list of IANA names,
+ * default AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305. */
+int tls_suites13_parse(const char *list, const char *key, int **out, char *err, size_t errlen)
+{
+    static const int defaults[] = {0x1301, 0x1302, 0x1303, 0};
+    int *arr = NULL;
+    size_t n = 0, cap = 0;
+    *out = NULL;
+    if (list == NULL || *list == '\0') {
+        for (int i = 0; defaults[i]; i++)
+            if (mbedtls_ssl_ciphersuite_from_id(defaults[i]) &&
+                add_suite(&arr, &n, &cap, defaults[i]) < 0)
+                goto oom;
+    } else {
+        char *copy = strdup(list);
+        if (copy == NULL) goto oom;
+        for (char *save = NULL, *t = strtok_r(copy, ":, ", &save); t;
+             t = strtok_r(NULL, ":, ", &save)) {
+            int id = suite13_lookup(t);
+            if (id == 0) {
+                snprintf(err, errlen,
+                         "%s: unknown TLS 1.3 cipher suite '%s' (this build has "
+                         "TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, "
+                         "TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_CCM_SHA256)",
+                         key, t);
+                free(copy);
+                free(arr);
+                return TLS_ERR_CONFIG;
+            }
+            if (add_suite(&arr, &n, &cap, id) < 0) {
+                free(copy);
+                goto oom;
+            }
+        }
+        free(copy);
+    }
+    if (n == 0) {
+        snprintf(err, errlen, "%s: the list is empty", key);
+        free(arr);
+        return TLS_ERR_CONFIG;
+    }
+    *out = arr;
+    return TLS_OK;
+oom:
+    free(arr);
+    snprintf(err, errlen, "out of memory");
+    return TLS_ERR_ALLOC;
+}
+
+/* a then b, 0-terminated (NULL when out of memory); either may be NULL. */
+int *tls_suites_join(const int *a, const int *b)
+{
+    size_t na = 0, nb = 0;
+    while (a && a[na])
+        na++;
+    while (b && b[nb])
+        nb++;
+    int *out = malloc((na + nb + 1) * sizeof *out);
+    if (out == NULL) return NULL;
+    if (na) memcpy(out, a, na * sizeof *out);
+    if (nb) memcpy(out + na, b, nb * sizeof *out);
+    out[na + nb] = 0;
+    return out;
 }
 
 /* "A, B, C (+N more)" in OpenSSL names, for diagnostics. */

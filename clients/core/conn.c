@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 
 #include "clients/core/client.h"
+#include "clients/core/tls_words.h"
 #include "tls/tls.h"
 
 #define IN_CHUNK 16384
@@ -322,11 +323,12 @@ static int conn_tls(cli_conn *c, int64_t deadline)
     to.keylog_file = o->keylog;
     to.server_name = o->host;
     to.insecure = o->insecure;
+    to.opt_names = tls_words_client_opts;
     if (tls_client_setup(&c->tcli, &to, err, sizeof(err)) != TLS_OK)
         return conn_fail(c, CLI_ERR_TLS, "TLS setup failed: %s", err[0] ? err : "unknown reason");
     if (tls_conn_connect(&c->tls, c->tcli, c->fd, c->peer) != TLS_OK)
         return conn_fail(c, CLI_ERR_TLS, "TLS setup failed: %s",
-                         c->tls ? tls_conn_error(c->tls) : "out of memory");
+                         c->tls ? tls_words_client_error(c->tls) : "out of memory");
     for (;;) {
         rc = tls_conn_handshake(c->tls);
         if (rc == TLS_OK) break;
@@ -341,10 +343,10 @@ static int conn_tls(cli_conn *c, int64_t deadline)
         if (rc == TLS_ERR_IO || rc == TLS_ERR_CLOSED)
             /* no alert to explain it: name the usual causes */
             return conn_fail(c, CLI_ERR_TLS, "%s (the broker hung up: is port %d a TLS port?%s)",
-                             tls_conn_error(c->tls), o->port,
+                             tls_words_client_error(c->tls), o->port,
                              o->certfile ? " does it trust our client certificate?"
                                          : " does it require a client certificate (--cert/--key)?");
-        return conn_fail(c, CLI_ERR_TLS, "%s", tls_conn_error(c->tls));
+        return conn_fail(c, CLI_ERR_TLS, "%s", tls_words_client_error(c->tls));
     }
     if (o->debug) {
         char desc[256];
@@ -368,7 +370,7 @@ static ssize_t io_read(cli_conn *c, uint8_t *buf, size_t len)
             return 0;
         }
         if (n == 0 || n == TLS_ERR_CLOSED) return CLI_ERR_CLOSED;
-        if (n < 0) return conn_fail(c, CLI_ERR_TLS, "%s", tls_conn_error(c->tls));
+        if (n < 0) return conn_fail(c, CLI_ERR_TLS, "%s", tls_words_client_error(c->tls));
         return n;
     }
     for (;;) {
@@ -394,7 +396,7 @@ static ssize_t io_write(cli_conn *c, const uint8_t *buf, size_t len)
             return 0;
         }
         if (n == TLS_ERR_CLOSED || n == TLS_ERR_IO) return CLI_ERR_CLOSED;
-        if (n < 0) return conn_fail(c, CLI_ERR_TLS, "%s", tls_conn_error(c->tls));
+        if (n < 0) return conn_fail(c, CLI_ERR_TLS, "%s", tls_words_client_error(c->tls));
         return n;
     }
     for (;;) {

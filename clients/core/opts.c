@@ -317,7 +317,7 @@ int cli_opts_finish(cli_opts *o, char *err, size_t errlen)
 
 void cli_print_version(FILE *out, const char *prog)
 {
-    fprintf(out, "%s version %s (MQTT 3.1.1 and 3.1, %s)\n", prog, CLI_VERSION,
+    fprintf(out, "%s version %s (MQTT 5.0, 3.1.1 and 3.1, %s)\n", prog, CLI_VERSION,
             tls_library_version());
 }
 

@@ -378,7 +378,7 @@ class TestClientFlagsStandalone(unittest.TestCase):
             rc, out, err = run([exe, "--version"])
             self.assertEqual(rc, 0, err)
             self.assertTrue(out.startswith(name + b" version " + want + b" "), out)
-            self.assertIn(b"MQTT 3.1.1", out)
+            self.assertIn(b"MQTT 5.0, 3.1.1 and 3.1", out)
 
     def test_help_lists_new_flags(self):
         for exe in (SECPUB, SECSUB):

@@ -10,13 +10,15 @@ handshake is checked twice: the TLS alert the peer received on the wire
 Timeouts are generous upper bounds for waiting, never pass/fail timing.
 """
 import os
+import re
 import shutil
 import tempfile
 import unittest
 
-from mqttlib import (CONNACK, WAIT, Client, Sub, connect, connect_packet, log_offset, make_broker,
-                     publish, recv_publish, run, subscribe, uid, wait_log_line)
-from tlslib import (HEX64, Capture, PahoWaiter, TLSClient, client_context, handshake_failure,
+from mqttlib import (CONNACK, SECPUB, SECSUB, WAIT, Client, Sub, connect, connect_packet, log_offset,
+                     make_broker, publish, recv_publish, run, subscribe, uid, wait_log_line)
+from tlslib import (BROKER_MAX_TLS, BROKER_TLS13, KEYLOG_LINE, TLS13_LABELS, Capture, PahoWaiter,
+                    TLSClient, client_context, handshake_failure,
                     make_certs, paho_client, s_client, tls_block, tshark_mqtt)
 
 CERTS = None
@@ -93,16 +95,18 @@ class TestServerTLS(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.broker = start(cls, listeners=[tls_block(CERTS, cafile=True, request=True)],
+        cls.broker = start(cls, listeners=[tls_block(CERTS, cafile=True, request=True),
+                                           tls_block(CERTS)],
                            per_class=True)
-        cls.plain, cls.tls = cls.broker.ports
+        cls.plain, cls.tls, cls.tls_nocert = cls.broker.ports
         cls.tmp = tempfile.mkdtemp(prefix="secbroker-tls-")
         cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
 
     def test_paho_round_trip(self):
         """paho-mqtt over TLS, the server verified against ca.crt (no client
         certificate): subscribe and publish QoS 1, the message arrives; the log
-        names TLS 1.2, a full handshake and no client certificate."""
+        names the newest TLS version of this build, a full handshake and no client
+        certificate."""
         off = log_offset(self.broker)
         topic = uid("paho/t")
         sub, ws = paho_start(self, self.tls, uid("psub"))
@@ -115,9 +119,10 @@ class TestServerTLS(unittest.TestCase):
         wp.wait(lambda: info.mid in wp.published, "PUBACK")
         ws.wait(lambda: ws.messages, "message")
         self.assertEqual(ws.messages, [(topic, b"over TLS")])
-        line = wait_log_line(self, self.broker, "TLS handshake with 127.0.0.1:", "TLS 1.2",
+        line = wait_log_line(self, self.broker, "TLS handshake with 127.0.0.1:", BROKER_MAX_TLS,
                              "full handshake", "no client certificate", offset=off)
-        self.assertRegex(line, r"TLS handshake with 127\.0\.0\.1:\d+: TLS 1\.2, \S+")
+        self.assertRegex(line, r"TLS handshake with 127\.0\.0\.1:\d+: %s, \S+" %
+                         re.escape(BROKER_MAX_TLS))
 
     def test_optional_client_certificate_shown(self):
         """With cafile but without require_certificate, a client that shows a good
@@ -179,6 +184,33 @@ class TestServerTLS(unittest.TestCase):
         self.assertEqual(msgs, [b"from mosquitto_pub"])
         wait_log_line(self, self.broker, "TLS handshake with", "CN=labclient", offset=off)
 
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_our_clients_tls13_keylog(self):
+        """secsub and secpub --tls-version tlsv1.3 --keylog: the message arrives over
+        TLS 1.3 (both the clients' -d line and the broker's log say so) and each key
+        log holds the TLS 1.3 secrets and EXPORTER_SECRET, never CLIENT_RANDOM."""
+        topic = uid("s13/t")
+        keylog = os.path.join(self.tmp, uid("keys13"))
+        args = ["-h", "localhost", "-p", str(self.tls), "--cafile", CERTS["ca.crt"],
+                "--tls-version", "tlsv1.3", "--keylog", keylog]
+        off = log_offset(self.broker)
+        sub = Sub([SECSUB] + args + ["-t", topic, "-q", "1", "-C", "1", "-i", uid("s13sub")])
+        self.addCleanup(sub.kill)
+        sub.wait_subscribed()
+        rc, out, err = run([SECPUB] + args + ["-d", "-t", topic, "-m", "over 1.3", "-q", "1"])
+        self.assertEqual(rc, 0, err)
+        said = out.decode(errors="replace") + err
+        self.assertIn("TLS handshake with", said)
+        self.assertIn("TLS 1.3, TLS_AES_", said)
+        rc, msgs, err = sub.wait()
+        self.assertEqual(msgs, [b"over 1.3"])
+        wait_log_line(self, self.broker, "TLS handshake with", "TLS 1.3", offset=off)
+        with open(keylog) as f:
+            labels = [l.split()[0] for l in f if l.strip()]
+        for label in TLS13_LABELS + ["EXPORTER_SECRET"]:
+            self.assertEqual(labels.count(label), 2, "%s in %r" % (label, labels))
+        self.assertNotIn("CLIENT_RANDOM", labels)
+
     def test_plain_mqtt_on_tls_port(self):
         """A plain MQTT CONNECT on the TLS port: the connection is closed without a
         CONNACK, the log says plain MQTT on a TLS port, and the broker keeps
@@ -234,16 +266,37 @@ class TestServerTLS(unittest.TestCase):
                 self.assertIn("client offered %s;" % suite, line)
                 self.assertIn("this listener accepts ECDHE-", line)
 
-    def _resume(self, *extra):
+    def _resume(self, *extra, port=None):
+        port = port or self.tls
         sess = os.path.join(self.tmp, uid("sess"))
+        version = "TLSv1.3" if "-tls1_3" in extra else "TLSv1.2"
         base = ["-CAfile", CERTS["ca.crt"]] + list(extra)
-        rc, out = s_client(self.tls, "-sess_out", sess, *base)
-        self.assertIn("New, TLSv1.2", out)
+        kw = {}
+        if version == "TLSv1.2":
+            base.append("-tls1_2")
+        else:
+            # the TLS 1.3 ticket follows the handshake: keep s_client reading
+            # until the broker closes after CONNECT, DISCONNECT
+            base.append("-ign_eof")
+            kw["stdin"] = connect_packet(client_id=uid("s13")) + b"\xe0\x00"
+        rc, out = s_client(port, "-sess_out", sess, *base, **kw)
+        self.assertIn("New, " + version, out)
         self.assertTrue(os.path.exists(sess), "s_client wrote no session: %s" % out)
         off = log_offset(self.broker)
-        rc, out = s_client(self.tls, "-sess_in", sess, *base)
-        self.assertIn("Reused, TLSv1.2", out)
+        rc, out = s_client(port, "-sess_in", sess, *base, **kw)
+        self.assertIn("Reused, " + version, out)
         return off
+
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_handshake_and_resumption(self):
+        """openssl s_client -tls1_3 on a listener without client certificates: a
+        full TLS 1.3 handshake (X25519), then the NewSessionTicket resumes the next
+        connection (PSK): "Reused, TLSv1.3", and the log says resumed. (Where client
+        certificates are asked for, TLS 1.3 gets no ticket: mbedTLS 3.6's tickets
+        would lose the certificate, tests/unit/test_tls.c tls13_identity_never_lost.)"""
+        off = self._resume("-tls1_3", port=self.tls_nocert)
+        wait_log_line(self, self.broker, "TLS handshake with", "TLS 1.3",
+                      "resumed session (ticket)", offset=off)
 
     def test_resumption_ticket(self):
         """A session ticket (RFC 5077) from one connection resumes the next: s_client
@@ -271,8 +324,8 @@ class TestMutualTLS(unittest.TestCase):
             tls_block(CERTS, cafile=True, require=True, extra=["crlfile %s" % CERTS["ca.crl"]])])
         cls.mutual, cls.crl = cls.broker.ports
 
-    def refused(self, port, cert, alert, *log_words):
-        err, peer = handshake_failure(port, client_context(CERTS, cert))
+    def refused(self, port, cert, alert, *log_words, version="1.2"):
+        err, peer = handshake_failure(port, client_context(CERTS, cert, version=version))
         self.assertIsNotNone(err, "handshake with %s succeeded" % (cert or "no certificate"))
         self.assertIn(alert, alert_of(err))
         return wait_log_line(self, self.broker, peer, "TLS handshake failed", *log_words)
@@ -283,6 +336,36 @@ class TestMutualTLS(unittest.TestCase):
         self.refused(self.mutual, None, "ALERT_HANDSHAKE_FAILURE",
                      "client sent no certificate, but this listener requires one",
                      "(sent alert handshake_failure)")
+
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_no_certificate_certificate_required(self):
+        """TLS 1.3 without a client certificate: alert certificate_required (116, RFC
+        8446), not mbedTLS 3.6's own SSL 3.0 no_certificate; the log says why."""
+        self.refused(self.mutual, None, "CERTIFICATE_REQUIRED",
+                     "client sent no certificate, but this listener requires one",
+                     "(sent alert certificate_required)", version="1.3")
+
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_untrusted_ca_refused(self):
+        """TLS 1.3 with a certificate from an unknown CA: the client reads alert
+        unknown_ca (encrypted with the keys it expects), the log names the issuer."""
+        self.refused(self.mutual, "untrusted-client", "ALERT_UNKNOWN_CA",
+                     "not signed by a trusted CA", "untrusted lab CA",
+                     "(sent alert unknown_ca)", version="1.3")
+
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_good_certificate_accepted(self):
+        """TLS 1.3 mutual authentication with the lab client certificate: CONNACK 0,
+        the log names TLS 1.3 and the certificate."""
+        off = log_offset(self.broker)
+        cid = uid("m13")
+        c = TLSClient(self.mutual, client_context(CERTS, "client", version="1.3"), client_id=cid)
+        self.addCleanup(c.close)
+        c.send(connect_packet(client_id=cid))
+        first, body = c.wait_for(CONNACK)
+        self.assertEqual((first, body[1]), (0x20, 0), "CONNACK 0")
+        wait_log_line(self, self.broker, "TLS handshake with", "TLS 1.3", "full handshake",
+                      "client certificate CN=labclient", offset=off)
 
     def test_untrusted_ca_refused(self):
         """A certificate from a CA the listener does not trust: alert unknown_ca; the
@@ -314,6 +397,18 @@ class TestMutualTLS(unittest.TestCase):
         self.refused(self.crl, "revoked-client", "ALERT_CERTIFICATE_REVOKED",
                      "CN=revokedclient", "revoked", "(sent alert certificate_revoked)")
         tls_connect(self, self.crl, cert="client")
+
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_revoked_and_expired_refused(self):
+        """TLS 1.3: the CRL and the validity dates are checked the same way; the
+        client reads certificate_revoked / certificate_expired (encrypted with the
+        keys it expects) and the log says why."""
+        self.refused(self.crl, "revoked-client", "ALERT_CERTIFICATE_REVOKED",
+                     "CN=revokedclient", "revoked", "(sent alert certificate_revoked)",
+                     version="1.3")
+        self.refused(self.mutual, "expired-client", "ALERT_CERTIFICATE_EXPIRED",
+                     "CN=expiredclient", "expired on 2020-02-01",
+                     "(sent alert certificate_expired)", version="1.3")
 
     def test_revoked_accepted_without_crl(self):
         """The same revoked certificate passes where no crlfile is set: the CRL is
@@ -375,14 +470,18 @@ class TestKeylogAndTshark(unittest.TestCase):
 
     def test_keylog_lines(self):
         """paho over TLS publishes a message; the key log holds CLIENT_RANDOM <64 hex>
-        <96 hex> lines (and only such lines); the broker warned about the file."""
+        <96 hex> lines with TLS 1.2, the four TLS 1.3 traffic secrets with TLS 1.3 (and only
+        such lines); the broker warned about the file."""
         pub, w = paho_start(self, self.broker.port, uid("klog"))
         info = pub.publish("keylog/t", b"secret", qos=1)
         w.wait(lambda: info.mid in w.published, "PUBACK")
         lines = self.keylog_lines()
         self.assertTrue(lines, "key log is empty")
         for line in lines:
-            self.assertRegex(line, HEX64)
+            self.assertRegex(line, KEYLOG_LINE)
+        if BROKER_TLS13:  # paho offers TLS 1.3: the four traffic secrets
+            for label in TLS13_LABELS:
+                self.assertTrue(any(x.startswith(label + " ") for x in lines), label)
         wait_log_line(self, self.broker, "tls_keylog_file", "anyone who can read this file can "
                       "decrypt the TLS traffic")
 

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from mqttlib import ROOT, WAIT, Client, need
+from mqttlib import ROOT, SECBROKER, WAIT, Client, need
 
 MKCERTS = os.path.join(ROOT, "scripts", "mkcerts.sh")
 
@@ -90,10 +90,32 @@ def tls_block(certs, cafile=False, require=False, identity=False, extra=(), serv
 
 # ---- a raw MQTT client over Python's ssl --------------------------------------
 
-def client_context(certs, cert=None, ca="ca.crt"):
+def broker_tls13():
+    """True when the broker under test (build/secbroker or SECBROKER_BIN) speaks
+    TLS 1.3 (built with mbedTLS 3.x)."""
+    out = subprocess.run([SECBROKER, "--version"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30).stdout
+    return b"mbed TLS 3." in out
+
+
+BROKER_TLS13 = broker_tls13()
+# the version a client offering everything gets from our listeners
+BROKER_MAX_TLS = "TLS 1.3" if BROKER_TLS13 else "TLS 1.2"
+# NSS key-log lines: TLS 1.2 CLIENT_RANDOM, TLS 1.3 traffic secrets (SHA-256/384)
+KEYLOG_LINE = (r"^(CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}|"
+               r"((CLIENT|SERVER)_(HANDSHAKE_TRAFFIC_SECRET|TRAFFIC_SECRET_0)|EXPORTER_SECRET) "
+               r"[0-9a-f]{64} [0-9a-f]{64}([0-9a-f]{32})?)$")
+TLS13_LABELS = ["CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"]
+
+
+def client_context(certs, cert=None, ca="ca.crt", version=None):
     """An ssl client context trusting certs[ca]; cert="client" presents
-    client.crt/client.key."""
+    client.crt/client.key; version "1.2" or "1.3" pins the TLS version."""
     ctx = ssl.create_default_context(cafile=certs[ca])
+    if version:
+        v = ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2
+        ctx.minimum_version = ctx.maximum_version = v
     if cert:
         ctx.load_cert_chain(certs[cert + ".crt"], certs[cert + ".key"])
     return ctx
@@ -337,5 +359,3 @@ class PahoWaiter:
                     raise AssertionError("paho: no %s within %.0fs" % (what, timeout))
                 self.cond.wait(left)
 
-
-HEX64 = re.compile(r"^CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}$", re.I)

@@ -13,7 +13,7 @@ import subprocess
 
 from interoplib import InteropCase, certs, feature, openssl_version, tls_block
 from mqttlib import WAIT, connect_packet, log_tail, start_broker, uid, wait_log
-from tlslib import s_client
+from tlslib import BROKER_TLS13, s_client
 
 AES128 = "ECDHE-ECDSA-AES128-GCM-SHA256"
 CHACHA = "ECDHE-ECDSA-CHACHA20-POLY1305"
@@ -53,9 +53,12 @@ class TestOpenSSL(InteropCase):
         cls.default, cls.aes128, cls.chacha, cls.mutual = cls.broker.ports
 
     def verified(self, port, *args):
-        """s_client verifying the server as localhost against the lab CA."""
+        """s_client verifying the server as localhost against the lab CA; TLS 1.2
+        unless args name a version (these cases are about TLS 1.2's suites)."""
         argv = ["-CAfile", certs()["ca.crt"], "-servername", "localhost", "-verify_hostname",
                 "localhost", "-verify_return_error"] + list(args)
+        if not any(a in ("-tls1_1", "-tls1_2", "-tls1_3") for a in args):
+            argv.append("-tls1_2")
         rc, out = s_client(port, *argv)
         return rc, out
 
@@ -96,10 +99,41 @@ class TestOpenSSL(InteropCase):
         self.assertNotEqual(rc, 0, out)
         self.assertIn("alert handshake failure", out)
 
+    @feature("TLS 1.3 handshake (s_client -tls1_3)")
+    def test_tls13_handshake(self):
+        """s_client -tls1_3 against the default listener on a TLS 1.3 build: a full
+        TLS 1.3 handshake with a TLS 1.3 suite, the server verified; the broker logs
+        TLS 1.3. (On mbedTLS 2.28 the next case checks the refusal instead.)"""
+        if not BROKER_TLS13:
+            self.skipTest("this build has no TLS 1.3 (make MBEDTLS=system)")
+        off = len(self.broker.log())
+        rc, out = self.verified(self.default, "-tls1_3")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("Verify return code: 0 (ok)", out)
+        m = re.search(r"^New, TLSv1\.3, Cipher is (TLS_AES_(128|256)_GCM_SHA(256|384)|"
+                      r"TLS_CHACHA20_POLY1305_SHA256)$", out, re.M)
+        self.assertTrue(m, out)
+        wait_log(self.broker, "TLS handshake with", "TLS 1.3", m.group(1), offset=off)
+
+    @feature("TLS 1.3 client, mutual TLS without certificate: certificate_required")
+    def test_tls13_mutual_no_certificate(self):
+        """s_client -tls1_3 without -cert on the require_certificate listener: alert
+        certificate_required (116); the broker says a certificate is required."""
+        if not BROKER_TLS13:
+            self.skipTest("this build has no TLS 1.3 (make MBEDTLS=system)")
+        off = len(self.broker.log())
+        # the alert follows the client's Finished: keep reading until the broker closes
+        rc, out = self.verified(self.mutual, "-tls1_3", "-ign_eof")
+        self.assertIn("alert certificate required", out, "s_client output")
+        wait_log(self.broker, "TLS handshake failed", "client sent no certificate",
+                 "(sent alert certificate_required)", offset=off)
+
     @feature("TLS 1.3-only client refused (mbedTLS 2.28 server: TLS 1.2)")
     def test_tls13_only_refused(self):
         """s_client -tls1_3 offers only TLS 1.3 suites, which a TLS 1.2 server cannot
         pick: alert handshake failure, and the log says TLS 1.3 only; -tls1_2 works."""
+        if BROKER_TLS13:
+            self.skipTest("this build speaks TLS 1.3 (test_tls13_handshake)")
         off = len(self.broker.log())
         rc, out = self.verified(self.default, "-tls1_3")
         self.assertNotEqual(rc, 0, out)

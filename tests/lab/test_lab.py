@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 from brokerlib import RawClient, connect_packet  # noqa: E402
 from mqttlib import need, sha6_line  # noqa: E402
-from tlslib import TSHARK, make_certs, tshark_mqtt  # noqa: E402
+from tlslib import BROKER_TLS13, TSHARK, make_certs, tshark_mqtt  # noqa: E402
 
 LAB_SH = os.path.join(ROOT, "scripts", "lab.sh")
 LAB_CONF = os.path.join(ROOT, "etc", "lab.conf")
@@ -376,7 +376,8 @@ class TestLabConf(unittest.TestCase):
         """8883 has no cafile: no CertificateRequest (openssl s_client would
         list "Acceptable client certificate CA names"); 8884 asks for one."""
         def s_client(port):
-            p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername",
+            # TLS 1.2: mbedTLS 3.6's TLS 1.3 CertificateRequest names no CAs
+            p = subprocess.run(["openssl", "s_client", "-tls1_2", "-connect", "127.0.0.1:%d" % port, "-servername",
                                 "localhost", "-CAfile", CERTS["ca.crt"]], stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
             return p.stdout.decode(errors="replace")
@@ -483,9 +484,11 @@ class TestGuide(unittest.TestCase):
         "-e tls.handshake.extensions_server_name": "localhost",
         "rdnSequence: |dNSName: ": "rdnSequence: 2 items (id-at-commonName=localhost,id-at-organizationName=secbroker lab)",
         "-Y \"tls.handshake.type==13\" -O tls": "Distinguished Name: (id-at-commonName=secbroker lab CA",
-        # streams 0 and 2 for a student; here the probe connection that
-        # showed the capture was live is stream 0
-        "tshark -r lab/resume.pcapng": "1\n3\n",
+        # streams 0 and 2 for a student; here the probe connections that
+        # showed the capture was live come first (one, or more on a loaded
+        # machine): the first and third s_client follow them
+        "tshark -r lab/resume.pcapng": lambda t: "%d\n%d\n" % (t.probes["lab/resume.pcapng"],
+                                                               t.probes["lab/resume.pcapng"] + 2),
         "-sess_in lab/sess.pem": "Reused, TLSv1.2",
         "-sess_in lab/sess-id.pem": "Reused, TLSv1.2",
         "-Y tls.alert_message": "\t70\n",
@@ -509,6 +512,7 @@ class TestGuide(unittest.TestCase):
             f.write(self.ported(conf).replace("\n#log_type subscribe\n", "\nlog_type subscribe\n"))
         self.procs = []       # (what, Popen) of background commands
         self.captures = {}    # file -> (Popen, port)
+        self.probes = {}      # file -> probe connections captured before the guide's commands
         self.broker = None
 
     def tearDown(self):
@@ -558,6 +562,7 @@ class TestGuide(unittest.TestCase):
                 pass
             time.sleep(0.3)
             if self.syns(path, port) > before:
+                self.probes.setdefault(path, self.syns(path, port) - before)
                 return
         self.fail("the capture %s never showed a connection to %d" % (path, port))
 
@@ -657,6 +662,8 @@ class TestGuide(unittest.TestCase):
             self.assertEqual(rc, want, "%s\nexit status %d:\n%s" % (where, rc, out))
             for key, text in self.EXPECT.items():
                 if re.search(key if "|" in key else re.escape(key), raw):
+                    if callable(text):
+                        text = text(self)
                     self.assertIn(text, out, "%s\n%s" % (where, out[-3000:]))
                     seen.add(key)
         self.assertEqual(set(self.EXPECT) - seen, set(), "expected commands missing from the guide")
@@ -803,6 +810,61 @@ class TestResume(Scenario):
         self.assertEqual(rows, [["lab/resume", b"hello again".hex()]] * 4)
 
 
+NEEDS_TLS13 = unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+
+
+@NEEDS_TLS13
+class TestTLS13(Scenario):
+    scenario = "tls13"
+
+    def test_mqtt_decrypted_with_keylog_only(self):
+        self.assert_mqtt_only_with_keys("lab/tls13", b"hello from the tls13 lab")
+
+    def test_certificate_encrypted_without_keys(self):
+        """Without keys a sniffer sees ClientHello and ServerHello only; with the key
+        log the rest of the flight appears: EncryptedExtensions (8), Certificate
+        (11), CertificateVerify (15), Finished (20), NewSessionTicket (4)."""
+        plain = self.fields("tls.handshake.type", "tls.handshake.type", keys=False)
+        self.assertEqual(sorted({int(t) for r in plain for t in r[0].split(",") if t}), [1, 2])
+        for types in self.streams().values():
+            for t in (1, 2, 8, 11, 15, 20, 4):
+                self.assertIn(t, types, types)
+        with open(self.keylog) as f:
+            labels = {l.split()[0] for l in f if l.strip()}
+        self.assertEqual(labels, {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                                  "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0",
+                                  "EXPORTER_SECRET"})
+        self.assert_log("TLS handshake with", "TLS 1.3", "full handshake")
+
+
+@NEEDS_TLS13
+class TestTLS13Resume(Scenario):
+    scenario = "tls13-resume"
+
+    def test_second_connection_resumed_without_certificate(self):
+        """Two s_client -tls1_3 connections: the first full (Certificate in the
+        decrypted handshake), the second resumed with the ticket: no Certificate."""
+        streams = [t for _, t in sorted(self.streams().items())]
+        self.assertEqual(len(streams), 2, streams)
+        self.assertIn(11, streams[0])
+        self.assertNotIn(11, streams[1])
+        self.assert_log("TLS handshake with", "TLS 1.3", "resumed session (ticket)")
+        self.assertIn("Reused, TLSv1.3", open(os.path.join(self.dir, "clients.txt")).read())
+
+
+@NEEDS_TLS13
+class TestTLS13Mutual(Scenario):
+    scenario = "tls13-mutual"
+
+    def test_client_certificate_only_with_keys(self):
+        """The client's Certificate (CN=labclient) is readable with the key log and
+        hidden without it; the broker logs the certificate."""
+        subjects = self.fields("tls.handshake.type==11", "x509sat.uTF8String")
+        self.assertTrue(any("labclient" in r[0] for r in subjects), subjects)
+        self.assertEqual(self.fields("tls.handshake.type==11", "tls.handshake.type", keys=False), [])
+        self.assert_log("TLS handshake with", "TLS 1.3", "client certificate CN=labclient")
+
+
 class Refused(Scenario):
     """A refused handshake: the alert on the wire, the broker's line in the log."""
 
@@ -820,13 +882,16 @@ class TestBadVersion(Refused):
     scenario = "bad-version"
 
     def test_protocol_version_alert(self):
-        """A TLS 1.1 ClientHello: alert protocol_version (70)."""
+        """A client below the minimum gets alert protocol_version (70): a TLS 1.1
+        ClientHello with mbedTLS 2.28; with TLS 1.3 (mbedTLS 3.6) a TLS 1.2-only
+        client against a tlsv1.3 listener."""
+        old, new = ("1.2", "1.3") if BROKER_TLS13 else ("1.1", "1.2")
         self.assertEqual(self.fields("tls.handshake.type==1", "tls.handshake.version", keys=False),
-                         [["0x0302"]])
+                         [["0x0303" if BROKER_TLS13 else "0x0302"]])
         self.assert_alert(70)
-        self.assert_log("TLS handshake failed: client offered only TLS 1.1 while the minimum is TLS 1.2",
-                        "(sent alert protocol_version)")
-        self.assertTrue(self.trace_lines("<- ClientHello: TLS 1.1"))
+        self.assert_log("TLS handshake failed: client offered only TLS %s while the minimum is "
+                        "TLS %s" % (old, new), "(sent alert protocol_version)")
+        self.assertTrue(self.trace_lines("<- ClientHello: TLS %s" % old))
         self.assertIn("Broker said:", self.out)
 
 

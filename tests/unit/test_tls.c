@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "broker/tls_words.h"
+#include "clients/core/tls_words.h"
 #include "tls/tls.h"
 
 static char certdir[256];
@@ -51,6 +53,7 @@ static tls_server_opts server_opts(void)
     o.keyfile = cert("server.key");
     o.cafile = cert("ca.crt");
     o.request_certificate = true;
+    o.opt_names = tls_words_server_opts;
     return o;
 }
 
@@ -60,6 +63,7 @@ static tls_client_opts client_opts(bool with_cert)
     memset(&o, 0, sizeof o);
     o.cafile = cert("ca.crt");
     o.server_name = "localhost";
+    o.opt_names = tls_words_client_opts;
     if (with_cert) {
         o.certfile = cert("client.crt");
         o.keyfile = cert("client.key");
@@ -223,6 +227,15 @@ END_TEST
 
 START_TEST(tls11_when_allowed)
 {
+    if (!tls_version_supported("tlsv1.1")) { /* our mbedTLS 3.6 build has none */
+        tls_server_opts o = server_opts();
+        o.tls_version = "tlsv1.1";
+        char err[512] = "";
+        tls_server *s = NULL;
+        ck_assert_int_eq(tls_server_setup(&s, &o, NULL, NULL, err, sizeof err), TLS_ERR_CONFIG);
+        ck_assert_contains(err, "has no TLS 1.1");
+        return;
+    }
     tls_server_opts so = server_opts();
     so.tls_version = "tlsv1.1";
     tls_client_opts co = client_opts(false);
@@ -385,6 +398,11 @@ START_TEST(client_cert_untrusted)
         ck_assert_contains(
             e, "not signed by a trusted CA (issuer CN=untrusted lab CA,O=secbroker lab)");
         ck_assert_contains(e, "(sent alert unknown_ca)");
+        const tls_failure *f = tls_conn_failure(p.s);
+        ck_assert_int_eq(f->reason, TLS_REASON_CERT_REJECTED);
+        ck_assert_str_eq(f->issuer, "CN=untrusted lab CA,O=secbroker lab");
+        ck_assert_str_eq(f->subject, "CN=labclient,O=secbroker lab");
+        ck_assert_int_eq(f->alert_sent, 48);
         ck_assert_int_eq(p.rc, TLS_ERR_HANDSHAKE);
         ck_assert_contains(tls_conn_error(p.c), "server sent alert unknown_ca (48)");
         pair_close(&p);
@@ -407,6 +425,17 @@ START_TEST(client_cert_missing)
                        "client sent no certificate, but this listener requires one");
     ck_assert_contains(tls_conn_error(p.s), "(sent alert handshake_failure)");
     ck_assert_contains(tls_conn_error(p.c), "server sent alert handshake_failure (40)");
+    ck_assert_int_eq(tls_conn_failure(p.s)->reason, TLS_REASON_CERT_MISSING);
+    /* tls/ names no config key or flag; the broker and the clients do */
+    ck_assert_ptr_null(strstr(tls_conn_error(p.s), "require_certificate"));
+    ck_assert_ptr_null(strstr(tls_conn_error(p.c), "--cert"));
+    ck_assert_contains(tls_words_server_error(p.s),
+                       "127.0.0.1:5555: TLS handshake failed: client sent no certificate, but "
+                       "this listener requires one (require_certificate true) "
+                       "(sent alert handshake_failure)");
+    ck_assert_contains(tls_words_client_error(p.c),
+                       "server sent alert handshake_failure (40): no cipher suite in common, or "
+                       "the server requires a client certificate (--cert/--key)");
     pair_close(&p);
     tls_client_free(cli);
     tls_server_free(srv);
@@ -500,6 +529,16 @@ START_TEST(cipher_mismatch)
     ck_assert_contains(tls_conn_error(p.s), "this listener accepts ECDHE-ECDSA-AES256-GCM-SHA384");
     ck_assert_contains(tls_conn_error(p.s), "(sent alert handshake_failure)");
     ck_assert_contains(tls_conn_error(p.c), "server sent alert handshake_failure (40)");
+    /* the same as data: what the client offered, the alert on each side */
+    const tls_failure *f = tls_conn_failure(p.s);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(f->reason, TLS_REASON_NO_COMMON_SUITE);
+    ck_assert_uint_eq(f->offered_nsuites, 2);
+    ck_assert_int_eq(f->offered_suites[0], 0xc02b); /* ECDHE-ECDSA-AES128-GCM-SHA256 */
+    ck_assert_int_eq(f->offered_suites[1], 0xcca9); /* ECDHE-ECDSA-CHACHA20-POLY1305 */
+    ck_assert_int_eq(f->alert_sent, 40);
+    ck_assert_int_eq(tls_conn_failure(p.c)->reason, TLS_REASON_PEER_ALERT);
+    ck_assert_int_eq(tls_conn_failure(p.c)->alert_received, 40);
     pair_close(&p);
     tls_client_free(cli);
 
@@ -522,17 +561,33 @@ END_TEST
 
 START_TEST(version_too_old)
 {
+    /* the lowest version this build speaks against a minimum above it */
+    bool v11 = tls_version_supported("tlsv1.1");
+    if (!v11 && !tls_version_supported("tlsv1.3")) return;
     tls_server_opts so = server_opts();
+    so.tls_version = v11 ? "tlsv1.2" : "tlsv1.3";
     tls_client_opts co = client_opts(false);
-    co.tls_version = "tlsv1.1";
+    co.tls_version = v11 ? "tlsv1.1" : "tlsv1.2";
     tls_server *srv = make_server(&so);
     tls_client *cli = make_client(&co);
     pair_t p;
     failing(&p, srv, cli, TLS_ERR_HANDSHAKE);
     ck_assert_contains(tls_conn_error(p.s),
-                       "client offered only TLS 1.1 while the minimum is TLS 1.2 "
-                       "(sent alert protocol_version)");
+                       v11 ? "client offered only TLS 1.1 while the minimum is TLS 1.2 "
+                             "(sent alert protocol_version)"
+                           : "client offered only TLS 1.2 while the minimum is TLS 1.3 "
+                             "(sent alert protocol_version)");
     ck_assert_contains(tls_conn_error(p.c), "server sent alert protocol_version (70)");
+    const tls_failure *f = tls_conn_failure(p.s);
+    ck_assert_int_eq(f->reason, TLS_REASON_VERSION);
+    ck_assert_int_eq(f->offered_max, v11 ? 2 : 3); /* minor 2: TLS 1.1, 3: TLS 1.2 */
+    ck_assert_int_eq(f->our_min, v11 ? 3 : 4);
+    ck_assert_int_eq(f->alert_sent, 70);
+    /* advice in each side's own vocabulary */
+    ck_assert_contains(tls_words_server_error(p.s),
+                       "(see tls_version) (sent alert protocol_version)");
+    ck_assert_contains(tls_words_client_error(p.c),
+                       "the server does not accept the TLS version we offered (see --tls-version)");
     pair_close(&p);
     tls_client_free(cli);
     tls_server_free(srv);
@@ -632,7 +687,7 @@ static void client_verify_case(const char *cafile, const char *name, bool insecu
         }
     } else {
         ck_assert_msg(p.rc == TLS_ERR_HANDSHAKE, "client (%s) returned %d", name, p.rc);
-        ck_assert_contains(tls_conn_error(p.c), words);
+        ck_assert_contains(tls_words_client_error(p.c), words);
         ck_assert_msg(p.rs != TLS_OK, "server finished anyway");
     }
     pair_close(&p);
@@ -654,7 +709,8 @@ START_TEST(client_verify)
     client_verify_case(cert("ca.crt"), "broker.example.com", false, false,
                        "it is for localhost, 127.0.0.1, ::1");
     client_verify_case(cert("ca.crt"), "broker.example.com", false, false,
-                       "not for broker.example.com");
+                       "not for broker.example.com (use -h with one of those names, or --insecure "
+                       "to skip the name check)");
     client_verify_case(cert("ca.crt"), "10.1.2.3", false, false, "not for 10.1.2.3");
     client_verify_case(cert("ca.crt"), "broker.example.com", true, true, "(host name not checked)");
     client_verify_case(cert("ca.crt"), "10.1.2.3", true, true, NULL);
@@ -776,11 +832,16 @@ START_TEST(config_errors)
     server_config_error(&o, "EC key");
     o = server_opts();
     o.tls_version = "tlsv1.3";
-    server_config_error(&o, "tls_version tlsv1.3: this mbedTLS build (2.28");
-    server_config_error(&o, "has no TLS 1.3");
+    if (!tls_version_supported("tlsv1.3")) {
+        server_config_error(&o, "tls_version tlsv1.3: this mbedTLS build (2.28");
+        server_config_error(&o, "has no TLS 1.3");
+    }
     o = server_opts();
     o.tls_version = "sslv3";
     server_config_error(&o, "tls_version sslv3: unknown version");
+    o.opt_names = NULL; /* tls/'s own neutral words */
+    server_config_error(&o, "TLS version sslv3: unknown version");
+    o.opt_names = tls_words_server_opts;
     o = server_opts();
     o.cafile = NULL;
     o.require_certificate = true;
@@ -797,7 +858,8 @@ START_TEST(config_errors)
     tls_client_opts co = client_opts(false);
     co.certfile = cert("client.crt");
     ck_assert_int_eq(tls_client_setup(&c, &co, err, sizeof err), TLS_ERR_CONFIG);
-    ck_assert_contains(err, "needs its key");
+    ck_assert_contains(err, "--cert /");
+    ck_assert_contains(err, "needs its key (--key)");
     co = client_opts(false);
     co.ciphers = "RC5-MD2";
     ck_assert_int_eq(tls_client_setup(&c, &co, err, sizeof err), TLS_ERR_CONFIG);
@@ -825,6 +887,12 @@ START_TEST(cipher_names)
         co.ciphers = ok[i];
         char err[512] = "";
         tls_client *c = NULL;
+        if (!tls_suite_supported(ok[i]) && strcmp(ok[i], "AES128-SHA") == 0) {
+            /* static-RSA key exchange: left out of our mbedTLS 3.6 build */
+            ck_assert_int_eq(tls_client_setup(&c, &co, err, sizeof err), TLS_ERR_CONFIG);
+            ck_assert_contains(err, "unknown cipher suite 'AES128-SHA'");
+            continue;
+        }
         ck_assert_msg(tls_client_setup(&c, &co, err, sizeof err) == TLS_OK, "%s: %s", ok[i], err);
         tls_client_free(c);
     }
@@ -860,12 +928,131 @@ START_TEST(idle_memory)
             s, c, measured);
     ck_assert_uint_gt(s, 30000);
     ck_assert_uint_lt(s, 40000);
-    /* the estimate and malloc's accounting agree within 10% (ASan replaces
-     * malloc, and mallinfo2 then reports nothing) */
+    /* tls_conn_memory counts blocks (tls/tls_mem.c), it does not estimate:
+     * the heap grew by at least that much, plus the C library's per-block
+     * overhead and the test's own scaffolding, never by a quarter more (ASan
+     * replaces malloc, and mallinfo2 then reports nothing) */
 #if !defined(__SANITIZE_ADDRESS__)
-    ck_assert_uint_lt(measured, (s + c) * 11 / 10);
-    ck_assert_uint_gt(measured, (s + c) * 9 / 10);
+    ck_assert_uint_ge(measured, (s + c) * 95 / 100);
+    ck_assert_uint_lt(measured, (s + c) * 5 / 4);
 #endif
+    pair_close(&p);
+    tls_client_free(cli);
+    tls_server_free(srv);
+}
+END_TEST
+
+/* ---- TLS 1.3 (mbedTLS 3.6 builds) -------------------------------------------------------------
+ */
+
+/* One TLS 1.3 connection (with a client certificate when the server asks
+ * for one); the client then reads once so that the NewSessionTicket (sent
+ * after the handshake) is taken in. */
+static void tls13_round(tls_server *srv, tls_client *cli, bool expect_resumed, bool with_cert)
+{
+    pair_t p;
+    pair_open(&p, srv, cli);
+    pair_run(&p);
+    ck_assert_msg(p.rs == TLS_OK, "server: %s", tls_conn_error(p.s));
+    ck_assert_msg(p.rc == TLS_OK, "client: %s", tls_conn_error(p.c));
+    uint8_t buf[16];
+    ck_assert_int_eq(tls_conn_read(p.c, buf, sizeof buf), TLS_WANT_READ);
+    char d[300];
+    tls_conn_describe(p.s, d, sizeof d);
+    ck_assert_contains(d, "TLS 1.3, TLS_AES_");
+    ck_assert_contains(d, expect_resumed ? "resumed session (ticket)" : "full handshake");
+    ck_assert_int_eq(tls_conn_resumed(p.c), expect_resumed);
+    if (with_cert) {
+        ck_assert_ptr_nonnull(tls_conn_peer_cn(p.s));
+        ck_assert_str_eq(tls_conn_peer_cn(p.s), "labclient");
+    }
+    pair_close(&p);
+}
+
+static int count_label(const char *path, const char *label)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, label, strlen(label)) == 0 && line[strlen(label)] == ' ') n++;
+    fclose(f);
+    return n;
+}
+
+START_TEST(tls13_handshake_resume_keylog)
+{
+    if (!tls_version_supported("tlsv1.3")) return; /* make MBEDTLS=system on Debian 12 */
+    char kpath[320];
+    snprintf(kpath, sizeof kpath, "%s/keylog13-%d.txt", certdir, (int)getpid());
+    unlink(kpath);
+    tls_server_opts so = server_opts();
+    so.keylog_file = kpath;
+    so.cafile = NULL; /* no client certificates: TLS 1.3 tickets are issued */
+    so.request_certificate = false;
+    tls_client_opts co = client_opts(false);
+    co.tls_version = "tlsv1.3";
+    tls_server *srv = make_server(&so);
+    tls_client *cli = make_client(&co);
+    tls13_round(srv, cli, false, false);
+    tls13_round(srv, cli, true, false);
+    /* Wireshark's TLS 1.3 labels, one set per connection */
+    static const char *const labels[] = {
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "CLIENT_TRAFFIC_SECRET_0",
+        "SERVER_TRAFFIC_SECRET_0",
+        "EXPORTER_SECRET",
+    };
+    for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++)
+        ck_assert_msg(count_label(kpath, labels[i]) == 2, "%s", labels[i]);
+    tls_client_free(cli);
+    tls_server_free(srv);
+}
+END_TEST
+
+/* mbedTLS 3.6's TLS 1.3 tickets lose the client certificate: where client
+ * certificates are asked for, no TLS 1.3 ticket, every connection keeps its
+ * identity (fails without the new_session_tickets(0) in tls_setup.c). */
+START_TEST(tls13_identity_never_lost)
+{
+    if (!tls_version_supported("tlsv1.3")) return;
+    tls_server_opts so = server_opts();
+    tls_client_opts co = client_opts(true);
+    co.tls_version = "tlsv1.3";
+    tls_server *srv = make_server(&so);
+    tls_client *cli = make_client(&co);
+    tls13_round(srv, cli, false, true);
+    tls13_round(srv, cli, false, true);
+    tls_client_free(cli);
+    tls_server_free(srv);
+}
+END_TEST
+
+START_TEST(tls13_certificate_required)
+{
+    if (!tls_version_supported("tlsv1.3")) return;
+    tls_server_opts so = server_opts();
+    so.require_certificate = true;
+    tls_client_opts co = client_opts(false);
+    co.tls_version = "tlsv1.3";
+    tls_server *srv = make_server(&so);
+    tls_client *cli = make_client(&co);
+    pair_t p;
+    pair_open(&p, srv, cli);
+    pair_run(&p);
+    ck_assert_int_eq(p.rs, TLS_ERR_HANDSHAKE);
+    const tls_failure *f = tls_conn_failure(p.s);
+    ck_assert_int_eq(f->reason, TLS_REASON_CERT_MISSING);
+    ck_assert_int_eq(f->alert_sent, 116);
+    ck_assert_contains(tls_conn_error(p.s), "(sent alert certificate_required)");
+    /* a TLS 1.3 client learns it after its Finished, on its first read */
+    uint8_t buf[16];
+    ssize_t n = p.rc == TLS_OK ? tls_conn_read(p.c, buf, sizeof buf) : p.rc;
+    ck_assert_int_lt(n, 0);
+    ck_assert_contains(tls_words_client_error(p.c), "certificate_required (116)");
+    ck_assert_contains(tls_words_client_error(p.c), "(--cert/--key)");
     pair_close(&p);
     tls_client_free(cli);
     tls_server_free(srv);
@@ -899,6 +1086,9 @@ static Suite *tls_suite(void)
     tcase_add_test(t, config_errors);
     tcase_add_test(t, cipher_names);
     tcase_add_test(t, idle_memory);
+    tcase_add_test(t, tls13_handshake_resume_keylog);
+    tcase_add_test(t, tls13_certificate_required);
+    tcase_add_test(t, tls13_identity_never_lost);
     suite_add_tcase(s, t);
     return s;
 }
