@@ -31,7 +31,8 @@ typedef struct broker {
     listener *listeners;
     size_t nlisteners;
     int epfd;
-    conn *conns; /* doubly linked, all connections */
+    int reserve_fd; /* kept free for shedding connections at EMFILE (fdlimit.h) */
+    conn *conns;    /* doubly linked, all connections */
     uint32_t nconns;
     conn *write_pending;       /* have output to flush this iteration */
     conn *closing;             /* marked for close */

@@ -73,6 +73,14 @@ typedef struct listener {
     const conn_handler *handler; /* given to every connection it accepts */
     const conn_limits *limits;   /* for every connection it accepts */
     uint32_t nconns;
+    uint64_t ev_data; /* its epoll_event data (set by whoever registered it) */
+    /* An episode at the open-files limit (EMFILE/ENFILE on accept): pending
+     * connections are shed (accepted and closed at once with the reserve
+     * descriptor), or the listener is paused until the next tick. */
+    double fdlimit_since;  /* start of the episode (0 = none) */
+    double fdlimit_last;   /* last time accept hit the limit */
+    uint64_t fdlimit_shed; /* connections shed in this episode */
+    bool paused;           /* out of epoll until the next tick */
 } listener;
 
 typedef struct conn {

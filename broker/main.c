@@ -22,6 +22,7 @@
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/err.h"
+#include "broker/fdlimit.h"
 #include "broker/log.h"
 #include "broker/protocol.h"
 #include "broker/router.h"
@@ -145,8 +146,8 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
     }
     freeaddrinfo(res);
     l->fd = fd;
-    struct epoll_event ev = {.events = EPOLLIN,
-                             .data.u64 = LISTENER_TAG | (uint64_t)(l - b->listeners)};
+    l->ev_data = LISTENER_TAG | (uint64_t)(l - b->listeners);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = l->ev_data};
     if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
         return BK_ERR_IO;
@@ -226,6 +227,7 @@ static void broker_free(broker *b)
     free(b->rbuf);
     free(b->match_sessions);
     if (b->epfd >= 0) close(b->epfd);
+    if (b->reserve_fd >= 0) close(b->reserve_fd);
     config_free(b->cfg);
 }
 
@@ -305,6 +307,8 @@ static int broker_init(broker *b)
     b->rbuf = malloc(b->rbuf_cap);
     b->epfd = epoll_create1(EPOLL_CLOEXEC);
     b->now = broker_now();
+    (void)fdlimit_raise(); /* it logs what it did */
+    b->reserve_fd = fdlimit_reserve_open();
     return b->root && b->rbuf && b->epfd >= 0 ? BK_OK : BK_ERR_NOMEM;
 }
 
@@ -429,6 +433,7 @@ int main(int argc, char **argv)
     static broker br;
     broker *b = &br;
     b->epfd = -1;
+    b->reserve_fd = -1;
     if (load_config(b, conf, verbose, err, sizeof err) != BK_OK) {
         fprintf(stderr, "secbroker: %s\n", err);
         return 1;

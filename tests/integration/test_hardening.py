@@ -1,0 +1,80 @@
+"""Hostile inputs against the broker core (issue 18): each test fails on the
+defect it is named after and passes with the fix.
+
+- At the open-files limit the broker neither spins nor floods its log, and
+  serves again once descriptors are free (defect 1).
+
+Timeouts are upper bounds for waiting, never pass/fail timing. CPU bounds are
+generous ratios that only a busy loop can blow.
+"""
+import os
+import socket
+import time
+import unittest
+
+from mqttlib import (WAIT, Client, connect, connect_packet, log_lines, log_offset, start_broker,
+                     uid, wait_log_line)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid, in seconds (/proc/PID/stat fields 14 and 15)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_status_kb(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError("%s not in /proc/%d/status" % (key, pid))
+
+
+class TestOpenFilesLimit(unittest.TestCase):
+    NOFILE = 40     # the broker's soft and hard limit: about 30 connections
+    FLOOD = 120     # connections opened and held by the flood
+    EPISODE = 3.0   # seconds the flood is held
+
+    def test_raises_soft_limit_to_hard(self):
+        b = start_broker(self, nofile=(64, 256))
+        wait_log_line(self, b, "open files limit raised from 64 to the hard limit 256")
+
+    def test_emfile_no_busy_loop_no_log_flood(self):
+        b = start_broker(self, nofile=self.NOFILE)
+        pid = b.proc.pid
+        off = log_offset(b)
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(self.FLOOD):
+            s = socket.create_connection(("127.0.0.1", b.port), timeout=WAIT)
+            s.sendall(connect_packet(uid("flood")))
+            socks.append(s)
+        wait_log_line(self, b, "Too many open files", offset=off)
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(self.EPISODE)
+        cpu1, t1 = cpu_seconds(pid), time.monotonic()
+        for s in socks:
+            s.close()
+        socks.clear()
+        grown = os.path.getsize(b.log_path) - off
+        self.assertLess(grown, 200000, "the log grew by %d bytes at the open-files limit" % grown)
+        # a busy loop burns a whole core (ratio ~1); an idle broker ~0
+        self.assertLess(cpu1 - cpu0, 0.5 * (t1 - t0),
+                        "broker used %.2f s CPU in %.2f s at the open-files limit"
+                        % (cpu1 - cpu0, t1 - t0))
+        # the episode ends with one summary line carrying the count
+        line = wait_log_line(self, b, "open files limit episode over", offset=off)
+        self.assertRegex(line, r"\d+ connections shed")
+        lines = [ln for ln in log_lines(b, off) if "accept on port" in ln]
+        self.assertLessEqual(len(lines), 4, "log lines about accept: %d, e.g. %r"
+                             % (len(lines), lines[:3]))
+        # service again: a normal client is accepted and answered
+        c = connect(self, b, uid("after"))
+        c.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
