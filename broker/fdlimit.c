@@ -26,7 +26,8 @@ uint64_t fdlimit_raise(void)
     rlim_t old = rl.rlim_cur;
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-        log_msg(LL_WARNING, "open files limit stays %llu: cannot raise it to the hard limit %llu: %s",
+        log_msg(LL_WARNING,
+                "open files limit stays %llu: cannot raise it to the hard limit %llu: %s",
                 (unsigned long long)old, (unsigned long long)rl.rlim_max, strerror(errno));
         return old;
     }

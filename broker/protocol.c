@@ -579,15 +579,41 @@ static int proto_on_accept(broker *b, conn *c)
     return BK_OK;
 }
 
+/* A CONNECT is held: what the client pipelined after it waits for the
+ * answer. All of it, the packet still coming included (the transport sizes
+ * its buffer from that packet's header), must fit in max_packet_size, and
+ * each packet is framed as soon as its header is in. */
+static void held_input_check(client *cl, const uint8_t *data, size_t len)
+{
+    size_t max = cl->b->cfg->max_packet_size;
+    for (size_t off = 0; off < len;) {
+        mqtt_header h;
+        size_t plen = 0;
+        int r = mqtt_frame(data + off, len - off, max, &h, &plen);
+        if (r < 0) {
+            conn_close(cl->b, cl->conn, "protocol error while its CONNECT was held: %s",
+                       mqtt_strerror(r));
+            return;
+        }
+        if (r == MQTT_NEED_MORE) plen = plen ? plen : len - off;
+        if (off + plen > max) {
+            conn_close(cl->b, cl->conn,
+                       "sent more than max_packet_size (%zu bytes) while its CONNECT was held",
+                       max);
+            return;
+        }
+        if (r == MQTT_NEED_MORE) return;
+        off += plen;
+    }
+}
+
 /* Handle every complete packet in data[0..len); returns bytes consumed. */
 static size_t proto_on_data(conn *c, const uint8_t *data, size_t len)
 {
     client *cl = c->ud;
     broker *b = cl->b;
     if (cl->state == CL_AUTH_DELAY) {
-        /* CONNECT held: what the client pipelined after it waits for the answer */
-        if (len > b->cfg->max_packet_size)
-            conn_close(b, c, "sent more than max_packet_size while its CONNECT was held");
+        held_input_check(cl, data, len);
         return 0;
     }
     size_t off = 0;

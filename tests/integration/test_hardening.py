@@ -3,6 +3,8 @@ defect it is named after and passes with the fix.
 
 - At the open-files limit the broker neither spins nor floods its log, and
   serves again once descriptors are free (defect 1).
+- A CONNECT held by the failed-login slow-down, followed by a header that
+  claims a 268 MB packet, costs no more than max_packet_size (defect 6).
 
 Timeouts are upper bounds for waiting, never pass/fail timing. CPU bounds are
 generous ratios that only a busy loop can blow.
@@ -12,8 +14,8 @@ import socket
 import time
 import unittest
 
-from mqttlib import (WAIT, Client, connect, connect_packet, log_lines, log_offset, start_broker,
-                     uid, wait_log_line)
+from mqttlib import (HELD_WAIT, WAIT, Client, connect, connect_packet, fresh_addr, log_lines,
+                     log_offset, make_password_file, start_broker, uid, varint, wait_log_line)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -71,9 +73,44 @@ class TestOpenFilesLimit(unittest.TestCase):
         lines = [ln for ln in log_lines(b, off) if "accept on port" in ln]
         self.assertLessEqual(len(lines), 4, "log lines about accept: %d, e.g. %r"
                              % (len(lines), lines[:3]))
-        # service again: a normal client is accepted and answered
+        # service again once the broker has closed the flood's connections: a
+        # normal client is accepted and answered
+        deadline = time.monotonic() + WAIT
+        while len(os.listdir("/proc/%d/fd" % pid)) > 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
         c = connect(self, b, uid("after"))
         c.close()
+
+
+class TestHeldConnectInput(unittest.TestCase):
+    CLAIM = 268435455  # the largest remaining length MQTT can express
+
+    def test_held_connect_then_huge_header_stays_small(self):
+        b = start_broker(self, "password_file {dir}/pw\n",
+                         files={"pw": lambda p: make_password_file(p, "alice", "right")})
+        pid = b.proc.pid
+        x = fresh_addr()
+        connect(self, b, expect_rc=4, source=x, username="alice", password="wrong")
+        peak0 = proc_status_kb(pid, "VmPeak")
+        clients = []
+        for _ in range(4):
+            off = log_offset(b)
+            c = Client(b.port, source=x)
+            self.addCleanup(c.close)
+            clients.append(c)
+            c.send(connect_packet(client_id=uid("held"), username="alice", password="wrong"))
+            wait_log_line(self, b, x + ":", "CONNECT held for", offset=off)
+            # a PUBLISH header claiming 268 MB, then a little of its body
+            c.send(b"\x30" + varint(self.CLAIM))
+            time.sleep(0.05)
+            c.send(b"\x00\x01t" + b"x" * 1000)
+        for c in clients:
+            c.read_all_until_closed(timeout=HELD_WAIT)
+        grown_mb = (proc_status_kb(pid, "VmPeak") - peak0) / 1024
+        self.assertLess(grown_mb, 64, "virtual memory peak grew by %.0f MB behind four held "
+                        "CONNECTs" % grown_mb)
+        self.assertLess(proc_status_kb(pid, "VmRSS") / 1024, 64)
+        wait_log_line(self, b, "while its CONNECT was held")
 
 
 if __name__ == "__main__":
