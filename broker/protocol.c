@@ -328,6 +328,25 @@ static void finish_connect(client *cl)
 
 /* ---- PUBLISH ------------------------------------------------------------------------- */
 
+/* $SYS is written by the broker only (Mosquitto drops such publishes too):
+ * a client's PUBLISH there is dropped, never routed or retained, but still
+ * acknowledged; logged once per client. True when p is such a PUBLISH. */
+static bool publish_sys_refused(client *cl, const mqtt_publish *p)
+{
+    static const char sys[] = "$SYS";
+    size_t n = sizeof sys - 1;
+    if (p->topic.len < n || memcmp(p->topic.ptr, sys, n) != 0) return false;
+    if (p->topic.len > n && p->topic.ptr[n] != '/') return false;
+    if (!cl->sys_logged) {
+        cl->sys_logged = true;
+        log_msg(LL_NOTICE,
+                "Dropped PUBLISH from %s to '%.*s': $SYS topics are written by the broker only "
+                "(logged once per client)",
+                cl->client_id, (int)p->topic.len, p->topic.ptr);
+    }
+    return true;
+}
+
 static void handle_publish(client *cl, const mqtt_header *h)
 {
     broker *b = cl->b;
@@ -350,7 +369,9 @@ static void handle_publish(client *cl, const mqtt_header *h)
         conn_close(b, cl->conn, "retained PUBLISH while retain_available is false");
         return;
     }
-    if (auth_may_write(b, cl, (const char *)p.topic.ptr, p.topic.len)) {
+    if (publish_sys_refused(cl, &p)) {
+        /* dropped (logged once per client), acknowledged below */
+    } else if (auth_may_write(b, cl, (const char *)p.topic.ptr, p.topic.len)) {
         msg *m = msg_new(p.topic.ptr, p.topic.len, p.payload, p.payload_len, p.qos, p.retain);
         if (!m) {
             conn_close(b, cl->conn, "out of memory for a %zu-byte message", p.payload_len);

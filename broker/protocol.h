@@ -44,7 +44,8 @@ typedef struct client { /* allocated with its conn (conn_handler.ud_size) */
     uint16_t keepalive;
     uint8_t state; /* enum client_state */
     uint8_t protocol_level;
-    bool send_will; /* cleared by DISCONNECT */
+    bool send_will;  /* cleared by DISCONNECT */
+    bool sys_logged; /* its first PUBLISH to $SYS was logged */
 } client;
 
 /* The handler listeners give their connections. */

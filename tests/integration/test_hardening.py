@@ -5,6 +5,8 @@ defect it is named after and passes with the fix.
   serves again once descriptors are free (defect 1).
 - A CONNECT held by the failed-login slow-down, followed by a header that
   claims a 268 MB packet, costs no more than max_packet_size (defect 6).
+- A client's PUBLISH to $SYS is acknowledged but never routed or retained,
+  and logged once per client (defect 7).
 
 Timeouts are upper bounds for waiting, never pass/fail timing. CPU bounds are
 generous ratios that only a busy loop can blow.
@@ -15,7 +17,8 @@ import time
 import unittest
 
 from mqttlib import (HELD_WAIT, WAIT, Client, connect, connect_packet, fresh_addr, log_lines,
-                     log_offset, make_password_file, start_broker, uid, varint, wait_log_line)
+                     log_offset, make_password_file, marker, publish, recv_publish, start_broker, subscribe,
+                     uid, varint, wait_log_line)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -111,6 +114,34 @@ class TestHeldConnectInput(unittest.TestCase):
                         "CONNECTs" % grown_mb)
         self.assertLess(proc_status_kb(pid, "VmRSS") / 1024, 64)
         wait_log_line(self, b, "while its CONNECT was held")
+
+
+class TestSysTopicsBrokerOnly(unittest.TestCase):
+    def test_client_publish_to_sys_dropped_acked_logged_once(self):
+        b = start_broker(self)
+        mark = "mark/" + uid()
+        sub = connect(self, b)
+        self.assertEqual(subscribe(sub, [("$SYS/spoof/#", 1), ("$SYS", 1), (mark, 1)]), [1, 1, 1])
+        pub = connect(self, b, uid("spoofer"))
+        # acknowledged at every QoS (publish() completes the QoS 1/2 handshakes)
+        for qos in (0, 1, 2):
+            publish(pub, "$SYS/spoof/clients/connected", b"31337", qos=qos, retain=True)
+        publish(pub, "$SYS", b"bare", qos=1, retain=True)
+        # nothing reached the subscriber before the marker
+        marker(self, sub, pub, mark)
+        # nothing was retained
+        late = connect(self, b)
+        mark2 = "mark/" + uid()
+        self.assertEqual(subscribe(late, [("$SYS/spoof/#", 1), ("$SYS", 1), (mark2, 1)]),
+                         [1, 1, 1])
+        marker(self, late, pub, mark2)
+        lines = [ln for ln in log_lines(b) if "Dropped PUBLISH from %s" % pub.client_id in ln]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("$SYS", lines[0])
+        # a topic that merely starts with the letters is an ordinary topic
+        self.assertEqual(subscribe(sub, [("$SYSTEM/x", 1)]), [1])
+        publish(pub, "$SYSTEM/x", b"ordinary", qos=1)
+        self.assertEqual(recv_publish(sub).payload, b"ordinary")
 
 
 if __name__ == "__main__":
