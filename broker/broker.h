@@ -46,6 +46,7 @@ typedef struct broker {
     struct acl_rules *acl;
     dict auth_fails;     /* addr -> auth_fail */
     double now;          /* monotonic, updated each iteration */
+    double tick_due;     /* the running tick's due time on the 100 ms grid (0: none yet) */
     volatile int stop;   /* set by signals */
     volatile int reload; /* SIGHUP */
     uint64_t msgs_received, msgs_sent, bytes_received, bytes_sent;

@@ -362,13 +362,39 @@ typedef struct {
     double next_tick, next_sys, next_tls_tick;
 } loop_timers;
 
+/* Ticks fall on an absolute grid (multiples of TICK_SECONDS of the monotonic
+ * clock), so they do not drift by the time each iteration takes: the last
+ * grid point at or before t, and the first one after it. */
+static double tick_at(double t)
+{
+    return (double)(long long)(t / TICK_SECONDS) * TICK_SECONDS; /* t >= 0 */
+}
+
+static double tick_after(double t)
+{
+    return tick_at(t) + TICK_SECONDS;
+}
+
+/* Milliseconds epoll may sleep: until the next tick, at most LOOP_SLEEP_MS. */
+static int sleep_ms(const broker *b, double next_tick)
+{
+    if (b->read_pending) return 0;
+    double ms = (next_tick - broker_now()) * 1000.0;
+    if (ms <= 0) return 0;
+    if (ms >= LOOP_SLEEP_MS) return LOOP_SLEEP_MS;
+    return (int)ms + ((double)(int)ms < ms); /* rounded up: never wake before it */
+}
+
 /* The periodic work of one iteration: deadlines, TLS session cache, $SYS,
  * SIGHUP. */
 static void loop_periodic(broker *b, loop_timers *t)
 {
     if (b->now >= t->next_tick) {
+        /* deadlines are judged at the due time: the grid point just passed (a
+         * late loop runs one tick for the points it missed) */
+        b->tick_due = tick_at(b->now);
         conn_tick(b);
-        t->next_tick = b->now + TICK_SECONDS;
+        t->next_tick = tick_after(b->now);
     }
     if (b->now >= t->next_tls_tick) {
         for (size_t i = 0; i < b->nlisteners; i++)
@@ -388,10 +414,10 @@ static void loop_periodic(broker *b, loop_timers *t)
 
 static void run_loop(broker *b)
 {
-    loop_timers t = {time(NULL), b->now, b->now + 1, b->now + 1};
+    loop_timers t = {time(NULL), tick_after(b->now), b->now + 1, b->now + 1};
     struct epoll_event evs[EPOLL_BATCH];
     while (!b->stop) {
-        int n = epoll_wait(b->epfd, evs, EPOLL_BATCH, b->read_pending ? 0 : LOOP_SLEEP_MS);
+        int n = epoll_wait(b->epfd, evs, EPOLL_BATCH, sleep_ms(b, t.next_tick));
         b->now = broker_now();
         if (n < 0 && errno != EINTR) {
             log_msg(LL_ERROR, "epoll_wait: %s", strerror(errno));

@@ -665,6 +665,21 @@ static size_t proto_frame_need(const uint8_t *data, size_t len)
     return need;
 }
 
+/* [MQTT-3.1.2-24], judged at the tick's due time on the loop's 100 ms grid
+ * (b->now outside the loop's ticks): the first tick at or after 1.5 x
+ * keepalive of silence closes, and the log says when, after the last packet. */
+static void keepalive_check(client *cl)
+{
+    broker *b = cl->b;
+    if (!cl->keepalive) return;
+    double at = b->tick_due > 0 ? b->tick_due : b->now;
+    double silent = at - cl->last_rx;
+    if (silent >= KEEPALIVE_GRACE * cl->keepalive)
+        conn_close(b, cl->conn,
+                   "keepalive timeout (closed %.3f s after the last packet, keepalive %u s)",
+                   silent, cl->keepalive);
+}
+
 static void proto_on_tick(conn *c)
 {
     client *cl = c->ud;
@@ -681,9 +696,7 @@ static void proto_on_tick(conn *c)
         }
         break;
     case CL_ACTIVE:
-        if (cl->keepalive && b->now - cl->last_rx > KEEPALIVE_GRACE * cl->keepalive)
-            conn_close(b, c, "keepalive timeout (no packet for %.1f s, keepalive %u s)",
-                       b->now - cl->last_rx, cl->keepalive);
+        keepalive_check(cl);
         break;
     }
 }
