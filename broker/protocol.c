@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "broker/auth.h"
+#include "broker/backlog.h"
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/log.h"
@@ -20,6 +21,9 @@
 
 /* [MQTT-3.1.2-24]: a client silent for 1.5 x its keepalive is gone. */
 #define KEEPALIVE_GRACE 1.5
+/* Retained messages one client may be owed at a time (16 bytes each): a
+ * SUBSCRIBE of many wide filters cannot hold more of the broker's memory. */
+#define RETAINED_BACKLOG_MAX 1000000
 /* Log a QoS 0 drop once per this many. */
 #define QOS0_DROP_LOG_EVERY 10000
 
@@ -397,26 +401,48 @@ static void handle_publish(client *cl, const mqtt_header *h)
 typedef struct {
     client *cl;
     uint8_t qos;
+    uint64_t refused; /* over RETAINED_BACKLOG_MAX or out of memory */
 } retained_ctx;
 
-/* Would every further delivery to cl at this QoS be dropped? Then a retained
- * walk can stop: a huge SUBSCRIBE cannot make the broker walk the whole
- * store again and again for a client that cannot take the messages. */
-static bool client_saturated(client *cl, uint8_t qos)
+/* Must the retained message at QoS qos wait? Until the output is under its
+ * soft limit, and for QoS 1/2 until the session's queue has room, so that
+ * nothing is dropped: the walk goes on as the client drains. */
+static bool retained_must_wait(client *cl, uint8_t qos)
 {
     if (!client_ready(cl)) return true;
-    int level = conn_output_check(cl->b, cl->conn, 0);
-    if (level == BK_OK) return false;
-    return level < 0 || session_queue_full(cl->session, qos);
+    if (conn_output_check(cl->b, cl->conn, 0) != BK_OK) return true;
+    return qos && session_queue_full(cl->session, qos);
+}
+
+/* Send what cl can take of the retained messages it is owed (after a
+ * SUBSCRIBE; again on every packet from it and every tick). One that was
+ * replaced or cleared since is skipped: its successor went out live. */
+static void retained_feed(client *cl)
+{
+    backlog *q = cl->retained;
+    const backlog_item *it;
+    while (q && (it = backlog_peek(q))) {
+        msg *m = it->m;
+        uint8_t qos = m->qos < it->qos ? m->qos : it->qos;
+        if (retained_must_wait(cl, qos)) return;
+        if (tree_retained_get(cl->b->root, msg_topic(m), m->topic_len) == m &&
+            auth_may_read(cl->b, cl->session, msg_topic(m), m->topic_len))
+            (void)session_deliver(cl->session, m, it->qos, true); /* [MQTT-3.3.1-8] */
+        backlog_pop(q);
+    }
+    free(cl->retained);
+    cl->retained = NULL;
 }
 
 static bool send_retained(void *ud, msg *m)
 {
     retained_ctx *rc = ud;
-    session *s = rc->cl->session;
-    if (auth_may_read(rc->cl->b, s, msg_topic(m), m->topic_len))
-        (void)session_deliver(s, m, rc->qos, true); /* [MQTT-3.3.1-8]: retain=1; drops counted */
-    return !client_saturated(rc->cl, rc->qos);
+    client *cl = rc->cl;
+    if (!cl->retained) cl->retained = calloc(1, sizeof *cl->retained);
+    if (!cl->retained || cl->retained->count >= RETAINED_BACKLOG_MAX ||
+        backlog_push(cl->retained, m, rc->qos) != BK_OK)
+        rc->refused++;
+    return true;
 }
 
 /* Granted QoS for one filter of a SUBSCRIBE (MQTT_SUBACK_FAILURE when refused). */
@@ -446,18 +472,25 @@ static uint8_t subscribe_one(client *cl, mqtt_str f, uint8_t q, sub_rec **rec)
 }
 
 /* Retained messages after the SUBACK [MQTT-3.3.1-6], once per filter even
- * when a packet repeats one. */
+ * when a packet repeats one: all of them are owed to the client (references
+ * in its backlog) and sent as it can take them. */
 static void subscribe_retained(client *cl, sub_rec **recs, const uint8_t *codes, unsigned count)
 {
     uint64_t stamp = ++cl->b->subscribe_seq;
+    retained_ctx rc = {cl, 0, 0};
     for (unsigned i = 0; i < count && client_ready(cl); i++) {
         sub_rec *rec = recs[i];
         if (!rec || rec->retained_stamp == stamp) continue;
         rec->retained_stamp = stamp;
-        if (client_saturated(cl, codes[i])) break;
-        retained_ctx rc = {cl, codes[i]};
+        rc.qos = codes[i];
         tree_retained_match(cl->b->root, rec->filter, rec->filter_len, send_retained, &rc);
     }
+    if (rc.refused)
+        log_msg(LL_WARNING,
+                "Client %s: %llu retained messages of its SUBSCRIBE not sent: more than %d owed "
+                "at once, or out of memory",
+                cl->client_id, (unsigned long long)rc.refused, RETAINED_BACKLOG_MAX);
+    retained_feed(cl);
 }
 
 static void handle_subscribe(client *cl, const mqtt_header *h)
@@ -652,6 +685,7 @@ static size_t proto_on_data(conn *c, const uint8_t *data, size_t len)
         proto_handle_packet(cl, &h);
         off += plen;
     }
+    if (cl->retained) retained_feed(cl); /* acks may have made room */
     return off;
 }
 
@@ -697,6 +731,7 @@ static void proto_on_tick(conn *c)
         break;
     case CL_ACTIVE:
         keepalive_check(cl);
+        if (cl->retained) retained_feed(cl); /* the output may have drained */
         break;
     }
 }
@@ -717,6 +752,14 @@ static void proto_on_close(conn *c, const char *reason)
     if (cl->will && cl->send_will) /* [MQTT-3.1.2-8]: error, keepalive, takeover */
         router_publish(b, NULL, cl->will);
     if (s && s->clean) session_destroy(s);
+    if (cl->retained) {
+        log_msg(LL_NOTICE,
+                "Client %s: %u retained messages of its SUBSCRIBE not sent before it "
+                "went away",
+                cl->client_id, cl->retained->count);
+        backlog_free(cl->retained);
+        free(cl->retained);
+    }
     msg_unref(cl->will);
     free(cl->client_id);
     free(cl->username);

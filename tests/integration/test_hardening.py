@@ -7,18 +7,21 @@ defect it is named after and passes with the fix.
   claims a 268 MB packet, costs no more than max_packet_size (defect 6).
 - A client's PUBLISH to $SYS is acknowledged but never routed or retained,
   and logged once per client (defect 7).
+- A slow subscriber to a wide filter gets every retained message: the walk
+  resumes as it drains (defect 4).
 
 Timeouts are upper bounds for waiting, never pass/fail timing. CPU bounds are
 generous ratios that only a busy loop can blow.
 """
 import os
 import socket
+import struct
 import time
 import unittest
 
 from mqttlib import (HELD_WAIT, WAIT, Client, connect, connect_packet, fresh_addr, log_lines,
-                     log_offset, make_password_file, marker, publish, recv_publish, start_broker, subscribe,
-                     uid, varint, wait_log_line)
+                     log_offset, make_password_file, marker, publish, publish_packet, recv_publish, start_broker, subscribe,
+                     ack_packet, uid, varint, wait_log_line)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -142,6 +145,96 @@ class TestSysTopicsBrokerOnly(unittest.TestCase):
         self.assertEqual(subscribe(sub, [("$SYSTEM/x", 1)]), [1])
         publish(pub, "$SYSTEM/x", b"ordinary", qos=1)
         self.assertEqual(recv_publish(sub).payload, b"ordinary")
+
+
+def store_retained(tc, b, prefix, count, size=100):
+    """count retained QoS 0 messages prefix/i (pipelined), then a QoS 1 one that
+    proves the broker has handled them all."""
+    pub = connect(tc, b)
+    payload = b"r" * size
+    batch = []
+    for i in range(count):
+        batch.append(publish_packet("%s/%d" % (prefix, i), payload, retain=True))
+        if len(batch) == 1000:
+            pub.send(b"".join(batch))
+            batch = []
+    pub.send(b"".join(batch))
+    publish(pub, "%s/last" % prefix, payload, qos=1, retain=True)
+    return pub
+
+
+def read_slowly(tc, c, want, prefix, stall=15.0, chunk=65536, pause=0.001):
+    """Read PUBLISHes from c's socket in small chunks with pauses (a slow
+    reader), acknowledging QoS 1, until want distinct topics under prefix
+    arrived; fails when nothing arrives for `stall` seconds."""
+    seen = set()
+    buf = bytearray(c.buf)
+    c.buf = b""
+    c.sock.settimeout(stall)
+    while len(seen) < want:
+        try:
+            data = c.sock.recv(chunk)
+        except socket.timeout:
+            break
+        if not data:
+            break
+        buf += data
+        acks = []
+        pos = 0
+        while True:
+            if len(buf) - pos < 2:
+                break
+            n, mult, i = 0, 1, pos + 1
+            while i < len(buf) and buf[i] & 0x80:
+                n += (buf[i] & 0x7F) * mult
+                mult *= 128
+                i += 1
+            if i >= len(buf):
+                break
+            n += buf[i] * mult
+            i += 1
+            if len(buf) < i + n:
+                break
+            first, body = buf[pos], bytes(buf[i:i + n])
+            pos = i + n
+            if first >> 4 == 3:
+                tlen = struct.unpack("!H", body[:2])[0]
+                topic = body[2:2 + tlen].decode()
+                if topic.startswith(prefix + "/"):
+                    seen.add(topic)
+                if (first >> 1) & 3 == 1:
+                    acks.append(ack_packet("puback", struct.unpack("!H", body[2 + tlen:4 + tlen])[0]))
+        del buf[:pos]
+        if acks:
+            c.send(b"".join(acks))
+        time.sleep(pause)
+    return seen
+
+
+class TestRetainedWalkResumes(unittest.TestCase):
+    def check(self, count, qos, conf):
+        b = start_broker(self, conf)
+        prefix = "r" + uid()
+        store_retained(self, b, prefix, count)
+        sub = Client(b.port)
+        self.addCleanup(sub.close)
+        # a small receive buffer: the broker's output fills long before the end
+        sub.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        sub.send(connect_packet(uid("slow")))
+        sub.expect(2)
+        sub.send(b"\x82" + varint(2 + 2 + len(prefix) + 2 + 1)
+                 + struct.pack("!H", 1) + struct.pack("!H", len(prefix) + 2)
+                 + prefix.encode() + b"/#" + bytes([qos]))
+        seen = read_slowly(self, sub, count + 1, prefix)
+        self.assertEqual(len(seen), count + 1, "retained messages received by a slow "
+                         "subscriber to %s/#: %d of %d" % (prefix, len(seen), count + 1))
+        self.assertFalse([ln for ln in log_lines(b) if "not sent" in ln or "dropping" in ln])
+
+    def test_qos0_50000_retained_to_a_slow_reader(self):
+        self.check(50000, 0, "max_output_buffer 65536\n")
+
+    def test_qos1_5000_retained_past_the_queue(self):
+        self.check(5000, 1, "max_output_buffer 65536\nmax_queued_messages 100\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,38 @@
+/*
+ * backlog.h -- a FIFO of message references with a QoS each: what a client
+ * is still owed but cannot take yet (the retained messages of a SUBSCRIBE
+ * while its output is full). Holding a reference costs 16 bytes, not a copy
+ * of the payload, so the messages are sent as the client drains instead of
+ * being dropped.
+ *
+ * Ownership: the backlog owns one reference per item.
+ */
+#ifndef SECBROKER_BACKLOG_H
+#define SECBROKER_BACKLOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/err.h"
+#include "broker/msg.h"
+
+typedef struct {
+    msg *m;
+    uint8_t qos;
+} backlog_item;
+
+typedef struct backlog {
+    backlog_item *items; /* ring */
+    uint32_t head, count, cap;
+} backlog;
+
+/* Append m (a new reference is taken). BK_OK or BK_ERR_NOMEM. */
+int backlog_push(backlog *q, msg *m, uint8_t qos) BK_MUST_CHECK;
+/* The oldest item, or NULL when empty. */
+const backlog_item *backlog_peek(const backlog *q);
+/* Remove the oldest item and drop its reference. */
+void backlog_pop(backlog *q);
+/* Drop every reference and the storage. */
+void backlog_free(backlog *q);
+
+#endif
