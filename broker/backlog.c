@@ -5,7 +5,7 @@
 
 #include "broker/backlog.h"
 
-int backlog_push(backlog *q, msg *m, uint8_t qos)
+int backlog_push(backlog *q, backlog_item it)
 {
     if (q->count == q->cap) {
         uint32_t ncap = q->cap ? q->cap * 2 : 16;
@@ -19,7 +19,8 @@ int backlog_push(backlog *q, msg *m, uint8_t qos)
         q->cap = ncap;
         q->head = 0;
     }
-    q->items[(q->head + q->count) % q->cap] = (backlog_item){msg_ref(m), qos};
+    it.m = msg_ref(it.m);
+    q->items[(q->head + q->count) % q->cap] = it;
     q->count++;
     return BK_OK;
 }

@@ -39,6 +39,7 @@ typedef struct {
     uint64_t max_output_buffer;          /* bytes, default 16 MiB */
     uint64_t output_buffer_hard_limit;   /* bytes, default 4 x max_output_buffer */
     uint32_t output_buffer_soft_seconds; /* default 60 */
+    uint64_t memory_limit;               /* bytes for the whole broker (memlimit.h), 0 = none */
     bool retain_available;
     int log_dests;
     int log_types;

@@ -204,7 +204,7 @@ void conn_schedule_write(broker *b, conn *c)
 int conn_output_check_slow(broker *b, conn *c, size_t adding)
 {
     const conn_limits *lim = c->listener->limits;
-    size_t used = bbuf_used(&c->out);
+    size_t used = bbuf_used(&c->out) + c->out_owed;
     /* a write may take the buffer past the hard limit by `slack` at most */
     bool hard = adding ? used + adding > lim->hard + lim->slack : used > lim->hard;
     if (hard) {
@@ -290,10 +290,14 @@ static int conn_tls_finish(broker *b, conn *c)
     return r == SEND_BLOCKED ? SEND_BLOCKED : r < 0 ? BK_ERR_IO : BK_OK;
 }
 
-/* Write as much output as the socket takes. */
+/* Write as much output as the socket takes; when the buffer is out and
+ * the handler owes more, it appends more (on_drain). */
 static void conn_flush(broker *b, conn *c)
 {
-    while (bbuf_used(&c->out)) {
+    for (;;) {
+        if (!bbuf_used(&c->out) && c->out_owed && c->h->on_drain && c->state != CS_CLOSING)
+            c->h->on_drain(c);
+        if (!bbuf_used(&c->out)) break;
         ssize_t n = conn_send_some(b, c, c->out.data + c->out.off, bbuf_used(&c->out));
         if (n == SEND_BLOCKED) {
             /* the policy looks at what is left: under the soft limit again, or

@@ -24,6 +24,7 @@
 #include "broker/err.h"
 #include "broker/fdlimit.h"
 #include "broker/log.h"
+#include "broker/memlimit.h"
 #include "broker/protocol.h"
 #include "broker/router.h"
 #include "broker/session.h"
@@ -184,12 +185,20 @@ static int drop_privileges(broker *b, char *err, size_t errlen)
 static void publish_sys(broker *b, time_t started)
 {
     static const char *const fmt[] = {
-        "$SYS/broker/version",           "$SYS/broker/uptime",
-        "$SYS/broker/clients/connected", "$SYS/broker/messages/received",
-        "$SYS/broker/messages/sent",     "$SYS/broker/retained messages/count",
-        "$SYS/broker/bytes/received",    "$SYS/broker/bytes/sent",
+        "$SYS/broker/version",
+        "$SYS/broker/uptime",
+        "$SYS/broker/clients/connected",
+        "$SYS/broker/messages/received",
+        "$SYS/broker/messages/sent",
+        "$SYS/broker/retained messages/count",
+        "$SYS/broker/bytes/received",
+        "$SYS/broker/bytes/sent",
+        "$SYS/broker/heap/current",
+        "$SYS/broker/memory_limit/qos0 dropped",
+        "$SYS/broker/memory_limit/publishes refused",
     };
-    char val[8][64];
+    enum { NSYS = sizeof fmt / sizeof fmt[0] };
+    char val[NSYS][64];
     uint32_t active = proto_count_active(b);
     snprintf(val[0], 64, "secbroker version %s", SECBROKER_VERSION);
     snprintf(val[1], 64, "%lld seconds", (long long)(time(NULL) - started));
@@ -199,7 +208,10 @@ static void publish_sys(broker *b, time_t started)
     snprintf(val[5], 64, "%llu", (unsigned long long)b->retained_count);
     snprintf(val[6], 64, "%llu", (unsigned long long)b->bytes_received);
     snprintf(val[7], 64, "%llu", (unsigned long long)b->bytes_sent);
-    for (int i = 0; i < 8; i++) {
+    snprintf(val[8], 64, "%llu", (unsigned long long)g_memlimit.used);
+    snprintf(val[9], 64, "%llu", (unsigned long long)g_memlimit.dropped_qos0);
+    snprintf(val[10], 64, "%llu", (unsigned long long)g_memlimit.refused);
+    for (int i = 0; i < NSYS; i++) {
         msg *m = msg_new((const uint8_t *)fmt[i], (uint16_t)strlen(fmt[i]), (const uint8_t *)val[i],
                          strlen(val[i]), 0, true);
         if (!m) continue;
@@ -308,6 +320,7 @@ static int broker_init(broker *b)
     b->epfd = epoll_create1(EPOLL_CLOEXEC);
     b->now = broker_now();
     (void)fdlimit_raise(); /* it logs what it did */
+    g_memlimit.limit = b->cfg->memory_limit;
     b->reserve_fd = fdlimit_reserve_open();
     return b->root && b->rbuf && b->epfd >= 0 ? BK_OK : BK_ERR_NOMEM;
 }
@@ -394,6 +407,7 @@ static void loop_periodic(broker *b, loop_timers *t)
          * late loop runs one tick for the points it missed) */
         b->tick_due = tick_at(b->now);
         conn_tick(b);
+        memlimit_tick(b->now);
         t->next_tick = tick_after(b->now);
     }
     if (b->now >= t->next_tls_tick) {

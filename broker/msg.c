@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/memlimit.h"
 #include "broker/msg.h"
 
 msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t plen, uint8_t qos,
@@ -9,6 +10,7 @@ msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t
 {
     msg *m = malloc(sizeof *m + tlen + 1 + plen);
     if (!m) return NULL;
+    memlimit_add(msg_size(tlen, plen));
     m->refs = 1;
     m->payload_len = (uint32_t)plen;
     m->topic_len = tlen;
@@ -22,5 +24,8 @@ msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t
 
 void msg_unref(msg *m)
 {
-    if (m && --m->refs == 0) free(m);
+    if (m && --m->refs == 0) {
+        memlimit_sub(msg_size(m->topic_len, m->payload_len));
+        free(m);
+    }
 }

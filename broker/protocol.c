@@ -13,6 +13,7 @@
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/memlimit.h"
 #include "broker/protocol.h"
 #include "broker/router.h"
 #include "broker/session.h"
@@ -24,6 +25,9 @@
 /* Retained messages one client may be owed at a time (16 bytes each): a
  * SUBSCRIBE of many wide filters cannot hold more of the broker's memory. */
 #define RETAINED_BACKLOG_MAX 1000000
+/* Output buffered beyond this: further PUBLISHes to the client are held as
+ * message references (client.owed) and encoded as the buffer drains. */
+#define OWE_FROM (64 * 1024)
 /* Log a QoS 0 drop once per this many. */
 #define QOS0_DROP_LOG_EVERY 10000
 
@@ -58,7 +62,46 @@ static bool client_ready(const client *cl)
     return cl->state == CL_ACTIVE && cl->conn->state == CS_OPEN;
 }
 
-/* One PUBLISH: header encoded in place, then the payload: the only copy. */
+/* Encode one PUBLISH into the output buffer: header in place, then the
+ * payload: the only per-recipient copy. */
+static int encode_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool dup,
+                          uint16_t pid)
+{
+    broker *b = cl->b;
+    conn *c = cl->conn;
+    size_t hsz = mqtt_publish_header_size(qos, m->topic_len, m->payload_len);
+    uint8_t *p = conn_reserve(b, c, hsz + m->payload_len);
+    if (!p) return BK_ERR_NOMEM;
+    size_t n;
+    if (mqtt_encode_publish_header(p, hsz + m->payload_len, qos, dup, retain,
+                                   (const uint8_t *)msg_topic(m), m->topic_len, pid, m->payload_len,
+                                   &n) != MQTT_OK)
+        return BK_ERR_ENCODE;
+    if (m->payload_len) memcpy(p + n, msg_payload(m), m->payload_len);
+    conn_commit(b, c, n + m->payload_len);
+    b->msgs_sent++;
+    return BK_OK;
+}
+
+static size_t publish_size(const msg *m, uint8_t qos)
+{
+    return mqtt_publish_header_size(qos, m->topic_len, m->payload_len) + m->payload_len;
+}
+
+/* The socket is not taking what is buffered: owe the PUBLISH as a message
+ * reference (16 bytes, not a copy); proto_on_drain encodes it later. */
+static int owe_publish(client *cl, msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
+{
+    if (!cl->owed) cl->owed = calloc(1, sizeof *cl->owed);
+    backlog_item it = {m, pid, qos,
+                       (uint8_t)((retain ? BACKLOG_RETAIN : 0) | (dup ? BACKLOG_DUP : 0))};
+    if (!cl->owed || backlog_push(cl->owed, it) != BK_OK)
+        return encode_publish(cl, m, qos, retain, dup, pid); /* no room for a reference */
+    cl->conn->out_owed += publish_size(m, qos);
+    return BK_OK;
+}
+
+/* One PUBLISH, under the output-buffer policy and memory_limit. */
 static int send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
 {
     broker *b = cl->b;
@@ -77,18 +120,33 @@ static int send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool
                     (unsigned long long)cl->dropped_qos0);
         return BK_ERR_FULL;
     }
-    size_t hsz = mqtt_publish_header_size(qos, m->topic_len, m->payload_len);
-    uint8_t *p = conn_reserve(b, c, hsz + m->payload_len);
-    if (!p) return BK_ERR_NOMEM;
-    size_t n;
-    if (mqtt_encode_publish_header(p, hsz + m->payload_len, qos, dup, retain,
-                                   (const uint8_t *)msg_topic(m), m->topic_len, pid, m->payload_len,
-                                   &n) != MQTT_OK)
-        return BK_ERR_ENCODE;
-    if (m->payload_len) memcpy(p + n, msg_payload(m), m->payload_len);
-    conn_commit(b, c, n + m->payload_len);
-    b->msgs_sent++;
-    return BK_OK;
+    bool slow = bbuf_used(&c->out) || c->out_owed;
+    if (qos == 0 && slow && memlimit_high()) {
+        memlimit_drop_qos0(b->now); /* counted, logged once per episode */
+        return BK_ERR_FULL;
+    }
+    if (cl->owed || bbuf_used(&c->out) >= OWE_FROM)
+        return owe_publish(cl, (msg *)m, qos, retain, dup, pid);
+    return encode_publish(cl, m, qos, retain, dup, pid);
+}
+
+/* The output buffer is out: encode owed PUBLISHes, in order, until it holds
+ * OWE_FROM bytes again. */
+static void proto_on_drain(conn *c)
+{
+    client *cl = c->ud;
+    const backlog_item *it;
+    while (cl->owed && (it = backlog_peek(cl->owed)) && bbuf_used(&c->out) < OWE_FROM &&
+           c->state != CS_CLOSING) {
+        c->out_owed -= publish_size(it->m, it->qos);
+        (void)encode_publish(cl, it->m, it->qos, it->flags & BACKLOG_RETAIN,
+                             it->flags & BACKLOG_DUP, it->pid); /* a failure closes */
+        backlog_pop(cl->owed);
+    }
+    if (cl->owed && !cl->owed->count) {
+        free(cl->owed);
+        cl->owed = NULL;
+    }
 }
 
 /* ---- the sessions' outbox ------------------------------------------------------ */
@@ -376,6 +434,13 @@ static void handle_publish(client *cl, const mqtt_header *h)
     if (publish_sys_refused(cl, &p)) {
         /* dropped (logged once per client), acknowledged below */
     } else if (auth_may_write(b, cl, (const char *)p.topic.ptr, p.topic.len)) {
+        if (memlimit_over(msg_size(p.topic.len, p.payload_len))) {
+            /* as Mosquitto: the message is dropped and its publisher disconnected */
+            memlimit_refuse(b->now); /* counted, logged once per episode */
+            conn_close(b, cl->conn, "PUBLISH of %zu bytes refused: memory_limit %llu reached",
+                       p.payload_len, (unsigned long long)b->cfg->memory_limit);
+            return;
+        }
         msg *m = msg_new(p.topic.ptr, p.topic.len, p.payload, p.payload_len, p.qos, p.retain);
         if (!m) {
             conn_close(b, cl->conn, "out of memory for a %zu-byte message", p.payload_len);
@@ -440,7 +505,7 @@ static bool send_retained(void *ud, msg *m)
     client *cl = rc->cl;
     if (!cl->retained) cl->retained = calloc(1, sizeof *cl->retained);
     if (!cl->retained || cl->retained->count >= RETAINED_BACKLOG_MAX ||
-        backlog_push(cl->retained, m, rc->qos) != BK_OK)
+        backlog_push(cl->retained, (backlog_item){.m = m, .qos = rc->qos}) != BK_OK)
         rc->refused++;
     return true;
 }
@@ -760,6 +825,10 @@ static void proto_on_close(conn *c, const char *reason)
         backlog_free(cl->retained);
         free(cl->retained);
     }
+    if (cl->owed) {
+        backlog_free(cl->owed);
+        free(cl->owed);
+    }
     msg_unref(cl->will);
     free(cl->client_id);
     free(cl->username);
@@ -773,6 +842,7 @@ const conn_handler proto_conn_handler = {
     .frame_need = proto_frame_need,
     .on_tick = proto_on_tick,
     .on_close = proto_on_close,
+    .on_drain = proto_on_drain,
 };
 
 uint32_t proto_count_active(broker *b)

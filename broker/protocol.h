@@ -39,6 +39,7 @@ typedef struct client { /* allocated with its conn (conn_handler.ud_size) */
     msg *will;                /* NULL when none */
     uint8_t *held_connect;    /* CL_AUTH_DELAY: copy of the CONNECT packet body */
     struct backlog *retained; /* retained messages owed to it (SUBSCRIBE), NULL when none */
+    struct backlog *owed;     /* PUBLISHes owed while its socket is not writable, or NULL */
     double last_rx;           /* monotonic seconds of the last packet */
     double deadline;          /* CONNECT deadline or auth delay end */
     uint64_t dropped_qos0;    /* QoS 0 messages dropped: output buffer full */

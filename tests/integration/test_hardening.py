@@ -9,6 +9,9 @@ defect it is named after and passes with the fix.
   and logged once per client (defect 7).
 - A slow subscriber to a wide filter gets every retained message: the walk
   resumes as it drains (defect 4).
+- memory_limit bounds the broker under non-readers and a burst (QoS 0 to slow
+  clients dropped, counted in $SYS), and a PUBLISH that does not fit is
+  refused (defect 2).
 
 Timeouts are upper bounds for waiting, never pass/fail timing. CPU bounds are
 generous ratios that only a busy loop can blow.
@@ -235,6 +238,78 @@ class TestRetainedWalkResumes(unittest.TestCase):
 
     def test_qos1_5000_retained_past_the_queue(self):
         self.check(5000, 1, "max_output_buffer 65536\nmax_queued_messages 100\n")
+
+
+def sys_value(tc, b, topic, pred, timeout=WAIT):
+    """Subscribe to a $SYS topic and return the first value satisfying pred."""
+    c = connect(tc, b)
+    subscribe(c, topic)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = recv_publish(c, timeout=timeout)
+        v = int(m.payload)
+        if pred(v):
+            c.close()
+            return v
+    tc.fail("%s never satisfied the condition" % topic)
+
+
+class TestMemoryLimit(unittest.TestCase):
+    LIMIT = 12 * 1024 * 1024
+    NSUBS = 20
+    BURST = 17600000
+    SIZE = 16000
+
+    def nonreaders(self, b, topic):
+        subs = []
+        for i in range(self.NSUBS):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", b.port))
+            c = Client(b.port, sock=s)
+            self.addCleanup(c.close)
+            c.send(connect_packet(uid("nr")))
+            c.expect(2)
+            subscribe(c, topic)
+            subs.append(c)
+        return subs
+
+    def test_nonreaders_and_a_burst_stay_under_the_limit(self):
+        b = start_broker(self, "memory_limit %d\nsys_interval 1\n" % self.LIMIT)
+        pid = b.proc.pid
+        topic = "burst/" + uid()
+        self.nonreaders(b, topic)
+        rss0 = proc_status_kb(pid, "VmRSS")
+        pub = connect(self, b)
+        pkt = publish_packet(topic, b"x" * self.SIZE)
+        n = self.BURST // self.SIZE
+        for i in range(0, n, 50):
+            pub.send(pkt * min(50, n - i))
+        publish(pub, "done/" + uid(), b"", qos=1)  # all of it handled; not refused
+        grown_mb = (proc_status_kb(pid, "VmRSS") - rss0) / 1024
+        # the limit plus allocator slack; without it this scenario costs
+        # NSUBS x max_output_buffer (16 MiB each)
+        self.assertLess(grown_mb, self.LIMIT / 2**20 + 8, "RSS grew by %.1f MB" % grown_mb)
+        dropped = sys_value(self, b, "$SYS/broker/memory_limit/qos0 dropped", lambda v: v > 0)
+        self.assertGreater(dropped, 0)
+        used = sys_value(self, b, "$SYS/broker/heap/current", lambda v: True)
+        self.assertLessEqual(used, self.LIMIT)
+        lines = [ln for ln in log_lines(b) if "memory_limit" in ln and "nearly reached" in ln]
+        self.assertEqual(len(lines), 1, lines)
+
+    def test_publish_that_does_not_fit_is_refused(self):
+        b = start_broker(self, "memory_limit 1048576\nmax_packet_size 4194304\nsys_interval 1\n")
+        pub = connect(self, b, uid("big"))
+        pub.send(publish_packet("big/t", b"y" * (2 * 1024 * 1024), qos=1, pid=1))
+        closed, data = pub.read_all_until_closed()
+        self.assertTrue(closed, "publisher of a message over memory_limit not disconnected")
+        self.assertNotIn(b"\x40\x02\x00\x01", data, "the refused PUBLISH was acknowledged")
+        wait_log_line(self, b, pub.client_id, "refused: memory_limit")
+        self.assertEqual(sys_value(self, b, "$SYS/broker/memory_limit/publishes refused",
+                                   lambda v: v > 0), 1)
+        # the broker still serves
+        c = connect(self, b)
+        publish(c, "small/t", b"ok", qos=1)
 
 
 if __name__ == "__main__":
