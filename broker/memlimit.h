@@ -19,11 +19,11 @@
 #include <stdint.h>
 
 typedef struct memlimit {
-    uint64_t limit;          /* bytes, 0 = none */
-    uint64_t used;           /* counted bytes now */
-    uint64_t dropped_qos0;   /* QoS 0 deliveries dropped (ever) */
-    uint64_t refused;        /* PUBLISHes refused (ever) */
-    double episode_since;    /* over the limit since (0 = not) */
+    uint64_t limit;        /* bytes, 0 = none */
+    uint64_t used;         /* counted bytes now */
+    uint64_t dropped_qos0; /* QoS 0 deliveries dropped (ever) */
+    uint64_t refused;      /* PUBLISHes refused (ever) */
+    double episode_since;  /* over the limit since (0 = not) */
     uint64_t episode_dropped, episode_refused;
 } memlimit;
 
