@@ -41,7 +41,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration run certs install deps-build deps-test bench lab-% format format-check
+.PHONY: fuzz fuzz-protocol-smoke all clean test unit test-unit test-asan test-integration run certs install deps-build deps-test bench lab-% format format-check
 
 all: $(BINS)
 
@@ -72,6 +72,22 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(call obj,$(UNIT_HELP)) $(LIBBROK
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS) $(CHECK_LIBS)
 
 unit: $(UNIT_BINS)
+
+# ---- fuzzing: libFuzzer targets built by clang with ASan+UBSan --------------
+# (tests/fuzz/fuzz_*.c; docs/ARCHITECTURE.md says how to run them)
+FUZZ_CC    ?= clang
+FUZZ_FLAGS  = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_BROKER_SRC = $(filter-out broker/main.c,$(BROKER_SRC)) $(STORE_SRC) $(WS_SRC) $(ACL_SRC) $(TLS_SRC) $(MQTT_SRC)
+
+$(BUILD)/fuzz/fuzz_protocol: tests/fuzz/fuzz_protocol.c $(FUZZ_BROKER_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -I. $(FUZZ_FLAGS) -o $@ $^ $(TLS_LIBS) $(STORE_LIBS)
+
+fuzz: $(BUILD)/fuzz/fuzz_protocol
+
+# a short run of the protocol target on its committed corpus
+fuzz-protocol-smoke: $(BUILD)/fuzz/fuzz_protocol
+	$(BUILD)/fuzz/fuzz_protocol -max_total_time=20 -max_len=65536 -rss_limit_mb=1024 tests/fuzz/corpus/protocol
 
 # ---- tests ------------------------------------------------------------------
 deps-build:
