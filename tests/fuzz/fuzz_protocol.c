@@ -12,7 +12,8 @@
  *             runs them (deadlines, keepalive, held logins, the retained
  *             walk, memory_limit episodes)
  *   what 5:   the client's socket is read empty (its output drains)
- *   what 6:   the client disconnects (and a new connection takes its slot)
+ *   what 6:   the client disconnects (the next step for its slot opens a new
+ *             connection)
  *   what 7:   the loop's end of iteration: flush, free the closed, flush
  *
  * Small limits (max_packet_size, max_output_buffer, memory_limit, queues)
@@ -128,7 +129,7 @@ static void client_open(int i)
     F[i].peer = sv[1];
 }
 
-/* The loop's end of an iteration; a slot whose conn was freed reopens. */
+/* The loop's end of an iteration. */
 static void loop_end(void)
 {
     conn_flush_all(&B);
@@ -136,14 +137,18 @@ static void loop_end(void)
         if (F[i].c && F[i].c->state == CS_CLOSING) {
             F[i].c = NULL; /* freed below */
             bbuf_free(&F[i].tail);
+            close(F[i].peer);
+            F[i].peer = -1;
         }
     conn_free_closed(&B);
     conn_flush_all(&B);
-    for (int i = 0; i < NCLIENTS; i++)
-        if (!F[i].c) {
-            if (F[i].peer > 0) close(F[i].peer);
-            client_open(i);
-        }
+}
+
+/* Slot i's connection; a slot whose connection is gone gets a new one. */
+static fake *client_at(int i)
+{
+    if (!F[i].c) client_open(i);
+    return &F[i];
 }
 
 static void client_drain(fake *f)
@@ -174,7 +179,7 @@ static void broker_teardown(void)
     conn_flush_all(&B);
     conn_free_closed(&B);
     for (int i = 0; i < NCLIENTS; i++) {
-        if (F[i].peer > 0) close(F[i].peer);
+        if (F[i].c && F[i].peer > 0) close(F[i].peer);
         bbuf_free(&F[i].tail);
     }
     session_registry_free(&B.sessions);
@@ -186,12 +191,10 @@ static void broker_teardown(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     broker_setup();
-    for (int i = 0; i < NCLIENTS; i++)
-        client_open(i);
     size_t off = 0;
     while (off < size) {
         uint8_t op = data[off++];
-        fake *f = &F[op & 3];
+        fake *f = client_at(op & 3);
         unsigned what = (op >> 2) & 7;
         if (what <= 3) {
             if (size - off < 2) break;
