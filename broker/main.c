@@ -403,9 +403,9 @@ static int sleep_ms(const broker *b, double next_tick)
 static void loop_periodic(broker *b, loop_timers *t)
 {
     if (b->now >= t->next_tick) {
-        /* deadlines are judged at the due time: the grid point just passed (a
-         * late loop runs one tick for the points it missed) */
-        b->tick_due = tick_at(b->now);
+        /* deadlines are judged at the tick's due time (a late loop runs one
+         * tick, due at the first grid point it missed, for all it missed) */
+        b->tick_due = t->next_tick;
         conn_tick(b);
         memlimit_tick(b->now);
         t->next_tick = tick_after(b->now);
