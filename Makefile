@@ -85,9 +85,12 @@ $(BUILD)/fuzz/fuzz_protocol: tests/fuzz/fuzz_protocol.c $(FUZZ_BROKER_SRC)
 
 fuzz: $(BUILD)/fuzz/fuzz_protocol
 
-# a short run of the protocol target on its committed corpus
+# a short run of the protocol target from its committed seeds (new inputs go
+# to build/, the committed corpus stays as it is)
 fuzz-protocol-smoke: $(BUILD)/fuzz/fuzz_protocol
-	$(BUILD)/fuzz/fuzz_protocol -max_total_time=20 -max_len=65536 -rss_limit_mb=1024 tests/fuzz/corpus/protocol
+	@mkdir -p $(BUILD)/fuzz/corpus-protocol
+	$(BUILD)/fuzz/fuzz_protocol -max_total_time=20 -max_len=65536 -rss_limit_mb=1024 \
+	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-protocol tests/fuzz/corpus/protocol
 
 # ---- tests ------------------------------------------------------------------
 deps-build:
