@@ -22,7 +22,9 @@
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/err.h"
+#include "broker/fdlimit.h"
 #include "broker/log.h"
+#include "broker/memlimit.h"
 #include "broker/persist.h"
 #include "broker/protocol.h"
 #include "broker/router.h"
@@ -150,8 +152,8 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
     }
     freeaddrinfo(res);
     l->fd = fd;
-    struct epoll_event ev = {.events = EPOLLIN,
-                             .data.u64 = LISTENER_TAG | (uint64_t)(l - b->listeners)};
+    l->ev_data = LISTENER_TAG | (uint64_t)(l - b->listeners);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = l->ev_data};
     if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
         return BK_ERR_IO;
@@ -193,12 +195,20 @@ static int drop_privileges(broker *b, char *err, size_t errlen)
 static void publish_sys(broker *b, time_t started)
 {
     static const char *const fmt[] = {
-        "$SYS/broker/version",           "$SYS/broker/uptime",
-        "$SYS/broker/clients/connected", "$SYS/broker/messages/received",
-        "$SYS/broker/messages/sent",     "$SYS/broker/retained messages/count",
-        "$SYS/broker/bytes/received",    "$SYS/broker/bytes/sent",
+        "$SYS/broker/version",
+        "$SYS/broker/uptime",
+        "$SYS/broker/clients/connected",
+        "$SYS/broker/messages/received",
+        "$SYS/broker/messages/sent",
+        "$SYS/broker/retained messages/count",
+        "$SYS/broker/bytes/received",
+        "$SYS/broker/bytes/sent",
+        "$SYS/broker/heap/current",
+        "$SYS/broker/memory_limit/qos0 dropped",
+        "$SYS/broker/memory_limit/publishes refused",
     };
-    char val[8][64];
+    enum { NSYS = sizeof fmt / sizeof fmt[0] };
+    char val[NSYS][64];
     uint32_t active = proto_count_active(b);
     snprintf(val[0], 64, "secbroker version %s", SECBROKER_VERSION);
     snprintf(val[1], 64, "%lld seconds", (long long)(time(NULL) - started));
@@ -208,7 +218,10 @@ static void publish_sys(broker *b, time_t started)
     snprintf(val[5], 64, "%llu", (unsigned long long)b->retained_count);
     snprintf(val[6], 64, "%llu", (unsigned long long)b->bytes_received);
     snprintf(val[7], 64, "%llu", (unsigned long long)b->bytes_sent);
-    for (int i = 0; i < 8; i++) {
+    snprintf(val[8], 64, "%llu", (unsigned long long)g_memlimit.used);
+    snprintf(val[9], 64, "%llu", (unsigned long long)g_memlimit.dropped_qos0);
+    snprintf(val[10], 64, "%llu", (unsigned long long)g_memlimit.refused);
+    for (int i = 0; i < NSYS; i++) {
         msg *m = msg_new((const uint8_t *)fmt[i], (uint16_t)strlen(fmt[i]), (const uint8_t *)val[i],
                          strlen(val[i]), 0, true);
         if (!m) continue;
@@ -238,6 +251,7 @@ static void broker_free(broker *b)
     free(b->rbuf);
     free(b->match_sessions);
     if (b->epfd >= 0) close(b->epfd);
+    if (b->reserve_fd >= 0) close(b->reserve_fd);
     config_free(b->cfg);
 }
 
@@ -311,6 +325,9 @@ static int broker_init(broker *b)
     b->rbuf = malloc(b->rbuf_cap);
     b->epfd = epoll_create1(EPOLL_CLOEXEC);
     b->now = broker_now();
+    (void)fdlimit_raise(); /* it logs what it did */
+    g_memlimit.limit = b->cfg->memory_limit;
+    b->reserve_fd = fdlimit_reserve_open();
     return b->root && b->rbuf && b->epfd >= 0 ? BK_OK : BK_ERR_NOMEM;
 }
 
@@ -365,13 +382,40 @@ typedef struct {
     double next_tick, next_sys, next_tls_tick, last_sys;
 } loop_timers;
 
+/* Ticks fall on an absolute grid (multiples of TICK_SECONDS of the monotonic
+ * clock), so they do not drift by the time each iteration takes: the last
+ * grid point at or before t, and the first one after it. */
+static double tick_at(double t)
+{
+    return (double)(long long)(t / TICK_SECONDS) * TICK_SECONDS; /* t >= 0 */
+}
+
+static double tick_after(double t)
+{
+    return tick_at(t) + TICK_SECONDS;
+}
+
+/* Milliseconds epoll may sleep: until the next tick, at most LOOP_SLEEP_MS. */
+static int sleep_ms(const broker *b, double next_tick)
+{
+    if (b->read_pending) return 0;
+    double ms = (next_tick - broker_now()) * 1000.0;
+    if (ms <= 0) return 0;
+    if (ms >= LOOP_SLEEP_MS) return LOOP_SLEEP_MS;
+    return (int)ms + ((double)(int)ms < ms); /* rounded up: never wake before it */
+}
+
 /* The periodic work of one iteration: deadlines, TLS session cache, $SYS,
  * SIGHUP. */
 static void loop_periodic(broker *b, loop_timers *t)
 {
     if (b->now >= t->next_tick) {
+        /* deadlines are judged at the tick's due time (a late loop runs one
+         * tick, due at the first grid point it missed, for all it missed) */
+        b->tick_due = t->next_tick;
         conn_tick(b);
-        t->next_tick = b->now + TICK_SECONDS;
+        memlimit_tick(b->now);
+        t->next_tick = tick_after(b->now);
     }
     if (b->now >= t->next_tls_tick) {
         for (size_t i = 0; i < b->nlisteners; i++)
@@ -399,10 +443,10 @@ static void loop_periodic(broker *b, loop_timers *t)
 
 static void run_loop(broker *b)
 {
-    loop_timers t = {time(NULL), b->now, b->now + 1, b->now + 1, b->now};
+    loop_timers t = {time(NULL), tick_after(b->now), b->now + 1, b->now + 1, b->now};
     struct epoll_event evs[EPOLL_BATCH];
     while (!b->stop) {
-        int n = epoll_wait(b->epfd, evs, EPOLL_BATCH, b->read_pending ? 0 : LOOP_SLEEP_MS);
+        int n = epoll_wait(b->epfd, evs, EPOLL_BATCH, sleep_ms(b, t.next_tick));
         b->now = broker_now();
         if (n < 0 && errno != EINTR) {
             log_msg(LL_ERROR, "epoll_wait: %s", strerror(errno));
@@ -452,6 +496,7 @@ int main(int argc, char **argv)
     static broker br;
     broker *b = &br;
     b->epfd = -1;
+    b->reserve_fd = -1;
     if (load_config(b, conf, verbose, err, sizeof err) != BK_OK) {
         fprintf(stderr, "secbroker: %s\n", err);
         return 1;

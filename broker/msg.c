@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/memlimit.h"
 #include "broker/msg.h"
 
 msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t plen, uint8_t qos,
@@ -10,6 +11,7 @@ msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t
     msg *m = malloc(sizeof *m + tlen + 1 + plen);
     if (!m) return NULL;
     m->store_id = 0;
+    memlimit_add(msg_size(tlen, plen));
     m->refs = 1;
     m->payload_len = (uint32_t)plen;
     m->topic_len = tlen;
@@ -34,6 +36,7 @@ void msg_unref(msg *m)
 {
     if (m && --m->refs == 0) {
         if (m->store_id && free_hook) free_hook(free_hook_ctx, m);
+        memlimit_sub(msg_size(m->topic_len, m->payload_len));
         free(m);
     }
 }
