@@ -12,6 +12,10 @@ defect it is named after and passes with the fix.
 - memory_limit bounds the broker under non-readers and a burst (QoS 0 to slow
   clients dropped, counted in $SYS), and a PUBLISH that does not fit is
   refused (defect 2).
+- PUBLISHes owed as references to a subscriber that does not read go out
+  framed on a WebSocket listener, and with strict persistence after the
+  holds of a durable session's QoS 2 deliveries: the stream stays whole
+  and in order.
 
 Timeouts are upper bounds for waiting, never pass/fail timing. CPU bounds are
 generous ratios that only a busy loop can blow.
@@ -25,6 +29,9 @@ import unittest
 from mqttlib import (HELD_WAIT, WAIT, Client, connect, connect_packet, fresh_addr, log_lines,
                      log_offset, make_password_file, marker, publish, publish_packet, recv_publish, start_broker, subscribe,
                      ack_packet, uid, varint, wait_log_line)
+
+import brokerlib
+from wslib import OP_BINARY, RawWS, frame
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -310,6 +317,100 @@ class TestMemoryLimit(unittest.TestCase):
         # the broker still serves
         c = connect(self, b)
         publish(c, "small/t", b"ok", qos=1)
+
+
+class WSPackets(brokerlib.RawClient):
+    """MQTT packets from the binary frames of an upgraded RawWS."""
+
+    def __init__(self, ws):
+        self.ws, self.sock, self.buf = ws, ws.sock, b""
+
+    def send(self, data):
+        self.ws.send(frame(OP_BINARY, data))
+
+    def _fill(self):
+        while True:
+            fin, op, payload = self.ws.read_frame()
+            if op == OP_BINARY:
+                self.buf += payload
+                return
+
+
+class TestOwedOutputFramedAndHeld(unittest.TestCase):
+    """A WebSocket subscriber that stops reading while a burst of about 10 MB
+    goes to it: once its socket is full the broker owes it the PUBLISHes as
+    message references and encodes them as it drains (on_drain). What is
+    encoded then must still be framed by the WebSocket filter, and must
+    stay behind the hold of a durable session's QoS 2 delivery (strict
+    persistence): every message arrives whole, once, in order."""
+
+    N = 3000       # QoS 0 messages of the burst (under max_output_buffer in all)
+    SIZE = 3000    # their payload bytes
+    QOS2_EVERY = 200  # every 200th is published at QoS 2 (15 < max_inflight_messages)
+
+    def broker(self, conf=""):
+        b = brokerlib.Broker(conf=conf, listeners=["listener {port} 127.0.0.1\nprotocol websockets"])
+        self.addCleanup(b.cleanup)
+        b.start()
+        return b
+
+    def ws_subscriber(self, b, client_id, clean):
+        w = RawWS(b.ports[1])
+        self.addCleanup(w.close)
+        status, _, _ = w.upgrade()
+        self.assertEqual(status, 101)
+        sub = WSPackets(w)
+        self.assertEqual(sub.connect(client_id=client_id, clean=clean)[1], 0)
+        sub.send(brokerlib.subscribe_packet([("owed/#", 2)]))
+        sub.expect(9)
+        return sub
+
+    def burst(self, b):
+        """Publish the burst in one write; returns the QoS 2 packet ids used."""
+        pub = brokerlib.RawClient(b.port)
+        self.addCleanup(pub.close)
+        self.assertEqual(pub.connect(client_id="owed-pub")[1], 0)
+        data, pids = [], []
+        for i in range(self.N):
+            qos = 2 if i % self.QOS2_EVERY == 0 else 0
+            pid = len(pids) + 1
+            if qos:
+                pids.append(pid)
+            payload = b"%06d" % i + b"p" * (self.SIZE - 6)
+            data.append(brokerlib.publish_packet("owed/t", payload, qos=qos, pid=pid))
+        pub.send(b"".join(data))
+        for pid in pids:  # routed on PUBLISH; the handshake completes it
+            self.assertEqual(pub.expect(5)[1], struct.pack("!H", pid))
+        pub.send(b"".join(brokerlib.ack_packet("pubrel", pid) for pid in pids))
+        for pid in pids:
+            self.assertEqual(pub.expect(7)[1], struct.pack("!H", pid))
+        return pids
+
+    def read_all(self, sub):
+        for i in range(self.N):
+            first, body = sub.read_packet()
+            while first >> 4 == 6:  # PUBREL of an earlier QoS 2 delivery
+                sub.send(brokerlib.ack_packet("pubcomp", struct.unpack("!H", body)[0]))
+                first, body = sub.read_packet()
+            self.assertEqual(first >> 4, 3, "message %d is not a PUBLISH" % i)
+            topic, payload, qos, _, _, pid = brokerlib.parse_publish(first, body)
+            self.assertEqual((topic, payload[:6]), ("owed/t", b"%06d" % i), "out of order or lost")
+            self.assertEqual(payload[6:], b"p" * (self.SIZE - 6), "payload %d damaged" % i)
+            self.assertEqual(qos, 2 if i % self.QOS2_EVERY == 0 else 0)
+            if qos:
+                sub.send(brokerlib.ack_packet("pubrec", pid))
+
+    def test_websocket_subscriber_gets_owed_output_framed(self):
+        b = self.broker()
+        sub = self.ws_subscriber(b, "owed-ws", True)
+        self.burst(b)
+        self.read_all(sub)
+
+    def test_strict_persistence_holds_and_owed_output(self):
+        b = self.broker("persistence true\npersistence_location {dir}\n")
+        sub = self.ws_subscriber(b, "owed-durable", False)
+        self.burst(b)
+        self.read_all(sub)
 
 
 if __name__ == "__main__":
