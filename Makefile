@@ -67,7 +67,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy test-fuzz fuzz run certs install uninstall deps-build deps-test bench bench-bridge lab-% format format-check
+.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy test-fuzz fuzz fuzz-protocol-smoke run certs install uninstall deps-build deps-test bench bench-bridge lab-% format format-check
 
 # The lab dashboard (web/) loads MQTT.js' browser build, copied from npm's
 # node_modules (package-lock.json pins it; `make deps-test` runs npm ci).
@@ -148,7 +148,7 @@ test-interop-heavy: all
 FUZZ_CC      ?= clang
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_TIME    ?= 20
-FUZZ_TARGETS  = codec acl config
+FUZZ_TARGETS  = codec acl config protocol
 FUZZ_FLAGS    = -std=c11 -D_GNU_SOURCE $(WARN) -I. -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(TLS_CFLAGS)
 FUZZ_BINS     = $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
@@ -158,15 +158,24 @@ $(FUZZ_BUILD)/fuzz_acl: tests/fuzz/fuzz_acl.c $(ACL_SRC) $(MQTT_SRC) $(MBEDTLS_D
 $(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c broker/config.c broker/config_compat.c \
                             broker/config_include.c broker/config_perlistener.c broker/log.c \
                             broker/bridge_cfg.c $(MQTT_SRC)
-# acl/ includes mbedTLS: the bundled 3.6 headers and library, like every object
+# the protocol layer (protocol, session, router, tree) through its conn_handler
+$(FUZZ_BUILD)/fuzz_protocol: tests/fuzz/fuzz_protocol.c $(filter-out broker/main.c,$(BROKER_SRC)) \
+    $(STORE_SRC) $(WS_SRC) $(ACL_SRC) $(TLS_SRC) $(MQTT_SRC) $(MBEDTLS_DEP)
+$(FUZZ_BUILD)/fuzz_protocol: FUZZ_LIBS = $(STORE_LIBS) -lm
+# acl/ and tls/ include mbedTLS: the bundled 3.6 headers and library, like every object
 $(FUZZ_BUILD)/fuzz_%: | $(MBEDTLS_HDR)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(TLS_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(TLS_LIBS) $(FUZZ_LIBS)
 
 fuzz: $(FUZZ_BINS)
 
 test-fuzz: fuzz
 	@sh scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+# the protocol target alone (new inputs go to $(FUZZ_BUILD)/corpus/protocol,
+# the committed seeds stay as they are)
+fuzz-protocol-smoke: $(FUZZ_BUILD)/fuzz_protocol
+	@sh scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_TIME) protocol
 
 test: deps-test
 	@$(MAKE) --no-print-directory format-check

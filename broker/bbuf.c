@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "broker/bbuf.h"
+#include "broker/memlimit.h"
 
 /* First allocation: most connections only ever hold acks. */
 #define BBUF_FIRST_CAP 256
@@ -24,6 +25,7 @@ int bbuf_grow(bbuf *b, size_t extra)
     uint8_t *nd = realloc(b->data, ncap);
     if (!nd) return BK_ERR_NOMEM;
     b->data = nd;
+    memlimit_add(ncap - b->cap);
     b->cap = ncap;
     return BK_OK;
 }
@@ -40,6 +42,7 @@ int bbuf_append(bbuf *b, const uint8_t *p, size_t len)
 void bbuf_free(bbuf *b)
 {
     free(b->data);
+    memlimit_sub(b->cap);
     b->data = NULL;
     b->off = b->len = b->cap = 0;
 }

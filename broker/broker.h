@@ -31,7 +31,8 @@ typedef struct broker {
     listener *listeners;
     size_t nlisteners;
     int epfd;
-    conn *conns; /* doubly linked, all connections */
+    int reserve_fd; /* kept free for shedding connections at EMFILE (fdlimit.h) */
+    conn *conns;    /* doubly linked, all connections */
     uint32_t nconns;
     conn *write_pending;       /* have output to flush this iteration */
     conn *closing;             /* marked for close */
@@ -47,6 +48,7 @@ typedef struct broker {
     struct acl_rules *acl;
     dict auth_fails;     /* addr -> auth_fail */
     double now;          /* monotonic, updated each iteration */
+    double tick_due;     /* the running tick's due time on the 100 ms grid (0: none yet) */
     volatile int stop;   /* set by signals */
     volatile int reload; /* SIGHUP */
     volatile int save;   /* SIGUSR1 */

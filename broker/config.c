@@ -289,6 +289,7 @@ static const num_key num_keys[] = {
     NUM_KEY(max_output_buffer, 65536, 1ULL << 40),
     NUM_KEY(output_buffer_hard_limit, 65536, 1ULL << 42),
     NUM_KEY(output_buffer_soft_seconds, 1, 86400),
+    NUM_KEY(memory_limit, 0, 1ULL << 48),
     NUM_KEY(sys_interval, 0, 86400),
     NUM_KEY(handshake_timeout, 1, 3600),
     NUM_KEY(autosave_interval, 1, 86400 * 365),

@@ -187,8 +187,6 @@ static const struct {
     {"message_size_limit", "use max_packet_size (bytes of the whole packet)"},
     {"allow_duplicate_messages", "not needed: a client gets a message once even when several "
                                  "of its subscriptions match"},
-    {"memory_limit", "bound memory with max_queued_messages, max_queued_bytes and "
-                     "max_output_buffer"},
     {"keyfile_password", "give an unencrypted keyfile readable only by the broker"},
     {"dhparamfile", "not needed: secbroker uses ECDHE key exchange only"},
     {"ocsp_stapling", "revoke certificates with crlfile"},

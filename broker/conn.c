@@ -17,6 +17,7 @@
 
 #include "broker/broker.h"
 #include "broker/conn.h"
+#include "broker/fdlimit.h"
 #include "broker/log.h"
 #include "broker/sys.h"
 #include "broker/tls_words.h"
@@ -65,6 +66,51 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t len
     }
 }
 
+/* An episode at the open-files limit ends after this long without hitting it. */
+#define FDLIMIT_QUIET_SECONDS 1.0
+
+static void listener_pause(broker *b, listener *l, bool pause)
+{
+    struct epoll_event ev = {.events = pause ? 0 : EPOLLIN, .data.u64 = l->ev_data};
+    if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, l->fd, &ev) < 0)
+        log_msg(LL_WARNING, "listener %d: epoll_ctl: %s", l->cfg->port, strerror(errno));
+    else
+        l->paused = pause;
+}
+
+/* accept failed with EMFILE/ENFILE. The pending connection keeps the
+ * listener readable (level-triggered): shed it with the reserve descriptor,
+ * or pause the listener until the next tick. Logged once per episode (the
+ * count when it ends, in conn_tick). Returns true to try the next one. */
+static bool accept_at_fd_limit(broker *b, listener *l, int err)
+{
+    if (!l->fdlimit_since) {
+        l->fdlimit_since = b->now;
+        log_msg(LL_ERROR,
+                "accept on port %d: %s: new connections are closed at once until descriptors "
+                "come free (raise the open files limit)",
+                l->cfg->port, strerror(err));
+    }
+    l->fdlimit_last = b->now;
+    int r = fdlimit_shed_one(&b->reserve_fd, l->fd);
+    if (r > 0) l->fdlimit_shed++;
+    if (r < 0) listener_pause(b, l, true);
+    return r > 0;
+}
+
+/* Once a tick: resume a paused listener; end a quiet episode with its count. */
+static void listener_tick(broker *b, listener *l)
+{
+    if (l->paused) listener_pause(b, l, false);
+    if (!l->fdlimit_since || b->now - l->fdlimit_last < FDLIMIT_QUIET_SECONDS) return;
+    log_msg(LL_WARNING,
+            "accept on port %d: open files limit episode over after %.1f s: %llu connections "
+            "shed",
+            l->cfg->port, l->fdlimit_last - l->fdlimit_since, (unsigned long long)l->fdlimit_shed);
+    l->fdlimit_since = 0;
+    l->fdlimit_shed = 0;
+}
+
 static void accept_undo(conn *c)
 {
     tls_conn_free(c->tls);
@@ -81,10 +127,11 @@ void conn_accept(broker *b, listener *l)
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-            if (errno == EMFILE || errno == ENFILE)
-                log_msg(LL_ERROR, "accept on port %d: %s (raise the open files limit)",
-                        l->cfg->port, strerror(errno));
-            else if (errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE) {
+                if (accept_at_fd_limit(b, l, errno)) continue;
+                return;
+            }
+            if (errno != ECONNABORTED)
                 log_msg(LL_WARNING, "accept on port %d: %s", l->cfg->port, strerror(errno));
             return;
         }
@@ -168,7 +215,7 @@ void conn_schedule_write(broker *b, conn *c)
 int conn_output_check_slow(broker *b, conn *c, size_t adding)
 {
     const conn_limits *lim = c->listener->limits;
-    size_t used = bbuf_used(&c->out);
+    size_t used = bbuf_used(&c->out) + c->out_owed;
     /* a write may take the buffer past the hard limit by `slack` at most */
     bool hard = adding ? used + adding > lim->hard + lim->slack : used > lim->hard;
     if (hard) {
@@ -255,11 +302,17 @@ static int conn_tls_finish(broker *b, conn *c)
 }
 
 /* Write as much output as the socket takes (a held connection: only what
- * is before its hold). */
+ * is before its hold). When the buffer is out and the handler owes more, it
+ * appends more (on_drain): after any hold point, so that output stays held,
+ * and the filter frames it like the rest. */
 static void conn_flush(broker *b, conn *c)
 {
-    if (conn_filter_of(c) && c->out_framed < bbuf_used(&c->out)) conn_filter_of(c)->on_flush(b, c);
-    while (bbuf_used(&c->out)) {
+    for (;;) {
+        if (!bbuf_used(&c->out) && c->out_owed && c->h->on_drain && c->state == CS_OPEN)
+            c->h->on_drain(c);
+        if (conn_filter_of(c) && c->out_framed < bbuf_used(&c->out))
+            conn_filter_of(c)->on_flush(b, c);
+        if (!bbuf_used(&c->out)) break;
         size_t len = bbuf_used(&c->out);
         if (c->nholds && c->hold_pos[0] - c->sent_total < len)
             len = (size_t)(c->hold_pos[0] - c->sent_total);
@@ -682,6 +735,8 @@ void conn_free_closed(broker *b)
 void conn_tick(broker *b)
 {
     log_flush_limited();
+    for (size_t i = 0; i < b->nlisteners; i++)
+        listener_tick(b, &b->listeners[i]);
     for (conn *c = b->conns; c; c = c->next) {
         if (c->state == CS_CLOSING) continue;
         if (c->state == CS_LINGER) {

@@ -54,6 +54,9 @@ typedef struct conn_handler {
     /* Outgoing connections only (conn_connect): connected and, over TLS,
      * handshake done; the handler may write now. NULL for listeners. */
     void (*on_open)(struct conn *c);
+    /* Optional (NULL: never called). The output buffer was written out
+     * while the handler still owes bytes (c->out_owed > 0): append more. */
+    void (*on_drain)(struct conn *c);
 } conn_handler;
 
 /* An optional transport filter between the socket (after TLS) and the
@@ -113,6 +116,14 @@ typedef struct listener {
     const conn_filter *filter;   /* NULL: bytes go straight to the handler */
     void *filter_opts;           /* the filter's per-listener options */
     uint32_t nconns;
+    uint64_t ev_data; /* its epoll_event data (set by whoever registered it) */
+    /* An episode at the open-files limit (EMFILE/ENFILE on accept): pending
+     * connections are shed (accepted and closed at once with the reserve
+     * descriptor), or the listener is paused until the next tick. */
+    double fdlimit_since;  /* start of the episode (0 = none) */
+    double fdlimit_last;   /* last time accept hit the limit */
+    uint64_t fdlimit_shed; /* connections shed in this episode */
+    bool paused;           /* out of epoll until the next tick */
 } listener;
 
 typedef struct conn {
@@ -128,6 +139,8 @@ typedef struct conn {
     char peer[64];          /* "1.2.3.4:5678" or "[::1]:5678" */
     bbuf in;                /* partial message only; empty most of the time */
     bbuf out;               /* coalesced output, flushed before sleep */
+    uint64_t out_owed;      /* bytes the handler owes beyond out (held as references,
+                               written in on_drain); the output policy counts them */
     bool write_pending;     /* on broker->write_pending */
     bool want_write;        /* EPOLLOUT registered */
     bool read_pending;      /* TLS: decrypted data left inside mbedTLS */
@@ -207,7 +220,8 @@ static inline void conn_commit(struct broker *b, conn *c, size_t n)
 }
 
 /* The output-buffer policy, in one place (Redis'
- * checkClientOutputBufferLimits), with the numbers of c's listener's
+ * checkClientOutputBufferLimits), on the buffered plus owed bytes, with the
+ * numbers of c's listener's
  * conn_limits: over the hard limit (plus `slack` for `adding` bytes about to
  * be written), or over the soft limit for longer than soft_seconds, closes
  * the connection (BK_ERR_FULL). Over the soft limit: CONN_OUT_SOFT.
@@ -215,7 +229,8 @@ static inline void conn_commit(struct broker *b, conn *c, size_t n)
  * is decided inline; the rest in conn_output_check_slow. */
 static inline int conn_output_check(struct broker *b, conn *c, size_t adding)
 {
-    if (!c->over_since && bbuf_used(&c->out) + adding <= c->listener->limits->soft) return BK_OK;
+    if (!c->over_since && bbuf_used(&c->out) + c->out_owed + adding <= c->listener->limits->soft)
+        return BK_OK;
     return conn_output_check_slow(b, c, adding);
 }
 

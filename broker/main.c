@@ -25,7 +25,9 @@
 #include "broker/daemon.h"
 #include "broker/err.h"
 #include "broker/expire.h"
+#include "broker/fdlimit.h"
 #include "broker/log.h"
+#include "broker/memlimit.h"
 #include "broker/persist.h"
 #include "broker/privcheck.h"
 #include "broker/protocol.h"
@@ -168,8 +170,8 @@ static int open_listener(broker *b, listener *l, char *err, size_t errlen)
     }
     freeaddrinfo(res);
     l->fd = fd;
-    struct epoll_event ev = {.events = EPOLLIN,
-                             .data.u64 = LISTENER_TAG | (uint64_t)(l - b->listeners)};
+    l->ev_data = LISTENER_TAG | (uint64_t)(l - b->listeners);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = l->ev_data};
     if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
         return BK_ERR_IO;
@@ -231,6 +233,7 @@ static void broker_free(broker *b)
     free(b->rbuf);
     free(b->match_sessions);
     if (b->epfd >= 0) close(b->epfd);
+    if (b->reserve_fd >= 0) close(b->reserve_fd);
     config_free(b->cfg);
 }
 
@@ -350,6 +353,9 @@ static int broker_init(broker *b)
     b->rbuf = malloc(b->rbuf_cap);
     b->epfd = epoll_create1(EPOLL_CLOEXEC);
     b->now = broker_now();
+    (void)fdlimit_raise(); /* it logs what it did */
+    g_memlimit.limit = b->cfg->memory_limit;
+    b->reserve_fd = fdlimit_reserve_open();
     return b->root && b->rbuf && b->epfd >= 0 ? BK_OK : BK_ERR_NOMEM;
 }
 
@@ -405,14 +411,41 @@ typedef struct {
     double next_tick, next_sys, next_tls_tick, last_sys;
 } loop_timers;
 
+/* Ticks fall on an absolute grid (multiples of TICK_SECONDS of the monotonic
+ * clock), so they do not drift by the time each iteration takes: the last
+ * grid point at or before t, and the first one after it. */
+static double tick_at(double t)
+{
+    return (double)(long long)(t / TICK_SECONDS) * TICK_SECONDS; /* t >= 0 */
+}
+
+static double tick_after(double t)
+{
+    return tick_at(t) + TICK_SECONDS;
+}
+
+/* Milliseconds epoll may sleep: until the next tick, at most LOOP_SLEEP_MS. */
+static int sleep_ms(const broker *b, double next_tick)
+{
+    if (b->read_pending) return 0;
+    double ms = (next_tick - broker_now()) * 1000.0;
+    if (ms <= 0) return 0;
+    if (ms >= LOOP_SLEEP_MS) return LOOP_SLEEP_MS;
+    return (int)ms + ((double)(int)ms < ms); /* rounded up: never wake before it */
+}
+
 /* The periodic work of one iteration: deadlines, TLS session cache,
  * session expiry, $SYS, SIGHUP, SIGUSR1, SIGUSR2. */
 static void loop_periodic(broker *b, loop_timers *t)
 {
     if (b->now >= t->next_tick) {
+        /* deadlines are judged at the tick's due time (a late loop runs one
+         * tick, due at the first grid point it missed, for all it missed) */
+        b->tick_due = t->next_tick;
         conn_tick(b);
         bridges_tick(b);
-        t->next_tick = b->now + TICK_SECONDS;
+        memlimit_tick(b->now);
+        t->next_tick = tick_after(b->now);
     }
     if (b->now >= t->next_tls_tick) {
         for (size_t i = 0; i < b->nlisteners; i++)
@@ -446,10 +479,10 @@ static void loop_periodic(broker *b, loop_timers *t)
 
 static void run_loop(broker *b, const options *o)
 {
-    loop_timers t = {o, b->now, b->now + 1, b->now + 1, b->now};
+    loop_timers t = {o, tick_after(b->now), b->now + 1, b->now + 1, b->now};
     struct epoll_event evs[EPOLL_BATCH];
     while (!b->stop) {
-        int n = epoll_wait(b->epfd, evs, EPOLL_BATCH, b->read_pending ? 0 : LOOP_SLEEP_MS);
+        int n = epoll_wait(b->epfd, evs, EPOLL_BATCH, sleep_ms(b, t.next_tick));
         b->now = broker_now();
         if (n < 0 && errno != EINTR) {
             log_msg(LL_ERROR, "epoll_wait: %s", strerror(errno));
@@ -531,6 +564,7 @@ int main(int argc, char **argv)
     static broker br;
     broker *b = &br;
     b->epfd = -1;
+    b->reserve_fd = -1;
     if (load_config(b, &o, err, sizeof err) != BK_OK) {
         print_errors(err);
         if (b->cfg) config_free(b->cfg);

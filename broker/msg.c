@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/memlimit.h"
 #include "broker/msg.h"
 
 static uint64_t live_count, live_bytes; /* msg_stats */
@@ -25,6 +26,7 @@ msg *msg_new_props(const uint8_t *topic, uint16_t tlen, const uint8_t *props, si
     if (!m) return NULL;
     m->store_id = 0;
     m->source = NULL;
+    memlimit_add(msg_size(tlen, props_len + plen));
     m->refs = 1;
     m->payload_len = (uint32_t)plen;
     m->topic_len = tlen;
@@ -73,6 +75,7 @@ void msg_unref(msg *m)
         if (m->store_id && free_hook) free_hook(free_hook_ctx, m);
         live_count--;
         live_bytes -= m->payload_len;
+        memlimit_sub(msg_size(m->topic_len, m->props_len + m->payload_len));
         free(m->source);
         free(m);
     }

@@ -37,6 +37,12 @@ typedef struct msg {
     char data[];          /* topic, NUL, properties, payload */
 } msg;
 
+/* Bytes a message of this topic and payload length takes. */
+static inline size_t msg_size(size_t tlen, size_t plen)
+{
+    return sizeof(msg) + tlen + 1 + plen;
+}
+
 /* A new message with one reference, or NULL when out of memory. */
 msg *msg_new(const uint8_t *topic, uint16_t tlen, const uint8_t *payload, size_t plen, uint8_t qos,
              bool retain) BK_MUST_CHECK;

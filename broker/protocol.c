@@ -10,9 +10,11 @@
 #include <string.h>
 
 #include "broker/auth.h"
+#include "broker/backlog.h"
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "broker/log.h"
+#include "broker/memlimit.h"
 #include "broker/persist.h"
 #include "broker/protocol.h"
 #include "broker/protocol5.h"
@@ -25,6 +27,12 @@
 
 /* [MQTT-3.1.2-24]: a client silent for 1.5 x its keepalive is gone. */
 #define KEEPALIVE_GRACE 1.5
+/* Retained messages one client may be owed at a time (16 bytes each): a
+ * SUBSCRIBE of many wide filters cannot hold more of the broker's memory. */
+#define RETAINED_BACKLOG_MAX 1000000
+/* Output buffered beyond this: further PUBLISHes to the client are held as
+ * message references (client.owed) and encoded as the buffer drains. */
+#define OWE_FROM (64 * 1024)
 /* Log a QoS 0 drop once per this many. */
 #define QOS0_DROP_LOG_EVERY 10000
 
@@ -88,7 +96,48 @@ void proto_close(client *cl, uint8_t rc, const char *fmt, ...)
     conn_close(cl->b, cl->conn, "%s", why);
 }
 
-/* One PUBLISH: header encoded in place, then the payload: the only copy. */
+/* Encode one PUBLISH into the output buffer: header in place, then the
+ * payload: the only per-recipient copy. */
+static int encode_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool dup,
+                          uint16_t pid)
+{
+    broker *b = cl->b;
+    conn *c = cl->conn;
+    size_t hsz = mqtt_publish_header_size(qos, m->topic_len, m->payload_len);
+    uint8_t *p = conn_reserve(b, c, hsz + m->payload_len);
+    if (!p) return BK_ERR_NOMEM;
+    size_t n;
+    if (mqtt_encode_publish_header(p, hsz + m->payload_len, qos, dup, retain,
+                                   (const uint8_t *)msg_topic(m), m->topic_len, pid, m->payload_len,
+                                   &n) != MQTT_OK)
+        return BK_ERR_ENCODE;
+    if (m->payload_len) memcpy(p + n, msg_payload(m), m->payload_len);
+    conn_commit(b, c, n + m->payload_len);
+    b->msgs_sent++;
+    b->packets_sent++;
+    b->pub_bytes_sent += m->payload_len;
+    return BK_OK;
+}
+
+static size_t publish_size(const msg *m, uint8_t qos)
+{
+    return mqtt_publish_header_size(qos, m->topic_len, m->payload_len) + m->payload_len;
+}
+
+/* The socket is not taking what is buffered: owe the PUBLISH as a message
+ * reference (16 bytes, not a copy); proto_on_drain encodes it later. */
+static int owe_publish(client *cl, msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
+{
+    if (!cl->owed) cl->owed = calloc(1, sizeof *cl->owed);
+    backlog_item it = {m, pid, qos,
+                       (uint8_t)((retain ? BACKLOG_RETAIN : 0) | (dup ? BACKLOG_DUP : 0))};
+    if (!cl->owed || backlog_push(cl->owed, it) != BK_OK)
+        return encode_publish(cl, m, qos, retain, dup, pid); /* no room for a reference */
+    cl->conn->out_owed += publish_size(m, qos);
+    return BK_OK;
+}
+
+/* One PUBLISH, under the output-buffer policy and memory_limit. */
 static int send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
 {
     broker *b = cl->b;
@@ -108,21 +157,35 @@ static int send_publish(client *cl, const msg *m, uint8_t qos, bool retain, bool
                         (unsigned long long)cl->dropped_qos0);
         return BK_ERR_FULL;
     }
+    bool slow = bbuf_used(&c->out) || c->out_owed;
+    if (qos == 0 && slow && memlimit_high()) {
+        memlimit_drop_qos0(b->now); /* counted, logged once per episode */
+        return BK_ERR_FULL;
+    }
+    /* MQTT 5: encoded at once (topic aliases follow the order of sending) */
     if (cl->v5) return p5_send_publish(cl, m, qos, retain, dup, pid);
-    size_t hsz = mqtt_publish_header_size(qos, m->topic_len, m->payload_len);
-    uint8_t *p = conn_reserve(b, c, hsz + m->payload_len);
-    if (!p) return BK_ERR_NOMEM;
-    size_t n;
-    if (mqtt_encode_publish_header(p, hsz + m->payload_len, qos, dup, retain,
-                                   (const uint8_t *)msg_topic(m), m->topic_len, pid, m->payload_len,
-                                   &n) != MQTT_OK)
-        return BK_ERR_ENCODE;
-    if (m->payload_len) memcpy(p + n, msg_payload(m), m->payload_len);
-    conn_commit(b, c, n + m->payload_len);
-    b->msgs_sent++;
-    b->packets_sent++;
-    b->pub_bytes_sent += m->payload_len;
-    return BK_OK;
+    if (cl->owed || bbuf_used(&c->out) >= OWE_FROM)
+        return owe_publish(cl, (msg *)m, qos, retain, dup, pid);
+    return encode_publish(cl, m, qos, retain, dup, pid);
+}
+
+/* The output buffer is out: encode owed PUBLISHes, in order, until it holds
+ * OWE_FROM bytes again. */
+static void proto_on_drain(conn *c)
+{
+    client *cl = c->ud;
+    const backlog_item *it;
+    while (cl->owed && (it = backlog_peek(cl->owed)) && bbuf_used(&c->out) < OWE_FROM &&
+           c->state != CS_CLOSING) {
+        c->out_owed -= publish_size(it->m, it->qos);
+        (void)encode_publish(cl, it->m, it->qos, it->flags & BACKLOG_RETAIN,
+                             it->flags & BACKLOG_DUP, it->pid); /* a failure closes */
+        backlog_pop(cl->owed);
+    }
+    if (cl->owed && !cl->owed->count) {
+        free(cl->owed);
+        cl->owed = NULL;
+    }
 }
 
 /* ---- the sessions' outbox ------------------------------------------------------ */
@@ -448,6 +511,25 @@ static void finish_connect(client *cl)
 
 /* ---- PUBLISH ------------------------------------------------------------------------- */
 
+/* $SYS is written by the broker only (Mosquitto drops such publishes too):
+ * a client's PUBLISH there is dropped, never routed or retained, but still
+ * acknowledged; logged once per client. True when p is such a PUBLISH. */
+static bool publish_sys_refused(client *cl, const mqtt_publish *p)
+{
+    static const char sys[] = "$SYS";
+    size_t n = sizeof sys - 1;
+    if (p->topic.len < n || memcmp(p->topic.ptr, sys, n) != 0) return false;
+    if (p->topic.len > n && p->topic.ptr[n] != '/') return false;
+    if (!cl->sys_logged) {
+        cl->sys_logged = true;
+        log_msg(LL_NOTICE,
+                "Dropped PUBLISH from %s to '%s': $SYS topics are written by the broker only "
+                "(logged once per client)",
+                log_esc(cl->client_id), log_escape(p->topic.ptr, p->topic.len));
+    }
+    return true;
+}
+
 /* Inline into the 3.1.1 handler (one PUBLISH per message: its call costs). */
 static inline __attribute__((always_inline)) void publish_core(client *cl, const mqtt_publish *p,
                                                                const uint8_t *props,
@@ -471,7 +553,17 @@ static inline __attribute__((always_inline)) void publish_core(client *cl, const
         return;
     }
     uint8_t rc = MQTT5_RC_SUCCESS;
-    if (auth_may_write(b, cl, (const char *)p->topic.ptr, p->topic.len)) {
+    if (publish_sys_refused(cl, p)) {
+        /* dropped (logged once per client), acknowledged below */
+    } else if (auth_may_write(b, cl, (const char *)p->topic.ptr, p->topic.len)) {
+        if (memlimit_over(msg_size(p->topic.len, props_len + p->payload_len))) {
+            /* as Mosquitto: the message is dropped and its publisher disconnected */
+            memlimit_refuse(b->now); /* counted, logged once per episode */
+            proto_close(cl, MQTT5_RC_QUOTA_EXCEEDED,
+                        "PUBLISH of %zu bytes refused: memory_limit %llu reached", p->payload_len,
+                        (unsigned long long)b->cfg->memory_limit);
+            return;
+        }
         msg *m = msg_new_props(p->topic.ptr, p->topic.len, props, props_len, p->payload,
                                p->payload_len, p->qos, p->retain);
         if (m && p->retain && b->cfg->check_retain_source &&
@@ -524,28 +616,49 @@ static void handle_publish(client *cl, const mqtt_header *h)
 typedef struct {
     client *cl;
     uint8_t qos;
+    uint64_t refused; /* over RETAINED_BACKLOG_MAX or out of memory */
 } retained_ctx;
 
-/* Would every further delivery to cl at this QoS be dropped? Then a retained
- * walk can stop: a huge SUBSCRIBE cannot make the broker walk the whole
- * store again and again for a client that cannot take the messages. */
-static bool client_saturated(client *cl, uint8_t qos)
+/* Must the retained message at QoS qos wait? Until the output is under its
+ * soft limit, and for QoS 1/2 until the session's queue has room, so that
+ * nothing is dropped: the walk goes on as the client drains. */
+static bool retained_must_wait(client *cl, uint8_t qos)
 {
     if (!client_ready(cl)) return true;
-    int level = conn_output_check(cl->b, cl->conn, 0);
-    if (level == BK_OK) return false;
-    return level < 0 || session_queue_full(cl->session, qos);
+    if (conn_output_check(cl->b, cl->conn, 0) != BK_OK) return true;
+    return qos && session_queue_full(cl->session, qos);
+}
+
+/* Send what cl can take of the retained messages it is owed (after a
+ * SUBSCRIBE; again on every packet from it and every tick). One that was
+ * replaced or cleared since is skipped: its successor went out live. */
+static void retained_feed(client *cl)
+{
+    backlog *q = cl->retained;
+    const backlog_item *it;
+    while (q && (it = backlog_peek(q))) {
+        msg *m = it->m;
+        uint8_t qos = m->qos < it->qos ? m->qos : it->qos;
+        if (retained_must_wait(cl, qos)) return;
+        if (tree_retained_get(cl->b->root, msg_topic(m), m->topic_len) == m &&
+            auth_may_read(cl->b, cl->session, msg_topic(m), m->topic_len))
+            (void)session_deliver(cl->session, m, it->qos, true); /* [MQTT-3.3.1-8] */
+        backlog_pop(q);
+    }
+    free(cl->retained);
+    cl->retained = NULL;
 }
 
 static bool send_retained(void *ud, msg *m)
 {
     retained_ctx *rc = ud;
-    session *s = rc->cl->session;
-    if (msg_expired(m, rc->cl->b->now)) return true;
-    if (auth_may_read(rc->cl->b, s, msg_topic(m), m->topic_len) &&
-        auth_source_may_write(rc->cl->b, m))
-        (void)session_deliver(s, m, rc->qos, true); /* [MQTT-3.3.1-8]: retain=1; drops counted */
-    return !client_saturated(rc->cl, rc->qos);
+    client *cl = rc->cl;
+    if (msg_expired(m, cl->b->now) || !auth_source_may_write(cl->b, m)) return true;
+    if (!cl->retained) cl->retained = calloc(1, sizeof *cl->retained);
+    if (!cl->retained || cl->retained->count >= RETAINED_BACKLOG_MAX ||
+        backlog_push(cl->retained, (backlog_item){.m = m, .qos = rc->qos}) != BK_OK)
+        rc->refused++;
+    return true;
 }
 
 /* A new filter past max_subscriptions_per_client? (Replacing one the
@@ -600,19 +713,26 @@ uint8_t proto_subscribe_one(client *cl, mqtt_str f, uint8_t q, uint8_t opts, sub
 }
 
 /* Retained messages after the SUBACK [MQTT-3.3.1-6], once per filter even
- * when a packet repeats one. */
+ * when a packet repeats one: all of them are owed to the client (references
+ * in its backlog) and sent as it can take them. */
 void proto_subscribe_retained(client *cl, sub_rec **recs, const uint8_t *codes, unsigned count)
 {
     uint64_t stamp = ++cl->b->subscribe_seq;
+    retained_ctx rc = {cl, 0, 0};
     for (unsigned i = 0; i < count && client_ready(cl); i++) {
         sub_rec *rec = recs[i];
         if (!rec || rec->retained_stamp == stamp) continue;
         rec->retained_stamp = stamp;
         if (codes[i] >= 0x80) continue;
-        if (client_saturated(cl, codes[i])) break;
-        retained_ctx rc = {cl, codes[i]};
+        rc.qos = codes[i];
         tree_retained_match(cl->b->root, rec->filter, rec->filter_len, send_retained, &rc);
     }
+    if (rc.refused)
+        log_msg(LL_WARNING,
+                "Client %s: %llu retained messages of its SUBSCRIBE not sent: more than %d owed "
+                "at once, or out of memory",
+                log_esc(cl->client_id), (unsigned long long)rc.refused, RETAINED_BACKLOG_MAX);
+    retained_feed(cl);
 }
 
 /* A 3.1.1 client's $share/G/F (as Mosquitto): a group member, no retained. */
@@ -868,6 +988,34 @@ static bool tls_on_plain_port(client *cl, conn *c, const uint8_t *data, size_t l
     return true;
 }
 
+/* A CONNECT is held: what the client pipelined after it waits for the
+ * answer. All of it, the packet still coming included (the transport sizes
+ * its buffer from that packet's header), must fit in max_packet_size, and
+ * each packet is framed as soon as its header is in. */
+static void held_input_check(client *cl, const uint8_t *data, size_t len)
+{
+    size_t max = cl->b->cfg->max_packet_size;
+    for (size_t off = 0; off < len;) {
+        mqtt_header h;
+        size_t plen = 0;
+        int r = mqtt_frame(data + off, len - off, max, &h, &plen);
+        if (r < 0) {
+            conn_close(cl->b, cl->conn, "protocol error while its CONNECT was held: %s",
+                       mqtt_strerror(r));
+            return;
+        }
+        if (r == MQTT_NEED_MORE) plen = plen ? plen : len - off;
+        if (off + plen > max) {
+            conn_close(cl->b, cl->conn,
+                       "sent more than max_packet_size (%zu bytes) while its CONNECT was held",
+                       max);
+            return;
+        }
+        if (r == MQTT_NEED_MORE) return;
+        off += plen;
+    }
+}
+
 /* Handle every complete packet in data[0..len); returns bytes consumed. */
 
 static size_t proto_on_data(conn *c, const uint8_t *data, size_t len)
@@ -876,9 +1024,7 @@ static size_t proto_on_data(conn *c, const uint8_t *data, size_t len)
     broker *b = cl->b;
     if (tls_on_plain_port(cl, c, data, len)) return len;
     if (cl->state == CL_AUTH_DELAY) {
-        /* CONNECT held: what the client pipelined after it waits for the answer */
-        if (len > b->cfg->max_packet_size)
-            conn_close(b, c, "sent more than max_packet_size while its CONNECT was held");
+        held_input_check(cl, data, len);
         return 0;
     }
     size_t off = 0;
@@ -898,6 +1044,7 @@ static size_t proto_on_data(conn *c, const uint8_t *data, size_t len)
         proto_handle_packet(cl, &h);
         off += plen;
     }
+    if (cl->retained) retained_feed(cl); /* acks may have made room */
     return off;
 }
 
@@ -909,6 +1056,21 @@ static size_t proto_frame_need(const uint8_t *data, size_t len)
     size_t need = 0;
     (void)mqtt_frame(data, len, 0, &h, &need); /* only the length is wanted */
     return need;
+}
+
+/* [MQTT-3.1.2-24], judged at the tick's due time on the loop's 100 ms grid
+ * (b->now outside the loop's ticks): the first tick at or after 1.5 x
+ * keepalive of silence closes, and the log says when, after the last packet. */
+static void keepalive_check(client *cl)
+{
+    broker *b = cl->b;
+    if (!cl->keepalive) return;
+    double at = b->tick_due > 0 ? b->tick_due : b->now;
+    double silent = at - cl->last_rx;
+    if (silent >= KEEPALIVE_GRACE * cl->keepalive)
+        proto_close(cl, MQTT5_RC_KEEP_ALIVE_TIMEOUT,
+                    "keepalive timeout (closed %.3f s after the last packet, keepalive %u s)",
+                    silent, cl->keepalive);
 }
 
 static void proto_on_tick(conn *c)
@@ -927,10 +1089,8 @@ static void proto_on_tick(conn *c)
         }
         break;
     case CL_ACTIVE:
-        if (cl->keepalive && b->now - cl->last_rx > KEEPALIVE_GRACE * cl->keepalive)
-            proto_close(cl, MQTT5_RC_KEEP_ALIVE_TIMEOUT,
-                        "keepalive timeout (no packet for %.1f s, keepalive %u s)",
-                        b->now - cl->last_rx, cl->keepalive);
+        keepalive_check(cl);
+        if (cl->retained) retained_feed(cl); /* the output may have drained */
         break;
     }
 }
@@ -977,6 +1137,19 @@ static void proto_on_close(conn *c, const char *reason)
         s->expires_at = b->now + s->expiry_interval;
     }
     p5_free(cl);
+    if (cl->retained) {
+        log_msg(LL_NOTICE,
+                "Client %s: %u retained messages of its SUBSCRIBE not sent before it "
+                "went away",
+                log_esc(cl->client_id), cl->retained->count);
+        backlog_free(cl->retained);
+        free(cl->retained);
+    }
+    if (cl->owed) {
+        backlog_free(cl->owed);
+        free(cl->owed);
+        c->out_owed = 0; /* a lingering filter writes no more of it */
+    }
     msg_unref(cl->will);
     free(cl->client_id);
     free(cl->username);
@@ -990,6 +1163,7 @@ const conn_handler proto_conn_handler = {
     .frame_need = proto_frame_need,
     .on_tick = proto_on_tick,
     .on_close = proto_on_close,
+    .on_drain = proto_on_drain,
 };
 
 uint32_t proto_count_level(broker *b, uint8_t level)

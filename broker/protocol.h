@@ -20,6 +20,7 @@
 #include "broker/msg.h"
 #include "mqtt/mqtt.h"
 
+struct backlog;
 struct broker;
 struct session;
 
@@ -33,21 +34,24 @@ typedef struct client { /* allocated with its conn (conn_handler.ud_size) */
     struct broker *b;
     conn *conn;
     struct session *session;
-    struct client5 *v5;    /* MQTT 5 state (protocol5.h), NULL below level 5 */
-    char *client_id;       /* copy for logging after detach */
-    char *username;        /* NULL = anonymous */
-    msg *will;             /* NULL when none */
-    uint8_t *held_connect; /* CL_AUTH_DELAY: copy of the CONNECT packet body */
-    double last_rx;        /* monotonic seconds of the last packet */
-    double deadline;       /* CONNECT deadline or auth delay end */
-    uint64_t dropped_qos0; /* QoS 0 messages dropped: output buffer full */
-    uint64_t auth_ticket;  /* CL_AUTH_DELAY: this attempt's turn (auth.c) */
+    struct client5 *v5;       /* MQTT 5 state (protocol5.h), NULL below level 5 */
+    char *client_id;          /* copy for logging after detach */
+    char *username;           /* NULL = anonymous */
+    msg *will;                /* NULL when none */
+    uint8_t *held_connect;    /* CL_AUTH_DELAY: copy of the CONNECT packet body */
+    double last_rx;           /* monotonic seconds of the last packet */
+    double deadline;          /* CONNECT deadline or auth delay end */
+    uint64_t dropped_qos0;    /* QoS 0 messages dropped: output buffer full */
+    struct backlog *retained; /* retained messages owed to it (SUBSCRIBE), NULL when none */
+    struct backlog *owed;     /* PUBLISHes owed while its socket is not writable, or NULL */
+    uint64_t auth_ticket;     /* CL_AUTH_DELAY: this attempt's turn (auth.c) */
     uint32_t held_connect_len;
     uint16_t keepalive;
     uint8_t state; /* enum client_state */
     uint8_t protocol_level;
-    bool send_will; /* cleared by DISCONNECT */
-    bool bridge;    /* CONNECT level had bit 0x80: a bridge (no echo, retain as published) */
+    bool send_will;  /* cleared by DISCONNECT */
+    bool bridge;     /* CONNECT level had bit 0x80: a bridge (no echo, retain as published) */
+    bool sys_logged; /* its first PUBLISH to $SYS was logged */
 } client;
 
 /* The handler listeners give their connections. */

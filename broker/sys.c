@@ -13,6 +13,7 @@
 
 #include "broker/broker.h"
 #include "broker/log.h"
+#include "broker/memlimit.h"
 #include "broker/msg.h"
 #include "broker/protocol.h"
 #include "broker/router.h"
@@ -156,6 +157,9 @@ static void publish_totals(broker *b)
     if (heap > st.heap_max) st.heap_max = heap;
     pub(b, "heap/current", "%zu", heap);
     pub(b, "heap/maximum", "%zu", st.heap_max);
+    pub(b, "memory_limit/current", "%llu", (unsigned long long)g_memlimit.used);
+    pub(b, "memory_limit/qos0 dropped", "%llu", (unsigned long long)g_memlimit.dropped_qos0);
+    pub(b, "memory_limit/publishes refused", "%llu", (unsigned long long)g_memlimit.refused);
 }
 
 void sys_publish(broker *b)

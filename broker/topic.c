@@ -192,6 +192,12 @@ int tree_retain(tnode *root, msg *m, uint64_t *count)
     return BK_OK;
 }
 
+msg *tree_retained_get(tnode *root, const char *topic, size_t tlen)
+{
+    tnode *n = walk(root, topic, tlen, false, false);
+    return n ? n->retained : NULL;
+}
+
 /* Is c a '$' child of the root, which a leading wildcard skips [MQTT-4.7.2-1]? */
 static bool skip_child(const tnode *c, bool root)
 {

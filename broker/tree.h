@@ -75,6 +75,8 @@ void tree_match(tnode *root, const char *topic, size_t tlen, tree_match_fn fn, v
 /* Retained store: m with empty payload clears. *count is the number of
  * retained messages, kept up to date. BK_OK or BK_ERR_NOMEM. */
 int tree_retain(tnode *root, msg *m, uint64_t *count);
+/* The retained message on topic (no wildcards), or NULL. */
+msg *tree_retained_get(tnode *root, const char *topic, size_t tlen);
 /* Returns true to go on, false to stop the walk. */
 typedef bool (*tree_retained_fn)(void *ud, msg *m);
 void tree_retained_match(tnode *root, const char *filter, size_t flen, tree_retained_fn fn,

@@ -113,20 +113,24 @@ def make_broker(conf="", binary=BINARY, files=None, **kw):
     return b
 
 
-def start_broker(owner, conf="", stack_kb=None, **kw):
+def start_broker(owner, conf="", stack_kb=None, nofile=None, **kw):
     """Start a broker (make_broker's arguments), stopped and removed at cleanup
     of owner: a TestCase, or a test class (from setUpClass) for a broker the
-    class shares. stack_kb: run it under `ulimit -s stack_kb` (through an exec
-    wrapper, so the PID is still the broker's)."""
+    class shares. stack_kb: run it under `ulimit -s stack_kb`; nofile: under
+    `ulimit -n nofile` (soft and hard open-files limit), or (soft, hard); all
+    through an exec wrapper, so the PID is still the broker's."""
     b = make_broker(conf, **kw)
     if isinstance(owner, type):
         owner.addClassCleanup(b.cleanup)
     else:
         owner.addCleanup(b.cleanup)
-    if stack_kb:
+    if stack_kb or nofile:
         wrapper = os.path.join(b.dir, os.path.basename(b.binary))  # same basename
+        soft, hard = nofile if isinstance(nofile, tuple) else (nofile, nofile)
+        limits = "".join("ulimit %s %d || exit 99\n" % (opt, n)
+                         for opt, n in (("-s", stack_kb), ("-Sn", soft), ("-Hn", hard)) if n)
         with open(wrapper, "w") as f:
-            f.write('#!/bin/sh\nulimit -s %d || exit 99\nexec "%s" "$@"\n' % (stack_kb, b.binary))
+            f.write('#!/bin/sh\n%sexec "%s" "$@"\n' % (limits, b.binary))
         os.chmod(wrapper, 0o755)
         b.binary = wrapper
     b.start()

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker/backlog.h"
 #include "broker/bbuf.h"
 #include "broker/broker.h"
 #include "broker/config.h"
@@ -523,6 +524,38 @@ START_TEST(output_soft_limit_drops_qos0_only)
 }
 END_TEST
 
+/* A client whose output backs up (over 64 KiB buffered) is owed further
+ * PUBLISHes as message references, not copies; once its buffer is written
+ * out they are encoded in order (conn_handler.on_drain). */
+START_TEST(owed_references_sent_in_order_after_drain)
+{
+    fake *sub = connect_client(0, "sub", true, NULL);
+    fake *pub = connect_client(1, "pub", true, NULL);
+    subscribe(sub, 1, "o", 1, 1);
+    for (int i = 0; i < 9; i++)
+        stuff_output(sub->c, 8192); /* 72 KiB the socket has not taken */
+    client *cl = sub->c->ud;
+    size_t before = bbuf_used(&sub->c->out);
+    publish(pub, "o", "m1", 0, 0, false, false);
+    publish(pub, "o", "m2", 1, 7, false, false);
+    publish(pub, "o", "m3", 0, 0, false, false);
+    expect_ack(pub, MQTT_PUBACK, 7);
+    ck_assert_uint_eq(bbuf_used(&sub->c->out), before); /* no copies */
+    ck_assert_ptr_nonnull(cl->owed);
+    ck_assert_uint_eq(cl->owed->count, 3);
+    ck_assert_uint_gt(sub->c->out_owed, 0);
+    sub->c->out.off = sub->c->out.len = 0; /* the socket took the stuffing */
+    conn_schedule_write(&B, sub->c);
+    expect_publish(sub, "o", "m1", 0);
+    mqtt_publish p = expect_publish(sub, "o", "m2", 1);
+    expect_publish(sub, "o", "m3", 0);
+    send_ack(sub, MQTT_PUBACK, p.packet_id);
+    ck_assert_ptr_null(cl->owed);
+    ck_assert_uint_eq(sub->c->out_owed, 0);
+    ck_assert_uint_eq(cl->session->inflight_live, 0);
+}
+END_TEST
+
 START_TEST(output_soft_seconds_then_closed)
 {
     fake *sub = connect_client(0, "sub", true, NULL);
@@ -673,6 +706,7 @@ int main(void)
     tcase_add_test(tc, malformed_closes_only_that_client);
     tcase_add_test(tc, will_on_error_not_on_disconnect);
     tcase_add_test(tc, output_soft_limit_drops_qos0_only);
+    tcase_add_test(tc, owed_references_sent_in_order_after_drain);
     tcase_add_test(tc, output_soft_seconds_then_closed);
     tcase_add_test(tc, output_back_under_soft_limit_resets);
     tcase_add_test(tc, output_hard_limit_closes_at_once);
