@@ -57,8 +57,8 @@ static inline bool memlimit_high(void)
  * counted; the first of an episode is logged. */
 void memlimit_drop_qos0(double now);
 void memlimit_refuse(double now);
-/* Periodic: an episode is over once the broker is back under the limit;
- * logs its counts. */
+/* Periodic: an episode is over once the broker is back under 3/4 of the
+ * limit (hysteresis: hovering at 7/8 stays one episode); logs its counts. */
 void memlimit_tick(double now);
 
 #endif

@@ -11,6 +11,7 @@
 #include "broker/config.h"
 #include "broker/err.h"
 #include "broker/log.h"
+#include "broker/memlimit.h"
 
 int reload_apply_log(const config *c, bool verbose, char *err, size_t errlen)
 {
@@ -81,6 +82,8 @@ static void apply(broker *b, config *cur, config *nw)
     cur->max_inflight_bytes = nw->max_inflight_bytes;
     cur->max_queued_bytes = nw->max_queued_bytes;
     cur->check_retain_source = nw->check_retain_source;
+    cur->memory_limit = nw->memory_limit;
+    g_memlimit.limit = cur->memory_limit; /* counted always: a new limit applies at once */
     b->sessions.limits.max_inflight = cur->max_inflight_messages;
     b->sessions.limits.max_queued = cur->max_queued_messages;
     b->sessions.limits.max_inflight_bytes = cur->max_inflight_bytes;

@@ -59,6 +59,9 @@ START_TEST(episode_counts)
     ck_assert_uint_eq(g_memlimit.episode_refused, 1);
     memlimit_tick(12.0); /* still high: the episode goes on */
     ck_assert(g_memlimit.episode_since == 10.0);
+    g_memlimit.used = 650; /* under 7/8, over 3/4: hovering, the same episode */
+    memlimit_tick(12.5);
+    ck_assert(g_memlimit.episode_since == 10.0);
     g_memlimit.used = 100;
     memlimit_tick(13.0);
     ck_assert(g_memlimit.episode_since == 0);
