@@ -1,0 +1,234 @@
+#!/usr/bin/python3
+"""soak.py -- a long mixed load against one broker (not part of make test).
+
+Runs for --minutes (default 30) against a broker it starts itself (default:
+the ASan build, build-asan/secbroker, with a plain and a TLS listener and
+persistence on): connect churn, QoS 0/1/2 publishers and subscribers,
+retained messages, wills (connections dropped without DISCONNECT),
+takeovers of the same client id, TLS and plain clients, and slow readers
+that stop reading for a while. The broker's RSS is sampled every
+--sample seconds. At the end the broker gets SIGTERM, and its stderr is
+searched for AddressSanitizer / LeakSanitizer / UBSan reports. (ASan keeps a
+quarantine of freed memory: 16 MB here, so RSS shows the broker, not ASan.)
+
+Prints one summary line: SOAK minutes=... rss_kb_first=... rss_kb_last=...
+rss_kb_max=... connects=... published=... received=... sanitizer=clean|REPORT
+Exit status 0 when the sanitizer output is clean and the broker survived.
+
+Usage: /usr/bin/python3 scripts/soak.py [--minutes 30] [--binary build-asan/secbroker]
+Every connection goes to 127.0.0.1; every loop is bounded by the duration.
+"""
+import argparse
+import os
+import random
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from brokerlib import (ack_packet, connect_packet, free_port, publish_packet,  # noqa: E402
+                       subscribe_packet, wait_port)
+
+STOP = threading.Event()
+STATS = {"connects": 0, "published": 0, "received": 0, "errors": 0}
+LOCK = threading.Lock()
+
+
+def count(key, n=1):
+    with LOCK:
+        STATS[key] += n
+
+
+class Conn:
+    """A minimal raw MQTT connection (plain or TLS) that reads what it is sent."""
+
+    def __init__(self, port, cid, tls_ctx=None, clean=True, will=None, keepalive=60):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if tls_ctx:
+            s = tls_ctx.wrap_socket(s, server_hostname="localhost")
+        self.s = s
+        self.buf = b""
+        self.pid = 0
+        s.sendall(connect_packet(client_id=cid, clean=clean, keepalive=keepalive, will=will))
+        first, body = self.read()
+        if first >> 4 != 2:
+            raise OSError("no CONNACK")
+        count("connects")
+
+    def read(self):
+        while True:
+            if len(self.buf) >= 2:
+                mult, n, i = 1, 0, 1
+                while i < len(self.buf):
+                    b = self.buf[i]
+                    n += (b & 0x7F) * mult
+                    mult *= 128
+                    i += 1
+                    if not b & 0x80:
+                        if len(self.buf) >= i + n:
+                            first, body = self.buf[0], self.buf[i:i + n]
+                            self.buf = self.buf[i + n:]
+                            return first, body
+                        break
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError()
+            self.buf += chunk
+
+    def next_pid(self):
+        self.pid = self.pid % 65535 + 1
+        return self.pid
+
+    def handle(self, first, body):
+        """Acknowledge what needs it; count PUBLISHes."""
+        t = first >> 4
+        if t == 3:
+            count("received")
+            qos = (first >> 1) & 3
+            if qos:
+                tl = struct.unpack("!H", body[:2])[0]
+                pid = struct.unpack("!H", body[2 + tl:4 + tl])[0]
+                self.s.sendall(ack_packet("puback" if qos == 1 else "pubrec", pid))
+        elif t == 6:
+            self.s.sendall(ack_packet("pubcomp", struct.unpack("!H", body[:2])[0]))
+        elif t == 5:
+            self.s.sendall(ack_packet("pubrel", struct.unpack("!H", body[:2])[0]))
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+def worker(kind, port, tls_port, ctx, seed):
+    rnd = random.Random(seed)
+    while not STOP.is_set():
+        use_tls = rnd.random() < 0.3
+        p, c = (tls_port, ctx) if use_tls else (port, None)
+        cid = "soak-%s-%d" % (kind, rnd.randrange(20 if kind == "takeover" else 1000000))
+        try:
+            if kind == "churn":
+                will = ("soak/will/%s" % cid, b"gone", rnd.randrange(3), rnd.random() < 0.2)
+                conn = Conn(p, cid, c, will=will)
+                conn.close()  # no DISCONNECT: the will goes out
+            elif kind == "takeover":
+                conn = Conn(p, cid, c, clean=False)
+                conn.s.sendall(subscribe_packet([("soak/t/#", 1)], pid=1))
+                time.sleep(rnd.uniform(0, 0.5))
+                conn.close()
+            elif kind == "pub":
+                conn = Conn(p, cid, c)
+                for _ in range(rnd.randrange(50, 500)):
+                    if STOP.is_set():
+                        break
+                    qos = rnd.randrange(3)
+                    topic = "soak/%s/%d" % (rnd.choice("abc"), rnd.randrange(50))
+                    payload = os.urandom(rnd.choice((10, 200, 4000)))
+                    pid = conn.next_pid()
+                    conn.s.sendall(publish_packet(topic, payload, qos=qos, retain=rnd.random() < 0.1,
+                                                  pid=pid))
+                    count("published")
+                    if qos:
+                        while True:
+                            first, body = conn.read()
+                            conn.handle(first, body)
+                            if first >> 4 in (4, 7) or (first >> 4 == 5 and qos == 2):
+                                if first >> 4 == 5:
+                                    continue  # PUBREL sent, wait for PUBCOMP
+                                break
+                conn.close()
+            elif kind in ("sub", "slow"):
+                conn = Conn(p, cid, c, clean=rnd.random() < 0.5)
+                conn.s.sendall(subscribe_packet([("soak/#", rnd.randrange(3))], pid=1))
+                end = time.time() + rnd.uniform(2, 15)
+                conn.s.settimeout(1)
+                while time.time() < end and not STOP.is_set():
+                    if kind == "slow" and rnd.random() < 0.1:
+                        time.sleep(rnd.uniform(1, 5))  # stop reading for a while
+                    try:
+                        first, body = conn.read()
+                        conn.handle(first, body)
+                    except socket.timeout:
+                        pass
+                conn.close()
+        except (OSError, EOFError, ssl.SSLError):
+            count("errors")
+            time.sleep(0.1)
+
+
+def make_certs(d):
+    subprocess.run(["sh", os.path.join(ROOT, "scripts", "mkcerts.sh"), d], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--sample", type=float, default=10)
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build-asan", "secbroker"))
+    args = ap.parse_args()
+    d = tempfile.mkdtemp(prefix="secbroker-soak-")
+    make_certs(os.path.join(d, "certs"))
+    port, tls_port = free_port(), free_port()
+    with open(os.path.join(d, "b.conf"), "w") as f:
+        f.write("allow_anonymous true\nlog_dest file %s/broker.log\npersistence true\n"
+                "persistence_location %s\nmax_output_buffer 262144\nlistener %d 127.0.0.1\n"
+                "listener %d 127.0.0.1\ncertfile %s/certs/server.crt\nkeyfile %s/certs/server.key\n"
+                % (d, d, port, tls_port, d, d))
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:halt_on_error=0:quarantine_size_mb=16",
+               UBSAN_OPTIONS="print_stacktrace=1")
+    err = open(os.path.join(d, "stderr.txt"), "w")
+    broker = subprocess.Popen([args.binary, "-c", os.path.join(d, "b.conf")], stderr=err, env=env)
+    if not (wait_port(port) and wait_port(tls_port)):
+        sys.exit("broker did not start: see %s" % d)
+    ctx = ssl.create_default_context(cafile=os.path.join(d, "certs", "ca.crt"))
+    kinds = ["churn"] * 2 + ["takeover"] * 2 + ["pub"] * 3 + ["sub"] * 3 + ["slow"] * 2
+    threads = [threading.Thread(target=worker, args=(k, port, tls_port, ctx, i), daemon=True)
+               for i, k in enumerate(kinds)]
+    for t in threads:
+        t.start()
+    samples = []
+    end = time.time() + args.minutes * 60
+    while time.time() < end and broker.poll() is None:
+        samples.append(rss_kb(broker.pid))
+        print("  %5.1f min  RSS %d kB  %s" % ((args.minutes * 60 - (end - time.time())) / 60,
+                                            samples[-1], STATS), flush=True)
+        time.sleep(args.sample)
+    STOP.set()
+    for t in threads:
+        t.join(timeout=30)
+    alive = broker.poll() is None
+    if alive:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(timeout=120)
+    err.close()
+    with open(os.path.join(d, "stderr.txt"), errors="replace") as f:
+        text = f.read()
+    bad = any(w in text for w in ("AddressSanitizer", "LeakSanitizer", "runtime error"))
+    print("SOAK minutes=%g rss_kb_first=%d rss_kb_last=%d rss_kb_max=%d connects=%d published=%d "
+          "received=%d client_errors=%d broker_survived=%d exit=%s sanitizer=%s dir=%s"
+          % (args.minutes, samples[0] if samples else 0, samples[-1] if samples else 0,
+             max(samples) if samples else 0, STATS["connects"], STATS["published"],
+             STATS["received"], STATS["errors"], alive, broker.returncode,
+             "REPORT" if bad else "clean", d))
+    sys.exit(0 if alive and not bad else 1)
+
+
+if __name__ == "__main__":
+    main()
