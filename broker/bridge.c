@@ -198,10 +198,12 @@ static void send_filters(bridge *br, bool subscribe)
     }
     uint8_t *buf = n ? malloc(cap) : NULL;
     size_t len;
-    /* packet id 1: SUBACK/UNSUBACK are matched by type, never by the session */
+    /* an id no PUBLISH of the session has in flight [MQTT-2.3.1-2]; the
+     * SUBACK/UNSUBACK is matched by its type */
+    uint16_t pid = session_next_pid(br->s);
     int r = !buf        ? MQTT_ERR_BUFFER
-            : subscribe ? mqtt_encode_subscribe(buf, cap, 1, f, q, n, &len)
-                        : mqtt_encode_unsubscribe(buf, cap, 1, f, n, &len);
+            : subscribe ? mqtt_encode_subscribe(buf, cap, pid, f, q, n, &len)
+                        : mqtt_encode_unsubscribe(buf, cap, pid, f, n, &len);
     if (r == MQTT_OK) (void)br_send(br, buf, len);
     free(buf);
     free(f);

@@ -176,6 +176,11 @@ static uint16_t next_pid(session *s)
     }
 }
 
+uint16_t session_next_pid(session *s)
+{
+    return next_pid(s);
+}
+
 /* Room for one more inflight slot: squeeze out acked slots or grow. */
 static int inflight_room(session *s)
 {

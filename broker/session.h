@@ -183,6 +183,11 @@ bool session_queue_full(const session *s, uint8_t qos);
 int session_restore_delivery(session *s, msg *m, uint64_t seq, uint8_t qos, bool retain,
                              uint8_t state, uint16_t pid) BK_MUST_CHECK;
 
+/* A packet id no PUBLISH of s has in flight, taken from its counter (so it
+ * comes round again only after 65,535 more): for a SUBSCRIBE or UNSUBSCRIBE
+ * a bridge sends in the same session [MQTT-2.3.1-2]. */
+uint16_t session_next_pid(session *s);
+
 /* Incoming QoS 2: has/remember/forget an id awaiting PUBREL. */
 bool session_qos2_in_has(const session *s, uint16_t pid);
 int session_qos2_in_add(session *s, uint16_t pid) BK_MUST_CHECK; /* BK_OK / BK_ERR_NOMEM */
