@@ -33,8 +33,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from brokerlib import (ack_packet, connect_packet, free_port, publish_packet,  # noqa: E402
-                       subscribe_packet, wait_port)
+from brokerlib import (RawClient, ack_packet, connect_packet, free_port,  # noqa: E402
+                       publish_packet, subscribe_packet, wait_port)
 
 STOP = threading.Event()
 STATS = {"connects": 0, "published": 0, "received": 0, "errors": 0}
@@ -46,41 +46,20 @@ def count(key, n=1):
         STATS[key] += n
 
 
-class Conn:
-    """A minimal raw MQTT connection (plain or TLS) that reads what it is sent."""
+class Conn(RawClient):
+    """brokerlib's RawClient over plain TCP or TLS that sends CONNECT first."""
 
     def __init__(self, port, cid, tls_ctx=None, clean=True, will=None, keepalive=60):
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
         if tls_ctx:
             s = tls_ctx.wrap_socket(s, server_hostname="localhost")
-        self.s = s
-        self.buf = b""
+        super().__init__(port, timeout=10, sock=s)
         self.pid = 0
-        s.sendall(connect_packet(client_id=cid, clean=clean, keepalive=keepalive, will=will))
-        first, body = self.read()
+        self.send(connect_packet(client_id=cid, clean=clean, keepalive=keepalive, will=will))
+        first, body = self.read_packet()
         if first >> 4 != 2:
             raise OSError("no CONNACK")
         count("connects")
-
-    def read(self):
-        while True:
-            if len(self.buf) >= 2:
-                mult, n, i = 1, 0, 1
-                while i < len(self.buf):
-                    b = self.buf[i]
-                    n += (b & 0x7F) * mult
-                    mult *= 128
-                    i += 1
-                    if not b & 0x80:
-                        if len(self.buf) >= i + n:
-                            first, body = self.buf[0], self.buf[i:i + n]
-                            self.buf = self.buf[i + n:]
-                            return first, body
-                        break
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise EOFError()
-            self.buf += chunk
 
     def next_pid(self):
         self.pid = self.pid % 65535 + 1
@@ -95,17 +74,12 @@ class Conn:
             if qos:
                 tl = struct.unpack("!H", body[:2])[0]
                 pid = struct.unpack("!H", body[2 + tl:4 + tl])[0]
-                self.s.sendall(ack_packet("puback" if qos == 1 else "pubrec", pid))
+                self.send(ack_packet("puback" if qos == 1 else "pubrec", pid))
         elif t == 6:
-            self.s.sendall(ack_packet("pubcomp", struct.unpack("!H", body[:2])[0]))
+            self.send(ack_packet("pubcomp", struct.unpack("!H", body[:2])[0]))
         elif t == 5:
-            self.s.sendall(ack_packet("pubrel", struct.unpack("!H", body[:2])[0]))
+            self.send(ack_packet("pubrel", struct.unpack("!H", body[:2])[0]))
 
-    def close(self):
-        try:
-            self.s.close()
-        except OSError:
-            pass
 
 
 def worker(kind, port, tls_port, ctx, seed):
@@ -124,7 +98,7 @@ def worker(kind, port, tls_port, ctx, seed):
                 conn.close()  # no DISCONNECT: the will goes out
             elif kind == "takeover":
                 conn = Conn(p, cid, c, clean=False)
-                conn.s.sendall(subscribe_packet([("soak/t/#", 1)], pid=1))
+                conn.send(subscribe_packet([("soak/t/#", 1)], pid=1))
                 time.sleep(rnd.uniform(0, 0.5))
                 conn.close()
             elif kind == "pub":
@@ -136,12 +110,12 @@ def worker(kind, port, tls_port, ctx, seed):
                     topic = "soak/%s/%d" % (rnd.choice("abc"), rnd.randrange(50))
                     payload = os.urandom(rnd.choice((10, 200, 4000)))
                     pid = conn.next_pid()
-                    conn.s.sendall(publish_packet(topic, payload, qos=qos, retain=rnd.random() < 0.1,
+                    conn.send(publish_packet(topic, payload, qos=qos, retain=rnd.random() < 0.1,
                                                   pid=pid))
                     count("published")
                     if qos:
                         while True:
-                            first, body = conn.read()
+                            first, body = conn.read_packet()
                             conn.handle(first, body)
                             if first >> 4 in (4, 7) or (first >> 4 == 5 and qos == 2):
                                 if first >> 4 == 5:
@@ -150,14 +124,14 @@ def worker(kind, port, tls_port, ctx, seed):
                 conn.close()
             elif kind in ("sub", "slow"):
                 conn = Conn(p, cid, c, clean=rnd.random() < 0.5)
-                conn.s.sendall(subscribe_packet([("soak/#", rnd.randrange(3))], pid=1))
+                conn.send(subscribe_packet([("soak/#", rnd.randrange(3))], pid=1))
                 end = time.time() + rnd.uniform(2, 15)
-                conn.s.settimeout(1)
+                conn.sock.settimeout(1)
                 while time.time() < end and not STOP.is_set():
                     if kind == "slow" and rnd.random() < 0.1:
                         time.sleep(rnd.uniform(1, 5))  # stop reading for a while
                     try:
-                        first, body = conn.read()
+                        first, body = conn.read_packet()
                         conn.handle(first, body)
                     except socket.timeout:
                         pass
