@@ -7,11 +7,13 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "broker/bridge.h"
 #include "broker/bridge_cfg.h"
@@ -31,6 +33,10 @@
 #define TOPIC_BUF (65535 + 1)
 /* Waiting for a resolver that cannot be cancelled, at shutdown. */
 #define RESOLVER_WAIT_SECONDS 5
+/* round_robin false, connected to a backup: the main address is probed
+ * (a non-blocking TCP connect) this long after the CONNACK and again this
+ * long after every probe that failed (Mosquitto's 5 s). */
+#define PROBE_INTERVAL_SECONDS 5.0
 
 typedef enum {
     BR_IDLE,       /* not running: lazy below threshold, once after its try */
@@ -66,6 +72,14 @@ typedef struct bridge {
     struct gaicb gai;
     struct addrinfo hints;
     char port[8];
+    /* the main-address probe while on a backup (round_robin false) */
+    int probe_fd;          /* the TCP connect in progress, or -1 */
+    bool probe_gai_busy;   /* probe_gai holds a request */
+    double probe_at;       /* next probe; 0: none scheduled */
+    double probe_deadline; /* the connect in progress gives up then */
+    struct gaicb probe_gai;
+    struct addrinfo probe_hints;
+    char probe_port[8];
     char *topic_buf; /* TOPIC_BUF bytes: the mapped topic */
     /* over bridge_max_packet_size: QoS 1/2 ids the bridge acknowledges itself
      * at the next tick (the session must not wait for the remote) */
@@ -79,6 +93,7 @@ typedef struct bridge {
 
 static const conn_handler bridge_conn_handler;
 static const session_outbox bridge_outbox;
+static void probe_stop(bridge *br, double next);
 
 static uint32_t br_rand(void *ctx)
 {
@@ -119,9 +134,10 @@ static void notify_local(bridge *br, bool up)
     msg_unref(m);
 }
 
-/* On the remote: "1" now, "0" through the will. QoS 0: a QoS 1 packet id of
- * ours could collide with the session's ids, whose acks the session takes. */
-static void notify_remote(bridge *br)
+/* On the remote: "1" now, "0" through the will (or before a clean
+ * DISCONNECT, which suppresses the will). QoS 0: a QoS 1 packet id of ours
+ * could collide with the session's ids, whose acks the session takes. */
+static void notify_remote(bridge *br, bool up)
 {
     const bridge_cfg *cfg = br->cfg;
     if (!cfg->notifications || cfg->notifications_local_only) return;
@@ -129,7 +145,7 @@ static void notify_remote(bridge *br)
                       .retain = true,
                       .topic = {(const uint8_t *)cfg->notification_topic,
                                 (uint16_t)strlen(cfg->notification_topic)},
-                      .payload = (const uint8_t *)"1",
+                      .payload = (const uint8_t *)(up ? "1" : "0"),
                       .payload_len = 1};
     size_t cap = 16 + p.topic.len, n;
     uint8_t *buf = malloc(cap);
@@ -246,7 +262,8 @@ static void on_connack(bridge *br, const mqtt_header *h)
             br->cfg->remote_clientid, br->c->tls ? "TLS" : "plain",
             br->private_ok ? ", announced as bridge" : "", ca.session_present);
     notify_local(br, true);
-    notify_remote(br);
+    notify_remote(br, true);
+    br->probe_at = br->addr != 0 && !br->cfg->round_robin ? b->now + PROBE_INTERVAL_SECONDS : 0;
     if (br->cfg->attempt_unsubscribe && !br->cfg->cleansession) send_filters(br, false);
     send_filters(br, true);
     session_attach(br->s, &bridge_outbox, br);
@@ -533,6 +550,7 @@ static void br_on_close(conn *c, const char *reason)
     }
     br->c = NULL;
     br->ping_out = false;
+    probe_stop(br, 0);
     schedule_retry(br);
     br->was_active = false;
 }
@@ -724,6 +742,157 @@ static void resolver_poll(bridge *br)
     connect_to(br, br->ai->ai_addr, br->ai->ai_addrlen);
 }
 
+/* ---- back to the main address (round_robin false) ---------------------------------- */
+
+static void resolver_cancel(struct gaicb *gai, bool *busy)
+{
+    if (!*busy) return;
+    if (gai_cancel(gai) == EAI_NOTCANCELED) {
+        const struct gaicb *list[1] = {gai};
+        struct timespec ts = {RESOLVER_WAIT_SECONDS, 0};
+        (void)gai_suspend(list, 1, &ts); /* best effort: the thread owns gai until done */
+    }
+    if (gai_error(gai) == 0 && gai->ar_result) freeaddrinfo(gai->ar_result);
+    gai->ar_result = NULL;
+    *busy = false;
+}
+
+/* End the probe in progress; next: when the next probe starts (0: none). */
+static void probe_stop(bridge *br, double next)
+{
+    resolver_cancel(&br->probe_gai, &br->probe_gai_busy);
+    if (br->probe_fd >= 0) close(br->probe_fd);
+    br->probe_fd = -1;
+    br->probe_at = next;
+}
+
+static void probe_failed(bridge *br, const char *why)
+{
+    const bridge_addr *a = &br->cfg->addrs[0];
+    log_msg(LL_DEBUG, "Bridge %s: the main address %s:%u does not accept yet (%s)", br->cfg->name,
+            a->host, a->port, why);
+    probe_stop(br, br->b->now + PROBE_INTERVAL_SECONDS);
+}
+
+/* The main address accepts: leave the backup cleanly (its state topic
+ * set to "0" by hand, as the DISCONNECT suppresses the will) and connect
+ * to the main address at once. In-flight and queued messages stay in the
+ * session and go out again after the next CONNACK. */
+static void leave_backup(bridge *br)
+{
+    const bridge_cfg *cfg = br->cfg;
+    uint8_t buf[2];
+    size_t n;
+    probe_stop(br, 0);
+    log_msg(LL_NOTICE,
+            "Bridge %s: the main address %s:%u accepts connections again; leaving %s:%u for it",
+            cfg->name, cfg->addrs[0].host, cfg->addrs[0].port, host_of(br),
+            cfg->addrs[br->addr].port);
+    notify_remote(br, false);
+    if (mqtt_encode_empty(buf, sizeof buf, MQTT_DISCONNECT, &n) == MQTT_OK)
+        (void)br_send(br, buf, n);
+    br->retry_now = true; /* schedule_retry: the main address, no delay */
+    conn_close(br->b, br->c, "leaving the backup address for the main one");
+}
+
+static void probe_connect(bridge *br, const struct sockaddr *sa, socklen_t salen)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        probe_failed(br, strerror(errno));
+        return;
+    }
+    br->probe_fd = fd;
+    br->probe_deadline = br->b->now + br->b->cfg->handshake_timeout;
+    if (connect(fd, sa, salen) == 0)
+        leave_backup(br);
+    else if (errno != EINPROGRESS)
+        probe_failed(br, strerror(errno));
+}
+
+/* A numeric address into ss; false for a name. */
+static bool numeric_addr(const bridge_addr *a, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    memset(ss, 0, sizeof *ss);
+    if (inet_pton(AF_INET, a->host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(a->port);
+        *len = sizeof *s4;
+        return true;
+    }
+    if (inet_pton(AF_INET6, a->host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(a->port);
+        *len = sizeof *s6;
+        return true;
+    }
+    return false;
+}
+
+static void probe_start(bridge *br)
+{
+    const bridge_addr *a = &br->cfg->addrs[0];
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (numeric_addr(a, &ss, &len)) {
+        probe_connect(br, (struct sockaddr *)&ss, len);
+        return;
+    }
+    snprintf(br->probe_port, sizeof br->probe_port, "%u", a->port);
+    br->probe_hints = (struct addrinfo){.ai_family = AF_UNSPEC,
+                                        .ai_socktype = SOCK_STREAM,
+                                        .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG};
+    br->probe_gai = (struct gaicb){
+        .ar_name = a->host, .ar_service = br->probe_port, .ar_request = &br->probe_hints};
+    struct gaicb *list[1] = {&br->probe_gai};
+    int r = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
+    if (r != 0) {
+        probe_failed(br, gai_strerror(r));
+        return;
+    }
+    br->probe_gai_busy = true;
+}
+
+/* Each tick while connected to a backup address: start a probe when due,
+ * follow the resolver and the connect in progress; never blocks. */
+static void probe_main(bridge *br)
+{
+    if (br->state != BR_ACTIVE || br->cfg->round_robin || br->addr == 0 || !br->probe_at) return;
+    if (br->probe_gai_busy) {
+        int r = gai_error(&br->probe_gai);
+        if (r == EAI_INPROGRESS) return;
+        br->probe_gai_busy = false;
+        if (r != 0) {
+            probe_failed(br, gai_strerror(r));
+            return;
+        }
+        struct addrinfo *ai = br->probe_gai.ar_result;
+        br->probe_gai.ar_result = NULL;
+        probe_connect(br, ai->ai_addr, ai->ai_addrlen); /* the first address of the name */
+        freeaddrinfo(ai);
+        return;
+    }
+    if (br->probe_fd < 0) {
+        if (br->b->now >= br->probe_at) probe_start(br);
+        return;
+    }
+    struct pollfd pfd = {.fd = br->probe_fd, .events = POLLOUT};
+    if (poll(&pfd, 1, 0) <= 0) {
+        if (br->b->now >= br->probe_deadline)
+            probe_failed(br, "no answer within handshake_timeout");
+        return;
+    }
+    int err = 0;
+    socklen_t elen = sizeof err;
+    if (getsockopt(br->probe_fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
+    if (err)
+        probe_failed(br, strerror(err));
+    else
+        leave_backup(br);
+}
+
 /* A queue-drop episode: logged once when it starts and once when it ends. */
 static void watch_drops(bridge *br)
 {
@@ -753,6 +922,7 @@ void bridges_tick(broker *b)
         bridge *br = &b->bridges[i];
         watch_drops(br);
         if (br->nskipped) ack_skipped(br);
+        probe_main(br);
         if (br->state == BR_WAIT && b->now >= br->next_try)
             attempt(br);
         else if (br->state == BR_RESOLVING)
@@ -830,6 +1000,7 @@ static int start_one(broker *b, bridge *br, const bridge_cfg *cfg, char *err, si
     br->lst = (listener){
         .fd = -1, .cfg = &br->lcfg, .handler = &bridge_conn_handler, .limits = &b->out_limits};
     br->private_ok = cfg->try_private;
+    br->probe_fd = -1;
     /* the retry jitter only needs to differ between brokers and bridges */
     if (rng_bytes(&br->rng, sizeof br->rng) != 0)
         br->rng = (uint64_t)(uintptr_t)br ^ (uint64_t)time(NULL);
@@ -897,23 +1068,12 @@ void bridges_publish_sys(broker *b)
     }
 }
 
-static void resolver_cancel(bridge *br)
-{
-    if (!br->gai_busy) return;
-    if (gai_cancel(&br->gai) == EAI_NOTCANCELED) {
-        const struct gaicb *list[1] = {&br->gai};
-        struct timespec ts = {RESOLVER_WAIT_SECONDS, 0};
-        (void)gai_suspend(list, 1, &ts); /* best effort: the thread owns gai until done */
-    }
-    if (gai_error(&br->gai) == 0 && br->gai.ar_result) freeaddrinfo(br->gai.ar_result);
-    br->gai_busy = false;
-}
-
 void bridges_free(broker *b)
 {
     for (size_t i = 0; i < b->nbridges; i++) {
         bridge *br = &b->bridges[i];
-        resolver_cancel(br);
+        resolver_cancel(&br->gai, &br->gai_busy);
+        probe_stop(br, 0);
         free_resolved(br);
         if (br->s) br->s->pinned = false;
         for (size_t j = 0; br->tls && j < br->cfg->naddrs; j++)

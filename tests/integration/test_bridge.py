@@ -208,6 +208,67 @@ class TestBridgeMosquitto(BridgeCase):
         got = [recv_publish(rs) for _ in range(3)]
         self.assertEqual([m.payload for m in got], [b"b0", b"b1", b"b2"])
 
+    def test_back_to_the_main_address(self):
+        """round_robin false: main down at start -> the backup; once the main
+        address accepts again (a probe every 5 s) the bridge leaves the backup
+        cleanly (its state set to 0) for the main one. QoS 1 published locally
+        all along arrives, none lost."""
+        main = self.remote_mosquitto()
+        main.stop()
+        backup = self.remote_mosquitto()
+        conf = bridge_conf(backup.port, ["fo/# out 1"], rcid="rc-fo")
+        conf = conf.replace("address 127.0.0.1:%d" % backup.port,
+                            "address 127.0.0.1:%d 127.0.0.1:%d" % (main.port, backup.port))
+        local = self.local(conf)
+        wait_log_line(self, local, "Bridge b1 connected to", "(127.0.0.1:%d)" % backup.port)
+        bs = connect(self, backup)
+        subscribe(bs, [("fo/#", 1)])
+        lp = connect(self, local)
+        sent = []
+
+        def pub():
+            sent.append(b"%d" % len(sent))
+            publish(lp, "fo/m", sent[-1], qos=1)
+
+        for _ in range(5):
+            pub()
+        roff, off = len(backup.log()), log_offset(local)
+        main.start()
+        ms = connect(self, main)
+        subscribe(ms, [("fo/#", 1)])
+        deadline = time.time() + 3 * WAIT
+        while "Bridge b1 connected to" not in local.log()[off:] and time.time() < deadline:
+            pub()  # throughout the switch
+            time.sleep(0.02)
+        line = wait_log_line(self, local, "Bridge b1 connected to", offset=off)
+        self.assertIn("(127.0.0.1:%d)" % main.port, line)
+        for _ in range(5):
+            pub()
+        publish(lp, "fo/end", b"end", qos=1)
+        got = set()
+        while True:
+            m = recv_publish(ms)
+            if m.topic == "fo/end":
+                break
+            got.add(m.payload)
+        # the backup saw the bridge leave: whatever it had is delivered before a marker
+        deadline = time.time() + WAIT
+        while "Client rc-fo disconnected" not in backup.log()[roff:] and time.time() < deadline:
+            time.sleep(0.05)
+        bp = connect(self, backup)
+        publish(bp, "fo/end", b"end", qos=1)
+        while True:
+            m = recv_publish(bs)
+            if m.topic == "fo/end":
+                break
+            got.add(m.payload)
+        self.assertEqual(set(sent) - got, set(), "lost on the way")
+        self.assertGreater(len(sent), 10)
+        self.assertEqual(local.log().count("accepts connections again; leaving"), 1)
+        st = connect(self, backup)
+        subscribe(st, [("$SYS/broker/connection/rc-fo/state", 1)])
+        self.expect(st, "$SYS/broker/connection/rc-fo/state", b"0", 0, retain=True)
+
     def both_no_echo(self, local, remote, lfilter="both/#", rfilter="both/#"):
         """A `both` topic: each side's message reaches the other once, never
         comes back (no echo) and does not circle (no loop)."""
