@@ -62,6 +62,10 @@ typedef struct bridge {
     bool no_retry;                /* this close schedules no retry (idle stop, once) */
     bool retry_now;               /* ... or an immediate one (try_private refused) */
     bool ping_out;                /* PINGREQ sent, no packet since */
+    bool v5;                      /* bridge_protocol_version mqttv50 */
+    bool retain_ok;               /* the remote takes retained messages (MQTT 5 Retain Available) */
+    bool mute_pubrel;             /* a failed PUBREC ends the exchange: no PUBREL */
+    uint16_t keepalive;           /* keepalive_interval, or the remote's Server Keep Alive */
     bool dropping;                /* a queue-drop episode is going on */
     bool gai_busy;                /* gai holds a request */
     struct addrinfo *ai, *ai_cur; /* the resolved addresses (owned), the one tried */
@@ -89,6 +93,7 @@ typedef struct bridge {
     } * skipped;
     size_t nskipped, cap_skipped;
     uint64_t too_big;
+    uint64_t refused; /* MQTT 5 acks with a failure reason */
 } bridge;
 
 static const conn_handler bridge_conn_handler;
@@ -149,7 +154,11 @@ static void notify_remote(bridge *br, bool up)
                       .payload_len = 1};
     size_t cap = 16 + p.topic.len, n;
     uint8_t *buf = malloc(cap);
-    if (buf && mqtt_encode_publish(buf, cap, &p, &n) == MQTT_OK) (void)br_send(br, buf, n);
+    mqtt5_publish p5 = {.p = p};
+    int r = !buf     ? MQTT_ERR_BUFFER
+            : br->v5 ? mqtt5_encode_publish(buf, cap, &p5, &n)
+                     : mqtt_encode_publish(buf, cap, &p, &n);
+    if (r == MQTT_OK) (void)br_send(br, buf, n);
     free(buf);
 }
 
@@ -160,13 +169,33 @@ static mqtt_str mstr(const char *s)
     return (mqtt_str){(const uint8_t *)(s ? s : ""), (uint16_t)(s ? strlen(s) : 0)};
 }
 
+/* MQTT 5 CONNECT: Clean Start = cleansession, and a Session Expiry
+ * Interval to match (0: the session ends with the connection; else never),
+ * our Receive Maximum and Maximum Packet Size. try_private is not used at
+ * level 5: No Local and Retain As Published do its work. */
+static int encode_connect5(bridge *br, const mqtt_connect *ck, uint8_t *buf, size_t cap, size_t *n)
+{
+    const config *bc = br->b->cfg;
+    uint8_t pb[32];
+    mqtt_props_writer w;
+    mqtt_props_writer_init(&w, pb, sizeof pb);
+    if (!br->cfg->cleansession) (void)mqtt_props_add_int(&w, MQTT_PROP_SESSION_EXPIRY, UINT32_MAX);
+    if (bc->max_inflight_messages && bc->max_inflight_messages < 65535)
+        (void)mqtt_props_add_int(&w, MQTT_PROP_RECEIVE_MAXIMUM, bc->max_inflight_messages);
+    if (bc->max_packet_size)
+        (void)mqtt_props_add_int(&w, MQTT_PROP_MAXIMUM_PACKET_SIZE, bc->max_packet_size);
+    mqtt5_connect c5 = {.c = *ck};
+    c5.props.raw = mqtt_props_writer_bytes(&w);
+    return mqtt5_encode_connect(buf, cap, &c5, n);
+}
+
 static void send_connect(bridge *br)
 {
     const bridge_cfg *cfg = br->cfg;
     uint8_t level = cfg->protocol_version;
     mqtt_connect ck = {
         .protocol_name = mstr(level == 3 ? "MQIsdp" : "MQTT"),
-        .protocol_level = (uint8_t)(level | (br->private_ok ? 0x80 : 0)),
+        .protocol_level = (uint8_t)(level | (br->private_ok && !br->v5 ? 0x80 : 0)),
         .clean_session = cfg->cleansession,
         .keepalive = cfg->keepalive_interval,
         .client_id = mstr(cfg->remote_clientid),
@@ -184,7 +213,8 @@ static void send_connect(bridge *br)
     }
     size_t cap = 64 + ck.client_id.len + ck.username.len + ck.password.len + ck.will_topic.len, n;
     uint8_t *buf = malloc(cap);
-    if (!buf || mqtt_encode_connect(buf, cap, &ck, &n) != MQTT_OK) {
+    if (!buf || (br->v5 ? encode_connect5(br, &ck, buf, cap, &n)
+                        : mqtt_encode_connect(buf, cap, &ck, &n)) != MQTT_OK) {
         free(buf);
         conn_close(br->b, br->c, "cannot encode CONNECT (out of memory)");
         return;
@@ -209,15 +239,20 @@ static void send_filters(bridge *br, bool subscribe)
         const bridge_topic *t = &cfg->topics[i];
         if (subscribe ? !(t->dir & BRIDGE_IN) : t->dir != BRIDGE_OUT) continue;
         f[n] = mstr(t->remote_filter);
-        q[n] = t->qos;
+        /* MQTT 5: what the bridge publishes does not come back (No Local),
+         * retained messages keep their flag (Retain As Published) */
+        q[n] = (uint8_t)(t->qos | (br->v5 ? 4 | 8 : 0));
         cap += 3u + f[n++].len;
     }
+    cap += 1; /* an empty property block (MQTT 5) */
     uint8_t *buf = n ? malloc(cap) : NULL;
     size_t len;
     /* an id no PUBLISH of the session has in flight [MQTT-2.3.1-2]; the
      * SUBACK/UNSUBACK is matched by its type */
     uint16_t pid = session_next_pid(br->s);
     int r = !buf        ? MQTT_ERR_BUFFER
+            : br->v5    ? (subscribe ? mqtt5_encode_subscribe(buf, cap, pid, NULL, f, q, n, &len)
+                                     : mqtt5_encode_unsubscribe(buf, cap, pid, NULL, f, n, &len))
             : subscribe ? mqtt_encode_subscribe(buf, cap, pid, f, q, n, &len)
                         : mqtt_encode_unsubscribe(buf, cap, pid, f, n, &len);
     if (r == MQTT_OK) (void)br_send(br, buf, len);
@@ -227,6 +262,29 @@ static void send_filters(bridge *br, bool subscribe)
 }
 
 /* ---- packets from the remote ---------------------------------------------------- */
+
+/* CONNACK 0: the session's outbox goes on this connection. */
+static void connack_accepted(bridge *br, bool session_present)
+{
+    broker *b = br->b;
+    br->state = BR_ACTIVE;
+    br->was_active = true;
+    free_resolved(br);
+    br->delay_ms = 0;
+    br->connects++;
+    br->last_activity = b->now;
+    log_msg(LL_NOTICE, "Bridge %s connected to %s (%s:%u) as %s (%s%s%s, session present %d)",
+            br->cfg->name, br->c->peer, host_of(br), br->cfg->addrs[br->addr].port,
+            br->cfg->remote_clientid, br->c->tls ? "TLS" : "plain", br->v5 ? ", MQTT 5" : "",
+            br->private_ok && !br->v5 ? ", announced as bridge" : "", session_present);
+    notify_local(br, true);
+    notify_remote(br, true);
+    br->probe_at = br->addr != 0 && !br->cfg->round_robin ? b->now + PROBE_INTERVAL_SECONDS : 0;
+    if (br->cfg->attempt_unsubscribe && !br->cfg->cleansession) send_filters(br, false);
+    send_filters(br, true);
+    session_attach(br->s, &bridge_outbox, br);
+    session_resend(br->s); /* unacknowledged first, in order, then the queue */
+}
 
 static void on_connack(bridge *br, const mqtt_header *h)
 {
@@ -251,56 +309,120 @@ static void on_connack(bridge *br, const mqtt_header *h)
                    mqtt_connack_string(ca.return_code));
         return;
     }
-    br->state = BR_ACTIVE;
-    br->was_active = true;
-    free_resolved(br);
-    br->delay_ms = 0;
-    br->connects++;
-    br->last_activity = b->now;
-    log_msg(LL_NOTICE, "Bridge %s connected to %s (%s:%u) as %s (%s%s, session present %d)",
-            br->cfg->name, br->c->peer, host_of(br), br->cfg->addrs[br->addr].port,
-            br->cfg->remote_clientid, br->c->tls ? "TLS" : "plain",
-            br->private_ok ? ", announced as bridge" : "", ca.session_present);
-    notify_local(br, true);
-    notify_remote(br, true);
-    br->probe_at = br->addr != 0 && !br->cfg->round_robin ? b->now + PROBE_INTERVAL_SECONDS : 0;
-    if (br->cfg->attempt_unsubscribe && !br->cfg->cleansession) send_filters(br, false);
-    send_filters(br, true);
-    session_attach(br->s, &bridge_outbox, br);
-    session_resend(br->s); /* unacknowledged first, in order, then the queue */
+    br->s->send_max = 0;
+    br->s->max_packet = 0;
+    connack_accepted(br, ca.session_present);
+}
+
+/* MQTT 5 CONNACK: a failure in words (with the remote's Reason String),
+ * else the remote's limits: Receive Maximum bounds the session's window,
+ * Maximum Packet Size drops larger messages (as delivered), Server Keep
+ * Alive replaces keepalive_interval, Retain Available 0 clears the retain
+ * flag of what goes out. */
+static void on_connack5(bridge *br, const mqtt_header *h)
+{
+    broker *b = br->b;
+    mqtt5_connack ca;
+    br->connect_sent = false;
+    int r = mqtt5_decode_connack(h, &ca);
+    if (r != MQTT_OK) {
+        conn_close(b, br->c, "protocol error: malformed CONNACK (%s)", mqtt_strerror(r));
+        return;
+    }
+    const mqtt_props *p = &ca.props;
+    if (ca.reason >= 0x80) {
+        conn_close(b, br->c, "CONNECT refused: reason 0x%02x (%s)%s%s", ca.reason,
+                   mqtt5_reason_string(MQTT_CONNACK, ca.reason), p->reason_string.len ? ": " : "",
+                   p->reason_string.len ? log_escape(p->reason_string.ptr, p->reason_string.len)
+                                        : "");
+        return;
+    }
+    br->s->send_max = mqtt_props_has(p, MQTT_PROP_RECEIVE_MAXIMUM) ? p->receive_maximum : 0;
+    br->s->max_packet = p->maximum_packet_size;
+    br->retain_ok = !mqtt_props_has(p, MQTT_PROP_RETAIN_AVAILABLE) || p->retain_available;
+    if (mqtt_props_has(p, MQTT_PROP_SERVER_KEEP_ALIVE)) br->keepalive = p->server_keep_alive;
+    if (mqtt_props_has(p, MQTT_PROP_MAXIMUM_QOS) && p->maximum_qos < 2)
+        log_msg(LL_WARNING,
+                "Bridge %s: the remote accepts QoS %u at most; QoS 2 topic lines will be "
+                "refused by it",
+                br->cfg->name, p->maximum_qos);
+    connack_accepted(br, ca.session_present);
+}
+
+/* The properties of an MQTT 5 PUBLISH that travel with the message: all
+ * but the per-delivery ones (Topic Alias, Subscription Identifier, Message
+ * Expiry Interval, which becomes the message's expiry). Copied into buf
+ * (p->raw.len bytes); returns the length. */
+static size_t forwarded_props(const mqtt_props *p, uint8_t *buf)
+{
+    mqtt_props_writer w;
+    mqtt_props_writer_init(&w, buf, p->raw.len);
+    mqtt_prop_iter it;
+    mqtt_prop pr;
+    mqtt_prop_iter_init(&it, &p->raw);
+    while (mqtt_prop_next(&it, &pr))
+        if (pr.id != MQTT_PROP_TOPIC_ALIAS && pr.id != MQTT_PROP_SUBSCRIPTION_ID &&
+            pr.id != MQTT_PROP_MESSAGE_EXPIRY)
+            (void)mqtt_props_add(&w, &pr);
+    return w.len;
+}
+
+/* Decode a PUBLISH from the remote at either level into p and a new
+ * message for topic (mapped). NULL (closed, or dropped when *dropped). */
+static msg *incoming_msg(bridge *br, const mqtt_header *h, mqtt_publish *p, bool *dup_qos2)
+{
+    broker *b = br->b;
+    mqtt5_publish p5 = {0};
+    int r = br->v5 ? mqtt5_decode_publish(h, &p5) : mqtt_decode_publish(h, &p5.p);
+    if (r == MQTT_OK && mqtt_props_has(&p5.props, MQTT_PROP_TOPIC_ALIAS))
+        r = MQTT_ERR_TOPIC_ALIAS; /* the CONNECT allowed none */
+    if (r < 0) {
+        conn_close(b, br->c, "protocol error from the remote: %s", mqtt_strerror(r));
+        return NULL;
+    }
+    *p = p5.p;
+    *dup_qos2 = p->qos == 2 && session_qos2_in_has(br->s, p->packet_id);
+    if (*dup_qos2) return NULL;
+    const char *topic = (const char *)p->topic.ptr;
+    size_t tlen = p->topic.len;
+    r = bridge_topic_in(br->cfg, topic, tlen, br->topic_buf, TOPIC_BUF, &tlen, NULL);
+    if (r == BRIDGE_CFG_OK) topic = br->topic_buf;
+    if (r == BRIDGE_TOPIC_NO_MATCH) tlen = p->topic.len; /* Mosquitto: published unchanged */
+    if (r < 0) {
+        log_msg(LL_WARNING, "Bridge %s: dropped incoming '%s': the mapped topic is invalid",
+                br->cfg->name, log_escape(p->topic.ptr, p->topic.len));
+        return NULL;
+    }
+    uint8_t *props = p5.props.raw.len ? malloc(p5.props.raw.len) : NULL;
+    size_t plen = props ? forwarded_props(&p5.props, props) : 0;
+    msg *m = msg_new_props((const uint8_t *)topic, (uint16_t)tlen, props, plen, p->payload,
+                           p->payload_len, p->qos, p->retain);
+    free(props);
+    if (!m) {
+        conn_close(b, br->c, "out of memory for a %zu-byte message", p->payload_len);
+        return NULL;
+    }
+    if (mqtt_props_has(&p5.props, MQTT_PROP_MESSAGE_EXPIRY))
+        m->expire_at = b->now + p5.props.message_expiry;
+    return m;
 }
 
 static void on_publish(bridge *br, const mqtt_header *h)
 {
     broker *b = br->b;
-    mqtt_publish p;
-    int r = mqtt_decode_publish(h, &p);
-    if (r < 0) {
-        conn_close(b, br->c, "protocol error from the remote: %s", mqtt_strerror(r));
-        return;
-    }
+    mqtt_publish p = {0};
+    bool dup_qos2 = false;
+    conn *c = br->c;
+    msg *m = incoming_msg(br, h, &p, &dup_qos2);
+    if (c->state == CS_CLOSING) return;
     uint8_t ackbuf[4];
     size_t an;
-    if (p.qos == 2 && session_qos2_in_has(br->s, p.packet_id)) {
+    if (dup_qos2) {
         if (mqtt_encode_ack(ackbuf, sizeof ackbuf, MQTT_PUBREC, p.packet_id, &an) == MQTT_OK)
             (void)br_send(br, ackbuf, an);
         return;
     }
-    const char *topic = (const char *)p.topic.ptr;
-    size_t tlen = p.topic.len;
-    r = bridge_topic_in(br->cfg, topic, tlen, br->topic_buf, TOPIC_BUF, &tlen, NULL);
-    if (r == BRIDGE_CFG_OK) topic = br->topic_buf;
-    if (r == BRIDGE_TOPIC_NO_MATCH) tlen = p.topic.len; /* Mosquitto: published unchanged */
-    if (r < 0) {
-        log_msg(LL_WARNING, "Bridge %s: dropped incoming '%s': the mapped topic is invalid",
-                br->cfg->name, log_escape(p.topic.ptr, p.topic.len));
-    } else {
-        msg *m = msg_new((const uint8_t *)topic, (uint16_t)tlen, p.payload, p.payload_len, p.qos,
-                         p.retain);
-        if (!m) {
-            conn_close(b, br->c, "out of memory for a %zu-byte message", p.payload_len);
-            return;
-        }
+    if (m) {
         br->received++;
         br->last_activity = b->now;
         router_publish(b, br->s->client_id, m); /* No-Local: not back to this bridge */
@@ -310,22 +432,44 @@ static void on_publish(bridge *br, const mqtt_header *h)
         conn_close(b, br->c, "out of memory");
         return;
     }
+    /* a success ack without properties is the same bytes at levels 4 and 5 */
     if (p.qos && mqtt_encode_ack(ackbuf, sizeof ackbuf, p.qos == 1 ? MQTT_PUBACK : MQTT_PUBREC,
                                  p.packet_id, &an) == MQTT_OK)
         (void)br_send(br, ackbuf, an);
 }
 
+/* SUBACK, and at level 5 UNSUBACK: refusals are logged (in words at 5). */
 static void on_suback(bridge *br, const mqtt_header *h)
 {
+    mqtt5_suback s5;
     mqtt_suback sa;
-    if (mqtt_decode_suback(h, &sa) != MQTT_OK) {
-        conn_close(br->b, br->c, "protocol error: malformed SUBACK");
+    int r = br->v5 ? mqtt5_decode_suback(h, &s5) : mqtt_decode_suback(h, &sa);
+    if (r != MQTT_OK) {
+        conn_close(br->b, br->c, "protocol error: malformed %s", mqtt_type_name(h->type));
         return;
     }
-    for (unsigned i = 0; i < sa.count; i++)
-        if (sa.codes[i] == MQTT_SUBACK_FAILURE)
-            log_msg(LL_WARNING, "Bridge %s: the remote refused subscription %u of %u",
-                    br->cfg->name, i + 1, sa.count);
+    const uint8_t *codes = br->v5 ? s5.codes : sa.codes;
+    unsigned count = br->v5 ? s5.count : sa.count;
+    for (unsigned i = 0; i < count; i++)
+        if (codes[i] >= 0x80 && (h->type == MQTT_SUBACK || codes[i] != 0x11))
+            log_msg(LL_WARNING, "Bridge %s: the remote refused %s %u of %u: 0x%02x (%s)",
+                    br->cfg->name, h->type == MQTT_SUBACK ? "subscription" : "unsubscription",
+                    i + 1, count, codes[i],
+                    br->v5 ? mqtt5_reason_string(h->type, codes[i]) : "failure");
+}
+
+static void count_refusal(bridge *br, const mqtt5_ack *a)
+{
+    if (br->refused++ % 1000 == 0)
+        log_msg(LL_WARNING,
+                "Bridge %s: the remote refused a message: %s reason 0x%02x (%s)%s%s "
+                "(%llu so far)",
+                br->cfg->name, mqtt_type_name(a->type), a->reason,
+                mqtt5_reason_string(a->type, a->reason), a->props.reason_string.len ? ": " : "",
+                a->props.reason_string.len
+                    ? log_escape(a->props.reason_string.ptr, a->props.reason_string.len)
+                    : "",
+                (unsigned long long)br->refused);
 }
 
 static int on_ack(bridge *br, const mqtt_header *h)
@@ -346,11 +490,43 @@ static int on_ack(bridge *br, const mqtt_header *h)
     return MQTT_OK;
 }
 
+/* PUBACK, PUBREC, PUBREL, PUBCOMP at level 5, and DISCONNECT. */
+static int on_ack5(bridge *br, const mqtt_header *h)
+{
+    mqtt5_ack a;
+    int r = mqtt5_decode_ack(h, &a);
+    if (r < 0) return r;
+    if (h->type == MQTT_DISCONNECT) {
+        conn_close(br->b, br->c, "the remote sent DISCONNECT: reason 0x%02x (%s)%s%s", a.reason,
+                   mqtt5_reason_string(MQTT_DISCONNECT, a.reason),
+                   a.props.reason_string.len ? ": " : "",
+                   a.props.reason_string.len
+                       ? log_escape(a.props.reason_string.ptr, a.props.reason_string.len)
+                       : "");
+        return MQTT_OK;
+    }
+    if (a.reason >= 0x80 && h->type != MQTT_PUBREL && h->type != MQTT_PUBCOMP)
+        count_refusal(br, &a);
+    if (h->type == MQTT_PUBREC && a.reason >= 0x80) {
+        /* the exchange ends here (spec 4.3.3): done, no PUBREL */
+        br->mute_pubrel = true;
+        if (session_ack(br->s, MQTT_PUBREC, a.packet_id) == BK_OK)
+            (void)session_ack(br->s, MQTT_PUBCOMP, a.packet_id);
+        br->mute_pubrel = false;
+        return MQTT_OK;
+    }
+    mqtt_header plain = *h;
+    plain.remaining = 2; /* the id; the rest was checked */
+    return on_ack(br, &plain);
+}
+
 static void handle_packet(bridge *br, const mqtt_header *h)
 {
     conn *c = br->c;
     if (br->state != BR_ACTIVE) {
-        if (h->type == MQTT_CONNACK)
+        if (h->type == MQTT_CONNACK && br->v5)
+            on_connack5(br, h);
+        else if (h->type == MQTT_CONNACK)
             on_connack(br, h);
         else
             conn_close(br->b, c, "protocol error: the remote sent %s before CONNACK",
@@ -366,16 +542,27 @@ static void handle_packet(bridge *br, const mqtt_header *h)
     case MQTT_PUBREC:
     case MQTT_PUBREL:
     case MQTT_PUBCOMP:
+        r = br->v5 ? on_ack5(br, h) : on_ack(br, h);
+        break;
     case MQTT_UNSUBACK:
+        if (br->v5) {
+            on_suback(br, h);
+            return;
+        }
         r = on_ack(br, h);
         break;
     case MQTT_SUBACK:
         on_suback(br, h);
         return;
+    case MQTT_DISCONNECT:
+        if (!br->v5) goto unexpected;
+        r = on_ack5(br, h);
+        break;
     case MQTT_PINGRESP:
         r = mqtt_decode_empty(h);
         break;
     default:
+    unexpected:
         conn_close(br->b, c, "protocol error: the remote sent %s", mqtt_type_name(h->type));
         return;
     }
@@ -412,7 +599,7 @@ static size_t br_on_data(conn *c, const uint8_t *data, size_t len)
     while (off < len && c->state != CS_CLOSING) {
         mqtt_header h;
         size_t plen;
-        int r = mqtt_frame(data + off, len - off, max, &h, &plen);
+        int r = mqtt_frame_level(data + off, len - off, max, br->v5 ? 5 : 4, &h, &plen);
         if (r == MQTT_NEED_MORE) break;
         if (r < 0) {
             conn_close(b, c, "protocol error from the remote: %s", mqtt_strerror(r));
@@ -464,15 +651,15 @@ static void br_on_tick(conn *c)
 {
     bridge *br = br_of(c);
     broker *b = br->b;
-    double ka = br->cfg->keepalive_interval;
+    double ka = br->keepalive;
     if (br->state != BR_ACTIVE) {
         if (c->state == CS_OPEN && b->now >= br->connack_deadline)
             conn_close(b, c, "no CONNACK within handshake_timeout %u s", b->cfg->handshake_timeout);
         return;
     }
     if (br->ping_out && b->now - br->ping_at > PING_ANSWER_KEEPALIVES * ka) {
-        conn_close(b, c, "the remote did not answer PINGREQ within keepalive_interval %u s",
-                   br->cfg->keepalive_interval);
+        conn_close(b, c, "the remote did not answer PINGREQ within the keepalive (%u s)",
+                   br->keepalive);
         return;
     }
     if (!br->ping_out && (b->now - br->last_rx >= ka || b->now - c->last_tx >= ka)) br_ping(br);
@@ -575,14 +762,15 @@ static bool out_ready(void *ctx)
 
 /* A message over bridge_max_packet_size is not sent: counted, logged, and
  * (QoS 1/2) acknowledged by the bridge itself at the next tick. */
-static int skip_too_big(bridge *br, const msg *m, uint8_t qos, uint16_t pid, size_t size)
+static int skip_too_big(bridge *br, const msg *m, uint8_t qos, uint16_t pid, size_t size,
+                        uint32_t max)
 {
     if (br->too_big++ % 1000 == 0)
-        log_msg(LL_WARNING,
-                "Bridge %s: '%s' (%zu bytes) is over bridge_max_packet_size %u, not sent "
-                "(%llu so far)",
-                br->cfg->name, log_esc(msg_topic(m)), size, br->cfg->max_packet_size,
-                (unsigned long long)br->too_big);
+        log_msg(LL_WARNING, "Bridge %s: '%s' (%zu bytes) is over %s %u, not sent (%llu so far)",
+                br->cfg->name, log_esc(msg_topic(m)), size,
+                max == br->cfg->max_packet_size ? "bridge_max_packet_size"
+                                                : "the remote's Maximum Packet Size",
+                max, (unsigned long long)br->too_big);
     if (qos == 0) return BK_OK;
     if (br->nskipped == br->cap_skipped) {
         size_t ncap = br->cap_skipped ? 2 * br->cap_skipped : 16;
@@ -618,6 +806,62 @@ static void hold_for_durable(bridge *br)
     if (epoch) conn_hold(br->b, br->c, bbuf_used(&br->c->out), epoch);
 }
 
+/* The properties an MQTT 5 PUBLISH carries: the message's own block and
+ * its remaining Message Expiry Interval. buf has m->props_len + 5 bytes. */
+static size_t outgoing_props(const bridge *br, const msg *m, uint8_t *buf)
+{
+    size_t n = 0;
+    if (m->expire_at > 0) {
+        mqtt_props_writer w;
+        mqtt_props_writer_init(&w, buf, 5);
+        double left = m->expire_at - br->b->now;
+        (void)mqtt_props_add_int(&w, MQTT_PROP_MESSAGE_EXPIRY,
+                                 left < 1 ? 1 : (uint32_t)(left + 0.999));
+        n = w.len;
+    }
+    if (m->props_len) memcpy(buf + n, msg_props(m), m->props_len);
+    return n + m->props_len;
+}
+
+/* Encode the PUBLISH (either level) into the connection's output. */
+static int write_publish(bridge *br, const msg *m, const mqtt_publish *pp, uint16_t pid)
+{
+    broker *b = br->b;
+    uint8_t small[256], *pb = small;
+    mqtt5_publish p5 = {.p = *pp};
+    p5.p.packet_id = pid;
+    size_t hsz = mqtt_publish_header_size(pp->qos, pp->topic.len, m->payload_len);
+    if (br->v5) {
+        if (m->props_len + 5 > sizeof small && !(pb = malloc(m->props_len + 5)))
+            return BK_ERR_NOMEM;
+        p5.props.raw = (mqtt_bytes){pb, outgoing_props(br, m, pb)};
+        hsz += 4 + p5.props.raw.len + 1; /* room for the property length and a longer varint */
+    }
+    size_t total = hsz + m->payload_len, n;
+    uint8_t *p = conn_reserve(b, br->c, total);
+    int r = !p ? BK_ERR_NOMEM
+            : br->v5
+                ? mqtt5_encode_publish_header(p, total, &p5, &n)
+                : mqtt_encode_publish_header(p, total, pp->qos, pp->dup, pp->retain, pp->topic.ptr,
+                                             pp->topic.len, pid, m->payload_len, &n);
+    if (pb != small) free(pb);
+    if (r == BK_ERR_NOMEM) return r;
+    if (r != MQTT_OK) return BK_ERR_ENCODE;
+    if (m->payload_len) memcpy(p + n, msg_payload(m), m->payload_len);
+    conn_commit(b, br->c, n + m->payload_len);
+    return BK_OK;
+}
+
+/* The size of the PUBLISH write_publish makes (bridge_max_packet_size and
+ * the remote's MQTT 5 Maximum Packet Size are checked against it). */
+static size_t publish_size(const bridge *br, const msg *m, uint8_t qos, size_t tlen)
+{
+    size_t props = br->v5 ? m->props_len + (m->expire_at > 0 ? 5 : 0) : 0;
+    size_t rem = 2 + tlen + (qos ? 2 : 0) + m->payload_len +
+                 (br->v5 ? (size_t)mqtt_varint_size((uint32_t)props) + props : 0);
+    return 1 + (size_t)mqtt_varint_size((uint32_t)rem) + rem;
+}
+
 static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool dup, uint16_t pid)
 {
     bridge *br = ctx;
@@ -637,20 +881,20 @@ static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool d
         return BK_OK;
     }
     /* retained: as published (a bridge is not a fresh subscriber) unless
-     * bridge_outgoing_retain is false */
-    bool ret = br->cfg->outgoing_retain && (retain || m->retain);
+     * bridge_outgoing_retain is false or the remote has no retained messages */
+    bool ret = br->cfg->outgoing_retain && br->retain_ok && (retain || m->retain);
     if (qos == 2) hold_for_durable(br);
-    size_t hsz = mqtt_publish_header_size(qos, (uint16_t)tlen, m->payload_len);
-    if (br->cfg->max_packet_size && hsz + m->payload_len > br->cfg->max_packet_size)
-        return skip_too_big(br, m, qos, pid, hsz + m->payload_len);
-    uint8_t *p = hsz ? conn_reserve(b, br->c, hsz + m->payload_len) : NULL;
-    if (!p) return BK_ERR_NOMEM;
-    size_t n;
-    if (mqtt_encode_publish_header(p, hsz + m->payload_len, qos, dup, ret, (const uint8_t *)topic,
-                                   (uint16_t)tlen, pid, m->payload_len, &n) != MQTT_OK)
-        return BK_ERR_ENCODE;
-    if (m->payload_len) memcpy(p + n, msg_payload(m), m->payload_len);
-    conn_commit(b, br->c, n + m->payload_len);
+    size_t size = publish_size(br, m, qos, tlen);
+    uint32_t max = br->cfg->max_packet_size;
+    if (br->s->max_packet && (!max || br->s->max_packet < max)) max = br->s->max_packet;
+    if (max && size > max) return skip_too_big(br, m, qos, pid, size, max);
+    mqtt_publish pp = {.dup = dup,
+                       .qos = qos,
+                       .retain = ret,
+                       .topic = {(const uint8_t *)topic, (uint16_t)tlen},
+                       .payload_len = m->payload_len};
+    r = write_publish(br, m, &pp, pid);
+    if (r != BK_OK) return r;
     b->msgs_sent++;
     br->sent++;
     br->last_activity = b->now;
@@ -663,6 +907,7 @@ static int out_ack(void *ctx, enum mqtt_type type, uint16_t pid)
     uint8_t buf[4];
     size_t n;
     if (!out_ready(br)) return BK_ERR_CLOSED;
+    if (type == MQTT_PUBREL && br->mute_pubrel) return BK_OK;
     hold_for_durable(br);
     if (mqtt_encode_ack(buf, sizeof buf, type, pid, &n) != MQTT_OK) return BK_ERR_ENCODE;
     return br_send(br, buf, n);
@@ -693,6 +938,8 @@ static void connect_to(bridge *br, const struct sockaddr *sa, socklen_t salen)
     br->state = BR_CONNECTING;
     br->was_active = false;
     br->connect_sent = false;
+    br->keepalive = br->cfg->keepalive_interval;
+    br->retain_ok = true;
     log_msg(LL_INFO, "Bridge %s: connecting to %s:%u (%s)", br->cfg->name, host_of(br),
             br->cfg->addrs[br->addr].port, c->peer);
 }
@@ -1000,6 +1247,9 @@ static int start_one(broker *b, bridge *br, const bridge_cfg *cfg, char *err, si
     br->lst = (listener){
         .fd = -1, .cfg = &br->lcfg, .handler = &bridge_conn_handler, .limits = &b->out_limits};
     br->private_ok = cfg->try_private;
+    br->v5 = cfg->protocol_version == 5;
+    br->keepalive = cfg->keepalive_interval;
+    br->retain_ok = true;
     br->probe_fd = -1;
     /* the retry jitter only needs to differ between brokers and bridges */
     if (rng_bytes(&br->rng, sizeof br->rng) != 0)

@@ -470,12 +470,11 @@ static int key_enum(bridge_cfg *b, const char *key, const char *v, char *err, si
         else if (strcmp(v, "mqttv31") == 0)
             b->protocol_version = 3;
         else if (strcmp(v, "mqttv50") == 0)
-            return errf(err, errlen,
-                        "bridge_protocol_version mqttv50: MQTT 5.0 bridges are not supported "
-                        "yet; use mqttv311");
+            b->protocol_version = 5;
         else
             return errf(err, errlen,
-                        "bridge_protocol_version: expected mqttv311 or mqttv31, got '%s'", v);
+                        "bridge_protocol_version: expected mqttv50, mqttv311 or mqttv31, got '%s'",
+                        v);
         return 0;
     }
     /* bridge_tls_version: the TLS layer says whether this build has 1.3 */

@@ -69,7 +69,7 @@ typedef struct {
     bool notifications;            /* default true */
     bool notifications_local_only; /* default false */
     char *notification_topic;      /* default $SYS/broker/connection/<remote_clientid>/state */
-    uint8_t protocol_version;      /* 4 = mqttv311 (default), 3 = mqttv31 */
+    uint8_t protocol_version;      /* 4 = mqttv311 (default), 3 = mqttv31, 5 = mqttv50 */
     bool outgoing_retain;          /* default true */
     bool attempt_unsubscribe;      /* default true */
     uint32_t max_packet_size;      /* bytes, 0 = unlimited (default) */

@@ -241,8 +241,8 @@ static const struct {
     {"cleansession yes", "expected true or false"},
     {"round_robin 1", "expected true or false"},
     {"notification_topic a/+/state", "not a valid topic name"},
-    {"bridge_protocol_version mqttv50", "MQTT 5.0 bridges are not supported yet"},
-    {"bridge_protocol_version mqttv5", "expected mqttv311 or mqttv31"},
+    {"bridge_protocol_version mqttv5", "expected mqttv50, mqttv311 or mqttv31"},
+    {"bridge_protocol_version MQTTV50", "expected mqttv50"},
     {"bridge_max_packet_size 268435461", "out of range"},
     {"bridge_max_queued_messages 100000001", "out of range"},
     {"bridge_max_queued_bytes 4294967296", "out of range"},
@@ -273,6 +273,20 @@ START_TEST(queue_limit_keys)
     cfg_lines(&b, lines);
     ck_assert_uint_eq(b.max_queued_messages, 5000);
     ck_assert_uint_eq(b.max_queued_bytes, 0);
+    bridge_cfg_free(&b);
+}
+END_TEST
+
+START_TEST(protocol_versions)
+{
+    bridge_cfg b;
+    const char *v5[] = {"bridge_protocol_version mqttv50", NULL};
+    cfg_lines(&b, v5);
+    ck_assert_uint_eq(b.protocol_version, 5);
+    bridge_cfg_free(&b);
+    const char *v4[] = {"bridge_protocol_version mqttv311", NULL};
+    cfg_lines(&b, v4);
+    ck_assert_uint_eq(b.protocol_version, 4);
     bridge_cfg_free(&b);
 }
 END_TEST
@@ -607,6 +621,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("config");
     tcase_add_test(tc, defaults_follow_mosquitto);
     tcase_add_test(tc, queue_limit_keys);
+    tcase_add_test(tc, protocol_versions);
     tcase_add_test(tc, every_key_sets_its_field);
     tcase_add_test(tc, local_cleansession_follows_cleansession);
     tcase_add_test(tc, good_line_table);
