@@ -66,6 +66,7 @@ typedef struct bridge {
     bool retain_ok;               /* the remote takes retained messages (MQTT 5 Retain Available) */
     bool mute_pubrel;             /* a failed PUBREC ends the exchange: no PUBREL */
     uint16_t keepalive;           /* keepalive_interval, or the remote's Server Keep Alive */
+    uint32_t remote_max_packet;   /* the remote's MQTT 5 Maximum Packet Size, 0 = none */
     bool dropping;                /* a queue-drop episode is going on */
     bool gai_busy;                /* gai holds a request */
     struct addrinfo *ai, *ai_cur; /* the resolved addresses (owned), the one tried */
@@ -310,13 +311,14 @@ static void on_connack(bridge *br, const mqtt_header *h)
         return;
     }
     br->s->send_max = 0;
-    br->s->max_packet = 0;
+    br->remote_max_packet = 0;
     connack_accepted(br, ca.session_present);
 }
 
 /* MQTT 5 CONNACK: a failure in words (with the remote's Reason String),
  * else the remote's limits: Receive Maximum bounds the session's window,
- * Maximum Packet Size drops larger messages (as delivered), Server Keep
+ * a larger message than its Maximum Packet Size is not sent (skip_too_big),
+ * Server Keep
  * Alive replaces keepalive_interval, Retain Available 0 clears the retain
  * flag of what goes out. */
 static void on_connack5(bridge *br, const mqtt_header *h)
@@ -338,7 +340,7 @@ static void on_connack5(bridge *br, const mqtt_header *h)
         return;
     }
     br->s->send_max = mqtt_props_has(p, MQTT_PROP_RECEIVE_MAXIMUM) ? p->receive_maximum : 0;
-    br->s->max_packet = p->maximum_packet_size;
+    br->remote_max_packet = p->maximum_packet_size;
     br->retain_ok = !mqtt_props_has(p, MQTT_PROP_RETAIN_AVAILABLE) || p->retain_available;
     if (mqtt_props_has(p, MQTT_PROP_SERVER_KEEP_ALIVE)) br->keepalive = p->server_keep_alive;
     if (mqtt_props_has(p, MQTT_PROP_MAXIMUM_QOS) && p->maximum_qos < 2)
@@ -886,7 +888,7 @@ static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool d
     if (qos == 2) hold_for_durable(br);
     size_t size = publish_size(br, m, qos, tlen);
     uint32_t max = br->cfg->max_packet_size;
-    if (br->s->max_packet && (!max || br->s->max_packet < max)) max = br->s->max_packet;
+    if (br->remote_max_packet && (!max || br->remote_max_packet < max)) max = br->remote_max_packet;
     if (max && size > max) return skip_too_big(br, m, qos, pid, size, max);
     mqtt_publish pp = {.dup = dup,
                        .qos = qos,
