@@ -716,3 +716,71 @@ uint64_t bridge_restart_delay_ms(const bridge_cfg *b, uint64_t prev_ms, bridge_r
     if (b->restart_constant) return base;
     return bridge_backoff_next(base, cap, prev_ms, rnd, ctx);
 }
+
+/* ---- comparing two configurations (SIGHUP) ------------------------------- */
+
+static bool str_same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool topics_same(const bridge_cfg *a, const bridge_cfg *b)
+{
+    if (a->ntopics != b->ntopics) return false;
+    for (size_t i = 0; i < a->ntopics; i++) {
+        const bridge_topic *x = &a->topics[i], *y = &b->topics[i];
+        if (!str_same(x->pattern, y->pattern) || !str_same(x->local_prefix, y->local_prefix) ||
+            !str_same(x->remote_prefix, y->remote_prefix) || x->dir != y->dir || x->qos != y->qos)
+            return false;
+    }
+    return true;
+}
+
+bool bridge_cfg_same(const bridge_cfg *a, const bridge_cfg *b)
+{
+    if (a->naddrs != b->naddrs || !topics_same(a, b)) return false;
+    for (size_t i = 0; i < a->naddrs; i++)
+        if (a->addrs[i].port != b->addrs[i].port || strcmp(a->addrs[i].host, b->addrs[i].host))
+            return false;
+    const char *sa[] = {a->name,
+                        a->remote_clientid,
+                        a->local_clientid,
+                        a->remote_username,
+                        a->remote_password,
+                        a->notification_topic,
+                        a->cafile,
+                        a->capath,
+                        a->certfile,
+                        a->keyfile,
+                        a->tls_version,
+                        a->ciphers,
+                        a->keylog_file};
+    const char *sb[] = {b->name,
+                        b->remote_clientid,
+                        b->local_clientid,
+                        b->remote_username,
+                        b->remote_password,
+                        b->notification_topic,
+                        b->cafile,
+                        b->capath,
+                        b->certfile,
+                        b->keyfile,
+                        b->tls_version,
+                        b->ciphers,
+                        b->keylog_file};
+    for (size_t i = 0; i < sizeof sa / sizeof sa[0]; i++)
+        if (!str_same(sa[i], sb[i])) return false;
+    return a->round_robin == b->round_robin && a->cleansession == b->cleansession &&
+           a->local_cleansession == b->local_cleansession &&
+           a->keepalive_interval == b->keepalive_interval &&
+           a->restart_constant == b->restart_constant && a->restart_base == b->restart_base &&
+           a->restart_cap == b->restart_cap && a->start_type == b->start_type &&
+           a->threshold == b->threshold && a->idle_timeout == b->idle_timeout &&
+           a->try_private == b->try_private && a->notifications == b->notifications &&
+           a->notifications_local_only == b->notifications_local_only &&
+           a->protocol_version == b->protocol_version && a->outgoing_retain == b->outgoing_retain &&
+           a->attempt_unsubscribe == b->attempt_unsubscribe &&
+           a->max_packet_size == b->max_packet_size &&
+           a->max_queued_messages == b->max_queued_messages &&
+           a->max_queued_bytes == b->max_queued_bytes && a->insecure == b->insecure;
+}

@@ -4,8 +4,8 @@
  * its topic/prefix rules, and the reconnect delay schedule.
  *
  * Pure: no sockets, no globals, no logging. The config parser hands every
- * line inside a connection block to bridge_cfg_line(); the bridge (not wired
- * yet) uses the mapping and backoff functions below.
+ * line inside a connection block to bridge_cfg_line(); the bridge (bridge.c)
+ * uses the mapping and backoff functions below.
  *
  * Errors: 0 = ok, BRIDGE_CFG_ERR with a sentence in err (without FILE:LINE,
  * which the caller adds), BRIDGE_CFG_NOMEM when out of memory.
@@ -104,6 +104,10 @@ int bridge_cfg_finish(bridge_cfg *b, const char *hostname, char *err, size_t err
 /* Checks across all bridges (after each was finished): unique names and
  * unique local_clientid, like Mosquitto. */
 int bridge_cfg_check_set(const bridge_cfg *b, size_t n, char *err, size_t errlen);
+
+/* Do a and b (both finished) describe the same bridge, key for key?
+ * (SIGHUP: an unchanged bridge is left running.) */
+bool bridge_cfg_same(const bridge_cfg *a, const bridge_cfg *b);
 
 /* ---- topic mapping (Mosquitto's rules, prefixes concatenated literally) --
  *

@@ -277,6 +277,99 @@ START_TEST(queue_limit_keys)
 }
 END_TEST
 
+/* ---- bridge_cfg_same (SIGHUP) ---- */
+
+static void cfg_finished(bridge_cfg *b, const char *const *lines)
+{
+    cfg_lines(b, lines);
+    ck_assert_msg(bridge_cfg_finish(b, "gw1", err, sizeof err) == 0, "%s", err);
+}
+
+/* ... and these after a base block with TLS on. */
+static const char *const tls_changes[] = {"bridge_tls_version tlsv1.3", "bridge_ciphers X",
+                                          "bridge_insecure true",       "bridge_keylog_file /tmp/k",
+                                          "bridge_capath /tmp",         NULL};
+
+/* Each line after the base block changes the bridge. */
+static const char *const changes[] = {"round_robin true",
+                                      "remote_clientid other",
+                                      "local_clientid other",
+                                      "remote_username u",
+                                      "cleansession true",
+                                      "local_cleansession true",
+                                      "keepalive_interval 30",
+                                      "restart_timeout 7",
+                                      "restart_timeout 5 60",
+                                      "start_type lazy",
+                                      "start_type once",
+                                      "threshold 11",
+                                      "idle_timeout 61",
+                                      "try_private false",
+                                      "notifications false",
+                                      "notifications_local_only true",
+                                      "notification_topic n/t",
+                                      "bridge_protocol_version mqttv50",
+                                      "bridge_outgoing_retain false",
+                                      "bridge_attempt_unsubscribe false",
+                                      "bridge_max_packet_size 1000",
+                                      "bridge_max_queued_messages 7",
+                                      "bridge_max_queued_bytes 7",
+                                      "bridge_cafile /dev/null",
+                                      "bridge_capath /tmp",
+                                      "topic b/# out 1",
+                                      NULL};
+
+START_TEST(same_and_changed)
+{
+    const char *base[] = {"address h:1883", "topic a/# out 1", NULL};
+    bridge_cfg a, b;
+    cfg_finished(&a, base);
+    cfg_finished(&b, base);
+    ck_assert(bridge_cfg_same(&a, &b));
+    bridge_cfg_free(&b);
+    for (const char *const *c = changes; *c; c++) {
+        const char *lines[] = {"address h:1883", "topic a/# out 1", *c, NULL};
+        cfg_finished(&b, lines);
+        ck_assert_msg(!bridge_cfg_same(&a, &b), "'%s' not seen as a change", *c);
+        bridge_cfg_free(&b);
+    }
+    const char *const blocks[][4] = {
+        {"address h:1884", "topic a/# out 1", NULL},
+        {"address h2:1883", "topic a/# out 1", NULL},
+        {"address h:1883 h:1884", "topic a/# out 1", NULL},
+        {"address h:1883", "topic a/# out 2", NULL},
+        {"address h:1883", "topic a/# in 1", NULL},
+        {"address h:1883", "topic a/# out 1 l/ r/", NULL},
+        {"address h:1883", "topic a/# out 1 \"\" r/", NULL},
+    };
+    for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++) {
+        cfg_finished(&b, blocks[i]);
+        ck_assert_msg(!bridge_cfg_same(&a, &b), "'%s' / '%s' not seen as a change", blocks[i][0],
+                      blocks[i][1]);
+        bridge_cfg_free(&b);
+    }
+    bridge_cfg_free(&a);
+    const char *tls[] = {"address h:1883", "topic a/# out 1", "bridge_cafile /dev/null", NULL};
+    cfg_finished(&a, tls);
+    for (const char *const *c = tls_changes; *c; c++) {
+        const char *lines[] = {"address h:1883", "topic a/# out 1", "bridge_cafile /dev/null", *c,
+                               NULL};
+        cfg_finished(&b, lines);
+        ck_assert_msg(!bridge_cfg_same(&a, &b), "'%s' not seen as a change", *c);
+        bridge_cfg_free(&b);
+    }
+    bridge_cfg_free(&a);
+    const char *user[] = {"address h:1883", "topic a/# out 1", "remote_username u", NULL};
+    const char *pass[] = {"address h:1883", "topic a/# out 1", "remote_username u",
+                          "remote_password p", NULL};
+    cfg_finished(&a, user);
+    cfg_finished(&b, pass);
+    ck_assert(!bridge_cfg_same(&a, &b));
+    bridge_cfg_free(&a);
+    bridge_cfg_free(&b);
+}
+END_TEST
+
 START_TEST(protocol_versions)
 {
     bridge_cfg b;
@@ -622,6 +715,7 @@ static Suite *suite(void)
     tcase_add_test(tc, defaults_follow_mosquitto);
     tcase_add_test(tc, queue_limit_keys);
     tcase_add_test(tc, protocol_versions);
+    tcase_add_test(tc, same_and_changed);
     tcase_add_test(tc, every_key_sets_its_field);
     tcase_add_test(tc, local_cleansession_follows_cleansession);
     tcase_add_test(tc, good_line_table);
