@@ -48,7 +48,10 @@ typedef enum {
 
 typedef struct bridge {
     broker *b;
-    const bridge_cfg *cfg;
+    const bridge_cfg *cfg; /* &own */
+    bridge_cfg own;        /* moved out of the configuration it came with */
+    bool retired;          /* stopped by SIGHUP: waits for its connection to go */
+    struct bridge *next_retired;
     listener lst; /* the transport's view: handler, limits (fd -1) */
     listener_cfg lcfg;
     tls_client **tls; /* one per address (name check, SNI, saved session); NULL: plain */
@@ -100,6 +103,7 @@ typedef struct bridge {
 static const conn_handler bridge_conn_handler;
 static const session_outbox bridge_outbox;
 static void probe_stop(bridge *br, double next);
+static void reap_retired(broker *b);
 
 static uint32_t br_rand(void *ctx)
 {
@@ -588,6 +592,7 @@ static int br_on_accept(broker *b, conn *c)
 static void br_on_open(conn *c)
 {
     bridge *br = br_of(c);
+    if (br->retired) return;
     br->last_rx = br->b->now;
     send_connect(br);
 }
@@ -595,6 +600,7 @@ static void br_on_open(conn *c)
 static size_t br_on_data(conn *c, const uint8_t *data, size_t len)
 {
     bridge *br = br_of(c);
+    if (br->retired) return len;
     broker *b = br->b;
     size_t off = 0;
     size_t max = b->cfg->max_packet_size;
@@ -652,6 +658,7 @@ static void br_disconnect(bridge *br, const char *why)
 static void br_on_tick(conn *c)
 {
     bridge *br = br_of(c);
+    if (br->retired) return;
     broker *b = br->b;
     double ka = br->keepalive;
     if (br->state != BR_ACTIVE) {
@@ -720,6 +727,10 @@ static void br_on_close(conn *c, const char *reason)
 {
     bridge *br = br_of(c);
     if (!br) return;
+    if (br->retired) { /* bridge_stop said everything; reap_retired frees it */
+        br->c = NULL;
+        return;
+    }
     if (br->state == BR_ACTIVE) {
         session_detach(br->s);
         notify_local(br, false);
@@ -1006,10 +1017,26 @@ static void resolver_cancel(struct gaicb *gai, bool *busy)
     *busy = false;
 }
 
-/* End the probe in progress; next: when the next probe starts (0: none). */
+/* Has our request finished (or none runs)? Then its result is freed.
+ * Never blocks. */
+static bool gai_settled(struct gaicb *gai, bool *busy)
+{
+    if (!*busy) return true;
+    int r = gai_error(gai);
+    if (r == EAI_INPROGRESS) return false;
+    if (r == 0 && gai->ar_result) freeaddrinfo(gai->ar_result);
+    gai->ar_result = NULL;
+    *busy = false;
+    return true;
+}
+
+/* End the probe in progress; next: when the next probe starts (0: none).
+ * A name still being resolved is cancelled or, when it cannot be, its
+ * result is dropped once it comes (probe_main). */
 static void probe_stop(bridge *br, double next)
 {
-    resolver_cancel(&br->probe_gai, &br->probe_gai_busy);
+    if (br->probe_gai_busy) (void)gai_cancel(&br->probe_gai);
+    (void)gai_settled(&br->probe_gai, &br->probe_gai_busy);
     if (br->probe_fd >= 0) close(br->probe_fd);
     br->probe_fd = -1;
     br->probe_at = next;
@@ -1108,7 +1135,10 @@ static void probe_start(bridge *br)
  * follow the resolver and the connect in progress; never blocks. */
 static void probe_main(bridge *br)
 {
-    if (br->state != BR_ACTIVE || br->cfg->round_robin || br->addr == 0 || !br->probe_at) return;
+    if (br->state != BR_ACTIVE || br->cfg->round_robin || br->addr == 0 || !br->probe_at) {
+        (void)gai_settled(&br->probe_gai, &br->probe_gai_busy); /* a stopped probe's result */
+        return;
+    }
     if (br->probe_gai_busy) {
         int r = gai_error(&br->probe_gai);
         if (r == EAI_INPROGRESS) return;
@@ -1167,8 +1197,9 @@ static void watch_drops(bridge *br)
 
 void bridges_tick(broker *b)
 {
+    if (b->bridges_retired) reap_retired(b);
     for (size_t i = 0; i < b->nbridges; i++) {
-        bridge *br = &b->bridges[i];
+        bridge *br = b->bridges[i];
         watch_drops(br);
         if (br->nskipped) ack_skipped(br);
         probe_main(br);
@@ -1241,8 +1272,31 @@ static int setup_session(bridge *br)
     return BK_OK;
 }
 
-static int start_one(broker *b, bridge *br, const bridge_cfg *cfg, char *err, size_t errlen)
+static void bridge_release(bridge *br)
 {
+    free_resolved(br);
+    for (size_t j = 0; br->tls && j < br->own.naddrs; j++)
+        tls_client_free(br->tls[j]);
+    free(br->tls);
+    free(br->topic_buf);
+    free(br->skipped);
+    bridge_cfg_free(&br->own);
+    free(br);
+}
+
+/* A bridge for cfg, which it takes over (cfg is left empty), with its TLS
+ * contexts; not running yet (bridge_launch). NULL with err on failure. */
+static bridge *bridge_new(broker *b, bridge_cfg *cfg, char *err, size_t errlen)
+{
+    bridge *br = calloc(1, sizeof *br);
+    if (!br || !(br->topic_buf = malloc(TOPIC_BUF))) {
+        snprintf(err, errlen, "connection %s: out of memory", cfg->name);
+        free(br);
+        return NULL;
+    }
+    br->own = *cfg;
+    memset(cfg, 0, sizeof *cfg);
+    cfg = &br->own;
     br->b = b;
     br->cfg = cfg;
     br->lcfg = (listener_cfg){.port = cfg->addrs[0].port, .max_connections = -1};
@@ -1257,12 +1311,22 @@ static int start_one(broker *b, bridge *br, const bridge_cfg *cfg, char *err, si
     if (rng_bytes(&br->rng, sizeof br->rng) != 0)
         br->rng = (uint64_t)(uintptr_t)br ^ (uint64_t)time(NULL);
     br->rng |= 1;
-    br->topic_buf = malloc(TOPIC_BUF);
-    if (!br->topic_buf || setup_session(br) != BK_OK) {
+    if (setup_tls(br, err, errlen) != BK_OK) {
+        bridge_release(br);
+        return NULL;
+    }
+    return br;
+}
+
+/* The local session and the first attempt (automatic/once). */
+static int bridge_launch(bridge *br, char *err, size_t errlen)
+{
+    const bridge_cfg *cfg = br->cfg;
+    broker *b = br->b;
+    if (setup_session(br) != BK_OK) {
         snprintf(err, errlen, "connection %s: out of memory", cfg->name);
         return BK_ERR_NOMEM;
     }
-    if (setup_tls(br, err, errlen) != BK_OK) return BK_ERR_CONFIG;
     notify_local(br, false);
     br->state = cfg->start_type == BRIDGE_START_LAZY ? BR_IDLE : BR_WAIT;
     br->next_try = b->now;
@@ -1276,18 +1340,147 @@ static int start_one(broker *b, bridge *br, const bridge_cfg *cfg, char *err, si
 
 int bridges_start(broker *b, char *err, size_t errlen)
 {
-    if (!b->cfg->nbridges) return BK_OK;
-    b->bridges = calloc(b->cfg->nbridges, sizeof *b->bridges);
+    config *c = b->cfg;
+    if (!c->nbridges) return BK_OK;
+    b->bridges = calloc(c->nbridges, sizeof *b->bridges);
     if (!b->bridges) {
-        snprintf(err, errlen, "out of memory for %zu bridges", b->cfg->nbridges);
+        snprintf(err, errlen, "out of memory for %zu bridges", c->nbridges);
         return BK_ERR_NOMEM;
     }
-    b->nbridges = b->cfg->nbridges;
-    for (size_t i = 0; i < b->nbridges; i++) {
-        int r = start_one(b, &b->bridges[i], &b->cfg->bridges[i], err, errlen);
-        if (r != BK_OK) return r;
+    for (size_t i = 0; i < c->nbridges; i++) {
+        bridge *br = bridge_new(b, &c->bridges[i], err, errlen);
+        if (!br) return BK_ERR_CONFIG;
+        b->bridges[b->nbridges++] = br;
+        if (bridge_launch(br, err, errlen) != BK_OK) return BK_ERR_NOMEM;
     }
     return BK_OK;
+}
+
+/* ---- SIGHUP ------------------------------------------------------------------------ */
+
+/* Stop br for good: a clean DISCONNECT (its state topic set to "0" on both
+ * sides first), the resolver cancelled. The local session keeps its queue
+ * when keep_session (a changed bridge with the same local_clientid takes
+ * it over; its out filters are removed, the new ones come with the new
+ * configuration); otherwise it ends with what it held. br is retired:
+ * freed by reap_retired once its connection is gone. */
+static void bridge_stop(bridge *br, bool keep_session, const char *why)
+{
+    broker *b = br->b;
+    uint8_t buf[2];
+    size_t n;
+    probe_stop(br, 0);
+    if (br->gai_busy) (void)gai_cancel(&br->gai);
+    if (br->c && br->state == BR_ACTIVE) {
+        notify_remote(br, false);
+        if (mqtt_encode_empty(buf, sizeof buf, MQTT_DISCONNECT, &n) == MQTT_OK)
+            (void)br_send(br, buf, n);
+    }
+    if (br->state == BR_ACTIVE) session_detach(br->s);
+    notify_local(br, false);
+    session *s = br->s;
+    s->pinned = false;
+    if (keep_session) {
+        for (size_t i = 0; i < br->cfg->ntopics; i++)
+            if (br->cfg->topics[i].dir & BRIDGE_OUT)
+                (void)session_unsubscribe(s, br->cfg->topics[i].local_filter,
+                                          strlen(br->cfg->topics[i].local_filter));
+    } else {
+        uint64_t held = (uint64_t)s->queue.count + s->inflight_live;
+        if (held)
+            log_msg(LL_NOTICE, "Bridge %s: %llu queued message%s for the remote dropped with it",
+                    br->cfg->name, (unsigned long long)held, held == 1 ? "" : "s");
+        session_destroy(s);
+    }
+    br->s = NULL;
+    br->retired = true;
+    br->state = BR_IDLE;
+    log_msg(LL_NOTICE, "Bridge %s: %s", br->cfg->name, why);
+    if (br->c) conn_close(b, br->c, "%s", why);
+    br->next_retired = b->bridges_retired;
+    b->bridges_retired = br;
+}
+
+/* Free the retired bridges whose connection and resolver requests are gone. */
+static void reap_retired(broker *b)
+{
+    for (bridge **pp = &b->bridges_retired; *pp;) {
+        bridge *br = *pp;
+        bool idle =
+            gai_settled(&br->gai, &br->gai_busy) & gai_settled(&br->probe_gai, &br->probe_gai_busy);
+        if (idle && !br->c) {
+            *pp = br->next_retired;
+            bridge_release(br);
+        } else {
+            pp = &br->next_retired;
+        }
+    }
+}
+
+static bridge *find_bridge(bridge **list, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i] && strcmp(list[i]->cfg->name, name) == 0) return list[i];
+    return NULL;
+}
+
+/* The bridges of nw: unchanged ones stay as they run, new and changed
+ * ones are made (TLS contexts loaded) before anything is stopped, so a
+ * failure keeps the running bridges. fresh[j]: next[j] is new. */
+static bool reload_prepare(broker *b, config *nw, bridge **next, bool *fresh)
+{
+    char err[1024];
+    for (size_t j = 0; j < nw->nbridges; j++) {
+        bridge *old = find_bridge(b->bridges, b->nbridges, nw->bridges[j].name);
+        if (old && bridge_cfg_same(old->cfg, &nw->bridges[j])) {
+            next[j] = old;
+            continue;
+        }
+        fresh[j] = true;
+        if (!(next[j] = bridge_new(b, &nw->bridges[j], err, sizeof err))) {
+            log_msg(LL_ERROR, "SIGHUP: %s; the running bridges are kept as they are", err);
+            for (size_t k = 0; k < j; k++)
+                if (fresh[k]) bridge_release(next[k]);
+            return false;
+        }
+    }
+    return true;
+}
+
+void bridges_reload(broker *b, config *nw)
+{
+    size_t n = nw->nbridges, stopped = 0, restarted = 0, added = 0;
+    if (!n && !b->nbridges) return;
+    bridge **next = calloc(n ? n : 1, sizeof *next);
+    bool *fresh = calloc(n ? n : 1, sizeof *fresh);
+    if (!next || !fresh || !reload_prepare(b, nw, next, fresh)) {
+        if (!next || !fresh) log_msg(LL_ERROR, "SIGHUP: out of memory; the bridges are kept");
+        free(next);
+        free(fresh);
+        return;
+    }
+    for (size_t i = 0; i < b->nbridges; i++) {
+        bridge *old = b->bridges[i];
+        if (find_bridge(next, n, old->cfg->name) == old) continue; /* unchanged */
+        bridge *nb = find_bridge(next, n, old->cfg->name);
+        bool same_id = nb && strcmp(nb->cfg->local_clientid, old->cfg->local_clientid) == 0;
+        bridge_stop(old, same_id,
+                    nb ? "configuration changed (SIGHUP): restarting with the new settings"
+                       : "removed from the configuration (SIGHUP): stopped");
+        nb ? restarted++ : stopped++;
+    }
+    char err[256];
+    for (size_t j = 0; j < n; j++) {
+        if (!fresh[j]) continue;
+        if (bridge_launch(next[j], err, sizeof err) != BK_OK) log_msg(LL_ERROR, "SIGHUP: %s", err);
+        added++;
+    }
+    free(b->bridges);
+    b->bridges = next;
+    b->nbridges = n;
+    free(fresh);
+    log_msg(LL_NOTICE, "SIGHUP: bridges: %zu unchanged, %zu restarted, %zu added, %zu removed",
+            n - added, restarted, added - restarted, stopped);
 }
 
 static void sys_one(broker *b, const char *name, const char *what, uint64_t v)
@@ -1308,7 +1501,7 @@ static void sys_one(broker *b, const char *name, const char *what, uint64_t v)
 void bridges_publish_sys(broker *b)
 {
     for (size_t i = 0; i < b->nbridges; i++) {
-        bridge *br = &b->bridges[i];
+        bridge *br = b->bridges[i];
         const char *n = br->cfg->name;
         sys_one(b, n, "connected", br->state == BR_ACTIVE);
         sys_one(b, n, "connects", br->connects);
@@ -1320,19 +1513,23 @@ void bridges_publish_sys(broker *b)
     }
 }
 
+static void bridge_free_now(bridge *br)
+{
+    resolver_cancel(&br->gai, &br->gai_busy);
+    resolver_cancel(&br->probe_gai, &br->probe_gai_busy);
+    if (br->probe_fd >= 0) close(br->probe_fd);
+    if (br->s) br->s->pinned = false;
+    bridge_release(br);
+}
+
 void bridges_free(broker *b)
 {
-    for (size_t i = 0; i < b->nbridges; i++) {
-        bridge *br = &b->bridges[i];
-        resolver_cancel(&br->gai, &br->gai_busy);
-        probe_stop(br, 0);
-        free_resolved(br);
-        if (br->s) br->s->pinned = false;
-        for (size_t j = 0; br->tls && j < br->cfg->naddrs; j++)
-            tls_client_free(br->tls[j]);
-        free(br->tls);
-        free(br->topic_buf);
-        free(br->skipped);
+    for (size_t i = 0; i < b->nbridges; i++)
+        bridge_free_now(b->bridges[i]);
+    while (b->bridges_retired) {
+        bridge *br = b->bridges_retired;
+        b->bridges_retired = br->next_retired;
+        bridge_free_now(br);
     }
     free(b->bridges);
     b->bridges = NULL;

@@ -13,14 +13,20 @@
  * are non-blocking; the TLS session is kept per address for cheap
  * reconnects.
  *
- * Ownership: the broker owns the bridge array (b->bridges); a bridge owns
- * its TLS client contexts, its resolver request and points at (does not
- * own) its session (the registry's) and its current conn (the broker's).
+ * Ownership: the broker owns the bridge array (b->bridges, pointers); a
+ * bridge owns its configuration (moved out of the config at start or
+ * SIGHUP), its TLS client contexts, its resolver requests and points at
+ * (does not own) its session (the registry's) and its current conn (the
+ * broker's). A bridge stopped by SIGHUP waits in b->bridges_retired until
+ * its connection is freed (the conn still uses its listener record and
+ * TLS contexts while it closes).
  */
 #ifndef SECBROKER_BRIDGE_H
 #define SECBROKER_BRIDGE_H
 
 #include <stddef.h>
+
+#include "broker/config.h"
 
 struct broker;
 
@@ -32,6 +38,15 @@ int bridges_start(struct broker *b, char *err, size_t errlen);
 /* Each loop tick (about 10 times a second): resolver results, retries,
  * lazy start and stop, queue-drop episodes. */
 void bridges_tick(struct broker *b);
+/* SIGHUP with a new configuration that loaded without errors: bridges
+ * whose block is unchanged keep running untouched; removed ones send
+ * DISCONNECT and stop (their local session ends with its queue); changed
+ * ones stop and start again with the new settings, keeping the local
+ * session and its queue when local_clientid stays the same; new ones start.
+ * Takes over nw's bridge blocks it uses (left empty in nw). When a new or
+ * changed bridge cannot be set up (a TLS file that does not load), nothing
+ * changes and the reason is logged. */
+void bridges_reload(struct broker *b, config *nw);
 /* Per-bridge counters under $SYS/broker/bridge/NAME/. */
 void bridges_publish_sys(struct broker *b);
 /* After every connection is closed and freed: release the bridges. */

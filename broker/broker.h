@@ -68,8 +68,9 @@ typedef struct broker {
     struct delayed_will *delayed_wills; /* MQTT 5 wills waiting for their Will Delay Interval */
     session **match_sessions;           /* reused per publish: matched sessions */
     size_t match_cap, match_cap_used;
-    struct bridge *bridges; /* bridge.h: one per `connection` block */
+    struct bridge **bridges; /* bridge.h: one per `connection` block */
     size_t nbridges;
+    struct bridge *bridges_retired; /* stopped by SIGHUP, freed once their connection is gone */
 } broker;
 
 /* Monotonic seconds. */

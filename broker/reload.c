@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "broker/auth.h"
+#include "broker/bridge.h"
 #include "broker/broker.h"
 #include "broker/config.h"
 #include "broker/err.h"
@@ -114,6 +115,7 @@ void reload_config(broker *b, bool verbose, bool has_file, int extra_port)
     }
     warn_listeners(b->cfg, nw);
     apply(b, b->cfg, nw);
+    bridges_reload(b, nw);
     config_free(nw);
     char lerr[512];
     if (reload_apply_log(b->cfg, verbose, lerr, sizeof lerr) != BK_OK)
