@@ -10,6 +10,7 @@ packets are handled in order).
 """
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -674,6 +675,94 @@ class TestBridgeV5(BridgeCase):
         publish(lp, "m/small", b"s", qos=1)
         self.expect(rs, "m/small", b"s", 1)
         wait_log_line(self, local, "'m/big'", "over the remote's Maximum Packet Size 200")
+
+
+class TestBridgeReload(BridgeCase):
+    """SIGHUP: bridges added, removed, changed and unchanged; a broken block."""
+
+    def reload(self, local, old, new):
+        with open(local.conf_path) as f:
+            text = f.read()
+        self.assertIn(old, text)
+        with open(local.conf_path, "w") as f:
+            f.write(text.replace(old, new))
+        off = log_offset(local)
+        local.signal(signal.SIGHUP)
+        return off
+
+    def test_added_removed_changed_unchanged(self):
+        remote = start_broker(self, "")
+        keep = bridge_conf(remote.port, ["k/# out 1"], name="keep")
+        gone = bridge_conf(remote.port, ["g/# out 1"], name="gone")
+        # nothing listens on chg's first address: its messages queue
+        chg_old = bridge_conf(free_port(), ["c/# out 1"], name="chg")
+        chg_new = bridge_conf(remote.port, ["c/# out 1"], name="chg")
+        add = bridge_conf(remote.port, ["a/# out 1"], name="add")
+        local = self.local(keep + gone + chg_old)
+        wait_log_line(self, local, "Bridge keep connected")
+        wait_log_line(self, local, "Bridge gone connected")
+        rs = connect(self, remote)
+        subscribe(rs, [("k/#", 1), ("g/#", 1), ("c/#", 1), ("a/#", 1)])
+        lp = connect(self, local)
+        for i in range(3):
+            publish(lp, "c/%d" % i, b"q%d" % i, qos=1)  # queued for chg
+        roff = log_offset(remote)
+        off = self.reload(local, keep + gone + chg_old, keep + chg_new + add)
+        wait_log_line(self, local, "SIGHUP: bridges: 1 unchanged, 1 restarted, 1 added, 1 removed",
+                      offset=off)
+        # removed: a clean DISCONNECT
+        wait_log_line(self, remote, "Client rc-gone", "disconnected: client sent DISCONNECT",
+                      offset=roff)
+        # changed (same local client id): the queued messages go out, in order
+        self.assertEqual([recv_publish(rs).payload for _ in range(3)], [b"q0", b"q1", b"q2"])
+        # added
+        wait_log_line(self, local, "Bridge add connected", offset=off)
+        publish(lp, "a/x", b"added", qos=1)
+        self.expect(rs, "a/x", b"added", 1)
+        # removed: nothing goes out any more; unchanged: still up, never reconnected
+        publish(lp, "g/x", b"stopped", qos=1)
+        publish(lp, "k/x", b"kept", qos=1)
+        self.expect(rs, "k/x", b"kept", 1)
+        self.assertEqual(local.log().count("Bridge keep connected"), 1)
+        self.assertEqual(remote.log().count("as rc-keep "), 1)
+        self.assertNotIn("Bridge keep:", local.log()[off:])
+
+    def test_changed_bridge_keeps_in_flight_messages(self):
+        """A changed bridge (new topic line) with the same local client id:
+        the session and its queue carry over; the old out filter is gone."""
+        remote = start_broker(self, "")
+        old = bridge_conf(free_port(), ["c/# out 1"], name="chg", rcid="rc-chg")
+        new = bridge_conf(remote.port, ["d/# out 1"], name="chg", rcid="rc-chg")
+        local = self.local(old)
+        rs = connect(self, remote)
+        subscribe(rs, [("c/#", 1), ("d/#", 1)])
+        lp = connect(self, local)
+        publish(lp, "c/0", b"queued", qos=1)
+        off = self.reload(local, old, new)
+        wait_log_line(self, local, "SIGHUP: bridges: 0 unchanged, 1 restarted", offset=off)
+        self.expect(rs, "c/0", b"queued", 1)
+        publish(lp, "c/1", b"no longer bridged", qos=1)
+        publish(lp, "d/1", b"bridged now", qos=1)
+        self.expect(rs, "d/1", b"bridged now", 1)
+
+    def test_broken_block_keeps_the_running_bridges(self):
+        remote = start_broker(self, "")
+        keep = bridge_conf(remote.port, ["k/# out 1"], name="keep")
+        local = self.local(keep)
+        wait_log_line(self, local, "Bridge keep connected")
+        bad = "connection bad\naddress 127.0.0.1:1\ntopic x sideways 1\n"
+        off = self.reload(local, keep, keep + bad)
+        line = wait_log_line(self, local, "SIGHUP: reload failed, keeping the running configuration",
+                             offset=off)
+        self.assertIn(local.conf_path + ":", line)
+        self.assertIn("topic", line)
+        rs, lp = connect(self, remote), connect(self, local)
+        subscribe(rs, [("k/#", 1)])
+        publish(lp, "k/x", b"still", qos=1)
+        self.expect(rs, "k/x", b"still", 1)
+        self.assertNotIn("SIGHUP: bridges:", local.log()[off:])
+        self.assertNotIn("Bridge bad", local.log())
+        self.assertEqual(local.log().count("Bridge keep connected"), 1)
 
 
 class TestBridgeChain(BridgeCase):
