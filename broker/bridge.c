@@ -738,7 +738,7 @@ static void br_on_close(conn *c, const char *reason)
     } else {
         log_msg(LL_NOTICE, "Bridge %s: connection to %s:%u failed: %s (%s)", br->cfg->name,
                 host_of(br), br->cfg->addrs[br->addr].port, reason, c->peer);
-        if (br->connect_sent && br->private_ok) {
+        if (br->connect_sent && br->private_ok && !br->v5) {
             /* some remotes (RabbitMQ) close instead of answering CONNACK 1 */
             log_msg(LL_NOTICE,
                     "Bridge %s: the remote closed the connection instead of answering the "
