@@ -1170,8 +1170,9 @@ uint32_t proto_count_level(broker *b, uint8_t level)
 {
     uint32_t n = 0;
     for (conn *c = b->conns; c; c = c->next) {
-        client *cl = c->ud;
-        n += c->state == CS_OPEN && cl->state == CL_ACTIVE && cl->protocol_level == level;
+        client *cl = c->ud; /* a bridge's conn (bridge.c) has another ud */
+        n += c->state == CS_OPEN && c->h == &proto_conn_handler && cl->state == CL_ACTIVE &&
+             cl->protocol_level == level;
     }
     return n;
 }
@@ -1179,7 +1180,7 @@ uint32_t proto_count_level(broker *b, uint8_t level)
 void proto_shutdown(broker *b)
 {
     for (conn *c = b->conns; c; c = c->next)
-        if (c->state == CS_OPEN && ((client *)c->ud)->v5)
+        if (c->state == CS_OPEN && c->h == &proto_conn_handler && ((client *)c->ud)->v5)
             proto_close(c->ud, MQTT5_RC_SERVER_SHUTTING_DOWN, "broker shutting down");
 }
 
