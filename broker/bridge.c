@@ -86,6 +86,7 @@ typedef struct bridge {
     double probe_at;       /* next probe; 0: none scheduled */
     double probe_deadline; /* the connect in progress gives up then */
     struct gaicb probe_gai;
+    struct addrinfo *probe_ai, *probe_ai_cur; /* a name's addresses (owned), the one probed */
     struct addrinfo probe_hints;
     char probe_port[8];
     char *topic_buf; /* TOPIC_BUF bytes: the mapped topic */
@@ -1038,15 +1039,28 @@ static void probe_stop(bridge *br, double next)
     if (br->probe_gai_busy) (void)gai_cancel(&br->probe_gai);
     (void)gai_settled(&br->probe_gai, &br->probe_gai_busy);
     if (br->probe_fd >= 0) close(br->probe_fd);
+    if (br->probe_ai) freeaddrinfo(br->probe_ai);
+    br->probe_ai = br->probe_ai_cur = NULL;
     br->probe_fd = -1;
     br->probe_at = next;
 }
 
+static void probe_connect(bridge *br, const struct sockaddr *sa, socklen_t salen);
+
+/* The address probed does not accept: the name's next address at once,
+ * else the next probe in PROBE_INTERVAL_SECONDS. */
 static void probe_failed(bridge *br, const char *why)
 {
     const bridge_addr *a = &br->cfg->addrs[0];
     log_msg(LL_DEBUG, "Bridge %s: the main address %s:%u does not accept yet (%s)", br->cfg->name,
             a->host, a->port, why);
+    if (br->probe_ai_cur && br->probe_ai_cur->ai_next) {
+        if (br->probe_fd >= 0) close(br->probe_fd);
+        br->probe_fd = -1;
+        br->probe_ai_cur = br->probe_ai_cur->ai_next;
+        probe_connect(br, br->probe_ai_cur->ai_addr, br->probe_ai_cur->ai_addrlen);
+        return;
+    }
     probe_stop(br, br->b->now + PROBE_INTERVAL_SECONDS);
 }
 
@@ -1147,10 +1161,9 @@ static void probe_main(bridge *br)
             probe_failed(br, gai_strerror(r));
             return;
         }
-        struct addrinfo *ai = br->probe_gai.ar_result;
+        br->probe_ai = br->probe_ai_cur = br->probe_gai.ar_result; /* each in turn */
         br->probe_gai.ar_result = NULL;
-        probe_connect(br, ai->ai_addr, ai->ai_addrlen); /* the first address of the name */
-        freeaddrinfo(ai);
+        probe_connect(br, br->probe_ai->ai_addr, br->probe_ai->ai_addrlen);
         return;
     }
     if (br->probe_fd < 0) {
@@ -1517,7 +1530,7 @@ static void bridge_free_now(bridge *br)
 {
     resolver_cancel(&br->gai, &br->gai_busy);
     resolver_cancel(&br->probe_gai, &br->probe_gai_busy);
-    if (br->probe_fd >= 0) close(br->probe_fd);
+    probe_stop(br, 0);
     if (br->s) br->s->pinned = false;
     bridge_release(br);
 }

@@ -210,6 +210,14 @@ class TestBridgeMosquitto(BridgeCase):
         self.assertEqual([m.payload for m in got], [b"b0", b"b1", b"b2"])
 
     def test_back_to_the_main_address(self):
+        self.back_to_main("127.0.0.1")
+
+    def test_back_to_the_main_address_by_name(self):
+        """The main address as a name (localhost: ::1, where nothing listens,
+        then 127.0.0.1): the probe resolves it off the loop and tries each."""
+        self.back_to_main("localhost")
+
+    def back_to_main(self, host):
         """round_robin false: main down at start -> the backup; once the main
         address accepts again (a probe every 5 s) the bridge leaves the backup
         cleanly (its state set to 0) for the main one. QoS 1 published locally
@@ -219,9 +227,9 @@ class TestBridgeMosquitto(BridgeCase):
         backup = self.remote_mosquitto()
         conf = bridge_conf(backup.port, ["fo/# out 1"], rcid="rc-fo")
         conf = conf.replace("address 127.0.0.1:%d" % backup.port,
-                            "address 127.0.0.1:%d 127.0.0.1:%d" % (main.port, backup.port))
+                            "address %s:%d 127.0.0.1:%d" % (host, main.port, backup.port))
         local = self.local(conf)
-        wait_log_line(self, local, "Bridge b1 connected to", "(127.0.0.1:%d)" % backup.port)
+        wait_log_line(self, local, "Bridge b1 connected to 127.0.0.1:%d" % backup.port)
         bs = connect(self, backup)
         subscribe(bs, [("fo/#", 1)])
         lp = connect(self, local)
@@ -242,7 +250,7 @@ class TestBridgeMosquitto(BridgeCase):
             pub()  # throughout the switch
             time.sleep(0.02)
         line = wait_log_line(self, local, "Bridge b1 connected to", offset=off)
-        self.assertIn("(127.0.0.1:%d)" % main.port, line)
+        self.assertIn("connected to 127.0.0.1:%d (%s:%d)" % (main.port, host, main.port), line)
         for _ in range(5):
             pub()
         publish(lp, "fo/end", b"end", qos=1)
