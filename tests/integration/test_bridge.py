@@ -213,8 +213,8 @@ class TestBridgeMosquitto(BridgeCase):
         self.back_to_main("127.0.0.1")
 
     def test_back_to_the_main_address_by_name(self):
-        """The main address as a name (localhost: ::1, where nothing listens,
-        then 127.0.0.1): the probe resolves it off the loop and tries each."""
+        """The main address as a name (localhost): the probe resolves it off
+        the loop first."""
         self.back_to_main("localhost")
 
     def back_to_main(self, host):
