@@ -321,11 +321,10 @@ static void on_connack(bridge *br, const mqtt_header *h)
 }
 
 /* MQTT 5 CONNACK: a failure in words (with the remote's Reason String),
- * else the remote's limits: Receive Maximum bounds the session's window,
- * a larger message than its Maximum Packet Size is not sent (skip_too_big),
- * Server Keep
- * Alive replaces keepalive_interval, Retain Available 0 clears the retain
- * flag of what goes out. */
+ * else the remote's limits: Receive Maximum bounds the session's window, a
+ * message larger than its Maximum Packet Size is not sent (skip_too_big),
+ * Server Keep Alive replaces keepalive_interval, Retain Available 0 clears
+ * the retain flag of what goes out. */
 static void on_connack5(bridge *br, const mqtt_header *h)
 {
     broker *b = br->b;
@@ -374,8 +373,10 @@ static size_t forwarded_props(const mqtt_props *p, uint8_t *buf)
     return w.len;
 }
 
-/* Decode a PUBLISH from the remote at either level into p and a new
- * message for topic (mapped). NULL (closed, or dropped when *dropped). */
+/* Decode a PUBLISH from the remote at either level into p, and the message
+ * to publish locally (topic mapped, properties kept). NULL when the
+ * connection was closed, for a QoS 2 duplicate (*dup_qos2) or when the
+ * mapped topic is invalid (dropped, logged). */
 static msg *incoming_msg(bridge *br, const mqtt_header *h, mqtt_publish *p, bool *dup_qos2)
 {
     broker *b = br->b;
@@ -458,7 +459,7 @@ static void on_suback(bridge *br, const mqtt_header *h)
     const uint8_t *codes = br->v5 ? s5.codes : sa.codes;
     unsigned count = br->v5 ? s5.count : sa.count;
     for (unsigned i = 0; i < count; i++)
-        if (codes[i] >= 0x80 && (h->type == MQTT_SUBACK || codes[i] != 0x11))
+        if (codes[i] >= 0x80)
             log_msg(LL_WARNING, "Bridge %s: the remote refused %s %u of %u: 0x%02x (%s)",
                     br->cfg->name, h->type == MQTT_SUBACK ? "subscription" : "unsubscription",
                     i + 1, count, codes[i],
