@@ -12,6 +12,7 @@ import unittest
 
 from mqttlib import (HELD_WAIT, REFERENCE, Client, connect, connect_packet, log_offset,
                      open_connect, sha6_line, start_broker, subscribe, wait_log_line)
+from mqtt5lib import Client5, opts
 
 AUTO_ID = re.compile(r" as (auto-[0-9a-f]+) ")
 
@@ -73,6 +74,24 @@ class TestSubscriptionLimit(unittest.TestCase):
         self.assertEqual(subscribe(c, [("a/0", 2), ("b/x", 0)]), [2, 0x80])
         other = connect(self, b)
         self.assertEqual(subscribe(other, [("a/%d" % i, 0) for i in range(5)]), [0] * 5)
+
+    def test_v5_filters_past_the_limit_are_logged(self):
+        """A v5 SUBSCRIBE past the limit gets 0x97 (quota exceeded) per refused
+        filter and, as on the 3.1.1 path, one log line for the packet with its
+        count; the next such SUBSCRIBE gets its own line."""
+        b = start_broker(self, conf="max_subscriptions_per_client 2\n")
+        c = Client5(b.port, "v5-over")
+        self.addCleanup(c.close)
+        c.connect()
+        off = log_offset(b)
+        got = c.subscribe([("v/%d" % i, opts(1)) for i in range(5)])
+        self.assertEqual(got, [1, 1, 0x97, 0x97, 0x97])
+        line = wait_log_line(self, b, "Refused 3 filters", "max_subscriptions_per_client 2",
+                             offset=off)
+        self.assertIn("v5-over", line)
+        off = log_offset(b)
+        self.assertEqual(c.subscribe([("v/0", opts(0)), ("w/0", opts(0))]), [0, 0x97])
+        wait_log_line(self, b, "Refused 1 filters", "from v5-over", offset=off)
 
     def test_default_limit_allows_many(self):
         """The default (100000) leaves ordinary clients alone."""
