@@ -293,7 +293,7 @@ void p5_session_setup(client *cl, session *s)
 {
     client5 *v = cl->v5;
     s->expiry_interval = v->session_expiry;
-    s->clean = v->session_expiry == 0;
+    session_set_clean(s, v->session_expiry == 0);
     s->send_max = v->recv_max;
     s->max_packet = v->max_packet;
 }
@@ -550,7 +550,7 @@ static void handle_disconnect(client *cl, const mqtt5_ack *a)
         v->session_expiry = a->props.session_expiry;
         if (cl->session) {
             cl->session->expiry_interval = v->session_expiry;
-            cl->session->clean = v->session_expiry == 0;
+            session_set_clean(cl->session, v->session_expiry == 0);
             persist_session_attached(cl->b, cl->session); /* the stored interval too */
         }
     }

@@ -198,8 +198,9 @@ def slope(xs, ys):
 def judge(samples, key, start_min):
     """(slope in kB/min, growth over the window in kB, flat?) of one series
     from start_min to the end. Flat: the fitted growth over the window is at
-    most 5% of the window's mean and at most 4 MB (noise of the allocator and
-    of a state that fluctuates with the load)."""
+    most 5% of the window's mean (at least 1 MB: the offline sessions' queues
+    come and go with the load) and at most 4 MB, so a leak of 200 kB a
+    minute over 20 minutes fails."""
     win = [(s["min"], s[key]) for s in samples if s["min"] >= start_min and s[key] >= 0]
     if len(win) < 3:
         return 0.0, 0.0, False
@@ -207,7 +208,7 @@ def judge(samples, key, start_min):
     k = slope(xs, ys)
     growth = k * (xs[-1] - xs[0])
     mean = sum(ys) / len(ys)
-    return k, growth, growth <= min(0.05 * mean, 4096)
+    return k, growth, growth <= min(max(0.05 * mean, 1024), 4096)
 
 
 def make_certs(d):

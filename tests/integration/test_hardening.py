@@ -12,7 +12,7 @@ import unittest
 
 from mqttlib import (HELD_WAIT, REFERENCE, Client, connect, connect_packet, log_offset,
                      open_connect, sha6_line, start_broker, subscribe, wait_log_line)
-from mqtt5lib import Client5, opts
+from mqtt5lib import SESSION_EXPIRY, Client5, opts, props
 
 AUTO_ID = re.compile(r" as (auto-[0-9a-f]+) ")
 
@@ -98,6 +98,41 @@ class TestSubscriptionLimit(unittest.TestCase):
         b = start_broker(self)
         c = connect(self, b)
         self.assertEqual(subscribe(c, [("d/%d" % i, 0) for i in range(3000)]), [0] * 3000)
+
+
+@unittest.skipIf(REFERENCE, "secbroker's max_persistent_sessions")
+class TestPersistentSessionLimit(unittest.TestCase):
+    def c5(self, b, cid, expiry):
+        c = Client5(b.port, cid)
+        self.addCleanup(c.close)
+        return c, c.connect(clean=False, properties=props((SESSION_EXPIRY, expiry)) if expiry
+                            else b"\x00")
+
+    def test_new_persistent_sessions_past_the_limit_are_refused(self):
+        """max_persistent_sessions bounds the sessions that outlive their
+        connection (online or offline): a new one past it gets CONNACK 3 (v5:
+        0x97) with a log line; resuming one, a clean session, or a v5 session
+        with expiry 0 is still accepted; a session that ends frees its place."""
+        b = start_broker(self, conf="max_persistent_sessions 3\n")
+        keep = [connect(self, b, client_id="ps-%d" % i, clean=False) for i in range(2)]
+        _, ack = self.c5(b, "ps5-0", 300)
+        self.assertEqual(ack.reason, 0)
+        keep[0].close()  # offline, still counted
+        off = log_offset(b)
+        connect(self, b, client_id="ps-new", clean=False, expect_rc=3)
+        line = wait_log_line(self, b, "max_persistent_sessions 3", offset=off)
+        self.assertIn("ps-new", line)
+        _, ack = self.c5(b, "ps5-new", 60)
+        self.assertEqual(ack.reason, 0x97)
+        connect(self, b, client_id="clean-one", clean=True)  # not persistent: accepted
+        _, ack = self.c5(b, "ps5-zero", 0)  # expiry 0 ends with the connection
+        self.assertEqual(ack.reason, 0)
+        again = connect(self, b, client_id="ps-0", clean=False, expect_sp=1)  # resumed
+        again.close()
+        # a clean CONNECT ends the persistent session ps-0: its place is free
+        connect(self, b, client_id="ps-0", clean=True, expect_sp=0).close()
+        connect(self, b, client_id="ps-new", clean=False)
+        connect(self, b, client_id="ps-newer", clean=False, expect_rc=3)
 
 
 LINE_START = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [a-z]+: ")
