@@ -67,7 +67,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy test-fuzz fuzz fuzz-protocol-smoke run certs install uninstall deps-build deps-test bench bench-bridge lab-% format format-check
+.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy test-fuzz fuzz fuzz-protocol-smoke run certs install uninstall deps-build deps-test bench bench-mem bench-bridge lab-% format format-check
 
 # The lab dashboard (web/) loads MQTT.js' browser build, copied from npm's
 # node_modules (package-lock.json pins it; `make deps-test` runs npm ci).
@@ -208,7 +208,14 @@ run: deps-build
 
 bench: all
 	@sh scripts/bench-persist.sh
+	@$(MAKE) --no-print-directory bench-mem
 	@sh scripts/bench.sh
+
+# Only the memory-under-non-readers table (secbroker with and without
+# memory_limit, Debian's mosquitto): build/bench/memburst.md, which
+# scripts/bench.sh puts into docs/performance.md. BENCH_RUNS=3 by default.
+bench-mem: build/secbroker
+	@BENCH_RUNS=$${BENCH_RUNS:-3} /usr/bin/python3 scripts/mem-burst.py --out build/bench/memburst.md
 
 # Forwarded msg/s over a TLS bridge (secbroker and mosquitto as the local
 # broker) and the local round trip while bridges reconnect (docs/bridge.md).

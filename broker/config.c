@@ -286,6 +286,7 @@ static const num_key num_keys[] = {
     NUM_KEY(max_inflight_messages, 0, 65535),
     NUM_KEY(max_queued_messages, 0, 100000000),
     NUM_KEY(max_subscriptions_per_client, 0, 100000000),
+    NUM_KEY(max_persistent_sessions, 0, 100000000),
     NUM_KEY(max_output_buffer, 65536, 1ULL << 40),
     NUM_KEY(output_buffer_hard_limit, 65536, 1ULL << 42),
     NUM_KEY(output_buffer_soft_seconds, 1, 86400),
@@ -497,6 +498,7 @@ static void set_defaults(config *c)
     c->max_inflight_messages = 20;
     c->max_queued_messages = 1000;
     c->max_subscriptions_per_client = 100000;
+    c->max_persistent_sessions = 100000;
     c->max_output_buffer = 16 * 1024 * 1024;
     c->output_buffer_hard_limit = 0; /* resolved after parsing: a factor of the soft one */
     c->output_buffer_soft_seconds = OUTPUT_SOFT_SECONDS_DEFAULT;

@@ -52,6 +52,9 @@ typedef struct {
     uint32_t output_buffer_soft_seconds; /* default 60 */
     /* distinct filters per session (0 = unlimited) */
     uint32_t max_subscriptions_per_client;
+    /* sessions that outlive their connection, online or not (0 = unlimited):
+     * what bounds the disk the sessions can take */
+    uint32_t max_persistent_sessions;
     uint64_t memory_limit; /* bytes for the whole broker (memlimit.h), 0 = none */
     bool retain_available;
     int log_dests;

@@ -402,6 +402,28 @@ static int connect_authenticate(client *cl, const mqtt5_connect *ck5)
     return cl->will ? BK_OK : fail_nomem(cl);
 }
 
+/* A new persistent session (3.1.1: clean session 0, v5: a session expiry)
+ * past max_persistent_sessions: refused, 3.1.1 with CONNACK 3 (server
+ * unavailable), v5 with 0x97 (quota exceeded). Resuming one is never
+ * refused. What bounds the disk persistent sessions can take. */
+static bool persistent_over_limit(const client *cl, const mqtt_connect *ck)
+{
+    uint32_t max = cl->b->cfg->max_persistent_sessions;
+    bool persistent = cl->v5 ? cl->v5->session_expiry != 0 : !ck->clean_session;
+    return max && persistent && cl->b->sessions.persistent >= max;
+}
+
+static int refuse_persistent(client *cl)
+{
+    char why[96];
+    snprintf(why, sizeof why, "max_persistent_sessions %u reached",
+             cl->b->cfg->max_persistent_sessions);
+    if (!cl->v5) return refuse(cl, MQTT_CONNACK_UNAVAILABLE, why);
+    (void)p5_send_connack(cl, false, MQTT5_RC_QUOTA_EXCEEDED, why);
+    conn_close(cl->b, cl->conn, "CONNECT refused (reason 0x97, quota exceeded): %s", why);
+    return BK_ERR_STATE;
+}
+
 /* Takeover [MQTT-3.1.4-2] and the session [MQTT-3.1.2-4..6]. */
 static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
 {
@@ -427,6 +449,8 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
     }
     if (s) {
         *present = true;
+    } else if (persistent_over_limit(cl, ck)) {
+        return refuse_persistent(cl);
     } else {
         s = session_create(&b->sessions, cl->client_id, idlen, ck->clean_session);
         if (!s) return refuse(cl, MQTT_CONNACK_UNAVAILABLE, "out of memory for the session");
@@ -670,24 +694,22 @@ static bool subscribe_over_limit(const client *cl, mqtt_str f)
            !dict_get(&cl->session->subs_by_filter, (const char *)f.ptr, f.len);
 }
 
-/* Filters of the SUBSCRIBE being handled refused by max_subscriptions_per_client. */
-static unsigned subscribe_over;
-
-static void log_subscribe_over(client *cl)
+void proto_log_subscribe_over(client *cl, unsigned over)
 {
-    if (subscribe_over)
-        log_msg(LL_NOTICE,
-                "Refused %u filters of a SUBSCRIBE from %s: max_subscriptions_per_client %u",
-                subscribe_over, log_esc(cl->client_id), cl->b->cfg->max_subscriptions_per_client);
-    subscribe_over = 0;
+    if (over)
+        log_limited_key(
+            LL_NOTICE, cl->conn->peer,
+            "Refused %u filters of a SUBSCRIBE from %s: max_subscriptions_per_client %u", over,
+            log_esc(cl->client_id), cl->b->cfg->max_subscriptions_per_client);
 }
 
-uint8_t proto_subscribe_one(client *cl, mqtt_str f, uint8_t q, uint8_t opts, sub_rec **rec)
+uint8_t proto_subscribe_one(client *cl, mqtt_str f, uint8_t q, uint8_t opts, sub_rec **rec,
+                            unsigned *over)
 {
     uint8_t granted = q > 2 ? 2 : q;
     *rec = NULL;
     if (subscribe_over_limit(cl, f)) {
-        subscribe_over++; /* one line per SUBSCRIBE, not per filter */
+        ++*over; /* one line per SUBSCRIBE, not per filter */
         return MQTT5_RC_QUOTA_EXCEEDED;
     }
     if (topic_too_deep((const char *)f.ptr, f.len)) {
@@ -779,15 +801,15 @@ static void handle_subscribe(client *cl, const mqtt_header *h)
         const char *g, *sf;
         size_t glen, sflen;
         bool valid;
-        subscribe_over = 0;
+        unsigned over = 0;
         for (unsigned i = 0; mqtt_sublist_next(&it, &f, &q); i++) {
             if (shared_parse((const char *)f.ptr, f.len, &g, &glen, &sf, &sflen, &valid))
                 codes[i] = subscribe_shared3(cl, f, q, &recs[i]);
             else
-                codes[i] = proto_subscribe_one(cl, f, q, 0, &recs[i]);
+                codes[i] = proto_subscribe_one(cl, f, q, 0, &recs[i], &over);
             if (codes[i] >= 0x80) codes[i] = MQTT_SUBACK_FAILURE;
         }
-        log_subscribe_over(cl);
+        proto_log_subscribe_over(cl, over);
         if (mqtt_encode_suback(buf, need, sl.packet_id, codes, sl.count, &n) != MQTT_OK)
             conn_close(cl->b, cl->conn, "internal error: cannot encode a SUBACK of %u codes",
                        sl.count);

@@ -293,7 +293,7 @@ void p5_session_setup(client *cl, session *s)
 {
     client5 *v = cl->v5;
     s->expiry_interval = v->session_expiry;
-    s->clean = v->session_expiry == 0;
+    session_set_clean(s, v->session_expiry == 0);
     s->send_max = v->recv_max;
     s->max_packet = v->max_packet;
 }
@@ -427,7 +427,7 @@ static uint8_t subscribe_shared(client *cl, mqtt_str f, mqtt5_subopts o, uint32_
 
 /* One filter of a v5 SUBSCRIBE; *rec set when retained messages are due. */
 static uint8_t subscribe_one5(client *cl, mqtt_str f, uint8_t optbyte, uint32_t sub_id,
-                              sub_rec **rec)
+                              sub_rec **rec, unsigned *over)
 {
     mqtt5_subopts o = mqtt5_subopts_parse(optbyte);
     const char *g, *filter;
@@ -441,7 +441,7 @@ static uint8_t subscribe_one5(client *cl, mqtt_str f, uint8_t optbyte, uint32_t 
     uint8_t opts =
         (uint8_t)((o.no_local ? SUBOPT_NO_LOCAL : 0) | (o.retain_as_published ? SUBOPT_RAP : 0));
     sub_rec *r;
-    uint8_t code = proto_subscribe_one(cl, f, o.qos, opts, &r);
+    uint8_t code = proto_subscribe_one(cl, f, o.qos, opts, &r, over);
     if (code >= 0x80) return code;
     session_set_sub_id(s, r, sub_id);
     /* retain handling: 0 always, 1 only for a new subscription, 2 never */
@@ -470,8 +470,10 @@ void p5_handle_subscribe(client *cl, const mqtt_header *h)
         mqtt_sublist it = sl.list;
         mqtt_str f;
         uint8_t q;
+        unsigned over = 0;
         for (unsigned i = 0; mqtt_sublist_next(&it, &f, &q); i++)
-            codes[i] = subscribe_one5(cl, f, q, sub_id, &recs[i]);
+            codes[i] = subscribe_one5(cl, f, q, sub_id, &recs[i], &over);
+        proto_log_subscribe_over(cl, over);
         mqtt5_suback sa = {
             .type = MQTT_SUBACK, .packet_id = sl.list.packet_id, .codes = codes, .count = count};
         size_t n;
@@ -548,7 +550,7 @@ static void handle_disconnect(client *cl, const mqtt5_ack *a)
         v->session_expiry = a->props.session_expiry;
         if (cl->session) {
             cl->session->expiry_interval = v->session_expiry;
-            cl->session->clean = v->session_expiry == 0;
+            session_set_clean(cl->session, v->session_expiry == 0);
             persist_session_attached(cl->b, cl->session); /* the stored interval too */
         }
     }

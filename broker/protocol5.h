@@ -59,8 +59,13 @@ void proto_close(client *cl, uint8_t rc, const char *fmt, ...)
 void proto_publish(client *cl, const mqtt_publish *p, const uint8_t *props, size_t props_len,
                    uint32_t expiry, bool has_expiry);
 /* One filter of a SUBSCRIBE: the granted QoS, or a v5 failure reason code
- * (>= 0x80) with *rec NULL. opts: SUBOPT_NO_LOCAL | SUBOPT_RAP. */
-uint8_t proto_subscribe_one(client *cl, mqtt_str f, uint8_t qos, uint8_t opts, sub_rec **rec);
+ * (>= 0x80) with *rec NULL. opts: SUBOPT_NO_LOCAL | SUBOPT_RAP. A filter
+ * refused by max_subscriptions_per_client adds one to *over (not logged). */
+uint8_t proto_subscribe_one(client *cl, mqtt_str f, uint8_t qos, uint8_t opts, sub_rec **rec,
+                            unsigned *over);
+/* The one line for a SUBSCRIBE whose filters max_subscriptions_per_client
+ * refused (over of them; nothing when 0), rate-limited per address. */
+void proto_log_subscribe_over(client *cl, unsigned over);
 /* Retained messages for the filters of a SUBSCRIBE (recs[i] NULL: none). */
 void proto_subscribe_retained(client *cl, sub_rec **recs, const uint8_t *codes, unsigned count);
 

@@ -63,6 +63,7 @@ static void apply(broker *b, config *cur, config *nw)
     cur->max_inflight_messages = nw->max_inflight_messages;
     cur->max_queued_messages = nw->max_queued_messages;
     cur->max_subscriptions_per_client = nw->max_subscriptions_per_client;
+    cur->max_persistent_sessions = nw->max_persistent_sessions;
     cur->max_output_buffer = nw->max_output_buffer;
     cur->output_buffer_hard_limit = nw->output_buffer_hard_limit;
     cur->output_buffer_soft_seconds = nw->output_buffer_soft_seconds;

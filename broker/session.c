@@ -46,6 +46,7 @@ void session_registry_init(session_registry *r, session_limits limits)
 {
     dict_init(&r->ids);
     r->limits = limits;
+    r->persistent = 0;
 }
 
 void session_registry_free(session_registry *r)
@@ -89,7 +90,19 @@ session *session_create(session_registry *r, const char *id, size_t len, bool cl
         free(s);
         return NULL;
     }
+    r->persistent += !clean;
     return s;
+}
+
+void session_set_clean(session *s, bool clean)
+{
+    if (s->reg && s->clean != clean) {
+        if (clean)
+            s->reg->persistent--;
+        else
+            s->reg->persistent++;
+    }
+    s->clean = clean;
 }
 
 static outmsg *queue_at(outqueue *q, uint32_t i)
@@ -110,7 +123,10 @@ void session_destroy(session *s)
     free(s->pid_used);
     free(s->queue.items);
     free(s->qos2_in);
-    if (s->reg) dict_del(&s->reg->ids, s->client_id, s->client_id_len);
+    if (s->reg) {
+        dict_del(&s->reg->ids, s->client_id, s->client_id_len);
+        s->reg->persistent -= !s->clean;
+    }
     free(s->client_id);
     free(s->username);
     free(s);

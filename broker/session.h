@@ -75,6 +75,7 @@ typedef struct session_registry {
     const session_journal *journal; /* NULL: nothing is durable */
     void *journal_ctx;
     const double *clock; /* monotonic seconds (broker->now) for message expiry; NULL = none */
+    uint32_t persistent; /* sessions not clean (they outlive their connection) */
 } session_registry;
 
 typedef struct sub_rec {
@@ -155,6 +156,9 @@ session *session_find(session_registry *r, const char *id, size_t len);
 session *session_create(session_registry *r, const char *id, size_t len, bool clean) BK_MUST_CHECK;
 /* Unregister and free s with its subscriptions and deliveries. */
 void session_destroy(session *s);
+/* Whether s ends with its connection; keeps the registry's count of
+ * persistent sessions. */
+void session_set_clean(session *s, bool clean);
 
 /* Connect s to its client's outbox / disconnect it (deliveries then queue). */
 void session_attach(session *s, const session_outbox *out, void *ctx);

@@ -656,11 +656,14 @@ ${PLOT_ASCII:-(gnuplot not available)}
 
 $(cat build/bench/persist.md 2>/dev/null || echo "(scripts/bench-persist.sh did not run)")
 
+$(cat build/bench/memburst.md 2>/dev/null || echo "(make bench-mem did not run)")
+
 ## Reproduce
 
 \`\`\`
 make bench                 # or: sh scripts/bench.sh
 BENCH_RUNS=1 BENCH_SECS=2 sh scripts/bench.sh   # a quick look
+make bench-mem             # only the memory table (non-readers and a burst)
 \`\`\`
 
 One scenario by hand (start a broker first; --pid adds its CPU and RSS):

@@ -6,14 +6,25 @@ the ASan build, build-asan/secbroker, with a plain and a TLS listener and
 persistence on): connect churn, QoS 0/1/2 publishers and subscribers,
 retained messages, wills (connections dropped without DISCONNECT),
 takeovers of the same client id, TLS and plain clients, and slow readers
-that stop reading for a while. The broker's RSS is sampled every
---sample seconds. At the end the broker gets SIGTERM, and its stderr is
-searched for AddressSanitizer / LeakSanitizer / UBSan reports. (ASan keeps a
-quarantine of freed memory: 16 MB here, so RSS shows the broker, not ASan.)
+that stop reading for a while. Client ids, will topics and persistent
+sessions come from bounded pools, so the broker's state reaches a steady
+size. Every --sample seconds it prints the broker's RSS next to its own
+counters from $SYS (sys_interval 10): heap/current (under ASan the
+sanitizer allocator's count), clients, offline sessions, subscriptions,
+retained and stored messages. At the end the broker gets SIGTERM, and its
+stderr is searched for AddressSanitizer / LeakSanitizer / UBSan reports.
+(ASan keeps a quarantine of freed memory: 16 MB here.)
 
-Prints one summary line: SOAK minutes=... rss_kb_first=... rss_kb_last=...
-rss_kb_max=... connects=... published=... received=... sanitizer=clean|REPORT
-Exit status 0 when the sanitizer output is clean and the broker survived.
+Flatness is judged from a third of the run to its end (minute 10 to 30):
+the least-squares slope of RSS and of heap/current, flat when the fitted
+growth over that window is at most 5% of the window's mean (at least 1 MB)
+and at most 4 MB.
+
+Prints one summary line: SOAK minutes=... rss_kb_first/last/max/slope_kb_min
+rss_kb_flat heap_kb_first/last/max/slope_kb_min heap_kb_flat connects=...
+published=... received=... sanitizer=clean|REPORT flat=yes|NO
+Exit status 0 when the sanitizer output is clean, the broker survived and
+both series are flat.
 
 Usage: /usr/bin/python3 scripts/soak.py [--minutes 30] [--binary build-asan/secbroker]
 Every connection goes to 127.0.0.1; every loop is bounded by the duration.
@@ -34,7 +45,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from brokerlib import (RawClient, ack_packet, connect_packet, free_port,  # noqa: E402
-                       publish_packet, subscribe_packet, wait_port)
+                       parse_publish, publish_packet, subscribe_packet, wait_port)
 
 STOP = threading.Event()
 STATS = {"connects": 0, "published": 0, "received": 0, "errors": 0}
@@ -93,7 +104,11 @@ def worker(kind, port, tls_port, ctx, seed):
         cid = "soak-%s-%d" % (kind, rnd.randrange(pool))
         try:
             if kind == "churn":
-                will = ("soak/will/%s" % cid, b"gone", rnd.randrange(3), rnd.random() < 0.2)
+                # will topics from a pool too: a retained will on a topic of its
+                # own per client id (1,000,000 of them) is retained state that
+                # grows for the whole run (about 8,000 topics a minute)
+                will = ("soak/will/%d" % rnd.randrange(500), b"gone", rnd.randrange(3),
+                        rnd.random() < 0.2)
                 conn = Conn(p, cid, c, will=will)
                 conn.close()  # no DISCONNECT: the will goes out
             elif kind == "takeover":
@@ -141,6 +156,72 @@ def worker(kind, port, tls_port, ctx, seed):
             time.sleep(0.1)
 
 
+# $SYS topics sampled next to RSS (short name, topic under $SYS/broker/)
+SYS_SERIES = [("heap_kb", "heap/current"), ("clients", "clients/total"),
+              ("offline", "clients/disconnected"), ("subs", "subscriptions/count"),
+              ("retained", "retained messages/count"), ("stored", "store/messages/count"),
+              ("stored_kb", "store/messages/bytes")]
+SYS = {}
+
+
+def sys_monitor(port):
+    """Keeps the latest value of every $SYS/broker/... topic in SYS."""
+    while not STOP.is_set():
+        try:
+            conn = Conn(port, "soak-monitor", keepalive=60)
+            conn.send(subscribe_packet([("$SYS/broker/#", 0)], pid=1))
+            conn.sock.settimeout(1)
+            last_ping = time.time()
+            while not STOP.is_set():
+                if time.time() - last_ping > 20:
+                    conn.send(b"\xc0\x00")  # PINGREQ
+                    last_ping = time.time()
+                try:
+                    first, body = conn.read_packet()
+                except socket.timeout:
+                    continue
+                if first >> 4 == 3:
+                    topic, payload = parse_publish(first, body)[:2]
+                    SYS[topic[len("$SYS/broker/"):]] = payload.decode(errors="replace")
+        except (OSError, EOFError):
+            time.sleep(1)
+
+
+def sys_value(topic):
+    """A sampled $SYS counter as an int (kB for byte counts), or -1 before the first."""
+    try:
+        v = int(SYS[topic].split()[0])
+    except (KeyError, ValueError, IndexError):
+        return -1
+    return v // 1024 if topic.endswith(("heap/current", "bytes")) else v
+
+
+def slope(xs, ys):
+    """Least-squares slope of ys over xs (per unit of x)."""
+    n = len(xs)
+    if n < 2:
+        return 0.0
+    mx, my = sum(xs) / n, sum(ys) / n
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else 0.0
+
+
+def judge(samples, key, start_min):
+    """(slope in kB/min, growth over the window in kB, flat?) of one series
+    from start_min to the end. Flat: the fitted growth over the window is at
+    most 5% of the window's mean (at least 1 MB: the offline sessions' queues
+    come and go with the load) and at most 4 MB, so a leak of 200 kB a
+    minute over 20 minutes fails."""
+    win = [(s["min"], s[key]) for s in samples if s["min"] >= start_min and s[key] >= 0]
+    if len(win) < 3:
+        return 0.0, 0.0, False
+    xs, ys = zip(*win)
+    k = slope(xs, ys)
+    growth = k * (xs[-1] - xs[0])
+    mean = sum(ys) / len(ys)
+    return k, growth, growth <= min(max(0.05 * mean, 1024), 4096)
+
+
 def make_certs(d):
     subprocess.run(["sh", os.path.join(ROOT, "scripts", "mkcerts.sh"), d], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -180,12 +261,18 @@ def main():
                for i, k in enumerate(kinds)]
     for t in threads:
         t.start()
+    threading.Thread(target=sys_monitor, args=(port,), daemon=True).start()
     samples = []
-    end = time.time() + args.minutes * 60
+    t0 = time.time()
+    end = t0 + args.minutes * 60
     while time.time() < end and broker.poll() is None:
-        samples.append(rss_kb(broker.pid))
-        print("  %5.1f min  RSS %d kB  %s" % ((args.minutes * 60 - (end - time.time())) / 60,
-                                            samples[-1], STATS), flush=True)
+        sample = {"min": (time.time() - t0) / 60, "rss_kb": rss_kb(broker.pid)}
+        for name, topic in SYS_SERIES:
+            sample[name] = sys_value(topic)
+        samples.append(sample)
+        print("  %5.1f min  " % sample["min"]
+              + "  ".join("%s=%d" % (k, v) for k, v in sample.items() if k != "min")
+              + "  connects=%(connects)d received=%(received)d" % STATS, flush=True)
         time.sleep(args.sample)
     STOP.set()
     for t in threads:
@@ -198,13 +285,23 @@ def main():
     with open(os.path.join(d, "stderr.txt"), errors="replace") as f:
         text = f.read()
     bad = any(w in text for w in ("AddressSanitizer", "LeakSanitizer", "runtime error"))
-    print("SOAK minutes=%g rss_kb_first=%d rss_kb_last=%d rss_kb_max=%d connects=%d published=%d "
-          "received=%d client_errors=%d broker_survived=%d exit=%s sanitizer=%s dir=%s"
-          % (args.minutes, samples[0] if samples else 0, samples[-1] if samples else 0,
-             max(samples) if samples else 0, STATS["connects"], STATS["published"],
+    # flatness is judged from a third of the run on (minute 10 of 30): the
+    # state bounded by the limits fills up during the first minutes
+    start = args.minutes / 3
+    verdict, flat = [], True
+    for key in ("rss_kb", "heap_kb"):
+        k, growth, ok = judge(samples, key, start)
+        series = [s[key] for s in samples if s[key] >= 0] or [0]  # $SYS: after its first tick
+        verdict.append("%s_first=%d %s_last=%d %s_max=%d %s_slope_kb_min=%.0f %s_flat=%s"
+                       % (key, series[0], key, series[-1], key, max(series), key, k, key,
+                          "yes" if ok else "NO"))
+        flat = flat and ok
+    print("SOAK minutes=%g %s connects=%d published=%d received=%d client_errors=%d "
+          "broker_survived=%d exit=%s sanitizer=%s flat_from_min=%.0f flat=%s dir=%s"
+          % (args.minutes, " ".join(verdict), STATS["connects"], STATS["published"],
              STATS["received"], STATS["errors"], alive, broker.returncode,
-             "REPORT" if bad else "clean", d))
-    sys.exit(0 if alive and not bad else 1)
+             "REPORT" if bad else "clean", start, "yes" if flat else "NO", d))
+    sys.exit(0 if alive and not bad and flat else 1)
 
 
 if __name__ == "__main__":

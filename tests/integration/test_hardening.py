@@ -12,6 +12,7 @@ import unittest
 
 from mqttlib import (HELD_WAIT, REFERENCE, Client, connect, connect_packet, log_offset,
                      open_connect, sha6_line, start_broker, subscribe, wait_log_line)
+from mqtt5lib import SESSION_EXPIRY, Client5, opts, props
 
 AUTO_ID = re.compile(r" as (auto-[0-9a-f]+) ")
 
@@ -74,11 +75,64 @@ class TestSubscriptionLimit(unittest.TestCase):
         other = connect(self, b)
         self.assertEqual(subscribe(other, [("a/%d" % i, 0) for i in range(5)]), [0] * 5)
 
+    def test_v5_filters_past_the_limit_are_logged(self):
+        """A v5 SUBSCRIBE past the limit gets 0x97 (quota exceeded) per refused
+        filter and, as on the 3.1.1 path, one log line for the packet with its
+        count; the next such SUBSCRIBE gets its own line."""
+        b = start_broker(self, conf="max_subscriptions_per_client 2\n")
+        c = Client5(b.port, "v5-over")
+        self.addCleanup(c.close)
+        c.connect()
+        off = log_offset(b)
+        got = c.subscribe([("v/%d" % i, opts(1)) for i in range(5)])
+        self.assertEqual(got, [1, 1, 0x97, 0x97, 0x97])
+        line = wait_log_line(self, b, "Refused 3 filters", "max_subscriptions_per_client 2",
+                             offset=off)
+        self.assertIn("v5-over", line)
+        off = log_offset(b)
+        self.assertEqual(c.subscribe([("v/0", opts(0)), ("w/0", opts(0))]), [0, 0x97])
+        wait_log_line(self, b, "Refused 1 filters", "from v5-over", offset=off)
+
     def test_default_limit_allows_many(self):
         """The default (100000) leaves ordinary clients alone."""
         b = start_broker(self)
         c = connect(self, b)
         self.assertEqual(subscribe(c, [("d/%d" % i, 0) for i in range(3000)]), [0] * 3000)
+
+
+@unittest.skipIf(REFERENCE, "secbroker's max_persistent_sessions")
+class TestPersistentSessionLimit(unittest.TestCase):
+    def c5(self, b, cid, expiry):
+        c = Client5(b.port, cid)
+        self.addCleanup(c.close)
+        return c, c.connect(clean=False, properties=props((SESSION_EXPIRY, expiry)) if expiry
+                            else b"\x00")
+
+    def test_new_persistent_sessions_past_the_limit_are_refused(self):
+        """max_persistent_sessions bounds the sessions that outlive their
+        connection (online or offline): a new one past it gets CONNACK 3 (v5:
+        0x97) with a log line; resuming one, a clean session, or a v5 session
+        with expiry 0 is still accepted; a session that ends frees its place."""
+        b = start_broker(self, conf="max_persistent_sessions 3\n")
+        keep = [connect(self, b, client_id="ps-%d" % i, clean=False) for i in range(2)]
+        _, ack = self.c5(b, "ps5-0", 300)
+        self.assertEqual(ack.reason, 0)
+        keep[0].close()  # offline, still counted
+        off = log_offset(b)
+        connect(self, b, client_id="ps-new", clean=False, expect_rc=3)
+        line = wait_log_line(self, b, "max_persistent_sessions 3", offset=off)
+        self.assertIn("ps-new", line)
+        _, ack = self.c5(b, "ps5-new", 60)
+        self.assertEqual(ack.reason, 0x97)
+        connect(self, b, client_id="clean-one", clean=True)  # not persistent: accepted
+        _, ack = self.c5(b, "ps5-zero", 0)  # expiry 0 ends with the connection
+        self.assertEqual(ack.reason, 0)
+        again = connect(self, b, client_id="ps-0", clean=False, expect_sp=1)  # resumed
+        again.close()
+        # a clean CONNECT ends the persistent session ps-0: its place is free
+        connect(self, b, client_id="ps-0", clean=True, expect_sp=0).close()
+        connect(self, b, client_id="ps-new", clean=False)
+        connect(self, b, client_id="ps-newer", clean=False, expect_rc=3)
 
 
 LINE_START = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [a-z]+: ")

@@ -503,6 +503,26 @@ START_TEST(registry)
 }
 END_TEST
 
+/* The registry counts the persistent (not clean) sessions for
+ * max_persistent_sessions: creation, a change of kind and destruction. */
+START_TEST(registry_counts_persistent)
+{
+    session *s = new_session(0, 0); /* persistent */
+    ck_assert_uint_eq(reg.persistent, 1);
+    session *t = session_create(&reg, "c2", 2, true);
+    ck_assert_uint_eq(reg.persistent, 1);
+    session_set_clean(t, false); /* a v5 session expiry */
+    session_set_clean(t, false); /* again: counted once */
+    ck_assert_uint_eq(reg.persistent, 2);
+    session_set_clean(s, true); /* a v5 DISCONNECT with expiry 0 */
+    ck_assert_uint_eq(reg.persistent, 1);
+    session_destroy(s);
+    ck_assert_uint_eq(reg.persistent, 1);
+    session_destroy(t);
+    ck_assert_uint_eq(reg.persistent, 0);
+}
+END_TEST
+
 /* ---- the journal of a durable session (persistence) ------------------------------ */
 typedef struct {
     char ev[64][48];
@@ -748,6 +768,7 @@ int main(void)
     tcase_add_test(tc, qos2_incoming_exactly_once);
     tcase_add_test(tc, subscriptions);
     tcase_add_test(tc, registry);
+    tcase_add_test(tc, registry_counts_persistent);
     tcase_add_test(tc, journal_of_durable_session);
     tcase_add_test(tc, restore_deliveries);
     tcase_add_test(tc, receive_maximum_caps_window);
