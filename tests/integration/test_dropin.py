@@ -271,23 +271,23 @@ class TestCompatKeys(unittest.TestCase):
         connect(self, b)
 
     @unittest.skipIf(REFERENCE, "secbroker's error wording")
-    def test_per_listener_settings_true(self):
-        """per_listener_settings true: listeners with the same allow_anonymous start and
-        admit anonymous clients; different values are refused naming the key."""
+    def test_per_listener_settings_true_must_come_first(self):
+        """per_listener_settings true after a security key is refused with FILE:LINE
+        (as Mosquitto refuses it); listeners with their own settings start
+        (tests/integration/test_perlistener.py has the semantics)."""
         same = "listener {port} 127.0.0.1\nallow_anonymous true"
         b = start_broker(self, "per_listener_settings true\nallow_anonymous false",
-                         plain=False, listeners=[same, same])
-        for port in b.ports:
-            connect(self, b, port=port)
+                         plain=False, listeners=[same, "listener {port} 127.0.0.1"])
+        connect(self, b, port=b.ports[0])
+        connect(self, b, port=b.ports[1], expect_rc=CONNACK_NOT_AUTHORIZED)
         d = tempfile.mkdtemp(prefix="secbroker-pls-")
         self.addCleanup(shutil.rmtree, d, True)
         conf = write(os.path.join(d, "broker.conf"),
-                     "per_listener_settings true\nlistener %d 127.0.0.1\nallow_anonymous true\n"
-                     "listener %d 127.0.0.1\n" % (free_port(), free_port()))
+                     "allow_anonymous true\nper_listener_settings true\nlistener %d 127.0.0.1\n"
+                     % free_port())
         rc, out, err = run(["-c", conf])
         self.assertNotIn(rc, (0, None), err)
-        self.assertIn("per_listener_settings", err)
-        self.assertIn("allow_anonymous", err)
+        self.assertIn("broker.conf:2: per_listener_settings true must come before", err)
 
     def test_clientid_prefixes(self):
         """clientid_prefixes: other ids get CONNACK 2 (identifier rejected)."""
