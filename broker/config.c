@@ -524,7 +524,8 @@ static void set_defaults(config *c)
     c->autosave_interval = 1800; /* Mosquitto's default */
     c->log_timestamp = true;
     c->log_facility = -1;
-    c->set_tcp_nodelay = true; /* Mosquitto: false; secbroker writes whole batches */
+    c->set_tcp_nodelay = true;     /* Mosquitto: false; secbroker writes whole batches */
+    c->check_retain_source = true; /* Mosquitto's default */
 }
 
 /* A '#' after a blank ends the value (a trailing comment), except in a

@@ -9,7 +9,8 @@
  *                  a reference count kept by triggers: a row lives while a
  *                  retained slot or a delivery points at it, or while the
  *                  broker still holds the message (store_msg_gc lets go).
- *   retained       topic -> message.
+ *   retained       topic -> message, and who published it (client id,
+ *                  username, listener port; NULL in rows from schema 1).
  *   sessions       persistent sessions: client id, username, expiry.
  *   subscriptions  (client id, filter) -> granted QoS (with the MQTT 5 option
  *                  bits), Subscription Identifier.
@@ -107,8 +108,17 @@ int store_msg_add(store *st, uint64_t *id, const struct store_msg *m, void *owne
 /* The broker no longer holds message id in memory: its row goes once no
  * delivery or retained slot points at it. */
 int store_msg_gc(store *st, uint64_t id);
-/* Retained message for topic (replaces), or none. */
-int store_retain_set(store *st, const char *topic, size_t tlen, uint64_t msg_id);
+/* Who published a retained message (check_retain_source). */
+typedef struct {
+    const char *client_id; /* never NULL in a store_source */
+    const char *username;  /* NULL: anonymous */
+    uint16_t port;         /* the listener it came through, 0 = unknown */
+} store_source;
+
+/* Retained message for topic (replaces), with its publisher (src NULL: not
+ * recorded), or none. */
+int store_retain_set(store *st, const char *topic, size_t tlen, uint64_t msg_id,
+                     const store_source *src);
 int store_retain_clear(store *st, const char *topic, size_t tlen);
 /* Persistent session row (insert or update); delete removes the session and
  * everything that hangs off it (subscriptions, deliveries, qos2_in). */
@@ -181,7 +191,8 @@ typedef struct {
 /* Callbacks return 0 to go on, non-zero to stop (that value is returned).
  * Pointers are valid only during the call. */
 typedef struct {
-    int (*retained)(void *ud, const store_msg *m);
+    /* src NULL: no publisher recorded (a row from before schema 2) */
+    int (*retained)(void *ud, const store_msg *m, const store_source *src);
     int (*session)(void *ud, const store_session *s);
     int (*sub)(void *ud, const char *client_id, const char *filter, uint8_t qos, uint32_t sub_id);
     int (*qos2_in)(void *ud, const char *client_id, uint16_t pid);
