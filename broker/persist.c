@@ -286,6 +286,7 @@ static int load_session(void *ud, const store_session *ss)
     /* MQTT 5: offline since the restart, so its expiry counts from now */
     if (s->expiry_interval != 0xFFFFFFFFu) s->expires_at = l->b->now + s->expiry_interval;
     if (ss->username && !(s->username = strdup(ss->username))) return BK_ERR_NOMEM;
+    s->listener = (int16_t)listener_of_port(l->b, ss->listener_port); /* its ACL till it returns */
     l->sessions++;
     return 0;
 }
@@ -690,7 +691,10 @@ void persist_session_attached(broker *b, session *s)
         return;
     }
     s->durable = true;
-    int rc = store_session_put(p->st, s->client_id, s->username, s->expiry_interval);
+    uint16_t port = s->listener >= 0 && (size_t)s->listener < b->cfg->nlisteners
+                        ? (uint16_t)b->cfg->listeners[s->listener].port
+                        : 0;
+    int rc = store_session_put(p->st, s->client_id, s->username, s->expiry_interval, port);
     if (rc != STORE_OK) store_failed(p, "a session", rc);
 }
 

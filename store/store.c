@@ -18,8 +18,9 @@
 #include <unistd.h>
 
 #define STORE_APP_ID 0x53454342 /* "SECB" */
-/* 2: retained.source_* (check_retain_source); a version 1 file is migrated
- * at open (its retained rows have no source). */
+/* 2: retained.source_* (check_retain_source) and sessions.listener_port
+ * (per_listener_settings); a version 1 file is migrated at open (its rows
+ * have no source and no port). */
 #define STORE_SCHEMA_VERSION 2
 
 enum op_kind {
@@ -91,9 +92,10 @@ static const char *const stmt_sql[ST__N] = {
                       " msg_id=excluded.msg_id,source_id=excluded.source_id,"
                       "source_user=excluded.source_user,source_port=excluded.source_port",
     [ST_RETAIN_CLEAR] = "DELETE FROM retained WHERE topic=?",
-    [ST_SESSION_PUT] = "INSERT INTO sessions(client_id,username,expiry) VALUES(?,?,?) "
-                       "ON CONFLICT(client_id) DO UPDATE SET username=excluded.username,"
-                       "expiry=excluded.expiry",
+    [ST_SESSION_PUT] = "INSERT INTO sessions(client_id,username,expiry,listener_port)"
+                       " VALUES(?,?,?,?) ON CONFLICT(client_id) DO UPDATE SET"
+                       " username=excluded.username,expiry=excluded.expiry,"
+                       "listener_port=excluded.listener_port",
     [ST_SESSION_DEL_D] = "DELETE FROM deliveries WHERE client_id=?",
     [ST_SESSION_DEL_S] = "DELETE FROM subscriptions WHERE client_id=?",
     [ST_SESSION_DEL_Q] = "DELETE FROM qos2_in WHERE client_id=?",
@@ -124,7 +126,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS retained(topic TEXT PRIMARY KEY, msg_id INTEGER NOT NULL,"
     " source_id TEXT, source_user TEXT, source_port INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS sessions(client_id TEXT PRIMARY KEY, username TEXT,"
-    " expiry INTEGER NOT NULL) WITHOUT ROWID;"
+    " expiry INTEGER NOT NULL, listener_port INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS subscriptions(client_id TEXT NOT NULL, filter TEXT NOT NULL,"
     " qos INTEGER NOT NULL, sub_id INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(client_id,filter))"
     " WITHOUT ROWID;"
@@ -209,6 +211,8 @@ static int pragma_int(sqlite3 *db, const char *sql, int *out)
 static const char migrate_1_sql[] = "ALTER TABLE retained ADD COLUMN source_id TEXT;"
                                     "ALTER TABLE retained ADD COLUMN source_user TEXT;"
                                     "ALTER TABLE retained ADD COLUMN source_port INTEGER NOT NULL"
+                                    " DEFAULT 0;"
+                                    "ALTER TABLE sessions ADD COLUMN listener_port INTEGER NOT NULL"
                                     " DEFAULT 0;";
 
 /* Is this file ours and whole? 0, or -1 with the reason in err. *from is
@@ -522,12 +526,13 @@ int store_retain_clear(store *st, const char *topic, size_t tlen)
 }
 
 int store_session_put(store *st, const char *client_id, const char *username,
-                      uint32_t expiry_interval)
+                      uint32_t expiry_interval, uint16_t listener_port)
 {
     struct op *o = op_strings(st, OP_SESSION_PUT, client_id, strlen(client_id), username,
                               username ? strlen(username) : 0);
     OP_OR_FAIL(o);
     o->expiry = expiry_interval;
+    o->pid = listener_port;
     return STORE_OK;
 }
 
@@ -717,6 +722,7 @@ static int apply_simple(store *st, const struct op *o)
         s = st->st[ST_SESSION_PUT];
         bind_s2(st, s, 2, o);
         sqlite3_bind_int64(s, 3, o->expiry);
+        sqlite3_bind_int(s, 4, o->pid);
         break;
     case OP_SUB_PUT:
         s = st->st[ST_SUB_PUT];
@@ -827,7 +833,7 @@ static int row_retained(store *st, sqlite3_stmt *s, const store_load_cbs *cbs, v
 static int row_session(store *st, sqlite3_stmt *s, const store_load_cbs *cbs, void *ud)
 {
     store_session ss = {col_text(s, 0, NULL), col_text(s, 1, NULL),
-                        (uint32_t)sqlite3_column_int64(s, 2)};
+                        (uint32_t)sqlite3_column_int64(s, 2), (uint16_t)sqlite3_column_int(s, 3)};
     return cbs->session(ud, &ss);
 }
 
@@ -873,8 +879,8 @@ int store_load(store *st, const store_load_cbs *cbs, void *ud)
          "r.source_user,r.source_port FROM retained r JOIN messages m"
          " ON m.id=r.msg_id",
          row_retained},
-        {offsetof(store_load_cbs, session), "SELECT client_id,username,expiry FROM sessions",
-         row_session},
+        {offsetof(store_load_cbs, session),
+         "SELECT client_id,username,expiry,listener_port FROM sessions", row_session},
         {offsetof(store_load_cbs, sub), "SELECT client_id,filter,qos,sub_id FROM subscriptions",
          row_sub},
         {offsetof(store_load_cbs, qos2_in), "SELECT client_id,pid FROM qos2_in", row_q2},

@@ -11,7 +11,8 @@
  *                  broker still holds the message (store_msg_gc lets go).
  *   retained       topic -> message, and who published it (client id,
  *                  username, listener port; NULL in rows from schema 1).
- *   sessions       persistent sessions: client id, username, expiry.
+ *   sessions       persistent sessions: client id, username, expiry, the port
+ *                  of the listener it last connected to (0 = unknown).
  *   subscriptions  (client id, filter) -> granted QoS (with the MQTT 5 option
  *                  bits), Subscription Identifier.
  *   deliveries     per session, in order (seq): queued or inflight QoS 1/2
@@ -123,7 +124,7 @@ int store_retain_clear(store *st, const char *topic, size_t tlen);
 /* Persistent session row (insert or update); delete removes the session and
  * everything that hangs off it (subscriptions, deliveries, qos2_in). */
 int store_session_put(store *st, const char *client_id, const char *username,
-                      uint32_t expiry_interval);
+                      uint32_t expiry_interval, uint16_t listener_port);
 int store_session_del(store *st, const char *client_id);
 /* qos: the QoS byte as the broker keeps it (MQTT 5 option bits included);
  * sub_id: the MQTT 5 Subscription Identifier, 0 = none. */
@@ -176,6 +177,7 @@ typedef struct {
     const char *client_id;
     const char *username; /* NULL = anonymous */
     uint32_t expiry_interval;
+    uint16_t listener_port; /* its last listener (per_listener_settings), 0 = unknown */
 } store_session;
 
 typedef struct {

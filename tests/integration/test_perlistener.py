@@ -138,6 +138,32 @@ class TestPerListenerReload(unittest.TestCase):
         self.assertEqual(recv_publish(anon).payload, b"still")
 
 
+class TestPerListenerPersistence(unittest.TestCase):
+
+    def test_offline_session_keeps_its_listener_across_a_restart(self):
+        """A persistent session remembers the listener it last connected through, in
+        the persistence file too: after a restart, while alice (A) is offline, bob (B)
+        publishes x/secret and x/open; A's ACL lets her session queue only x/open."""
+        b = start_two(self)
+        b.stop()
+        with open(b.conf_path, "a") as f:
+            f.write("persistence true\npersistence_location %s/\n" % b.dir)
+        b.start()
+        A, B = b.ports
+        alice = connect(self, b, "alice-durable", clean=False, port=A, username="alice",
+                        password=b"pa")
+        self.assertEqual(subscribe(alice, [("x/#", 1)]), [1])
+        alice.close()
+        b.stop()
+        b.start()
+        bob = connect(self, b, uid(), port=B, username="bob", password=b"pb")
+        publish(bob, "x/secret", b"s", qos=1)
+        publish(bob, "x/open", b"o", qos=1)
+        alice = connect(self, b, "alice-durable", clean=False, port=A, username="alice",
+                        password=b"pa", expect_sp=1)
+        self.assertEqual(recv_publish(alice).topic, "x/open")  # x/secret never queued
+
+
 class TestPerListenerFalse(unittest.TestCase):
 
     def test_security_key_after_a_listener_is_global(self):

@@ -228,11 +228,20 @@ static void make_schema1_file(void)
         "CREATE TABLE qos2_in(client_id TEXT NOT NULL, pid INTEGER NOT NULL,"
         " PRIMARY KEY(client_id,pid)) WITHOUT ROWID;"
         "INSERT INTO messages VALUES(1,'old/t',X'6f6c64',1,1,1,NULL,0);"
-        "INSERT INTO retained VALUES('old/t',1);";
+        "INSERT INTO retained VALUES('old/t',1);"
+        "INSERT INTO sessions VALUES('old-session',NULL,60);";
     char *msg = NULL;
     int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
     ck_assert_msg(rc == SQLITE_OK, "%s", msg ? msg : "");
     sqlite3_close(db);
+}
+
+static int on_old_session(void *ud, const store_session *ss)
+{
+    ck_assert_str_eq(ss->client_id, "old-session");
+    ck_assert_uint_eq(ss->expiry_interval, 60);
+    *(int *)ud = ss->listener_port; /* 0: the old row had none */
+    return 0;
 }
 
 START_TEST(schema1_file_is_migrated)
@@ -248,6 +257,10 @@ START_TEST(schema1_file_is_migrated)
     ck_assert_str_eq(s.topic[0], "old/t");
     ck_assert_str_eq(s.payload[0], "old");
     ck_assert_str_eq(s.source[0], "-"); /* old rows have no source */
+    int port = -1;
+    store_load_cbs scbs = {.session = on_old_session};
+    ck_assert_int_eq(store_load(st, &scbs, &port), STORE_OK);
+    ck_assert_int_eq(port, 0);
     store_source src = {"new", "u", 1883};
     ck_assert_int_eq(store_retain_set(st, "new/t", 5, add_msg(st, "new/t", "n", 1), &src),
                      STORE_OK);
@@ -310,6 +323,7 @@ struct load_all {
     int sessions, subs, q2;
     char user[64];
     uint32_t expiry;
+    uint16_t port;
     char filter[4][64];
     uint8_t fqos[4];
     uint16_t pid[4];
@@ -322,6 +336,7 @@ static int on_session(void *ud, const store_session *s)
     ck_assert_str_eq(s->client_id, "dev1");
     snprintf(l->user, sizeof l->user, "%s", s->username ? s->username : "(null)");
     l->expiry = s->expiry_interval;
+    l->port = s->listener_port;
     return 0;
 }
 
@@ -366,7 +381,7 @@ static int on_delivery(void *ud, const store_delivery *d)
 
 static void make_session(store *st)
 {
-    ck_assert_int_eq(store_session_put(st, "dev1", "alice", 0xFFFFFFFFu), STORE_OK);
+    ck_assert_int_eq(store_session_put(st, "dev1", "alice", 0xFFFFFFFFu, 8883), STORE_OK);
     ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 1, 0), STORE_OK);
     ck_assert_int_eq(store_sub_put(st, "dev1", "lab/+/x", 7, 2, 77), STORE_OK);
     ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 2, 0), STORE_OK); /* upgrade */
@@ -396,6 +411,7 @@ START_TEST(session_round_trip)
     ck_assert_int_eq(l.sessions, 1);
     ck_assert_str_eq(l.user, "alice");
     ck_assert_uint_eq(l.expiry, 0xFFFFFFFFu);
+    ck_assert_uint_eq(l.port, 8883);
     ck_assert_int_eq(l.subs, 2);
     for (int i = 0; i < 2; i++)
         ck_assert_uint_eq(l.fqos[i], strcmp(l.filter[i], "lab/#") == 0 ? 2 : 2);
@@ -451,7 +467,7 @@ END_TEST
 START_TEST(group_commit_and_release)
 {
     store *st = open_ok(NULL);
-    ck_assert_int_eq(store_session_put(st, "bulk", NULL, 0), STORE_OK);
+    ck_assert_int_eq(store_session_put(st, "bulk", NULL, 0, 0), STORE_OK);
     char topic[32];
     for (int i = 0; i < 5000; i++) {
         uint64_t id = 0;
@@ -488,7 +504,7 @@ END_TEST
 START_TEST(failed_commit_keeps_journal)
 {
     store *st = open_ok(NULL);
-    ck_assert_int_eq(store_session_put(st, "dev", NULL, 0), STORE_OK);
+    ck_assert_int_eq(store_session_put(st, "dev", NULL, 0, 0), STORE_OK);
     ck_assert_int_eq(store_commit(st), STORE_OK);
     signal(SIGXFSZ, SIG_IGN);
     struct rlimit old, small;
