@@ -328,6 +328,9 @@ static void server_key_exchange_line(const tls_conn *c, bool srv, char *line, si
              curve_name(m[5] << 8 | m[6]), plen, sig);
 }
 
+static size_t cat(char *buf, size_t len, size_t pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* The DNs of the trusted CAs, "; "-separated, into buf. */
 static void ca_names(const tls_conn *c, char *buf, size_t len)
 {
@@ -368,20 +371,16 @@ static void cert_request_line(const tls_conn *c, char *line, size_t len)
         }
     }
     ca_names(c, cas, sizeof cas);
-    char sigs[160] = "";
+    size_t pos = cat(line, len, 0, "-> CertificateRequest (client certificate %s): acceptable CAs",
+                     c->srv->require_cert ? "required" : "optional");
+    if (names)
+        pos = cat(line, len, pos, ": %s", cas);
+    else
+        pos = cat(line, len, pos, " (none named in the message; the broker trusts %s)", cas);
     if (nsig)
-        snprintf(sigs, sizeof sigs,
-                 "; the client signs its CertificateVerify with one of %zu signature schemes, "
-                 "e.g. %s",
-                 nsig, first);
-    snprintf(line, len, "-> CertificateRequest (client certificate %s): acceptable CAs%s %s%s",
-             c->srv->require_cert ? "required" : "optional",
-             names ? ":" : " (none named in the message; the broker trusts", cas,
-             names ? sigs : ")");
-    if (!names && nsig) {
-        size_t used = strlen(line);
-        snprintf(line + used, len - used, "%s", sigs);
-    }
+        cat(line, len, pos,
+            "; the client signs its CertificateVerify with one of %zu signature schemes, e.g. %s",
+            nsig, first);
 }
 
 static bool kx_is_ecdhe(const tls_conn *c)
@@ -670,8 +669,7 @@ static void trace_failure(tls_conn *c, int alert_in)
 
 /* ---- failures ------------------------------------------------------------------ */
 
-static size_t cat(char *buf, size_t len, size_t pos, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* Append to buf at pos (snprintf; the line is cut at len). The new pos. */
 static size_t cat(char *buf, size_t len, size_t pos, const char *fmt, ...)
 {
     if (pos >= len) return pos;
