@@ -124,6 +124,12 @@ const sec_cfg *config_sec(const config *c, const listener_cfg *l)
     return c->per_listener_settings && l ? &l->sec : &c->sec;
 }
 
+const char *config_auto_id_prefix(const config *c, const listener_cfg *l)
+{
+    const char *p = config_sec(c, l)->auto_id_prefix;
+    return p ? p : "auto-"; /* Mosquitto's default */
+}
+
 static void listener_free(listener_cfg *l)
 {
     free(l->file);
@@ -140,6 +146,7 @@ static void listener_free(listener_cfg *l)
     free(l->http_dir);
     free(l->sec.password_file);
     free(l->sec.acl_file);
+    free(l->sec.auto_id_prefix);
     for (size_t i = 0; i < l->n_ws_origins; i++)
         free(l->ws_origins[i]);
     free(l->ws_origins);
@@ -154,6 +161,7 @@ void config_free(config *c)
     free(c->path);
     free(c->sec.password_file);
     free(c->sec.acl_file);
+    free(c->sec.auto_id_prefix);
     free(c->log_file);
     free(c->user);
     for (size_t i = 0; i < c->nbridges; i++)

@@ -20,6 +20,7 @@ typedef struct {
     bool allow_zero_length_clientid; /* default true: the broker generates one */
     char *password_file;             /* NULL: none */
     char *acl_file;                  /* NULL: none */
+    char *auto_id_prefix;            /* generated client ids start with it; NULL: "auto-" */
 } sec_cfg;
 
 typedef struct {
@@ -112,6 +113,8 @@ const char *clientid_refusal(const config *c, const listener_cfg *l, const char 
 /* The security settings that apply on listener l: its own with
  * per_listener_settings true, else the broker's (l may be NULL). */
 const sec_cfg *config_sec(const config *c, const listener_cfg *l);
+/* The start of client ids the broker generates on listener l. */
+const char *config_auto_id_prefix(const config *c, const listener_cfg *l);
 /* A listener block's defaults (port and address unset). */
 void listener_cfg_init(listener_cfg *l);
 

@@ -182,7 +182,6 @@ static const struct {
     {"websockets_log_level", "WebSocket events are logged at the log_type levels like the rest"},
     {"bind_interface", "write the interface's address on the 'listener PORT ADDRESS' line"},
     {"mount_point", "give each client its own topics through acl_file patterns"},
-    {"auto_id_prefix", "generated client ids start with 'secbroker-'"},
     {"queue_qos0_messages", "QoS 0 messages are never queued for offline clients"},
     {"upgrade_outgoing_qos", "subscribers get min(published, granted) QoS"},
     {"message_size_limit", "use max_packet_size (bytes of the whole packet)"},

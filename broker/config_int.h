@@ -56,7 +56,7 @@ int cfg_compat_key(pctx *p, config *c, const char *key, const char *v);
 /* A key secbroker does not have: refused by name, with what to do instead. */
 int cfg_refuse_key(pctx *p, const char *key);
 /* per_listener_settings and the security keys (allow_anonymous,
- * password_file, acl_file, allow_zero_length_clientid): into the broker's
+ * password_file, acl_file, allow_zero_length_clientid, auto_id_prefix): into the broker's
  * sec, or with per_listener_settings true into the current listener block's
  * (before any listener line: the default listener of `port`). NOT_MINE for
  * other keys, else BK_OK or an error (config_perlistener.c). */

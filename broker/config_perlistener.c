@@ -1,6 +1,6 @@
 /* config_perlistener.c -- Mosquitto's per_listener_settings and the
  * security keys it moves (allow_anonymous, password_file, acl_file,
- * allow_zero_length_clientid). With false (the default) they are the
+ * allow_zero_length_clientid, auto_id_prefix). With false (the default) they are the
  * broker's wherever they are written, after a listener line too. With true
  * each belongs to the listener block it is written in, and a listener that
  * does not set one has the default (anonymous refused, no password file, no
@@ -14,7 +14,24 @@
 #include "broker/err.h"
 
 static const char *const sec_keys[] = {"allow_anonymous", "password_file", "acl_file",
-                                       "allow_zero_length_clientid"};
+                                       "allow_zero_length_clientid", "auto_id_prefix"};
+
+/* Longest auto_id_prefix: generated ids are the prefix and 32 hex digits. */
+#define AUTO_ID_PREFIX_MAX 64
+
+static int auto_id_prefix_key(pctx *p, sec_cfg *s, const char *v)
+{
+    size_t n = strlen(v);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x21 || v[i] == 0x7f || v[i] == '+' || v[i] == '#' || v[i] == '/')
+            return cfg_fail(p,
+                            "auto_id_prefix: '%s' may not contain blanks, control characters, "
+                            "'+', '#' or '/' (it starts client ids that ACL patterns use as %%c)",
+                            v);
+    if (n > AUTO_ID_PREFIX_MAX)
+        return cfg_fail(p, "auto_id_prefix: %zu bytes, at most %d", n, AUTO_ID_PREFIX_MAX);
+    return cfg_str(&s->auto_id_prefix, v) == BK_OK ? BK_OK : cfg_fail(p, "out of memory");
+}
 
 /* The sec the key goes to: the broker's, the current listener block's, or
  * before any listener line the default listener's (p->deflt). */
@@ -61,6 +78,8 @@ int cfg_security_key(pctx *p, config *c, const char *key, const char *v)
     int rc;
     if (k == 0 || k == 3) {
         rc = cfg_bool(p, key, v, k == 0 ? &s->allow_anonymous : &s->allow_zero_length_clientid);
+    } else if (k == 4) {
+        rc = auto_id_prefix_key(p, s, v);
     } else {
         rc = cfg_need_file(p, key, v);
         if (rc == BK_OK && cfg_str(k == 1 ? &s->password_file : &s->acl_file, v) != BK_OK)

@@ -251,13 +251,14 @@ static char *dup_bytes(const void *p, size_t len)
     return s;
 }
 
-/* "auto-" and 128 bits from the kernel's CSPRNG as hex: no id says anything
- * about another. BK_OK, or BK_ERR_IO when no random bytes are available. */
-static int generate_id(char *out, size_t len)
+/* prefix (auto_id_prefix, "auto-" by default) and 128 bits from the
+ * kernel's CSPRNG as hex: no id says anything about another. BK_OK, or
+ * BK_ERR_IO when no random bytes are available. */
+static int generate_id(char *out, size_t len, const char *prefix)
 {
     uint8_t r[16];
     if (rng_bytes(r, sizeof r) < 0) return BK_ERR_IO;
-    int n = snprintf(out, len, "auto-");
+    int n = snprintf(out, len, "%s", prefix);
     for (size_t i = 0; i < sizeof r && n > 0 && (size_t)n + 2 < len; i++)
         n += snprintf(out + n, len - (size_t)n, "%02x", r[i]);
     return BK_OK;
@@ -314,7 +315,7 @@ static int connect_hold(client *cl, const mqtt_header *h, const mqtt_connect *ck
 /* Client id ([MQTT-3.1.3-8]: generated for an empty one) and keepalive. */
 static int connect_validate(client *cl, const mqtt_connect *ck)
 {
-    char idbuf[64];
+    char idbuf[128]; /* auto_id_prefix (at most 64 bytes) and 32 hex digits */
     const char *id = (const char *)ck->client_id.ptr;
     size_t idlen = ck->client_id.len;
     const char *refusal = clientid_refusal(cl->b->cfg, cl->conn->listener->cfg, id, idlen);
@@ -327,7 +328,8 @@ static int connect_validate(client *cl, const mqtt_connect *ck)
                           ck->protocol_level == 3
                               ? "empty client id (MQTT 3.1 requires one)"
                               : "empty client id needs clean session [MQTT-3.1.3-8]");
-        if (generate_id(idbuf, sizeof idbuf) != BK_OK)
+        if (generate_id(idbuf, sizeof idbuf,
+                        config_auto_id_prefix(cl->b->cfg, cl->conn->listener->cfg)) != BK_OK)
             return refuse(cl, MQTT_CONNACK_UNAVAILABLE, "no random bytes for a client id");
         id = idbuf;
         idlen = strlen(idbuf);

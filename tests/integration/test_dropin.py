@@ -179,7 +179,7 @@ class TestErrors(TempDirCase):
         """Mosquitto keys secbroker does not have are refused by name with advice."""
         for line, advice in (("message_size_limit 100", "max_packet_size"),
                              ("psk_hint lab", "certificates"),
-                             ("auto_id_prefix x-", "secbroker-"),
+                             ("auto_id_prefix a/b", "'/'"),
                              ("max_qos 1", "acl_file"),
                              ("websockets_log_level 255", "log_type")):
             with self.subTest(line=line):

@@ -12,6 +12,7 @@ import signal
 import time
 import unittest
 
+from mqtt5lib import ASSIGNED_CLIENT_ID, Client5, prop
 from mqttlib import (REFERENCE, connect, fresh_addr, log_offset, publish, recv_publish,
                      sha6_line, start_broker, subscribe, uid, wait_log_line, write)
 
@@ -101,6 +102,21 @@ class TestPerListenerTrue(unittest.TestCase):
         publish(bob, "x/open", b"o", qos=1)
         self.assertEqual(recv_publish(alice).topic, "x/open")
         self.assertEqual([recv_publish(anon).topic for _ in range(2)], ["x/secret", "x/open"])
+
+    def test_auto_id_prefix_of_the_listener(self):
+        """auto_id_prefix is per listener: an MQTT 5 client with an empty client id is
+        told the id the broker made, with A's prefix on A and the default on B."""
+        b = start_two(self, extra_a="auto_id_prefix lab-a-\n")
+        for port, user, prefix in ((b.ports[0], "alice", b"lab-a-"), (b.ports[1], None, b"auto-")):
+            c = Client5(port, "")
+            self.addCleanup(c.close)
+            kw = {"username": user, "password": b"pa"} if user else {}
+            ack = c.connect(**kw)
+            self.assertEqual(ack.reason, 0)
+            cid = prop(ack.props, ASSIGNED_CLIENT_ID)
+            self.assertTrue(cid and cid.startswith(prefix), cid)
+            if not REFERENCE:  # Mosquitto appends a UUID with dashes
+                self.assertEqual(len(cid), len(prefix) + 32, cid)
 
     def test_allow_zero_length_clientid_of_the_listener(self):
         """allow_zero_length_clientid is per listener too: B keeps the default (true)."""

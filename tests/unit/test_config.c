@@ -76,7 +76,7 @@ START_TEST(true_keys_land_on_the_listener_they_follow)
     config *c = load("per_listener_settings true\n"
                      "listener 1884\nallow_anonymous true\npassword_file %1$s\n"
                      "listener 1885\npassword_file %2$s\nacl_file %2$s\n"
-                     "allow_zero_length_clientid false\n"
+                     "allow_zero_length_clientid false\nauto_id_prefix b-\n"
                      "listener 1886\n");
     ck_assert_msg(c != NULL, "%s", err);
     ck_assert_int_eq(c->nlisteners, 3);
@@ -96,6 +96,8 @@ START_TEST(true_keys_land_on_the_listener_they_follow)
     ck_assert_ptr_null(c->sec.password_file);
     ck_assert_ptr_eq(config_sec(c, b), &b->sec);
     ck_assert_ptr_eq(config_sec(c, NULL), &c->sec);
+    ck_assert_str_eq(config_auto_id_prefix(c, b), "b-");
+    ck_assert_str_eq(config_auto_id_prefix(c, a), "auto-"); /* the default, not b's */
     ck_assert_ptr_null(clientid_refusal(c, a, "", 0));
     ck_assert_ptr_nonnull(clientid_refusal(c, b, "", 0));
     config_free(c);
@@ -156,6 +158,23 @@ START_TEST(true_after_a_security_key_is_an_error)
 }
 END_TEST
 
+START_TEST(auto_id_prefix_checked)
+{
+    config *c = load("auto_id_prefix lab-\n");
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_str_eq(config_auto_id_prefix(c, &c->listeners[0]), "lab-");
+    config_free(c);
+    c = load("auto_id_prefix a+b\n");
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(err, "broker.conf:2: auto_id_prefix: 'a+b' may not contain") != NULL, "%s",
+                  err);
+    c = load("auto_id_prefix "
+             "12345678901234567890123456789012345678901234567890123456789012345\n");
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(err, "auto_id_prefix: 65 bytes, at most 64") != NULL, "%s", err);
+}
+END_TEST
+
 START_TEST(true_unreadable_file_in_a_listener_block_names_the_line)
 {
     config *c = load("per_listener_settings true\nlistener 1884\nacl_file %1$s.missing\n");
@@ -178,6 +197,7 @@ int main(void)
     tcase_add_test(tc, true_key_for_the_default_listener_without_port_is_an_error);
     tcase_add_test(tc, true_after_a_security_key_is_an_error);
     tcase_add_test(tc, true_unreadable_file_in_a_listener_block_names_the_line);
+    tcase_add_test(tc, auto_id_prefix_checked);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
