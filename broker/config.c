@@ -655,13 +655,17 @@ static int finish(pctx *p, config *c)
                     (unsigned long long)c->output_buffer_hard_limit,
                     (unsigned long long)c->max_output_buffer);
     if (c->nlisteners == 0) {
-        /* Mosquitto's convention: no listener means 1883 on loopback only. */
+        /* Mosquitto's convention: no listener means 1883 on loopback only,
+         * where allow_anonymous defaults to true (Debian's mosquitto.conf) */
         c->listeners = malloc(sizeof *c->listeners);
         if (!c->listeners) return fail(p, "out of memory");
         listener_cfg_init(&c->listeners[0]);
         c->nlisteners = 1;
         c->listeners[0].port = 1883;
         if (!(c->listeners[0].address = strdup("127.0.0.1"))) return fail(p, "out of memory");
+        c->local_only_anonymous = !p->anon_set;
+        c->sec.allow_anonymous |= c->local_only_anonymous;
+        c->listeners[0].sec.allow_anonymous |= c->local_only_anonymous;
     }
     return BK_OK;
 }

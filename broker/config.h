@@ -82,6 +82,10 @@ typedef struct {
     /* Mosquitto compatibility keys (config_compat.c) */
     char *pid_file;             /* written after startup, removed at exit */
     bool per_listener_settings; /* sec per listener block (Mosquitto's meaning) */
+    /* No listener in the file: the 1883-on-loopback one admits anonymous
+     * clients (Mosquitto's default there) as allow_anonymous was not set;
+     * config_add_listener (-p, every address) takes that back. */
+    bool local_only_anonymous;
     bool log_timestamp;         /* default true */
     char *log_timestamp_format; /* strftime format; NULL = ISO 8601 UTC with ms */
     int log_facility;           /* syslog LOG_LOCAL0..7 as 0..7, -1 = LOG_DAEMON */

@@ -221,6 +221,11 @@ int cfg_refuse_key(pctx *p, const char *key)
 
 int config_add_listener(config *c, int port)
 {
+    if (c->local_only_anonymous) { /* a listener on every address: no longer local only */
+        c->local_only_anonymous = false;
+        c->sec.allow_anonymous = false;
+        c->listeners[0].sec.allow_anonymous = false;
+    }
     listener_cfg *nl = realloc(c->listeners, (c->nlisteners + 1) * sizeof *nl);
     if (!nl) return BK_ERR_NOMEM;
     c->listeners = nl;

@@ -39,6 +39,7 @@ typedef struct pctx {
     char *default_bind;
     /* a security key was read (per_listener_settings true must come first) */
     bool sec_seen;
+    bool anon_set; /* allow_anonymous was written (no local-only default then) */
 } pctx;
 
 /* Record one error at the current file and line; returns BK_ERR_CONFIG. */

@@ -74,6 +74,7 @@ int cfg_security_key(pctx *p, config *c, const char *key, const char *v)
         if (strcmp(key, sec_keys[i]) == 0) k = i;
     if (k < 0) return NOT_MINE;
     p->sec_seen = true;
+    p->anon_set |= k == 0;
     sec_cfg *s = sec_target(p, c);
     int rc;
     if (k == 0 || k == 3) {

@@ -158,6 +158,32 @@ START_TEST(true_after_a_security_key_is_an_error)
 }
 END_TEST
 
+START_TEST(no_listener_is_local_and_anonymous_by_default)
+{
+    /* Mosquitto: without a listener, 1883 on loopback where anonymous
+     * clients are allowed unless allow_anonymous says otherwise */
+    config *c = load("");
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_int_eq(c->nlisteners, 1);
+    ck_assert_int_eq(c->listeners[0].port, 1883);
+    ck_assert_str_eq(c->listeners[0].address, "127.0.0.1");
+    ck_assert(config_sec(c, &c->listeners[0])->allow_anonymous);
+    /* -p adds a listener on every address: no longer local only */
+    ck_assert_int_eq(config_add_listener(c, 1884), 0);
+    ck_assert(!config_sec(c, &c->listeners[0])->allow_anonymous);
+    ck_assert(!config_sec(c, &c->listeners[1])->allow_anonymous);
+    config_free(c);
+    c = load("allow_anonymous false\n");
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert(!config_sec(c, &c->listeners[0])->allow_anonymous);
+    config_free(c);
+    c = load("listener 1885 127.0.0.1\n"); /* a listener: the default (false) stands */
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert(!config_sec(c, &c->listeners[0])->allow_anonymous);
+    config_free(c);
+}
+END_TEST
+
 START_TEST(auto_id_prefix_checked)
 {
     config *c = load("auto_id_prefix lab-\n");
@@ -198,6 +224,7 @@ int main(void)
     tcase_add_test(tc, true_after_a_security_key_is_an_error);
     tcase_add_test(tc, true_unreadable_file_in_a_listener_block_names_the_line);
     tcase_add_test(tc, auto_id_prefix_checked);
+    tcase_add_test(tc, no_listener_is_local_and_anonymous_by_default);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
