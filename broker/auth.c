@@ -68,44 +68,109 @@ typedef struct {
 
 static fail_rec *fail_lookup(broker *b, const char *peer, const char *user, size_t ulen);
 
+/* The sec_cfg of set j: 0 the broker's, 1 + i listener i's (NULL when
+ * per_listener_settings is false: that set stays empty). */
+static const sec_cfg *set_cfg(const config *c, size_t j)
+{
+    if (j == 0) return &c->sec;
+    return c->per_listener_settings && j - 1 < c->nlisteners ? &c->listeners[j - 1].sec : NULL;
+}
+
+static bool same_path(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+static void sets_free(auth_set *sets, size_t n)
+{
+    for (size_t i = 0; sets && i < n; i++) {
+        if (sets[i].own_pw) pw_file_free(sets[i].pw);
+        if (sets[i].own_acl) acl_rules_free(sets[i].acl);
+    }
+    free(sets);
+}
+
+/* Fill sets[j]: borrow what an earlier set loaded from the same path, load
+ * the rest. BK_OK or BK_ERR_IO with err set. */
+static int load_set(const config *c, auth_set *sets, size_t j, char *err, size_t errlen)
+{
+    const sec_cfg *s = set_cfg(c, j);
+    if (!s) return BK_OK;
+    for (size_t i = 0; i < j; i++) {
+        const sec_cfg *o = set_cfg(c, i);
+        if (!o) continue;
+        if (!sets[j].pw && same_path(s->password_file, o->password_file)) sets[j].pw = sets[i].pw;
+        if (!sets[j].acl && same_path(s->acl_file, o->acl_file)) sets[j].acl = sets[i].acl;
+    }
+    char why[400];
+    if (s->password_file && !sets[j].pw) {
+        if (pw_file_load(s->password_file, &sets[j].pw, why, sizeof why) != ACL_OK) goto fail;
+        sets[j].own_pw = true;
+    }
+    if (s->acl_file && !sets[j].acl) {
+        if (acl_rules_load(s->acl_file, &sets[j].acl, why, sizeof why) != ACL_OK) goto fail;
+        sets[j].own_acl = true;
+    }
+    return BK_OK;
+fail:
+    if (j == 0)
+        snprintf(err, errlen, "%s", why);
+    else
+        snprintf(err, errlen, "listener %d: %s", c->listeners[j - 1].port, why);
+    return BK_ERR_IO;
+}
+
 int auth_load(broker *b, char *err, size_t errlen)
 {
-    pw_file *pw = NULL;
-    acl_rules *acl = NULL;
-    if (b->cfg->password_file && pw_file_load(b->cfg->password_file, &pw, err, errlen) != ACL_OK)
-        return BK_ERR_IO;
-    if (b->cfg->acl_file && acl_rules_load(b->cfg->acl_file, &acl, err, errlen) != ACL_OK) {
-        pw_file_free(pw);
-        return BK_ERR_IO;
+    size_t n = 1 + b->cfg->nlisteners;
+    auth_set *sets = calloc(n, sizeof *sets);
+    if (!sets) {
+        snprintf(err, errlen, "out of memory");
+        return BK_ERR_NOMEM;
     }
-    pw_file_free(b->pw);
-    acl_rules_free(b->acl);
-    b->pw = pw;
-    b->acl = acl;
+    for (size_t j = 0; j < n; j++) {
+        if (load_set(b->cfg, sets, j, err, errlen) != BK_OK) {
+            sets_free(sets, n);
+            return BK_ERR_IO;
+        }
+    }
+    sets_free(b->auth, b->nauth);
+    b->auth = sets;
+    b->nauth = n;
     return BK_OK;
+}
+
+/* One log line per set that has files. */
+static void log_reloaded(const broker *b)
+{
+    for (size_t j = 0; j < b->nauth; j++) {
+        const sec_cfg *s = set_cfg(b->cfg, j);
+        if (!s || (!s->password_file && !s->acl_file)) continue;
+        char who[32] = "";
+        if (j) snprintf(who, sizeof who, " for listener %d", b->cfg->listeners[j - 1].port);
+        log_msg(LL_NOTICE, "reloaded%s%s%s%s%s", who, s->password_file ? " password_file " : "",
+                s->password_file ? s->password_file : "", s->acl_file ? " acl_file " : "",
+                s->acl_file ? s->acl_file : "");
+    }
 }
 
 void auth_reload(broker *b)
 {
     char err[512];
-    /* Both files are parsed before either replaces the old rules, so a broken
+    /* Every file is parsed before any replaces the old rules, so a broken
      * file keeps the previous state whole. Connections are untouched. */
     if (auth_load(b, err, sizeof err) != BK_OK) {
-        log_msg(LL_ERROR, "reload failed, keeping the previous password file and ACL: %s", err);
+        log_msg(LL_ERROR, "reload failed, keeping the previous password files and ACLs: %s", err);
         return;
     }
-    if (!b->cfg->password_file && !b->cfg->acl_file) return;
-    log_msg(LL_NOTICE, "reloaded%s%s%s%s", b->cfg->password_file ? " password_file " : "",
-            b->cfg->password_file ? b->cfg->password_file : "",
-            b->cfg->acl_file ? " acl_file " : "", b->cfg->acl_file ? b->cfg->acl_file : "");
+    log_reloaded(b);
 }
 
 void auth_free(broker *b)
 {
-    pw_file_free(b->pw);
-    acl_rules_free(b->acl);
-    b->pw = NULL;
-    b->acl = NULL;
+    sets_free(b->auth, b->nauth);
+    b->auth = NULL;
+    b->nauth = 0;
     uint32_t it = 0;
     dict_entry *e;
     while ((e = dict_next(&b->auth_fails, &it))) {
@@ -114,6 +179,39 @@ void auth_free(broker *b)
         free(f);
     }
     dict_free(&b->auth_fails);
+}
+
+int auth_listener_index(const broker *b, const struct listener *l)
+{
+    if (!l || !b->listeners || l < b->listeners || l >= b->listeners + b->nlisteners) return -1;
+    return (int)(l - b->listeners);
+}
+
+/* The set of listener index li (-1: unknown). With per_listener_settings
+ * false every client has the broker's; with true a client whose listener is
+ * unknown has none (NULL: refused, as Mosquitto refuses a context without a
+ * listener). */
+static const auth_set *set_of(const broker *b, int li)
+{
+    static const auth_set empty;
+    if (!b->auth) return &empty; /* before auth_load (unit tests without files) */
+    if (!b->cfg->per_listener_settings) return &b->auth[0];
+    if (li < 0 || (size_t)li + 1 >= b->nauth) return NULL;
+    return &b->auth[li + 1];
+}
+
+static const auth_set *client_set(const broker *b, const client *c)
+{
+    return set_of(b, auth_listener_index(b, c->conn->listener));
+}
+
+/* A session's reads: its listener's set; a bridge's own session is not
+ * checked with per_listener_settings true (as Mosquitto skips bridges). */
+static const auth_set *session_set(const broker *b, const session *s)
+{
+    static const auth_set empty;
+    if (b->cfg->per_listener_settings && s->pinned) return &empty;
+    return set_of(b, s->listener);
 }
 
 int auth_login(broker *b, client *c, const char *username, const uint8_t *pw, size_t pwlen,
@@ -131,16 +229,16 @@ int auth_login(broker *b, client *c, const char *username, const uint8_t *pw, si
         c->username = cn ? strdup(cn) : NULL;
         return cn ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;
     }
-    if (!username)
-        return b->cfg->allow_anonymous ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;
-    if (!b->pw)
-        return b->cfg->allow_anonymous ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;
+    const auth_set *set = client_set(b, c);
+    bool anon = config_sec(b->cfg, lc)->allow_anonymous;
+    if (!set) return MQTT_CONNACK_NOT_AUTHORIZED;
+    if (!username || !set->pw) return anon ? MQTT_CONNACK_ACCEPTED : MQTT_CONNACK_NOT_AUTHORIZED;
     if (!has_password) {
         /* NULL, not "": no password never matches, not even an empty one */
         pw = NULL;
         pwlen = 0;
     }
-    int r = pw_file_check(b->pw, username, pw, pwlen);
+    int r = pw_file_check(set->pw, username, pw, pwlen);
     if (r == ACL_OK) return MQTT_CONNACK_ACCEPTED;
     fail_rec *f = fail_lookup(b, c->conn->peer, username, strlen(username));
     log_limited_key(LL_NOTICE, c->conn->peer,
@@ -152,35 +250,42 @@ int auth_login(broker *b, client *c, const char *username, const uint8_t *pw, si
     return MQTT_CONNACK_BAD_CREDENTIALS;
 }
 
+/* May (username, client_id) have access to topic under set? */
+static bool set_allows(const auth_set *set, const char *user, const char *id, const char *topic,
+                       size_t len, int access)
+{
+    if (!set) return false;
+    if (!set->acl) return true;
+    return acl_check(set->acl, user, id, topic, len, access) == ACL_OK;
+}
+
 bool auth_may_write(broker *b, client *c, const char *topic, size_t len)
 {
-    if (!b->acl) return true;
-    return acl_check(b->acl, c->username, c->client_id, topic, len, ACL_WRITE) == ACL_OK;
+    return set_allows(client_set(b, c), c->username, c->client_id, topic, len, ACL_WRITE);
 }
 
 bool auth_may_read(broker *b, session *s, const char *topic, size_t len)
 {
-    if (!b->acl) return true;
-    return acl_check(b->acl, s->username, s->client_id, topic, len, ACL_READ) == ACL_OK;
+    return set_allows(session_set(b, s), s->username, s->client_id, topic, len, ACL_READ);
 }
 
 bool auth_source_may_write(broker *b, const msg *m)
 {
-    if (!b->cfg->check_retain_source || !b->acl || !m->source) return true;
-    if (acl_check(b->acl, m->source->username, m->source->client_id, msg_topic(m), m->topic_len,
-                  ACL_WRITE) == ACL_OK)
+    if (!b->cfg->check_retain_source || !m->source) return true;
+    const msg_source *src = m->source;
+    if (set_allows(set_of(b, src->listener), src->username, src->client_id, msg_topic(m),
+                   m->topic_len, ACL_WRITE))
         return true;
     log_msg(LL_DEBUG,
             "Retained message on '%s' not sent: its publisher %s may no longer write it "
             "(check_retain_source)",
-            msg_topic(m), m->source->client_id);
+            log_esc(msg_topic(m)), log_esc(src->client_id));
     return false;
 }
 
 bool auth_may_subscribe(broker *b, client *c, const char *filter, size_t len)
 {
-    if (!b->acl) return true;
-    return acl_check(b->acl, c->username, c->client_id, filter, len, ACL_SUBSCRIBE) == ACL_OK;
+    return set_allows(client_set(b, c), c->username, c->client_id, filter, len, ACL_SUBSCRIBE);
 }
 
 static uint64_t last_ticket;

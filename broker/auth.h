@@ -18,10 +18,29 @@ struct broker;
 struct client;
 struct session;
 struct msg;
+struct listener;
+struct pw_file;
+struct acl_rules;
 
-/* Load password_file and acl_file. BK_OK, or BK_ERR_IO with err set. */
+/* The loaded password file and ACL of one sec_cfg (config.h): broker.auth[0]
+ * is the broker's (per_listener_settings false: every listener's),
+ * broker.auth[1 + i] listener i's (loaded only with per_listener_settings
+ * true). Sets naming the same file share one loaded object: the first set
+ * that names a path owns it (loads and frees it), later ones borrow the
+ * pointer (own_* false). A reload builds a whole new array and frees the old
+ * one, so borrowed pointers never outlive their owner. */
+typedef struct auth_set {
+    struct pw_file *pw;
+    struct acl_rules *acl;
+    bool own_pw, own_acl;
+} auth_set;
+
+/* Load every set's password_file and acl_file. BK_OK, or BK_ERR_IO with err
+ * set (the running sets are kept). */
 int auth_load(struct broker *b, char *err, size_t errlen) BK_MUST_CHECK;
 void auth_reload(struct broker *b);
+/* l's index in broker.listeners, or -1 (a bridge's connection, a test's). */
+int auth_listener_index(const struct broker *b, const struct listener *l);
 bool auth_may_write(struct broker *b, struct client *c, const char *topic, size_t len);
 bool auth_may_read(struct broker *b, struct session *s, const char *topic, size_t len);
 /* check_retain_source: may m's recorded publisher still write its topic?

@@ -4,7 +4,8 @@
  * story in prose):
  *
  *   broker  owns  listeners[], every conn (list), the session registry, the
- *                 topic tree, the config, the password file and ACL rules.
+ *                 topic tree, the config, the password files and ACL rules
+ *                 (auth.h: one set for the broker, one per listener).
  *   conn    see conn.h;  session  see session.h;  tree  see tree.h;
  *   msg     see msg.h (refcounted, one allocation per PUBLISH received).
  */
@@ -21,8 +22,7 @@
 #include "broker/session.h"
 #include "broker/tree.h"
 
-struct pw_file;
-struct acl_rules;
+struct auth_set;
 
 #define SECBROKER_VERSION "0.1.0"
 
@@ -44,8 +44,9 @@ typedef struct broker {
     tnode *root;
     uint64_t match_seq;
     uint64_t subscribe_seq; /* stamps sub_rec.retained_stamp */
-    struct pw_file *pw;
-    struct acl_rules *acl;
+    struct auth_set
+        *auth; /* password files and ACLs (auth.h): [0] the broker's, [1 + i] listener i's */
+    size_t nauth;
     dict auth_fails;     /* addr -> auth_fail */
     double now;          /* monotonic, updated each iteration */
     double tick_due;     /* the running tick's due time on the 100 ms grid (0: none yet) */

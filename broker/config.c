@@ -107,6 +107,29 @@ static int need_file(pctx *p, const char *key, const char *v, bool dir)
     return BK_OK;
 }
 
+int cfg_need_file(pctx *p, const char *key, const char *v)
+{
+    return need_file(p, key, v, false);
+}
+
+void listener_cfg_init(listener_cfg *l)
+{
+    memset(l, 0, sizeof *l);
+    l->max_connections = -1;
+    l->sec.allow_zero_length_clientid = true; /* Mosquitto's default, per listener too */
+}
+
+const sec_cfg *config_sec(const config *c, const listener_cfg *l)
+{
+    return c->per_listener_settings && l ? &l->sec : &c->sec;
+}
+
+const char *config_auto_id_prefix(const config *c, const listener_cfg *l)
+{
+    const char *p = config_sec(c, l)->auto_id_prefix;
+    return p ? p : "auto-"; /* Mosquitto's default */
+}
+
 static void listener_free(listener_cfg *l)
 {
     free(l->file);
@@ -121,6 +144,9 @@ static void listener_free(listener_cfg *l)
     free(l->tls_version);
     free(l->tls_keylog_file);
     free(l->http_dir);
+    free(l->sec.password_file);
+    free(l->sec.acl_file);
+    free(l->sec.auto_id_prefix);
     for (size_t i = 0; i < l->n_ws_origins; i++)
         free(l->ws_origins[i]);
     free(l->ws_origins);
@@ -133,8 +159,9 @@ void config_free(config *c)
         listener_free(&c->listeners[i]);
     free(c->listeners);
     free(c->path);
-    free(c->password_file);
-    free(c->acl_file);
+    free(c->sec.password_file);
+    free(c->sec.acl_file);
+    free(c->sec.auto_id_prefix);
     free(c->log_file);
     free(c->user);
     for (size_t i = 0; i < c->nbridges; i++)
@@ -176,7 +203,7 @@ static int listener_key(pctx *p, config *c, const char *key, const char *v)
     listener_cfg *l = cur_listener(c);
     if (!l) { /* before any listener line: the default listener */
         l = p->deflt;
-        cfg_note_default(p);
+        cfg_note_default(p, key);
     }
     uint64_t n;
     if (strcmp(key, "max_connections") == 0) {
@@ -229,7 +256,7 @@ static int ws_listener_key(pctx *p, config *c, const char *key, const char *v)
     listener_cfg *l = cur_listener(c);
     if (!l) { /* before any listener line: the default listener */
         l = p->deflt;
-        cfg_note_default(p);
+        cfg_note_default(p, key);
     }
     if (proto) {
         if (strcmp(v, "websockets") && strcmp(v, "mqtt"))
@@ -328,10 +355,9 @@ static int listener_line(pctx *p, config *c, char *v)
     if (!nl) return fail(p, "out of memory");
     c->listeners = nl;
     listener_cfg *l = &nl[c->nlisteners++];
-    memset(l, 0, sizeof *l);
+    listener_cfg_init(l);
     l->line = p->line;
     l->port = (int)n;
-    l->max_connections = -1;
     if (addr && !(l->address = strdup(addr))) return fail(p, "out of memory");
     if (!(l->file = strdup(p->path))) return fail(p, "out of memory");
     return BK_OK;
@@ -474,14 +500,9 @@ static int handle_line(pctx *p, config *c, char *key, char *v)
     if (r == NOT_MINE) r = ws_listener_key(p, c, key, v);
     if (r <= 0) return r;
     if ((r = num_key_line(p, c, key, v)) <= 0) return r;
-    if (strcmp(key, "allow_anonymous") == 0) return parse_bool(p, key, v, &c->allow_anonymous);
     if (strcmp(key, "retain_available") == 0) return parse_bool(p, key, v, &c->retain_available);
     if (strcmp(key, "connection_messages") == 0)
         return parse_bool(p, key, v, &c->connection_messages);
-    if (strcmp(key, "password_file") == 0 || strcmp(key, "acl_file") == 0) {
-        if (need_file(p, key, v, false) != BK_OK) return BK_ERR_CONFIG;
-        return set_str(key[0] == 'p' ? &c->password_file : &c->acl_file, v);
-    }
     if (strcmp(key, "user") == 0) return set_str(&c->user, v);
     if (strcmp(key, "log_dest") == 0) return log_dest_line(p, c, v, log_dest_seen);
     if (strcmp(key, "log_type") == 0) return log_type_line(p, c, v, log_type_seen);
@@ -492,7 +513,8 @@ static int handle_line(pctx *p, config *c, char *key, char *v)
 
 static void set_defaults(config *c)
 {
-    c->allow_anonymous = false;
+    c->sec.allow_anonymous = false;
+    c->sec.allow_zero_length_clientid = true;
     c->max_keepalive = 65535;
     c->max_packet_size = 1024 * 1024;
     c->max_inflight_messages = 20;
@@ -512,8 +534,8 @@ static void set_defaults(config *c)
     c->autosave_interval = 1800; /* Mosquitto's default */
     c->log_timestamp = true;
     c->log_facility = -1;
-    c->allow_zero_length_clientid = true;
-    c->set_tcp_nodelay = true; /* Mosquitto: false; secbroker writes whole batches */
+    c->set_tcp_nodelay = true;     /* Mosquitto: false; secbroker writes whole batches */
+    c->check_retain_source = true; /* Mosquitto's default */
 }
 
 /* A '#' after a blank ends the value (a trailing comment), except in a
@@ -618,8 +640,7 @@ static int check_listener(pctx *p, const listener_cfg *l)
 static int finish(pctx *p, config *c)
 {
     p->line = 0;
-    if (cfg_compat_finish(p, c) != BK_OK || cfg_per_listener_check(p, c) != BK_OK)
-        return BK_ERR_CONFIG;
+    if (cfg_compat_finish(p, c) != BK_OK) return BK_ERR_CONFIG;
     const char *main_path = p->path;
     for (size_t i = 0; i < c->nlisteners; i++)
         (void)check_listener(p, &c->listeners[i]);
@@ -636,13 +657,17 @@ static int finish(pctx *p, config *c)
                     (unsigned long long)c->output_buffer_hard_limit,
                     (unsigned long long)c->max_output_buffer);
     if (c->nlisteners == 0) {
-        /* Mosquitto's convention: no listener means 1883 on loopback only. */
-        c->listeners = calloc(1, sizeof *c->listeners);
-        if (!c->listeners || !(c->listeners[0].address = strdup("127.0.0.1")))
-            return fail(p, "out of memory");
+        /* Mosquitto's convention: no listener means 1883 on loopback only,
+         * where allow_anonymous defaults to true (Debian's mosquitto.conf) */
+        c->listeners = malloc(sizeof *c->listeners);
+        if (!c->listeners) return fail(p, "out of memory");
+        listener_cfg_init(&c->listeners[0]);
         c->nlisteners = 1;
         c->listeners[0].port = 1883;
-        c->listeners[0].max_connections = -1;
+        if (!(c->listeners[0].address = strdup("127.0.0.1"))) return fail(p, "out of memory");
+        c->local_only_anonymous = !p->anon_set;
+        c->sec.allow_anonymous |= c->local_only_anonymous;
+        c->listeners[0].sec.allow_anonymous |= c->local_only_anonymous;
     }
     return BK_OK;
 }
@@ -654,7 +679,8 @@ config *config_load(const char *path, char *err, size_t errlen)
 
 config *config_load_as(const char *path, const char *shown, char *err, size_t errlen)
 {
-    listener_cfg deflt = {.max_connections = -1};
+    listener_cfg deflt;
+    listener_cfg_init(&deflt);
     pctx p = {.path = shown ? shown : path,
               .err = err,
               .errlen = errlen,
@@ -678,12 +704,10 @@ config *config_load_as(const char *path, const char *shown, char *err, size_t er
     fclose(f);
     if (rc != BK_OK || finish(&p, c) != BK_OK || p.nerr) {
         free(p.default_bind);
-        cfg_security_free(&p);
         listener_free(&deflt);
         config_free(c);
         return NULL;
     }
-    cfg_security_free(&p);
     listener_free(&deflt); /* cfg_compat_finish moved what it kept */
     return c;
 }

@@ -12,6 +12,17 @@
 
 #include "broker/bridge_cfg.h"
 
+/* The security keys that Mosquitto's per_listener_settings moves into the
+ * listener blocks: the broker's own set (config.sec), or with
+ * per_listener_settings true each listener's (listener_cfg.sec). */
+typedef struct {
+    bool allow_anonymous;            /* default false */
+    bool allow_zero_length_clientid; /* default true: the broker generates one */
+    char *password_file;             /* NULL: none */
+    char *acl_file;                  /* NULL: none */
+    char *auto_id_prefix;            /* generated client ids start with it; NULL: "auto-" */
+} sec_cfg;
+
 typedef struct {
     int line;   /* where the block starts, for messages */
     char *file; /* the file of that line (an include_dir file or the main one) */
@@ -30,15 +41,14 @@ typedef struct {
     size_t n_ws_origins;
     uint32_t ws_headers_size;     /* websockets_headers_size, 0 = default (4096) */
     bool use_subject_as_username; /* the certificate's whole subject DN is the username */
+    sec_cfg sec;                  /* used only with per_listener_settings true (config_sec) */
 } listener_cfg;
 
 typedef struct {
     char *path;
     listener_cfg *listeners;
     size_t nlisteners;
-    bool allow_anonymous; /* default false */
-    char *password_file;
-    char *acl_file;
+    sec_cfg sec;                    /* security for every listener (per_listener_settings false) */
     uint32_t max_keepalive;         /* 0..65535 */
     uint32_t max_packet_size;       /* bytes, whole packet */
     uint32_t max_inflight_messages; /* 0 = unlimited */
@@ -73,12 +83,15 @@ typedef struct {
     uint32_t autosave_interval; /* interval mode: seconds (or changes) between commits */
     bool autosave_on_changes;   /* autosave_interval counts changes, not seconds */
     /* Mosquitto compatibility keys (config_compat.c) */
-    char *pid_file;                  /* written after startup, removed at exit */
-    bool per_listener_settings;      /* security keys per listener (must agree, see README) */
-    bool log_timestamp;              /* default true */
-    char *log_timestamp_format;      /* strftime format; NULL = ISO 8601 UTC with ms */
-    int log_facility;                /* syslog LOG_LOCAL0..7 as 0..7, -1 = LOG_DAEMON */
-    bool allow_zero_length_clientid; /* default true: the broker generates one */
+    char *pid_file;             /* written after startup, removed at exit */
+    bool per_listener_settings; /* sec per listener block (Mosquitto's meaning) */
+    /* No listener in the file: the 1883-on-loopback one admits anonymous
+     * clients (Mosquitto's default there) as allow_anonymous was not set;
+     * config_add_listener (-p, every address) takes that back. */
+    bool local_only_anonymous;
+    bool log_timestamp;         /* default true */
+    char *log_timestamp_format; /* strftime format; NULL = ISO 8601 UTC with ms */
+    int log_facility;           /* syslog LOG_LOCAL0..7 as 0..7, -1 = LOG_DAEMON */
     bool use_username_as_clientid;
     char *clientid_prefixes;  /* only client ids starting with this (NULL: any) */
     bool set_tcp_nodelay;     /* TCP_NODELAY on accepted sockets */
@@ -100,8 +113,16 @@ void config_free(config *c);
 /* -p PORT with -c: one more plain listener on every address (Mosquitto's
  * -p). BK_OK or BK_ERR_NOMEM. */
 int config_add_listener(config *c, int port);
-/* Why a CONNECT's client id is refused by allow_zero_length_clientid or
- * clientid_prefixes (Mosquitto's rules), or NULL when it is allowed. */
-const char *clientid_refusal(const config *c, const char *id, size_t len);
+/* Why a CONNECT's client id on listener l is refused by
+ * allow_zero_length_clientid or clientid_prefixes (Mosquitto's rules), or
+ * NULL when it is allowed. */
+const char *clientid_refusal(const config *c, const listener_cfg *l, const char *id, size_t len);
+/* The security settings that apply on listener l: its own with
+ * per_listener_settings true, else the broker's (l may be NULL). */
+const sec_cfg *config_sec(const config *c, const listener_cfg *l);
+/* The start of client ids the broker generates on listener l. */
+const char *config_auto_id_prefix(const config *c, const listener_cfg *l);
+/* A listener block's defaults (port and address unset). */
+void listener_cfg_init(listener_cfg *l);
 
 #endif

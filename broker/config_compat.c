@@ -22,7 +22,7 @@ static int listener_compat(pctx *p, config *c, const char *key, const char *v)
     listener_cfg *l = listener_now(p, c);
     if (l == p->deflt &&
         (!strcmp(key, "request_certificate") || !strcmp(key, "use_subject_as_username")))
-        cfg_note_default(p);
+        cfg_note_default(p, key);
     if (strcmp(key, "request_certificate") == 0)
         return cfg_bool(p, key, v, &l->request_certificate);
     if (strcmp(key, "use_subject_as_username") == 0)
@@ -75,9 +75,7 @@ static int global_compat(pctx *p, config *c, const char *key, const char *v)
         const char *key;
         size_t off;
     } bools[] = {
-        {"per_listener_settings", offsetof(config, per_listener_settings)},
         {"log_timestamp", offsetof(config, log_timestamp)},
-        {"allow_zero_length_clientid", offsetof(config, allow_zero_length_clientid)},
         {"use_username_as_clientid", offsetof(config, use_username_as_clientid)},
         {"set_tcp_nodelay", offsetof(config, set_tcp_nodelay)},
         {"check_retain_source", offsetof(config, check_retain_source)},
@@ -119,10 +117,11 @@ int cfg_compat_key(pctx *p, config *c, const char *key, const char *v)
     return r == NOT_MINE ? global_compat(p, c, key, v) : r;
 }
 
-void cfg_note_default(pctx *p)
+void cfg_note_default(pctx *p, const char *key)
 {
     if (p->deflt_used) return;
     p->deflt_used = true;
+    snprintf(p->deflt_key, sizeof p->deflt_key, "%s", key);
     snprintf(p->deflt_path, sizeof p->deflt_path, "%s", p->path);
     p->deflt_line = p->line;
 }
@@ -138,9 +137,11 @@ int cfg_compat_finish(pctx *p, config *c)
             const char *path = p->path;
             p->path = p->deflt_path; /* the error names the first such line */
             p->line = p->deflt_line;
-            cfg_fail(p, "listener options (certfile, cafile, protocol, ...) before any "
-                        "'listener' line configure the default listener: add 'port N' or move "
-                        "them after a 'listener PORT' line");
+            cfg_fail(p,
+                     "%s before any 'listener' line configures the default listener (%s): add "
+                     "'port N' or move it after a 'listener PORT' line",
+                     p->deflt_key,
+                     p->deflt_sec ? "per_listener_settings is true" : "it is a listener option");
             p->path = path;
             p->line = 0;
             return BK_ERR_CONFIG;
@@ -181,7 +182,6 @@ static const struct {
     {"websockets_log_level", "WebSocket events are logged at the log_type levels like the rest"},
     {"bind_interface", "write the interface's address on the 'listener PORT ADDRESS' line"},
     {"mount_point", "give each client its own topics through acl_file patterns"},
-    {"auto_id_prefix", "generated client ids start with 'secbroker-'"},
     {"queue_qos0_messages", "QoS 0 messages are never queued for offline clients"},
     {"upgrade_outgoing_qos", "subscribers get min(published, granted) QoS"},
     {"message_size_limit", "use max_packet_size (bytes of the whole packet)"},
@@ -221,19 +221,23 @@ int cfg_refuse_key(pctx *p, const char *key)
 
 int config_add_listener(config *c, int port)
 {
+    if (c->local_only_anonymous) { /* a listener on every address: no longer local only */
+        c->local_only_anonymous = false;
+        c->sec.allow_anonymous = false;
+        c->listeners[0].sec.allow_anonymous = false;
+    }
     listener_cfg *nl = realloc(c->listeners, (c->nlisteners + 1) * sizeof *nl);
     if (!nl) return BK_ERR_NOMEM;
     c->listeners = nl;
-    memset(&nl[c->nlisteners], 0, sizeof *nl);
+    listener_cfg_init(&nl[c->nlisteners]);
     nl[c->nlisteners].port = port;
-    nl[c->nlisteners].max_connections = -1;
     c->nlisteners++;
     return BK_OK;
 }
 
-const char *clientid_refusal(const config *c, const char *id, size_t len)
+const char *clientid_refusal(const config *c, const listener_cfg *l, const char *id, size_t len)
 {
-    if (len == 0 && !c->allow_zero_length_clientid)
+    if (len == 0 && !config_sec(c, l)->allow_zero_length_clientid)
         return "empty client id and allow_zero_length_clientid is false";
     if (len > 0 && c->clientid_prefixes) {
         size_t n = strlen(c->clientid_prefixes);

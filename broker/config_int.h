@@ -33,15 +33,13 @@ typedef struct pctx {
     bool deflt_used;
     char deflt_path[512]; /* where the first key of the default listener was */
     int deflt_line;
-    int default_port; /* -1: no port line */
+    char deflt_key[40]; /* and which key it was */
+    bool deflt_sec;     /* a security key (per_listener_settings true) */
+    int default_port;   /* -1: no port line */
     char *default_bind;
-    /* per_listener_settings: allow_anonymous, password_file and acl_file as
-     * written in each block (index 0: before any listener line, i: listener
-     * i); see cfg_security_key. */
-    struct sec_block {
-        char *val[3];
-    } * sec;
-    size_t nsec;
+    /* a security key was read (per_listener_settings true must come first) */
+    bool sec_seen;
+    bool anon_set; /* allow_anonymous was written (no local-only default then) */
 } pctx;
 
 /* Record one error at the current file and line; returns BK_ERR_CONFIG. */
@@ -58,16 +56,18 @@ int cfg_include_dir(pctx *p, config *c, const char *dir);
 int cfg_compat_key(pctx *p, config *c, const char *key, const char *v);
 /* A key secbroker does not have: refused by name, with what to do instead. */
 int cfg_refuse_key(pctx *p, const char *key);
-/* Record allow_anonymous / password_file / acl_file per block; NOT_MINE
- * always (config.c applies them too), or an error when out of memory. */
+/* per_listener_settings and the security keys (allow_anonymous,
+ * password_file, acl_file, allow_zero_length_clientid, auto_id_prefix): into the broker's
+ * sec, or with per_listener_settings true into the current listener block's
+ * (before any listener line: the default listener of `port`). NOT_MINE for
+ * other keys, else BK_OK or an error (config_perlistener.c). */
 int cfg_security_key(pctx *p, config *c, const char *key, const char *v);
-void cfg_security_free(pctx *p);
-/* per_listener_settings true: the listeners must agree (BK_OK), and the
- * global values become theirs. After cfg_compat_finish. */
-int cfg_per_listener_check(pctx *p, config *c);
+/* A file named by key must be readable now (BK_OK or an error). */
+int cfg_need_file(pctx *p, const char *key, const char *v);
 /* A listener key before any listener line: it configures the default
- * listener (remembers the first such line for the error without `port`). */
-void cfg_note_default(pctx *p);
+ * listener (remembers the first such line and key for the error without
+ * `port`). */
+void cfg_note_default(pctx *p, const char *key);
 /* After all lines: the default listener of port/bind_address (BK_OK or an error). */
 int cfg_compat_finish(pctx *p, config *c);
 /* Duration like Mosquitto's persistent_client_expiration (1h, 2d, 1w, 1m, 1y). */

@@ -377,19 +377,40 @@ static int open_listeners(broker *b, char *err, size_t errlen)
     return BK_OK;
 }
 
-static void startup_warnings(const broker *b)
+/* The warnings of one security set: the broker's (l NULL: every listener
+ * with per_listener_settings false) or listener l's. */
+static void sec_warnings(const broker *b, const listener_cfg *l)
 {
-    if (!b->cfg->allow_anonymous && !b->cfg->password_file) {
+    const sec_cfg *s = config_sec(b->cfg, l);
+    char who[48] = "";
+    if (l) snprintf(who, sizeof who, "listener %d: ", l->port);
+    if (!s->allow_anonymous && !s->password_file) {
         bool certs = false;
         for (size_t i = 0; i < b->nlisteners; i++)
-            certs |= b->cfg->listeners[i].use_identity_as_username;
+            if (!l || l == &b->cfg->listeners[i])
+                certs |= b->cfg->listeners[i].use_identity_as_username ||
+                         b->cfg->listeners[i].use_subject_as_username;
         if (!certs)
-            log_msg(LL_WARNING, "allow_anonymous is false and there is no password_file: every "
-                                "client will be refused (CONNACK 5)");
+            log_msg(LL_WARNING,
+                    "%sallow_anonymous is false and there is no password_file: every "
+                    "client will be refused (CONNACK 5)",
+                    who);
     }
-    if (b->cfg->acl_file && !b->cfg->password_file && b->cfg->allow_anonymous)
-        log_msg(LL_WARNING, "acl_file without password_file: usernames are not verified, so a "
-                            "client can claim any user's ACL rules");
+    if (s->acl_file && !s->password_file && s->allow_anonymous)
+        log_msg(LL_WARNING,
+                "%sacl_file without password_file: usernames are not verified, so a "
+                "client can claim any user's ACL rules",
+                who);
+}
+
+static void startup_warnings(const broker *b)
+{
+    if (!b->cfg->per_listener_settings) {
+        sec_warnings(b, NULL);
+        return;
+    }
+    for (size_t i = 0; i < b->cfg->nlisteners; i++)
+        sec_warnings(b, &b->cfg->listeners[i]);
 }
 
 static void install_signals(void)

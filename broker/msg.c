@@ -44,13 +44,15 @@ msg *msg_new_props(const uint8_t *topic, uint16_t tlen, const uint8_t *props, si
     return m;
 }
 
-int msg_set_source(msg *m, const char *client_id, const char *username)
+int msg_set_source(msg *m, const char *client_id, const char *username, int listener, uint16_t port)
 {
     size_t il = strlen(client_id) + 1, ul = username ? strlen(username) + 1 : 0;
     msg_source *s = malloc(sizeof *s + il + ul);
     if (!s) return BK_ERR_NOMEM;
     memcpy(s->client_id, client_id, il);
     s->username = NULL;
+    s->listener = (int16_t)(listener >= 0 && listener < INT16_MAX ? listener : -1);
+    s->port = port;
     if (username) {
         memcpy(s->client_id + il, username, ul);
         s->username = s->client_id + il;

@@ -14,9 +14,12 @@
 #include "broker/err.h"
 
 /* Who published a retained message (check_retain_source): one allocation,
- * client id then username, both NUL-terminated. */
+ * client id then username, both NUL-terminated, and the listener it came
+ * through (per_listener_settings: whose ACL judges it). */
 typedef struct msg_source {
     const char *username; /* NULL: anonymous */
+    int16_t listener;     /* index in broker.listeners, -1: unknown */
+    uint16_t port;        /* that listener's port (what the store keeps), 0: unknown */
     char client_id[];
 } msg_source;
 
@@ -63,8 +66,11 @@ void msg_unref(msg *m);
 /* fn(ctx, m) is called with each message that has a store_id just before
  * it is freed (persistence lets go of its row); NULL to stop. */
 void msg_set_free_hook(void (*fn)(void *ctx, msg *m), void *ctx);
-/* Record the publisher on m (check_retain_source). BK_OK or BK_ERR_NOMEM. */
-int msg_set_source(msg *m, const char *client_id, const char *username) BK_MUST_CHECK;
+/* Record the publisher on m (check_retain_source): client id, username
+ * (NULL: anonymous), listener index and port (-1 and 0: unknown). BK_OK or
+ * BK_ERR_NOMEM. */
+int msg_set_source(msg *m, const char *client_id, const char *username, int listener,
+                   uint16_t port) BK_MUST_CHECK;
 static inline const char *msg_topic(const msg *m)
 {
     return m->data;

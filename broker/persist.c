@@ -248,7 +248,16 @@ static msg *loaded_msg(loader *l, const store_msg *sm)
     return cache_get(&l->cache, sm, l->b->now, l->wall);
 }
 
-static int load_retained(void *ud, const store_msg *sm)
+/* The index of the first listener on port (the source's listener after a
+ * restart, as Mosquitto finds it), -1 when none has it now. */
+static int listener_of_port(const broker *b, uint16_t port)
+{
+    for (size_t i = 0; port && i < b->cfg->nlisteners; i++)
+        if (b->cfg->listeners[i].port == port) return (int)i;
+    return -1;
+}
+
+static int load_retained(void *ud, const store_msg *sm, const store_source *src)
 {
     loader *l = ud;
     if (row_expired(l, sm)) { /* dropped at load, and from the file */
@@ -258,6 +267,10 @@ static int load_retained(void *ud, const store_msg *sm)
         return 0;
     }
     msg *m = loaded_msg(l, sm);
+    if (m && src && !m->source &&
+        msg_set_source(m, src->client_id, src->username, listener_of_port(l->b, src->port),
+                       src->port) != BK_OK)
+        return BK_ERR_NOMEM;
     if (!m || tree_retain(l->b->root, m, &l->b->retained_count) != BK_OK) return BK_ERR_NOMEM;
     l->retained++;
     return 0;
@@ -273,6 +286,7 @@ static int load_session(void *ud, const store_session *ss)
     /* MQTT 5: offline since the restart, so its expiry counts from now */
     if (s->expiry_interval != 0xFFFFFFFFu) s->expires_at = l->b->now + s->expiry_interval;
     if (ss->username && !(s->username = strdup(ss->username))) return BK_ERR_NOMEM;
+    s->listener = (int16_t)listener_of_port(l->b, ss->listener_port); /* its ACL till it returns */
     l->sessions++;
     return 0;
 }
@@ -658,7 +672,9 @@ void persist_retain(broker *b, msg *m)
     } else {
         uint64_t id = msg_row(p, m);
         if (!id) return;
-        rc = store_retain_set(p->st, msg_topic(m), m->topic_len, id);
+        const msg_source *ms = m->source;
+        store_source src = {ms ? ms->client_id : NULL, ms ? ms->username : NULL, ms ? ms->port : 0};
+        rc = store_retain_set(p->st, msg_topic(m), m->topic_len, id, ms ? &src : NULL);
     }
     if (rc != STORE_OK) store_failed(p, "a retained message", rc);
 }
@@ -675,7 +691,10 @@ void persist_session_attached(broker *b, session *s)
         return;
     }
     s->durable = true;
-    int rc = store_session_put(p->st, s->client_id, s->username, s->expiry_interval);
+    uint16_t port = s->listener >= 0 && (size_t)s->listener < b->cfg->nlisteners
+                        ? (uint16_t)b->cfg->listeners[s->listener].port
+                        : 0;
+    int rc = store_session_put(p->st, s->client_id, s->username, s->expiry_interval, port);
     if (rc != STORE_OK) store_failed(p, "a session", rc);
 }
 

@@ -86,8 +86,12 @@ int privcheck_warn(const config *c)
         w.ngroups = 1;
     }
     if (w.uid == 0) return 0;
-    int n = check(&w, "password_file", c->password_file, 4, false);
-    n += check(&w, "acl_file", c->acl_file, 4, false);
+    int n = check(&w, "password_file", c->sec.password_file, 4, false);
+    n += check(&w, "acl_file", c->sec.acl_file, 4, false);
+    for (size_t i = 0; c->per_listener_settings && i < c->nlisteners; i++) {
+        n += check(&w, "password_file", c->listeners[i].sec.password_file, 4, false);
+        n += check(&w, "acl_file", c->listeners[i].sec.acl_file, 4, false);
+    }
     if (c->persistence)
         n += check(&w, "persistence_location",
                    c->persistence_location ? c->persistence_location : ".", 2, true);

@@ -251,13 +251,14 @@ static char *dup_bytes(const void *p, size_t len)
     return s;
 }
 
-/* "auto-" and 128 bits from the kernel's CSPRNG as hex: no id says anything
- * about another. BK_OK, or BK_ERR_IO when no random bytes are available. */
-static int generate_id(char *out, size_t len)
+/* prefix (auto_id_prefix, "auto-" by default) and 128 bits from the
+ * kernel's CSPRNG as hex: no id says anything about another. BK_OK, or
+ * BK_ERR_IO when no random bytes are available. */
+static int generate_id(char *out, size_t len, const char *prefix)
 {
     uint8_t r[16];
     if (rng_bytes(r, sizeof r) < 0) return BK_ERR_IO;
-    int n = snprintf(out, len, "auto-");
+    int n = snprintf(out, len, "%s", prefix);
     for (size_t i = 0; i < sizeof r && n > 0 && (size_t)n + 2 < len; i++)
         n += snprintf(out + n, len - (size_t)n, "%02x", r[i]);
     return BK_OK;
@@ -314,10 +315,10 @@ static int connect_hold(client *cl, const mqtt_header *h, const mqtt_connect *ck
 /* Client id ([MQTT-3.1.3-8]: generated for an empty one) and keepalive. */
 static int connect_validate(client *cl, const mqtt_connect *ck)
 {
-    char idbuf[64];
+    char idbuf[128]; /* auto_id_prefix (at most 64 bytes) and 32 hex digits */
     const char *id = (const char *)ck->client_id.ptr;
     size_t idlen = ck->client_id.len;
-    const char *refusal = clientid_refusal(cl->b->cfg, id, idlen);
+    const char *refusal = clientid_refusal(cl->b->cfg, cl->conn->listener->cfg, id, idlen);
     if (refusal) return refuse(cl, MQTT_CONNACK_IDENTIFIER, refusal);
     if (idlen == 0) {
         if (cl->v5)
@@ -327,7 +328,8 @@ static int connect_validate(client *cl, const mqtt_connect *ck)
                           ck->protocol_level == 3
                               ? "empty client id (MQTT 3.1 requires one)"
                               : "empty client id needs clean session [MQTT-3.1.3-8]");
-        if (generate_id(idbuf, sizeof idbuf) != BK_OK)
+        if (generate_id(idbuf, sizeof idbuf,
+                        config_auto_id_prefix(cl->b->cfg, cl->conn->listener->cfg)) != BK_OK)
             return refuse(cl, MQTT_CONNACK_UNAVAILABLE, "no random bytes for a client id");
         id = idbuf;
         idlen = strlen(idbuf);
@@ -347,6 +349,15 @@ static int connect_validate(client *cl, const mqtt_connect *ck)
         return refuse(cl, MQTT_CONNACK_IDENTIFIER, why);
     }
     return BK_OK;
+}
+
+/* Record cl as m's publisher (check_retain_source; kept with every
+ * retained message so the option can be turned on by a reload). */
+static int proto_set_source(client *cl, msg *m)
+{
+    const listener *l = cl->conn->listener;
+    return msg_set_source(m, cl->client_id, cl->username, auth_listener_index(cl->b, l),
+                          l && l->cfg ? (uint16_t)l->cfg->port : 0);
 }
 
 static int refuse_login(client *cl, int rc)
@@ -396,8 +407,7 @@ static int connect_authenticate(client *cl, const mqtt5_connect *ck5)
     cl->will = cl->v5 ? p5_will_new(cl, ck5)
                       : msg_new(ck->will_topic.ptr, ck->will_topic.len, ck->will_payload.ptr,
                                 ck->will_payload.len, ck->will_qos, ck->will_retain);
-    if (cl->will && ck->will_retain && b->cfg->check_retain_source &&
-        msg_set_source(cl->will, cl->client_id, cl->username) != BK_OK)
+    if (cl->will && ck->will_retain && proto_set_source(cl, cl->will) != BK_OK)
         return fail_nomem(cl);
     return cl->will ? BK_OK : fail_nomem(cl);
 }
@@ -457,6 +467,7 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
     }
     free(s->username);
     s->username = cl->username ? strdup(cl->username) : NULL;
+    s->listener = (int16_t)auth_listener_index(b, cl->conn->listener); /* its ACL from now on */
     s->expires_at = 0;
     p5_will_cancel(b, cl->client_id);
     if (cl->v5) {
@@ -590,8 +601,7 @@ static inline __attribute__((always_inline)) void publish_core(client *cl, const
         }
         msg *m = msg_new_props(p->topic.ptr, p->topic.len, props, props_len, p->payload,
                                p->payload_len, p->qos, p->retain);
-        if (m && p->retain && b->cfg->check_retain_source &&
-            msg_set_source(m, cl->client_id, cl->username) != BK_OK) {
+        if (m && p->retain && proto_set_source(cl, m) != BK_OK) {
             msg_unref(m);
             m = NULL;
         }

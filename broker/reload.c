@@ -51,13 +51,34 @@ static void warn_listeners(const config *old, const config *nw)
                 old->path);
 }
 
+static void swap_sec(sec_cfg *a, sec_cfg *b)
+{
+    sec_cfg t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* The security settings: the broker's, per_listener_settings, and each
+ * listener's when the listeners are the same ones (else they wait for the
+ * restart with their listeners; warn_listeners said so). auth_reload loads
+ * the files they name. */
+static void apply_sec(config *cur, config *nw)
+{
+    swap_sec(&cur->sec, &nw->sec);
+    bool same = cur->nlisteners == nw->nlisteners;
+    for (size_t i = 0; same && i < cur->nlisteners; i++)
+        same = cur->listeners[i].port == nw->listeners[i].port;
+    if (!same) return; /* per_listener_settings too: it needs every listener's set */
+    cur->per_listener_settings = nw->per_listener_settings;
+    for (size_t i = 0; i < cur->nlisteners; i++)
+        swap_sec(&cur->listeners[i].sec, &nw->listeners[i].sec);
+}
+
 /* Copy what can change without closing listeners from nw into the running
  * configuration (strings swapped, so freeing nw frees the old ones). */
 static void apply(broker *b, config *cur, config *nw)
 {
-    cur->allow_anonymous = nw->allow_anonymous;
-    swap_str(&cur->password_file, &nw->password_file);
-    swap_str(&cur->acl_file, &nw->acl_file);
+    apply_sec(cur, nw);
     cur->max_keepalive = nw->max_keepalive;
     cur->max_packet_size = nw->max_packet_size;
     cur->max_inflight_messages = nw->max_inflight_messages;
@@ -77,7 +98,6 @@ static void apply(broker *b, config *cur, config *nw)
     cur->connection_messages = nw->connection_messages;
     cur->sys_interval = nw->sys_interval;
     cur->handshake_timeout = nw->handshake_timeout;
-    cur->allow_zero_length_clientid = nw->allow_zero_length_clientid;
     cur->use_username_as_clientid = nw->use_username_as_clientid;
     swap_str(&cur->clientid_prefixes, &nw->clientid_prefixes);
     cur->persistent_client_expiration = nw->persistent_client_expiration;

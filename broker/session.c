@@ -85,6 +85,7 @@ session *session_create(session_registry *r, const char *id, size_t len, bool cl
     s->clean = clean;
     s->next_pid = 1;
     s->next_seq = 1;
+    s->listener = -1;
     if (dict_put(&r->ids, s->client_id, len, s) < 0) {
         free(s->client_id);
         free(s);

@@ -125,6 +125,8 @@ typedef struct session {
     uint32_t nsub_ids;         /* subscriptions with a Subscription Identifier */
     bool no_local;             /* a bridge's session: what it published is not sent back to it */
     bool pinned;               /* held by one of our bridges: clients may not take it over */
+    int16_t listener; /* broker.listeners index of its last connection, -1: none yet (its ACL
+                         with per_listener_settings true) */
     sub_rec *subs;
     uint32_t nsubs;
     dict subs_by_filter; /* filter -> sub_rec (keys point into the rec) */

@@ -18,7 +18,10 @@
 #include <unistd.h>
 
 #define STORE_APP_ID 0x53454342 /* "SECB" */
-#define STORE_SCHEMA_VERSION 1
+/* 2: retained.source_* (check_retain_source) and sessions.listener_port
+ * (per_listener_settings); a version 1 file is migrated at open (its rows
+ * have no source and no port). */
+#define STORE_SCHEMA_VERSION 2
 
 enum op_kind {
     OP_MSG_ADD,
@@ -46,7 +49,9 @@ struct op {
     uint32_t expiry;
     uint64_t id, seq;
     size_t s1, s1len; /* client id, or topic for retained ops */
-    size_t s2, s2len; /* filter or username (s2len == SIZE_MAX: NULL) */
+    size_t s2, s2len; /* filter, username, or a retained message's source client id
+                         (s2len == SIZE_MAX: NULL) */
+    size_t s3, s3len; /* a retained message's source username (SIZE_MAX: NULL) */
     const char *topic;
     size_t tlen;
     const uint8_t *payload;
@@ -82,12 +87,15 @@ enum stmt_id {
 static const char *const stmt_sql[ST__N] = {
     [ST_MSG_ADD] = "INSERT INTO messages(id,topic,payload,qos,retain,refs,props,expires)"
                    " VALUES(?,?,?,?,?,0,?,?)",
-    [ST_RETAIN_SET] = "INSERT INTO retained(topic,msg_id) VALUES(?,?) "
-                      "ON CONFLICT(topic) DO UPDATE SET msg_id=excluded.msg_id",
+    [ST_RETAIN_SET] = "INSERT INTO retained(topic,msg_id,source_id,source_user,source_port)"
+                      " VALUES(?,?,?,?,?) ON CONFLICT(topic) DO UPDATE SET"
+                      " msg_id=excluded.msg_id,source_id=excluded.source_id,"
+                      "source_user=excluded.source_user,source_port=excluded.source_port",
     [ST_RETAIN_CLEAR] = "DELETE FROM retained WHERE topic=?",
-    [ST_SESSION_PUT] = "INSERT INTO sessions(client_id,username,expiry) VALUES(?,?,?) "
-                       "ON CONFLICT(client_id) DO UPDATE SET username=excluded.username,"
-                       "expiry=excluded.expiry",
+    [ST_SESSION_PUT] = "INSERT INTO sessions(client_id,username,expiry,listener_port)"
+                       " VALUES(?,?,?,?) ON CONFLICT(client_id) DO UPDATE SET"
+                       " username=excluded.username,expiry=excluded.expiry,"
+                       "listener_port=excluded.listener_port",
     [ST_SESSION_DEL_D] = "DELETE FROM deliveries WHERE client_id=?",
     [ST_SESSION_DEL_S] = "DELETE FROM subscriptions WHERE client_id=?",
     [ST_SESSION_DEL_Q] = "DELETE FROM qos2_in WHERE client_id=?",
@@ -115,10 +123,10 @@ static const char schema_sql[] =
     " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
     " refs INTEGER NOT NULL, props BLOB, expires INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS messages_unref ON messages(refs) WHERE refs<=0;"
-    "CREATE TABLE IF NOT EXISTS retained(topic TEXT PRIMARY KEY, msg_id INTEGER NOT NULL)"
-    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS retained(topic TEXT PRIMARY KEY, msg_id INTEGER NOT NULL,"
+    " source_id TEXT, source_user TEXT, source_port INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS sessions(client_id TEXT PRIMARY KEY, username TEXT,"
-    " expiry INTEGER NOT NULL) WITHOUT ROWID;"
+    " expiry INTEGER NOT NULL, listener_port INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS subscriptions(client_id TEXT NOT NULL, filter TEXT NOT NULL,"
     " qos INTEGER NOT NULL, sub_id INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(client_id,filter))"
     " WITHOUT ROWID;"
@@ -197,8 +205,19 @@ static int pragma_int(sqlite3 *db, const char *sql, int *out)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
-/* Is this file ours and whole? 0, or -1 with the reason in err. */
-static int check_file(sqlite3 *db, char *err, size_t errlen)
+/* Schema 1 -> 2: who published each retained message. Old rows get NULL
+ * (no source recorded: check_retain_source lets them through, as Mosquitto
+ * does with a message that has no source). */
+static const char migrate_1_sql[] = "ALTER TABLE retained ADD COLUMN source_id TEXT;"
+                                    "ALTER TABLE retained ADD COLUMN source_user TEXT;"
+                                    "ALTER TABLE retained ADD COLUMN source_port INTEGER NOT NULL"
+                                    " DEFAULT 0;"
+                                    "ALTER TABLE sessions ADD COLUMN listener_port INTEGER NOT NULL"
+                                    " DEFAULT 0;";
+
+/* Is this file ours and whole? 0, or -1 with the reason in err. *from is
+ * the schema version to migrate from (0: none needed). */
+static int check_file(sqlite3 *db, int *from, char *err, size_t errlen)
 {
     int app = 0, ver = 0;
     if (pragma_int(db, "PRAGMA application_id", &app) < 0 ||
@@ -215,7 +234,8 @@ static int check_file(sqlite3 *db, char *err, size_t errlen)
         snprintf(err, errlen, "not a secbroker database (application_id %d)", app);
         return -1;
     }
-    if (tables > 0 && ver != STORE_SCHEMA_VERSION) {
+    *from = tables > 0 && ver == 1 ? 1 : 0;
+    if (tables > 0 && ver != STORE_SCHEMA_VERSION && !*from) {
         snprintf(err, errlen, "schema version %d, this broker reads %d", ver, STORE_SCHEMA_VERSION);
         return -1;
     }
@@ -230,7 +250,7 @@ static int check_file(sqlite3 *db, char *err, size_t errlen)
     return ok ? 0 : -1;
 }
 
-static int setup_schema(sqlite3 *db, bool strict, char *err, size_t errlen)
+static int setup_schema(sqlite3 *db, bool strict, int from, char *err, size_t errlen)
 {
     char sql[256];
     if (exec_sql(db, "PRAGMA journal_mode=WAL", err, errlen) < 0) return -1;
@@ -239,7 +259,8 @@ static int setup_schema(sqlite3 *db, bool strict, char *err, size_t errlen)
     if (exec_sql(db, "BEGIN", err, errlen) < 0) return -1;
     snprintf(sql, sizeof sql, "PRAGMA application_id=%d; PRAGMA user_version=%d", STORE_APP_ID,
              STORE_SCHEMA_VERSION);
-    if (exec_sql(db, schema_sql, err, errlen) < 0 || exec_sql(db, sql, err, errlen) < 0 ||
+    if ((from == 1 && exec_sql(db, migrate_1_sql, err, errlen) < 0) ||
+        exec_sql(db, schema_sql, err, errlen) < 0 || exec_sql(db, sql, err, errlen) < 0 ||
         exec_sql(db, "COMMIT", err, errlen) < 0) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
@@ -258,7 +279,8 @@ static int open_checked(const char *path, bool strict, sqlite3 **out, char *err,
         return -1;
     }
     sqlite3_busy_timeout(db, 0);
-    if (check_file(db, err, errlen) < 0 || setup_schema(db, strict, err, errlen) < 0) {
+    int from = 0;
+    if (check_file(db, &from, err, errlen) < 0 || setup_schema(db, strict, from, err, errlen) < 0) {
         sqlite3_close(db);
         return -1;
     }
@@ -409,6 +431,7 @@ static struct op *op_new(store *st, enum op_kind kind)
     memset(o, 0, sizeof *o);
     o->kind = (uint8_t)kind;
     o->s2len = SIZE_MAX;
+    o->s3len = SIZE_MAX;
     return o;
 }
 
@@ -477,11 +500,22 @@ int store_msg_add(store *st, uint64_t *id, const store_msg *m, void *owner)
         if (!(o)) return STORE_ERR_ALLOC;                                                          \
     } while (0)
 
-int store_retain_set(store *st, const char *topic, size_t tlen, uint64_t msg_id)
+int store_retain_set(store *st, const char *topic, size_t tlen, uint64_t msg_id,
+                     const store_source *src)
 {
-    struct op *o = op_strings(st, OP_RETAIN_SET, topic, tlen, NULL, 0);
+    const char *id = src ? src->client_id : NULL, *user = id ? src->username : NULL;
+    size_t mark = st->alen, ulen = user ? strlen(user) : 0;
+    if (ulen > 65535) return STORE_ERR_ARG;
+    struct op *o = op_strings(st, OP_RETAIN_SET, topic, tlen, id, id ? strlen(id) : 0);
     OP_OR_FAIL(o);
+    if (user && arena_put(st, user, ulen, &o->s3) < 0) {
+        st->nops--;
+        st->alen = mark;
+        return STORE_ERR_ALLOC;
+    }
+    if (user) o->s3len = ulen;
     o->id = msg_id;
+    o->pid = id ? src->port : 0;
     return STORE_OK;
 }
 
@@ -492,12 +526,13 @@ int store_retain_clear(store *st, const char *topic, size_t tlen)
 }
 
 int store_session_put(store *st, const char *client_id, const char *username,
-                      uint32_t expiry_interval)
+                      uint32_t expiry_interval, uint16_t listener_port)
 {
     struct op *o = op_strings(st, OP_SESSION_PUT, client_id, strlen(client_id), username,
                               username ? strlen(username) : 0);
     OP_OR_FAIL(o);
     o->expiry = expiry_interval;
+    o->pid = listener_port;
     return STORE_OK;
 }
 
@@ -673,6 +708,12 @@ static int apply_simple(store *st, const struct op *o)
     case OP_RETAIN_SET:
         s = st->st[ST_RETAIN_SET];
         sqlite3_bind_int64(s, 2, (sqlite3_int64)o->id);
+        bind_s2(st, s, 3, o);
+        if (o->s3len == SIZE_MAX)
+            sqlite3_bind_null(s, 4);
+        else
+            sqlite3_bind_text(s, 4, st->arena + o->s3, (int)o->s3len, SQLITE_STATIC);
+        sqlite3_bind_int(s, 5, o->pid);
         break;
     case OP_RETAIN_CLEAR:
         s = st->st[ST_RETAIN_CLEAR];
@@ -681,6 +722,7 @@ static int apply_simple(store *st, const struct op *o)
         s = st->st[ST_SESSION_PUT];
         bind_s2(st, s, 2, o);
         sqlite3_bind_int64(s, 3, o->expiry);
+        sqlite3_bind_int(s, 4, o->pid);
         break;
     case OP_SUB_PUT:
         s = st->st[ST_SUB_PUT];
@@ -783,13 +825,15 @@ static int row_retained(store *st, sqlite3_stmt *s, const store_load_cbs *cbs, v
 {
     store_msg m;
     col_msg(s, 0, &m);
-    return cbs->retained(ud, &m);
+    store_source src = {col_text(s, 7, NULL), col_text(s, 8, NULL),
+                        (uint16_t)sqlite3_column_int(s, 9)};
+    return cbs->retained(ud, &m, src.client_id ? &src : NULL);
 }
 
 static int row_session(store *st, sqlite3_stmt *s, const store_load_cbs *cbs, void *ud)
 {
     store_session ss = {col_text(s, 0, NULL), col_text(s, 1, NULL),
-                        (uint32_t)sqlite3_column_int64(s, 2)};
+                        (uint32_t)sqlite3_column_int64(s, 2), (uint16_t)sqlite3_column_int(s, 3)};
     return cbs->session(ud, &ss);
 }
 
@@ -831,12 +875,12 @@ int store_load(store *st, const store_load_cbs *cbs, void *ud)
         row_fn fn;
     } parts[] = {
         {offsetof(store_load_cbs, retained),
-         "SELECT m.id,m.topic,m.payload,m.qos,m.retain,m.props,m.expires FROM retained r"
-         " JOIN messages m"
+         "SELECT m.id,m.topic,m.payload,m.qos,m.retain,m.props,m.expires,r.source_id,"
+         "r.source_user,r.source_port FROM retained r JOIN messages m"
          " ON m.id=r.msg_id",
          row_retained},
-        {offsetof(store_load_cbs, session), "SELECT client_id,username,expiry FROM sessions",
-         row_session},
+        {offsetof(store_load_cbs, session),
+         "SELECT client_id,username,expiry,listener_port FROM sessions", row_session},
         {offsetof(store_load_cbs, sub), "SELECT client_id,filter,qos,sub_id FROM subscriptions",
          row_sub},
         {offsetof(store_load_cbs, qos2_in), "SELECT client_id,pid FROM qos2_in", row_q2},

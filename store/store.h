@@ -9,8 +9,10 @@
  *                  a reference count kept by triggers: a row lives while a
  *                  retained slot or a delivery points at it, or while the
  *                  broker still holds the message (store_msg_gc lets go).
- *   retained       topic -> message.
- *   sessions       persistent sessions: client id, username, expiry.
+ *   retained       topic -> message, and who published it (client id,
+ *                  username, listener port; NULL in rows from schema 1).
+ *   sessions       persistent sessions: client id, username, expiry, the port
+ *                  of the listener it last connected to (0 = unknown).
  *   subscriptions  (client id, filter) -> granted QoS (with the MQTT 5 option
  *                  bits), Subscription Identifier.
  *   deliveries     per session, in order (seq): queued or inflight QoS 1/2
@@ -107,13 +109,22 @@ int store_msg_add(store *st, uint64_t *id, const struct store_msg *m, void *owne
 /* The broker no longer holds message id in memory: its row goes once no
  * delivery or retained slot points at it. */
 int store_msg_gc(store *st, uint64_t id);
-/* Retained message for topic (replaces), or none. */
-int store_retain_set(store *st, const char *topic, size_t tlen, uint64_t msg_id);
+/* Who published a retained message (check_retain_source). */
+typedef struct {
+    const char *client_id; /* never NULL in a store_source */
+    const char *username;  /* NULL: anonymous */
+    uint16_t port;         /* the listener it came through, 0 = unknown */
+} store_source;
+
+/* Retained message for topic (replaces), with its publisher (src NULL: not
+ * recorded), or none. */
+int store_retain_set(store *st, const char *topic, size_t tlen, uint64_t msg_id,
+                     const store_source *src);
 int store_retain_clear(store *st, const char *topic, size_t tlen);
 /* Persistent session row (insert or update); delete removes the session and
  * everything that hangs off it (subscriptions, deliveries, qos2_in). */
 int store_session_put(store *st, const char *client_id, const char *username,
-                      uint32_t expiry_interval);
+                      uint32_t expiry_interval, uint16_t listener_port);
 int store_session_del(store *st, const char *client_id);
 /* qos: the QoS byte as the broker keeps it (MQTT 5 option bits included);
  * sub_id: the MQTT 5 Subscription Identifier, 0 = none. */
@@ -166,6 +177,7 @@ typedef struct {
     const char *client_id;
     const char *username; /* NULL = anonymous */
     uint32_t expiry_interval;
+    uint16_t listener_port; /* its last listener (per_listener_settings), 0 = unknown */
 } store_session;
 
 typedef struct {
@@ -181,7 +193,8 @@ typedef struct {
 /* Callbacks return 0 to go on, non-zero to stop (that value is returned).
  * Pointers are valid only during the call. */
 typedef struct {
-    int (*retained)(void *ud, const store_msg *m);
+    /* src NULL: no publisher recorded (a row from before schema 2) */
+    int (*retained)(void *ud, const store_msg *m, const store_source *src);
     int (*session)(void *ud, const store_session *s);
     int (*sub)(void *ud, const char *client_id, const char *filter, uint8_t qos, uint32_t sub_id);
     int (*qos2_in)(void *ud, const char *client_id, uint16_t pid);

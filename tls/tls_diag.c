@@ -209,25 +209,34 @@ static const char *curve_name(int tls_id)
     return info->name;
 }
 
-/* TLS 1.2 SignatureAndHashAlgorithm, named as Wireshark names it. */
+/* TLS 1.2 SignatureAndHashAlgorithm, named as Wireshark names it, with its
+ * code and what it means in TLS 1.2 ("ecdsa_secp256r1_sha256 (0x0403:
+ * ECDSA over SHA-256)": in TLS 1.2 the name's curve is not binding, the key
+ * is the certificate's). */
 static void sig_alg_name(int hash, int sig, char *buf, size_t len)
 {
-    const char *h = hash == 2   ? "sha1"
-                    : hash == 3 ? "sha224"
-                    : hash == 4 ? "sha256"
-                    : hash == 5 ? "sha384"
-                    : hash == 6 ? "sha512"
-                                : NULL;
+    static const char *const hashes[] = {NULL,     NULL,     "sha1",  "sha224",
+                                         "sha256", "sha384", "sha512"};
+    static const char *const intrinsic[] = {"rsa_pss_rsae_sha256", "rsa_pss_rsae_sha384",
+                                            "rsa_pss_rsae_sha512", "ed25519"};
+    const char *h = hash >= 2 && hash <= 6 ? hashes[hash] : NULL;
+    char hu[8] = "";
+    for (size_t i = 0; h && h[i] && i < sizeof hu - 1; i++)
+        hu[i] = (char)(h[i] >= 'a' && h[i] <= 'z' ? h[i] - 32 : h[i]);
     if (h && sig == 1)
-        snprintf(buf, len, "rsa_pkcs1_%s (0x%02x%02x)", h, hash, sig);
+        snprintf(buf, len, "rsa_pkcs1_%s (0x%02x%02x: RSA PKCS#1 v1.5 over %.3s-%s)", h, hash, sig,
+                 hu, hu + 3);
     else if (h && sig == 3 && hash >= 4)
-        snprintf(buf, len, "ecdsa_%s_%s (0x%02x%02x)",
+        snprintf(buf, len, "ecdsa_%s_%s (0x%02x%02x: ECDSA over %.3s-%s)",
                  hash == 4   ? "secp256r1"
                  : hash == 5 ? "secp384r1"
                              : "secp521r1",
-                 h, hash, sig);
+                 h, hash, sig, hu, hu + 3);
     else if (h && sig == 3)
-        snprintf(buf, len, "ecdsa_%s (0x%02x%02x)", h, hash, sig);
+        snprintf(buf, len, "ecdsa_%s (0x%02x%02x: ECDSA over %.3s-%s)", h, hash, sig, hu, hu + 3);
+    else if (hash == 8 && sig >= 4 && sig <= 7)
+        snprintf(buf, len, "%s (0x08%02x: %s)", intrinsic[sig - 4], sig,
+                 sig == 7 ? "Ed25519" : "RSA-PSS with an RSA key");
     else
         snprintf(buf, len, "0x%02x%02x", hash, sig);
 }
@@ -307,9 +316,9 @@ static void server_key_exchange_line(const tls_conn *c, bool srv, char *line, si
         return;
     }
     size_t plen = m[7];
-    char sig[64] = "";
+    char sig[112] = "";
     if (8 + plen + 2 <= n && tls_ad_minor(&c->ssl) >= TLS_V12) {
-        char alg[48];
+        char alg[88];
         sig_alg_name(m[8 + plen], m[9 + plen], alg, sizeof alg);
         snprintf(sig, sizeof sig, ", signed with %s", alg);
     } else {
@@ -317,6 +326,61 @@ static void server_key_exchange_line(const tls_conn *c, bool srv, char *line, si
     }
     snprintf(line, len, "%s ServerKeyExchange: ECDHE on %s, public key %zu bytes%s", dir,
              curve_name(m[5] << 8 | m[6]), plen, sig);
+}
+
+static size_t cat(char *buf, size_t len, size_t pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The DNs of the trusted CAs, "; "-separated, into buf. */
+static void ca_names(const tls_conn *c, char *buf, size_t len)
+{
+    size_t pos = 0;
+    buf[0] = '\0';
+    for (const mbedtls_x509_crt *ca = &c->srv->ca; ca && ca->version && pos < len; ca = ca->next) {
+        char dn[200];
+        tls_dn_format(&ca->subject, dn, sizeof dn);
+        int w = snprintf(buf + pos, len - pos, "%s%s", pos ? "; " : "", dn);
+        pos = w < 0 ? len : pos + (size_t)w;
+    }
+}
+
+/* "-> CertificateRequest (client certificate required): acceptable CAs:
+ * CN=...; the client signs its CertificateVerify with one of 9 signature
+ * schemes, e.g. ecdsa_secp256r1_sha256 (0x0403: ECDSA over SHA-256)" from
+ * the message (TLS 1.2): certificate_types<1> supported_signature_algorithms<2>
+ * certificate_authorities<2> (DNs, each <2>). The DNs are the CAs a client
+ * certificate must chain to, not a signature on the message. */
+static void cert_request_line(const tls_conn *c, char *line, size_t len)
+{
+    size_t n = 0, nsig = 0, nca = 0;
+    char cas[240], first[80] = "";
+    bool names = true; /* the message names the CAs (or we could not read it) */
+    const uint8_t *m = hs_msg(c, true, MBEDTLS_SSL_HS_CERTIFICATE_REQUEST, 5, &n);
+    size_t off = m ? 5 + (size_t)m[4] : 0;
+    if (m && off + 2 <= n) {
+        size_t sl = (size_t)m[off] << 8 | m[off + 1];
+        nsig = sl / 2;
+        if (nsig && off + 4 <= n) sig_alg_name(m[off + 2], m[off + 3], first, sizeof first);
+        size_t ca = off + 2 + sl;
+        if (ca + 2 <= n) {
+            size_t end = ca + 2 + ((size_t)m[ca] << 8 | m[ca + 1]);
+            for (size_t at = ca + 2; at + 2 <= end && at + 2 <= n;
+                 at += 2 + ((size_t)m[at] << 8 | m[at + 1]))
+                nca++;
+            names = nca > 0;
+        }
+    }
+    ca_names(c, cas, sizeof cas);
+    size_t pos = cat(line, len, 0, "-> CertificateRequest (client certificate %s): acceptable CAs",
+                     c->srv->require_cert ? "required" : "optional");
+    if (names)
+        pos = cat(line, len, pos, ": %s", cas);
+    else
+        pos = cat(line, len, pos, " (none named in the message; the broker trusts %s)", cas);
+    if (nsig)
+        cat(line, len, pos,
+            "; the client signs its CertificateVerify with one of %zu signature schemes, e.g. %s",
+            nsig, first);
 }
 
 static bool kx_is_ecdhe(const tls_conn *c)
@@ -474,13 +538,9 @@ static void trace_hello_flight(tls_conn *c, int prev, int now, char *line, size_
             server_key_exchange_line(c, srv, line, len);
         break;
     case MBEDTLS_SSL_CERTIFICATE_REQUEST:
-        if (srv && c->srv->request_cert) {
-            char dn[200];
-            tls_dn_format(&c->srv->ca.subject, dn, sizeof dn);
-            snprintf(line, len, "-> CertificateRequest (client certificate %s): signed by %s%s",
-                     c->srv->require_cert ? "required" : "optional", dn,
-                     c->srv->ca.next && c->srv->ca.next->version ? " or another trusted CA" : "");
-        } else if (!srv && tls_ad_cert_requested(&c->ssl))
+        if (srv && c->srv->request_cert)
+            cert_request_line(c, line, len);
+        else if (!srv && tls_ad_cert_requested(&c->ssl))
             snprintf(line, len, "<- CertificateRequest");
         break;
     case MBEDTLS_SSL_SERVER_HELLO_DONE:
@@ -496,7 +556,7 @@ static void trace_key_flight(tls_conn *c, int prev, char *line, size_t len)
 {
     bool srv = c->srv != NULL;
     const char *in = srv ? "<-" : "->", *out = srv ? "->" : "<-";
-    char a[64];
+    char a[88];
     switch (prev) {
     case MBEDTLS_SSL_CLIENT_CERTIFICATE:
         if (srv && c->srv->request_cert)
@@ -609,8 +669,7 @@ static void trace_failure(tls_conn *c, int alert_in)
 
 /* ---- failures ------------------------------------------------------------------ */
 
-static size_t cat(char *buf, size_t len, size_t pos, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* Append to buf at pos (snprintf; the line is cut at len). The new pos. */
 static size_t cat(char *buf, size_t len, size_t pos, const char *fmt, ...)
 {
     if (pos >= len) return pos;

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "store/store.h"
 
 static char dir[256], path[300];
@@ -83,7 +85,7 @@ static uint64_t add_msg(store *st, const char *topic, const char *payload, uint8
 
 /* MQTT 5: a message's property block and its expiry come back as stored;
  * a message without them reads back with none. */
-static int on_retained_v5(void *ud, const store_msg *m)
+static int on_retained_v5(void *ud, const store_msg *m, const store_source *src)
 {
     store_msg *out = ud;
     static uint8_t props[16];
@@ -109,7 +111,7 @@ START_TEST(message_properties_and_expiry)
                    .expires = 1796073025};
     uint64_t id = 0;
     ck_assert_int_eq(store_msg_add(st, &id, &m, NULL), STORE_OK);
-    ck_assert_int_eq(store_retain_set(st, "v5/t", 4, id), STORE_OK);
+    ck_assert_int_eq(store_retain_set(st, "v5/t", 4, id, NULL), STORE_OK);
     m.expires = -1;
     ck_assert_int_eq(store_msg_add(st, &id, &m, NULL), STORE_ERR_ARG);
     ck_assert_int_eq(store_commit(st), STORE_OK);
@@ -124,7 +126,7 @@ START_TEST(message_properties_and_expiry)
     ck_assert_int_eq(got.expires, 1796073025);
     ck_assert_int_eq(store_retain_clear(st, "v5/t", 4), STORE_OK);
     uint64_t plain = add_msg(st, "v5/t", "q", 0);
-    ck_assert_int_eq(store_retain_set(st, "v5/t", 4, plain), STORE_OK);
+    ck_assert_int_eq(store_retain_set(st, "v5/t", 4, plain, NULL), STORE_OK);
     ck_assert_int_eq(store_commit(st), STORE_OK);
     memset(&got, 0xff, sizeof got);
     ck_assert_int_eq(store_load(st, &cbs, &got), STORE_OK);
@@ -154,29 +156,137 @@ struct seen {
     int n;
     char topic[8][64];
     char payload[8][64];
+    char source[8][64]; /* "id/user/port", "-" without a source */
 };
 
-static int on_retained(void *ud, const store_msg *m)
+static int on_retained(void *ud, const store_msg *m, const store_source *src)
 {
     struct seen *s = ud;
     ck_assert_int_lt(s->n, 8);
     snprintf(s->topic[s->n], 64, "%.*s", (int)m->topic_len, m->topic);
     snprintf(s->payload[s->n], 64, "%.*s", (int)m->payload_len, (const char *)m->payload);
+    if (src)
+        snprintf(s->source[s->n], 64, "%s/%s/%u", src->client_id,
+                 src->username ? src->username : "(anonymous)", src->port);
+    else
+        snprintf(s->source[s->n], 64, "-");
     s->n++;
     return 0;
 }
+
+START_TEST(retained_source_round_trip)
+{
+    store *st = open_ok(NULL);
+    store_source alice = {"pub-1", "alice", 1884}, anon = {"pub-2", NULL, 0};
+    ck_assert_int_eq(store_retain_set(st, "a", 1, add_msg(st, "a", "1", 1), &alice), STORE_OK);
+    ck_assert_int_eq(store_retain_set(st, "b", 1, add_msg(st, "b", "2", 1), &anon), STORE_OK);
+    ck_assert_int_eq(store_retain_set(st, "c", 1, add_msg(st, "c", "3", 1), NULL), STORE_OK);
+    /* a replacement replaces the source too */
+    ck_assert_int_eq(store_retain_set(st, "a", 1, add_msg(st, "a", "4", 1), &anon), STORE_OK);
+    ck_assert_int_eq(store_commit(st), STORE_OK);
+    store_close(st);
+    st = open_ok(NULL);
+    struct seen s = {0};
+    store_load_cbs cbs = {.retained = on_retained};
+    ck_assert_int_eq(store_load(st, &cbs, &s), STORE_OK);
+    ck_assert_int_eq(s.n, 3);
+    for (int i = 0; i < 3; i++) {
+        const char *want = s.topic[i][0] == 'c' ? "-" : "pub-2/(anonymous)/0";
+        ck_assert_str_eq(s.source[i], want);
+    }
+    ck_assert_int_eq(store_retain_set(st, "a", 1, add_msg(st, "a", "5", 1), &alice), STORE_OK);
+    ck_assert_int_eq(store_commit(st), STORE_OK);
+    store_close(st);
+    st = open_ok(NULL);
+    memset(&s, 0, sizeof s);
+    ck_assert_int_eq(store_load(st, &cbs, &s), STORE_OK);
+    for (int i = 0; i < s.n; i++)
+        if (s.topic[i][0] == 'a') ck_assert_str_eq(s.source[i], "pub-1/alice/1884");
+    store_close(st);
+}
+END_TEST
+
+/* A database as schema 1 wrote it (before retained sources). */
+static void make_schema1_file(void)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    const char *sql =
+        "PRAGMA application_id=1397048130; PRAGMA user_version=1;"
+        "CREATE TABLE messages(id INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
+        " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+        " refs INTEGER NOT NULL, props BLOB, expires INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE retained(topic TEXT PRIMARY KEY, msg_id INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE sessions(client_id TEXT PRIMARY KEY, username TEXT,"
+        " expiry INTEGER NOT NULL) WITHOUT ROWID;"
+        "CREATE TABLE subscriptions(client_id TEXT NOT NULL, filter TEXT NOT NULL,"
+        " qos INTEGER NOT NULL, sub_id INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(client_id,filter))"
+        " WITHOUT ROWID;"
+        "CREATE TABLE deliveries(client_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+        " msg_id INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+        " state INTEGER NOT NULL, pid INTEGER NOT NULL, PRIMARY KEY(client_id,seq)) WITHOUT ROWID;"
+        "CREATE TABLE qos2_in(client_id TEXT NOT NULL, pid INTEGER NOT NULL,"
+        " PRIMARY KEY(client_id,pid)) WITHOUT ROWID;"
+        "INSERT INTO messages VALUES(1,'old/t',X'6f6c64',1,1,1,NULL,0);"
+        "INSERT INTO retained VALUES('old/t',1);"
+        "INSERT INTO sessions VALUES('old-session',NULL,60);";
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    ck_assert_msg(rc == SQLITE_OK, "%s", msg ? msg : "");
+    sqlite3_close(db);
+}
+
+static int on_old_session(void *ud, const store_session *ss)
+{
+    ck_assert_str_eq(ss->client_id, "old-session");
+    ck_assert_uint_eq(ss->expiry_interval, 60);
+    *(int *)ud = ss->listener_port; /* 0: the old row had none */
+    return 0;
+}
+
+START_TEST(schema1_file_is_migrated)
+{
+    make_schema1_file();
+    store_open_info info = {0};
+    store *st = open_ok(&info);
+    ck_assert(!info.quarantined);
+    struct seen s = {0};
+    store_load_cbs cbs = {.retained = on_retained};
+    ck_assert_int_eq(store_load(st, &cbs, &s), STORE_OK);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_str_eq(s.topic[0], "old/t");
+    ck_assert_str_eq(s.payload[0], "old");
+    ck_assert_str_eq(s.source[0], "-"); /* old rows have no source */
+    int port = -1;
+    store_load_cbs scbs = {.session = on_old_session};
+    ck_assert_int_eq(store_load(st, &scbs, &port), STORE_OK);
+    ck_assert_int_eq(port, 0);
+    store_source src = {"new", "u", 1883};
+    ck_assert_int_eq(store_retain_set(st, "new/t", 5, add_msg(st, "new/t", "n", 1), &src),
+                     STORE_OK);
+    ck_assert_int_eq(store_commit(st), STORE_OK);
+    store_close(st);
+    st = open_ok(NULL); /* now schema 2: opened without another migration */
+    memset(&s, 0, sizeof s);
+    ck_assert_int_eq(store_load(st, &cbs, &s), STORE_OK);
+    ck_assert_int_eq(s.n, 2);
+    for (int i = 0; i < 2; i++)
+        ck_assert_str_eq(s.source[i], s.topic[i][0] == 'n' ? "new/u/1883" : "-");
+    store_close(st);
+}
+END_TEST
 
 START_TEST(retained_round_trip_and_replace)
 {
     store *st = open_ok(NULL);
     uint64_t a = add_msg(st, "lab/temp", "21.5", 1);
-    ck_assert_int_eq(store_retain_set(st, "lab/temp", 8, a), STORE_OK);
+    ck_assert_int_eq(store_retain_set(st, "lab/temp", 8, a, NULL), STORE_OK);
     ck_assert_int_eq(store_commit(st), STORE_OK);
     ck_assert_int_eq(released, 1);
     /* replace: the old body must be collected, the new one kept */
     uint64_t b = add_msg(st, "lab/temp", "22.0", 0);
     ck_assert_uint_gt(b, a);
-    ck_assert_int_eq(store_retain_set(st, "lab/temp", 8, b), STORE_OK);
+    ck_assert_int_eq(store_retain_set(st, "lab/temp", 8, b, NULL), STORE_OK);
     ck_assert_int_eq(store_msg_gc(st, a), STORE_OK); /* the broker dropped the old one */
     ck_assert_int_eq(store_commit(st), STORE_OK);
     store_counts c = counts(st);
@@ -213,6 +323,7 @@ struct load_all {
     int sessions, subs, q2;
     char user[64];
     uint32_t expiry;
+    uint16_t port;
     char filter[4][64];
     uint8_t fqos[4];
     uint16_t pid[4];
@@ -225,6 +336,7 @@ static int on_session(void *ud, const store_session *s)
     ck_assert_str_eq(s->client_id, "dev1");
     snprintf(l->user, sizeof l->user, "%s", s->username ? s->username : "(null)");
     l->expiry = s->expiry_interval;
+    l->port = s->listener_port;
     return 0;
 }
 
@@ -269,7 +381,7 @@ static int on_delivery(void *ud, const store_delivery *d)
 
 static void make_session(store *st)
 {
-    ck_assert_int_eq(store_session_put(st, "dev1", "alice", 0xFFFFFFFFu), STORE_OK);
+    ck_assert_int_eq(store_session_put(st, "dev1", "alice", 0xFFFFFFFFu, 8883), STORE_OK);
     ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 1, 0), STORE_OK);
     ck_assert_int_eq(store_sub_put(st, "dev1", "lab/+/x", 7, 2, 77), STORE_OK);
     ck_assert_int_eq(store_sub_put(st, "dev1", "lab/#", 5, 2, 0), STORE_OK); /* upgrade */
@@ -299,6 +411,7 @@ START_TEST(session_round_trip)
     ck_assert_int_eq(l.sessions, 1);
     ck_assert_str_eq(l.user, "alice");
     ck_assert_uint_eq(l.expiry, 0xFFFFFFFFu);
+    ck_assert_uint_eq(l.port, 8883);
     ck_assert_int_eq(l.subs, 2);
     for (int i = 0; i < 2; i++)
         ck_assert_uint_eq(l.fqos[i], strcmp(l.filter[i], "lab/#") == 0 ? 2 : 2);
@@ -354,7 +467,7 @@ END_TEST
 START_TEST(group_commit_and_release)
 {
     store *st = open_ok(NULL);
-    ck_assert_int_eq(store_session_put(st, "bulk", NULL, 0), STORE_OK);
+    ck_assert_int_eq(store_session_put(st, "bulk", NULL, 0, 0), STORE_OK);
     char topic[32];
     for (int i = 0; i < 5000; i++) {
         uint64_t id = 0;
@@ -391,7 +504,7 @@ END_TEST
 START_TEST(failed_commit_keeps_journal)
 {
     store *st = open_ok(NULL);
-    ck_assert_int_eq(store_session_put(st, "dev", NULL, 0), STORE_OK);
+    ck_assert_int_eq(store_session_put(st, "dev", NULL, 0, 0), STORE_OK);
     ck_assert_int_eq(store_commit(st), STORE_OK);
     signal(SIGXFSZ, SIG_IGN);
     struct rlimit old, small;
@@ -515,6 +628,8 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, create_and_empty);
     tcase_add_test(tc, retained_round_trip_and_replace);
+    tcase_add_test(tc, retained_source_round_trip);
+    tcase_add_test(tc, schema1_file_is_migrated);
     tcase_add_test(tc, message_properties_and_expiry);
     tcase_add_test(tc, session_round_trip);
     tcase_add_test(tc, bodies_collected_with_last_reference);

@@ -758,7 +758,12 @@ START_TEST(trace_steps)
         "(TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), new session",
         "-> Certificate: CN=localhost,O=secbroker lab (1 in chain)",
         "-> ServerKeyExchange",
-        "-> CertificateRequest (client certificate optional)",
+        /* the scheme's name, code and meaning (its hash depends on the client's list) */
+        ": ECDSA over SHA-",
+        /* the DNs are the CAs a client certificate must chain to */
+        "-> CertificateRequest (client certificate optional): acceptable CAs: CN=secbroker lab "
+        "CA,O=secbroker lab; the client signs its CertificateVerify with one of ",
+        "signature schemes, e.g. ",
         "-> ServerHelloDone",
         "<- Certificate: CN=labclient,O=secbroker lab",
         "<- ClientKeyExchange",
@@ -777,6 +782,12 @@ START_TEST(trace_steps)
         at = hit;
     }
     pair_close(&p);
+    /* lines that name signature schemes are whole (ServerKeyExchange, CertificateVerify) */
+    static const char *const whole[] = {"-> ServerKeyExchange", "<- CertificateVerify"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *l = strstr(logbuf, whole[i]), *eol = l ? strchr(l, '\n') : NULL;
+        ck_assert_msg(eol && strstr(l, "signed with ecdsa_") && eol[-1] == ')', "%s", logbuf);
+    }
 
     /* abbreviated: no certificates, server Finished first */
     logbuf[0] = '\0';
