@@ -24,7 +24,7 @@ static void conf_curves(mbedtls_ssl_config *conf)
     mbedtls_ssl_conf_curves(conf, curves);
 #else
     static const uint16_t groups[] = {
-        MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1, MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
+        MBEDTLS_SSL_IANA_TLS_GROUP_X25519,    MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
         MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_SECP521R1,
         MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
     };
