@@ -23,8 +23,9 @@ MBEDTLS_DIR = $(BUILD)/mbedtls
 ifeq ($(MBEDTLS),bundled)
 MBEDTLS_HDR = $(MBEDTLS_DIR)/src/include/mbedtls/build_info.h
 MBEDTLS_DEP = $(MBEDTLS_DIR)/libmbedtls-all.a
-TLS_CFLAGS = -I$(MBEDTLS_DIR)/src/include -I$(MBEDTLS_DIR)/src/3rdparty/everest/include -DMBEDTLS_CONFIG_FILE='"tls/mbedtls_config.h"'
-TLS_LIBS =
+TLS_CFLAGS = -I$(MBEDTLS_DIR)/src/include -I$(MBEDTLS_DIR)/src/3rdparty/everest/include -DMBEDTLS_CONFIG_FILE='"tls/mbedtls_config.h"' -DTLS_X25519_WRAP
+# X25519 key shares through Everest (tls/tls_x25519.c)
+TLS_LIBS = -Wl,--wrap=mbedtls_ecp_mul
 else
 MBEDTLS_HDR =
 MBEDTLS_DEP =
@@ -43,7 +44,8 @@ LDFLAGS_ALL = $(LDFLAGS) $(SAN)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 MQTT_SRC   := $(wildcard mqtt/*.c)
-TLS_SRC    := $(wildcard tls/*.c)
+# tls/mbedtls_*.c belong to our mbedTLS build (scripts/mbedtls.mk)
+TLS_SRC    := $(filter-out tls/mbedtls_%.c,$(wildcard tls/*.c))
 ACL_SRC    := $(wildcard acl/*.c)
 STORE_SRC  := $(wildcard store/*.c)
 WS_SRC     := $(wildcard ws/*.c)
@@ -86,7 +88,7 @@ $(BUILD)/obj/%.o: %.c | $(MBEDTLS_HDR)
 $(MBEDTLS_DIR)/src/include/mbedtls/build_info.h:
 	@sh scripts/mbedtls.sh $(MBEDTLS_DIR)
 
-$(MBEDTLS_DIR)/libmbedtls-all.a: $(MBEDTLS_HDR) tls/mbedtls_config.h scripts/mbedtls.mk
+$(MBEDTLS_DIR)/libmbedtls-all.a: $(MBEDTLS_HDR) tls/mbedtls_config.h tls/mbedtls_x25519.c scripts/mbedtls.mk
 	@echo "building mbedTLS 3.6 (library objects we use) into $(MBEDTLS_DIR)"
 	@$(MAKE) --no-print-directory -f scripts/mbedtls.mk SRC=$(MBEDTLS_DIR)/src OUT=$(MBEDTLS_DIR) CC="$(CC)" MBEDTLS_CFLAGS="-O2 $(SAN)"
 

@@ -594,6 +594,37 @@ START_TEST(version_too_old)
 }
 END_TEST
 
+/* TLS 1.3 X25519 key shares: our build computes them with Everest
+ * (tls/mbedtls_x25519.c); the result must equal mbedTLS's own ladder and a
+ * handshake must go through that path on both sides. */
+START_TEST(x25519_key_share)
+{
+    ck_assert_int_eq(tls_x25519_check(64), TLS_OK);
+    if (!tls_version_supported("tlsv1.3")) return;
+    tls_server_opts so = server_opts();
+    so.tls_version = "tlsv1.3";
+    tls_client_opts co = client_opts(false);
+    co.tls_version = "tlsv1.3";
+    tls_server *srv = make_server(&so);
+    tls_client *cli = make_client(&co);
+    unsigned long before = tls_x25519_everest_calls();
+    pair_t p;
+    pair_open(&p, srv, cli);
+    pair_run(&p);
+    ck_assert_msg(p.rs == TLS_OK && p.rc == TLS_OK, "server: %s; client: %s", tls_conn_error(p.s),
+                  tls_conn_error(p.c));
+#if defined(TLS_X25519_WRAP)
+    /* the client's key share and the server's */
+    ck_assert_uint_eq(tls_x25519_everest_calls() - before, 2);
+#else
+    ck_assert_uint_eq(tls_x25519_everest_calls() - before, 0);
+#endif
+    pair_close(&p);
+    tls_client_free(cli);
+    tls_server_free(srv);
+}
+END_TEST
+
 /* Feeds raw bytes to a fresh server connection. */
 static void raw_to_server(const void *bytes, size_t n, int want, const char *words)
 {
@@ -1086,6 +1117,7 @@ static Suite *tls_suite(void)
     tcase_add_test(t, config_errors);
     tcase_add_test(t, cipher_names);
     tcase_add_test(t, idle_memory);
+    tcase_add_test(t, x25519_key_share);
     tcase_add_test(t, tls13_handshake_resume_keylog);
     tcase_add_test(t, tls13_certificate_required);
     tcase_add_test(t, tls13_identity_never_lost);
