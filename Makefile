@@ -69,7 +69,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy test-fuzz fuzz fuzz-protocol-smoke run certs install uninstall deps-build deps-test bench bench-bridge lab-% format format-check
+.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy test-fuzz fuzz fuzz-protocol-smoke run certs install uninstall deps-build deps-test bench bench-tls bench-bridge lab-% format format-check
 
 # The lab dashboard (web/) loads MQTT.js' browser build, copied from npm's
 # node_modules (package-lock.json pins it; `make deps-test` runs npm ci).
@@ -210,7 +210,12 @@ run: deps-build
 
 bench: all
 	@sh scripts/bench-persist.sh
+	@BENCH_TLS_NO_SPLICE=1 sh scripts/bench-tls.sh
 	@sh scripts/bench.sh
+
+# only the TLS handshake rows (and their section of docs/performance.md)
+bench-tls: all
+	@sh scripts/bench-tls.sh
 
 # Forwarded msg/s over a TLS bridge (secbroker and mosquitto as the local
 # broker) and the local round trip while bridges reconnect (docs/bridge.md).

@@ -87,4 +87,3 @@ int __wrap_mbedtls_ecp_mul(mbedtls_ecp_group *grp, mbedtls_ecp_point *R, const m
     }
     return __real_mbedtls_ecp_mul(grp, R, m, P, f_rng, p_rng);
 }
-

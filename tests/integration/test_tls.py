@@ -12,11 +12,16 @@ Timeouts are generous upper bounds for waiting, never pass/fail timing.
 import os
 import re
 import shutil
+import socket
+import ssl
+import struct
 import tempfile
+import time
 import unittest
 
-from mqttlib import (CONNACK, SECPUB, SECSUB, WAIT, Client, Sub, connect, connect_packet, log_offset,
-                     make_broker, publish, recv_publish, run, subscribe, uid, wait_log_line)
+from mqttlib import (CONNACK, SECPUB, SECSUB, WAIT, Client, Sub, connect, connect_packet, log_lines,
+                     log_offset, make_broker, publish, recv_publish, run, subscribe, uid,
+                     wait_log_line)
 from tlslib import (BROKER_MAX_TLS, BROKER_TLS13, KEYLOG_LINE, TLS13_LABELS, Capture, PahoWaiter,
                     TLSClient, client_context, handshake_failure,
                     make_certs, paho_client, s_client, tls_block, tshark_mqtt)
@@ -532,6 +537,87 @@ class TestHandshakeTimeout(unittest.TestCase):
         self.assertEqual(data, b"")
         wait_log_line(self, b, peer, "TLS handshake not finished within handshake_timeout 1 s")
         assert_still_serving(self, b.port)
+
+
+def client_hello():
+    """The bytes of one TLS ClientHello, as Python's ssl would send them."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    out = ssl.MemoryBIO()
+    obj = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+# Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS); Python's socket module lacks the name
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+def first_arrival_ns(sock, timeout=WAIT):
+    """The kernel's receive time (SO_TIMESTAMPNS, CLOCK_REALTIME ns) of the
+    first bytes the peer sent on sock, or None if nothing came."""
+    sock.settimeout(timeout)
+    try:
+        data, anc, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(16))
+    except (socket.timeout, ConnectionResetError):
+        return None
+    for level, kind, raw_ts in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            sec, nsec = struct.unpack("qq", raw_ts[:16])
+            return sec * 1000000000 + nsec
+    return None if not data else 0
+
+
+class TestHandshakeFairness(unittest.TestCase):
+    N = 200                # ClientHellos sent at once
+    STEPS_PER_TURN = 8     # broker/main.c HANDSHAKE_STEPS_PER_TURN
+
+    def test_established_client_served_during_handshake_storm(self):
+        """200 ClientHellos arrive at once, then a PINGREQ from an established
+        client: its PINGRESP comes back while most handshakes still wait,
+        because the broker runs at most 8 handshake steps per loop turn and
+        flushes established connections every turn. Counted, not timed: the
+        kernel's receive timestamps order the 200 server flights against the
+        PINGRESP; at most 3 turns' worth may land between PINGREQ and PINGRESP
+        (unbounded, all the waiting ones would)."""
+        b = start(self, listeners=[tls_block(CERTS)])
+        tls_port = b.ports[1]
+        pinger = Client(b.port)
+        self.addCleanup(pinger.close)
+        pinger.connect(client_id=uid("ping"))
+        pinger.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        socks = []
+        for _ in range(self.N):
+            s = socket.create_connection(("127.0.0.1", tls_port), timeout=WAIT)
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.addCleanup(s.close)
+            socks.append(s)
+        # every connection accepted before the storm starts
+        needle = "on port %d" % tls_port
+        deadline = time.time() + WAIT
+        while sum(needle in line for line in log_lines(b)) < self.N and time.time() < deadline:
+            time.sleep(0.05)
+        hello = client_hello()
+        for s in socks:
+            s.sendall(hello)
+        t_ping = time.time_ns()
+        pinger.send(b"\xc0\x00")
+        t_pong = first_arrival_ns(pinger.sock)
+        self.assertIsNotNone(t_pong, "no PINGRESP")
+        arrivals = [first_arrival_ns(s) for s in socks]
+        self.assertNotIn(None, arrivals, "a handshake got no answer")
+        waiting = sum(t > t_ping for t in arrivals)
+        between = sum(t_ping < t < t_pong for t in arrivals)
+        self.assertGreaterEqual(waiting, self.N // 2,
+                                "only %d handshakes still waiting when the PINGREQ went out: "
+                                "the test needs a backlog" % waiting)
+        self.assertLessEqual(between, 3 * self.STEPS_PER_TURN,
+                             "%d of %d waiting handshakes were answered before the PINGRESP"
+                             % (between, waiting))
 
 
 if __name__ == "__main__":
