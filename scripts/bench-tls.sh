@@ -17,7 +17,8 @@
 # Env: BENCH_RUNS (3) BENCH_SECS (5) BENCH_TLS_STORM (1000)
 #      BENCH_TLS_ROWS ("full resumed stime idle latency": a subset runs only
 #      those rows and keeps the other rows' earlier lines in the raw file)
-#      BENCH_TLS_REPORT_ONLY=1 (rewrite the report from the raw lines).
+#      BENCH_TLS_REPORT_ONLY=1 (rewrite the report from the raw lines)
+#      BENCH_SECBROKER, BENCH_SECBENCH (other binaries than build/'s).
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -28,8 +29,8 @@ REPORT_ONLY=${BENCH_TLS_REPORT_ONLY:-0}
 ROWS=${BENCH_TLS_ROWS:-full resumed stime idle latency}
 want() { case " $ROWS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 MOSQUITTO=/usr/sbin/mosquitto
-SECBENCH=$ROOT/build/secbench
-SECBROKER=$ROOT/build/secbroker
+SECBENCH=${BENCH_SECBENCH:-$ROOT/build/secbench}
+SECBROKER=${BENCH_SECBROKER:-$ROOT/build/secbroker}
 CIPHER12=ECDHE-ECDSA-AES128-GCM-SHA256
 CIPHER13=TLS_AES_128_GCM_SHA256
 RAW=$ROOT/build/bench

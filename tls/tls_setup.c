@@ -200,6 +200,7 @@ static tls_server *server_new(const tls_server_opts *o, tls_log_fn log, void *lo
     mbedtls_x509_crl_init(&s->crl);
     mbedtls_ssl_cache_init(&s->cache);
     mbedtls_ssl_ticket_init(&s->ticket);
+    mbedtls_gcm_init(&s->id_gcm);
     s->log = log;
     s->log_ud = log_ud;
     s->trace = o->trace;
@@ -313,15 +314,22 @@ static int server_sessions(tls_server *s, const tls_server_opts *o, char *err, s
         snprintf(err, errlen, "session tickets: %s", why);
         return TLS_ERR_CONFIG;
     }
-    mbedtls_ssl_conf_session_tickets_cb(&s->conf, mbedtls_ssl_ticket_write,
-                                        mbedtls_ssl_ticket_parse, &s->ticket);
-#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_SRV_C)
-    /* mbedTLS 3.6's TLS 1.3 tickets do not carry the client certificate: a
-     * resumed client would come back without its identity (CN as username).
-     * Where client certificates are asked for, TLS 1.3 connections get no
-     * ticket and every handshake is a full one; TLS 1.2 tickets keep it. */
-    if (s->request_cert) mbedtls_ssl_conf_new_session_tickets(&s->conf, 0);
-#endif
+    if (!s->request_cert) {
+        mbedtls_ssl_conf_session_tickets_cb(&s->conf, mbedtls_ssl_ticket_write,
+                                            mbedtls_ssl_ticket_parse, &s->ticket);
+        return TLS_OK;
+    }
+    /* mbedTLS 3.6's TLS 1.3 tickets do not carry the client certificate:
+     * where client certificates are asked for, ours carry the verified
+     * identity beside mbedTLS's ticket (tls_ticket.c) */
+    ret = tls_ticket_setup(s);
+    if (ret != 0) {
+        char why[200];
+        tls_strerror(ret, why, sizeof why);
+        snprintf(err, errlen, "session tickets: %s", why);
+        return TLS_ERR_CONFIG;
+    }
+    mbedtls_ssl_conf_session_tickets_cb(&s->conf, tls_ticket_write, tls_ticket_parse, s);
     return TLS_OK;
 }
 
@@ -399,6 +407,7 @@ void tls_server_free(tls_server *s)
     mbedtls_x509_crl_free(&s->crl);
     mbedtls_ssl_cache_free(&s->cache);
     mbedtls_ssl_ticket_free(&s->ticket);
+    tls_ticket_free(s);
     tls_keylog_close(&s->keylog);
     free(s->suites);
     free(s);

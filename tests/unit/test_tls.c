@@ -1046,17 +1046,46 @@ END_TEST
 /* mbedTLS 3.6's TLS 1.3 tickets lose the client certificate: where client
  * certificates are asked for, no TLS 1.3 ticket, every connection keeps its
  * identity (fails without the new_session_tickets(0) in tls_setup.c). */
-START_TEST(tls13_identity_never_lost)
+/* Where client certificates are asked for, TLS 1.3 tickets carry the
+ * verified identity (tls/tls_ticket.c): the resumed session has the same CN
+ * and subject; a ticket from another listener (its own keys) is not
+ * accepted there (a full handshake); a client without a certificate
+ * resumes without an identity. */
+START_TEST(tls13_identity_resumed)
 {
     if (!tls_version_supported("tlsv1.3")) return;
     tls_server_opts so = server_opts();
     tls_client_opts co = client_opts(true);
     co.tls_version = "tlsv1.3";
     tls_server *srv = make_server(&so);
+    tls_server *other = make_server(&so);
     tls_client *cli = make_client(&co);
     tls13_round(srv, cli, false, true);
-    tls13_round(srv, cli, false, true);
+    tls13_round(srv, cli, true, true); /* CN labclient from the ticket */
+    pair_t p;
+    pair_open(&p, srv, cli);
+    pair_run(&p);
+    ck_assert_int_eq(p.rs, TLS_OK);
+    ck_assert_int_eq(tls_conn_resumed(p.s), true);
+    ck_assert_ptr_nonnull(tls_conn_peer_subject(p.s));
+    ck_assert_contains(tls_conn_peer_subject(p.s), "CN=labclient");
+    pair_close(&p);
+    tls13_round(other, cli, false, true); /* srv's ticket: a full handshake */
     tls_client_free(cli);
+    /* no certificate (optional here): resumed, and still no identity */
+    tls_client_opts co2 = client_opts(false);
+    co2.tls_version = "tlsv1.3";
+    cli = make_client(&co2);
+    tls13_round(srv, cli, false, false);
+    pair_open(&p, srv, cli);
+    pair_run(&p);
+    ck_assert_int_eq(p.rs, TLS_OK);
+    ck_assert_int_eq(tls_conn_resumed(p.s), true);
+    ck_assert_ptr_null(tls_conn_peer_cn(p.s));
+    ck_assert_ptr_null(tls_conn_peer_subject(p.s));
+    pair_close(&p);
+    tls_client_free(cli);
+    tls_server_free(other);
     tls_server_free(srv);
 }
 END_TEST
@@ -1120,7 +1149,7 @@ static Suite *tls_suite(void)
     tcase_add_test(t, x25519_key_share);
     tcase_add_test(t, tls13_handshake_resume_keylog);
     tcase_add_test(t, tls13_certificate_required);
-    tcase_add_test(t, tls13_identity_never_lost);
+    tcase_add_test(t, tls13_identity_resumed);
     suite_add_tcase(s, t);
     return s;
 }
