@@ -297,8 +297,8 @@ class TestServerTLS(unittest.TestCase):
         """openssl s_client -tls1_3 on a listener without client certificates: a
         full TLS 1.3 handshake (X25519), then the NewSessionTicket resumes the next
         connection (PSK): "Reused, TLSv1.3", and the log says resumed. (Where client
-        certificates are asked for, TLS 1.3 gets no ticket: mbedTLS 3.6's tickets
-        would lose the certificate, tests/unit/test_tls.c tls13_identity_never_lost.)"""
+        certificates are asked for, the tickets carry the verified identity:
+        TestIdentityAsUsername.test_tls13_resumed_session_keeps_the_cn.)"""
         off = self._resume("-tls1_3", port=self.tls_nocert)
         wait_log_line(self, self.broker, "TLS handshake with", "TLS 1.3",
                       "resumed session (ticket)", offset=off)
@@ -450,6 +450,34 @@ class TestIdentityAsUsername(unittest.TestCase):
         publish(c, t, b"allowed", qos=1)
         m = recv_publish(c)
         self.assertEqual((m.topic, m.payload), (t, b"allowed"))
+
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_resumed_session_keeps_the_cn(self):
+        """TLS 1.3 with a client certificate, then a resumed connection with the
+        session ticket: no certificate is sent again, yet the username is still
+        labclient (the ticket carries the verified identity, tls/tls_ticket.c),
+        with labclient's ACL, and the log says resumed session (ticket)."""
+        ctx = client_context(CERTS, "client", version="1.3")
+        cid = uid("r13")
+        first = TLSClient(self.port, ctx, client_id=cid)
+        self.addCleanup(first.close)
+        first.send(connect_packet(client_id=cid, username="mallory", password="x"))
+        first.wait_for(CONNACK)  # the NewSessionTicket came before it
+        session = first.sock.session
+        self.assertTrue(session is not None and session.has_ticket, "no TLS 1.3 ticket")
+        off = log_offset(self.broker)
+        cid2 = uid("r13")
+        c = TLSClient(self.port, ctx, client_id=cid2, session=session)
+        self.addCleanup(c.close)
+        self.assertTrue(c.sock.session_reused, "the ticket did not resume the session")
+        c.send(connect_packet(client_id=cid2, username="mallory", password="x"))
+        first_byte, body = c.wait_for(CONNACK)
+        self.assertEqual(body[1], 0, "CONNACK return code")
+        wait_log_line(self, self.broker, "TLS handshake with %s" % c.peer, "TLS 1.3",
+                      "resumed session (ticket)", offset=off)
+        wait_log_line(self, self.broker, "New client connected from %s" % c.peer,
+                      "username 'labclient'", offset=off)
+        self.assertEqual(subscribe(c, [("lab/" + uid("x"), 1), ("other/x", 1)]), [1, 0x80])
 
     def test_no_certificate_connack_5(self):
         """No certificate: the handshake succeeds (certificates are optional here) but
