@@ -89,8 +89,8 @@ int tls_ticket_write(void *p_ticket, const mbedtls_ssl_session *session, unsigne
     if (!s->id_gcm_ready || room < 2 + TK_NONCE + idlen + TK_TAG)
         return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
     unsigned char *in = start + 2;
-    int ret = mbedtls_ssl_ticket_write(&s->ticket, session, in,
-                                       end - (TK_NONCE + idlen + TK_TAG), &inner, lifetime);
+    int ret = mbedtls_ssl_ticket_write(&s->ticket, session, in, end - (TK_NONCE + idlen + TK_TAG),
+                                       &inner, lifetime);
     if (ret != 0) return ret;
     if (inner > 0xffff) return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
     start[0] = (unsigned char)(inner >> 8);
@@ -98,8 +98,8 @@ int tls_ticket_write(void *p_ticket, const mbedtls_ssl_session *session, unsigne
     unsigned char *nonce = in + inner, *sealed = nonce + TK_NONCE;
     ret = tls_rng(NULL, nonce, TK_NONCE);
     if (ret == 0)
-        ret = mbedtls_gcm_crypt_and_tag(&s->id_gcm, MBEDTLS_GCM_ENCRYPT, idlen, nonce, TK_NONCE,
-                                        in, inner, id, sealed, TK_TAG, sealed + idlen);
+        ret = mbedtls_gcm_crypt_and_tag(&s->id_gcm, MBEDTLS_GCM_ENCRYPT, idlen, nonce, TK_NONCE, in,
+                                        inner, id, sealed, TK_TAG, sealed + idlen);
     mbedtls_platform_zeroize(id, sizeof id);
     if (ret != 0) return ret;
     *tlen = 2 + inner + TK_NONCE + idlen + TK_TAG;

@@ -625,6 +625,37 @@ START_TEST(x25519_key_share)
 }
 END_TEST
 
+/* 40 TLS 1.3 clients send their ClientHello before any server answers: each
+ * holds a PSA key (its key share) meanwhile; a fixed 32-slot PSA key store
+ * failed the 33rd with "Memory allocation failed" (tls/mbedtls_config.h
+ * MBEDTLS_PSA_KEY_STORE_DYNAMIC). */
+START_TEST(tls13_many_handshakes_in_flight)
+{
+    if (!tls_version_supported("tlsv1.3")) return;
+    enum { N = 40 };
+    tls_server_opts so = server_opts();
+    tls_client_opts co = client_opts(false);
+    co.tls_version = "tlsv1.3";
+    tls_server *srv = make_server(&so);
+    tls_client *cli = make_client(&co);
+    tls_client_set_resume(cli, TLS_RESUME_OFF);
+    pair_t p[N];
+    for (int i = 0; i < N; i++) {
+        pair_open(&p[i], srv, cli);
+        p[i].rc = tls_conn_handshake(p[i].c);
+        ck_assert_msg(p[i].rc == TLS_WANT_READ, "client %d: %s", i, tls_conn_error(p[i].c));
+    }
+    for (int i = 0; i < N; i++) {
+        pair_run(&p[i]);
+        ck_assert_msg(p[i].rs == TLS_OK && p[i].rc == TLS_OK, "pair %d: %s / %s", i,
+                      tls_conn_error(p[i].s), tls_conn_error(p[i].c));
+        pair_close(&p[i]);
+    }
+    tls_client_free(cli);
+    tls_server_free(srv);
+}
+END_TEST
+
 /* Feeds raw bytes to a fresh server connection. */
 static void raw_to_server(const void *bytes, size_t n, int want, const char *words)
 {
@@ -1043,9 +1074,6 @@ START_TEST(tls13_handshake_resume_keylog)
 }
 END_TEST
 
-/* mbedTLS 3.6's TLS 1.3 tickets lose the client certificate: where client
- * certificates are asked for, no TLS 1.3 ticket, every connection keeps its
- * identity (fails without the new_session_tickets(0) in tls_setup.c). */
 /* Where client certificates are asked for, TLS 1.3 tickets carry the
  * verified identity (tls/tls_ticket.c): the resumed session has the same CN
  * and subject; a ticket from another listener (its own keys) is not
@@ -1147,6 +1175,7 @@ static Suite *tls_suite(void)
     tcase_add_test(t, cipher_names);
     tcase_add_test(t, idle_memory);
     tcase_add_test(t, x25519_key_share);
+    tcase_add_test(t, tls13_many_handshakes_in_flight);
     tcase_add_test(t, tls13_handshake_resume_keylog);
     tcase_add_test(t, tls13_certificate_required);
     tcase_add_test(t, tls13_identity_resumed);
