@@ -23,8 +23,9 @@ MBEDTLS_DIR = $(BUILD)/mbedtls
 ifeq ($(MBEDTLS),bundled)
 MBEDTLS_HDR = $(MBEDTLS_DIR)/src/include/mbedtls/build_info.h
 MBEDTLS_DEP = $(MBEDTLS_DIR)/libmbedtls-all.a
-TLS_CFLAGS = -I$(MBEDTLS_DIR)/src/include -I$(MBEDTLS_DIR)/src/3rdparty/everest/include -DMBEDTLS_CONFIG_FILE='"tls/mbedtls_config.h"'
-TLS_LIBS =
+TLS_CFLAGS = -I$(MBEDTLS_DIR)/src/include -I$(MBEDTLS_DIR)/src/3rdparty/everest/include -DMBEDTLS_CONFIG_FILE='"tls/mbedtls_config.h"' -DTLS_X25519_WRAP
+# X25519 key shares through Everest (tls/tls_x25519.c)
+TLS_LIBS = -Wl,--wrap=mbedtls_ecp_mul
 else
 MBEDTLS_HDR =
 MBEDTLS_DEP =
@@ -43,7 +44,8 @@ LDFLAGS_ALL = $(LDFLAGS) $(SAN)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 MQTT_SRC   := $(wildcard mqtt/*.c)
-TLS_SRC    := $(wildcard tls/*.c)
+# tls/mbedtls_*.c belong to our mbedTLS build (scripts/mbedtls.mk)
+TLS_SRC    := $(filter-out tls/mbedtls_%.c,$(wildcard tls/*.c))
 ACL_SRC    := $(wildcard acl/*.c)
 STORE_SRC  := $(wildcard store/*.c)
 WS_SRC     := $(wildcard ws/*.c)
@@ -67,7 +69,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy test-fuzz fuzz fuzz-protocol-smoke run certs install uninstall deps-build deps-test bench bench-mem bench-bridge lab-% format format-check
+.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy test-fuzz fuzz fuzz-protocol-smoke run certs install uninstall deps-build deps-test bench bench-mem bench-tls bench-bridge lab-% format format-check
 
 # The lab dashboard (web/) loads MQTT.js' browser build, copied from npm's
 # node_modules (package-lock.json pins it; `make deps-test` runs npm ci).
@@ -86,7 +88,7 @@ $(BUILD)/obj/%.o: %.c | $(MBEDTLS_HDR)
 $(MBEDTLS_DIR)/src/include/mbedtls/build_info.h:
 	@sh scripts/mbedtls.sh $(MBEDTLS_DIR)
 
-$(MBEDTLS_DIR)/libmbedtls-all.a: $(MBEDTLS_HDR) tls/mbedtls_config.h scripts/mbedtls.mk
+$(MBEDTLS_DIR)/libmbedtls-all.a: $(MBEDTLS_HDR) tls/mbedtls_config.h tls/mbedtls_x25519.c scripts/mbedtls.mk
 	@echo "building mbedTLS 3.6 (library objects we use) into $(MBEDTLS_DIR)"
 	@$(MAKE) --no-print-directory -f scripts/mbedtls.mk SRC=$(MBEDTLS_DIR)/src OUT=$(MBEDTLS_DIR) CC="$(CC)" MBEDTLS_CFLAGS="-O2 $(SAN)"
 
@@ -209,6 +211,7 @@ run: deps-build
 bench: all
 	@sh scripts/bench-persist.sh
 	@$(MAKE) --no-print-directory bench-mem
+	@BENCH_TLS_NO_SPLICE=1 sh scripts/bench-tls.sh
 	@sh scripts/bench.sh
 
 # Only the memory-under-non-readers table (secbroker with and without
@@ -216,6 +219,10 @@ bench: all
 # scripts/bench.sh puts into docs/performance.md. BENCH_RUNS=3 by default.
 bench-mem: build/secbroker
 	@BENCH_RUNS=$${BENCH_RUNS:-3} /usr/bin/python3 scripts/mem-burst.py --out build/bench/memburst.md
+
+# only the TLS handshake rows (and their section of docs/performance.md)
+bench-tls: all
+	@sh scripts/bench-tls.sh
 
 # Forwarded msg/s over a TLS bridge (secbroker and mosquitto as the local
 # broker) and the local round trip while bridges reconnect (docs/bridge.md).

@@ -57,6 +57,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#endif
+#endif
+#ifndef CALLGRIND_TOGGLE_COLLECT
+#define CALLGRIND_TOGGLE_COLLECT
+#endif
+
 #include "clients/core/wsc.h"
 #include "mqtt/mqtt.h"
 #include "tls/tls.h"
@@ -98,6 +107,7 @@ static struct {
     long concurrency; /* connection attempts in flight */
     int pid;
     bool resumed;    /* storm: resumed handshakes */
+    bool kind_given; /* --full or --resumed given (crypto-bound: only that kind) */
     int resume_mode; /* TLS_RESUME_TICKET or _SESSION_ID */
     const char *prefix;
     const char *filter; /* fan-in subscriber filter */
@@ -150,6 +160,8 @@ static void usage(FILE *out)
             "                     (0 = as fast as the flow control allows; default 0)\n"
             "  -d SECONDS         publishing / storm / hold duration (default 5)\n"
             "  -c, --count K      messages per publisher instead of a duration\n"
+            "                     (--crypto-bound: K full and K resumed handshakes;\n"
+            "                     --full or --resumed: only that kind)\n"
             "  --window W         QoS 1: PUBACKs outstanding per publisher (default 32)\n"
             "  --e2e-window W     at max rate: messages per publisher not yet delivered\n"
             "                     to every subscriber (default 256, 0 = no limit)\n"
@@ -1718,6 +1730,47 @@ static int run_idle(void)
 
 /* ---- crypto bound: in-process handshakes through tls/ ----------------------------- */
 
+/* One application byte from server to client after the handshake: a TLS 1.3
+ * server sends its NewSessionTicket then (its cost is part of the server's
+ * handshake) and the client takes the ticket in on the way to the byte. */
+/* The server side's work in --crypto-bound: its CPU time is added up, and
+ * under `valgrind --tool=callgrind --collect-atstart=no` only it is counted
+ * (exact instructions per handshake on a noisy machine). */
+static bool crypto_counting;
+static int64_t srv_t0;
+static void srv_begin(void)
+{
+    if (crypto_counting) CALLGRIND_TOGGLE_COLLECT;
+    srv_t0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+static void srv_end(int64_t *srv_ns)
+{
+    *srv_ns += cpu_ns(CLOCK_THREAD_CPUTIME_ID) - srv_t0;
+    if (crypto_counting) CALLGRIND_TOGGLE_COLLECT;
+}
+
+/* One application byte from server to client after the handshake: a TLS 1.3
+ * server sends its NewSessionTicket then (its cost is part of the server's
+ * handshake) and the client takes the ticket in on the way to the byte. */
+static int crypto_first_byte(tls_conn *s, tls_conn *c, int64_t *srv_ns)
+{
+    uint8_t b = 'x';
+    srv_begin();
+    ssize_t w = tls_conn_write(s, &b, 1);
+    while (w == TLS_WANT_WRITE)
+        w = tls_conn_write(s, NULL, 0);
+    srv_end(srv_ns);
+    if (w < 0) return -1;
+    for (int turns = 0; turns < 100; turns++) {
+        ssize_t r = tls_conn_read(c, &b, 1);
+        if (r == 1) return 0;
+        if (r != TLS_WANT_READ) break;
+    }
+    fprintf(stderr, "secbench: crypto-bound: no application data after the handshake: %s\n",
+            tls_conn_error(c));
+    return -1;
+}
+
 static int crypto_round(tls_server *srv, tls_client *cli, int64_t *srv_ns, int64_t *cli_ns,
                         bool *resumed)
 {
@@ -1725,17 +1778,18 @@ static int crypto_round(tls_server *srv, tls_client *cli, int64_t *srv_ns, int64
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0) return -1;
     tls_conn *s = NULL, *c = NULL;
     int rc = -1;
-    if (tls_conn_accept(&s, srv, sv[0], "server") != TLS_OK ||
-        tls_conn_connect(&c, cli, sv[1], "client") != TLS_OK)
-        goto out;
+    int64_t setup_ns = 0; /* connection setup and teardown: callgrind only */
+    srv_begin();
+    int rc_a = tls_conn_accept(&s, srv, sv[0], "server");
+    srv_end(&setup_ns);
+    if (rc_a != TLS_OK || tls_conn_connect(&c, cli, sv[1], "client") != TLS_OK) goto out;
     for (int turns = 0; turns < 1000; turns++) {
         int64_t a = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
         int rc_c = tls_conn_handshake(c);
-        int64_t b = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+        *cli_ns += cpu_ns(CLOCK_THREAD_CPUTIME_ID) - a;
+        srv_begin();
         int rc_s = tls_conn_handshake(s);
-        int64_t d = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
-        *cli_ns += b - a;
-        *srv_ns += d - b;
+        srv_end(srv_ns);
         if (rc_c < 0 || rc_s < 0) {
             fprintf(stderr, "secbench: crypto-bound handshake failed: client: %s; server: %s\n",
                     tls_conn_error(c), tls_conn_error(s));
@@ -1743,16 +1797,45 @@ static int crypto_round(tls_server *srv, tls_client *cli, int64_t *srv_ns, int64
         }
         if (rc_c == TLS_OK && rc_s == TLS_OK) {
             *resumed = tls_conn_resumed(s);
-            rc = 0;
+            rc = crypto_first_byte(s, c, srv_ns);
             break;
         }
     }
 out:
     tls_conn_free(c);
+    srv_begin();
     tls_conn_free(s);
+    srv_end(&setup_ns);
     close(sv[0]);
     close(sv[1]);
     return rc;
+}
+
+/* res[kind][count, server s, client s] -> the report; a kind not run is "-" */
+static void crypto_report(double res[2][3], const char *ciphers)
+{
+    static const char *const kinds[2] = {"full", "resumed"};
+    if (!opt.quiet) {
+        printf("crypto bound (%s, %s, in-process through tls/, one core):\n", tls_library_version(),
+               ciphers);
+        for (int k = 0; k < 2; k++)
+            if (res[k][0] > 0)
+                printf("  %-7s handshake  server %.0f us -> %.0f handshakes/s per core; "
+                       "client %.0f us\n",
+                       kinds[k], 1e6 * res[k][1] / res[k][0], res[k][0] / res[k][1],
+                       1e6 * res[k][2] / res[k][0]);
+    }
+    printf("SECBENCH scenario=crypto-bound");
+    for (int k = 0; k < 2; k++) {
+        if (res[k][0] > 0)
+            printf(" %s_srv_us=%.1f %s_srv_per_s=%.0f %s_cli_us=%.1f", kinds[k],
+                   1e6 * res[k][1] / res[k][0], kinds[k], res[k][0] / res[k][1], kinds[k],
+                   1e6 * res[k][2] / res[k][0]);
+        else
+            printf(" %s_srv_us=- %s_srv_per_s=- %s_cli_us=-", kinds[k], kinds[k], kinds[k]);
+    }
+    printf(" handshakes=%.0f full_n=%.0f resumed_n=%.0f\n", res[0][0] + res[1][0], res[0][0],
+           res[1][0]);
 }
 
 static int run_crypto_bound(void)
@@ -1788,41 +1871,32 @@ static int run_crypto_bound(void)
     }
     double secs = opt.duration > 0 ? opt.duration : 2;
     double res[2][3]; /* [full/resumed][count, server s, client s] */
+    memset(res, 0, sizeof res);
     for (int mode = 0; mode < 2; mode++) {
+        if (opt.kind_given && mode != (opt.resumed ? 1 : 0)) continue;
         tls_client_set_resume(cli, mode == 0 ? TLS_RESUME_OFF : TLS_RESUME_TICKET);
         int64_t srv_ns = 0, cli_ns = 0;
         bool resumed = false;
         if (mode == 1 && crypto_round(srv, cli, &srv_ns, &cli_ns, &resumed) != 0)
             return 1; /* obtain a ticket */
         srv_ns = cli_ns = 0;
+        crypto_counting = true;
         long n = 0, nres = 0;
         int64_t end = now_ns() + (int64_t)(secs / 2 * 1e9);
-        while (now_ns() < end && !g_sig) {
+        /* --count K: exactly K handshakes of each kind (for callgrind) */
+        while ((opt.count ? n < opt.count : now_ns() < end) && !g_sig) {
             if (crypto_round(srv, cli, &srv_ns, &cli_ns, &resumed) != 0) return 1;
             n++;
             nres += resumed;
         }
+        crypto_counting = false;
         if (mode == 1 && nres != n)
             fprintf(stderr, "secbench: warning: only %ld of %ld handshakes resumed\n", nres, n);
         res[mode][0] = (double)n;
         res[mode][1] = (double)srv_ns / 1e9;
         res[mode][2] = (double)cli_ns / 1e9;
     }
-    if (!opt.quiet) {
-        printf("crypto bound (%s, %s, in-process through tls/, one core):\n", tls_library_version(),
-               so.ciphers);
-        printf(
-            "  full handshake     server %.0f us -> %.0f handshakes/s per core; client %.0f us\n",
-            1e6 * res[0][1] / res[0][0], res[0][0] / res[0][1], 1e6 * res[0][2] / res[0][0]);
-        printf(
-            "  resumed handshake  server %.0f us -> %.0f handshakes/s per core; client %.0f us\n",
-            1e6 * res[1][1] / res[1][0], res[1][0] / res[1][1], 1e6 * res[1][2] / res[1][0]);
-    }
-    printf("SECBENCH scenario=crypto-bound full_srv_us=%.1f full_srv_per_s=%.0f full_cli_us=%.1f"
-           " resumed_srv_us=%.1f resumed_srv_per_s=%.0f resumed_cli_us=%.1f handshakes=%.0f\n",
-           1e6 * res[0][1] / res[0][0], res[0][0] / res[0][1], 1e6 * res[0][2] / res[0][0],
-           1e6 * res[1][1] / res[1][0], res[1][0] / res[1][1], 1e6 * res[1][2] / res[1][0],
-           res[0][0] + res[1][0]);
+    crypto_report(res, so.ciphers);
     tls_client_free(cli);
     tls_server_free(srv);
     return 0;
@@ -2028,6 +2102,7 @@ static int parse_mode_opt(int ch, const char *arg)
     case O_FULL:
     case O_RESUMED:
         opt.resumed = ch == O_RESUMED;
+        opt.kind_given = true;
         return 0;
     case O_RESUME_MODE:
         if (strcmp(arg, "ticket") == 0)

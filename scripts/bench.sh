@@ -575,8 +575,10 @@ mosquitto 2.0.13 (eclipse-mosquitto/mosquitto#2362), possibly the cause.
 ## Full handshakes and the crypto bound
 
 A full ECDHE-ECDSA handshake costs the server one ECDSA-P256 signature and
-one ECDHE-P256 key agreement (ephemeral key pair + shared secret). Measured
-with the mbedTLS the broker links (CPU time, one core):
+one ECDHE key agreement (ephemeral key pair + shared secret; X25519 first on
+the 3.6 build, the table below measures P-256). Measured with the system's
+libmbedcrypto (the 2.28 build's library; the bundled 3.6 build is measured
+in instructions in the TLS handshake section), CPU time, one core:
 
 | operation | mbedTLS $(echo "$EC" | tr ' ' '\n' | sed -n 's/^lib=//p') | OpenSSL (\`openssl speed\`, cross-check) |
 |---|---|---|
@@ -605,6 +607,8 @@ connection ($(fmt "$IDLE_MAX") connections), of which
 $(fmt "$(med secbroker idle-plain-1k bytes_per_conn)") bytes is the state a
 plain connection also has.
 
+$(cat build/bench/tls.md 2>/dev/null || echo "(scripts/bench-tls.sh did not run: make bench-tls)")
+
 ## Reading the numbers (profiles taken while writing secbench)
 
 - **TLS throughput is bound by mbedTLS' AES-GCM.** \`perf record -g\` on
@@ -628,17 +632,19 @@ plain connection also has.
   run with secbroker well below 100% CPU. A spot check with
   \`max_inflight_messages 1000\` on secbroker: 83 k -> 259 k msg/s (TLS,
   50 publishers). mosquitto is CPU-bound there at either setting.
-- **Full handshakes are bound by mbedTLS' P-256.** ~88% of secbroker's CPU
-  in a full-handshake storm is ECC: the ECDSA signature (~34%), the
-  ephemeral ECDHE key (~27%), the shared secret (~27%). OpenSSL's P-256 is
-  20-30x faster (table above), hence mosquitto's lower CPU per full
-  handshake. Resumed handshakes (session tickets) skip all of it.
-- **Idle TLS memory is mbedTLS' two record buffers.** Debian's mbedTLS 2.28 is
-  built without MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH, so every connection keeps
-  a 16.6 KiB input and a 16.6 KiB output buffer for its whole life. The
-  plain row is the broker's own per-connection state; TLS minus plain is what
-  the TLS layer costs (RSS counts touched pages only). OpenSSL in mosquitto
-  keeps much less per idle connection.
+- **Full handshakes are bound by mbedTLS' ECDSA P-256 signature** (55% of
+  the server's instructions on the 3.6 build, X25519 33%: callgrind on
+  \`secbench --crypto-bound\`, see the TLS handshake section). Resumed
+  TLS 1.2 handshakes skip all of it; resumed TLS 1.3 ones keep one X25519
+  exchange.
+- **Idle TLS memory is mbedTLS' two record buffers.** Every connection keeps
+  a 16.6 KiB input and a 16.6 KiB output buffer for its whole life (our 3.6
+  build: MBEDTLS_SSL_IN_CONTENT_LEN and _OUT_CONTENT_LEN 16384; an output
+  length of 4096 saved 12 KB per connection but cost 13-30% more broker CPU
+  per delivered message, see tls/mbedtls_config.h). The plain row is the
+  broker's own per-connection state; TLS minus plain is what the TLS layer
+  costs (RSS counts touched pages only). OpenSSL in mosquitto keeps much
+  less per idle connection.
 - The machine is shared: runs alternate between the brokers so both see
   the same background load on average, but single runs vary by 10-30%.
 
@@ -664,6 +670,11 @@ $(cat build/bench/memburst.md 2>/dev/null || echo "(make bench-mem did not run)"
 make bench                 # or: sh scripts/bench.sh
 BENCH_RUNS=1 BENCH_SECS=2 sh scripts/bench.sh   # a quick look
 make bench-mem             # only the memory table (non-readers and a burst)
+make bench-tls             # only the TLS handshake rows (scripts/bench-tls.sh)
+BENCH_TLS_ROWS="full resumed" BENCH_RUNS=1 sh scripts/bench-tls.sh   # some of them
+valgrind --tool=callgrind --collect-atstart=no build/secbench --crypto-bound --full \\
+    --tls-version tlsv1.3 -c 10 --cafile certs/ca.crt --cert certs/server.crt \\
+    --key certs/server.key     # server instructions per handshake: total / 10
 \`\`\`
 
 One scenario by hand (start a broker first; --pid adds its CPU and RSS):

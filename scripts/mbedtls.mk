@@ -23,7 +23,11 @@ MODULES = aes aesni asn1parse asn1write base64 bignum bignum_core cipher cipher_
     ssl_tls13_keys ssl_tls13_server version x509 x509_crl x509_crt bignum_mod bignum_mod_raw
 EVEREST = everest x25519 Hacl_Curve25519_joined
 
-OBJS = $(patsubst %,$(OUT)/obj/%.o,$(MODULES)) $(patsubst %,$(OUT)/obj/everest/%.o,$(EVEREST))
+# ours: X25519 key shares through Everest (linked with -Wl,--wrap=mbedtls_ecp_mul)
+OURS = mbedtls_x25519
+
+OBJS = $(patsubst %,$(OUT)/obj/%.o,$(MODULES)) $(patsubst %,$(OUT)/obj/everest/%.o,$(EVEREST)) \
+    $(patsubst %,$(OUT)/obj/ours/%.o,$(OURS))
 INC = -I$(SRC)/include -I$(SRC)/library -I$(SRC)/3rdparty/everest/include \
     -I$(SRC)/3rdparty/everest/include/everest -I$(SRC)/3rdparty/everest/include/everest/kremlib
 DEFS = -DMBEDTLS_CONFIG_FILE='"$(CURDIR)/tls/mbedtls_config.h"'
@@ -39,3 +43,7 @@ $(OUT)/obj/%.o: $(SRC)/library/%.c tls/mbedtls_config.h
 $(OUT)/obj/everest/%.o: $(SRC)/3rdparty/everest/library/%.c tls/mbedtls_config.h
 	@mkdir -p $(dir $@)
 	@$(CC) $(MBEDTLS_CFLAGS) $(DEFS) $(INC) -c -o $@ $<
+
+$(OUT)/obj/ours/%.o: tls/%.c tls/mbedtls_config.h
+	@mkdir -p $(dir $@)
+	@$(CC) $(MBEDTLS_CFLAGS) -Wall -Wextra -Werror $(DEFS) $(INC) -c -o $@ $<

@@ -71,6 +71,13 @@
 #define MBEDTLS_BASE64_C
 #define MBEDTLS_PEM_PARSE_C
 #define MBEDTLS_PSA_CRYPTO_C /* TLS 1.3 runs its key schedule through PSA */
+/* A TLS 1.3 handshake in flight holds PSA keys (a client its key share until
+ * the ServerHello): the static store's 32 slots made the 33rd concurrent
+ * handshake fail with "Memory allocation failed" (secbench: 245 of 300
+ * concurrent resumed TLS 1.3 clients; unit test tls13_many_handshakes_in_
+ * flight). The dynamic store grows with the load, as mbedTLS's default
+ * configuration has it. */
+#define MBEDTLS_PSA_KEY_STORE_DYNAMIC
 
 /* ---- X.509 ---- */
 #define MBEDTLS_X509_USE_C
@@ -98,9 +105,15 @@
 #define MBEDTLS_SSL_ENCRYPT_THEN_MAC
 #define MBEDTLS_SSL_EXTENDED_MASTER_SECRET
 #define MBEDTLS_SSL_ALL_ALERT_MESSAGES
-/* Records: a peer may send full 16 KB records, so input takes them; our
- * output records are cut at the same size (MQTT messages above 4 KB are
- * common enough that smaller records would cost throughput). */
+/* Records: a peer may send full 16 KB records, so input takes them (TLS
+ * 1.2 has no way to ask for less from every client; in TLS 1.3 only
+ * record_size_limit would, and mbedTLS 3.6 does not send it). Output is a
+ * choice, measured (docs/performance.md): OUT 4096 cuts an idle connection
+ * from 36,601 to 24,313 bytes (tls_conn_memory, unit test idle_memory) but
+ * costs 13-30% more broker CPU per delivered message over TLS (64-byte
+ * fan-out to 100 subscribers +30%, fan-in +13%, 1 KiB and 16 KiB payloads
+ * +19-22%: four times the records, each its own send()). Throughput wins:
+ * 16384. */
 #define MBEDTLS_SSL_IN_CONTENT_LEN 16384
 #define MBEDTLS_SSL_OUT_CONTENT_LEN 16384
 

@@ -238,4 +238,13 @@ void tls_client_set_resume(tls_client *cli, enum tls_resume mode);
  * is logged as it happens, like the server's log_type tls. */
 void tls_client_set_log(tls_client *cli, tls_log_fn log, void *log_ud, bool trace);
 
+/* X25519 key shares (TLS 1.3) computed by Everest instead of mbedTLS's
+ * bignum ladder (tls/mbedtls_x25519.c, bundled mbedTLS 3.6 build only):
+ * tls_x25519_everest_calls() counts the key shares it made (0 without it).
+ * tls_x25519_check(N) compares both on N random private keys: TLS_OK when
+ * they agree and Everest did the work (tls_global_setup runs it once);
+ * TLS_OK at once without Everest. */
+unsigned long tls_x25519_everest_calls(void);
+int tls_x25519_check(int rounds);
+
 #endif

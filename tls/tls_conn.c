@@ -278,6 +278,10 @@ static void handshake_finished(tls_conn *c)
         tls_dn_format(&peer->subject, dn, sizeof dn);
         c->peer_subject = tls_mem_strdup(dn);
         c->peer_cn = tls_dn_cn(&peer->subject);
+    } else if (c->resumed == 2 && hs->tk_identity) {
+        /* TLS 1.3 resumed: the certificate verified when the ticket was issued */
+        c->peer_subject = tls_mem_strdup(hs->tk_subject);
+        c->peer_cn = hs->tk_cn[0] ? tls_mem_strdup(hs->tk_cn) : NULL;
     }
     drop_peer_chain(c);
     if (tls_ad_minor(&c->ssl) < TLS_V13) save_session(c);
@@ -317,19 +321,58 @@ static bool ticket_pending(const tls_conn *c)
  * Without allocator hooks only setup and handshake are metered. */
 typedef struct {
     tls_mem_account *prev;
+    tls_conn *prev_active;
     bool on;
 } mem_guard;
 
-static mem_guard mem_enter(const tls_conn *c)
+static tls_conn *g_active; /* tls_conn_active() */
+
+static mem_guard mem_enter(tls_conn *c)
 {
-    mem_guard g = {NULL, tls_mem_hooked() || !c->done};
+    mem_guard g = {NULL, g_active, tls_mem_hooked() || !c->done};
     if (g.on) g.prev = tls_mem_scope(c->mem);
+    g_active = c;
     return g;
 }
 
 static void mem_leave(mem_guard g)
 {
     if (g.on) tls_mem_scope(g.prev);
+    g_active = g.prev_active;
+}
+
+tls_conn *tls_conn_active(void)
+{
+    return g_active;
+}
+
+static void copy_str(char *dst, size_t len, const char *src)
+{
+    snprintf(dst, len, "%s", src ? src : "");
+}
+
+bool tls_conn_identity(tls_conn *c, char *subject, size_t slen, char *cn, size_t cnlen)
+{
+    if (c == NULL) return false;
+    if (c->peer_subject) { /* after the handshake */
+        copy_str(subject, slen, c->peer_subject);
+        copy_str(cn, cnlen, c->peer_cn);
+        return true;
+    }
+    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&c->ssl);
+    if (peer) { /* verified in this handshake (check_optional_cert) */
+        tls_dn_format(&peer->subject, subject, slen);
+        char *name = tls_dn_cn(&peer->subject);
+        copy_str(cn, cnlen, name);
+        tls_mem_free(name);
+        return true;
+    }
+    if (c->hs && c->hs->tk_identity) { /* resumed with a ticket that carried it */
+        copy_str(subject, slen, c->hs->tk_subject);
+        copy_str(cn, cnlen, c->hs->tk_cn);
+        return true;
+    }
+    return false;
 }
 
 static int handshake_run(tls_conn *c)

@@ -45,6 +45,11 @@ int tls_global_setup(char *err, size_t errlen)
         return TLS_ERR_CONFIG;
     }
     g_ready = true;
+    if (tls_x25519_check(1) != TLS_OK) {
+        if (err) snprintf(err, errlen, "X25519 self-test failed: Everest and mbedTLS disagree");
+        tls_global_free();
+        return TLS_ERR_CONFIG;
+    }
     return TLS_OK;
 }
 

@@ -13,6 +13,7 @@
 #include "mbedtls/version.h"
 #include "mbedtls/ctr_drbg.h"
 #include "mbedtls/entropy.h"
+#include "mbedtls/gcm.h"
 #include "mbedtls/pk.h"
 #include "mbedtls/ssl.h"
 #include "mbedtls/ssl_cache.h"
@@ -66,6 +67,8 @@ struct tls_server {
     mbedtls_x509_crl crl;
     mbedtls_ssl_cache_context cache;
     mbedtls_ssl_ticket_context ticket;
+    mbedtls_gcm_context id_gcm; /* tls_ticket.c: seals the identity in tickets */
+    bool id_gcm_ready;
     int *suites; /* 0-terminated, referenced by conf */
     int min_minor;
     bool have_ca, have_crl;
@@ -98,6 +101,10 @@ struct tls_client {
     const char *const *names; /* opts.opt_names */
 };
 
+/* The identity a ticket carries (tls_ticket.c): DN and CN, bytes. */
+#define TLS_TK_SUBJECT_MAX 255
+#define TLS_TK_CN_MAX 127
+
 /* What a handshake needs only while it runs; freed when it ends. */
 typedef struct {
     uint8_t first[TLS_FIRST_MAX]; /* copy of the first bytes received */
@@ -126,6 +133,11 @@ typedef struct {
     size_t iplen;
     bool offered_ticket; /* client: resumption offered with a ticket */
     bool nst_sent;       /* server: a plaintext NewSessionTicket went out (TLS 1.2) */
+    /* server: the identity in the last ticket of ours the client offered
+     * that parsed (tls_ticket.c); used if the handshake resumes with it */
+    bool tk_identity;
+    char tk_subject[TLS_TK_SUBJECT_MAX + 1];
+    char tk_cn[TLS_TK_CN_MAX + 1];
 } tls_hs;
 
 struct tls_conn {
@@ -145,6 +157,19 @@ struct tls_conn {
     char *peer_cn;
     char peer[64];
 };
+
+/* tls_conn.c: the connection tls/ is working for right now (set by every
+ * tls_conn_* entry point that calls into mbedTLS), NULL between calls; and
+ * its verified client identity (certificate, or a resumed ticket's). */
+tls_conn *tls_conn_active(void);
+bool tls_conn_identity(tls_conn *c, char *subject, size_t slen, char *cn, size_t cnlen);
+
+/* tls_ticket.c: session tickets that carry the client's identity */
+int tls_ticket_setup(tls_server *s);
+void tls_ticket_free(tls_server *s);
+int tls_ticket_write(void *p_ticket, const mbedtls_ssl_session *session, unsigned char *start,
+                     const unsigned char *end, size_t *tlen, uint32_t *lifetime);
+int tls_ticket_parse(void *p_ticket, mbedtls_ssl_session *session, unsigned char *buf, size_t len);
 
 /* tls_mbedtls_adapt.c: every read of mbedTLS internals */
 int tls_ad_state(const mbedtls_ssl_context *ssl);

@@ -10,10 +10,15 @@
 
 /* ECDHE groups, most preferred first. mbedTLS 2.28's default list starts with
  * secp521r1, several times the cost of P-256 per handshake, and its server
- * picks by its own order. P-256 comes first: with Debian's build
- * (MBEDTLS_ECP_NIST_OPTIM on, FIXED_POINT_OPTIM off) one ECDHE costs about
- * 1.58 ms on P-256 against 1.80 ms on X25519 (measured here, keygen + shared
- * secret), and it matches the lab's P-256 certificates. */
+ * picks by its own order. With 2.28 (Debian 12: MBEDTLS_ECP_NIST_OPTIM on,
+ * no Everest) P-256 comes first: one ECDHE costs about 1.58 ms on P-256
+ * against 1.80 ms on X25519. With our 3.6 build X25519 comes first, by
+ * instructions per server handshake (valgrind --tool=callgrind on
+ * `secbench --crypto-bound`, see docs/performance.md): TLS 1.2 full
+ * 6.5 M (X25519 through Everest) against 15.5 M (P-256); TLS 1.3 full
+ * 13.3 M against 15.7 M and resumed (psk_dhe_ke) 9.7 M against 12.1 M.
+ * A TLS 1.2 server picks by this order; a TLS 1.3 server takes the client's
+ * first key share it supports, so there the order is our clients' offer. */
 static void conf_curves(mbedtls_ssl_config *conf)
 {
 #if MBEDTLS_VERSION_NUMBER < 0x03000000
@@ -24,7 +29,7 @@ static void conf_curves(mbedtls_ssl_config *conf)
     mbedtls_ssl_conf_curves(conf, curves);
 #else
     static const uint16_t groups[] = {
-        MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1, MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
+        MBEDTLS_SSL_IANA_TLS_GROUP_X25519,    MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
         MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_SECP521R1,
         MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
     };
@@ -195,6 +200,7 @@ static tls_server *server_new(const tls_server_opts *o, tls_log_fn log, void *lo
     mbedtls_x509_crl_init(&s->crl);
     mbedtls_ssl_cache_init(&s->cache);
     mbedtls_ssl_ticket_init(&s->ticket);
+    mbedtls_gcm_init(&s->id_gcm);
     s->log = log;
     s->log_ud = log_ud;
     s->trace = o->trace;
@@ -308,15 +314,22 @@ static int server_sessions(tls_server *s, const tls_server_opts *o, char *err, s
         snprintf(err, errlen, "session tickets: %s", why);
         return TLS_ERR_CONFIG;
     }
-    mbedtls_ssl_conf_session_tickets_cb(&s->conf, mbedtls_ssl_ticket_write,
-                                        mbedtls_ssl_ticket_parse, &s->ticket);
-#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_SRV_C)
-    /* mbedTLS 3.6's TLS 1.3 tickets do not carry the client certificate: a
-     * resumed client would come back without its identity (CN as username).
-     * Where client certificates are asked for, TLS 1.3 connections get no
-     * ticket and every handshake is a full one; TLS 1.2 tickets keep it. */
-    if (s->request_cert) mbedtls_ssl_conf_new_session_tickets(&s->conf, 0);
-#endif
+    if (!s->request_cert) {
+        mbedtls_ssl_conf_session_tickets_cb(&s->conf, mbedtls_ssl_ticket_write,
+                                            mbedtls_ssl_ticket_parse, &s->ticket);
+        return TLS_OK;
+    }
+    /* mbedTLS 3.6's TLS 1.3 tickets do not carry the client certificate:
+     * where client certificates are asked for, ours carry the verified
+     * identity beside mbedTLS's ticket (tls_ticket.c) */
+    ret = tls_ticket_setup(s);
+    if (ret != 0) {
+        char why[200];
+        tls_strerror(ret, why, sizeof why);
+        snprintf(err, errlen, "session tickets: %s", why);
+        return TLS_ERR_CONFIG;
+    }
+    mbedtls_ssl_conf_session_tickets_cb(&s->conf, tls_ticket_write, tls_ticket_parse, s);
     return TLS_OK;
 }
 
@@ -394,6 +407,7 @@ void tls_server_free(tls_server *s)
     mbedtls_x509_crl_free(&s->crl);
     mbedtls_ssl_cache_free(&s->cache);
     mbedtls_ssl_ticket_free(&s->ticket);
+    tls_ticket_free(s);
     tls_keylog_close(&s->keylog);
     free(s->suites);
     free(s);

@@ -12,11 +12,16 @@ Timeouts are generous upper bounds for waiting, never pass/fail timing.
 import os
 import re
 import shutil
+import socket
+import ssl
+import struct
 import tempfile
+import time
 import unittest
 
-from mqttlib import (CONNACK, SECPUB, SECSUB, WAIT, Client, Sub, connect, connect_packet, log_offset,
-                     make_broker, publish, recv_publish, run, subscribe, uid, wait_log_line)
+from mqttlib import (CONNACK, SECPUB, SECSUB, WAIT, Client, Sub, connect, connect_packet, log_lines,
+                     log_offset, make_broker, publish, recv_publish, run, subscribe, uid,
+                     wait_log_line)
 from tlslib import (BROKER_MAX_TLS, BROKER_TLS13, KEYLOG_LINE, TLS13_LABELS, Capture, PahoWaiter,
                     TLSClient, client_context, handshake_failure,
                     make_certs, paho_client, s_client, tls_block, tshark_mqtt)
@@ -292,8 +297,8 @@ class TestServerTLS(unittest.TestCase):
         """openssl s_client -tls1_3 on a listener without client certificates: a
         full TLS 1.3 handshake (X25519), then the NewSessionTicket resumes the next
         connection (PSK): "Reused, TLSv1.3", and the log says resumed. (Where client
-        certificates are asked for, TLS 1.3 gets no ticket: mbedTLS 3.6's tickets
-        would lose the certificate, tests/unit/test_tls.c tls13_identity_never_lost.)"""
+        certificates are asked for, the tickets carry the verified identity:
+        TestIdentityAsUsername.test_tls13_resumed_session_keeps_the_cn.)"""
         off = self._resume("-tls1_3", port=self.tls_nocert)
         wait_log_line(self, self.broker, "TLS handshake with", "TLS 1.3",
                       "resumed session (ticket)", offset=off)
@@ -446,6 +451,34 @@ class TestIdentityAsUsername(unittest.TestCase):
         m = recv_publish(c)
         self.assertEqual((m.topic, m.payload), (t, b"allowed"))
 
+    @unittest.skipUnless(BROKER_TLS13, "this build has no TLS 1.3 (make MBEDTLS=system)")
+    def test_tls13_resumed_session_keeps_the_cn(self):
+        """TLS 1.3 with a client certificate, then a resumed connection with the
+        session ticket: no certificate is sent again, yet the username is still
+        labclient (the ticket carries the verified identity, tls/tls_ticket.c),
+        with labclient's ACL, and the log says resumed session (ticket)."""
+        ctx = client_context(CERTS, "client", version="1.3")
+        cid = uid("r13")
+        first = TLSClient(self.port, ctx, client_id=cid)
+        self.addCleanup(first.close)
+        first.send(connect_packet(client_id=cid, username="mallory", password="x"))
+        first.wait_for(CONNACK)  # the NewSessionTicket came before it
+        session = first.sock.session
+        self.assertTrue(session is not None and session.has_ticket, "no TLS 1.3 ticket")
+        off = log_offset(self.broker)
+        cid2 = uid("r13")
+        c = TLSClient(self.port, ctx, client_id=cid2, session=session)
+        self.addCleanup(c.close)
+        self.assertTrue(c.sock.session_reused, "the ticket did not resume the session")
+        c.send(connect_packet(client_id=cid2, username="mallory", password="x"))
+        first_byte, body = c.wait_for(CONNACK)
+        self.assertEqual(body[1], 0, "CONNACK return code")
+        wait_log_line(self, self.broker, "TLS handshake with %s" % c.peer, "TLS 1.3",
+                      "resumed session (ticket)", offset=off)
+        wait_log_line(self, self.broker, "New client connected from %s" % c.peer,
+                      "username 'labclient'", offset=off)
+        self.assertEqual(subscribe(c, [("lab/" + uid("x"), 1), ("other/x", 1)]), [1, 0x80])
+
     def test_no_certificate_connack_5(self):
         """No certificate: the handshake succeeds (certificates are optional here) but
         CONNECT gets CONNACK 5 and the log says why."""
@@ -532,6 +565,87 @@ class TestHandshakeTimeout(unittest.TestCase):
         self.assertEqual(data, b"")
         wait_log_line(self, b, peer, "TLS handshake not finished within handshake_timeout 1 s")
         assert_still_serving(self, b.port)
+
+
+def client_hello():
+    """The bytes of one TLS ClientHello, as Python's ssl would send them."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    out = ssl.MemoryBIO()
+    obj = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+# Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS); Python's socket module lacks the name
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+def first_arrival_ns(sock, timeout=WAIT):
+    """The kernel's receive time (SO_TIMESTAMPNS, CLOCK_REALTIME ns) of the
+    first bytes the peer sent on sock, or None if nothing came."""
+    sock.settimeout(timeout)
+    try:
+        data, anc, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(16))
+    except (socket.timeout, ConnectionResetError):
+        return None
+    for level, kind, raw_ts in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            sec, nsec = struct.unpack("qq", raw_ts[:16])
+            return sec * 1000000000 + nsec
+    return None if not data else 0
+
+
+class TestHandshakeFairness(unittest.TestCase):
+    N = 200                # ClientHellos sent at once
+    STEPS_PER_TURN = 8     # broker/main.c HANDSHAKE_STEPS_PER_TURN
+
+    def test_established_client_served_during_handshake_storm(self):
+        """200 ClientHellos arrive at once, then a PINGREQ from an established
+        client: its PINGRESP comes back while most handshakes still wait,
+        because the broker runs at most 8 handshake steps per loop turn and
+        flushes established connections every turn. Counted, not timed: the
+        kernel's receive timestamps order the 200 server flights against the
+        PINGRESP; at most 3 turns' worth may land between PINGREQ and PINGRESP
+        (unbounded, all the waiting ones would)."""
+        b = start(self, listeners=[tls_block(CERTS)])
+        tls_port = b.ports[1]
+        pinger = Client(b.port)
+        self.addCleanup(pinger.close)
+        pinger.connect(client_id=uid("ping"))
+        pinger.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        socks = []
+        for _ in range(self.N):
+            s = socket.create_connection(("127.0.0.1", tls_port), timeout=WAIT)
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self.addCleanup(s.close)
+            socks.append(s)
+        # every connection accepted before the storm starts
+        needle = "on port %d" % tls_port
+        deadline = time.time() + WAIT
+        while sum(needle in line for line in log_lines(b)) < self.N and time.time() < deadline:
+            time.sleep(0.05)
+        hello = client_hello()
+        for s in socks:
+            s.sendall(hello)
+        t_ping = time.time_ns()
+        pinger.send(b"\xc0\x00")
+        t_pong = first_arrival_ns(pinger.sock)
+        self.assertIsNotNone(t_pong, "no PINGRESP")
+        arrivals = [first_arrival_ns(s) for s in socks]
+        self.assertNotIn(None, arrivals, "a handshake got no answer")
+        waiting = sum(t > t_ping for t in arrivals)
+        between = sum(t_ping < t < t_pong for t in arrivals)
+        self.assertGreaterEqual(waiting, self.N // 2,
+                                "only %d handshakes still waiting when the PINGREQ went out: "
+                                "the test needs a backlog" % waiting)
+        self.assertLessEqual(between, 3 * self.STEPS_PER_TURN,
+                             "%d of %d waiting handshakes were answered before the PINGRESP"
+                             % (between, waiting))
 
 
 if __name__ == "__main__":

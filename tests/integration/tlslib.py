@@ -121,11 +121,12 @@ def client_context(certs, cert=None, ca="ca.crt", version=None):
     return ctx
 
 
-def tls_socket(port, ctx, timeout=WAIT):
-    """Connect and complete the handshake (raises ssl.SSLError when refused)."""
+def tls_socket(port, ctx, timeout=WAIT, session=None):
+    """Connect and complete the handshake (raises ssl.SSLError when refused);
+    session: an ssl.SSLSession to offer for resumption."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
-        s = ctx.wrap_socket(raw, server_hostname="localhost")
+        s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
     except BaseException:
         raw.close()
         raise
@@ -136,8 +137,8 @@ def tls_socket(port, ctx, timeout=WAIT):
 class TLSClient(Client):
     """mqttlib.Client (packet reader that keeps unrelated packets) over TLS."""
 
-    def __init__(self, port, ctx, timeout=WAIT, client_id=None):
-        sock = tls_socket(port, ctx, timeout)
+    def __init__(self, port, ctx, timeout=WAIT, client_id=None, session=None):
+        sock = tls_socket(port, ctx, timeout, session=session)
         super().__init__(port, timeout=timeout, client_id=client_id, sock=sock)
         self.peer = "127.0.0.1:%d" % sock.getsockname()[1]
 

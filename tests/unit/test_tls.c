@@ -594,6 +594,68 @@ START_TEST(version_too_old)
 }
 END_TEST
 
+/* TLS 1.3 X25519 key shares: our build computes them with Everest
+ * (tls/mbedtls_x25519.c); the result must equal mbedTLS's own ladder and a
+ * handshake must go through that path on both sides. */
+START_TEST(x25519_key_share)
+{
+    ck_assert_int_eq(tls_x25519_check(64), TLS_OK);
+    if (!tls_version_supported("tlsv1.3")) return;
+    tls_server_opts so = server_opts();
+    so.tls_version = "tlsv1.3";
+    tls_client_opts co = client_opts(false);
+    co.tls_version = "tlsv1.3";
+    tls_server *srv = make_server(&so);
+    tls_client *cli = make_client(&co);
+    unsigned long before = tls_x25519_everest_calls();
+    pair_t p;
+    pair_open(&p, srv, cli);
+    pair_run(&p);
+    ck_assert_msg(p.rs == TLS_OK && p.rc == TLS_OK, "server: %s; client: %s", tls_conn_error(p.s),
+                  tls_conn_error(p.c));
+#if defined(TLS_X25519_WRAP)
+    /* the client's key share and the server's */
+    ck_assert_uint_eq(tls_x25519_everest_calls() - before, 2);
+#else
+    ck_assert_uint_eq(tls_x25519_everest_calls() - before, 0);
+#endif
+    pair_close(&p);
+    tls_client_free(cli);
+    tls_server_free(srv);
+}
+END_TEST
+
+/* 40 TLS 1.3 clients send their ClientHello before any server answers: each
+ * holds a PSA key (its key share) meanwhile; a fixed 32-slot PSA key store
+ * failed the 33rd with "Memory allocation failed" (tls/mbedtls_config.h
+ * MBEDTLS_PSA_KEY_STORE_DYNAMIC). */
+START_TEST(tls13_many_handshakes_in_flight)
+{
+    if (!tls_version_supported("tlsv1.3")) return;
+    enum { N = 40 };
+    tls_server_opts so = server_opts();
+    tls_client_opts co = client_opts(false);
+    co.tls_version = "tlsv1.3";
+    tls_server *srv = make_server(&so);
+    tls_client *cli = make_client(&co);
+    tls_client_set_resume(cli, TLS_RESUME_OFF);
+    pair_t p[N];
+    for (int i = 0; i < N; i++) {
+        pair_open(&p[i], srv, cli);
+        p[i].rc = tls_conn_handshake(p[i].c);
+        ck_assert_msg(p[i].rc == TLS_WANT_READ, "client %d: %s", i, tls_conn_error(p[i].c));
+    }
+    for (int i = 0; i < N; i++) {
+        pair_run(&p[i]);
+        ck_assert_msg(p[i].rs == TLS_OK && p[i].rc == TLS_OK, "pair %d: %s / %s", i,
+                      tls_conn_error(p[i].s), tls_conn_error(p[i].c));
+        pair_close(&p[i]);
+    }
+    tls_client_free(cli);
+    tls_server_free(srv);
+}
+END_TEST
+
 /* Feeds raw bytes to a fresh server connection. */
 static void raw_to_server(const void *bytes, size_t n, int want, const char *words)
 {
@@ -1023,20 +1085,46 @@ START_TEST(tls13_handshake_resume_keylog)
 }
 END_TEST
 
-/* mbedTLS 3.6's TLS 1.3 tickets lose the client certificate: where client
- * certificates are asked for, no TLS 1.3 ticket, every connection keeps its
- * identity (fails without the new_session_tickets(0) in tls_setup.c). */
-START_TEST(tls13_identity_never_lost)
+/* Where client certificates are asked for, TLS 1.3 tickets carry the
+ * verified identity (tls/tls_ticket.c): the resumed session has the same CN
+ * and subject; a ticket from another listener (its own keys) is not
+ * accepted there (a full handshake); a client without a certificate
+ * resumes without an identity. */
+START_TEST(tls13_identity_resumed)
 {
     if (!tls_version_supported("tlsv1.3")) return;
     tls_server_opts so = server_opts();
     tls_client_opts co = client_opts(true);
     co.tls_version = "tlsv1.3";
     tls_server *srv = make_server(&so);
+    tls_server *other = make_server(&so);
     tls_client *cli = make_client(&co);
     tls13_round(srv, cli, false, true);
-    tls13_round(srv, cli, false, true);
+    tls13_round(srv, cli, true, true); /* CN labclient from the ticket */
+    pair_t p;
+    pair_open(&p, srv, cli);
+    pair_run(&p);
+    ck_assert_int_eq(p.rs, TLS_OK);
+    ck_assert_int_eq(tls_conn_resumed(p.s), true);
+    ck_assert_ptr_nonnull(tls_conn_peer_subject(p.s));
+    ck_assert_contains(tls_conn_peer_subject(p.s), "CN=labclient");
+    pair_close(&p);
+    tls13_round(other, cli, false, true); /* srv's ticket: a full handshake */
     tls_client_free(cli);
+    /* no certificate (optional here): resumed, and still no identity */
+    tls_client_opts co2 = client_opts(false);
+    co2.tls_version = "tlsv1.3";
+    cli = make_client(&co2);
+    tls13_round(srv, cli, false, false);
+    pair_open(&p, srv, cli);
+    pair_run(&p);
+    ck_assert_int_eq(p.rs, TLS_OK);
+    ck_assert_int_eq(tls_conn_resumed(p.s), true);
+    ck_assert_ptr_null(tls_conn_peer_cn(p.s));
+    ck_assert_ptr_null(tls_conn_peer_subject(p.s));
+    pair_close(&p);
+    tls_client_free(cli);
+    tls_server_free(other);
     tls_server_free(srv);
 }
 END_TEST
@@ -1097,9 +1185,11 @@ static Suite *tls_suite(void)
     tcase_add_test(t, config_errors);
     tcase_add_test(t, cipher_names);
     tcase_add_test(t, idle_memory);
+    tcase_add_test(t, x25519_key_share);
+    tcase_add_test(t, tls13_many_handshakes_in_flight);
     tcase_add_test(t, tls13_handshake_resume_keylog);
     tcase_add_test(t, tls13_certificate_required);
-    tcase_add_test(t, tls13_identity_never_lost);
+    tcase_add_test(t, tls13_identity_resumed);
     suite_add_tcase(s, t);
     return s;
 }
