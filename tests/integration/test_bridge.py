@@ -16,7 +16,7 @@ import tempfile
 import time
 import unittest
 
-from mqttlib import (MOSQUITTO, WAIT, RawClient, StubBroker, assert_closed, connect, free_port, log_offset, make_broker, need, publish,
+from mqttlib import (MOSQUITTO, WAIT, RawClient, StubBroker, assert_closed, connect, free_port, log_offset, log_tail, make_broker, need, publish,
                      recv_publish, start_broker, subscribe, uid, wait_log_line)
 from tlslib import make_certs, tls_block
 
@@ -76,6 +76,45 @@ class PrivateClosingStub(StubBroker):
                 raw.send(bytes([0x20, 2, 0, 0]))
                 while True:
                     raw.read_packet()
+            except (EOFError, OSError):
+                pass
+            raw.close()
+
+
+class MaxQosStub(StubBroker):
+    """An MQTT 5 remote whose CONNACK says Maximum QoS max_qos. Records
+    (topic, QoS) of each PUBLISH; acknowledges QoS 1, and answers a PUBLISH
+    above max_qos with DISCONNECT 0x9B (QoS not supported)."""
+
+    def __init__(self, max_qos):
+        self.max_qos = max_qos
+        self.publishes = []
+        super().__init__()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            raw = RawClient(0, sock=conn, timeout=10)
+            try:
+                raw.read_packet()
+                raw.send(bytes([0x20, 5, 0, 0, 2, 0x24, self.max_qos]))
+                while True:
+                    first, body = raw.read_packet()
+                    if first >> 4 != 3 or body[2:6] == b"$SYS":
+                        continue
+                    qos = (first >> 1) & 3
+                    tlen = body[0] << 8 | body[1]
+                    self.publishes.append((body[2:2 + tlen].decode(), qos))
+                    if qos > self.max_qos:
+                        raw.send(bytes([0xE0, 1, 0x9B]))
+                        break
+                    if qos == 1:
+                        raw.send(bytes([0x40, 2]) + body[2 + tlen:4 + tlen])
             except (EOFError, OSError):
                 pass
             raw.close()
@@ -683,6 +722,35 @@ class TestBridgeV5(BridgeCase):
         publish(lp, "m/small", b"s", qos=1)
         self.expect(rs, "m/small", b"s", 1)
         wait_log_line(self, local, "'m/big'", "over the remote's Maximum Packet Size 200")
+
+    def maximum_qos(self, max_qos, qos):
+        remote = MaxQosStub(max_qos)
+        self.addCleanup(remote.stop)
+        local = self.local("max_inflight_messages 1\n" +
+                           bridge_conf(remote.port, ["q/# out 2"],
+                                       extra=["bridge_protocol_version mqttv50"]))
+        self.up(local, remote, subscribes=False)
+        lp = connect(self, local)
+        for i in range(3):
+            publish(lp, "q/%d" % i, b"p%d" % i, qos=qos)
+        deadline = time.time() + WAIT
+        while len(remote.publishes) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(remote.publishes, [("q/%d" % i, max_qos) for i in range(3)],
+                         log_tail(local))
+
+    def test_remote_maximum_qos(self):
+        """The remote's Maximum QoS (CONNACK, [MQTT-3.2.2-11]): no PUBLISH
+        above it goes out. A QoS 2 message leaves at QoS 1 and the remote's
+        PUBACK ends its exchange, so the window (1 here) moves on; a remote
+        that sees QoS 2 disconnects with 0x9B as the specification says."""
+        self.maximum_qos(1, 2)
+
+    def test_remote_maximum_qos_0(self):
+        """Maximum QoS 0: QoS 1 and 2 messages leave at QoS 0 and the bridge
+        acknowledges them itself, so the window moves on."""
+        self.maximum_qos(0, 2)
+        self.maximum_qos(0, 1)
 
 
 class TestBridgeReload(BridgeCase):
