@@ -1489,7 +1489,7 @@ static bool reload_prepare(broker *b, config *nw, bridge **next, bool *fresh)
     return true;
 }
 
-void bridges_reload(broker *b, config *nw)
+void bridges_reload(broker *b, config *nw, void (*evict)(broker *b, session *s, const char *why))
 {
     size_t n = nw->nbridges, stopped = 0, restarted = 0, added = 0;
     if (!n && !b->nbridges) return;
@@ -1514,6 +1514,13 @@ void bridges_reload(broker *b, config *nw)
     char err[256];
     for (size_t j = 0; j < n; j++) {
         if (!fresh[j]) continue;
+        const char *id = next[j]->cfg->local_clientid;
+        session *s = session_find(&b->sessions, id, strlen(id));
+        if (s && !s->pinned && s->out) { /* a client's: a stopped bridge's was released */
+            log_msg(LL_NOTICE, "Bridge %s: local client id %s taken over from a client",
+                    next[j]->cfg->name, log_esc(id));
+            evict(b, s, "taken over by a bridge added by SIGHUP");
+        }
         if (bridge_launch(next[j], err, sizeof err) != BK_OK) log_msg(LL_ERROR, "SIGHUP: %s", err);
         added++;
     }

@@ -13,6 +13,7 @@
 #include "broker/err.h"
 #include "broker/log.h"
 #include "broker/memlimit.h"
+#include "broker/protocol.h"
 
 int reload_apply_log(const config *c, bool verbose, char *err, size_t errlen)
 {
@@ -161,7 +162,7 @@ void reload_config(broker *b, bool verbose, bool has_file, int extra_port)
     if (reload_apply_log(b->cfg, verbose, lerr, sizeof lerr) != BK_OK)
         fprintf(stderr, "secbroker: SIGHUP: %s\n", lerr); /* no log file to say it in */
     reload_sec(b, nw);
-    bridges_reload(b, nw);
+    bridges_reload(b, nw, proto_evict_session);
     config_free(nw);
     log_msg(LL_NOTICE, "SIGHUP: configuration %s applied, log file reopened", b->cfg->path);
 }

@@ -803,6 +803,33 @@ class TestBridgeReload(BridgeCase):
         self.assertEqual(remote.log().count("as rc-keep "), 1)
         self.assertNotIn("Bridge keep:", local.log()[off:])
 
+    def added_bridge_takes_over_its_local_clientid(self, local_clean):
+        """A bridge added by SIGHUP whose local client id a connected client
+        holds: the client is disconnected (a takeover) and the bridge gets a
+        session of its own; before, the bridge shared (or, with
+        local_cleansession true, freed) the client's live session."""
+        remote = start_broker(self, "")
+        local = self.local("# no bridges yet\n")
+        holder = connect(self, local, "local.rc-add")
+        subscribe(holder, [("h/#", 1)])
+        add = bridge_conf(remote.port, ["a/# out 1"], name="add",
+                          extra=["local_cleansession %s" % local_clean])
+        off = self.reload(local, "# no bridges yet\n", add)
+        wait_log_line(self, local, "SIGHUP: bridges: 0 unchanged, 0 restarted, 1 added", offset=off)
+        assert_closed(self, holder)
+        wait_log_line(self, local, "Bridge add connected", offset=off)
+        rs, lp = connect(self, remote), connect(self, local)
+        subscribe(rs, [("a/#", 1), ("h/#", 1)])
+        publish(lp, "h/x", b"not bridged", qos=1)
+        publish(lp, "a/x", b"bridged", qos=1)
+        self.expect(rs, "a/x", b"bridged", 1)
+
+    def test_added_bridge_takes_over_its_local_clientid(self):
+        self.added_bridge_takes_over_its_local_clientid("false")
+
+    def test_added_clean_bridge_takes_over_its_local_clientid(self):
+        self.added_bridge_takes_over_its_local_clientid("true")
+
     def test_changed_bridge_keeps_in_flight_messages(self):
         """A changed bridge (new topic line) with the same local client id:
         the session and its queue carry over; the old out filter is gone."""
