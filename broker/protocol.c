@@ -1211,7 +1211,8 @@ uint32_t proto_count_level(broker *b, uint8_t level)
 
 void proto_evict_session(broker *b, session *s, const char *why)
 {
-    if (s->out == &client_outbox) {
+    if (s->out && s->out != &client_outbox) return; /* not a client's */
+    if (s->out) {
         client *old = s->out_ctx;
         proto_close(old, MQTT5_RC_SESSION_TAKEN_OVER, "%s", why);
         old->session = NULL;
