@@ -140,8 +140,7 @@ int auth_load(broker *b, char *err, size_t errlen)
     return BK_OK;
 }
 
-/* One log line per set that has files. */
-static void log_reloaded(const broker *b)
+void auth_log_reloaded(const broker *b)
 {
     for (size_t j = 0; j < b->nauth; j++) {
         const sec_cfg *s = set_cfg(b->cfg, j);
@@ -152,18 +151,6 @@ static void log_reloaded(const broker *b)
                 s->password_file ? s->password_file : "", s->acl_file ? " acl_file " : "",
                 s->acl_file ? s->acl_file : "");
     }
-}
-
-void auth_reload(broker *b)
-{
-    char err[512];
-    /* Every file is parsed before any replaces the old rules, so a broken
-     * file keeps the previous state whole. Connections are untouched. */
-    if (auth_load(b, err, sizeof err) != BK_OK) {
-        log_msg(LL_ERROR, "reload failed, keeping the previous password files and ACLs: %s", err);
-        return;
-    }
-    log_reloaded(b);
 }
 
 void auth_free(broker *b)

@@ -38,7 +38,9 @@ typedef struct auth_set {
 /* Load every set's password_file and acl_file. BK_OK, or BK_ERR_IO with err
  * set (the running sets are kept). */
 int auth_load(struct broker *b, char *err, size_t errlen) BK_MUST_CHECK;
-void auth_reload(struct broker *b);
+/* After a successful auth_load by SIGHUP: one log line per set with files.
+ * (A failed one keeps the running sets; reload.c restores the settings.) */
+void auth_log_reloaded(const struct broker *b);
 /* l's index in broker.listeners, or -1 (a bridge's connection, a test's). */
 int auth_listener_index(const struct broker *b, const struct listener *l);
 bool auth_may_write(struct broker *b, struct client *c, const char *topic, size_t len);

@@ -70,6 +70,7 @@ typedef struct bridge {
     bool mute_pubrel;             /* a failed PUBREC ends the exchange: no PUBREL */
     uint16_t keepalive;           /* keepalive_interval, or the remote's Server Keep Alive */
     uint32_t remote_max_packet;   /* the remote's MQTT 5 Maximum Packet Size, 0 = none */
+    uint8_t max_qos;              /* the remote's MQTT 5 Maximum QoS (2: none given) */
     bool dropping;                /* a queue-drop episode is going on */
     bool gai_busy;                /* gai holds a request */
     struct addrinfo *ai, *ai_cur; /* the resolved addresses (owned), the one tried */
@@ -317,6 +318,7 @@ static void on_connack(bridge *br, const mqtt_header *h)
     }
     br->s->send_max = 0;
     br->remote_max_packet = 0;
+    br->max_qos = 2;
     connack_accepted(br, ca.session_present);
 }
 
@@ -347,11 +349,12 @@ static void on_connack5(bridge *br, const mqtt_header *h)
     br->remote_max_packet = p->maximum_packet_size;
     br->retain_ok = !mqtt_props_has(p, MQTT_PROP_RETAIN_AVAILABLE) || p->retain_available;
     if (mqtt_props_has(p, MQTT_PROP_SERVER_KEEP_ALIVE)) br->keepalive = p->server_keep_alive;
-    if (mqtt_props_has(p, MQTT_PROP_MAXIMUM_QOS) && p->maximum_qos < 2)
-        log_msg(LL_WARNING,
-                "Bridge %s: the remote accepts QoS %u at most; QoS 2 topic lines will be "
-                "refused by it",
-                br->cfg->name, p->maximum_qos);
+    br->max_qos = mqtt_props_has(p, MQTT_PROP_MAXIMUM_QOS) ? p->maximum_qos : 2;
+    if (br->max_qos < 2)
+        log_msg(LL_NOTICE,
+                "Bridge %s: the remote accepts QoS %u at most; messages above it go out at QoS %u "
+                "[MQTT-3.2.2-11]",
+                br->cfg->name, br->max_qos, br->max_qos);
     connack_accepted(br, ca.session_present);
 }
 
@@ -480,6 +483,14 @@ static void count_refusal(bridge *br, const mqtt5_ack *a)
                 (unsigned long long)br->refused);
 }
 
+/* Complete QoS 2 delivery pid without a PUBREL on the wire. */
+static void ack_qos2_here(bridge *br, uint16_t pid)
+{
+    br->mute_pubrel = true;
+    if (session_ack(br->s, MQTT_PUBREC, pid) == BK_OK) (void)session_ack(br->s, MQTT_PUBCOMP, pid);
+    br->mute_pubrel = false;
+}
+
 static int on_ack(bridge *br, const mqtt_header *h)
 {
     uint16_t pid;
@@ -492,7 +503,11 @@ static int on_ack(bridge *br, const mqtt_header *h)
         if (mqtt_encode_ack(buf, sizeof buf, MQTT_PUBCOMP, pid, &n) == MQTT_OK)
             (void)br_send(br, buf, n);
     } else if (h->type != MQTT_UNSUBACK) {
-        (void)session_ack(br->s, h->type, pid); /* an unknown id is ignored */
+        /* an unknown id is ignored; a PUBACK for a QoS 2 delivery that went
+         * out at QoS 1 (the remote's Maximum QoS) ends its exchange */
+        if (session_ack(br->s, h->type, pid) == BK_ERR_STATE && h->type == MQTT_PUBACK &&
+            br->max_qos < 2)
+            ack_qos2_here(br, pid);
         br->last_activity = br->b->now;
     }
     return MQTT_OK;
@@ -517,10 +532,7 @@ static int on_ack5(bridge *br, const mqtt_header *h)
         count_refusal(br, &a);
     if (h->type == MQTT_PUBREC && a.reason >= 0x80) {
         /* the exchange ends here (spec 4.3.3): done, no PUBREL */
-        br->mute_pubrel = true;
-        if (session_ack(br->s, MQTT_PUBREC, a.packet_id) == BK_OK)
-            (void)session_ack(br->s, MQTT_PUBCOMP, a.packet_id);
-        br->mute_pubrel = false;
+        ack_qos2_here(br, a.packet_id);
         return MQTT_OK;
     }
     mqtt_header plain = *h;
@@ -775,6 +787,8 @@ static bool out_ready(void *ctx)
     return br->state == BR_ACTIVE && br->c && br->c->state == CS_OPEN;
 }
 
+static int ack_later(bridge *br, uint8_t qos, uint16_t pid);
+
 /* A message over bridge_max_packet_size is not sent: counted, logged, and
  * (QoS 1/2) acknowledged by the bridge itself at the next tick. */
 static int skip_too_big(bridge *br, const msg *m, uint8_t qos, uint16_t pid, size_t size,
@@ -786,6 +800,13 @@ static int skip_too_big(bridge *br, const msg *m, uint8_t qos, uint16_t pid, siz
                 max == br->cfg->max_packet_size ? "bridge_max_packet_size"
                                                 : "the remote's Maximum Packet Size",
                 max, (unsigned long long)br->too_big);
+    return ack_later(br, qos, pid);
+}
+
+/* Acknowledge delivery pid (QoS qos) at the next tick: it was not sent, or
+ * sent at QoS 0 (the remote's Maximum QoS). */
+static int ack_later(bridge *br, uint8_t qos, uint16_t pid)
+{
     if (qos == 0) return BK_OK;
     if (br->nskipped == br->cap_skipped) {
         size_t ncap = br->cap_skipped ? 2 * br->cap_skipped : 16;
@@ -899,17 +920,22 @@ static int out_publish(void *ctx, const msg *m, uint8_t qos, bool retain, bool d
      * bridge_outgoing_retain is false or the remote has no retained messages */
     bool ret = br->cfg->outgoing_retain && br->retain_ok && (retain || m->retain);
     if (qos == 2) hold_for_durable(br);
-    size_t size = publish_size(br, m, qos, tlen);
+    /* [MQTT-3.2.2-11]: never above the remote's Maximum QoS; what goes at 0
+     * is acknowledged here, a QoS 2 sent at 1 by its PUBACK (on_ack) */
+    uint8_t wire = qos < br->max_qos ? qos : br->max_qos;
+    size_t size = publish_size(br, m, wire, tlen);
     uint32_t max = br->cfg->max_packet_size;
     if (br->remote_max_packet && (!max || br->remote_max_packet < max)) max = br->remote_max_packet;
     if (max && size > max) return skip_too_big(br, m, qos, pid, size, max);
-    mqtt_publish pp = {.dup = dup,
-                       .qos = qos,
+    mqtt_publish pp = {.dup = dup && wire, /* [MQTT-3.3.1-2] */
+                       .qos = wire,
                        .retain = ret,
                        .topic = {(const uint8_t *)topic, (uint16_t)tlen},
                        .payload_len = m->payload_len};
     r = write_publish(br, m, &pp, pid);
     if (r != BK_OK) return r;
+    if (wire == 0 && qos && ack_later(br, qos, pid) != BK_OK)
+        return BK_ERR_NOMEM; /* sent; the session offers it again later */
     b->msgs_sent++;
     br->sent++;
     br->last_activity = b->now;
@@ -955,6 +981,7 @@ static void connect_to(bridge *br, const struct sockaddr *sa, socklen_t salen)
     br->connect_sent = false;
     br->keepalive = br->cfg->keepalive_interval;
     br->retain_ok = true;
+    br->max_qos = 2;
     log_msg(LL_INFO, "Bridge %s: connecting to %s:%u (%s)", br->cfg->name, host_of(br),
             br->cfg->addrs[br->addr].port, c->peer);
 }
@@ -1320,6 +1347,7 @@ static bridge *bridge_new(broker *b, bridge_cfg *cfg, char *err, size_t errlen)
     br->v5 = cfg->protocol_version == 5;
     br->keepalive = cfg->keepalive_interval;
     br->retain_ok = true;
+    br->max_qos = 2;
     br->probe_fd = -1;
     /* the retry jitter only needs to differ between brokers and bridges */
     if (rng_bytes(&br->rng, sizeof br->rng) != 0)
@@ -1461,7 +1489,7 @@ static bool reload_prepare(broker *b, config *nw, bridge **next, bool *fresh)
     return true;
 }
 
-void bridges_reload(broker *b, config *nw)
+void bridges_reload(broker *b, config *nw, void (*evict)(broker *b, session *s, const char *why))
 {
     size_t n = nw->nbridges, stopped = 0, restarted = 0, added = 0;
     if (!n && !b->nbridges) return;
@@ -1486,6 +1514,13 @@ void bridges_reload(broker *b, config *nw)
     char err[256];
     for (size_t j = 0; j < n; j++) {
         if (!fresh[j]) continue;
+        const char *id = next[j]->cfg->local_clientid;
+        session *s = session_find(&b->sessions, id, strlen(id));
+        if (s && !s->pinned && s->out) { /* a client's: a stopped bridge's was released */
+            log_msg(LL_NOTICE, "Bridge %s: local client id %s taken over from a client",
+                    next[j]->cfg->name, log_esc(id));
+            evict(b, s, "taken over by a bridge added by SIGHUP");
+        }
         if (bridge_launch(next[j], err, sizeof err) != BK_OK) log_msg(LL_ERROR, "SIGHUP: %s", err);
         added++;
     }

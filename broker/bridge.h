@@ -29,6 +29,7 @@
 #include "broker/config.h"
 
 struct broker;
+struct session;
 
 /* Set up every configured bridge: TLS client contexts, the local session
  * and its subscriptions, the first attempt for automatic/once. BK_OK or an
@@ -45,8 +46,11 @@ void bridges_tick(struct broker *b);
  * session and its queue when local_clientid stays the same; new ones start.
  * Takes over nw's bridge blocks it uses (left empty in nw). When a new or
  * changed bridge cannot be set up (a TLS file that does not load), nothing
- * changes and the reason is logged. */
-void bridges_reload(struct broker *b, config *nw);
+ * changes and the reason is logged. A client connected with a new
+ * bridge's local_clientid is handed to evict first (the id is the
+ * bridge's from now on). */
+void bridges_reload(struct broker *b, config *nw,
+                    void (*evict)(struct broker *b, struct session *s, const char *why));
 /* Per-bridge counters under $SYS/broker/bridge/NAME/. */
 void bridges_publish_sys(struct broker *b);
 /* After every connection is closed and freed: release the bridges. */

@@ -1209,6 +1209,19 @@ uint32_t proto_count_level(broker *b, uint8_t level)
     return n;
 }
 
+void proto_evict_session(broker *b, session *s, const char *why)
+{
+    if (s->out && s->out != &client_outbox) return; /* not a client's */
+    if (s->out) {
+        client *old = s->out_ctx;
+        proto_close(old, MQTT5_RC_SESSION_TAKEN_OVER, "%s", why);
+        old->session = NULL;
+        session_detach(s);
+    }
+    shared_leave_all(b, s, true);
+    session_destroy(s);
+}
+
 void proto_shutdown(broker *b)
 {
     for (conn *c = b->conns; c; c = c->next)

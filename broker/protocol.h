@@ -65,6 +65,11 @@ uint32_t proto_count_active(struct broker *b);
 uint32_t proto_count_level(struct broker *b, uint8_t level);
 /* Every MQTT 5 client gets DISCONNECT 0x8B (server shutting down). */
 void proto_shutdown(struct broker *b);
+/* A bridge added by SIGHUP takes client id s over from the client holding
+ * s: that client is disconnected as by a new connection with its id
+ * [MQTT-3.1.4-2] and s ends, so the bridge starts a session of its own
+ * (nothing of the client's, its subscriptions least of all, carries over). */
+void proto_evict_session(struct broker *b, struct session *s, const char *why);
 /* Delayed wills (MQTT 5 Will Delay Interval) freed unpublished at shutdown. */
 void proto_drop_delayed_wills(struct broker *b);
 /* Offline sessions whose expiry interval has run out are destroyed (and due

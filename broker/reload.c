@@ -13,6 +13,7 @@
 #include "broker/err.h"
 #include "broker/log.h"
 #include "broker/memlimit.h"
+#include "broker/protocol.h"
 
 int reload_apply_log(const config *c, bool verbose, char *err, size_t errlen)
 {
@@ -60,25 +61,46 @@ static void swap_sec(sec_cfg *a, sec_cfg *b)
 
 /* The security settings: the broker's, per_listener_settings, and each
  * listener's when the listeners are the same ones (else they wait for the
- * restart with their listeners; warn_listeners said so). auth_reload loads
- * the files they name. */
-static void apply_sec(config *cur, config *nw)
+ * restart with their listeners; warn_listeners said so). auth_load loads
+ * the files they name. Swapped, so a second call with the same nw and the
+ * old per_listener_settings undoes the first (undo_sec). */
+static void apply_sec(config *cur, config *nw, bool per_listener_settings)
 {
     swap_sec(&cur->sec, &nw->sec);
     bool same = cur->nlisteners == nw->nlisteners;
     for (size_t i = 0; same && i < cur->nlisteners; i++)
         same = cur->listeners[i].port == nw->listeners[i].port;
     if (!same) return; /* per_listener_settings too: it needs every listener's set */
-    cur->per_listener_settings = nw->per_listener_settings;
+    cur->per_listener_settings = per_listener_settings;
     for (size_t i = 0; i < cur->nlisteners; i++)
         swap_sec(&cur->listeners[i].sec, &nw->listeners[i].sec);
+}
+
+/* The new security settings with their files loaded, or (a file missing or
+ * broken) the running ones whole: settings and loaded files together, so a
+ * failed reload never pairs new settings with the old sets (e.g. turning
+ * per_listener_settings on with the listeners' sets still empty, which
+ * would check nobody against any ACL). */
+static void reload_sec(broker *b, config *nw)
+{
+    char err[512];
+    bool old = b->cfg->per_listener_settings;
+    apply_sec(b->cfg, nw, nw->per_listener_settings);
+    if (auth_load(b, err, sizeof err) == BK_OK) {
+        auth_log_reloaded(b);
+        return;
+    }
+    apply_sec(b->cfg, nw, old);
+    log_msg(LL_ERROR,
+            "SIGHUP: reload failed, keeping the previous security settings (allow_anonymous, "
+            "password files, ACLs, per_listener_settings): %s",
+            err);
 }
 
 /* Copy what can change without closing listeners from nw into the running
  * configuration (strings swapped, so freeing nw frees the old ones). */
 static void apply(broker *b, config *cur, config *nw)
 {
-    apply_sec(cur, nw);
     cur->max_keepalive = nw->max_keepalive;
     cur->max_packet_size = nw->max_packet_size;
     cur->max_inflight_messages = nw->max_inflight_messages;
@@ -136,12 +158,12 @@ void reload_config(broker *b, bool verbose, bool has_file, int extra_port)
     }
     warn_listeners(b->cfg, nw);
     apply(b, b->cfg, nw);
-    bridges_reload(b, nw);
-    config_free(nw);
     char lerr[512];
     if (reload_apply_log(b->cfg, verbose, lerr, sizeof lerr) != BK_OK)
         fprintf(stderr, "secbroker: SIGHUP: %s\n", lerr); /* no log file to say it in */
-    auth_reload(b);
+    reload_sec(b, nw);
+    bridges_reload(b, nw, proto_evict_session);
+    config_free(nw);
     log_msg(LL_NOTICE, "SIGHUP: configuration %s applied, log file reopened", b->cfg->path);
 }
 

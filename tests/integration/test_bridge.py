@@ -16,7 +16,7 @@ import tempfile
 import time
 import unittest
 
-from mqttlib import (MOSQUITTO, WAIT, RawClient, StubBroker, assert_closed, connect, free_port, log_offset, make_broker, need, publish,
+from mqttlib import (MOSQUITTO, WAIT, RawClient, StubBroker, assert_closed, connect, free_port, log_offset, log_tail, make_broker, need, publish,
                      recv_publish, start_broker, subscribe, uid, wait_log_line)
 from tlslib import make_certs, tls_block
 
@@ -76,6 +76,45 @@ class PrivateClosingStub(StubBroker):
                 raw.send(bytes([0x20, 2, 0, 0]))
                 while True:
                     raw.read_packet()
+            except (EOFError, OSError):
+                pass
+            raw.close()
+
+
+class MaxQosStub(StubBroker):
+    """An MQTT 5 remote whose CONNACK says Maximum QoS max_qos. Records
+    (topic, QoS) of each PUBLISH; acknowledges QoS 1, and answers a PUBLISH
+    above max_qos with DISCONNECT 0x9B (QoS not supported)."""
+
+    def __init__(self, max_qos):
+        self.max_qos = max_qos
+        self.publishes = []
+        super().__init__()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            raw = RawClient(0, sock=conn, timeout=10)
+            try:
+                raw.read_packet()
+                raw.send(bytes([0x20, 5, 0, 0, 2, 0x24, self.max_qos]))
+                while True:
+                    first, body = raw.read_packet()
+                    if first >> 4 != 3 or body[2:6] == b"$SYS":
+                        continue
+                    qos = (first >> 1) & 3
+                    tlen = body[0] << 8 | body[1]
+                    self.publishes.append((body[2:2 + tlen].decode(), qos))
+                    if qos > self.max_qos:
+                        raw.send(bytes([0xE0, 1, 0x9B]))
+                        break
+                    if qos == 1:
+                        raw.send(bytes([0x40, 2]) + body[2 + tlen:4 + tlen])
             except (EOFError, OSError):
                 pass
             raw.close()
@@ -684,6 +723,35 @@ class TestBridgeV5(BridgeCase):
         self.expect(rs, "m/small", b"s", 1)
         wait_log_line(self, local, "'m/big'", "over the remote's Maximum Packet Size 200")
 
+    def maximum_qos(self, max_qos, qos):
+        remote = MaxQosStub(max_qos)
+        self.addCleanup(remote.stop)
+        local = self.local("max_inflight_messages 1\n" +
+                           bridge_conf(remote.port, ["q/# out 2"],
+                                       extra=["bridge_protocol_version mqttv50"]))
+        self.up(local, remote, subscribes=False)
+        lp = connect(self, local)
+        for i in range(3):
+            publish(lp, "q/%d" % i, b"p%d" % i, qos=qos)
+        deadline = time.time() + WAIT
+        while len(remote.publishes) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(remote.publishes, [("q/%d" % i, max_qos) for i in range(3)],
+                         log_tail(local))
+
+    def test_remote_maximum_qos(self):
+        """The remote's Maximum QoS (CONNACK, [MQTT-3.2.2-11]): no PUBLISH
+        above it goes out. A QoS 2 message leaves at QoS 1 and the remote's
+        PUBACK ends its exchange, so the window (1 here) moves on; a remote
+        that sees QoS 2 disconnects with 0x9B as the specification says."""
+        self.maximum_qos(1, 2)
+
+    def test_remote_maximum_qos_0(self):
+        """Maximum QoS 0: QoS 1 and 2 messages leave at QoS 0 and the bridge
+        acknowledges them itself, so the window moves on."""
+        self.maximum_qos(0, 2)
+        self.maximum_qos(0, 1)
+
 
 class TestBridgeReload(BridgeCase):
     """SIGHUP: bridges added, removed, changed and unchanged; a broken block."""
@@ -734,6 +802,33 @@ class TestBridgeReload(BridgeCase):
         self.assertEqual(local.log().count("Bridge keep connected"), 1)
         self.assertEqual(remote.log().count("as rc-keep "), 1)
         self.assertNotIn("Bridge keep:", local.log()[off:])
+
+    def added_bridge_takes_over_its_local_clientid(self, local_clean):
+        """A bridge added by SIGHUP whose local client id a connected client
+        holds: the client is disconnected (a takeover) and the bridge gets a
+        session of its own; before, the bridge shared (or, with
+        local_cleansession true, freed) the client's live session."""
+        remote = start_broker(self, "")
+        local = self.local("# no bridges yet\n")
+        holder = connect(self, local, "local.rc-add")
+        subscribe(holder, [("h/#", 1)])
+        add = bridge_conf(remote.port, ["a/# out 1"], name="add",
+                          extra=["local_cleansession %s" % local_clean])
+        off = self.reload(local, "# no bridges yet\n", add)
+        wait_log_line(self, local, "SIGHUP: bridges: 0 unchanged, 0 restarted, 1 added", offset=off)
+        assert_closed(self, holder)
+        wait_log_line(self, local, "Bridge add connected", offset=off)
+        rs, lp = connect(self, remote), connect(self, local)
+        subscribe(rs, [("a/#", 1), ("h/#", 1)])
+        publish(lp, "h/x", b"not bridged", qos=1)
+        publish(lp, "a/x", b"bridged", qos=1)
+        self.expect(rs, "a/x", b"bridged", 1)
+
+    def test_added_bridge_takes_over_its_local_clientid(self):
+        self.added_bridge_takes_over_its_local_clientid("false")
+
+    def test_added_clean_bridge_takes_over_its_local_clientid(self):
+        self.added_bridge_takes_over_its_local_clientid("true")
 
     def test_changed_bridge_keeps_in_flight_messages(self):
         """A changed bridge (new topic line) with the same local client id:

@@ -153,6 +153,28 @@ class TestPerListenerReload(unittest.TestCase):
         publish(anon, "b/1", b"still", qos=1)
         self.assertEqual(recv_publish(anon).payload, b"still")
 
+    def test_sighup_to_per_listener_with_a_broken_acl_keeps_the_old_security(self):
+        """A SIGHUP that turns per_listener_settings on but names a broken
+        listener ACL fails and keeps the previous security whole: the running
+        broker-wide ACL still applies (before the fix the listener's empty
+        set was used: no ACL at all, everything allowed)."""
+        if REFERENCE:
+            self.skipTest("secbroker's reload log lines")
+        b = start_broker(self, "acl_file {dir}/acl\n",
+                         files={"acl": "topic readwrite ok/#\n", "broken": "no such keyword\n"})
+        c = connect(self, b, uid())
+        self.assertEqual(subscribe(c, [("ok/#", 1), ("secret/#", 1)]), [1, SUBACK_FAILURE])
+        with open(b.conf_path) as f:
+            conf = f.read().replace("acl_file %s/acl\n" % b.dir, "")
+        conf = "per_listener_settings true\n" + conf.replace("allow_anonymous true\n", "")
+        write(b.conf_path, conf + "acl_file %s/broken\nallow_anonymous true\n" % b.dir)
+        off = log_offset(b)
+        b.signal(signal.SIGHUP)
+        wait_log_line(self, b, "reload failed", "broken", offset=off)
+        wait_log_line(self, b, "SIGHUP: configuration", offset=off)
+        c = connect(self, b, uid())
+        self.assertEqual(subscribe(c, [("ok/#", 1), ("secret/#", 1)]), [1, SUBACK_FAILURE])
+
 
 class TestPerListenerPersistence(unittest.TestCase):
 
