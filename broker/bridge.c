@@ -1521,9 +1521,18 @@ void bridges_reload(broker *b, config *nw, void (*evict)(broker *b, session *s, 
                     next[j]->cfg->name, log_esc(id));
             evict(b, s, "taken over by a bridge added by SIGHUP");
         }
-        if (bridge_launch(next[j], err, sizeof err) != BK_OK) log_msg(LL_ERROR, "SIGHUP: %s", err);
+        if (bridge_launch(next[j], err, sizeof err) != BK_OK) { /* no session: not kept */
+            log_msg(LL_ERROR, "SIGHUP: %s; connection %s not started", err, next[j]->cfg->name);
+            bridge_release(next[j]);
+            next[j] = NULL;
+            continue;
+        }
         added++;
     }
+    size_t kept = 0;
+    for (size_t j = 0; j < n; j++)
+        if (next[j]) next[kept++] = next[j];
+    n = kept;
     free(b->bridges);
     b->bridges = next;
     b->nbridges = n;
