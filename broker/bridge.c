@@ -1448,8 +1448,9 @@ static void reap_retired(broker *b)
 {
     for (bridge **pp = &b->bridges_retired; *pp;) {
         bridge *br = *pp;
-        bool idle =
-            gai_settled(&br->gai, &br->gai_busy) & gai_settled(&br->probe_gai, &br->probe_gai_busy);
+        bool main_idle = gai_settled(&br->gai, &br->gai_busy); /* both polled, every turn */
+        bool probe_idle = gai_settled(&br->probe_gai, &br->probe_gai_busy);
+        bool idle = main_idle && probe_idle;
         if (idle && !br->c) {
             *pp = br->next_retired;
             bridge_release(br);
