@@ -459,9 +459,10 @@ static void resume_check_identity(client *cl, session *s, const char *was, int16
     size_t n = session_filter(s, resume_may_read, &rc);
     if (n)
         log_msg(LL_NOTICE,
-                "%s: session resumed by user '%s' (was '%s'): %zu queued messages its ACL does "
+                "%s: session resumed by user '%s' (was '%s'%s): %zu queued messages its ACL does "
                 "not allow were dropped",
-                log_esc(cl->client_id), now ? log_esc(now) : "", was ? log_esc(was) : "", n);
+                log_esc(cl->client_id), now ? log_esc(now) : "", was ? log_esc(was) : "",
+                same_listener ? "" : ", on another listener", n);
 }
 
 /* Takeover [MQTT-3.1.4-2] and the session [MQTT-3.1.2-4..6]. */

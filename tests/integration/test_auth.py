@@ -639,6 +639,7 @@ class TestSessionResumedByAnotherUser(AuthCase):
         mallory.close()
         self.b.proc.kill()
         self.b.proc.wait()
+        self.b.stop()  # closes its output file
         self.b.start()
         alice = self.login("alice", "gw", clean=False, expect_sp=1)
         adm = self.login("admin")
