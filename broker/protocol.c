@@ -434,6 +434,37 @@ static int refuse_persistent(client *cl)
     return BK_ERR_STATE;
 }
 
+typedef struct {
+    broker *b;
+    session *s;
+} read_check;
+
+static bool resume_may_read(void *ctx, const msg *m)
+{
+    read_check *rc = ctx;
+    return auth_may_read(rc->b, rc->s, msg_topic(m), m->topic_len);
+}
+
+/* A session resumed by another identity (another user, or another listener
+ * with per_listener_settings true): what it queued or has in flight was
+ * authorised for the old one (Mosquitto #3553). Keep only what the new
+ * identity may read; s->username / s->listener are already the new ones. */
+static void resume_check_identity(client *cl, session *s, const char *was, int16_t was_listener)
+{
+    const char *now = s->username;
+    bool same_user = (!was && !now) || (was && now && strcmp(was, now) == 0);
+    bool same_listener = !cl->b->cfg->per_listener_settings || was_listener == s->listener;
+    if (same_user && same_listener) return;
+    read_check rc = {cl->b, s};
+    size_t n = session_filter(s, resume_may_read, &rc);
+    if (n)
+        log_msg(LL_NOTICE,
+                "%s: session resumed by user '%s' (was '%s'%s): %zu queued messages its ACL does "
+                "not allow were dropped",
+                log_esc(cl->client_id), now ? log_esc(now) : "", was ? log_esc(was) : "",
+                same_listener ? "" : ", on another listener", n);
+}
+
 /* Takeover [MQTT-3.1.4-2] and the session [MQTT-3.1.2-4..6]. */
 static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
 {
@@ -465,9 +496,12 @@ static int connect_attach(client *cl, const mqtt_connect *ck, bool *present)
         s = session_create(&b->sessions, cl->client_id, idlen, ck->clean_session);
         if (!s) return refuse(cl, MQTT_CONNACK_UNAVAILABLE, "out of memory for the session");
     }
-    free(s->username);
+    char *was = s->username; /* freed once the resume is checked */
+    int16_t was_listener = s->listener;
     s->username = cl->username ? strdup(cl->username) : NULL;
     s->listener = (int16_t)auth_listener_index(b, cl->conn->listener); /* its ACL from now on */
+    if (*present) resume_check_identity(cl, s, was, was_listener);
+    free(was);
     s->expires_at = 0;
     p5_will_cancel(b, cl->client_id);
     if (cl->v5) {

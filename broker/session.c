@@ -415,6 +415,45 @@ int session_ack(session *s, enum mqtt_type type, uint16_t pid)
     }
 }
 
+static size_t filter_queue(session *s, bool (*keep)(void *ctx, const msg *m), void *ctx)
+{
+    outqueue *q = &s->queue;
+    uint32_t j = 0, n = q->count;
+    for (uint32_t i = 0; i < n; i++) {
+        outmsg o = *queue_at(q, i);
+        if (keep(ctx, o.m)) {
+            *queue_at(q, j++) = o; /* j <= i: order kept, nothing overwritten unread */
+            continue;
+        }
+        s->queued_payload -= o.m->payload_len;
+        s->queued_bytes -= (uint64_t)o.m->topic_len + o.m->payload_len;
+        journal_delivery(s, &o, JD_DONE); /* journaled when it was queued */
+        msg_unref(o.m);
+    }
+    q->count = j;
+    return n - j;
+}
+
+static size_t filter_inflight(session *s, bool (*keep)(void *ctx, const msg *m), void *ctx)
+{
+    size_t dropped = 0;
+    /* remove_inflight may move head and reset ninflight to 0: the bound is re-read */
+    for (uint32_t i = s->inflight_head; i < s->ninflight; i++) {
+        outmsg *o = &s->inflight[i];
+        if (o->state != OUT_WAIT_PUBACK && o->state != OUT_WAIT_PUBREC) continue;
+        if (keep(ctx, o->m)) continue;
+        journal_delivery(s, o, JD_DONE);
+        remove_inflight(s, (int)i);
+        dropped++;
+    }
+    return dropped;
+}
+
+size_t session_filter(session *s, bool (*keep)(void *ctx, const msg *m), void *ctx)
+{
+    return filter_inflight(s, keep, ctx) + filter_queue(s, keep, ctx);
+}
+
 int session_restore_delivery(session *s, msg *m, uint64_t seq, uint8_t qos, bool retain,
                              uint8_t state, uint16_t pid)
 {

@@ -183,6 +183,15 @@ int session_ack(session *s, enum mqtt_type type, uint16_t pid);
  * its soft limit? (true for QoS 0, and for QoS 1/2 when the queue is full) */
 bool session_queue_full(const session *s, uint8_t qos);
 
+/* Keep only the deliveries keep() accepts: every queued one and every one
+ * in flight whose PUBLISH the client has not acknowledged (QoS 1 waiting
+ * for PUBACK, QoS 2 waiting for PUBREC); a QoS 2 at the PUBREL stage has
+ * been received and stays. Dropped ones free their packet ids and byte
+ * counts and are journaled as done; kept ones keep their order. Sends
+ * nothing. Returns the number dropped. (Used when a session is resumed
+ * by another identity: what the old one was allowed to read.) */
+size_t session_filter(session *s, bool (*keep)(void *ctx, const msg *m), void *ctx);
+
 /* Put back a delivery read from the durable store (no journaling): with
  * state 0 it waits in the queue, else it is in flight with pid. Takes a
  * reference of m. Deliveries must come in seq order. BK_OK / BK_ERR_NOMEM. */

@@ -20,9 +20,10 @@ import tempfile
 import unittest
 
 from mqttlib import (HELD_WAIT, SECBROKER, SECPASSWD, WAIT, Client, connect, connect_packet,
-                     free_port, fresh_addr, make_broker, marker, mosq_passwd, need, open_connect,
-                     publish, recv_publish, secpasswd, sha6_line, start_broker,
-                     start_class_broker, subscribe, uid, wait_log_line, wait_port, write)
+                     free_port, fresh_addr, log_lines, log_offset, make_broker, marker,
+                     mosq_passwd, need, open_connect, publish, recv_publish, secpasswd, sha6_line,
+                     start_broker, start_class_broker, subscribe, uid, wait_log_line, wait_port,
+                     write)
 
 FAIL = 0x80
 
@@ -33,6 +34,7 @@ PW = {
     "sixer": "Sixer-Pw-b83a02",
     "reader": "Reader-Pw-4417ac",
     "admin": "Admin-Pw-90ce5b",
+    "mallory": "Mallory-Pw-3e8d17",
 }
 WRONG = "Wrong-Guess-5a2f77"
 
@@ -541,6 +543,107 @@ class TestAclRetained(AuthCase):
                     self.assertTrue(m.retain, m)
                     got.add(m.topic)
                 self.assertEqual(got, want)
+
+
+# ---- a session resumed by another user ----------------------------------------------
+
+RESUME_ACL = """\
+user alice
+topic read secret/#
+topic read pub/#
+
+user mallory
+topic read pub/#
+
+user admin
+topic readwrite #
+"""
+
+
+class TestSessionResumedByAnotherUser(AuthCase):
+    """MQTT names a session by client id only: mallory connecting with alice's
+    client id and clean session 0 resumes her session (session present 1).
+    What it queued or has in flight was allowed for alice, so it is checked
+    again with mallory's ACL and what he may not read is dropped from the
+    session, for good: alice does not get it either when she comes back
+    (Mosquitto #3553; Mosquitto loses them too). The same user resuming
+    gets everything."""
+
+    def start(self, conf=""):
+        self.b = start_broker(self, "allow_anonymous false\npassword_file {dir}/pw\n"
+                              "acl_file {dir}/acl\n" + conf,
+                              files={"pw": lambda p: make_pwfile(p, ("alice", "mallory",
+                                                                     "admin")),
+                                     "acl": RESUME_ACL})
+
+    def login(self, user, client_id=None, **kw):
+        return connect(self, self.b, client_id=client_id, username=user, password=PW[user],
+                       keepalive=0, **kw)
+
+    def alice_leaves_three_behind(self, cid):
+        """alice's session cid gets secret/0 in flight (not acknowledged) and
+        secret/1, secret/2 queued while she is away."""
+        alice = self.login("alice", cid, clean=False)
+        self.assertEqual(subscribe(alice, [("secret/#", 1), ("pub/#", 1)]), [1, 1])
+        adm = self.login("admin")
+        publish(adm, "secret/x", b"secret-0", qos=1)
+        self.assertEqual(recv_publish(alice, ack=False).payload, b"secret-0")
+        alice.close()
+        for i in (1, 2):
+            publish(adm, "secret/x", b"secret-%d" % i, qos=1)
+        return adm
+
+    def expect_nothing_before_marker(self, c, adm):
+        # a filter new to the session: journaled, so with persistence the
+        # SUBACK leaves after a commit that holds what happened before it
+        self.assertEqual(subscribe(c, [("pub/m", 1)]), [1])
+        marker(self, c, adm, "pub/m")
+
+    def test_other_user_gets_none_and_they_are_gone(self):
+        self.start()
+        adm = self.alice_leaves_three_behind("gw")
+        off = log_offset(self.b)
+        mallory = self.login("mallory", "gw", clean=False, expect_sp=1)
+        self.expect_nothing_before_marker(mallory, adm)
+        wait_log_line(self, self.b, "gw: session resumed by user 'mallory' (was 'alice'): 3 "
+                      "queued messages its ACL does not allow were dropped", offset=off)
+        mallory.close()
+        alice = self.login("alice", "gw", clean=False, expect_sp=1)
+        self.expect_nothing_before_marker(alice, adm)
+        # her subscription is still there: new messages reach her again
+        publish(adm, "secret/x", b"after", qos=1)
+        self.assertEqual(recv_publish(alice).payload, b"after")
+
+    def test_same_user_resuming_gets_everything(self):
+        self.start()
+        adm = self.alice_leaves_three_behind("gw")
+        off = log_offset(self.b)
+        alice = self.login("alice", "gw", clean=False, expect_sp=1)
+        got = [recv_publish(alice).payload for _ in range(3)]
+        self.assertEqual(got, [b"secret-0", b"secret-1", b"secret-2"])
+        self.expect_nothing_before_marker(alice, adm)
+        self.assertNotIn("session resumed by user", "\n".join(log_lines(self.b, off)))
+
+    def test_drops_are_durable(self):
+        """persistence on: the drops are journaled, so neither a restart
+        before mallory's resume nor one after brings them back."""
+        self.start("persistence true\npersistence_location {dir}\n")
+        self.alice_leaves_three_behind("gw")
+        self.b.stop()
+        self.b.start()
+        mallory = self.login("mallory", "gw", clean=False, expect_sp=1)
+        adm = self.login("admin")
+        self.expect_nothing_before_marker(mallory, adm)
+        # the marker's PUBACK is committed with (or before) this SUBSCRIBE's commit
+        self.assertEqual(subscribe(mallory, [("pub/z", 1)]), [1])
+        mallory.close()
+        self.b.proc.kill()
+        self.b.proc.wait()
+        self.b.stop()  # closes its output file
+        self.b.start()
+        alice = self.login("alice", "gw", clean=False, expect_sp=1)
+        adm = self.login("admin")
+        self.expect_nothing_before_marker(alice, adm)
 
 
 # ---- reload ------------------------------------------------------------------------

@@ -202,6 +202,41 @@ class TestPerListenerPersistence(unittest.TestCase):
         self.assertEqual(recv_publish(alice).topic, "x/open")  # x/secret never queued
 
 
+class TestPerListenerResume(unittest.TestCase):
+
+    @unittest.skipIf(REFERENCE, "Mosquitto resends them (its issue #3553)")
+    def test_session_resumed_on_another_listener_is_checked_with_its_acl(self):
+        """dave is in both password files; B's ACL lets him read x/#, A's does
+        not. His persistent session from B, with x/1 in flight and x/2 queued,
+        resumed through A: both are dropped (A's ACL), not sent."""
+        pw = sha6_line("dave", "pd")
+        a = ("listener {port} 127.0.0.1\npassword_file {dir}/pw\nacl_file {dir}/acl_a\n"
+             "allow_anonymous false\n")
+        b = ("listener {port} 127.0.0.1\npassword_file {dir}/pw\nacl_file {dir}/acl_b\n"
+             "allow_anonymous true\n")
+        br = start_broker(self, "per_listener_settings true\nallow_anonymous false\n",
+                          plain=False, listeners=[a, b],
+                          files={"pw": pw, "acl_a": "user dave\ntopic readwrite m/#\n",
+                                 "acl_b": "topic readwrite #\nuser dave\ntopic read x/#\n"})
+        A, B = br.ports
+        dave = connect(self, br, "pl", clean=False, port=B, username="dave", password=b"pd")
+        self.assertEqual(subscribe(dave, [("x/#", 1)]), [1])
+        pub = connect(self, br, uid(), port=B)
+        publish(pub, "x/1", b"one", qos=1)
+        self.assertEqual(recv_publish(dave, ack=False).payload, b"one")
+        dave.close()
+        publish(pub, "x/2", b"two", qos=1)
+        off = log_offset(br)
+        dave = connect(self, br, "pl", clean=False, port=A, username="dave", password=b"pd",
+                       expect_sp=1)
+        self.assertEqual(subscribe(dave, [("m/#", 1)]), [1])
+        publish(connect(self, br, uid(), port=B), "m/mark", b"marker", qos=1)
+        self.assertEqual(recv_publish(dave).payload, b"marker")
+        wait_log_line(self, br, "pl: session resumed by user 'dave' (was 'dave', on another "
+                      "listener): 2 queued messages its ACL does not allow were dropped",
+                      offset=off)
+
+
 class TestPerListenerFalse(unittest.TestCase):
 
     def test_security_key_after_a_listener_is_global(self):

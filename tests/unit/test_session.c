@@ -744,6 +744,162 @@ START_TEST(expired_queued_delivery_journaled_done)
 }
 END_TEST
 
+/* ---- session_filter: a session resumed by another identity ---------------------- */
+static bool keep_m1(void *ctx, const msg *m)
+{
+    (*(int *)ctx)++;
+    return m == m1;
+}
+
+/* payload / topic+payload bytes of n copies of m1 (both 3 + 3 bytes) */
+#define PAYLOAD(n) (3u * (n))
+#define QBYTES(n) (6u * (n))
+
+/* m1, m2, m1, m2, ... at qos */
+static void deliver_alternating(session *s, int n, uint8_t qos)
+{
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(session_deliver(s, i % 2 ? m2 : m1, qos, false), BK_OK);
+}
+
+/* every queued and unacknowledged in-flight delivery is m1, seqs rising */
+static void expect_only_m1_in_order(const session *s)
+{
+    uint64_t seq = 0;
+    for (uint32_t i = s->inflight_head; i < s->ninflight; i++) {
+        const outmsg *o = &s->inflight[i];
+        if (o->state != OUT_WAIT_PUBACK && o->state != OUT_WAIT_PUBREC) continue;
+        ck_assert_ptr_eq(o->m, m1);
+        ck_assert_uint_gt(o->seq, seq);
+        seq = o->seq;
+    }
+    for (uint32_t i = 0; i < s->queue.count; i++) {
+        const outmsg *o = &s->queue.items[(s->queue.head + i) % s->queue.cap];
+        ck_assert_ptr_eq(o->m, m1);
+        ck_assert_uint_gt(o->seq, seq);
+        seq = o->seq;
+    }
+}
+
+START_TEST(filter_queue_only)
+{
+    session *s = new_session(10, 100);
+    deliver_alternating(s, 11, 1); /* offline: all queued, 6 x m1 */
+    int calls = 0;
+    ck_assert_uint_eq(session_filter(s, keep_m1, &calls), 5);
+    ck_assert_int_eq(calls, 11);
+    ck_assert_uint_eq(s->queue.count, 6);
+    ck_assert_uint_eq(s->queued_payload, PAYLOAD(6));
+    ck_assert_uint_eq(s->queued_bytes, QBYTES(6));
+    expect_only_m1_in_order(s);
+    ck_assert_uint_eq(s->queue.items[s->queue.head].seq, 1);
+    /* what is left goes out in order, as m1 only */
+    session_attach(s, &fake_outbox, &out);
+    session_resend(s);
+    ck_assert_uint_eq(out.n, 6);
+    for (size_t i = 0; i < out.n; i++)
+        ck_assert_ptr_eq(out.p[i].m, m1);
+    ck_assert_uint_eq(s->queued_payload, 0);
+    ck_assert_uint_eq(s->queued_bytes, 0);
+    /* nothing to drop: nothing changes */
+    calls = 0;
+    ck_assert_uint_eq(session_filter(s, keep_m1, &calls), 0);
+    ck_assert_uint_eq(s->inflight_live, 6);
+}
+END_TEST
+
+/* QoS 1 at PUBACK and QoS 2 at PUBREC are dropped; a QoS 2 past PUBREC
+ * (its PUBREL sent) was received by the client and stays. */
+START_TEST(filter_inflight_only)
+{
+    session *s = new_session(10, 10);
+    session_attach(s, &fake_outbox, &out);
+    ck_assert_int_eq(session_deliver(s, m2, 2, false), BK_OK); /* pid 1, QoS 2 */
+    ck_assert_int_eq(session_ack(s, MQTT_PUBREC, 1), BK_OK);   /* -> PUBCOMP stage */
+    ck_assert_int_eq(session_deliver(s, m1, 1, false), BK_OK); /* pid 2 */
+    ck_assert_int_eq(session_deliver(s, m2, 1, false), BK_OK); /* pid 3 */
+    ck_assert_int_eq(session_deliver(s, m2, 2, false), BK_OK); /* pid 4, at PUBREC */
+    ck_assert_int_eq(session_deliver(s, m1, 2, false), BK_OK); /* pid 5 */
+    ck_assert_uint_eq(s->inflight_live, 5);
+    int calls = 0;
+    ck_assert_uint_eq(session_filter(s, keep_m1, &calls), 2);
+    ck_assert_int_eq(calls, 4); /* the one at PUBCOMP is not even asked about */
+    ck_assert_uint_eq(s->inflight_live, 3);
+    ck_assert_uint_eq(s->inflight_bytes, PAYLOAD(3));
+    ck_assert_uint_eq(s->queue.count, 0);
+    expect_only_m1_in_order(s);
+    /* the dropped ids are free, the kept ones still acknowledgeable */
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, 3), BK_ERR_UNKNOWN);
+    ck_assert_int_eq(session_ack(s, MQTT_PUBREC, 4), BK_ERR_UNKNOWN);
+    size_t before = out.n;
+    session_resend(s);
+    ck_assert_uint_eq(out.n - before, 3);
+    ck_assert(out.p[before].type == MQTT_PUBREL && out.p[before].pid == 1);
+    ck_assert(out.p[before + 1].type == MQTT_PUBLISH && out.p[before + 1].pid == 2);
+    ck_assert(out.p[before + 2].type == MQTT_PUBLISH && out.p[before + 2].pid == 5);
+    ck_assert_int_eq(session_ack(s, MQTT_PUBCOMP, 1), BK_OK);
+    ck_assert_int_eq(session_ack(s, MQTT_PUBACK, 2), BK_OK);
+    ck_assert_int_eq(session_ack(s, MQTT_PUBREC, 5), BK_OK);
+    ck_assert_int_eq(session_ack(s, MQTT_PUBCOMP, 5), BK_OK);
+    ck_assert_uint_eq(s->inflight_live, 0);
+    ck_assert_uint_eq(s->inflight_bytes, 0);
+}
+END_TEST
+
+/* A window over 64 (pid bitmap) and a queue behind it: both filtered,
+ * dropped ids free, the rest flows in order. */
+START_TEST(filter_mixed_wide_window)
+{
+    session *s = new_session(100, 200);
+    session_attach(s, &fake_outbox, &out);
+    deliver_alternating(s, 150, 1); /* 100 in flight (pids 1..100), 50 queued */
+    ck_assert_ptr_nonnull(s->pid_used);
+    ck_assert_uint_eq(s->inflight_live, 100);
+    ck_assert_uint_eq(s->queue.count, 50);
+    int calls = 0;
+    ck_assert_uint_eq(session_filter(s, keep_m1, &calls), 75);
+    ck_assert_uint_eq(s->inflight_live, 50);
+    ck_assert_uint_eq(s->inflight_bytes, PAYLOAD(50));
+    ck_assert_uint_eq(s->queue.count, 25);
+    ck_assert_uint_eq(s->queued_payload, PAYLOAD(25));
+    ck_assert_uint_eq(s->queued_bytes, QBYTES(25));
+    expect_only_m1_in_order(s);
+    for (uint16_t pid = 2; pid <= 100; pid += 2) /* m2 had the even ids */
+        ck_assert_int_eq(session_ack(s, MQTT_PUBACK, pid), BK_ERR_UNKNOWN);
+    size_t before = out.n;
+    for (uint16_t pid = 1; pid <= 99; pid += 2)
+        ck_assert_int_eq(session_ack(s, MQTT_PUBACK, pid), BK_OK);
+    ck_assert_uint_eq(out.n - before, 25); /* the queue pumped behind the acks */
+    for (size_t i = before; i < out.n; i++)
+        ck_assert_ptr_eq(out.p[i].m, m1);
+    ck_assert_uint_eq(s->queue.count, 0);
+    ck_assert_uint_eq(s->inflight_live, 25);
+}
+END_TEST
+
+/* Every drop of a durable session is journaled as done (so a restart does
+ * not bring it back); kept deliveries are not touched. */
+START_TEST(filter_durable_journal)
+{
+    session *s = new_session(2, 10);
+    reg.journal = &recording_journal;
+    memset(&jl, 0, sizeof jl);
+    s->durable = true;
+    session_attach(s, &fake_outbox, &out);
+    deliver_alternating(s, 2, 1); /* m1 pid 1, m2 pid 2 in flight */
+    session_detach(s);
+    deliver_alternating(s, 2, 2); /* m1 seq 3, m2 seq 4 queued */
+    jl.n = 0;
+    int calls = 0;
+    ck_assert_uint_eq(session_filter(s, keep_m1, &calls), 2);
+    static const char *const drops[] = {"done seq=2 state=1 pid=2", "done seq=4 state=0 pid=0"};
+    expect_journal(drops, 2);
+    ck_assert_uint_eq(s->inflight_live, 1);
+    ck_assert_uint_eq(s->queue.count, 1);
+    reg.journal = NULL;
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("session");
@@ -775,6 +931,10 @@ int main(void)
     tcase_add_test(tc, expired_messages_not_delivered);
     tcase_add_test(tc, too_large_for_client_dropped);
     tcase_add_test(tc, expired_queued_delivery_journaled_done);
+    tcase_add_test(tc, filter_queue_only);
+    tcase_add_test(tc, filter_inflight_only);
+    tcase_add_test(tc, filter_mixed_wide_window);
+    tcase_add_test(tc, filter_durable_journal);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
