@@ -69,7 +69,7 @@ LIBBROKER = $(BUILD)/libsecbroker.a
 BINS = $(BUILD)/secbroker $(patsubst clients/%.c,$(BUILD)/%,$(CLIENT_SRC))
 UNIT_BINS = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy test-fuzz fuzz fuzz-protocol-smoke run certs install uninstall deps-build deps-test bench bench-mem bench-tls bench-bridge lab-% format format-check
+.PHONY: all clean test unit test-unit test-asan test-integration test-interop-heavy test-fuzz fuzz fuzz-protocol-smoke run certs install uninstall deps-build deps-test bench bench-mem bench-tls bench-bridge lab-% format format-check ct-check
 
 # The lab dashboard (web/) loads MQTT.js' browser build, copied from npm's
 # node_modules (package-lock.json pins it; `make deps-test` runs npm ci).
@@ -183,6 +183,22 @@ test: deps-test
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory all unit
 	@sh scripts/run-all.sh
+
+# Constant-time check of the bundled build's X25519 (Everest at -O3) under
+# valgrind's memcheck: no branch or address may depend on the secret, and
+# the deliberate leak of `ct_x25519 leak` must be caught (tests/ct).
+ct-check: $(MBEDTLS_DEP)
+ifeq ($(MBEDTLS),bundled)
+	@mkdir -p $(BUILD)/tests
+	$(CC) -O2 -g -o $(BUILD)/tests/ct_x25519 tests/ct/ct_x25519.c $(MBEDTLS_DEP)
+	@valgrind -q --error-exitcode=1 $(BUILD)/tests/ct_x25519 || \
+	    { echo "ct-check: X25519 depends on the secret (see above)"; exit 1; }
+	@if valgrind -q --error-exitcode=1 $(BUILD)/tests/ct_x25519 leak >/dev/null 2>&1; then \
+	    echo "ct-check: memcheck missed the deliberate leak: the check does not work"; exit 1; fi
+	@echo "ct-check: X25519 constant time under memcheck (and the deliberate leak caught)"
+else
+	@echo "ct-check: only for the bundled mbedTLS build (MBEDTLS=bundled)"; exit 1
+endif
 
 # Every C file is formatted by .clang-format; make test fails otherwise.
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find mqtt tls acl ws broker clients tests -name '*.[ch]')
