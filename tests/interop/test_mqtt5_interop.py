@@ -278,8 +278,10 @@ class TestTshark5(InteropCase):
                           "-q", "1", "-D", "publish", "user-property", "lab", "wireshark",
                           "-D", "connect", "session-expiry-interval", "30"])
         self.assertEqual(rc, 0, err)
-        # the broker's FIN after mosquitto_pub's DISCONNECT: the whole session is on disk
-        cap.wait_frames("tcp.srcport == %d && tcp.flags.fin == 1" % b.port)
+        # the broker's PUBACK (first byte 0x40; wait_ready's probe connections
+        # carry no payload, their FINs would match a FIN filter at once): the
+        # CONNECT, CONNACK and PUBLISH before it are on disk
+        cap.wait_frames("tcp.srcport == %d && tcp.len > 0 && tcp.payload[0] == 0x40" % b.port)
         cap.stop()
         p = subprocess.run(["tshark", "-r", pcap, "-d", "tcp.port==%d,mqtt" % b.port, "-Y",
                             "mqtt", "-T", "fields", "-e", "mqtt.msgtype", "-e", "mqtt.ver",
