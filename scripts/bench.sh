@@ -431,6 +431,11 @@ fi
 
 CB_FULL=$(kv "$CB" full_srv_per_s); CB_FULL_US=$(kv "$CB" full_srv_us)
 CB_RES=$(kv "$CB" resumed_srv_per_s); CB_RES_US=$(kv "$CB" resumed_srv_us)
+# the mbedTLS the broker links: the bundled build's header, else the system's
+BROKER_TLS_VER=$(sed -n 's/^#define MBEDTLS_VERSION_STRING *"\(.*\)"/\1/p' \
+    build/mbedtls/src/include/mbedtls/build_info.h /usr/include/mbedtls/build_info.h \
+    /usr/include/mbedtls/version.h 2>/dev/null | head -1)
+[ "$(cat build/mbedtls-kind 2>/dev/null)" = system ] && BROKER_TLS_VER="$(echo "$EC" | tr ' ' '\n' | sed -n 's/^lib=//p') (system)"
 EC_SIGN=$(kv "$EC" ecdsa_sign_per_s); EC_VER=$(kv "$EC" ecdsa_verify_per_s)
 EC_ECDHE=$(kv "$EC" ecdhe_per_s); EC_BOUND=$(kv "$EC" bound_per_s)
 SEC_FULL=$(med secbroker storm-full conn_per_s); SEC_FULL_US=$(med secbroker storm-full broker_us_per_conn)
@@ -453,7 +458,7 @@ better unless the row says otherwise; ratio = secbroker / mosquitto.
 ## Machine
 
 - $NPROC CPU(s): $CPU_MODEL, $MEM RAM
-- kernel: $KERNEL; mbedTLS $(echo "$EC" | tr ' ' '\n' | sed -n 's/^lib=//p'), mosquitto $MOSQ_VER (Debian)
+- kernel: $KERNEL; secbroker built with mbedTLS $BROKER_TLS_VER, mosquitto $MOSQ_VER (Debian; OpenSSL)
 - load average when the run ended: $LOAD (the brokers and secbench share
   the $NPROC cores with whatever else runs: treat differences below ~10% as noise)
 - open-file limit for the brokers: \`ulimit -n\` = $NOFILE
