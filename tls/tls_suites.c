@@ -204,59 +204,74 @@ static int add_suite(int **arr, size_t *n, size_t *cap, int id)
     return 0;
 }
 
+/* The names in list (separated by ':', ',' or ' ') through lookup into arr;
+ * a name lookup does not know is a configuration error naming it, then hint. */
+static int add_named(const char *list, const char *key, int (*lookup)(const char *),
+                     const char *what, const char *hint, int **arr, size_t *n, size_t *cap,
+                     char *err, size_t errlen)
+{
+    char *copy = strdup(list);
+    if (copy == NULL) return TLS_ERR_ALLOC;
+    int rc = TLS_OK;
+    for (char *save = NULL, *t = strtok_r(copy, ":, ", &save); t && rc == TLS_OK;
+         t = strtok_r(NULL, ":, ", &save)) {
+        int id = lookup(t);
+        if (id == 0) {
+            snprintf(err, errlen, "%s: unknown %scipher suite '%s' (%s)", key, what, t, hint);
+            rc = TLS_ERR_CONFIG;
+        } else if (add_suite(arr, n, cap, id) < 0) {
+            rc = TLS_ERR_ALLOC;
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+/* The end both parsers share: an empty list is an error too; on an error
+ * arr is freed and err says why. */
+static int parse_done(int rc, int *arr, size_t n, const char *key, int **out, char *err,
+                      size_t errlen)
+{
+    if (rc == TLS_OK && n == 0) {
+        snprintf(err, errlen, "%s: the list is empty", key);
+        rc = TLS_ERR_CONFIG;
+    }
+    if (rc == TLS_ERR_ALLOC) snprintf(err, errlen, "out of memory");
+    if (rc != TLS_OK) {
+        free(arr);
+        return rc;
+    }
+    *out = arr;
+    return TLS_OK;
+}
+
 /* Builds the 0-terminated id list for mbedtls_ssl_conf_ciphersuites(). */
 int tls_suites_parse(const char *list, const char *key, int min_minor, int **out, char *err,
                      size_t errlen)
 {
     int *arr = NULL;
     size_t n = 0, cap = 0;
+    int rc = TLS_OK;
     *out = NULL;
     if (list == NULL || *list == '\0') {
-        for (int i = 0; default_suites[i]; i++) {
+        for (int i = 0; rc == TLS_OK && default_suites[i]; i++) {
             const mbedtls_ssl_ciphersuite_t *info =
                 mbedtls_ssl_ciphersuite_from_string(default_suites[i]);
-            if (info && add_suite(&arr, &n, &cap, SUITE_ID(info)) < 0) goto oom;
+            if (info && add_suite(&arr, &n, &cap, SUITE_ID(info)) < 0) rc = TLS_ERR_ALLOC;
         }
-        for (int i = 0; min_minor < TLS_V12 && tls11_suites[i]; i++) {
+        for (int i = 0; rc == TLS_OK && min_minor < TLS_V12 && tls11_suites[i]; i++) {
             const mbedtls_ssl_ciphersuite_t *info =
                 mbedtls_ssl_ciphersuite_from_string(tls11_suites[i]);
-            if (info && add_suite(&arr, &n, &cap, SUITE_ID(info)) < 0) goto oom;
+            if (info && add_suite(&arr, &n, &cap, SUITE_ID(info)) < 0) rc = TLS_ERR_ALLOC;
         }
     } else {
-        char *copy = strdup(list);
-        if (copy == NULL) goto oom;
-        for (char *save = NULL, *t = strtok_r(copy, ":, ", &save); t;
-             t = strtok_r(NULL, ":, ", &save)) {
-            int id = suite_lookup(t);
-            if (id == 0) {
-                snprintf(
-                    err, errlen,
-                    "%s: unknown cipher suite '%s' (use names like "
-                    "ECDHE-ECDSA-AES128-GCM-SHA256 or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256; "
-                    "OpenSSL keywords such as HIGH or !aNULL are not supported)",
-                    key, t);
-                free(copy);
-                free(arr);
-                return TLS_ERR_CONFIG;
-            }
-            if (add_suite(&arr, &n, &cap, id) < 0) {
-                free(copy);
-                goto oom;
-            }
-        }
-        free(copy);
+        rc = add_named(list, key, suite_lookup, "",
+                       "use names like ECDHE-ECDSA-AES128-GCM-SHA256 or "
+                       "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256; OpenSSL keywords such as HIGH "
+                       "or !aNULL are not supported",
+                       &arr, &n, &cap, err, errlen);
     }
-    if (n == 0) {
-        snprintf(err, errlen, "%s: the list is empty", key);
-        free(arr);
-        return TLS_ERR_CONFIG;
-    }
-    *out = arr;
-    return TLS_OK;
-oom:
-    free(arr);
-    snprintf(err, errlen, "out of memory");
-    return TLS_ERR_ALLOC;
+    return parse_done(rc, arr, n, key, out, err, errlen);
 }
 
 /* TLS 1.3 suites (ciphers_tls1.3): a ':'-separated list of IANA names,
@@ -266,46 +281,20 @@ int tls_suites13_parse(const char *list, const char *key, int **out, char *err, 
     static const int defaults[] = {0x1301, 0x1302, 0x1303, 0};
     int *arr = NULL;
     size_t n = 0, cap = 0;
+    int rc = TLS_OK;
     *out = NULL;
     if (list == NULL || *list == '\0') {
-        for (int i = 0; defaults[i]; i++)
+        for (int i = 0; rc == TLS_OK && defaults[i]; i++)
             if (mbedtls_ssl_ciphersuite_from_id(defaults[i]) &&
                 add_suite(&arr, &n, &cap, defaults[i]) < 0)
-                goto oom;
+                rc = TLS_ERR_ALLOC;
     } else {
-        char *copy = strdup(list);
-        if (copy == NULL) goto oom;
-        for (char *save = NULL, *t = strtok_r(copy, ":, ", &save); t;
-             t = strtok_r(NULL, ":, ", &save)) {
-            int id = suite13_lookup(t);
-            if (id == 0) {
-                snprintf(err, errlen,
-                         "%s: unknown TLS 1.3 cipher suite '%s' (this build has "
-                         "TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, "
-                         "TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_CCM_SHA256)",
-                         key, t);
-                free(copy);
-                free(arr);
-                return TLS_ERR_CONFIG;
-            }
-            if (add_suite(&arr, &n, &cap, id) < 0) {
-                free(copy);
-                goto oom;
-            }
-        }
-        free(copy);
+        rc = add_named(list, key, suite13_lookup, "TLS 1.3 ",
+                       "this build has TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, "
+                       "TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_CCM_SHA256",
+                       &arr, &n, &cap, err, errlen);
     }
-    if (n == 0) {
-        snprintf(err, errlen, "%s: the list is empty", key);
-        free(arr);
-        return TLS_ERR_CONFIG;
-    }
-    *out = arr;
-    return TLS_OK;
-oom:
-    free(arr);
-    snprintf(err, errlen, "out of memory");
-    return TLS_ERR_ALLOC;
+    return parse_done(rc, arr, n, key, out, err, errlen);
 }
 
 /* a then b, 0-terminated (NULL when out of memory); either may be NULL. */
