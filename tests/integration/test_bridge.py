@@ -140,6 +140,21 @@ class BridgeCase(unittest.TestCase):
                          (topic, payload, qos, retain), "received %r" % (m,))
         return m
 
+    def oversize_skipped(self, remote_conf, extra, big, why):
+        """A bridge (max_inflight_messages 1) toward a remote started with
+        remote_conf: a QoS 1 message of `big` bytes is not sent, `why` is
+        logged, and the window moves on to the next message."""
+        remote = start_broker(self, remote_conf)
+        local = self.local("max_inflight_messages 1\n" +
+                           bridge_conf(remote.port, ["m/# out 1"], extra=[extra]))
+        self.up(local, remote, subscribes=False)
+        rs, lp = connect(self, remote), connect(self, local)
+        subscribe(rs, [("m/#", 1)])
+        publish(lp, "m/big", b"x" * big, qos=1)
+        publish(lp, "m/small", b"s", qos=1)
+        self.expect(rs, "m/small", b"s", 1)
+        wait_log_line(self, local, "'m/big'", why)
+
 
 class TestBridgeMosquitto(BridgeCase):
     """secbroker bridging to Debian's mosquitto."""
@@ -541,17 +556,8 @@ class TestBridgeSecbroker(BridgeCase):
     def test_bridge_max_packet_size(self):
         """A message over bridge_max_packet_size is not sent (logged); a QoS 1
         one is acknowledged by the bridge, so the window (1 here) moves on."""
-        remote = start_broker(self, "")
-        local = self.local("max_inflight_messages 1\n" +
-                           bridge_conf(remote.port, ["m/# out 1"],
-                                       extra=["bridge_max_packet_size 100"]))
-        self.up(local, remote, subscribes=False)
-        rs, lp = connect(self, remote), connect(self, local)
-        subscribe(rs, [("m/#", 1)])
-        publish(lp, "m/big", b"x" * 200, qos=1)
-        publish(lp, "m/small", b"s", qos=1)
-        self.expect(rs, "m/small", b"s", 1)
-        wait_log_line(self, local, "'m/big'", "over bridge_max_packet_size 100")
+        self.oversize_skipped("", "bridge_max_packet_size 100", 200,
+                              "over bridge_max_packet_size 100")
 
     def test_try_private_falls_back_on_connack_1(self):
         """try_private: level 4 | 0x80 first; after CONNACK 1 at once level 4.
@@ -711,17 +717,8 @@ class TestBridgeV5(BridgeCase):
         """The remote's Maximum Packet Size (CONNACK): a larger message is not
         sent (logged); QoS 1 ones are acknowledged by the bridge, so the
         window (1 here) moves on."""
-        remote = start_broker(self, "max_packet_size 200\n")
-        local = self.local("max_inflight_messages 1\n" +
-                           bridge_conf(remote.port, ["m/# out 1"],
-                                       extra=["bridge_protocol_version mqttv50"]))
-        self.up(local, remote, subscribes=False)
-        rs, lp = connect(self, remote), connect(self, local)
-        subscribe(rs, [("m/#", 1)])
-        publish(lp, "m/big", b"x" * 300, qos=1)
-        publish(lp, "m/small", b"s", qos=1)
-        self.expect(rs, "m/small", b"s", 1)
-        wait_log_line(self, local, "'m/big'", "over the remote's Maximum Packet Size 200")
+        self.oversize_skipped("max_packet_size 200\n", "bridge_protocol_version mqttv50", 300,
+                              "over the remote's Maximum Packet Size 200")
 
     def maximum_qos(self, max_qos, qos):
         remote = MaxQosStub(max_qos)
