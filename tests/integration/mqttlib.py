@@ -439,6 +439,18 @@ def run(argv, stdin=None, timeout=WAIT, env=None, text=False):
     return p.returncode, out, p.stderr.decode(errors="replace")
 
 
+def stop_process(p, timeout=WAIT):
+    """SIGTERM a Popen still running, wait; SIGKILL if it has not exited by
+    timeout (an addCleanup for processes the test started itself)."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def is_debug_line(line):
     """-d lines of secsub and mosquitto_sub (payloads in tests never look so)."""
     return line.startswith(b"Client ") or line.startswith(b"Subscribed (mid")

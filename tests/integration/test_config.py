@@ -12,7 +12,7 @@ import tempfile
 import unittest
 
 from mqttlib import (BINARY, REFERENCE, WAIT, assert_closed, connect, free_port, publish,
-                     recv_publish, start_broker, subscribe, uid, wait_port)
+                     recv_publish, start_broker, stop_process, subscribe, uid, wait_port)
 
 
 def run(args, timeout=WAIT):
@@ -210,23 +210,14 @@ log_type debug
         self.addCleanup(out.close)
         self.addCleanup(err.close)
         p = subprocess.Popen([BINARY, "-c", path], stdout=out, stderr=err, cwd=d)
-
-        def stop():
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=WAIT)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        self.addCleanup(stop)
+        self.addCleanup(stop_process, p)
         self.assertTrue(wait_port(port), "broker did not listen")
 
         class B:  # enough of Broker for connect()
             pass
         b = B()
         b.port = port
-        return p, b, d, stop
+        return p, b, d, lambda: stop_process(p)
 
     def read(self, d, name):
         path = os.path.join(d, name)

@@ -16,7 +16,7 @@ import unittest
 
 from mqttlib import (BINARY, REFERENCE, WAIT, assert_closed, connect, connect_packet, free_port,
                      log_offset, make_password_file, publish, recv_publish, start_broker,
-                     subscribe, uid, wait_log_line, wait_port)
+                     stop_process, subscribe, uid, wait_log_line, wait_port)
 from tlslib import (BROKER_TLS13, TLSClient, client_context, handshake_failure, make_certs,
                     s_client, tls_block)
 
@@ -75,16 +75,7 @@ class TempDirCase(unittest.TestCase):
         self.addCleanup(out.close)
         self.addCleanup(err.close)
         p = subprocess.Popen([BINARY] + args, stdout=out, stderr=err, cwd=self.dir)
-
-        def stop():
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=WAIT)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        self.addCleanup(stop)
+        self.addCleanup(stop_process, p)
         self.assertTrue(wait_port(port), "broker did not listen on %d:\n%s" % (
             port, read(os.path.join(self.dir, "err"))))
         return p
